@@ -1,0 +1,80 @@
+"""RingsyncConsole: the operator TUI's App. Short on purpose.
+
+The status source is injected (a ClusterClient in real use, a fake in
+tests). A worker polls every node about once a second and posts
+StatusRefreshed; the ring screen draws it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from console.messages import StatusRefreshed
+from console.screens.ring import RingScreen
+from console.source import StatusSource
+from ringsync.config import ClusterConfig
+
+log = logging.getLogger(__name__)
+
+
+class RingsyncConsole(App[None]):
+    CSS_PATH = "console.tcss"
+    TITLE = "ringsync console"
+    BINDINGS = [
+        Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        source: StatusSource,
+        cluster: ClusterConfig,
+        poll_seconds: float = 1.0,
+        subtitle: str = "",
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.cluster = cluster
+        self.poll_seconds = poll_seconds
+        self.sub_title = subtitle or f"cluster {cluster.name}"
+        self.refreshes = 0
+
+    def on_mount(self) -> None:
+        self.push_screen(RingScreen(self.cluster.ring, self.cluster.tables))
+        self.poll_status()
+
+    @work(exclusive=True, group="status")
+    async def poll_status(self) -> None:
+        while True:
+            try:
+                replies = await self.source.status_all()
+            except Exception:  # keep polling; the screen shows nodes as down
+                log.exception("status poll failed")
+                replies = []
+            self.post_message(StatusRefreshed(replies))
+            await asyncio.sleep(self.poll_seconds)
+
+    def on_status_refreshed(self, message: StatusRefreshed) -> None:
+        self.refreshes += 1
+        if isinstance(self.screen, RingScreen) and message.replies:
+            self.screen.show(message.replies)
+
+    async def action_quit(self) -> None:
+        await self.source.close()
+        self.exit()
+
+
+def run_console(cluster: ClusterConfig, subtitle: str = "") -> int:
+    from ringsync.client import ClusterClient
+
+    log_path = Path(cluster.path).parent / "console.log"
+    logging.basicConfig(filename=log_path, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    RingsyncConsole(ClusterClient(cluster), cluster, subtitle=subtitle).run()
+    return 0

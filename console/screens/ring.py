@@ -1,0 +1,88 @@
+"""The ring screen: the ring picture, lag over time, links and nodes tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from console.widgets.lag_chart import LagChart
+from console.widgets.ring_diagram import RingDiagram
+from ringsync.client import NodeReply
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}"
+        n //= 1024
+    return f"{n} TiB"
+
+
+class RingScreen(Screen[None]):
+    def __init__(self, ring: Sequence[str], tables: Sequence[str]) -> None:
+        super().__init__(name="ring")
+        self.ring = list(ring)
+        self.tables = list(tables)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll():
+            yield RingDiagram(self.ring, id="ring")
+            yield LagChart(self.ring, id="lag")
+            yield DataTable(id="links", cursor_type="row", zebra_stripes=True)
+            yield DataTable(id="nodes", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="agreement")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        links = self.query_one("#links", DataTable)
+        links.border_title = "links"
+        links.add_columns("link", "state", "lag tx", "lag s", "tx/s", "rows/s", "error")
+        nodes = self.query_one("#nodes", DataTable)
+        nodes.border_title = "campuses"
+        nodes.add_columns("campus", "state", "engine", "journal", "journal size",
+                          *self.tables, "error")
+
+    def show(self, replies: Sequence[NodeReply]) -> None:
+        self.query_one(RingDiagram).show(replies)
+        self.query_one(LagChart).add_sample(replies)
+        links = self.query_one("#links", DataTable)
+        links.clear()
+        for r in replies:
+            if r.status is None:
+                continue
+            for link in r.status.links:
+                if link.state == "standby":
+                    continue
+                links.add_row(
+                    f"{r.campus} → {link.to}", link.state, str(link.lag_transactions),
+                    f"{link.lag_seconds:.2f}", f"{link.txns_per_second:.1f}",
+                    f"{link.rows_per_second:.1f}", link.error[:60],
+                )
+        nodes = self.query_one("#nodes", DataTable)
+        nodes.clear()
+        counts = []
+        for r in replies:
+            s = r.status
+            if s is None:
+                nodes.add_row(r.campus, "DOWN", "-", "-", "-", *("-" for _ in self.tables),
+                              (r.error or "")[:60])
+                continue
+            row_counts = [s.row_counts.get(t, 0) for t in self.tables]
+            counts.append(tuple(row_counts))
+            nodes.add_row(
+                r.campus, "up" if s.database_healthy else "db error", s.engine,
+                str(s.journal_transactions), _size(s.journal_bytes),
+                *(str(c) for c in row_counts), s.database_error[:60],
+            )
+        agreement = self.query_one("#agreement", Static)
+        if len(counts) == len(replies) and len(set(counts)) == 1:
+            agreement.update("[green]row counts agree on every campus[/]")
+        elif len(counts) < len(replies):
+            agreement.update("[red]some campuses are unreachable[/]")
+        else:
+            agreement.update("[yellow]row counts differ (changes in flight)[/]")

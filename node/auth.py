@@ -1,0 +1,124 @@
+"""Who may call what: the node's authorization policy, enforced on every RPC.
+
+TLS (with client certificates required) already refused plaintext clients,
+certificates from another CA and expired certificates. This interceptor
+reads the caller's role and name from its certificate (ringsync.pki) and
+checks them against a per-method policy. Anything not listed is denied.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from ringsync.pki import Identity, identity_from_pem
+
+log = logging.getLogger(__name__)
+
+ANY_ROLE = frozenset({"node", "operator", "viewer"})
+READERS = ANY_ROLE
+NODES = frozenset({"node"})
+
+# Method prefix -> roles allowed. Longest match wins.
+POLICY: dict[str, frozenset[str]] = {
+    "/ringsync.v1.Replication/": NODES,
+    "/ringsync.v1.Control/GetStatus": READERS,
+    "/ringsync.v1.Control/WatchStatus": READERS,
+    "/ringsync.v1.Control/Checksum": READERS,
+    "/grpc.health.v1.Health/": ANY_ROLE,
+    "/grpc.reflection.v1alpha.ServerReflection/": ANY_ROLE,
+    "/grpc.reflection.v1.ServerReflection/": ANY_ROLE,
+}
+
+
+def peer_identity(context: grpc.aio.ServicerContext) -> Identity | None:
+    pems = context.auth_context().get("x509_pem_cert")
+    if not pems:
+        return None
+    return identity_from_pem(pems[0])
+
+
+def decide(method: str, identity: Identity | None, ring: tuple[str, ...]) -> str | None:
+    """None if allowed, else the reason for refusing."""
+    if identity is None:
+        return "the client certificate carries no ringsync identity"
+    matches = [p for p in POLICY if method.startswith(p)]
+    if not matches:
+        return f"{method} is not open to any caller"
+    allowed = POLICY[max(matches, key=len)]
+    if identity.role not in allowed:
+        return (
+            f"{identity} may not call {method}; it needs a certificate with role "
+            f"{' or '.join(sorted(allowed))}"
+        )
+    if identity.role == "node" and identity.name not in ring:
+        return f"campus {identity.name!r} is not in this cluster's ring"
+    return None
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, ring: tuple[str, ...]) -> None:
+        self.ring = ring
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        method = details.method
+        ring = self.ring
+
+        async def check(context: grpc.aio.ServicerContext) -> None:
+            reason = decide(method, peer_identity(context), ring)
+            if reason is not None:
+                log.warning("denied %s from %s: %s", method, context.peer(), reason)
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
+
+        return _wrap(handler, check)
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler,
+    check: Callable[[grpc.aio.ServicerContext], Awaitable[None]],
+) -> grpc.RpcMethodHandler:
+    kinds = (
+        ("unary_unary", grpc.unary_unary_rpc_method_handler),
+        ("unary_stream", grpc.unary_stream_rpc_method_handler),
+        ("stream_unary", grpc.stream_unary_rpc_method_handler),
+        ("stream_stream", grpc.stream_stream_rpc_method_handler),
+    )
+    for attr, factory in kinds:
+        behavior = getattr(handler, attr)
+        if behavior is None:
+            continue
+        if inspect.isasyncgenfunction(behavior):
+
+            async def gen_inner(request: Any, context: Any, _b: Any = behavior) -> Any:
+                await check(context)
+                async for item in _b(request, context):
+                    yield item
+
+            inner: Any = gen_inner
+        else:
+
+            async def plain_inner(request: Any, context: Any, _b: Any = behavior) -> Any:
+                await check(context)
+                result = _b(request, context)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
+
+            inner = plain_inner
+        return factory(
+            inner,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler

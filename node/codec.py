@@ -1,0 +1,178 @@
+"""Mapping between domain changes (node.model) and wire frames (TxnFrame).
+
+This is the only place that knows both the canonical Python values and the
+protobuf Value kinds. It also defines the canonical row digest used by
+checksums, so that equal rows hash equally on every engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from node.model import Change, Json, Op, TableShape
+from ringsync.errors import ProtocolError
+from ringsync.v1 import values_pb2 as pb
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+EPOCH_DATE = dt.date(1970, 1, 1)
+_OP_TO_PB = {
+    Op.INSERT: pb.RowChange.INSERT,
+    Op.UPDATE: pb.RowChange.UPDATE,
+    Op.DELETE: pb.RowChange.DELETE,
+}
+_PB_TO_OP = {v: k for k, v in _OP_TO_PB.items()}
+
+
+def to_value(v: Any, out: pb.Value) -> None:
+    """Fill ``out`` with the canonical encoding of a Python value."""
+    if v is None:
+        out.is_null = True
+    elif isinstance(v, bool):
+        out.bool_value = v
+    elif isinstance(v, int):
+        out.int_value = v
+    elif isinstance(v, float):
+        out.float_value = v
+    elif isinstance(v, str):
+        out.text_value = v
+    elif isinstance(v, bytes | bytearray | memoryview):
+        out.bytes_value = bytes(v)
+    elif isinstance(v, Decimal):
+        out.decimal_value = str(v)
+    elif isinstance(v, dt.datetime):
+        if v.tzinfo is None:
+            raise ValueError("naive datetime; engines must produce UTC-aware timestamps")
+        delta = v - EPOCH
+        out.timestamp_micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    elif isinstance(v, dt.date):
+        out.date_days = (v - EPOCH_DATE).days
+    elif isinstance(v, uuid.UUID):
+        out.uuid_value = v.bytes
+    elif isinstance(v, Json):
+        out.json_value = v.text
+    else:
+        raise ValueError(f"cannot replicate a value of type {type(v).__name__}")
+
+
+def from_value(value: pb.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind is None or kind == "is_null":
+        return None
+    if kind == "timestamp_micros":
+        return EPOCH + dt.timedelta(microseconds=value.timestamp_micros)
+    if kind == "date_days":
+        return EPOCH_DATE + dt.timedelta(days=value.date_days)
+    if kind == "decimal_value":
+        return Decimal(value.decimal_value)
+    if kind == "uuid_value":
+        if len(value.uuid_value) != 16:
+            raise ProtocolError("uuid value is not 16 bytes")
+        return uuid.UUID(bytes=value.uuid_value)
+    if kind == "json_value":
+        return Json(value.json_value)
+    return getattr(value, kind)
+
+
+def _fill(row: Sequence[Any], out: Any) -> None:
+    for v in row:
+        to_value(v, out.add())
+
+
+def build_frame(
+    origin: str,
+    seq: int,
+    chunk: int,
+    final: bool,
+    commit_time: float,
+    changes: Iterable[Change],
+    shapes: dict[str, TableShape],
+) -> pb.TxnFrame:
+    frame = pb.TxnFrame(origin=origin, seq=seq, chunk=chunk, final=final, commit_time=commit_time)
+    table_index: dict[str, int] = {}
+    for change in changes:
+        idx = table_index.get(change.table)
+        if idx is None:
+            shape = shapes[change.table]
+            idx = table_index[change.table] = len(frame.tables)
+            frame.tables.add(name=shape.name, columns=shape.columns, key_indexes=shape.key_indexes)
+        rc = frame.changes.add(table_index=idx, op=_OP_TO_PB[change.op])
+        if change.new is not None:
+            _fill(change.new, rc.new_values)
+        if change.old is not None:
+            _fill(change.old, rc.old_values)
+    return frame
+
+
+def check_frame(frame: pb.TxnFrame, known_tables: Iterable[str] | None = None) -> None:
+    """Reject a structurally invalid frame from a peer (ProtocolError)."""
+    if not frame.origin or frame.seq < 1:
+        raise ProtocolError(f"frame without origin or with seq {frame.seq}")
+    allowed = set(known_tables) if known_tables is not None else None
+    for t in frame.tables:
+        if allowed is not None and t.name not in allowed:
+            raise ProtocolError(f"frame {frame.origin}/{frame.seq} names unknown table {t.name!r}")
+        if not t.key_indexes or any(i >= len(t.columns) for i in t.key_indexes):
+            raise ProtocolError(f"frame {frame.origin}/{frame.seq}: bad key for table {t.name!r}")
+    for c in frame.changes:
+        if c.table_index >= len(frame.tables):
+            raise ProtocolError(f"frame {frame.origin}/{frame.seq}: change names no table")
+        width = len(frame.tables[c.table_index].columns)
+        if c.op == pb.RowChange.INSERT:
+            ok = len(c.new_values) == width and not c.old_values
+        elif c.op == pb.RowChange.UPDATE:
+            ok = len(c.new_values) == width and len(c.old_values) == width
+        elif c.op == pb.RowChange.DELETE:
+            ok = len(c.old_values) == width and not c.new_values
+        else:
+            ok = False
+        if not ok:
+            raise ProtocolError(f"frame {frame.origin}/{frame.seq}: malformed {c.op} change")
+
+
+def decode_changes(frame: pb.TxnFrame) -> tuple[list[TableShape], list[Change]]:
+    shapes = [TableShape(t.name, tuple(t.columns), tuple(t.key_indexes)) for t in frame.tables]
+    changes = []
+    for c in frame.changes:
+        changes.append(
+            Change(
+                table=shapes[c.table_index].name,
+                op=_PB_TO_OP[c.op],
+                new=tuple(from_value(v) for v in c.new_values) if c.new_values else None,
+                old=tuple(from_value(v) for v in c.old_values) if c.old_values else None,
+            )
+        )
+    return shapes, changes
+
+
+class RowSetDigest:
+    """An order-independent digest of a set of rows.
+
+    Each row's canonical encoding is hashed with SHA-256 and the hashes are
+    summed modulo 2**256, so engines may scan in any order (their collations
+    differ) and equal row sets still give equal digests.
+    """
+
+    __slots__ = ("rows", "_acc")
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self._acc = 0
+
+    def add(self, row: Sequence[Any]) -> None:
+        h = hashlib.sha256()
+        for v in row:
+            value = pb.Value()
+            to_value(v, value)
+            data = value.SerializeToString(deterministic=True)
+            h.update(len(data).to_bytes(4, "big"))
+            h.update(data)
+        self._acc = (self._acc + int.from_bytes(h.digest(), "big")) % (1 << 256)
+        self.rows += 1
+
+    def hexdigest(self) -> str:
+        return self._acc.to_bytes(32, "big").hex()

@@ -1,0 +1,1 @@
+"""Campus database engines behind one Protocol (node.engines.base.Engine)."""

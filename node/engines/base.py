@@ -1,0 +1,60 @@
+"""The contract every campus database engine fulfils.
+
+An engine captures the campus's own committed transactions, applies foreign
+transactions atomically while recording the applied vector in the same
+database transaction, and answers health, counting and checksum questions.
+Engines are synchronous; the node runs each on its own worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from node.model import CapturedChunk, Change, TableShape
+
+
+class ApplySession(Protocol):
+    """One database transaction applying one or more foreign transactions."""
+
+    def apply(self, changes: Iterable[Change]) -> None: ...
+
+    def advance(self, origin: str, seq: int) -> None:
+        """Record that (origin, seq) is applied, in this same transaction."""
+
+
+class Engine(Protocol):
+    name: str
+
+    @property
+    def description(self) -> str:
+        """Where the data lives (a file path or DSN), for status and the demo."""
+
+    def open(self) -> None:
+        """Connect, validate the replicated tables and install capture."""
+
+    def close(self) -> None: ...
+
+    def shapes(self) -> Mapping[str, TableShape]:
+        """The replicated tables' shapes, as validated at open."""
+
+    def capture(self, position: int, max_changes: int) -> list[CapturedChunk]:
+        """Committed local changes after ``position``, oldest first."""
+
+    def release(self, position: int) -> None:
+        """Forget captured changes up to ``position`` (they are journaled)."""
+
+    def apply_session(self) -> AbstractContextManager[ApplySession]:
+        """Begin a transaction; commit on normal exit, roll back on error."""
+
+    def applied_vector(self) -> dict[str, int]: ...
+
+    def check_health(self) -> None:
+        """Raise EngineError if the database cannot serve."""
+
+    def row_counts(self) -> dict[str, int]: ...
+
+    def checksums(self, tables: list[str]) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
+        """Per table (row count, order-independent digest), and the applied
+        vector, all read from one consistent snapshot."""

@@ -1,0 +1,440 @@
+"""SQLite campus engine: trigger capture into a change log, batched apply.
+
+Capture. Triggers on every replicated table append to ``_rs_log`` (one row
+per changed row, in commit order) and store the old and new images in
+``_rs_img_<table>``, inside the application's own transaction. SQLite has no
+transaction id, so the triggers number transactions themselves: the first
+change after the node's last capture bumps ``_rs_state.tx`` and clears
+``claimed``; capture reads under ``BEGIN IMMEDIATE`` (so no writer is half
+way through) and sets ``claimed`` again. A captured transaction is therefore
+one or more consecutive committed application transactions, never a part of
+one. ``AUTOINCREMENT`` keeps log ids from ever being reused after release.
+
+Apply. Foreign changes are applied with ``_rs_state.applying = 1`` set inside
+the same transaction, so the triggers skip them: applied rows are never
+re-captured as local. The applied vector (``_rs_applied``) is written in the
+same transaction as the rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from node.codec import RowSetDigest
+from node.model import CapturedChunk, Change, Json, Op, TableShape
+from ringsync.errors import EngineError, SchemaError
+
+log = logging.getLogger(__name__)
+
+INTERNAL_DDL = """
+CREATE TABLE IF NOT EXISTS _rs_state(
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    tx INTEGER NOT NULL,
+    claimed INTEGER NOT NULL,
+    applying INTEGER NOT NULL,
+    fenced INTEGER NOT NULL DEFAULT 0
+);
+INSERT OR IGNORE INTO _rs_state(id, tx, claimed, applying) VALUES (1, 0, 1, 0);
+CREATE TABLE IF NOT EXISTS _rs_log(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tx INTEGER NOT NULL,
+    tbl TEXT NOT NULL,
+    op TEXT NOT NULL,
+    ts REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _rs_applied(origin TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS _rs_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_UNIX_NOW = "(julianday('now') - 2440587.5) * 86400.0"
+
+
+def q(name: str) -> str:
+    """Quote an SQLite identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _to_sqlite(v: Any) -> Any:
+    if v is None or isinstance(v, int | float | str | bytes):
+        return v
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, dt.datetime):
+        return v.astimezone(dt.UTC).isoformat()
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, Json):
+        return v.text
+    raise EngineError(f"SQLite cannot store a value of type {type(v).__name__}")
+
+
+class _SQLiteApplySession:
+    def __init__(self, engine: SQLiteEngine) -> None:
+        self._engine = engine
+        self._conn = engine.conn
+
+    def apply(self, changes: Iterable[Change]) -> None:
+        run: list[Change] = []
+        for change in changes:
+            if run and (run[0].table != change.table or run[0].op != change.op):
+                self._apply_run(run)
+                run = []
+            run.append(change)
+        if run:
+            self._apply_run(run)
+
+    def _apply_run(self, run: list[Change]) -> None:
+        shape = self._engine.shape_of(run[0].table)
+        op = run[0].op
+        if op is Op.DELETE:
+            self._conn.executemany(
+                self._engine.delete_sql(shape),
+                [tuple(_to_sqlite(v) for v in shape.key_of(c.old or ())) for c in run],
+            )
+            return
+        if op is Op.UPDATE:
+            moved = [c for c in run if c.old is not None and c.new is not None
+                     and shape.key_of(c.old) != shape.key_of(c.new)]
+            if moved:
+                self._conn.executemany(
+                    self._engine.delete_sql(shape),
+                    [tuple(_to_sqlite(v) for v in shape.key_of(c.old or ())) for c in moved],
+                )
+        self._conn.executemany(
+            self._engine.upsert_sql(shape),
+            [tuple(_to_sqlite(v) for v in (c.new or ())) for c in run],
+        )
+
+    def advance(self, origin: str, seq: int) -> None:
+        self._conn.execute(
+            "INSERT INTO _rs_applied(origin, seq) VALUES (?, ?) "
+            "ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq",
+            (origin, seq),
+        )
+
+
+class SQLiteEngine:
+    name = "sqlite"
+
+    def __init__(self, path: Path, tables: tuple[str, ...], campus: str) -> None:
+        self.path = path
+        self.tables = tables
+        self.campus = campus
+        self._conn: sqlite3.Connection | None = None
+        self._shapes: dict[str, TableShape] = {}
+        self._released = 0
+        self._seen_version: int | None = None
+        self._backlog = False
+        self._sql_cache: dict[tuple[str, str], str] = {}
+
+    @property
+    def description(self) -> str:
+        return str(self.path)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise EngineError("the SQLite engine is not open")
+        return self._conn
+
+    # -- lifecycle -------------------------------------------------------
+
+    def open(self) -> None:
+        if not self.path.exists():
+            raise EngineError(
+                f"SQLite database {self.path} does not exist; create it with the application "
+                f"schema first (ringsync never creates application tables)"
+            )
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.Error as e:
+            raise EngineError(f"cannot open SQLite database {self.path}: {e}") from e
+        self._conn = conn
+        self._shapes = {t: self._read_shape(t) for t in self.tables}
+        self._install()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _read_shape(self, table: str) -> TableShape:
+        info = self.conn.execute(f"PRAGMA table_info({q(table)})").fetchall()
+        if not info:
+            raise SchemaError(
+                f"table {table!r} is listed in cluster.tables but does not exist in {self.path}; "
+                f"create it with the same schema as the other campuses, or remove it from the list"
+            )
+        columns = tuple(row[1] for row in info)
+        pk = sorted((row[5], i) for i, row in enumerate(info) if row[5] > 0)
+        if not pk:
+            raise SchemaError(
+                f"table {table!r} in {self.path} has no primary key, so its rows cannot be "
+                f"matched across campuses; recreate it with a PRIMARY KEY (SQLite cannot add one "
+                f"with ALTER TABLE) or remove it from cluster.tables"
+            )
+        return TableShape(table, columns, tuple(i for _, i in pk))
+
+    def _install(self) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in INTERNAL_DDL.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT value FROM _rs_meta WHERE key = 'campus'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO _rs_meta(key, value) VALUES ('campus', ?)", (self.campus,)
+                )
+            elif row[0] != self.campus:
+                raise EngineError(
+                    f"{self.path} belongs to campus {row[0]!r}, not {self.campus!r}; "
+                    f"point each node at its own campus database"
+                )
+            for shape in self._shapes.values():
+                self._install_table(shape)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _install_table(self, shape: TableShape) -> None:
+        conn = self.conn
+        img = q(f"_rs_img_{shape.name}")
+        wanted = ["log_id"] + [f"n_{c}" for c in shape.columns] + [f"o_{c}" for c in shape.columns]
+        have = [r[1] for r in conn.execute(f"PRAGMA table_info({img})")]
+        if have and have != wanted:
+            pending = conn.execute(
+                "SELECT count(*) FROM _rs_log WHERE tbl = ?", (shape.name,)
+            ).fetchone()[0]
+            if pending:
+                raise SchemaError(
+                    f"table {shape.name!r} changed columns while {pending} captured changes were "
+                    f"not yet journaled; start the node once with the old schema to drain them"
+                )
+            conn.execute(f"DROP TABLE {img}")
+            have = []
+        if not have:
+            cols = ", ".join(q(c) for c in wanted[1:])
+            conn.execute(f"CREATE TABLE {img}(log_id INTEGER PRIMARY KEY, {cols})")
+        t = q(shape.name)
+        new_cols = ", ".join(q(f"n_{c}") for c in shape.columns)
+        old_cols = ", ".join(q(f"o_{c}") for c in shape.columns)
+        new_vals = ", ".join(f"NEW.{q(c)}" for c in shape.columns)
+        old_vals = ", ".join(f"OLD.{q(c)}" for c in shape.columns)
+        name_lit = "'" + shape.name.replace("'", "''") + "'"
+        bodies = {
+            "INSERT": ("I", f"({new_cols}) VALUES (last_insert_rowid(), {new_vals})"),
+            "UPDATE": (
+                "U",
+                f"({new_cols}, {old_cols}) VALUES (last_insert_rowid(), {new_vals}, {old_vals})",
+            ),
+            "DELETE": ("D", f"({old_cols}) VALUES (last_insert_rowid(), {old_vals})"),
+        }
+        for event, (op, values) in bodies.items():
+            trig = q(f"_rs_{op.lower()}_{shape.name}")
+            cols_values = values.replace("(", "(log_id, ", 1)
+            conn.execute(f"DROP TRIGGER IF EXISTS {trig}")
+            conn.execute(
+                f"CREATE TRIGGER {trig} AFTER {event} ON {t} "
+                f"WHEN (SELECT applying FROM _rs_state WHERE id = 1) = 0 BEGIN "
+                f"UPDATE _rs_state SET tx = tx + 1, claimed = 0 WHERE id = 1 AND claimed = 1; "
+                f"INSERT INTO _rs_log(tx, tbl, op, ts) SELECT tx, {name_lit}, '{op}', {_UNIX_NOW} "
+                f"FROM _rs_state WHERE id = 1; "
+                f"INSERT INTO {img}{cols_values}; "
+                f"END"
+            )
+
+    # -- metadata --------------------------------------------------------
+
+    def shapes(self) -> Mapping[str, TableShape]:
+        return self._shapes
+
+    def shape_of(self, table: str) -> TableShape:
+        try:
+            return self._shapes[table]
+        except KeyError:
+            raise EngineError(
+                f"a change names table {table!r}, which is not replicated at campus "
+                f"{self.campus!r}; make cluster.tables the same everywhere"
+            ) from None
+
+    def _key_where(self, shape: TableShape) -> str:
+        return " AND ".join(f"{q(c)} = ?" for c in shape.key_columns)
+
+    def delete_sql(self, shape: TableShape) -> str:
+        key = (shape.name, "delete")
+        if key not in self._sql_cache:
+            self._sql_cache[key] = f"DELETE FROM {q(shape.name)} WHERE {self._key_where(shape)}"
+        return self._sql_cache[key]
+
+    def upsert_sql(self, shape: TableShape) -> str:
+        key = (shape.name, "upsert")
+        if key not in self._sql_cache:
+            cols = ", ".join(q(c) for c in shape.columns)
+            marks = ", ".join("?" for _ in shape.columns)
+            keys = ", ".join(q(c) for c in shape.key_columns)
+            rest = [c for c in shape.columns if c not in shape.key_columns]
+            action = (
+                "DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in rest)
+                if rest else "DO NOTHING"
+            )
+            self._sql_cache[key] = (
+                f"INSERT INTO {q(shape.name)}({cols}) VALUES ({marks}) ON CONFLICT({keys}) {action}"
+            )
+        return self._sql_cache[key]
+
+    # -- capture ---------------------------------------------------------
+
+    def capture(self, position: int, max_changes: int) -> list[CapturedChunk]:
+        conn = self.conn
+        # data_version moves when another connection commits: a cheap poll
+        # that avoids taking the write lock when nothing happened.
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._seen_version and not self._backlog and position <= self._released:
+            return []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if position > self._released:
+                self._release_locked(position)
+            rows = conn.execute(
+                "SELECT id, tx, tbl, op, ts FROM _rs_log WHERE id > ? ORDER BY id LIMIT ?",
+                (position, max_changes + 1),
+            ).fetchall()
+            self._seen_version = version
+            self._backlog = len(rows) > max_changes
+            if not rows:
+                conn.execute("COMMIT")
+                return []
+            conn.execute("UPDATE _rs_state SET claimed = 1 WHERE id = 1 AND claimed = 0")
+            extra = rows[max_changes] if len(rows) > max_changes else None
+            rows = rows[:max_changes]
+            images = self._read_images(rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        chunks: list[CapturedChunk] = []
+        current_tx = None
+        for log_id, tx, tbl, op, ts in rows:
+            if tx != current_tx:
+                chunks.append(CapturedChunk([], True, ts, log_id))
+                current_tx = tx
+            chunk = chunks[-1]
+            width = len(self._shapes[tbl].columns)
+            image = images[log_id]
+            new, old = image[:width], image[width:]
+            if op == "I":
+                chunk.changes.append(Change(tbl, Op.INSERT, new=new))
+            elif op == "U":
+                chunk.changes.append(Change(tbl, Op.UPDATE, new=new, old=old))
+            else:
+                chunk.changes.append(Change(tbl, Op.DELETE, old=old))
+            chunk.commit_time = max(chunk.commit_time, ts)
+            chunk.position = log_id
+        if extra is not None and extra[1] == current_tx:
+            chunks[-1].final = False
+        return chunks
+
+    def _read_images(self, rows: list[tuple[Any, ...]]) -> dict[int, tuple[Any, ...]]:
+        lo, hi = rows[0][0], rows[-1][0]
+        images: dict[int, tuple[Any, ...]] = {}
+        for tbl in {r[2] for r in rows}:
+            shape = self.shape_of(tbl)
+            cols = [f"n_{c}" for c in shape.columns] + [f"o_{c}" for c in shape.columns]
+            sql = (
+                f"SELECT log_id, {', '.join(q(c) for c in cols)} FROM {q('_rs_img_' + tbl)} "
+                f"WHERE log_id BETWEEN ? AND ?"
+            )
+            for rec in self.conn.execute(sql, (lo, hi)):
+                images[rec[0]] = tuple(rec[1:])
+        missing = [r[0] for r in rows if r[0] not in images]
+        if missing:
+            raise EngineError(f"change log rows {missing[:5]} have no row image in {self.path}")
+        return images
+
+    def release(self, position: int) -> None:
+        if position <= self._released:
+            return
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._release_locked(position)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _release_locked(self, position: int) -> None:
+        self.conn.execute("DELETE FROM _rs_log WHERE id <= ?", (position,))
+        for shape in self._shapes.values():
+            self.conn.execute(
+                f"DELETE FROM {q('_rs_img_' + shape.name)} WHERE log_id <= ?", (position,)
+            )
+        self._released = position
+
+    # -- apply -----------------------------------------------------------
+
+    @contextmanager
+    def apply_session(self) -> Iterator[_SQLiteApplySession]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("UPDATE _rs_state SET applying = 1 WHERE id = 1")
+            yield _SQLiteApplySession(self)
+            conn.execute("UPDATE _rs_state SET applying = 0 WHERE id = 1")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def applied_vector(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT origin, seq FROM _rs_applied").fetchall())
+
+    # -- inspection ------------------------------------------------------
+
+    def check_health(self) -> None:
+        try:
+            self.conn.execute("SELECT count(*) FROM _rs_state").fetchone()
+        except sqlite3.Error as e:
+            raise EngineError(f"SQLite database {self.path} is not readable: {e}") from e
+
+    def row_counts(self) -> dict[str, int]:
+        return {
+            t: self.conn.execute(f"SELECT count(*) FROM {q(t)}").fetchone()[0]
+            for t in self.tables
+        }
+
+    def checksums(self, tables: list[str]) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
+        conn = self.conn
+        conn.execute("BEGIN")  # one read snapshot across every table
+        try:
+            out = {}
+            for table in tables:
+                shape = self.shape_of(table)
+                cols = ", ".join(q(c) for c in shape.columns)
+                digest = RowSetDigest()
+                for row in conn.execute(f"SELECT {cols} FROM {q(table)}"):
+                    digest.add(row)
+                out[table] = (digest.rows, digest.hexdigest())
+            applied = self.applied_vector()
+        finally:
+            conn.execute("COMMIT")
+        return out, applied

@@ -1,0 +1,72 @@
+"""Engine-neutral domain objects for captured and applied changes.
+
+Values are canonical Python values: None, bool, int, decimal.Decimal, float,
+str, bytes, datetime (aware, UTC), date, uuid.UUID or Json. node.codec maps
+them to the wire's Value and back; engines map them to native types.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Op(enum.Enum):
+    INSERT = "I"
+    UPDATE = "U"
+    DELETE = "D"
+
+
+@dataclass(frozen=True, slots=True)
+class Json:
+    """A JSON document as canonical text (sorted keys, no spaces)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TableShape:
+    name: str
+    columns: tuple[str, ...]
+    key_indexes: tuple[int, ...]
+
+    def key_of(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(row[i] for i in self.key_indexes)
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return tuple(self.columns[i] for i in self.key_indexes)
+
+
+@dataclass(slots=True)
+class Change:
+    table: str
+    op: Op
+    new: tuple[Any, ...] | None = None  # INSERT, UPDATE
+    old: tuple[Any, ...] | None = None  # UPDATE, DELETE
+
+
+@dataclass(slots=True)
+class CapturedChunk:
+    """Part or all of one committed local transaction, as capture read it.
+
+    ``final`` is False when the transaction continues in the next chunk.
+    ``position`` is the engine's resume point after this chunk; the journal
+    stores it atomically with the chunk so capture restarts exactly there.
+    """
+
+    changes: list[Change]
+    final: bool
+    commit_time: float
+    position: int
+
+
+@dataclass(slots=True)
+class Txn:
+    """A replicated transaction decoded for apply (possibly one chunk of it)."""
+
+    origin: str
+    seq: int
+    commit_time: float
+    changes: list[Change] = field(default_factory=list)

@@ -1,0 +1,318 @@
+"""The node's durable journal of replicated transaction frames.
+
+Every frame the node captured locally or received from a peer is written
+here (SQLite, WAL, synchronous=FULL: one fsync per appended batch) before it
+is acknowledged, forwarded or applied. Frames stay until every campus in the
+ring is known to hold their transaction (see ``prune``).
+
+Invariants enforced on append, per origin:
+* sequence numbers are gapless: frame (o, s) is accepted only when s is the
+  next sequence, or when it continues the partial transaction s;
+* duplicates (already held) are skipped, so re-delivery is harmless;
+* the vector advances only when a transaction's final frame is stored.
+
+The local capture position is stored in the same transaction as the local
+frames it produced, so a crash never loses or re-journals a capture.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.codec import build_frame
+from node.model import CapturedChunk, TableShape
+from node.replication.vectors import Vector
+from ringsync.errors import JournalError, ProtocolError
+from ringsync.v1 import values_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS frames(
+    pos INTEGER PRIMARY KEY AUTOINCREMENT,
+    origin TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    chunk INTEGER NOT NULL,
+    final INTEGER NOT NULL,
+    commit_time REAL NOT NULL,
+    recv_time REAL NOT NULL,
+    nchanges INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    UNIQUE(origin, seq, chunk)
+);
+CREATE TABLE IF NOT EXISTS heads(
+    origin TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,         -- last complete transaction
+    next_chunk INTEGER NOT NULL   -- chunks already held of transaction seq + 1
+);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(slots=True)
+class Entry:
+    pos: int
+    origin: str
+    seq: int
+    chunk: int
+    final: bool
+    commit_time: float
+    recv_time: float
+    nchanges: int
+    body: bytes
+
+
+class Journal:
+    def __init__(self, path: Path, campus: str) -> None:
+        self.path = path
+        self.campus = campus
+        self._conn: sqlite3.Connection | None = None
+        self._heads: dict[str, int] = {}
+        self._partial: dict[str, int] = {}
+        self.capture_position = 0
+        self.transactions = 0
+        self.bytes = 0
+        self.last_pos = 0
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise JournalError("journal is not open")
+        return self._conn
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(SCHEMA)
+        except sqlite3.Error as e:
+            raise JournalError(
+                f"cannot open the journal {self.path}: {e}; check the data_dir is writable "
+                f"and the disk is not full"
+            ) from e
+        self._conn = conn
+        for origin, seq, next_chunk in conn.execute("SELECT origin, seq, next_chunk FROM heads"):
+            self._heads[origin] = seq
+            if next_chunk:
+                self._partial[origin] = next_chunk
+        row = conn.execute("SELECT value FROM meta WHERE key = 'capture_position'").fetchone()
+        self.capture_position = row[0] if row else 0
+        count, size, last = conn.execute(
+            "SELECT count(*) FILTER (WHERE final), coalesce(sum(length(body)), 0), "
+            "coalesce(max(pos), 0) FROM frames"
+        ).fetchone()
+        self.transactions, self.bytes, self.last_pos = count, size, last
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def vector(self) -> Vector:
+        return dict(self._heads)
+
+    # -- append ----------------------------------------------------------
+
+    def append_local(self, chunks: list[CapturedChunk], shapes: dict[str, TableShape]) -> int:
+        """Journal captured chunks as frames of this campus; return txns completed."""
+        if not chunks:
+            return 0
+        now = time.time()
+        rows = []
+        heads = dict(self._heads)
+        partial = dict(self._partial)
+        completed = 0
+        for chunk in chunks:
+            seq = heads.get(self.campus, 0) + 1
+            index = partial.get(self.campus, 0)
+            frame = build_frame(
+                self.campus, seq, index, chunk.final, chunk.commit_time, chunk.changes, shapes
+            )
+            rows.append((frame, frame.SerializeToString(), now))
+            if chunk.final:
+                heads[self.campus] = seq
+                partial.pop(self.campus, None)
+                completed += 1
+            else:
+                partial[self.campus] = index + 1
+        self._write(rows, heads, partial, capture_position=chunks[-1].position)
+        return completed
+
+    def append_remote(self, frames: Iterable[tuple[pb.TxnFrame, bytes]]) -> int:
+        """Journal frames received from a peer; skip duplicates; return frames stored.
+
+        Raises ProtocolError on a gap, before anything of the batch is stored.
+        """
+        now = time.time()
+        heads = dict(self._heads)
+        partial = dict(self._partial)
+        rows = []
+        for frame, body in frames:
+            origin = frame.origin
+            if origin == self.campus:
+                continue  # our own transactions come back round the ring
+            head = heads.get(origin, 0)
+            expected_chunk = partial.get(origin, 0)
+            if frame.seq <= head or (frame.seq == head + 1 and frame.chunk < expected_chunk):
+                continue
+            if frame.seq != head + 1 or frame.chunk != expected_chunk:
+                raise ProtocolError(
+                    f"gap from origin {origin!r}: got seq {frame.seq} chunk {frame.chunk}, "
+                    f"expected seq {head + 1} chunk {expected_chunk}"
+                )
+            rows.append((frame, body, now))
+            if frame.final:
+                heads[origin] = frame.seq
+                partial.pop(origin, None)
+            else:
+                partial[origin] = expected_chunk + 1
+        if rows:
+            self._write(rows, heads, partial)
+        return len(rows)
+
+    def _write(
+        self,
+        rows: list[tuple[pb.TxnFrame, bytes, float]],
+        heads: dict[str, int],
+        partial: dict[str, int],
+        capture_position: int | None = None,
+    ) -> None:
+        conn = self.conn
+        records = []
+        added_bytes = 0
+        added_txns = 0
+        for frame, body, now in rows:
+            added_bytes += len(body)
+            added_txns += frame.final
+            records.append(
+                (frame.origin, frame.seq, frame.chunk, int(frame.final), frame.commit_time, now,
+                 len(frame.changes), body)
+            )
+        touched = {r[0] for r in records}
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO frames(origin, seq, chunk, final, commit_time, recv_time, nchanges, "
+                "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                records,
+            )
+            conn.executemany(
+                "INSERT INTO heads(origin, seq, next_chunk) VALUES (?, ?, ?) ON CONFLICT(origin) "
+                "DO UPDATE SET seq = excluded.seq, next_chunk = excluded.next_chunk",
+                [(o, heads.get(o, 0), partial.get(o, 0)) for o in touched],
+            )
+            if capture_position is not None:
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('capture_position', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (capture_position,),
+                )
+            last = conn.execute("SELECT max(pos) FROM frames").fetchone()[0]
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            conn.execute("ROLLBACK")
+            raise JournalError(
+                f"cannot write the journal {self.path}: {e}; check free disk space"
+            ) from e
+        self._heads, self._partial = heads, partial
+        if capture_position is not None:
+            self.capture_position = capture_position
+        self.transactions += added_txns
+        self.bytes += added_bytes
+        self.last_pos = last or self.last_pos
+
+    # -- read ------------------------------------------------------------
+
+    def entries_after(self, pos: int, limit: int, max_bytes: int = 1 << 62) -> list[Entry]:
+        out: list[Entry] = []
+        size = 0
+        for row in self.conn.execute(
+            "SELECT pos, origin, seq, chunk, final, commit_time, recv_time, nchanges, body "
+            "FROM frames WHERE pos > ? ORDER BY pos LIMIT ?",
+            (pos, limit),
+        ):
+            entry = Entry(*row[:4], bool(row[4]), *row[5:])
+            if out and size + len(entry.body) > max_bytes:
+                break
+            size += len(entry.body)
+            out.append(entry)
+        return out
+
+    def frames_of(self, origin: str, seq: int) -> list[bytes]:
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT body FROM frames WHERE origin = ? AND seq = ? ORDER BY chunk", (origin, seq)
+            )
+        ]
+
+    def start_pos(self, vector: Vector) -> int:
+        """The journal position after which everything ``vector`` lacks lies.
+
+        Raises JournalError if the journal no longer holds a transaction the
+        vector lacks (it was pruned), which means the receiver needs a re-sync.
+        """
+        start = self.last_pos
+        for origin, head in self._heads.items():
+            have = vector.get(origin, 0)
+            if head <= have:
+                continue
+            row = self.conn.execute(
+                "SELECT min(pos) FROM frames WHERE origin = ? AND seq = ?", (origin, have + 1)
+            ).fetchone()
+            if row[0] is None:
+                raise JournalError(
+                    f"the journal no longer holds {origin}/{have + 1}, which the receiver lacks; "
+                    f"the receiver must be re-synced from a full copy"
+                )
+            start = min(start, row[0] - 1)
+        return start
+
+    def oldest_missing_time(self, vector: Vector) -> float | None:
+        """When the oldest transaction ``vector`` lacks reached this journal."""
+        oldest: float | None = None
+        for origin, head in self._heads.items():
+            have = vector.get(origin, 0)
+            if head <= have:
+                continue
+            row = self.conn.execute(
+                "SELECT min(recv_time) FROM frames WHERE origin = ? AND seq = ?",
+                (origin, have + 1),
+            ).fetchone()
+            if row[0] is not None and (oldest is None or row[0] < oldest):
+                oldest = row[0]
+        return oldest
+
+    # -- prune -----------------------------------------------------------
+
+    def prune(self, everywhere: Vector) -> int:
+        """Delete frames of transactions every campus holds; return txns removed."""
+        removed_txns = 0
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for origin, seq in everywhere.items():
+                if seq <= 0:
+                    continue
+                n, size = conn.execute(
+                    "SELECT count(*) FILTER (WHERE final), coalesce(sum(length(body)), 0) "
+                    "FROM frames WHERE origin = ? AND seq <= ?",
+                    (origin, seq),
+                ).fetchone()
+                if n or size:
+                    conn.execute("DELETE FROM frames WHERE origin = ? AND seq <= ?", (origin, seq))
+                    removed_txns += n
+                    self.bytes -= size
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.transactions -= removed_txns
+        return removed_txns

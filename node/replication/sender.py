@@ -1,0 +1,256 @@
+"""Ring sender: stream journal frames to the ring successor, healing around it.
+
+One sender per node. It dials the first campus after itself in ring order;
+if that campus stays unreachable for ``heal_after_seconds`` it dials the
+next one, and so on, so the ring heals around a dead campus. A probe keeps
+trying the skipped campuses and the sender returns to the successor as soon
+as it answers.
+
+On each connection the receiver first says which transactions it holds
+(its journal vector); the sender walks its journal from the first frame the
+receiver lacks and sends batches of frames, keeping at most ``window``
+batches unacknowledged. Each Ack carries the receiver's journal and applied
+vectors (used for lag and flow control) and what it knows of every other
+campus (used for journal pruning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+
+import grpc
+
+from node.replication import PROTOCOL_VERSION
+from node.replication.vectors import Vector
+from node.runtime import LinkState, NodeRuntime
+from ringsync.client import Credentials, describe_rpc_error
+from ringsync.errors import JournalError
+from ringsync.v1 import replication_pb2 as rpb
+from ringsync.v1 import replication_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+WELCOME_TIMEOUT_SECONDS = 5.0
+# No Ack or heartbeat for this long means the link is dead.
+SILENCE_TIMEOUT_SECONDS = 6.0
+IDLE_WAIT_SECONDS = 0.5
+
+
+class LinkLost(Exception):
+    pass
+
+
+class RingSender:
+    def __init__(self, rt: NodeRuntime, credentials: Credentials) -> None:
+        self.rt = rt
+        self.credentials = credentials
+        self.tuning = rt.config.replication
+        self.successors = rt.config.cluster.successors(rt.campus)
+        for i, peer in enumerate(self.successors):
+            rt.links[peer] = LinkState(to=peer, successor=(i == 0))
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._switch = asyncio.Event()
+        self.target: str | None = None
+
+    def _channel(self, peer: str) -> grpc.aio.Channel:
+        channel = self._channels.get(peer)
+        if channel is None:
+            opts = [
+                ("grpc.max_send_message_length", self.tuning.max_message_bytes),
+                ("grpc.max_receive_message_length", self.tuning.max_message_bytes),
+            ]
+            address = self.rt.config.cluster.address_of(peer)
+            channel = self.credentials.channel(address, peer, opts)
+            self._channels[peer] = channel
+        return channel
+
+    def choose_target(self, now: float) -> str:
+        """The first campus in ring order that is up or not yet given up on."""
+        for peer in self.successors:
+            down = self.rt.links[peer].down_since
+            if down is None or now - down < self.tuning.heal_after_seconds:
+                return peer
+        return self.successors[0]
+
+    async def run(self) -> None:
+        probe = asyncio.create_task(self._probe_loop(), name="ring-probe")
+        backoff = self.tuning.reconnect_min_seconds
+        try:
+            while True:
+                target = self.choose_target(time.monotonic())
+                self.target = target
+                link = self.rt.links[target]
+                self._switch.clear()
+                streamed = False
+                try:
+                    streamed = await self._stream(target, link)
+                except asyncio.CancelledError:
+                    raise
+                except grpc.aio.AioRpcError as e:
+                    self._mark_down(link, describe_rpc_error(e))
+                except (LinkLost, JournalError) as e:
+                    self._mark_down(link, str(e))
+                except Exception as e:
+                    log.exception("link to %s failed unexpectedly", target)
+                    self._mark_down(link, f"{type(e).__name__}: {e}")
+                if streamed:
+                    backoff = self.tuning.reconnect_min_seconds
+                    continue
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, self.tuning.reconnect_max_seconds)
+        finally:
+            probe.cancel()
+            for channel in self._channels.values():
+                await channel.close()
+
+    def _mark_down(self, link: LinkState, error: str) -> None:
+        if link.down_since is None:
+            link.down_since = time.monotonic()
+            log.warning("link %s -> %s down: %s", self.rt.campus, link.to, error)
+        link.state = "down"
+        link.error = error
+
+    async def _probe_loop(self) -> None:
+        """Retry skipped campuses; switch back as soon as a better one answers."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        while True:
+            await asyncio.sleep(self.tuning.probe_interval_seconds)
+            current = self.target
+            for peer in self.successors:
+                if peer == current:
+                    break  # only campuses ahead of the current target matter
+                link = self.rt.links[peer]
+                if link.down_since is None:
+                    continue
+                try:
+                    stub = health_pb2_grpc.HealthStub(self._channel(peer))
+                    reply = await stub.Check(
+                        health_pb2.HealthCheckRequest(service="ringsync.v1.Replication"),
+                        timeout=1.0,
+                    )
+                except grpc.aio.AioRpcError:
+                    continue
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    log.info("%s answers again; returning the ring to it", peer)
+                    link.down_since = None
+                    self._switch.set()
+                    break
+
+    async def _stream(self, target: str, link: LinkState) -> bool:
+        rt = self.rt
+        link.state = "connecting"
+        stub = replication_pb2_grpc.ReplicationStub(self._channel(target))
+        call = stub.Replicate()
+        try:
+            await call.write(
+                rpb.ReplicateRequest(
+                    hello=rpb.Hello(
+                        campus=rt.campus,
+                        cluster=rt.config.cluster.name,
+                        protocol_version=PROTOCOL_VERSION,
+                    )
+                )
+            )
+            first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_SECONDS)
+            if first is grpc.aio.EOF or first.WhichOneof("msg") != "welcome":
+                raise LinkLost(f"{target} did not answer Hello with Welcome")
+            peer_journal = dict(first.welcome.journal.seqs)
+            link.peer_journal = peer_journal
+            rt.learn(target, peer_journal)
+            cursor = await rt.in_journal(rt.journal.start_pos, peer_journal)
+            link.down_since = None
+            link.state = "streaming" if link.successor else "healing"
+            link.error = ""
+            log.info("streaming %s -> %s from journal position %d", rt.campus, target, cursor)
+            await self._pump(call, target, link, cursor, peer_journal)
+            return True
+        finally:
+            call.cancel()
+            if link.state in ("streaming", "healing"):
+                link.state = "idle"
+
+    async def _pump(
+        self, call: grpc.aio.StreamStreamCall, target: str, link: LinkState,
+        cursor: int, peer_journal: Vector,
+    ) -> None:
+        rt = self.rt
+        in_flight: deque[tuple[int, int, int]] = deque()  # (batch_id, txns, rows)
+        window_open = asyncio.Event()
+        window_open.set()
+        batch_id = 0
+
+        async def read_acks() -> None:
+            while True:
+                try:
+                    resp = await asyncio.wait_for(call.read(), SILENCE_TIMEOUT_SECONDS)
+                except TimeoutError:
+                    raise LinkLost(f"no acknowledgement from {target} for "
+                                   f"{SILENCE_TIMEOUT_SECONDS:.0f}s") from None
+                if resp is grpc.aio.EOF:
+                    raise LinkLost(f"{target} closed the stream")
+                ack = resp.ack
+                link.peer_journal = dict(ack.journal.seqs)
+                link.peer_applied = dict(ack.applied.seqs)
+                link.last_ack = time.time()
+                rt.learn(target, link.peer_journal)
+                for campus, vector in ack.known.items():
+                    rt.learn(campus, dict(vector.seqs))
+                while ack.batch_id and in_flight and in_flight[0][0] <= ack.batch_id:
+                    _, txns, rows = in_flight.popleft()
+                    link.txns.add(txns)
+                    link.rows.add(rows)
+                if len(in_flight) < self.tuning.window:
+                    window_open.set()
+
+        reader = asyncio.create_task(read_acks(), name=f"acks-from-{target}")
+        try:
+            while True:
+                if self._switch.is_set():
+                    log.info("leaving %s for a campus earlier in the ring", target)
+                    return
+                if reader.done():
+                    reader.result()  # raises the reader's error
+                    return
+                if len(in_flight) >= self.tuning.window:
+                    window_open.clear()
+                    await self._wait_any(window_open.wait(), reader)
+                    continue
+                ticket = rt.journal_changed.ticket()
+                entries = await rt.in_journal(
+                    rt.journal.entries_after, cursor, self.tuning.batch_max_frames,
+                    self.tuning.batch_max_bytes,
+                )
+                if not entries:
+                    await self._wait_any(rt.journal_changed.wait(ticket, IDLE_WAIT_SECONDS), reader)
+                    continue
+                cursor = entries[-1].pos
+                sent = [
+                    e for e in entries
+                    if e.origin != target and e.seq > peer_journal.get(e.origin, 0)
+                ]
+                if not sent:
+                    continue
+                batch_id += 1
+                frames = [e.body for e in sent]
+                rows = sum(e.nchanges for e in sent)
+                txns = sum(1 for e in sent if e.final)
+                in_flight.append((batch_id, txns, rows))
+                await call.write(
+                    rpb.ReplicateRequest(batch=rpb.Batch(batch_id=batch_id, frames=frames))
+                )
+        finally:
+            reader.cancel()
+
+    async def _wait_any(self, aw: object, reader: asyncio.Task[None]) -> None:
+        waiter = asyncio.ensure_future(aw)  # type: ignore[arg-type]
+        switch = asyncio.ensure_future(self._switch.wait())
+        try:
+            await asyncio.wait({waiter, reader, switch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            switch.cancel()

@@ -1,0 +1,152 @@
+"""NodeService: assemble and run one campus node.
+
+Start-up validates everything before anything runs (certificates, the
+database and its tables, the journal, the listening port), so a bad config
+gives one clear error and nothing starts half way. Then it serves the
+Replication, Control, health and reflection services on one mTLS port and
+runs the capture, apply, ring-sender, prune and monitor loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from node.auth import AuthInterceptor
+from node.engines.factory import make_engine
+from node.replication.applier import Applier
+from node.replication.capture import capture_loop
+from node.replication.journal import Journal
+from node.replication.pruner import prune_loop
+from node.replication.sender import RingSender
+from node.runtime import NodeRuntime
+from node.servicers import ControlServicer, ReplicationServicer
+from node.status import StatusCache, monitor_loop
+from ringsync.client import KEEPALIVE_OPTIONS, Credentials
+from ringsync.config import NodeConfig
+from ringsync.errors import ConfigError, TLSConfigError
+from ringsync.pki import identity_from_pem
+from ringsync.v1 import control_pb2, control_pb2_grpc, replication_pb2, replication_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+REPLICATION_SERVICE = replication_pb2.DESCRIPTOR.services_by_name["Replication"].full_name
+CONTROL_SERVICE = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
+
+
+class NodeService:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.rt: NodeRuntime | None = None
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.cache = StatusCache()
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.port = 0
+
+    def _credentials(self) -> tuple[Credentials, grpc.ServerCredentials]:
+        config = self.config
+        creds = Credentials(config.tls)
+        identity = identity_from_pem(creds.cert)
+        if identity is None or identity.role != "node" or identity.name != config.campus:
+            raise TLSConfigError(
+                f"{config.tls.cert} is for {identity or 'no ringsync identity'}, but this node "
+                f"is campus {config.campus!r}; issue one with "
+                f"`ringsync pki issue --role node --name {config.campus}`"
+            )
+        server_creds = grpc.ssl_server_credentials(
+            [(creds.key, creds.cert)], root_certificates=creds.ca, require_client_auth=True
+        )
+        return creds, server_creds
+
+    async def start(self) -> None:
+        config = self.config
+        client_creds, server_creds = self._credentials()
+        engine = make_engine(config)
+        journal = Journal(config.data_dir / "journal.db", config.campus)
+        rt = NodeRuntime(config, engine, journal)
+        try:
+            await rt.in_engine(engine.open)
+            await rt.in_journal(journal.open)
+            server = grpc.aio.server(
+                interceptors=[AuthInterceptor(config.cluster.ring)],
+                options=[
+                    ("grpc.so_reuseport", 0),
+                    ("grpc.max_receive_message_length", config.replication.max_message_bytes),
+                    ("grpc.max_send_message_length", config.replication.max_message_bytes),
+                    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                    *KEEPALIVE_OPTIONS,
+                ],
+            )
+            replication_pb2_grpc.add_ReplicationServicer_to_server(ReplicationServicer(rt), server)
+            control_pb2_grpc.add_ControlServicer_to_server(ControlServicer(rt, self.cache), server)
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+            reflection.enable_server_reflection(
+                (REPLICATION_SERVICE, CONTROL_SERVICE, health.SERVICE_NAME,
+                 reflection.SERVICE_NAME),
+                server,
+            )
+            try:
+                self.port = server.add_secure_port(config.listen, server_creds)
+            except RuntimeError as e:
+                raise ConfigError(
+                    f"cannot listen on {config.listen}: the port is in use or the address is not "
+                    f"local; stop what holds it or change `listen` in {config.path}"
+                ) from e
+            if not self.port:
+                raise ConfigError(f"cannot listen on {config.listen}; change `listen`")
+            await server.start()
+        except BaseException:
+            await rt.in_engine(engine.close)
+            await rt.in_journal(journal.close)
+            rt.shutdown_threads()
+            raise
+        self.rt, self.server = rt, server
+        sender = RingSender(rt, client_creds)
+        applier = Applier(rt)
+        for name, coro in (
+            ("capture", capture_loop(rt)),
+            ("apply", applier.run()),
+            ("send", sender.run()),
+            ("prune", prune_loop(rt)),
+            ("monitor", monitor_loop(rt, self.cache)),
+            ("health", self._health_loop()),
+        ):
+            self.tasks.append(asyncio.create_task(coro, name=name))
+        log.info(
+            "campus %s serving on %s (engine %s at %s)",
+            config.campus, config.listen, engine.name, engine.description,
+        )
+
+    async def _health_loop(self) -> None:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        while True:
+            status = serving if self.cache.healthy else not_serving
+            await self.health.set("", serving)
+            await self.health.set(REPLICATION_SERVICE, status)
+            await self.health.set(CONTROL_SERVICE, serving)
+            await asyncio.sleep(0.5)
+
+    async def wait(self) -> None:
+        """Run until a loop dies (a bug) or the service is stopped."""
+        done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.server is not None:
+            await self.server.stop(grace=1.0)
+        if self.rt is not None:
+            await self.rt.in_engine(self.rt.engine.close)
+            await self.rt.in_journal(self.rt.journal.close)
+            self.rt.shutdown_threads()

@@ -1,0 +1,127 @@
+"""gRPC servicers: translate messages, call the domain, map errors to status codes.
+
+Kept thin on purpose: replication logic is in node.replication.receiver,
+status in node.status. ``_abort_for`` is the one place that maps domain
+exceptions to gRPC status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from node.auth import peer_identity
+from node.replication.receiver import Receiver
+from node.runtime import NodeRuntime
+from node.status import StatusCache, build_status
+from ringsync.errors import JournalError, PeerRejected, ProtocolError, RingsyncError
+from ringsync.v1 import control_pb2 as cpb
+from ringsync.v1 import control_pb2_grpc, replication_pb2_grpc
+from ringsync.v1 import replication_pb2 as rpb
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 0.5
+ACK_COALESCE_SECONDS = 0.02
+WATCH_INTERVAL_SECONDS = 1.0
+
+
+async def _abort_for(context: grpc.aio.ServicerContext, error: Exception) -> None:
+    if isinstance(error, PeerRejected):
+        code = grpc.StatusCode.PERMISSION_DENIED
+    elif isinstance(error, ProtocolError):
+        code = grpc.StatusCode.INVALID_ARGUMENT
+    elif isinstance(error, JournalError):
+        code = grpc.StatusCode.UNAVAILABLE
+    else:
+        code = grpc.StatusCode.INTERNAL
+    log.warning("rejecting %s from %s: %s", code.name, context.peer(), error)
+    await context.abort(code, str(error))
+
+
+class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
+    def __init__(self, rt: NodeRuntime) -> None:
+        self.rt = rt
+
+    async def Replicate(
+        self, request_iterator: AsyncIterator[rpb.ReplicateRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        identity = peer_identity(context)
+        receiver = Receiver(self.rt, identity.name if identity else "")
+        write_lock = asyncio.Lock()
+
+        async def send(msg: rpb.ReplicateResponse) -> None:
+            async with write_lock:
+                await context.write(msg)
+
+        async def heartbeat() -> None:
+            # Ack again whenever something was applied (so the sender's lag
+            # figure is fresh), and at least every HEARTBEAT_SECONDS.
+            ticket = self.rt.applied_changed.ticket()
+            while True:
+                await self.rt.applied_changed.wait(ticket, HEARTBEAT_SECONDS)
+                ticket = self.rt.applied_changed.ticket()
+                await send(receiver.ack())
+                await asyncio.sleep(ACK_COALESCE_SECONDS)
+
+        beat: asyncio.Task[None] | None = None
+        try:
+            first = await context.read()
+            if first is grpc.aio.EOF:
+                return
+            await send(receiver.welcome(first))
+            beat = asyncio.create_task(heartbeat())
+            while True:
+                request = await context.read()
+                if request is grpc.aio.EOF:
+                    return
+                await send(await receiver.accept(request))
+        except RingsyncError as e:
+            await _abort_for(context, e)
+        finally:
+            if beat is not None:
+                beat.cancel()
+            if receiver.peer:
+                log.info("replication stream from %s closed", receiver.peer)
+
+
+class ControlServicer(control_pb2_grpc.ControlServicer):
+    def __init__(self, rt: NodeRuntime, cache: StatusCache) -> None:
+        self.rt = rt
+        self.cache = cache
+
+    async def GetStatus(
+        self, request: cpb.StatusRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.NodeStatus:
+        return await build_status(self.rt, self.cache)
+
+    async def WatchStatus(
+        self, request: cpb.StatusRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.NodeStatus]:
+        while True:
+            yield await build_status(self.rt, self.cache)
+            await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+
+    async def Checksum(
+        self, request: cpb.ChecksumRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.ChecksumResponse:
+        tables = list(request.tables) or list(self.rt.config.cluster.tables)
+        unknown = [t for t in tables if t not in self.rt.config.cluster.tables]
+        if unknown:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"tables {unknown} are not replicated"
+            )
+
+        try:
+            sums, applied = await self.rt.in_engine(self.rt.engine.checksums, tables)
+        except RingsyncError as e:
+            await _abort_for(context, e)
+            raise
+        out = [cpb.TableChecksum(table=t, rows=n, sha256=d) for t, (n, d) in sums.items()]
+        return cpb.ChecksumResponse(
+            campus=self.rt.campus, tables=out, applied=rpb.Vector(seqs=applied)
+        )

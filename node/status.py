@@ -1,0 +1,92 @@
+"""Status: the node's view of itself and its links, as a NodeStatus message.
+
+Cheap to build: database health and row counts are refreshed by a monitor
+loop into a cache; link lag comes from the last Ack of each link plus one
+indexed journal lookup for the age of the oldest missing transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from node.replication.vectors import lag
+from node.runtime import NodeRuntime
+from ringsync import __version__
+from ringsync.errors import RingsyncError
+from ringsync.v1 import control_pb2 as cpb
+from ringsync.v1 import replication_pb2 as rpb
+
+log = logging.getLogger(__name__)
+
+MONITOR_INTERVAL_SECONDS = 1.0
+
+
+class StatusCache:
+    def __init__(self) -> None:
+        self.healthy = False
+        self.error = "not checked yet"
+        self.row_counts: dict[str, int] = {}
+
+
+async def monitor_loop(rt: NodeRuntime, cache: StatusCache) -> None:
+    def probe() -> dict[str, int]:
+        rt.engine.check_health()
+        return rt.engine.row_counts()
+
+    while True:
+        try:
+            cache.row_counts = await rt.in_engine(probe)
+            cache.healthy, cache.error = True, ""
+        except RingsyncError as e:
+            cache.healthy, cache.error = False, str(e)
+        except Exception as e:  # driver errors: report, keep monitoring
+            cache.healthy, cache.error = False, f"{type(e).__name__}: {e}"
+        await asyncio.sleep(MONITOR_INTERVAL_SECONDS)
+
+
+async def build_status(rt: NodeRuntime, cache: StatusCache) -> cpb.NodeStatus:
+    journal_vector = rt.journal.vector()
+    links = []
+    now = time.time()
+    for link in rt.links.values():
+        behind = lag(journal_vector, link.peer_applied)
+        lag_seconds = 0.0
+        if behind:
+            oldest = await rt.in_journal(rt.journal.oldest_missing_time, link.peer_applied)
+            lag_seconds = max(0.0, now - oldest) if oldest is not None else 0.0
+        state = link.state
+        if state == "idle" and not link.successor:
+            state = "standby"
+        links.append(
+            cpb.LinkStatus(
+                to=link.to,
+                state=state,
+                lag_transactions=behind,
+                lag_seconds=lag_seconds,
+                txns_per_second=link.txns.rate(),
+                rows_per_second=link.rows.rate(),
+                successor=link.successor,
+                error=link.error,
+            )
+        )
+    error = cache.error or rt.database_error or rt.apply_error
+    return cpb.NodeStatus(
+        campus=rt.campus,
+        address=rt.config.listen,
+        engine=rt.engine.name,
+        database=rt.engine.description,
+        database_healthy=cache.healthy and not rt.apply_error,
+        database_error=error,
+        journal_transactions=rt.journal.transactions,
+        journal_bytes=rt.journal.bytes,
+        journal=rpb.Vector(seqs=journal_vector),
+        applied=rpb.Vector(seqs=rt.applied_vector()),
+        links=links,
+        row_counts=cache.row_counts,
+        uptime_seconds=now - rt.started_at,
+        captured_transactions=rt.captured_txns,
+        applied_transactions=rt.applied_txns,
+        version=__version__,
+    )

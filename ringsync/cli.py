@@ -1,0 +1,110 @@
+"""The `ringsync` command: one entry point, subcommands imported lazily.
+
+    ringsync demo      a local multi-campus cluster, workload and console
+    ringsync node      run one campus node
+    ringsync console   the operator TUI
+    ringsync ctl       scripted calls (status, verify) with --json
+    ringsync pki       create a CA and issue node/operator/viewer certificates
+
+This module sits above node and console; it is the only place that knows both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ringsync.errors import RingsyncError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ringsync", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run a local multi-campus cluster with a workload")
+    demo.add_argument("--campuses", type=int, default=4, help="number of campuses (2-8)")
+    demo.add_argument("--data-dir", type=Path, default=None,
+                      help="where configs, certificates and databases go (default: a temp dir)")
+    demo.add_argument("--rate", type=float, default=20.0,
+                      help="workload transactions per second, per campus (default 20)")
+    demo.add_argument("--headless", action="store_true",
+                      help="no console: run, converge, print one JSON report")
+    demo.add_argument("--duration", type=float, default=20.0,
+                      help="headless: seconds of workload (default 20)")
+
+    node = sub.add_parser("node", help="run one campus node")
+    node.add_argument("--config", type=Path, required=True, help="the node's TOML file")
+
+    console = sub.add_parser("console", help="the operator console (TUI)")
+    console.add_argument("--cluster", type=Path, required=True, help="cluster.toml")
+
+    ctl = sub.add_parser("ctl", help="scripted calls to the nodes")
+    ctl.add_argument("--cluster", type=Path, required=True, help="cluster.toml")
+    ctl_sub = ctl.add_subparsers(dest="ctl_command", required=True)
+    for name, text in (("status", "status of every node and link"),
+                       ("verify", "compare table digests across campuses")):
+        c = ctl_sub.add_parser(name, help=text)
+        c.add_argument("--json", action="store_true", help="print JSON")
+
+    pki = sub.add_parser("pki", help="certificate authority and certificates")
+    pki_sub = pki.add_subparsers(dest="pki_command", required=True)
+    init = pki_sub.add_parser("init", help="create a new cluster CA")
+    init.add_argument("--dir", type=Path, required=True)
+    init.add_argument("--days", type=int, default=3650)
+    issue = pki_sub.add_parser("issue", help="issue a certificate signed by the CA")
+    issue.add_argument("--dir", type=Path, required=True, help="the CA's directory")
+    issue.add_argument("--role", choices=("node", "operator", "viewer"), required=True)
+    issue.add_argument("--name", required=True, help="campus name (node) or person/script name")
+    issue.add_argument("--host", action="append", default=[],
+                       help="extra DNS name or IP for a node certificate (repeatable)")
+    issue.add_argument("--days", type=int, default=825)
+    return p
+
+
+def _pki(args: argparse.Namespace) -> int:
+    from ringsync import pki
+
+    if args.pki_command == "init":
+        path = pki.create_ca(args.dir, days=args.days)
+        print(f"created CA {path}")
+    else:
+        cert, key = pki.issue(args.dir, args.role, args.name, tuple(args.host), days=args.days)
+        print(f"issued {args.role} certificate for {args.name}: {cert} (key {key})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "node":
+            from node.main import run as run_node
+
+            return run_node(args.config)
+        if args.command == "ctl":
+            from ringsync import ctl
+            from ringsync.config import load_cluster
+
+            return ctl.run(load_cluster(args.cluster, need_client_tls=True), args.ctl_command,
+                           args.json)
+        if args.command == "console":
+            from console.app import run_console
+            from ringsync.config import load_cluster
+
+            return run_console(load_cluster(args.cluster, need_client_tls=True))
+        if args.command == "pki":
+            return _pki(args)
+        if args.command == "demo":
+            from ringsync.demo.runner import run_demo
+
+            return run_demo(args)
+    except RingsyncError as e:
+        print(f"ringsync {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Async mTLS client of the node API, shared by nodes, ctl, console and demo.
+
+Channels verify the server's certificate against the campus they dial
+(``<campus>.node.ringsync``), so an address that answers with another
+campus's node, or with a certificate from another CA, is refused.
+Create channels inside the running event loop (grpc/grpc#32480).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from ringsync.config import ClusterConfig, TLSFiles
+from ringsync.errors import ConfigError
+from ringsync.pki import node_server_name, read_tls_files
+from ringsync.v1 import control_pb2, control_pb2_grpc
+
+KEEPALIVE_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+class Credentials:
+    """A PEM triple read once and turned into gRPC channel credentials."""
+
+    def __init__(self, files: TLSFiles) -> None:
+        self.files = files
+        self.ca, self.cert, self.key = read_tls_files(files.ca, files.cert, files.key)
+
+    def channel(
+        self, address: str, campus: str, extra_options: Sequence[tuple[str, Any]] = ()
+    ) -> grpc.aio.Channel:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
+        )
+        name = node_server_name(campus)
+        options = [
+            ("grpc.ssl_target_name_override", name),
+            ("grpc.default_authority", name),
+            *KEEPALIVE_OPTIONS,
+            *extra_options,
+        ]
+        return grpc.aio.secure_channel(address, creds, options=options)
+
+
+@dataclass
+class NodeReply:
+    campus: str
+    address: str
+    status: control_pb2.NodeStatus | None
+    error: str | None
+
+
+class ClusterClient:
+    """Status and checksums from every campus of a cluster file."""
+
+    def __init__(self, cluster: ClusterConfig, timeout: float = 3.0) -> None:
+        if cluster.client_tls is None:
+            raise ConfigError(
+                f"{cluster.path}: no [client] section with ca, cert and key; ctl and console "
+                f"need an operator or viewer certificate (ringsync pki issue --role operator)"
+            )
+        self.cluster = cluster
+        self.timeout = timeout
+        self._creds = Credentials(cluster.client_tls)
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _stub(self, campus: str) -> control_pb2_grpc.ControlStub:
+        channel = self._channels.get(campus)
+        if channel is None:
+            channel = self._creds.channel(self.cluster.address_of(campus), campus)
+            self._channels[campus] = channel
+        return control_pb2_grpc.ControlStub(channel)
+
+    async def status_of(self, campus: str) -> NodeReply:
+        address = self.cluster.address_of(campus)
+        try:
+            status = await self._stub(campus).GetStatus(
+                control_pb2.StatusRequest(), timeout=self.timeout
+            )
+            return NodeReply(campus, address, status, None)
+        except grpc.aio.AioRpcError as e:
+            return NodeReply(campus, address, None, describe_rpc_error(e))
+
+    async def status_all(self) -> list[NodeReply]:
+        return list(await asyncio.gather(*(self.status_of(c) for c in self.cluster.ring)))
+
+    async def checksum(self, campus: str) -> control_pb2.ChecksumResponse:
+        return await self._stub(campus).Checksum(
+            control_pb2.ChecksumRequest(), timeout=max(self.timeout, 30.0)
+        )
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+
+def describe_rpc_error(e: grpc.aio.AioRpcError) -> str:
+    code = e.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"unreachable ({e.details()})"
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return f"permission denied: {e.details()}"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "no answer before the deadline"
+    return f"{code.name}: {e.details()}"

@@ -1,0 +1,269 @@
+"""Cluster and node configuration: TOML read and validated once, at the edge.
+
+Everything past this module receives frozen dataclasses, never raw dicts.
+Relative paths in a file are resolved against that file's directory, so a
+config directory can be moved as a whole.
+
+cluster.toml (shared by every node, `ringsync console` and `ringsync ctl`)::
+
+    [cluster]
+    name = "lis"
+    ring = ["chaohui", "wangjiangshan", "yuecheng", "fuyang"]
+    tables = ["patients", "lab_orders", "specimens", "lab_results"]
+
+    [[campus]]
+    name = "chaohui"
+    address = "10.1.0.5:7400"
+
+    [client]            # the operator's (or viewer's) certificate
+    ca = "pki/ca.crt"
+    cert = "pki/operator.crt"
+    key = "pki/operator.key"
+
+node.toml (one per campus): see NodeConfig and docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ringsync.errors import ConfigError
+
+CAMPUS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+ENGINES = ("sqlite",)
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class CampusEntry:
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    path: Path
+    name: str
+    ring: tuple[str, ...]
+    tables: tuple[str, ...]
+    campuses: tuple[CampusEntry, ...]
+    client_tls: TLSFiles | None
+
+    def address_of(self, campus: str) -> str:
+        for entry in self.campuses:
+            if entry.name == campus:
+                return entry.address
+        raise ConfigError(f"{self.path}: campus {campus!r} has no [[campus]] entry")
+
+    def successors(self, campus: str) -> tuple[str, ...]:
+        """The other campuses in ring order, starting with the successor."""
+        i = self.ring.index(campus)
+        return self.ring[i + 1 :] + self.ring[:i]
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    engine: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class ReplicationTuning:
+    # How long the successor may be unreachable before the ring heals around it.
+    heal_after_seconds: float = 3.0
+    # While bypassing, how often to try the successor again.
+    probe_interval_seconds: float = 1.0
+    batch_max_frames: int = 256
+    batch_max_bytes: int = 1 << 20
+    # Batches in flight without an acknowledgement.
+    window: int = 4
+    # Largest message a peer may send; larger ones are rejected by gRPC.
+    max_message_bytes: int = 8 << 20
+    # Rows per frame when capture splits a large transaction.
+    frame_max_changes: int = 2000
+    reconnect_min_seconds: float = 0.2
+    reconnect_max_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    path: Path
+    campus: str
+    listen: str
+    data_dir: Path
+    database: DatabaseConfig
+    tls: TLSFiles
+    cluster: ClusterConfig
+    replication: ReplicationTuning = field(default_factory=ReplicationTuning)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; pass the path of an existing config") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e}); fix the syntax and retry") from e
+
+
+def _section(data: dict[str, Any], name: str, path: Path, required: bool = True) -> dict[str, Any]:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ConfigError(f"{path}: missing [{name}] section")
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table")
+    return value
+
+
+def _string(section: dict[str, Any], key: str, path: Path, where: str) -> str:
+    value = section.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{path}: {where}.{key} must be a non-empty string")
+    return value
+
+
+def _file(base: Path, section: dict[str, Any], key: str, path: Path, where: str) -> Path:
+    p = Path(_string(section, key, path, where))
+    return p if p.is_absolute() else (base / p)
+
+
+def _tls(section: dict[str, Any], path: Path, where: str) -> TLSFiles:
+    base = path.parent
+    files = TLSFiles(
+        ca=_file(base, section, "ca", path, where),
+        cert=_file(base, section, "cert", path, where),
+        key=_file(base, section, "key", path, where),
+    )
+    for key, p in (("ca", files.ca), ("cert", files.cert), ("key", files.key)):
+        if not p.is_file():
+            raise ConfigError(
+                f"{path}: {where}.{key} = {p} does not exist; issue it with "
+                f"`ringsync pki` or correct the path"
+            )
+    return files
+
+
+def check_address(address: str, path: Path, where: str) -> str:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{path}: {where} = {address!r} must be host:port, e.g. 127.0.0.1:7400")
+    return address
+
+
+def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConfig:
+    path = Path(path).resolve()
+    data = _read_toml(path)
+    cluster = _section(data, "cluster", path)
+    name = _string(cluster, "name", path, "cluster")
+    ring = cluster.get("ring")
+    if not isinstance(ring, list) or len(ring) < 2 or not all(isinstance(c, str) for c in ring):
+        raise ConfigError(f"{path}: cluster.ring must list at least two campus names")
+    for campus in ring:
+        if not CAMPUS_NAME.match(campus):
+            raise ConfigError(
+                f"{path}: campus name {campus!r} is invalid; use lower-case letters, digits, - or _"
+            )
+    if len(set(ring)) != len(ring):
+        raise ConfigError(f"{path}: cluster.ring names a campus twice")
+    tables = cluster.get("tables")
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError(f"{path}: cluster.tables must list the replicated tables")
+    for table in tables:
+        if not isinstance(table, str) or not TABLE_NAME.match(table):
+            raise ConfigError(f"{path}: cluster.tables entry {table!r} is not a plain table name")
+    entries = data.get("campus", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: [[campus]] entries must be an array of tables")
+    campuses: list[CampusEntry] = []
+    for i, entry in enumerate(entries):
+        where = f"campus[{i}]"
+        entry_name = _string(entry, "name", path, where)
+        if entry_name not in ring:
+            raise ConfigError(
+                f"{path}: {where}.name = {entry_name!r} is not in cluster.ring {ring}; "
+                f"add it to the ring or remove the entry"
+            )
+        address = check_address(_string(entry, "address", path, where), path, f"{where}.address")
+        campuses.append(CampusEntry(entry_name, address))
+    named = {c.name for c in campuses}
+    for campus in ring:
+        if campus not in named:
+            raise ConfigError(
+                f"{path}: campus {campus!r} is in cluster.ring but has no [[campus]] entry "
+                f"with its address"
+            )
+    client = _section(data, "client", path, required=need_client_tls)
+    client_tls = _tls(client, path, "client") if client else None
+    return ClusterConfig(
+        path=path,
+        name=name,
+        ring=tuple(ring),
+        tables=tuple(tables),
+        campuses=tuple(campuses),
+        client_tls=client_tls,
+    )
+
+
+def _tuning(section: dict[str, Any], path: Path) -> ReplicationTuning:
+    defaults = ReplicationTuning()
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        if not hasattr(defaults, key):
+            raise ConfigError(f"{path}: unknown key replication.{key}")
+        expected = type(getattr(defaults, key))
+        if expected is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, expected) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{path}: replication.{key} must be a positive {expected.__name__}")
+        values[key] = value
+    return ReplicationTuning(**values)
+
+
+def load_node(path: Path | str) -> NodeConfig:
+    path = Path(path).resolve()
+    data = _read_toml(path)
+    base = path.parent
+    campus = _string(data, "campus", path, "top level")
+    cluster_file = _file(base, data, "cluster_file", path, "top level")
+    cluster = load_cluster(cluster_file)
+    if campus not in cluster.ring:
+        raise ConfigError(
+            f"{path}: campus {campus!r} is not in the ring of {cluster.path} "
+            f"({', '.join(cluster.ring)}); add it there or fix the name"
+        )
+    listen = data.get("listen") or cluster.address_of(campus)
+    check_address(listen, path, "listen")
+    data_dir = Path(data.get("data_dir") or campus)
+    data_dir = data_dir if data_dir.is_absolute() else base / data_dir
+    db = _section(data, "database", path)
+    engine = _string(db, "engine", path, "database")
+    if engine not in ENGINES:
+        raise ConfigError(
+            f"{path}: database.engine = {engine!r} is not supported; use one of {ENGINES}"
+        )
+    db_path = _file(base, db, "path", path, "database")
+    tls = _tls(_section(data, "tls", path), path, "tls")
+    return NodeConfig(
+        path=path,
+        campus=campus,
+        listen=listen,
+        data_dir=data_dir,
+        database=DatabaseConfig(engine=engine, path=db_path),
+        tls=tls,
+        cluster=cluster,
+        replication=_tuning(_section(data, "replication", path, required=False), path),
+    )

@@ -1,0 +1,152 @@
+"""`ringsync ctl`: scripted calls to every node of a cluster, JSON or tables.
+
+    ringsync ctl --cluster cluster.toml status [--json]
+    ringsync ctl --cluster cluster.toml verify [--json]
+
+``status --json`` prints {"nodes": [...]}, one object per campus with
+campus, address, healthy, engine, database, journal, applied and links
+({to, state, lag_transactions, lag_seconds, ...}). ``verify`` compares
+per-table row digests across campuses and exits 1 if any differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from ringsync.client import ClusterClient, NodeReply, describe_rpc_error
+from ringsync.config import ClusterConfig
+
+
+def node_to_dict(reply: NodeReply) -> dict[str, Any]:
+    out: dict[str, Any] = {"campus": reply.campus, "address": reply.address}
+    s = reply.status
+    if s is None:
+        out.update(healthy=False, error=reply.error, links=[])
+        return out
+    out.update(
+        healthy=s.database_healthy,
+        error=s.database_error or None,
+        engine=s.engine,
+        database=s.database,
+        journal_transactions=s.journal_transactions,
+        journal_bytes=s.journal_bytes,
+        journal=dict(s.journal.seqs),
+        applied=dict(s.applied.seqs),
+        captured_transactions=s.captured_transactions,
+        applied_transactions=s.applied_transactions,
+        row_counts=dict(s.row_counts),
+        uptime_seconds=round(s.uptime_seconds, 1),
+        version=s.version,
+        links=[
+            {
+                "to": link.to,
+                "state": link.state,
+                "successor": link.successor,
+                "lag_transactions": link.lag_transactions,
+                "lag_seconds": round(link.lag_seconds, 3),
+                "txns_per_second": round(link.txns_per_second, 1),
+                "rows_per_second": round(link.rows_per_second, 1),
+                "error": link.error or None,
+            }
+            for link in s.links
+        ],
+    )
+    return out
+
+
+def status_table(nodes: list[dict[str, Any]]) -> str:
+    lines = [f"{'CAMPUS':<16}{'ADDRESS':<22}{'HEALTH':<9}{'ENGINE':<8}{'JOURNAL':>9}  ROWS"]
+    for n in nodes:
+        health = "ok" if n["healthy"] else "DOWN" if n.get("engine") is None else "ERROR"
+        rows = ", ".join(f"{t}={c}" for t, c in sorted(n.get("row_counts", {}).items()))
+        lines.append(
+            f"{n['campus']:<16}{n['address']:<22}{health:<9}{n.get('engine', '-'):<8}"
+            f"{n.get('journal_transactions', 0):>9}  {rows}"
+        )
+        if n.get("error"):
+            lines.append(f"{'':<16}! {n['error']}")
+    lines.append("")
+    lines.append(f"{'LINK':<34}{'STATE':<12}{'LAG TX':>8}{'LAG S':>9}{'TX/S':>9}{'ROWS/S':>9}")
+    for n in nodes:
+        for link in n["links"]:
+            if link["state"] == "standby":
+                continue
+            name = f"{n['campus']} -> {link['to']}"
+            lines.append(
+                f"{name:<34}{link['state']:<12}{link['lag_transactions']:>8}"
+                f"{link['lag_seconds']:>9.2f}{link['txns_per_second']:>9.1f}"
+                f"{link['rows_per_second']:>9.1f}"
+            )
+    return "\n".join(lines)
+
+
+async def _status(cluster: ClusterConfig, as_json: bool) -> int:
+    client = ClusterClient(cluster)
+    try:
+        nodes = [node_to_dict(r) for r in await client.status_all()]
+    finally:
+        await client.close()
+    if as_json:
+        print(json.dumps({"cluster": cluster.name, "nodes": nodes}, indent=2))
+    else:
+        print(status_table(nodes))
+    return 0 if all(n["healthy"] for n in nodes) else 1
+
+
+async def verify(client: ClusterClient) -> dict[str, Any]:
+    """Compare table digests across campuses (the wire-level consistency check)."""
+    import grpc
+
+    campuses: dict[str, Any] = {}
+    for campus in client.cluster.ring:
+        try:
+            reply = await client.checksum(campus)
+            campuses[campus] = {
+                t.table: {"rows": t.rows, "sha256": t.sha256} for t in reply.tables
+            }
+        except grpc.aio.AioRpcError as e:
+            campuses[campus] = {"error": describe_rpc_error(e)}
+    tables = client.cluster.tables
+    mismatched = []
+    for table in tables:
+        seen = {json.dumps(v.get(table), sort_keys=True) for v in campuses.values()}
+        if len(seen) != 1 or any("error" in v for v in campuses.values()):
+            mismatched.append(table)
+    return {"consistent": not mismatched, "mismatched_tables": mismatched, "campuses": campuses}
+
+
+async def _verify(cluster: ClusterConfig, as_json: bool) -> int:
+    client = ClusterClient(cluster)
+    try:
+        result = await verify(client)
+    finally:
+        await client.close()
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        for campus, tables in result["campuses"].items():
+            if "error" in tables:
+                print(f"{campus:<16}{tables['error']}")
+                continue
+            desc = ", ".join(f"{t}={v['rows']}:{v['sha256'][:10]}" for t, v in tables.items())
+            print(f"{campus:<16}{desc}")
+        verdict = "consistent" if result["consistent"] else (
+            "DIFFERENT: " + ", ".join(result["mismatched_tables"])
+        )
+        print(f"\n{verdict}")
+    return 0 if result["consistent"] else 1
+
+
+def run(cluster: ClusterConfig, command: str, as_json: bool) -> int:
+    if command == "status":
+        return asyncio.run(_status(cluster, as_json))
+    if command == "verify":
+        return asyncio.run(_verify(cluster, as_json))
+    print(f"unknown ctl command {command!r}", file=sys.stderr)
+    return 2
+
+
+__all__ = ["run", "node_to_dict", "status_table", "verify"]

@@ -1,0 +1,1 @@
+"""The demo: a local cluster of campus nodes, an LIS workload, and the console."""

@@ -1,0 +1,218 @@
+"""A local cluster on one machine: configs, certificates, node processes.
+
+Used by `ringsync demo` and by the integration tests, so both run exactly
+what an operator would: real `python -m node` processes over mTLS, each with
+its own database, journal and certificate, on free local ports. Every
+process started here is stopped by its pid, never by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ringsync import pki
+from ringsync.demo.lis import TABLES, create_sqlite_database
+from ringsync.errors import RingsyncError
+
+CAMPUS_NAMES = (
+    "chaohui", "wangjiangshan", "yuecheng", "fuyang", "binjiang", "xiaoshan",
+    "tonglu", "chunan",
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class CampusLayout:
+    name: str
+    port: int
+    dir: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "node.toml"
+
+    @property
+    def database(self) -> Path:
+        return self.dir / "lis.db"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "node.log"
+
+
+@dataclass
+class LocalCluster:
+    root: Path
+    campuses: list[CampusLayout] = field(default_factory=list)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    name: str = "demo"
+    tables: tuple[str, ...] = TABLES
+    replication: dict[str, float | int] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls, root: Path, count: int, replication: dict[str, float | int] | None = None
+    ) -> LocalCluster:
+        if not 2 <= count <= len(CAMPUS_NAMES):
+            raise RingsyncError(f"--campuses must be between 2 and {len(CAMPUS_NAMES)}")
+        root = root.resolve()
+        if (root / "cluster.toml").exists():
+            raise RingsyncError(
+                f"{root} already holds a cluster; pick an empty --data-dir or delete it"
+            )
+        cluster = cls(root, replication=replication or {"heal_after_seconds": 3.0})
+        for name in CAMPUS_NAMES[:count]:
+            cluster.campuses.append(CampusLayout(name, free_port(), root / name))
+        cluster._write()
+        return cluster
+
+    @property
+    def cluster_file(self) -> Path:
+        return self.root / "cluster.toml"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.root / "pki"
+
+    def campus(self, name: str) -> CampusLayout:
+        return next(c for c in self.campuses if c.name == name)
+
+    def _write(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        pki.create_ca(self.pki_dir)
+        pki.issue(self.pki_dir, "operator", "console")
+        ring = ", ".join(f'"{c.name}"' for c in self.campuses)
+        tables = ", ".join(f'"{t}"' for t in self.tables)
+        lines = [
+            "# Written by `ringsync demo`; read by every node, `ringsync console` and `ctl`.",
+            "[cluster]",
+            f'name = "{self.name}"',
+            f"ring = [{ring}]",
+            f"tables = [{tables}]",
+            "",
+            "[client]",
+            'ca = "pki/ca.crt"',
+            'cert = "pki/console.crt"',
+            'key = "pki/console.key"',
+            "",
+        ]
+        for c in self.campuses:
+            lines += ["[[campus]]", f'name = "{c.name}"', f'address = "{c.address}"', ""]
+        self.cluster_file.write_text("\n".join(lines))
+        for c in self.campuses:
+            c.dir.mkdir(parents=True, exist_ok=True)
+            pki.issue(self.pki_dir, "node", c.name, ("127.0.0.1", "localhost"))
+            create_sqlite_database(c.database)
+            tuning = "\n".join(f"{k} = {v}" for k, v in self.replication.items())
+            c.config.write_text(
+                f'campus = "{c.name}"\n'
+                f'cluster_file = "../cluster.toml"\n'
+                f'data_dir = "."\n\n'
+                f"[database]\n"
+                f'engine = "sqlite"\n'
+                f'path = "lis.db"\n\n'
+                f"[tls]\n"
+                f'ca = "../pki/ca.crt"\n'
+                f'cert = "../pki/{c.name}.crt"\n'
+                f'key = "../pki/{c.name}.key"\n\n'
+                f"[replication]\n{tuning}\n"
+            )
+
+    # -- processes -------------------------------------------------------
+
+    def start(self, name: str) -> subprocess.Popen[bytes]:
+        c = self.campus(name)
+        old = self.processes.get(name)
+        if old is not None and old.poll() is None:
+            raise RingsyncError(f"node {name} is already running (pid {old.pid})")
+        log = c.log.open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "node", "--config", str(c.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in the terminal reaches us, not the nodes
+        )
+        log.close()
+        self.processes[name] = proc
+        self._write_pids()
+        return proc
+
+    def start_all(self) -> None:
+        for c in self.campuses:
+            self.start(c.name)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.processes.get(name)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+            proc.wait(timeout=30)
+
+    def stop(self, name: str, timeout: float = 10.0) -> None:
+        proc = self.processes.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            proc = self.processes[name]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        self._write_pids()
+
+    def check_alive(self) -> None:
+        for name, proc in self.processes.items():
+            code = proc.poll()
+            if code is not None:
+                tail = self.campus(name).log.read_text(errors="replace")[-2000:]
+                raise RingsyncError(f"node {name} exited with code {code}:\n{tail}")
+
+    def _write_pids(self) -> None:
+        pids = {n: p.pid for n, p in self.processes.items() if p.poll() is None}
+        (self.root / "pids.json").write_text(json.dumps(pids))
+
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        try:
+            return self.campus(name).log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,203 @@
+"""The demo's laboratory information system: schema and synthetic workload.
+
+Keys are globally unique without any global sequence: each is a random
+UUID, so campuses never need to ask each other for an id. Each campus
+writes only rows it created (conflicting edits arrive with conflict
+handling), in realistic transactions: a new patient with a STAT or routine
+order and its specimen; results for an order; verification of results;
+rejection of a specimen (a delete).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TABLES = ("patients", "lab_orders", "specimens", "lab_results")
+
+SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS patients(
+    patient_id TEXT PRIMARY KEY,
+    mrn TEXT NOT NULL,
+    name TEXT NOT NULL,
+    birth_date TEXT,
+    sex TEXT,
+    home_campus TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lab_orders(
+    order_id TEXT PRIMARY KEY,
+    patient_id TEXT NOT NULL,
+    test_code TEXT NOT NULL,
+    priority TEXT NOT NULL CHECK (priority IN ('STAT', 'routine')),
+    status TEXT NOT NULL,
+    ordering_campus TEXT NOT NULL,
+    ordered_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS specimens(
+    specimen_id TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    collected_at TEXT,
+    received_campus TEXT
+);
+CREATE TABLE IF NOT EXISTS lab_results(
+    result_id TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL,
+    analyte TEXT NOT NULL,
+    value_num REAL,
+    value_text TEXT,
+    unit TEXT,
+    flag TEXT,
+    status TEXT NOT NULL,
+    resulted_at TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1
+);
+"""
+
+TESTS = {
+    "CBC": [("WBC", "10^9/L", 4.0, 10.0), ("HGB", "g/L", 120, 160), ("PLT", "10^9/L", 100, 300)],
+    "BMP": [("NA", "mmol/L", 135, 145), ("K", "mmol/L", 3.5, 5.1), ("GLU", "mmol/L", 3.9, 6.1)],
+    "TROP": [("TNI", "ng/L", 0, 26)],
+    "CRP": [("CRP", "mg/L", 0, 10)],
+}
+SURNAMES = ["Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Zhao", "Huang", "Zhou", "Wu"]
+GIVEN = ["Wei", "Fang", "Min", "Jing", "Lei", "Yan", "Jun", "Hui", "Tao", "Xiu"]
+
+
+def create_sqlite_database(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(SQLITE_SCHEMA)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _now() -> str:
+    now = time.time()
+    micros = int(now * 1e6) % 1_000_000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{micros:06d}Z"
+
+
+@dataclass
+class LisWorkload:
+    """Writes LIS transactions at one campus at a steady rate, in a thread."""
+
+    campus: str
+    db_path: Path
+    rate: float
+    seed: int = 0
+    transactions: int = 0
+    errors: int = 0
+    last_error: str = ""
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _open_orders: list[tuple[str, str]] = field(default_factory=list)  # (order_id, test)
+    _results: list[str] = field(default_factory=list)
+    _specimens: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"lis-{self.campus}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        rng = random.Random(self.seed or hash(self.campus))
+        conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=30000")
+        interval = 1.0 / self.rate if self.rate > 0 else 1.0
+        next_at = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    self._one(conn, rng)
+                    conn.execute("COMMIT")
+                    self.transactions += 1
+                except sqlite3.Error as e:
+                    self.errors += 1
+                    self.last_error = str(e)
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                next_at += interval
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+                else:
+                    next_at = time.monotonic()
+        finally:
+            conn.close()
+
+    def _one(self, conn: sqlite3.Connection, rng: random.Random) -> None:
+        roll = rng.random()
+        if roll < 0.35 or not self._open_orders:
+            self._admit(conn, rng)
+        elif roll < 0.7:
+            self._result(conn, rng)
+        elif roll < 0.93 and self._results:
+            self._verify(conn, rng)
+        elif self._specimens:
+            self._reject_specimen(conn, rng)
+        else:
+            self._admit(conn, rng)
+
+    def _admit(self, conn: sqlite3.Connection, rng: random.Random) -> None:
+        patient, order, specimen = (str(uuid.uuid4()) for _ in range(3))
+        test = rng.choice(list(TESTS))
+        priority = "STAT" if rng.random() < 0.2 else "routine"
+        conn.execute(
+            "INSERT INTO patients VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (patient, f"{self.campus[:2].upper()}{rng.randrange(10**8):08d}",
+             f"{rng.choice(SURNAMES)} {rng.choice(GIVEN)}",
+             f"{rng.randrange(1930, 2024)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}",
+             rng.choice("FM"), self.campus, _now()),
+        )
+        conn.execute(
+            "INSERT INTO lab_orders VALUES (?, ?, ?, ?, 'ordered', ?, ?)",
+            (order, patient, test, priority, self.campus, _now()),
+        )
+        conn.execute(
+            "INSERT INTO specimens VALUES (?, ?, ?, ?, ?)",
+            (specimen, order, "serum" if test != "CBC" else "whole blood", _now(), self.campus),
+        )
+        self._open_orders.append((order, test))
+        self._specimens.append(specimen)
+        del self._specimens[:-200]
+
+    def _result(self, conn: sqlite3.Connection, rng: random.Random) -> None:
+        order, test = self._open_orders.pop(rng.randrange(len(self._open_orders)))
+        for analyte, unit, low, high in TESTS[test]:
+            value = round(rng.uniform(low * 0.7, high * 1.3), 2)
+            flag = "L" if value < low else "H" if value > high else None
+            result = str(uuid.uuid4())
+            conn.execute(
+                "INSERT INTO lab_results VALUES (?, ?, ?, ?, NULL, ?, ?, 'resulted', ?, 1)",
+                (result, order, analyte, value, unit, flag, _now()),
+            )
+            self._results.append(result)
+        del self._results[:-500]
+        conn.execute("UPDATE lab_orders SET status = 'resulted' WHERE order_id = ?", (order,))
+
+    def _verify(self, conn: sqlite3.Connection, rng: random.Random) -> None:
+        result = self._results.pop(rng.randrange(len(self._results)))
+        conn.execute(
+            "UPDATE lab_results SET status = 'verified', version = version + 1 "
+            "WHERE result_id = ?",
+            (result,),
+        )
+
+    def _reject_specimen(self, conn: sqlite3.Connection, rng: random.Random) -> None:
+        specimen = self._specimens.pop(rng.randrange(len(self._specimens)))
+        conn.execute("DELETE FROM specimens WHERE specimen_id = ?", (specimen,))

@@ -1,0 +1,232 @@
+"""The cluster's certificate authority and the identities it issues.
+
+Every certificate names one principal and one role in a URI SAN,
+``ringsync://<role>/<name>``:
+
+* ``node``     a campus node; name is the campus. It also carries the DNS SAN
+               ``<campus>.node.ringsync`` that clients verify, so a client that
+               dials chaohui's address talks to chaohui's node or fails.
+* ``operator`` a person or script that may read status and trigger actions.
+* ``viewer``   read-only status.
+
+Keys are ECDSA P-256; files are PEM. Private keys are written mode 0600.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from ipaddress import ip_address
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ringsync.errors import TLSConfigError
+
+ROLES = ("node", "operator", "viewer")
+URI_PREFIX = "ringsync://"
+NODE_DNS_SUFFIX = ".node.ringsync"
+
+
+@dataclass(frozen=True)
+class Identity:
+    role: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.role}/{self.name}"
+
+
+def node_server_name(campus: str) -> str:
+    """The DNS name a client verifies on a campus node's certificate."""
+    return f"{campus}{NODE_DNS_SUFFIX}"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if private:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    else:
+        path.write_bytes(data)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def create_ca(directory: Path, name: str = "ringsync cluster CA", days: int = 3650) -> Path:
+    """Write ca.crt and ca.key into directory; refuse to overwrite an existing CA."""
+    cert_path, key_path = directory / "ca.crt", directory / "ca.key"
+    if cert_path.exists() or key_path.exists():
+        raise TLSConfigError(
+            f"{cert_path} already exists; a new CA would orphan every certificate it issued. "
+            f"Use another --dir, or delete the old CA deliberately."
+        )
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    _write(key_path, _key_pem(key), private=True)
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path
+
+
+def _load_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    cert_path, key_path = directory / "ca.crt", directory / "ca.key"
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except FileNotFoundError as e:
+        raise TLSConfigError(
+            f"{e.filename} not found; create the CA first with "
+            f"`ringsync pki init --dir {directory}`"
+        ) from e
+    except ValueError as e:
+        raise TLSConfigError(f"{directory}: CA files are not valid PEM ({e})") from e
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TLSConfigError(f"{key_path}: expected an EC private key")
+    return cert, key
+
+
+def issue(
+    directory: Path,
+    role: str,
+    name: str,
+    hosts: tuple[str, ...] = (),
+    days: int = 825,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+    out_stem: str | None = None,
+) -> tuple[Path, Path]:
+    """Issue a certificate for (role, name) signed by the CA in directory.
+
+    Writes ``<out_stem or name>.crt`` and ``.key`` beside the CA and returns
+    their paths. ``not_before``/``not_after`` override the validity window
+    (tests use them to make expired certificates).
+    """
+    if role not in ROLES:
+        raise TLSConfigError(f"role {role!r} is unknown; use one of {', '.join(ROLES)}")
+    ca_cert, ca_key = _load_ca(directory)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(f"{URI_PREFIX}{role}/{name}")]
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    if role == "node":
+        sans.append(x509.DNSName(node_server_name(name)))
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        for host in hosts:
+            try:
+                sans.append(x509.IPAddress(ip_address(host)))
+            except ValueError:
+                sans.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COMMON_NAME, name),
+                    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
+                ]
+            )
+        )
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or now - dt.timedelta(minutes=5))
+        .not_valid_after(not_after or now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    stem = out_stem or name
+    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
+    _write(key_path, _key_pem(key), private=True)
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+@lru_cache(maxsize=256)
+def identity_from_pem(pem: bytes) -> Identity | None:
+    """The (role, name) a certificate was issued for, or None if it has none."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    for uri in sans.get_values_for_type(x509.UniformResourceIdentifier):
+        if uri.startswith(URI_PREFIX):
+            role, _, name = uri[len(URI_PREFIX) :].partition("/")
+            if role in ROLES and name:
+                return Identity(role, name)
+    return None
+
+
+def read_tls_files(ca: Path, cert: Path, key: Path) -> tuple[bytes, bytes, bytes]:
+    """Read and sanity-check a PEM triple, with an actionable error per file."""
+    out: list[bytes] = []
+    for label, path in (("CA certificate", ca), ("certificate", cert), ("private key", key)):
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise TLSConfigError(f"cannot read the {label} {path}: {e.strerror}") from e
+        out.append(data)
+    ca_pem, cert_pem, key_pem = out
+    try:
+        ca_cert = x509.load_pem_x509_certificate(ca_pem)
+        leaf = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as e:
+        raise TLSConfigError(f"{cert} or {ca} is not a PEM certificate ({e})") from e
+    try:
+        private = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as e:
+        raise TLSConfigError(f"{key} is not an unencrypted PEM private key ({e})") from e
+    if private.public_key().public_numbers() != leaf.public_key().public_numbers():  # type: ignore[union-attr]
+        raise TLSConfigError(f"{key} does not belong to {cert}; pair each certificate with its key")
+    if leaf.issuer != ca_cert.subject:
+        raise TLSConfigError(
+            f"{cert} was not issued by the CA in {ca}; issue it from the cluster CA"
+        )
+    if leaf.not_valid_after_utc < _now():
+        raise TLSConfigError(
+            f"{cert} expired on {leaf.not_valid_after_utc:%Y-%m-%d}; issue a new one with "
+            f"`ringsync pki issue`"
+        )
+    return ca_pem, cert_pem, key_pem

@@ -1,0 +1,81 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Vector(_message.Message):
+    __slots__ = ("seqs",)
+    class SeqsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    SEQS_FIELD_NUMBER: _ClassVar[int]
+    seqs: _containers.ScalarMap[str, int]
+    def __init__(self, seqs: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class Hello(_message.Message):
+    __slots__ = ("campus", "cluster", "protocol_version")
+    CAMPUS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    campus: str
+    cluster: str
+    protocol_version: int
+    def __init__(self, campus: _Optional[str] = ..., cluster: _Optional[str] = ..., protocol_version: _Optional[int] = ...) -> None: ...
+
+class Batch(_message.Message):
+    __slots__ = ("batch_id", "frames")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    batch_id: int
+    frames: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, batch_id: _Optional[int] = ..., frames: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class ReplicateRequest(_message.Message):
+    __slots__ = ("hello", "batch")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    hello: Hello
+    batch: Batch
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
+
+class Welcome(_message.Message):
+    __slots__ = ("campus", "journal")
+    CAMPUS_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_FIELD_NUMBER: _ClassVar[int]
+    campus: str
+    journal: Vector
+    def __init__(self, campus: _Optional[str] = ..., journal: _Optional[_Union[Vector, _Mapping]] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("batch_id", "journal", "applied", "known")
+    class KnownEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Vector
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Vector, _Mapping]] = ...) -> None: ...
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    batch_id: int
+    journal: Vector
+    applied: Vector
+    known: _containers.MessageMap[str, Vector]
+    def __init__(self, batch_id: _Optional[int] = ..., journal: _Optional[_Union[Vector, _Mapping]] = ..., applied: _Optional[_Union[Vector, _Mapping]] = ..., known: _Optional[_Mapping[str, Vector]] = ...) -> None: ...
+
+class ReplicateResponse(_message.Message):
+    __slots__ = ("welcome", "ack")
+    WELCOME_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    welcome: Welcome
+    ack: Ack
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
