@@ -28,6 +28,7 @@ class RingsyncConsole(App[None]):
     TITLE = "ringsync console"
     BINDINGS = [
         Binding("q", "quit", "quit"),
+        Binding("s", "save_screenshot", "screenshot (SVG)"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
 
@@ -64,6 +65,10 @@ class RingsyncConsole(App[None]):
         self.refreshes += 1
         if isinstance(self.screen, RingScreen) and message.replies:
             self.screen.show(message.replies)
+
+    def action_save_screenshot(self) -> None:
+        path = self.save_screenshot(path=str(Path.cwd()))
+        self.notify(f"saved {path}")
 
     async def action_quit(self) -> None:
         await self.source.close()

@@ -1,0 +1,35 @@
+"""Fixtures: throwaway PKI, local clusters of real node processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ringsync import pki
+from ringsync.demo.cluster import LocalCluster
+
+
+@pytest.fixture
+def ca_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "pki"
+    pki.create_ca(d)
+    return d
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator:
+    """Build LocalClusters under tmp_path; every node they start is stopped after."""
+    clusters: list[LocalCluster] = []
+
+    def make(count: int = 3, **tuning: float | int) -> LocalCluster:
+        root = tmp_path / f"cluster{len(clusters)}"
+        replication = {"heal_after_seconds": 2.0, "probe_interval_seconds": 0.5, **tuning}
+        cluster = LocalCluster.create(root, count, replication=replication)
+        clusters.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        cluster.stop_all()

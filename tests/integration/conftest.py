@@ -1,0 +1,43 @@
+"""Integration fixtures: a running two-campus cluster of real node processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from ringsync.client import ClusterClient
+from ringsync.config import load_cluster
+from ringsync.demo.cluster import LocalCluster
+from tests.helpers import async_wait_until
+
+
+def wait_ready(cluster: LocalCluster, timeout: float = 30.0) -> None:
+    async def check() -> None:
+        client = ClusterClient(load_cluster(cluster.cluster_file, need_client_tls=True))
+
+        async def ready() -> bool:
+            cluster.check_alive()
+            replies = await client.status_all()
+            return all(
+                r.status is not None and any(
+                    link.successor and link.state == "streaming" for link in r.status.links)
+                for r in replies if r.campus in cluster.processes
+                and cluster.processes[r.campus].poll() is None
+            )
+
+        try:
+            await async_wait_until(ready, timeout, "nodes to stream to their successors")
+        finally:
+            await client.close()
+
+    asyncio.run(check())
+
+
+@pytest.fixture
+def running_pair(make_cluster) -> Iterator[LocalCluster]:
+    cluster = make_cluster(2)
+    cluster.start_all()
+    wait_ready(cluster)
+    yield cluster

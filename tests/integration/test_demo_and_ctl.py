@@ -1,0 +1,77 @@
+"""The CLI as a user runs it: headless demo, ctl status/verify, pki."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ringsync.demo.cluster import LocalCluster
+from tests.helpers import table_rows
+
+RINGSYNC = [sys.executable, "-m", "ringsync.cli"]
+
+
+def test_headless_demo_converges_and_files_hold_identical_rows(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*RINGSYNC, "demo", "--headless", "--duration", "4", "--campuses", "3",
+         "--data-dir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["converged"] is True
+    assert report["transactions_written"] > 0
+    assert Path(report["cluster_file"]).is_file()
+    dbs = [Path(c["database"]) for c in report["campuses"]]
+    snapshots = [table_rows(db) for db in dbs]
+    assert all(s == snapshots[0] for s in snapshots[1:])
+    assert report["campuses"][0]["rows"]["patients"] == len(snapshots[0]["patients"]) > 0
+    pids = json.loads((tmp_path / "demo" / "pids.json").read_text())
+    assert pids == {}
+
+
+def test_ctl_status_json_and_verify(running_pair: LocalCluster) -> None:
+    result = subprocess.run(
+        [*RINGSYNC, "ctl", "--cluster", str(running_pair.cluster_file), "status", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [n["campus"] for n in doc["nodes"]] == [c.name for c in running_pair.campuses]
+    for n in doc["nodes"]:
+        assert n["healthy"] is True and ":" in n["address"]
+        assert {"to", "state", "lag_transactions", "lag_seconds"} <= set(n["links"][0])
+    table = subprocess.run(
+        [*RINGSYNC, "ctl", "--cluster", str(running_pair.cluster_file), "status"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert "streaming" in table.stdout and "CAMPUS" in table.stdout
+    verify = subprocess.run(
+        [*RINGSYNC, "ctl", "--cluster", str(running_pair.cluster_file), "verify", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert verify.returncode == 0 and json.loads(verify.stdout)["consistent"] is True
+
+
+def test_ctl_reports_a_down_node_and_exits_nonzero(running_pair: LocalCluster) -> None:
+    running_pair.stop(running_pair.campuses[1].name)
+    result = subprocess.run(
+        [*RINGSYNC, "ctl", "--cluster", str(running_pair.cluster_file), "status", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    down = json.loads(result.stdout)["nodes"][1]
+    assert down["healthy"] is False and "unreachable" in down["error"]
+
+
+def test_pki_cli_issues_certificates(tmp_path: Path) -> None:
+    d = tmp_path / "pki"
+    subprocess.run([*RINGSYNC, "pki", "init", "--dir", str(d)], check=True, timeout=60)
+    subprocess.run([*RINGSYNC, "pki", "issue", "--dir", str(d), "--role", "node",
+                    "--name", "chaohui", "--host", "10.1.0.5"], check=True, timeout=60)
+    again = subprocess.run([*RINGSYNC, "pki", "init", "--dir", str(d)],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert (d / "chaohui.crt").is_file() and (d / "chaohui.key").stat().st_mode & 0o077 == 0

@@ -1,0 +1,150 @@
+"""Mutual TLS and roles, against a real node process.
+
+Rejected: a plaintext client, a certificate from another CA, an expired
+certificate, a certificate with the wrong role, a node of a campus outside
+the ring, and a server that is not the campus the client dialled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from ringsync import pki
+from ringsync.client import Credentials
+from ringsync.config import TLSFiles
+from ringsync.demo.cluster import LocalCluster
+from ringsync.v1 import control_pb2, control_pb2_grpc, replication_pb2, replication_pb2_grpc
+
+
+def creds(pki_dir: Path, role: str, name: str, **kw) -> Credentials:
+    cert, key = pki.issue(pki_dir, role, name, out_stem=f"t-{role}-{name}", **kw)
+    return Credentials(TLSFiles(pki_dir / "ca.crt", cert, key))
+
+
+async def status(channel: grpc.aio.Channel) -> control_pb2.NodeStatus:
+    return await control_pb2_grpc.ControlStub(channel).GetStatus(
+        control_pb2.StatusRequest(), timeout=5
+    )
+
+
+async def replicate_hello(channel: grpc.aio.Channel, campus: str) -> None:
+    call = replication_pb2_grpc.ReplicationStub(channel).Replicate(timeout=5)
+    await call.write(replication_pb2.ReplicateRequest(
+        hello=replication_pb2.Hello(campus=campus, cluster="demo", protocol_version=1)))
+    await call.read()
+    call.cancel()
+
+
+def target(cluster: LocalCluster) -> tuple[str, str]:
+    c = cluster.campuses[0]
+    return c.address, c.name
+
+
+async def test_viewer_and_operator_read_status(running_pair: LocalCluster) -> None:
+    address, campus = target(running_pair)
+    for role in ("viewer", "operator"):
+        async with creds(running_pair.pki_dir, role, "alice").channel(address, campus) as ch:
+            s = await status(ch)
+            assert s.campus == campus and s.engine == "sqlite"
+
+
+async def test_viewer_cannot_replicate(running_pair: LocalCluster) -> None:
+    address, campus = target(running_pair)
+    async with creds(running_pair.pki_dir, "viewer", "eve").channel(address, campus) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await replicate_hello(ch, "eve")
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "role node" in e.value.details()
+
+
+async def test_node_outside_the_ring_cannot_replicate(running_pair: LocalCluster) -> None:
+    address, campus = target(running_pair)
+    async with creds(running_pair.pki_dir, "node", "rogue").channel(address, campus) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await replicate_hello(ch, "rogue")
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "not in this cluster" in e.value.details()
+
+
+async def test_node_claiming_another_campus_in_hello_is_refused(
+    running_pair: LocalCluster,
+) -> None:
+    address, campus = target(running_pair)
+    other = running_pair.campuses[1].name
+    pki_dir = running_pair.pki_dir
+    node_creds = Credentials(TLSFiles(pki_dir / "ca.crt", pki_dir / f"{other}.crt",
+                                      pki_dir / f"{other}.key"))
+    async with node_creds.channel(address, campus) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await replicate_hello(ch, campus)  # lies about who it is
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_plaintext_client_is_refused(running_pair: LocalCluster) -> None:
+    address, _ = target(running_pair)
+    async with grpc.aio.insecure_channel(address) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await status(ch)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_certificate_from_another_ca_is_refused(
+    running_pair: LocalCluster, tmp_path: Path
+) -> None:
+    address, campus = target(running_pair)
+    other_ca = tmp_path / "other-ca"
+    pki.create_ca(other_ca)
+    cert, key = pki.issue(other_ca, "operator", "mallory")
+    # trust the real CA for the server, but present a certificate it never issued
+    foreign = Credentials.__new__(Credentials)
+    foreign.ca = (running_pair.pki_dir / "ca.crt").read_bytes()
+    foreign.cert, foreign.key = cert.read_bytes(), key.read_bytes()
+    async with foreign.channel(address, campus) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await status(ch)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_expired_certificate_is_refused(running_pair: LocalCluster) -> None:
+    address, campus = target(running_pair)
+    now = dt.datetime.now(dt.UTC)
+    cert, key = pki.issue(running_pair.pki_dir, "operator", "old", out_stem="expired",
+                          not_before=now - dt.timedelta(days=30),
+                          not_after=now - dt.timedelta(days=1))
+    expired = Credentials.__new__(Credentials)
+    expired.ca = (running_pair.pki_dir / "ca.crt").read_bytes()
+    expired.cert, expired.key = cert.read_bytes(), key.read_bytes()
+    async with expired.channel(address, campus) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await status(ch)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_client_refuses_a_server_that_is_not_the_campus_it_dialled(
+    running_pair: LocalCluster,
+) -> None:
+    address, _ = target(running_pair)
+    wrong = running_pair.campuses[1].name
+    async with creds(running_pair.pki_dir, "viewer", "v").channel(address, wrong) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await status(ch)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_reflection_lists_the_services(running_pair: LocalCluster) -> None:
+    address, campus = target(running_pair)
+    async with creds(running_pair.pki_dir, "viewer", "v").channel(address, campus) as ch:
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+
+        async def requests():
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+        names = set()
+        async for reply in stub.ServerReflectionInfo(requests(), timeout=5):
+            names = {s.name for s in reply.list_services_response.service}
+    assert {"ringsync.v1.Replication", "ringsync.v1.Control", "grpc.health.v1.Health"} <= names

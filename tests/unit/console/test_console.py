@@ -1,0 +1,88 @@
+"""The console with an injected status source, driven by Pilot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import DataTable
+
+from console.app import RingsyncConsole
+from console.messages import StatusRefreshed
+from console.widgets.ring_diagram import RingDiagram
+from ringsync.client import NodeReply
+from ringsync.config import CampusEntry, ClusterConfig
+from ringsync.v1 import control_pb2 as cpb
+
+RING = ("chaohui", "wangjiangshan", "yuecheng")
+CLUSTER = ClusterConfig(
+    path=Path("cluster.toml"), name="t", ring=RING, tables=("patients",),
+    campuses=tuple(CampusEntry(c, f"127.0.0.1:{7000 + i}") for i, c in enumerate(RING)),
+    client_tls=None,
+)
+
+
+def node(campus: str, rows: int, lag: float = 0.1, link_state: str = "streaming") -> NodeReply:
+    nxt = RING[(RING.index(campus) + 1) % len(RING)]
+    status = cpb.NodeStatus(
+        campus=campus, engine="sqlite", database_healthy=True, journal_transactions=5,
+        row_counts={"patients": rows},
+        links=[cpb.LinkStatus(to=nxt, state=link_state, lag_transactions=2, lag_seconds=lag,
+                              txns_per_second=12.0, successor=True)],
+    )
+    return NodeReply(campus, "addr", status, None)
+
+
+class ScriptedSource:
+    def __init__(self) -> None:
+        self.down: set[str] = set()
+        self.calls = 0
+        self.closed = False
+
+    async def status_all(self) -> list[NodeReply]:
+        self.calls += 1
+        return [
+            NodeReply(c, "addr", None, "unreachable (connection refused)") if c in self.down
+            else node(c, 10) for c in RING
+        ]
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_ring_view_shows_links_nodes_and_agreement() -> None:
+    source = ScriptedSource()
+    app = RingsyncConsole(source, CLUSTER, poll_seconds=0.05)
+    seen: list[StatusRefreshed] = []
+    def hook(message: object) -> None:
+        if isinstance(message, StatusRefreshed):
+            seen.append(message)
+
+    async with app.run_test(size=(160, 60), message_hook=hook) as pilot:
+        await pilot.pause(0.3)
+        assert seen and len(seen[-1].replies) == 3
+        picture = app.screen.query_one(RingDiagram).render_ring().plain
+        for campus in RING:
+            assert campus in picture
+        assert "0.10s 12 tx/s" in picture
+        links = app.screen.query_one("#links", DataTable)
+        assert links.row_count == 3
+        assert "agree" in str(app.screen.query_one("#agreement").render())
+
+
+async def test_down_node_is_shown_then_reattached() -> None:
+    source = ScriptedSource()
+    app = RingsyncConsole(source, CLUSTER, poll_seconds=0.05)
+    async with app.run_test(size=(160, 60)) as pilot:
+        source.down = {"yuecheng"}
+        await pilot.pause(0.3)
+        picture = app.screen.query_one(RingDiagram).render_ring().plain
+        assert "DOWN" in picture and "sender down" in picture
+        nodes = app.screen.query_one("#nodes", DataTable)
+        states = {nodes.get_row_at(i)[0]: nodes.get_row_at(i)[1] for i in range(nodes.row_count)}
+        assert states["yuecheng"] == "DOWN" and states["chaohui"] == "up"
+        source.down = set()
+        await pilot.pause(0.3)
+        picture = app.screen.query_one(RingDiagram).render_ring().plain
+        assert "DOWN" not in picture
+        await pilot.press("q")
+    assert source.closed

@@ -1,0 +1,104 @@
+"""The journal: gapless per-origin appends, duplicates, chunks, restart, prune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from node.codec import build_frame
+from node.model import CapturedChunk, Change, Op, TableShape
+from node.replication.journal import Journal
+from ringsync.errors import JournalError, ProtocolError
+from ringsync.v1 import values_pb2 as pb
+
+SHAPES = {"t": TableShape("t", ("id", "v"), (0,))}
+
+
+def frame(origin: str, seq: int, chunk: int = 0, final: bool = True) -> tuple[pb.TxnFrame, bytes]:
+    f = build_frame(origin, seq, chunk, final, 1.0,
+                    [Change("t", Op.INSERT, new=(f"{origin}{seq}.{chunk}", seq))], SHAPES)
+    return f, f.SerializeToString()
+
+
+def local(n: int, position: int, final: bool = True) -> CapturedChunk:
+    return CapturedChunk([Change("t", Op.INSERT, new=(f"l{n}", n))], final, 1.0, position)
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    j = Journal(tmp_path / "journal.db", "a")
+    j.open()
+    yield j
+    j.close()
+
+
+def test_local_capture_gets_gapless_sequence_and_position(journal: Journal) -> None:
+    assert journal.append_local([local(1, 10), local(2, 12)], SHAPES) == 2
+    assert journal.vector() == {"a": 2}
+    assert journal.capture_position == 12
+    assert journal.transactions == 2
+
+
+def test_remote_duplicates_are_skipped(journal: Journal) -> None:
+    assert journal.append_remote([frame("b", 1), frame("b", 2)]) == 2
+    assert journal.append_remote([frame("b", 1), frame("b", 2), frame("b", 3)]) == 1
+    assert journal.vector() == {"b": 3}
+
+
+def test_remote_gap_is_refused_and_nothing_of_the_batch_is_stored(journal: Journal) -> None:
+    journal.append_remote([frame("b", 1)])
+    with pytest.raises(ProtocolError, match="gap"):
+        journal.append_remote([frame("c", 1), frame("b", 3)])
+    assert journal.vector() == {"b": 1}
+    assert [e.origin for e in journal.entries_after(0, 100)] == ["b"]
+
+
+def test_own_origin_coming_round_the_ring_is_ignored(journal: Journal) -> None:
+    journal.append_local([local(1, 1)], SHAPES)
+    assert journal.append_remote([frame("a", 1)]) == 0
+
+
+def test_chunked_transaction_completes_only_on_final_frame(journal: Journal) -> None:
+    journal.append_remote([frame("b", 1, 0, final=False), frame("b", 1, 1, final=False)])
+    assert journal.vector() == {}
+    # re-delivery from the start of the transaction skips what is held
+    assert journal.append_remote([frame("b", 1, 0, False), frame("b", 1, 1, False),
+                                  frame("b", 1, 2, True)]) == 1
+    assert journal.vector() == {"b": 1}
+    assert len(journal.frames_of("b", 1)) == 3
+
+
+def test_state_survives_reopen(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db", "a")
+    j.open()
+    j.append_local([local(1, 7)], SHAPES)
+    j.append_remote([frame("b", 1), frame("b", 2, 0, final=False)])
+    j.close()
+    j2 = Journal(tmp_path / "j.db", "a")
+    j2.open()
+    assert j2.vector() == {"a": 1, "b": 1}
+    assert j2.capture_position == 7
+    assert j2.append_remote([frame("b", 2, 0, False), frame("b", 2, 1, True)]) == 1
+    assert j2.vector() == {"a": 1, "b": 2}
+    j2.close()
+
+
+def test_start_pos_finds_first_missing_frame(journal: Journal) -> None:
+    journal.append_remote([frame("b", 1), frame("c", 1), frame("b", 2), frame("c", 2)])
+    pos = journal.start_pos({"b": 1, "c": 0})
+    origins = [(e.origin, e.seq) for e in journal.entries_after(pos, 100)]
+    assert origins[0] == ("c", 1)
+    assert ("b", 2) in origins and ("b", 1) not in origins
+
+
+def test_prune_drops_only_what_everyone_holds_and_start_pos_then_refuses(
+    journal: Journal,
+) -> None:
+    journal.append_remote([frame("b", s) for s in range(1, 6)])
+    assert journal.prune({"b": 3}) == 3
+    assert journal.transactions == 2
+    assert [e.seq for e in journal.entries_after(0, 100)] == [4, 5]
+    with pytest.raises(JournalError, match="re-synced"):
+        journal.start_pos({"b": 1})
+    journal.start_pos({"b": 3})  # still fine
