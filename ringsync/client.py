@@ -20,6 +20,13 @@ from ringsync.errors import ConfigError
 from ringsync.pki import node_server_name, read_tls_files
 from ringsync.v1 import control_pb2, control_pb2_grpc
 
+# gRPC's default reconnect backoff grows to two minutes; a campus that comes
+# back must be seen within seconds.
+RECONNECT_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.initial_reconnect_backoff_ms", 300),
+    ("grpc.min_reconnect_backoff_ms", 300),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]
 KEEPALIVE_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
@@ -45,6 +52,7 @@ class Credentials:
         options = [
             ("grpc.ssl_target_name_override", name),
             ("grpc.default_authority", name),
+            *RECONNECT_OPTIONS,
             *KEEPALIVE_OPTIONS,
             *extra_options,
         ]

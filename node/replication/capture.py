@@ -31,6 +31,7 @@ async def capture_loop(rt: NodeRuntime) -> None:
                 continue
             done = await rt.in_journal(rt.journal.append_local, chunks, shapes)
             rt.captured_txns += done
+            rt.database_error = ""
             rt.journal_changed.notify()
         except RingsyncError as e:
             log.error("capture failed, retrying in %.0fs: %s", ERROR_BACKOFF_SECONDS, e)
