@@ -233,12 +233,15 @@ class Journal:
     def entries_after(self, pos: int, limit: int, max_bytes: int = 1 << 62) -> list[Entry]:
         out: list[Entry] = []
         size = 0
-        for row in self.conn.execute(
-            "SELECT pos, origin, seq, chunk, final, commit_time, recv_time, nchanges, body "
-            "FROM frames WHERE pos > ? ORDER BY pos LIMIT ?",
-            (pos, limit),
+        for p, origin, seq, chunk, final, commit_time, recv_time, nchanges, body in (
+            self.conn.execute(
+                "SELECT pos, origin, seq, chunk, final, commit_time, recv_time, nchanges, body "
+                "FROM frames WHERE pos > ? ORDER BY pos LIMIT ?",
+                (pos, limit),
+            )
         ):
-            entry = Entry(*row[:4], bool(row[4]), *row[5:])
+            entry = Entry(p, origin, seq, chunk, bool(final), commit_time, recv_time, nchanges,
+                          body)
             if out and size + len(entry.body) > max_bytes:
                 break
             size += len(entry.body)

@@ -21,6 +21,7 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Awaitable
 
 import grpc
 
@@ -246,8 +247,8 @@ class RingSender:
         finally:
             reader.cancel()
 
-    async def _wait_any(self, aw: object, reader: asyncio.Task[None]) -> None:
-        waiter = asyncio.ensure_future(aw)  # type: ignore[arg-type]
+    async def _wait_any(self, aw: Awaitable[object], reader: asyncio.Task[None]) -> None:
+        waiter = asyncio.ensure_future(aw)
         switch = asyncio.ensure_future(self._switch.wait())
         try:
             await asyncio.wait({waiter, reader, switch}, return_when=asyncio.FIRST_COMPLETED)

@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS lab_results(
 );
 """
 
-TESTS = {
+TESTS: dict[str, list[tuple[str, str, float, float]]] = {
     "CBC": [("WBC", "10^9/L", 4.0, 10.0), ("HGB", "g/L", 120, 160), ("PLT", "10^9/L", 100, 300)],
     "BMP": [("NA", "mmol/L", 135, 145), ("K", "mmol/L", 3.5, 5.1), ("GLU", "mmol/L", 3.9, 6.1)],
     "TROP": [("TNI", "ng/L", 0, 26)],
