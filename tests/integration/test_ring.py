@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import time
 
 from ringsync.client import ClusterClient
@@ -80,6 +81,32 @@ def test_four_campuses_converge_under_concurrent_writes(make_cluster) -> None:
     homes = {r[5] for r in rows["patients"]}
     assert homes == {c.name for c in cluster.campuses}
     assert all(w.errors == 0 for w in workloads)
+    # once every campus holds everything, every journal is pruned empty
+    wait_until(
+        lambda: all(st.journal_transactions == 0 for st in statuses(cluster).values()),
+        30, "journals to be pruned once every campus holds every transaction",
+    )
+
+
+def test_large_transaction_travels_in_chunks_and_applies_whole(make_cluster) -> None:
+    cluster = make_cluster(3, frame_max_changes=300)
+    cluster.start_all()
+    wait_ready(cluster)
+    origin = cluster.campuses[0]
+    conn = sqlite3.connect(origin.database, isolation_level=None, timeout=30)
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO lab_results VALUES (?, 'o', 'GLU', ?, NULL, 'mmol/L', NULL, "
+        "'resulted', 't', 1)",
+        [(f"r{i:05d}", i / 10) for i in range(5000)],
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    rows = converge(cluster)
+    assert len(rows["lab_results"]) == 5000
+    wait_until(lambda: _exactly_once_ok(cluster), 30, "applied vectors to match captures")
+    # the 5,000 rows were one transaction (seq 1 of the origin), split into frames
+    assert statuses(cluster)[cluster.campuses[2].name].applied.seqs[origin.name] == 1
 
 
 def _exactly_once_ok(cluster: LocalCluster) -> bool:
