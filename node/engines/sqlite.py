@@ -135,6 +135,7 @@ class SQLiteEngine:
         self._released = 0
         self._seen_version: int | None = None
         self._backlog = False
+        self._handed_out = 0  # position of the last chunk capture returned
         self._sql_cache: dict[tuple[str, str], str] = {}
 
     @property
@@ -308,7 +309,12 @@ class SQLiteEngine:
         # data_version moves when another connection commits: a cheap poll
         # that avoids taking the write lock when nothing happened.
         version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if version == self._seen_version and not self._backlog and position <= self._released:
+        if (
+            version == self._seen_version
+            and not self._backlog
+            and position >= self._handed_out  # what we handed out was journaled
+            and position <= self._released
+        ):
             return []
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -351,6 +357,7 @@ class SQLiteEngine:
             chunk.position = log_id
         if extra is not None and extra[1] == current_tx:
             chunks[-1].final = False
+        self._handed_out = chunks[-1].position
         return chunks
 
     def _read_images(self, rows: list[tuple[Any, ...]]) -> dict[int, tuple[Any, ...]]:

@@ -162,3 +162,12 @@ def test_database_of_another_campus_is_refused(db: Path) -> None:
     e.close()
     with pytest.raises(EngineError, match="belongs to campus 'a'"):
         SQLiteEngine(db, TABLES, "b").open()
+
+
+def test_capture_not_journaled_is_handed_out_again(engine: SQLiteEngine, db: Path) -> None:
+    add_patient(app(db), "p1")
+    first = engine.capture(0, 100)
+    # the journal write failed: the node asks again from the old position
+    again = engine.capture(0, 100)
+    assert [c.changes[0].new[0] for c in again] == [c.changes[0].new[0] for c in first]
+    assert engine.capture(first[-1].position, 100) == []
