@@ -8,7 +8,7 @@ them to the wire's Value and back; engines map them to native types.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -60,13 +60,3 @@ class CapturedChunk:
     final: bool
     commit_time: float
     position: int
-
-
-@dataclass(slots=True)
-class Txn:
-    """A replicated transaction decoded for apply (possibly one chunk of it)."""
-
-    origin: str
-    seq: int
-    commit_time: float
-    changes: list[Change] = field(default_factory=list)

@@ -29,8 +29,3 @@ def meet(vectors: Iterable[Mapping[str, int]], origins: Iterable[str]) -> Vector
     """Component-wise minimum over vectors: what every one of them holds."""
     vectors = list(vectors)
     return {o: min((v.get(o, 0) for v in vectors), default=0) for o in origins}
-
-
-def covers(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
-    """True if ``a`` holds everything ``b`` holds."""
-    return all(a.get(origin, 0) >= seq for origin, seq in b.items())

@@ -9,7 +9,6 @@ process started here is stopped by its pid, never by name.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -200,19 +199,3 @@ class LocalCluster:
     def _write_pids(self) -> None:
         pids = {n: p.pid for n, p in self.processes.items() if p.poll() is None}
         (self.root / "pids.json").write_text(json.dumps(pids))
-
-    def log_tail(self, name: str, chars: int = 3000) -> str:
-        try:
-            return self.campus(name).log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -53,22 +53,19 @@ async def test_viewer_and_operator_read_status(running_pair: LocalCluster) -> No
             assert s.campus == campus and s.engine == "sqlite"
 
 
-async def test_viewer_cannot_replicate(running_pair: LocalCluster) -> None:
+@pytest.mark.parametrize("role,name,reason", [
+    ("viewer", "eve", "role node"),               # wrong role
+    ("node", "rogue", "not in this cluster"),     # right role, campus outside the ring
+])
+async def test_only_ring_nodes_may_replicate(
+    running_pair: LocalCluster, role: str, name: str, reason: str
+) -> None:
     address, campus = target(running_pair)
-    async with creds(running_pair.pki_dir, "viewer", "eve").channel(address, campus) as ch:
+    async with creds(running_pair.pki_dir, role, name).channel(address, campus) as ch:
         with pytest.raises(grpc.aio.AioRpcError) as e:
-            await replicate_hello(ch, "eve")
+            await replicate_hello(ch, name)
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert "role node" in e.value.details()
-
-
-async def test_node_outside_the_ring_cannot_replicate(running_pair: LocalCluster) -> None:
-    address, campus = target(running_pair)
-    async with creds(running_pair.pki_dir, "node", "rogue").channel(address, campus) as ch:
-        with pytest.raises(grpc.aio.AioRpcError) as e:
-            await replicate_hello(ch, "rogue")
-    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert "not in this cluster" in e.value.details()
+    assert reason in e.value.details()
 
 
 async def test_node_claiming_another_campus_in_hello_is_refused(

@@ -1,4 +1,4 @@
-from node.replication.vectors import covers, lag, meet, merge_max
+from node.replication.vectors import lag, meet, merge_max
 
 
 def test_lag_counts_only_missing_transactions() -> None:
@@ -13,8 +13,3 @@ def test_meet_is_what_everyone_holds() -> None:
 
 def test_merge_max_never_goes_backwards() -> None:
     assert merge_max({"a": 5, "b": 1}, {"a": 2, "b": 4, "c": 1}) == {"a": 5, "b": 4, "c": 1}
-
-
-def test_covers() -> None:
-    assert covers({"a": 3, "b": 1}, {"a": 3})
-    assert not covers({"a": 2}, {"a": 3})
