@@ -60,3 +60,7 @@ class CapturedChunk:
     final: bool
     commit_time: float
     position: int
+    # Chunk number within its transaction when the engine knows it (PostgreSQL
+    # re-sends a transaction from its start after a reconnect); None means
+    # "continues the journal's partial transaction" (SQLite resumes mid-way).
+    index: int | None = None

@@ -97,6 +97,7 @@ class NodeRuntime:
         self.journal = journal
         self._engine_exec = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{self.campus}")
         self._journal_exec = ThreadPoolExecutor(1, thread_name_prefix=f"journal-{self.campus}")
+        self._capture_exec = ThreadPoolExecutor(1, thread_name_prefix=f"capture-{self.campus}")
         self.journal_changed = Notifier()
         self.applied_changed = Notifier()
         self.applied: Vector = {}
@@ -110,6 +111,9 @@ class NodeRuntime:
 
     async def in_engine(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._engine_exec, fn, *args)
+
+    async def in_capture(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._capture_exec, fn, *args)
 
     async def in_journal(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._journal_exec, fn, *args)
@@ -132,3 +136,4 @@ class NodeRuntime:
     def shutdown_threads(self) -> None:
         self._engine_exec.shutdown(wait=True, cancel_futures=True)
         self._journal_exec.shutdown(wait=True, cancel_futures=True)
+        self._capture_exec.shutdown(wait=True, cancel_futures=True)

@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from node.auth import AuthInterceptor
 from node.engines.factory import make_engine
 from node.replication.applier import Applier
-from node.replication.capture import capture_loop
+from node.replication.capture import capture_loop, start_capture
 from node.replication.journal import Journal
 from node.replication.pruner import prune_loop
 from node.replication.sender import RingSender
@@ -73,6 +73,7 @@ class NodeService:
         try:
             await rt.in_engine(engine.open)
             await rt.in_journal(journal.open)
+            await start_capture(rt)
             server = grpc.aio.server(
                 interceptors=[AuthInterceptor(config.cluster.ring)],
                 options=[

@@ -35,7 +35,7 @@ from ringsync.errors import ConfigError
 
 CAMPUS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-ENGINES = ("sqlite",)
+ENGINES = ("sqlite", "postgres")
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ class ClusterConfig:
 @dataclass(frozen=True)
 class DatabaseConfig:
     engine: str
-    path: Path
+    path: Path | None = None  # sqlite
+    dsn: str | None = None  # postgres (libpq connection string)
 
 
 @dataclass(frozen=True)
@@ -255,14 +256,17 @@ def load_node(path: Path | str) -> NodeConfig:
         raise ConfigError(
             f"{path}: database.engine = {engine!r} is not supported; use one of {ENGINES}"
         )
-    db_path = _file(base, db, "path", path, "database")
+    if engine == "sqlite":
+        database = DatabaseConfig(engine, path=_file(base, db, "path", path, "database"))
+    else:
+        database = DatabaseConfig(engine, dsn=_string(db, "dsn", path, "database"))
     tls = _tls(_section(data, "tls", path), path, "tls")
     return NodeConfig(
         path=path,
         campus=campus,
         listen=listen,
         data_dir=data_dir,
-        database=DatabaseConfig(engine=engine, path=db_path),
+        database=database,
         tls=tls,
         cluster=cluster,
         replication=_tuning(_section(data, "replication", path, required=False), path),

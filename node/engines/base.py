@@ -39,8 +39,15 @@ class Engine(Protocol):
     def shapes(self) -> Mapping[str, TableShape]:
         """The replicated tables' shapes, as validated at open."""
 
+    def start_capture(self, position: int) -> None:
+        """Prepare to capture after ``position`` (the journal's capture position)."""
+
     def capture(self, position: int, max_changes: int) -> list[CapturedChunk]:
-        """Committed local changes after ``position``, oldest first."""
+        """Committed local changes after ``position``, oldest first.
+
+        Runs on its own thread, concurrently with apply; it may block briefly
+        waiting for changes but never polls the server in a busy loop.
+        """
 
     def release(self, position: int) -> None:
         """Forget captured changes up to ``position`` (they are journaled)."""

@@ -9,8 +9,13 @@ from ringsync.errors import ConfigError
 
 def make_engine(config: NodeConfig) -> Engine:
     db = config.database
-    if db.engine == "sqlite":
+    if db.engine == "sqlite" and db.path is not None:
         from node.engines.sqlite import SQLiteEngine
 
         return SQLiteEngine(db.path, config.cluster.tables, config.campus)
+    if db.engine == "postgres" and db.dsn is not None:
+        from node.engines.postgres import PostgresEngine
+
+        return PostgresEngine(db.dsn, config.cluster.tables, config.campus,
+                              config.replication.frame_max_changes)
     raise ConfigError(f"{config.path}: database.engine {db.engine!r} is not supported")

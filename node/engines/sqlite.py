@@ -131,6 +131,7 @@ class SQLiteEngine:
         self.tables = tables
         self.campus = campus
         self._conn: sqlite3.Connection | None = None
+        self._capture_conn: sqlite3.Connection | None = None  # capture runs on its own thread
         self._shapes: dict[str, TableShape] = {}
         self._released = 0
         self._seen_version: int | None = None
@@ -156,6 +157,12 @@ class SQLiteEngine:
                 f"SQLite database {self.path} does not exist; create it with the application "
                 f"schema first (ringsync never creates application tables)"
             )
+        self._conn = self._connect()
+        self._shapes = {t: self._read_shape(t) for t in self.tables}
+        self._install()
+        self._capture_conn = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30.0
@@ -165,14 +172,16 @@ class SQLiteEngine:
             conn.execute("PRAGMA busy_timeout=30000")
         except sqlite3.Error as e:
             raise EngineError(f"cannot open SQLite database {self.path}: {e}") from e
-        self._conn = conn
-        self._shapes = {t: self._read_shape(t) for t in self.tables}
-        self._install()
+        return conn
+
+    def start_capture(self, position: int) -> None:
+        """Nothing to set up: the triggers were installed at open."""
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for conn in (self._capture_conn, self._conn):
+            if conn is not None:
+                conn.close()
+        self._conn = self._capture_conn = None
 
     def _read_shape(self, table: str) -> TableShape:
         info = self.conn.execute(f"PRAGMA table_info({q(table)})").fetchall()
@@ -305,7 +314,7 @@ class SQLiteEngine:
     # -- capture ---------------------------------------------------------
 
     def capture(self, position: int, max_changes: int) -> list[CapturedChunk]:
-        conn = self.conn
+        conn = self._capture_conn_or_fail()
         # data_version moves when another connection commits: a cheap poll
         # that avoids taking the write lock when nothing happened.
         version = conn.execute("PRAGMA data_version").fetchone()[0]
@@ -360,7 +369,13 @@ class SQLiteEngine:
         self._handed_out = chunks[-1].position
         return chunks
 
+    def _capture_conn_or_fail(self) -> sqlite3.Connection:
+        if self._capture_conn is None:
+            raise EngineError("the SQLite engine is not open")
+        return self._capture_conn
+
     def _read_images(self, rows: list[tuple[Any, ...]]) -> dict[int, tuple[Any, ...]]:
+        conn = self._capture_conn_or_fail()
         lo, hi = rows[0][0], rows[-1][0]
         images: dict[int, tuple[Any, ...]] = {}
         for tbl in {r[2] for r in rows}:
@@ -370,7 +385,7 @@ class SQLiteEngine:
                 f"SELECT log_id, {', '.join(q(c) for c in cols)} FROM {q('_rs_img_' + tbl)} "
                 f"WHERE log_id BETWEEN ? AND ?"
             )
-            for rec in self.conn.execute(sql, (lo, hi)):
+            for rec in conn.execute(sql, (lo, hi)):
                 images[rec[0]] = tuple(rec[1:])
         missing = [r[0] for r in rows if r[0] not in images]
         if missing:
@@ -380,7 +395,7 @@ class SQLiteEngine:
     def release(self, position: int) -> None:
         if position <= self._released:
             return
-        conn = self.conn
+        conn = self._capture_conn_or_fail()
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._release_locked(position)
@@ -390,9 +405,10 @@ class SQLiteEngine:
             raise
 
     def _release_locked(self, position: int) -> None:
-        self.conn.execute("DELETE FROM _rs_log WHERE id <= ?", (position,))
+        conn = self._capture_conn_or_fail()
+        conn.execute("DELETE FROM _rs_log WHERE id <= ?", (position,))
         for shape in self._shapes.values():
-            self.conn.execute(
+            conn.execute(
                 f"DELETE FROM {q('_rs_img_' + shape.name)} WHERE log_id <= ?", (position,)
             )
         self._released = position

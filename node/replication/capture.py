@@ -20,12 +20,18 @@ POLL_SECONDS = 0.02
 ERROR_BACKOFF_SECONDS = 1.0
 
 
+async def start_capture(rt: NodeRuntime) -> None:
+    """Fatal on error: a missing or invalidated slot must stop the node, loudly."""
+    await rt.in_capture(rt.engine.start_capture, rt.journal.capture_position)
+
+
 async def capture_loop(rt: NodeRuntime) -> None:
     shapes = dict(rt.engine.shapes())
     max_changes = rt.config.replication.frame_max_changes
     while True:
         try:
-            chunks = await rt.in_engine(rt.engine.capture, rt.journal.capture_position, max_changes)
+            chunks = await rt.in_capture(rt.engine.capture, rt.journal.capture_position,
+                                         max_changes)
             if not chunks:
                 await asyncio.sleep(POLL_SECONDS)
                 continue

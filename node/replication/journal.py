@@ -129,9 +129,18 @@ class Journal:
         heads = dict(self._heads)
         partial = dict(self._partial)
         completed = 0
+        position = self.capture_position
         for chunk in chunks:
             seq = heads.get(self.campus, 0) + 1
             index = partial.get(self.campus, 0)
+            if chunk.index is not None and chunk.index != index:
+                if chunk.index < index:
+                    continue  # re-sent after a reconnect: already journaled
+                raise JournalError(
+                    f"capture skipped chunks: got chunk {chunk.index} of {self.campus}/{seq}, "
+                    f"expected {index}"
+                )
+            position = max(position, chunk.position)
             frame = build_frame(
                 self.campus, seq, index, chunk.final, chunk.commit_time, chunk.changes, shapes
             )
@@ -142,7 +151,8 @@ class Journal:
                 completed += 1
             else:
                 partial[self.campus] = index + 1
-        self._write(rows, heads, partial, capture_position=chunks[-1].position)
+        if rows:
+            self._write(rows, heads, partial, capture_position=position)
         return completed
 
     def append_remote(self, frames: Iterable[tuple[pb.TxnFrame, bytes]]) -> int:

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ringsync import pki
-from ringsync.demo.lis import TABLES, create_sqlite_database
+from ringsync.demo.lis import TABLES, create_postgres_schema, create_sqlite_database
+from ringsync.demo.postgres import LocalPostgres
 from ringsync.errors import RingsyncError
 
 CAMPUS_NAMES = (
@@ -38,6 +39,13 @@ class CampusLayout:
     name: str
     port: int
     dir: Path
+    engine: str = "sqlite"
+    postgres: LocalPostgres | None = None
+
+    @property
+    def target(self) -> Path | str:
+        """What a workload connects to: the SQLite file or the PostgreSQL DSN."""
+        return self.postgres.dsn if self.postgres is not None else self.database
 
     @property
     def address(self) -> str:
@@ -67,8 +75,10 @@ class LocalCluster:
 
     @classmethod
     def create(
-        cls, root: Path, count: int, replication: dict[str, float | int] | None = None
+        cls, root: Path, count: int, replication: dict[str, float | int] | None = None,
+        engines: list[str] | None = None,
     ) -> LocalCluster:
+        """Write configs and certificates; ``engines`` gives each campus's engine."""
         if not 2 <= count <= len(CAMPUS_NAMES):
             raise RingsyncError(f"--campuses must be between 2 and {len(CAMPUS_NAMES)}")
         root = root.resolve()
@@ -77,9 +87,14 @@ class LocalCluster:
                 f"{root} already holds a cluster; pick an empty --data-dir or delete it"
             )
         cluster = cls(root, replication=replication or {"heal_after_seconds": 3.0})
-        for name in CAMPUS_NAMES[:count]:
-            cluster.campuses.append(CampusLayout(name, free_port(), root / name))
-        cluster._write()
+        engines = engines or ["sqlite"] * count
+        for name, engine in zip(CAMPUS_NAMES[:count], engines, strict=True):
+            cluster.campuses.append(CampusLayout(name, free_port(), root / name, engine))
+        try:
+            cluster._write()
+        except BaseException:
+            cluster.stop_databases()
+            raise
         return cluster
 
     @property
@@ -118,15 +133,21 @@ class LocalCluster:
         for c in self.campuses:
             c.dir.mkdir(parents=True, exist_ok=True)
             pki.issue(self.pki_dir, "node", c.name, ("127.0.0.1", "localhost"))
-            create_sqlite_database(c.database)
+            if c.engine == "postgres":
+                c.postgres = LocalPostgres.create(c.dir / "pgdata", free_port())
+                c.postgres.start()
+                create_postgres_schema(c.postgres.dsn)
+                database = f'engine = "postgres"\ndsn = "{c.postgres.dsn}"\n'
+            else:
+                create_sqlite_database(c.database)
+                database = 'engine = "sqlite"\npath = "lis.db"\n'
             tuning = "\n".join(f"{k} = {v}" for k, v in self.replication.items())
             c.config.write_text(
                 f'campus = "{c.name}"\n'
                 f'cluster_file = "../cluster.toml"\n'
                 f'data_dir = "."\n\n'
                 f"[database]\n"
-                f'engine = "sqlite"\n'
-                f'path = "lis.db"\n\n'
+                f"{database}\n"
                 f"[tls]\n"
                 f'ca = "../pki/ca.crt"\n'
                 f'cert = "../pki/{c.name}.crt"\n'
@@ -188,6 +209,12 @@ class LocalCluster:
                 proc.kill()
                 proc.wait(timeout=10)
         self._write_pids()
+
+    def stop_databases(self) -> None:
+        """Stop (and delete) the PostgreSQL servers this cluster started."""
+        for c in self.campuses:
+            if c.postgres is not None:
+                c.postgres.remove()
 
     def check_alive(self) -> None:
         for name, proc in self.processes.items():

@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 TABLES = ("patients", "lab_orders", "specimens", "lab_results")
 
@@ -70,6 +71,20 @@ SURNAMES = ["Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Zhao", "Huang", "Zhou
 GIVEN = ["Wei", "Fang", "Min", "Jing", "Lei", "Yan", "Jun", "Hui", "Tao", "Xiu"]
 
 
+# The same tables on PostgreSQL, with types whose canonical values equal
+# SQLite's (text, double precision, bigint), so mixed rings compare equal.
+POSTGRES_SCHEMA = SQLITE_SCHEMA.replace("INTEGER", "bigint").replace("REAL", "double precision")
+
+
+def create_postgres_schema(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for statement in POSTGRES_SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+
+
 def create_sqlite_database(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path)
@@ -87,12 +102,45 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{micros:06d}Z"
 
 
+class _Db:
+    """The little a workload needs from a campus database, for SQLite or PostgreSQL."""
+
+    def __init__(self, target: Path | str) -> None:
+        self.postgres = isinstance(target, str)
+        if isinstance(target, str):
+            import psycopg
+
+            self.conn: Any = psycopg.connect(target, autocommit=True)
+            self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
+        else:
+            self.conn = sqlite3.connect(target, timeout=30.0, isolation_level=None)
+            self.conn.execute("PRAGMA busy_timeout=30000")
+            self.errors = (sqlite3.Error,)
+
+    def execute(self, query: str, params: tuple[Any, ...] = ()) -> None:
+        if self.postgres:
+            query = query.replace("?", "%s")
+        self.conn.execute(query, params)
+
+    def begin(self) -> None:
+        self.conn.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
+
+    def rollback(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except self.errors:
+            pass
+
+
 @dataclass
 class LisWorkload:
-    """Writes LIS transactions at one campus at a steady rate, in a thread."""
+    """Writes LIS transactions at one campus at a steady rate, in a thread.
+
+    ``db_path`` is a SQLite file or, for a PostgreSQL campus, a DSN string.
+    """
 
     campus: str
-    db_path: Path
+    db_path: Path | str
     rate: float
     seed: int = 0
     transactions: int = 0
@@ -115,22 +163,20 @@ class LisWorkload:
 
     def _run(self) -> None:
         rng = random.Random(self.seed or hash(self.campus))
-        conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout=30000")
+        conn = _Db(self.db_path)
         interval = 1.0 / self.rate if self.rate > 0 else 1.0
         next_at = time.monotonic()
         try:
             while not self._stop.is_set():
                 try:
-                    conn.execute("BEGIN IMMEDIATE")
+                    conn.begin()
                     self._one(conn, rng)
                     conn.execute("COMMIT")
                     self.transactions += 1
-                except sqlite3.Error as e:
+                except conn.errors as e:
                     self.errors += 1
                     self.last_error = str(e)
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
+                    conn.rollback()
                 next_at += interval
                 delay = next_at - time.monotonic()
                 if delay > 0:
@@ -138,9 +184,9 @@ class LisWorkload:
                 else:
                     next_at = time.monotonic()
         finally:
-            conn.close()
+            conn.conn.close()
 
-    def _one(self, conn: sqlite3.Connection, rng: random.Random) -> None:
+    def _one(self, conn: _Db, rng: random.Random) -> None:
         roll = rng.random()
         if roll < 0.35 or not self._open_orders:
             self._admit(conn, rng)
@@ -153,7 +199,7 @@ class LisWorkload:
         else:
             self._admit(conn, rng)
 
-    def _admit(self, conn: sqlite3.Connection, rng: random.Random) -> None:
+    def _admit(self, conn: _Db, rng: random.Random) -> None:
         patient, order, specimen = (str(uuid.uuid4()) for _ in range(3))
         test = rng.choice(list(TESTS))
         priority = "STAT" if rng.random() < 0.2 else "routine"
@@ -176,7 +222,7 @@ class LisWorkload:
         self._specimens.append(specimen)
         del self._specimens[:-200]
 
-    def _result(self, conn: sqlite3.Connection, rng: random.Random) -> None:
+    def _result(self, conn: _Db, rng: random.Random) -> None:
         order, test = self._open_orders.pop(rng.randrange(len(self._open_orders)))
         for analyte, unit, low, high in TESTS[test]:
             value = round(rng.uniform(low * 0.7, high * 1.3), 2)
@@ -190,7 +236,7 @@ class LisWorkload:
         del self._results[:-500]
         conn.execute("UPDATE lab_orders SET status = 'resulted' WHERE order_id = ?", (order,))
 
-    def _verify(self, conn: sqlite3.Connection, rng: random.Random) -> None:
+    def _verify(self, conn: _Db, rng: random.Random) -> None:
         result = self._results.pop(rng.randrange(len(self._results)))
         conn.execute(
             "UPDATE lab_results SET status = 'verified', version = version + 1 "
@@ -198,6 +244,6 @@ class LisWorkload:
             (result,),
         )
 
-    def _reject_specimen(self, conn: sqlite3.Connection, rng: random.Random) -> None:
+    def _reject_specimen(self, conn: _Db, rng: random.Random) -> None:
         specimen = self._specimens.pop(rng.randrange(len(self._specimens)))
         conn.execute("DELETE FROM specimens WHERE specimen_id = ?", (specimen,))

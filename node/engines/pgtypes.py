@@ -1,0 +1,68 @@
+"""PostgreSQL text-format values <-> canonical Python values, by type OID."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from node.model import Json
+
+
+def _bool(s: str) -> bool:
+    return s == "t"
+
+
+def _bytea(s: str) -> bytes:
+    if s.startswith("\\x"):
+        return bytes.fromhex(s[2:])
+    raise ValueError("bytea must arrive in hex format (bytea_output = hex)")
+
+
+def _timestamptz(s: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(s)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def canonical_json(text: str) -> Json:
+    return Json(json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False))
+
+
+PARSERS: dict[int, Callable[[str], Any]] = {
+    16: _bool,
+    17: _bytea,
+    20: int, 21: int, 23: int, 26: int,
+    700: float, 701: float,
+    1700: Decimal,
+    25: str, 1042: str, 1043: str, 19: str,
+    1114: _timestamptz, 1184: _timestamptz,
+    1082: dt.date.fromisoformat,
+    2950: uuid.UUID,
+    114: canonical_json, 3802: canonical_json,
+}
+
+SUPPORTED_TYPES = {
+    "boolean", "bytea", "bigint", "smallint", "integer", "oid", "real", "double precision",
+    "numeric", "text", "character", "character varying", "name",
+    "timestamp without time zone", "timestamp with time zone", "date", "uuid", "json", "jsonb",
+}
+
+
+def parse(type_oid: int, text: str | None) -> Any:
+    if text is None:
+        return None
+    parser = PARSERS.get(type_oid, str)
+    return parser(text)
+
+
+def to_pg(value: Any) -> Any:
+    """A canonical value as a psycopg parameter."""
+    if isinstance(value, Json):
+        return value.text
+    return value

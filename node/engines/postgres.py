@@ -1,0 +1,509 @@
+"""PostgreSQL campus engine: pgoutput logical decoding in, batched upserts out.
+
+Capture. The node owns a publication and a logical slot per campus
+(``ringsync_<campus>``), created at first start. A reader thread speaks the
+replication protocol through psycopg's libpq layer (``replication=database``,
+``START_REPLICATION … LOGICAL``, CopyBoth), decodes pgoutput, splits large
+transactions into chunks of ``frame_max_changes`` rows and hands them over
+through a bounded queue, so memory stays bounded and a slow journal slows
+the reader instead of growing a buffer. Nothing is polled: the thread blocks
+on the socket. The slot's confirmed flush position moves only to what the
+journal has durably stored (``release``).
+
+Origin. The apply connection sets the replication origin ``ringsync`` for
+its session, so every transaction it commits carries that origin; pgoutput
+announces it and the reader drops such transactions: applied rows are never
+re-captured as local.
+
+Replicated tables get REPLICA IDENTITY FULL, so updates and deletes carry
+the whole old row (needed for key changes and for unchanged TOAST values).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import queue
+import select
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import pq, sql
+from psycopg.pq.abc import PGconn
+
+from node.codec import RowSetDigest
+from node.engines import pgoutput as po
+from node.engines.pgtypes import parse, to_pg
+from node.model import CapturedChunk, Change, Json, Op, TableShape
+from ringsync.errors import EngineError, SchemaError
+
+log = logging.getLogger(__name__)
+
+APPLY_ORIGIN = "ringsync"
+STATUS_INTERVAL_SECONDS = 1.0
+QUEUE_CHUNKS = 8
+
+
+def _canonical_row(row: Iterable[Any]) -> tuple[Any, ...]:
+    out = []
+    for v in row:
+        if isinstance(v, dict | list):
+            v = Json(json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+        elif isinstance(v, dt.datetime) and v.tzinfo is None:
+            v = v.replace(tzinfo=dt.UTC)
+        elif isinstance(v, dt.datetime):
+            v = v.astimezone(dt.UTC)
+        elif isinstance(v, memoryview):
+            v = bytes(v)
+        out.append(v)
+    return tuple(out)
+
+
+class _PgApplySession:
+    def __init__(self, engine: PostgresEngine, conn: psycopg.Connection[Any]) -> None:
+        self.engine = engine
+        self.cur = conn.cursor()
+
+    def apply(self, changes: Iterable[Change]) -> None:
+        run: list[Change] = []
+        for change in changes:
+            if run and (run[0].table != change.table or run[0].op != change.op):
+                self._run(run)
+                run = []
+            run.append(change)
+        if run:
+            self._run(run)
+
+    def _run(self, run: list[Change]) -> None:
+        shape = self.engine.shape_of(run[0].table)
+        op = run[0].op
+        keys = [
+            tuple(to_pg(v) for v in shape.key_of(c.old or ()))
+            for c in run
+            if op is Op.DELETE or (c.old is not None and c.new is not None
+                                   and shape.key_of(c.old) != shape.key_of(c.new))
+        ]
+        if keys:
+            self.cur.executemany(self.engine.delete_sql(shape), keys)
+        if op is not Op.DELETE:
+            self.cur.executemany(
+                self.engine.upsert_sql(shape), [tuple(to_pg(v) for v in c.new or ()) for c in run]
+            )
+
+    def advance(self, origin: str, seq: int) -> None:
+        self.cur.execute(
+            "INSERT INTO ringsync.applied(origin, seq) VALUES (%s, %s) "
+            "ON CONFLICT (origin) DO UPDATE SET seq = EXCLUDED.seq",
+            (origin, seq),
+        )
+
+
+class PostgresEngine:
+    name = "postgres"
+
+    def __init__(self, dsn: str, tables: tuple[str, ...], campus: str,
+                 frame_max_changes: int = 2000) -> None:
+        self.dsn = dsn
+        self.tables = tables
+        self.campus = campus
+        self.slot = f"ringsync_{campus}".replace("-", "_")
+        self.publication = self.slot
+        self.frame_max_changes = frame_max_changes
+        self._conn: psycopg.Connection[Any] | None = None
+        self._apply: psycopg.Connection[Any] | None = None
+        self._shapes: dict[str, TableShape] = {}
+        self._sql: dict[tuple[str, str], sql.Composed] = {}
+        self._queue: queue.Queue[CapturedChunk | Exception] = queue.Queue(QUEUE_CHUNKS)
+        self._reader: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._flushed = 0
+        self.capture_error = ""
+
+    @property
+    def description(self) -> str:
+        return self.dsn
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        if self._conn is None:
+            raise EngineError("the PostgreSQL engine is not open")
+        return self._conn
+
+    # -- lifecycle -------------------------------------------------------
+
+    def _connect(self, autocommit: bool) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=autocommit, connect_timeout=10,
+                                   options="-c timezone=UTC -c datestyle=ISO")
+        except psycopg.OperationalError as e:
+            raise EngineError(f"cannot connect to PostgreSQL ({self.dsn}): {e}".strip()) from e
+        return conn
+
+    def open(self) -> None:
+        self._conn = self._connect(autocommit=True)
+        self._check_server()
+        self._shapes = {t: self._read_shape(t) for t in self.tables}
+        self._install()
+        self._apply = self._connect(autocommit=False)
+        self._apply.execute("SELECT pg_replication_origin_session_setup(%s)", (APPLY_ORIGIN,))
+        self._apply.commit()
+
+    def _check_server(self) -> None:
+        conn = self.conn
+        wal_level = conn.execute("SHOW wal_level").fetchone()[0]  # type: ignore[index]
+        if wal_level != "logical":
+            raise EngineError(
+                f"PostgreSQL at {self.dsn} has wal_level = {wal_level}; set wal_level = logical "
+                f"in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL"
+            )
+        for setting in ("max_replication_slots", "max_wal_senders"):
+            value = int(conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(setting)))
+                        .fetchone()[0])  # type: ignore[index]
+            if value < 1:
+                raise EngineError(f"PostgreSQL has {setting} = {value}; set it to at least 4")
+        role, can = conn.execute(
+            "SELECT current_user, rolreplication OR rolsuper FROM pg_roles "
+            "WHERE rolname = current_user"
+        ).fetchone()  # type: ignore[misc]
+        if not can:
+            raise EngineError(
+                f"role {role} lacks the REPLICATION privilege needed for logical decoding; "
+                f"run ALTER ROLE {role} REPLICATION as a superuser"
+            )
+
+    def _read_shape(self, table: str) -> TableShape:
+        conn = self.conn
+        row = conn.execute("SELECT to_regclass(%s)::oid", (table,)).fetchone()
+        if row is None or row[0] is None:
+            raise SchemaError(
+                f"table {table!r} is listed in cluster.tables but does not exist in "
+                f"{self.dsn}; create it with the same columns as the other campuses"
+            )
+        oid = row[0]
+        cols = conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum",
+            (oid,),
+        ).fetchall()
+        pk = conn.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s AND i.indisprimary "
+            "ORDER BY array_position(i.indkey::int2[], a.attnum)",
+            (oid,),
+        ).fetchall()
+        if not pk:
+            raise SchemaError(
+                f"table {table!r} has no primary key, so its rows cannot be matched across "
+                f"campuses; add one (ALTER TABLE {table} ADD PRIMARY KEY (…)) or remove it "
+                f"from cluster.tables"
+            )
+        columns = tuple(c[0] for c in cols)
+        return TableShape(table, columns, tuple(columns.index(k[0]) for k in pk))
+
+    def _install(self) -> None:
+        conn = self.conn
+        conn.execute("CREATE SCHEMA IF NOT EXISTS ringsync")
+        conn.execute("CREATE TABLE IF NOT EXISTS ringsync.applied("
+                     "origin text PRIMARY KEY, seq bigint NOT NULL)")
+        for table in self.tables:
+            ident = conn.execute(
+                "SELECT relreplident FROM pg_class WHERE oid = to_regclass(%s)", (table,)
+            ).fetchone()
+            if ident is not None and ident[0] != "f":
+                try:
+                    conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL")
+                                 .format(sql.Identifier(table)))
+                except psycopg.Error as e:
+                    raise EngineError(
+                        f"cannot set REPLICA IDENTITY FULL on {table!r}: {e}; run it as the "
+                        f"table's owner"
+                    ) from e
+        tables = sql.SQL(", ").join(sql.Identifier(t) for t in self.tables)
+        pub = sql.Identifier(self.publication)
+        exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s",
+                              (self.publication,)).fetchone()
+        if exists:
+            conn.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(pub, tables))
+        else:
+            conn.execute(sql.SQL(
+                "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, update, delete')"
+            ).format(pub, tables))
+        if not conn.execute("SELECT 1 FROM pg_replication_origin WHERE roname = %s",
+                            (APPLY_ORIGIN,)).fetchone():
+            conn.execute("SELECT pg_replication_origin_create(%s)", (APPLY_ORIGIN,))
+
+    def start_capture(self, position: int) -> None:
+        row = self.conn.execute(
+            "SELECT wal_status, confirmed_flush_lsn::text FROM pg_replication_slots "
+            "WHERE slot_name = %s", (self.slot,)
+        ).fetchone()
+        if row is None:
+            if position:
+                raise EngineError(
+                    f"replication slot {self.slot} is gone (dropped while the node was down), "
+                    f"so changes made since may be lost; this campus needs a re-sync. "
+                    f"Do not delete the journal; see docs/design.md"
+                )
+            self.conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')",
+                              (self.slot,))
+        elif row[0] == "lost":
+            raise EngineError(
+                f"replication slot {self.slot} was invalidated (its WAL was removed, see "
+                f"max_slot_wal_keep_size); this campus needs a re-sync"
+            )
+        self._flushed = position
+        self._stop.clear()
+        self._reader = threading.Thread(target=self._read_loop, args=(position,),
+                                        name=f"pgoutput-{self.campus}", daemon=True)
+        self._reader.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        for c in (self._apply, self._conn):
+            if c is not None:
+                c.close()
+        self._apply = self._conn = None
+
+    # -- metadata --------------------------------------------------------
+
+    def shapes(self) -> Mapping[str, TableShape]:
+        return self._shapes
+
+    def shape_of(self, table: str) -> TableShape:
+        try:
+            return self._shapes[table]
+        except KeyError:
+            raise EngineError(f"table {table!r} is not replicated at {self.campus!r}") from None
+
+    def delete_sql(self, shape: TableShape) -> sql.Composed:
+        key = (shape.name, "delete")
+        if key not in self._sql:
+            where = sql.SQL(" AND ").join(
+                sql.SQL("{} = %s").format(sql.Identifier(c)) for c in shape.key_columns)
+            self._sql[key] = sql.SQL("DELETE FROM {} WHERE {}").format(
+                sql.Identifier(shape.name), where)
+        return self._sql[key]
+
+    def upsert_sql(self, shape: TableShape) -> sql.Composed:
+        key = (shape.name, "upsert")
+        if key not in self._sql:
+            rest = [c for c in shape.columns if c not in shape.key_columns]
+            action = sql.SQL("DO NOTHING") if not rest else sql.SQL("DO UPDATE SET {}").format(
+                sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
+                                   for c in rest))
+            self._sql[key] = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}").format(
+                sql.Identifier(shape.name),
+                sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns),
+                sql.SQL(", ").join(sql.Placeholder() for _ in shape.columns),
+                sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns),
+                action,
+            )
+        return self._sql[key]
+
+    # -- capture ---------------------------------------------------------
+
+    def capture(self, position: int, max_changes: int) -> list[CapturedChunk]:
+        """Chunks the reader decoded; waits briefly on the queue, never on the server."""
+        self.release(position)  # the journal holds everything up to position
+        out: list[CapturedChunk] = []
+        try:
+            item = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return out
+        while True:
+            if isinstance(item, Exception):
+                raise item
+            out.append(item)
+            if len(out) >= 64:
+                return out
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return out
+
+    def release(self, position: int) -> None:
+        self._flushed = max(self._flushed, position)
+
+    def _read_loop(self, start: int) -> None:
+        """Stream and decode until stopped; reconnect after errors (server restarts)."""
+        handed_out = start  # end LSN of the last whole transaction queued
+        while not self._stop.is_set():
+            try:
+                handed_out = self._stream(max(self._flushed, start), handed_out)
+            except Exception as e:  # connection lost, server restarting, …
+                self.capture_error = f"replication stream: {e}"
+                log.warning("replication stream from PostgreSQL lost, reconnecting: %s", e)
+                self._stop.wait(1.0)
+
+    def _put(self, item: CapturedChunk, pgconn: PGconn, write_lsn: int) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=STATUS_INTERVAL_SECONDS)
+                return
+            except queue.Full:  # journal is slower: keep the server from timing us out
+                self._send_status(pgconn, write_lsn)
+
+    def _send_status(self, pgconn: PGconn, write_lsn: int, reply: bool = False) -> None:
+        flushed = self._flushed
+        pgconn.put_copy_data(po.standby_status(max(write_lsn, flushed), flushed, flushed, reply))
+        pgconn.flush()
+
+    def _stream(self, start: int, handed_out: int) -> int:
+        conninfo = psycopg.conninfo.make_conninfo(
+            self.dsn, replication="database", options="-c timezone=UTC -c datestyle=ISO "
+            "-c extra_float_digits=3 -c bytea_output=hex")
+        pgconn = pq.PGconn.connect(conninfo.encode())
+        if pgconn.status != pq.ConnStatus.OK:
+            raise EngineError(pgconn.get_error_message())
+        try:
+            command = (f"START_REPLICATION SLOT {self.slot} LOGICAL {po.lsn_to_str(start)} "
+                       f"(proto_version '1', publication_names '{self.publication}')")
+            res = pgconn.exec_(command.encode())
+            if res.status != pq.ExecStatus.COPY_BOTH:
+                raise EngineError(res.get_error_message())
+            self.capture_error = ""
+            log.info("streaming changes from slot %s at %s", self.slot, po.lsn_to_str(start))
+            relations: dict[int, po.Relation] = {}
+            txn: list[Change] = []
+            begin: po.Begin | None = None
+            foreign = False
+            chunk_index = 0
+            write_lsn = start
+            idle_end = 0
+            last_status = 0.0
+            while not self._stop.is_set():
+                nbytes, data = pgconn.get_copy_data(1)
+                if nbytes == 0:
+                    now = time.monotonic()
+                    if now - last_status > STATUS_INTERVAL_SECONDS:
+                        if begin is None and self._queue.empty() and self._flushed >= handed_out:
+                            self._flushed = max(self._flushed, idle_end)
+                        self._send_status(pgconn, write_lsn)
+                        last_status = now
+                    select.select([pgconn.socket], [], [], STATUS_INTERVAL_SECONDS)
+                    pgconn.consume_input()
+                    continue
+                if nbytes < 0:
+                    raise EngineError(pgconn.get_error_message()
+                                      or "replication stream ended")
+                msg = po.parse_copy_message(data)
+                if isinstance(msg, po.Keepalive):
+                    idle_end = msg.end
+                    if msg.reply_requested:
+                        self._send_status(pgconn, write_lsn, reply=False)
+                        last_status = time.monotonic()
+                    continue
+                if msg is None:
+                    continue
+                write_lsn = max(write_lsn, msg.end)
+                event = po.parse_pgoutput(msg.payload)
+                if isinstance(event, po.Begin):
+                    begin, txn, foreign, chunk_index = event, [], False, 0
+                elif isinstance(event, po.Origin):
+                    foreign = event.name == APPLY_ORIGIN
+                elif isinstance(event, po.Relation):
+                    relations[event.relid] = event
+                elif isinstance(event, po.RowMessage):
+                    if foreign or begin is None or begin.final_lsn < handed_out:
+                        continue
+                    txn.append(self._change(relations[event.relid], event))
+                    if len(txn) >= self.frame_max_changes:
+                        self._put(CapturedChunk(txn, False, begin.commit_time, 0, chunk_index),
+                                  pgconn, write_lsn)
+                        txn, chunk_index = [], chunk_index + 1
+                elif isinstance(event, po.Commit):
+                    if begin is not None and not foreign and event.end_lsn > handed_out and (
+                            txn or chunk_index):
+                        self._put(CapturedChunk(txn, True, event.commit_time, event.end_lsn,
+                                                chunk_index), pgconn, write_lsn)
+                        handed_out = event.end_lsn
+                    begin, txn = None, []
+            return handed_out
+        finally:
+            pgconn.finish()
+
+    def _change(self, rel: po.Relation, msg: po.RowMessage) -> Change:
+        shape = self.shape_of(rel.name)
+        if list(shape.columns) != rel.columns:
+            raise EngineError(f"table {rel.name!r} changed columns while replicating; restart "
+                              f"the node so it re-reads the schema")
+        old = None
+        if msg.old is not None:
+            old = tuple(parse(o, v if isinstance(v, str) else None)
+                        for o, v in zip(rel.type_oids, msg.old, strict=True))
+        new = None
+        if msg.new is not None:
+            values = []
+            for i, (oid, v) in enumerate(zip(rel.type_oids, msg.new, strict=True)):
+                if v is po.UNCHANGED:  # unchanged TOAST: REPLICA IDENTITY FULL sent it in old
+                    values.append(old[i] if old is not None else None)
+                else:
+                    values.append(parse(oid, v if isinstance(v, str) else None))
+            new = tuple(values)
+        op = {"I": Op.INSERT, "U": Op.UPDATE, "D": Op.DELETE}[msg.op]
+        return Change(rel.name, op, new=new, old=old)
+
+    # -- apply -----------------------------------------------------------
+
+    @contextmanager
+    def apply_session(self) -> Iterator[_PgApplySession]:
+        if self._apply is None:
+            raise EngineError("the PostgreSQL engine is not open")
+        conn = self._apply
+        if conn.broken or conn.closed:
+            self._apply = conn = self._connect(autocommit=False)
+            conn.execute("SELECT pg_replication_origin_session_setup(%s)", (APPLY_ORIGIN,))
+            conn.commit()
+        try:
+            with conn.transaction():
+                yield _PgApplySession(self, conn)
+        except psycopg.Error as e:
+            raise EngineError(f"apply failed on PostgreSQL: {e}") from e
+
+    def applied_vector(self) -> dict[str, int]:
+        return {o: int(s) for o, s in self._query("SELECT origin, seq FROM ringsync.applied")}
+
+    # -- inspection ------------------------------------------------------
+
+    def _query(self, query: str | sql.Composed, params: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            return self.conn.execute(query, params).fetchall()
+        except psycopg.OperationalError:
+            self._conn = self._connect(autocommit=True)  # server restarted: reconnect once
+            return self.conn.execute(query, params).fetchall()
+
+    def check_health(self) -> None:
+        try:
+            self._query("SELECT 1")
+        except psycopg.Error as e:
+            raise EngineError(f"PostgreSQL is not answering: {e}") from e
+        if self.capture_error:
+            raise EngineError(self.capture_error)
+
+    def row_counts(self) -> dict[str, int]:
+        return {t: int(self._query(sql.SQL("SELECT count(*) FROM {}").format(
+            sql.Identifier(t)))[0][0]) for t in self.tables}
+
+    def checksums(self, tables: list[str]) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
+        with self._connect(autocommit=False) as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            out = {}
+            for table in tables:
+                shape = self.shape_of(table)
+                digest = RowSetDigest()
+                cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns)
+                with conn.cursor() as cur:
+                    for row in cur.stream(sql.SQL("SELECT {} FROM {}").format(
+                            cols, sql.Identifier(table))):
+                        digest.add(_canonical_row(row))
+                out[table] = (digest.rows, digest.hexdigest())
+            applied = {o: int(s) for o, s in conn.execute(
+                "SELECT origin, seq FROM ringsync.applied").fetchall()}
+        return out, applied
