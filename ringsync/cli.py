@@ -32,6 +32,14 @@ def _parser() -> argparse.ArgumentParser:
                       help="no console: run, converge, print one JSON report")
     demo.add_argument("--duration", type=float, default=20.0,
                       help="headless: seconds of workload (default 20)")
+    demo.add_argument("--engine", choices=("sqlite", "postgres", "mixed"), default="sqlite",
+                      help="campus databases: SQLite (default), PostgreSQL clusters made with "
+                           "initdb, or mixed (PostgreSQL at the large campuses, SQLite at the "
+                           "smallest)")
+    demo.add_argument("--keep-databases", action="store_true",
+                      help="headless: leave the PostgreSQL servers running for inspection")
+    demo.add_argument("--stop", action="store_true",
+                      help="stop everything a demo left running in --data-dir, then exit")
 
     node = sub.add_parser("node", help="run one campus node")
     node.add_argument("--config", type=Path, required=True, help="the node's TOML file")

@@ -23,13 +23,15 @@ def make_cluster(tmp_path: Path) -> Iterator:
     """Build LocalClusters under tmp_path; every node they start is stopped after."""
     clusters: list[LocalCluster] = []
 
-    def make(count: int = 3, **tuning: float | int) -> LocalCluster:
+    def make(count: int = 3, engines: list[str] | None = None,
+             **tuning: float | int) -> LocalCluster:
         root = tmp_path / f"cluster{len(clusters)}"
         replication = {"heal_after_seconds": 2.0, "probe_interval_seconds": 0.5, **tuning}
-        cluster = LocalCluster.create(root, count, replication=replication)
+        cluster = LocalCluster.create(root, count, replication=replication, engines=engines)
         clusters.append(cluster)
         return cluster
 
     yield make
     for cluster in clusters:
         cluster.stop_all()
+        cluster.stop_databases()

@@ -136,6 +136,7 @@ class LocalCluster:
             if c.engine == "postgres":
                 c.postgres = LocalPostgres.create(c.dir / "pgdata", free_port())
                 c.postgres.start()
+                self._write_servers()
                 create_postgres_schema(c.postgres.dsn)
                 database = f'engine = "postgres"\ndsn = "{c.postgres.dsn}"\n'
             else:
@@ -215,6 +216,12 @@ class LocalCluster:
         for c in self.campuses:
             if c.postgres is not None:
                 c.postgres.remove()
+        (self.root / "postgres.json").unlink(missing_ok=True)
+
+    def _write_servers(self) -> None:
+        servers = {c.name: {"datadir": str(c.postgres.datadir), "port": c.postgres.port}
+                   for c in self.campuses if c.postgres is not None}
+        (self.root / "postgres.json").write_text(json.dumps(servers))
 
     def check_alive(self) -> None:
         for name, proc in self.processes.items():

@@ -122,6 +122,10 @@ class _Db:
             query = query.replace("?", "%s")
         self.conn.execute(query, params)
 
+    @property
+    def broken(self) -> bool:
+        return bool(self.postgres and (self.conn.broken or self.conn.closed))
+
     def begin(self) -> None:
         self.conn.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
 
@@ -177,6 +181,13 @@ class LisWorkload:
                     self.errors += 1
                     self.last_error = str(e)
                     conn.rollback()
+                    if conn.broken:  # the server restarted: reconnect, as an application would
+                        conn.conn.close()
+                        self._stop.wait(0.5)
+                        try:
+                            conn = _Db(self.db_path)
+                        except conn.errors:
+                            continue
                 next_at += interval
                 delay = next_at - time.monotonic()
                 if delay > 0:

@@ -23,6 +23,7 @@ from ringsync.config import load_cluster
 from ringsync.ctl import verify
 from ringsync.demo.cluster import LocalCluster
 from ringsync.demo.lis import LisWorkload
+from ringsync.demo.postgres import LocalPostgres, find_bin
 from ringsync.errors import RingsyncError
 
 READY_TIMEOUT_SECONDS = 30.0
@@ -73,8 +74,15 @@ async def wait_converged(client: ClusterClient, timeout: float) -> bool:
     return False
 
 
-def sqlite_row_counts(path: Path, tables: tuple[str, ...]) -> dict[str, int]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def row_counts(target: Path | str, tables: tuple[str, ...]) -> dict[str, int]:
+    """Counted straight from the database file or server, not from a node."""
+    if isinstance(target, str):
+        import psycopg
+
+        with psycopg.connect(target) as pg:
+            return {t: pg.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]  # type: ignore[index]
+                    for t in tables}
+    conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
     try:
         return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
     finally:
@@ -110,9 +118,9 @@ async def headless(cluster: LocalCluster, workloads: list[LisWorkload], duration
         "campuses": [
             {
                 "name": c.name,
-                "engine": "sqlite",
-                "database": str(c.database),
-                "rows": sqlite_row_counts(c.database, cluster.tables),
+                "engine": c.engine,
+                "database": str(c.target),
+                "rows": row_counts(c.target, cluster.tables),
             }
             for c in cluster.campuses
         ],
@@ -121,14 +129,30 @@ async def headless(cluster: LocalCluster, workloads: list[LisWorkload], duration
     return 0 if converged else 1
 
 
+def engines_for(choice: str, count: int) -> list[str]:
+    if choice == "mixed":
+        return ["postgres"] * (count - 1) + ["sqlite"]
+    return [choice] * count
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    if args.stop:
+        if args.data_dir is None:
+            raise RingsyncError("--stop needs the --data-dir of the demo to stop")
+        for line in stop_leftovers(args.data_dir):
+            say(line)
+        return 0
+    engines = engines_for(args.engine, args.campuses)
+    if "postgres" in engines:
+        find_bin("initdb")  # a missing server says which package to install, up front
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="ringsync-demo-"))
-    cluster = LocalCluster.create(root, args.campuses)
-    say(f"cluster in {cluster.root}; starting {args.campuses} nodes")
+    say(f"creating {args.campuses} campuses ({args.engine}) in {root}")
+    cluster = LocalCluster.create(root, args.campuses, engines=engines)
     workloads = [
-        LisWorkload(c.name, c.database, args.rate, seed=i + 1)
+        LisWorkload(c.name, c.target, args.rate, seed=i + 1)
         for i, c in enumerate(cluster.campuses)
     ]
+    keep = args.headless and args.keep_databases
     try:
         cluster.start_all()
         if args.headless:
@@ -138,7 +162,39 @@ def run_demo(args: argparse.Namespace) -> int:
         for w in workloads:
             w.stop()
         cluster.stop_all()
+        if keep:
+            say(f"PostgreSQL servers left running; stop them with "
+                f"`ringsync demo --data-dir {cluster.root} --stop`")
+        else:
+            cluster.stop_databases()
         say(f"all nodes stopped; data kept in {cluster.root}")
+
+
+def stop_leftovers(root: Path) -> list[str]:
+    """Stop the nodes and PostgreSQL servers a demo in ``root`` left running."""
+    import json
+    import os
+    import signal
+
+    done = []
+    pids = root / "pids.json"
+    if pids.exists():
+        for campus, pid in json.loads(pids.read_text()).items():
+            try:
+                os.kill(pid, signal.SIGTERM)
+                done.append(f"stopped node {campus} (pid {pid})")
+            except ProcessLookupError:
+                pass
+        pids.write_text("{}")
+    servers = root / "postgres.json"
+    if servers.exists():
+        for campus, entry in json.loads(servers.read_text()).items():
+            pg = LocalPostgres(Path(entry["datadir"]), entry["port"])
+            if pg.pid() is not None:
+                pg.remove()
+                done.append(f"stopped PostgreSQL of {campus} ({entry['datadir']})")
+        servers.unlink()
+    return done or ["nothing was running"]
 
 
 def interactive(cluster: LocalCluster, workloads: list[LisWorkload]) -> int:

@@ -75,3 +75,29 @@ def test_pki_cli_issues_certificates(tmp_path: Path) -> None:
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "already exists" in again.stderr
     assert (d / "chaohui.crt").is_file() and (d / "chaohui.key").stat().st_mode & 0o077 == 0
+
+
+def test_mixed_demo_reports_dsns_keeps_databases_and_stops_them(tmp_path: Path) -> None:
+    from tests.integration.test_postgres import canonical_rows
+
+    data_dir = tmp_path / "mixed"
+    result = subprocess.run(
+        [*RINGSYNC, "demo", "--engine", "mixed", "--campuses", "3", "--headless",
+         "--duration", "3", "--keep-databases", "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=240,
+    )
+    try:
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads(result.stdout)
+        assert report["converged"] is True
+        engines = [c["engine"] for c in report["campuses"]]
+        assert engines == ["postgres", "postgres", "sqlite"]
+        targets = [c["database"] if c["engine"] == "postgres" else Path(c["database"])
+                   for c in report["campuses"]]
+        snaps = [canonical_rows(t) for t in targets]  # the servers are still up
+        assert all(s == snaps[0] for s in snaps[1:]) and snaps[0]["patients"]
+    finally:
+        stop = subprocess.run([*RINGSYNC, "demo", "--data-dir", str(data_dir), "--stop"],
+                              capture_output=True, text=True, timeout=120)
+    assert stop.returncode == 0 and "stopped PostgreSQL" in stop.stderr
+    assert not (data_dir / "postgres.json").exists()

@@ -1,0 +1,124 @@
+"""PostgreSQL campuses: errors that name the fix, and a mixed ring under faults.
+
+Real servers made with initdb/pg_ctl on free ports; rows are compared across
+engines value by value.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from node.engines.postgres import PostgresEngine
+from ringsync.demo.cluster import LocalCluster, free_port
+from ringsync.demo.lis import TABLES, LisWorkload
+from ringsync.demo.postgres import LocalPostgres
+from ringsync.errors import EngineError, SchemaError
+from tests.helpers import wait_until
+from tests.integration.conftest import wait_ready
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalPostgres]:
+    pg = LocalPostgres.create(None, free_port())
+    pg.start()
+    yield pg
+    pg.remove()
+
+
+def test_role_without_replication_privilege_is_refused(server: LocalPostgres) -> None:
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS app")
+        conn.execute("CREATE ROLE app LOGIN")
+        conn.execute("CREATE TABLE IF NOT EXISTS t1(id int PRIMARY KEY)")
+    engine = PostgresEngine(server.dsn.replace("user=ringsync", "user=app"), ("t1",), "a")
+    with pytest.raises(EngineError, match="ALTER ROLE app REPLICATION"):
+        engine.open()
+    engine.close()
+
+
+def test_table_without_primary_key_is_refused(server: LocalPostgres) -> None:
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS notes(body text)")
+    engine = PostgresEngine(server.dsn, ("notes",), "a")
+    with pytest.raises(SchemaError, match="'notes' has no primary key"):
+        engine.open()
+    engine.close()
+
+
+def test_wal_level_not_logical_is_refused(tmp_path) -> None:
+    pg = LocalPostgres.create(None, free_port())
+    try:
+        pg.start()
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET wal_level = replica")
+        pg.restart()
+        engine = PostgresEngine(pg.dsn, ("t",), "a")
+        with pytest.raises(EngineError, match="wal_level = replica; set wal_level = logical"):
+            engine.open()
+        engine.close()
+    finally:
+        pg.remove()
+
+
+def canonical_rows(target: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every LIS table, from SQLite or PostgreSQL, in one comparable form."""
+    out = {}
+    if isinstance(target, str):
+        with psycopg.connect(target) as conn:
+            for t in TABLES:
+                out[t] = sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)
+    else:
+        conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True, timeout=30)
+        try:
+            for t in TABLES:
+                out[t] = sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)
+        finally:
+            conn.close()
+    return out
+
+
+@pytest.fixture
+def mixed(make_cluster) -> Iterator[LocalCluster]:
+    cluster = make_cluster(3, engines=["postgres", "postgres", "sqlite"])
+    yield cluster
+    cluster.stop_all()
+    cluster.stop_databases()
+
+
+def test_mixed_ring_converges_through_node_crash_and_postgres_restart(
+    mixed: LocalCluster,
+) -> None:
+    mixed.start_all()
+    wait_ready(mixed)
+    pg_a, pg_b, lite = mixed.campuses
+    workloads = [LisWorkload(c.name, c.target, 20.0, seed=i + 1)
+                 for i, c in enumerate(mixed.campuses)]
+    for w in workloads:
+        w.start()
+    time.sleep(1.5)
+    mixed.kill(pg_a.name, signal.SIGKILL)          # the node dies mid-stream
+    time.sleep(1.0)
+    mixed.start(pg_a.name)
+    assert pg_b.postgres is not None
+    pg_b.postgres.restart()                         # its database restarts under load
+    time.sleep(2.0)
+    for w in workloads:
+        w.stop()
+    assert all(w.transactions > 0 for w in workloads)
+    assert workloads[1].last_error, "the restart should have interrupted the workload at least once"
+
+    def same() -> bool:
+        snaps = [canonical_rows(c.target) for c in mixed.campuses]
+        return all(s == snaps[0] for s in snaps[1:])
+
+    wait_until(same, 90, "PostgreSQL and SQLite campuses to hold identical rows", 1.0)
+    rows = canonical_rows(lite.target)
+    homes = {r[5] for r in rows["patients"]}
+    assert homes == {c.name for c in mixed.campuses}
