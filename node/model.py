@@ -30,6 +30,8 @@ class TableShape:
     name: str
     columns: tuple[str, ...]
     key_indexes: tuple[int, ...]
+    # canonical kind per column (see values.proto); empty when unknown
+    kinds: tuple[str, ...] = ()
 
     def key_of(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple(row[i] for i in self.key_indexes)

@@ -17,7 +17,13 @@ from node.auth import peer_identity
 from node.replication.receiver import Receiver
 from node.runtime import NodeRuntime
 from node.status import StatusCache, build_status
-from ringsync.errors import JournalError, PeerRejected, ProtocolError, RingsyncError
+from ringsync.errors import (
+    JournalError,
+    PeerRejected,
+    ProtocolError,
+    RingsyncError,
+    SchemaMismatch,
+)
 from ringsync.v1 import control_pb2 as cpb
 from ringsync.v1 import control_pb2_grpc, replication_pb2_grpc
 from ringsync.v1 import replication_pb2 as rpb
@@ -32,6 +38,8 @@ WATCH_INTERVAL_SECONDS = 1.0
 async def _abort_for(context: grpc.aio.ServicerContext, error: Exception) -> None:
     if isinstance(error, PeerRejected):
         code = grpc.StatusCode.PERMISSION_DENIED
+    elif isinstance(error, SchemaMismatch):
+        code = grpc.StatusCode.FAILED_PRECONDITION
     elif isinstance(error, ProtocolError):
         code = grpc.StatusCode.INVALID_ARGUMENT
     elif isinstance(error, JournalError):

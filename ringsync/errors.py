@@ -35,5 +35,9 @@ class JournalError(RingsyncError):
     """The node's journal is unreadable or inconsistent."""
 
 
+class SchemaMismatch(RingsyncError):
+    """Two campuses define a replicated table differently."""
+
+
 class PeerRejected(RingsyncError):
     """A caller's identity does not allow what it asked for."""

@@ -40,6 +40,7 @@ from node.codec import RowSetDigest
 from node.engines import pgoutput as po
 from node.engines.pgtypes import parse, to_pg
 from node.model import CapturedChunk, Change, Json, Op, TableShape
+from node.schema import PG_KINDS
 from ringsync.errors import EngineError, SchemaError
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ class PostgresEngine:
             )
         oid = row[0]
         cols = conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
+            "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
             "AND NOT attisdropped ORDER BY attnum",
             (oid,),
         ).fetchall()
@@ -203,7 +204,8 @@ class PostgresEngine:
                 f"from cluster.tables"
             )
         columns = tuple(c[0] for c in cols)
-        return TableShape(table, columns, tuple(columns.index(k[0]) for k in pk))
+        kinds = tuple(PG_KINDS.get(c[1], "text") for c in cols)
+        return TableShape(table, columns, tuple(columns.index(k[0]) for k in pk), kinds)
 
     def _install(self) -> None:
         conn = self.conn

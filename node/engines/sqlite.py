@@ -30,6 +30,7 @@ from typing import Any
 
 from node.codec import RowSetDigest
 from node.model import CapturedChunk, Change, Json, Op, TableShape
+from node.schema import sqlite_kind
 from ringsync.errors import EngineError, SchemaError
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,8 @@ class SQLiteEngine:
                 f"matched across campuses; recreate it with a PRIMARY KEY (SQLite cannot add one "
                 f"with ALTER TABLE) or remove it from cluster.tables"
             )
-        return TableShape(table, columns, tuple(i for _, i in pk))
+        kinds = tuple(sqlite_kind(row[2] or "") for row in info)
+        return TableShape(table, columns, tuple(i for _, i in pk), kinds)
 
     def _install(self) -> None:
         conn = self.conn

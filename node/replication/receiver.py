@@ -13,8 +13,10 @@ import logging
 from google.protobuf.message import DecodeError
 
 from node.codec import check_frame
+from node.model import TableShape
 from node.replication import PROTOCOL_VERSION
 from node.runtime import NodeRuntime
+from node.schema import compare
 from ringsync.errors import PeerRejected, ProtocolError
 from ringsync.v1 import replication_pb2 as rpb
 from ringsync.v1 import values_pb2 as pb
@@ -50,6 +52,12 @@ class Receiver:
                 f"sender speaks protocol {hello.protocol_version}, this node {PROTOCOL_VERSION}; "
                 f"run the same ringsync version on every campus"
             )
+        if hello.tables:
+            peer_shapes = [
+                TableShape(t.name, tuple(t.columns), tuple(t.key_indexes), tuple(t.column_kinds))
+                for t in hello.tables
+            ]
+            compare(rt.campus, rt.engine.shapes(), hello.campus, peer_shapes)
         self.peer = hello.campus
         log.info("replication stream from %s opened", self.peer)
         return rpb.ReplicateResponse(

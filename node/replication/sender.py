@@ -32,6 +32,7 @@ from ringsync.client import Credentials, describe_rpc_error
 from ringsync.errors import JournalError
 from ringsync.v1 import replication_pb2 as rpb
 from ringsync.v1 import replication_pb2_grpc
+from ringsync.v1 import values_pb2 as vpb
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,11 @@ class RingSender:
                         campus=rt.campus,
                         cluster=rt.config.cluster.name,
                         protocol_version=PROTOCOL_VERSION,
+                        tables=[
+                            vpb.TableShape(name=s.name, columns=s.columns,
+                                           key_indexes=s.key_indexes, column_kinds=s.kinds)
+                            for s in rt.engine.shapes().values()
+                        ],
                     )
                 )
             )

@@ -1,3 +1,4 @@
+from ringsync.v1 import values_pb2 as _values_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -20,14 +21,16 @@ class Vector(_message.Message):
     def __init__(self, seqs: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("campus", "cluster", "protocol_version")
+    __slots__ = ("campus", "cluster", "protocol_version", "tables")
     CAMPUS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TABLES_FIELD_NUMBER: _ClassVar[int]
     campus: str
     cluster: str
     protocol_version: int
-    def __init__(self, campus: _Optional[str] = ..., cluster: _Optional[str] = ..., protocol_version: _Optional[int] = ...) -> None: ...
+    tables: _containers.RepeatedCompositeFieldContainer[_values_pb2.TableShape]
+    def __init__(self, campus: _Optional[str] = ..., cluster: _Optional[str] = ..., protocol_version: _Optional[int] = ..., tables: _Optional[_Iterable[_Union[_values_pb2.TableShape, _Mapping]]] = ...) -> None: ...
 
 class Batch(_message.Message):
     __slots__ = ("batch_id", "frames")

@@ -34,14 +34,16 @@ class Value(_message.Message):
     def __init__(self, is_null: _Optional[bool] = ..., bool_value: _Optional[bool] = ..., int_value: _Optional[int] = ..., decimal_value: _Optional[str] = ..., float_value: _Optional[float] = ..., text_value: _Optional[str] = ..., bytes_value: _Optional[bytes] = ..., timestamp_micros: _Optional[int] = ..., date_days: _Optional[int] = ..., uuid_value: _Optional[bytes] = ..., json_value: _Optional[str] = ...) -> None: ...
 
 class TableShape(_message.Message):
-    __slots__ = ("name", "columns", "key_indexes")
+    __slots__ = ("name", "columns", "key_indexes", "column_kinds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     KEY_INDEXES_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_KINDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     key_indexes: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, name: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., key_indexes: _Optional[_Iterable[int]] = ...) -> None: ...
+    column_kinds: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., key_indexes: _Optional[_Iterable[int]] = ..., column_kinds: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RowChange(_message.Message):
     __slots__ = ("table_index", "op", "new_values", "old_values")

@@ -122,3 +122,54 @@ def test_mixed_ring_converges_through_node_crash_and_postgres_restart(
     rows = canonical_rows(lite.target)
     homes = {r[5] for r in rows["patients"]}
     assert homes == {c.name for c in mixed.campuses}
+
+
+def test_dropped_slot_stops_the_node_with_a_resync_message(mixed: LocalCluster) -> None:
+    import subprocess
+    import sys
+
+    mixed.start_all()
+    wait_ready(mixed)
+    pg_a = mixed.campuses[0]
+    w = LisWorkload(pg_a.name, pg_a.target, 50.0, seed=3)
+    w.start()
+    time.sleep(1.0)
+    w.stop()
+    wait_until(lambda: (pg_a.dir / "journal.db").exists(), 10, "a journal")
+    time.sleep(1.0)  # let capture journal what was written
+    mixed.stop(pg_a.name)
+    with psycopg.connect(pg_a.target, autocommit=True) as conn:
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (f"ringsync_{pg_a.name}",))
+    result = subprocess.run([sys.executable, "-m", "node", "--config", str(pg_a.config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "is gone" in result.stderr and "re-sync" in result.stderr
+
+
+def test_schema_difference_between_campuses_is_reported_naming_both(mixed: LocalCluster) -> None:
+    import asyncio
+
+    from ringsync.client import ClusterClient
+    from ringsync.config import load_cluster
+
+    pg_b, lite = mixed.campuses[1], mixed.campuses[2]
+    conn = sqlite3.connect(lite.database)
+    conn.execute("ALTER TABLE lab_results ADD COLUMN reviewer TEXT")
+    conn.commit()
+    conn.close()
+    mixed.start_all()
+
+    async def link_error() -> str:
+        client = ClusterClient(load_cluster(mixed.cluster_file, need_client_tls=True))
+        try:
+            reply = await client.status_of(pg_b.name)
+        finally:
+            await client.close()
+        if reply.status is None:
+            return ""
+        return next((lk.error for lk in reply.status.links if lk.to == lite.name), "")
+
+    wait_until(lambda: "schemas of" in asyncio.run(link_error()), 30,
+               f"{pg_b.name} to report the schema difference with {lite.name}")
+    error = asyncio.run(link_error())
+    assert pg_b.name in error and lite.name in error and "reviewer" in error
