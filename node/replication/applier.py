@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from node.codec import decode_changes
 from node.engines.base import Engine
 from node.model import Change, TableShape
+from node.replication.journal import Journal
 from node.runtime import NodeRuntime
 from ringsync.errors import EngineError, ProtocolError, RingsyncError
 from ringsync.v1 import values_pb2 as pb
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 MAX_TXNS_PER_COMMIT = 256
 MAX_FRAMES_PER_READ = 1024
+MAX_BYTES_PER_READ = 8 << 20
 IDLE_WAIT_SECONDS = 0.5
 RETRY_MIN_SECONDS = 0.2
 RETRY_MAX_SECONDS = 10.0
@@ -36,7 +38,7 @@ RETRY_MAX_SECONDS = 10.0
 class PlannedTxn:
     origin: str
     seq: int
-    bodies: list[bytes]
+    body: bytes | None  # the only frame; None: several, streamed from the journal
     rows: int
 
 
@@ -77,12 +79,18 @@ def to_local_order(
     return out
 
 
-def apply_planned(engine: Engine, plan: list[PlannedTxn]) -> None:
-    """Apply planned transactions in one database transaction (engine thread)."""
+def apply_planned(engine: Engine, journal: Journal, plan: list[PlannedTxn]) -> None:
+    """Apply planned transactions in one database transaction (engine thread).
+
+    A multi-frame transaction is read from the journal frame by frame, so
+    memory stays bounded however large it is.
+    """
     local = engine.shapes()
     with engine.apply_session() as session:
         for txn in plan:
-            for body in txn.bodies:
+            bodies = [txn.body] if txn.body is not None else journal.iter_frames(
+                txn.origin, txn.seq)
+            for body in bodies:
                 frame = pb.TxnFrame.FromString(body)
                 shapes, changes = decode_changes(frame)
                 session.apply(to_local_order(shapes, changes, local))
@@ -109,7 +117,7 @@ class Applier:
                     self.cursor = cursor
                     await rt.journal_changed.wait(ticket, IDLE_WAIT_SECONDS)
                     continue
-                await rt.in_engine(apply_planned, rt.engine, plan)
+                await rt.in_engine(apply_planned, rt.engine, rt.journal, plan)
             except (RingsyncError, ProtocolError) as e:
                 rt.apply_error = str(e)
                 log.error("apply failed, retrying in %.1fs: %s", delay, e)
@@ -138,7 +146,8 @@ class Applier:
         applied = dict(rt.applied)
         plan: list[PlannedTxn] = []
         cursor = self.cursor
-        for entry in journal.entries_after(cursor, MAX_FRAMES_PER_READ):
+        for entry in journal.entries_after(cursor, MAX_FRAMES_PER_READ, MAX_BYTES_PER_READ,
+                                           only_whole_bodies=True):
             if entry.origin == rt.campus or entry.seq <= applied.get(entry.origin, 0):
                 cursor = entry.pos
                 continue
@@ -149,8 +158,8 @@ class Applier:
                     f"journal holds {entry.origin}/{entry.seq} but {applied.get(entry.origin, 0)} "
                     f"is the last applied; the journal is inconsistent"
                 )
-            bodies = [entry.body] if entry.final else journal.frames_of(entry.origin, entry.seq)
-            plan.append(PlannedTxn(entry.origin, entry.seq, bodies, entry.nchanges))
+            body = entry.body if entry.final and entry.chunk == 0 else None
+            plan.append(PlannedTxn(entry.origin, entry.seq, body, entry.nchanges))
             applied[entry.origin] = entry.seq
             cursor = entry.pos
             if len(plan) >= MAX_TXNS_PER_COMMIT:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,13 +240,20 @@ class Journal:
 
     # -- read ------------------------------------------------------------
 
-    def entries_after(self, pos: int, limit: int, max_bytes: int = 1 << 62) -> list[Entry]:
+    def entries_after(
+        self, pos: int, limit: int, max_bytes: int = 1 << 62, only_whole_bodies: bool = False
+    ) -> list[Entry]:
+        """Frames after ``pos`` in arrival order, up to ``limit`` frames and about
+        ``max_bytes`` of bodies. With ``only_whole_bodies`` the body is read only
+        for single-frame transactions (the applier streams the others)."""
+        body_sql = "CASE WHEN chunk = 0 AND final THEN body ELSE x'' END" if (
+            only_whole_bodies) else "body"
         out: list[Entry] = []
         size = 0
         for p, origin, seq, chunk, final, commit_time, recv_time, nchanges, body in (
             self.conn.execute(
-                "SELECT pos, origin, seq, chunk, final, commit_time, recv_time, nchanges, body "
-                "FROM frames WHERE pos > ? ORDER BY pos LIMIT ?",
+                "SELECT pos, origin, seq, chunk, final, commit_time, recv_time, nchanges, "
+                f"{body_sql} FROM frames WHERE pos > ? ORDER BY pos LIMIT ?",
                 (pos, limit),
             )
         ):
@@ -258,13 +265,21 @@ class Journal:
             out.append(entry)
         return out
 
-    def frames_of(self, origin: str, seq: int) -> list[bytes]:
-        return [
-            r[0]
-            for r in self.conn.execute(
-                "SELECT body FROM frames WHERE origin = ? AND seq = ? ORDER BY chunk", (origin, seq)
-            )
-        ]
+    def iter_frames(self, origin: str, seq: int) -> Iterator[bytes]:
+        """Stream one transaction's frames in chunk order, from any thread.
+
+        Uses its own read connection (WAL lets it read beside the writer), so
+        the applier can walk a huge transaction without holding it in memory.
+        """
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            for (body,) in conn.execute(
+                "SELECT body FROM frames WHERE origin = ? AND seq = ? ORDER BY chunk",
+                (origin, seq),
+            ):
+                yield body
+        finally:
+            conn.close()
 
     def start_pos(self, vector: Vector) -> int:
         """The journal position after which everything ``vector`` lacks lies.

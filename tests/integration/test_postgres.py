@@ -173,3 +173,36 @@ def test_schema_difference_between_campuses_is_reported_naming_both(mixed: Local
                f"{pg_b.name} to report the schema difference with {lite.name}")
     error = asyncio.run(link_error())
     assert pg_b.name in error and lite.name in error and "reviewer" in error
+
+
+def peak_rss_mb(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) // 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_million_row_transaction_replicates_in_bounded_memory(make_cluster) -> None:
+    """One 1,000,000-row transaction, PostgreSQL to PostgreSQL; nodes stay under 300 MB."""
+    cluster = make_cluster(2, engines=["postgres", "postgres"])
+    cluster.start_all()
+    wait_ready(cluster)
+    a, b = cluster.campuses
+    n = 1_000_000
+    with psycopg.connect(a.target, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO lab_results SELECT 'r' || g, 'o' || (g %% 1000), 'GLU', g / 10.0, "
+            "NULL, 'mmol/L', NULL, 'resulted', '2026-11-22T05:00:00Z', 1 "
+            "FROM generate_series(1, %s) g", (n,))
+    digest = ("SELECT count(*), md5(string_agg(result_id || ':' || value_num, ',' "
+              "ORDER BY result_id)) FROM lab_results")
+
+    def arrived() -> bool:
+        with psycopg.connect(b.target) as conn:
+            return conn.execute("SELECT count(*) FROM lab_results").fetchone()[0] == n
+
+    wait_until(arrived, 400, "the million-row transaction to arrive", interval=2.0)
+    with psycopg.connect(a.target) as ca, psycopg.connect(b.target) as cb:
+        assert ca.execute(digest).fetchone() == cb.execute(digest).fetchone()
+    peaks = {c.name: peak_rss_mb(cluster.processes[c.name].pid) for c in cluster.campuses}
+    assert all(mb < 300 for mb in peaks.values()), peaks

@@ -66,7 +66,7 @@ def test_chunked_transaction_completes_only_on_final_frame(journal: Journal) -> 
     assert journal.append_remote([frame("b", 1, 0, False), frame("b", 1, 1, False),
                                   frame("b", 1, 2, True)]) == 1
     assert journal.vector() == {"b": 1}
-    assert len(journal.frames_of("b", 1)) == 3
+    assert len(list(journal.iter_frames("b", 1))) == 3
 
 
 def test_state_survives_reopen(tmp_path: Path) -> None:
