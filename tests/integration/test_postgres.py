@@ -176,7 +176,9 @@ def test_schema_difference_between_campuses_is_reported_naming_both(mixed: Local
 
 
 def peak_rss_mb(pid: int) -> int:
-    for line in open(f"/proc/{pid}/status"):
+    from pathlib import Path
+
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM"):
             return int(line.split()[1]) // 1024
     raise AssertionError("no VmHWM")
