@@ -24,6 +24,8 @@ def sqlite_kind(declared: str) -> str:
             return kind
     if t == "DATE":
         return "date"
+    if "DEC" in t or "NUMERIC" in t:
+        return "decimal"
     if "INT" in t:
         return "int"
     if any(s in t for s in ("CHAR", "CLOB", "TEXT")):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from node.model import CapturedChunk, Change, TableShape
 
@@ -61,6 +61,9 @@ class Engine(Protocol):
         """Raise EngineError if the database cannot serve."""
 
     def row_counts(self) -> dict[str, int]: ...
+
+    def rows(self, table: str) -> list[tuple[Any, ...]]:
+        """Every row of a table as canonical values."""
 
     def checksums(self, tables: list[str]) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
         """Per table (row count, order-independent digest), and the applied

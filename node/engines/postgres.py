@@ -50,10 +50,11 @@ STATUS_INTERVAL_SECONDS = 1.0
 QUEUE_CHUNKS = 8
 
 
-def _canonical_row(row: Iterable[Any]) -> tuple[Any, ...]:
+def _canonical_row(kinds: Iterable[str], row: Iterable[Any]) -> tuple[Any, ...]:
+    """A row as psycopg loaded it, as canonical values (JSON by column kind)."""
     out = []
-    for v in row:
-        if isinstance(v, dict | list):
+    for kind, v in zip(kinds, row, strict=True):
+        if v is not None and kind == "json":
             v = Json(json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
         elif isinstance(v, dt.datetime) and v.tzinfo is None:
             v = v.replace(tzinfo=dt.UTC)
@@ -489,6 +490,13 @@ class PostgresEngine:
         if self.capture_error:
             raise EngineError(self.capture_error)
 
+    def rows(self, table: str) -> list[tuple[Any, ...]]:
+        """Every row of a table as canonical values (tests and verification)."""
+        shape = self.shape_of(table)
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns)
+        return [_canonical_row(shape.kinds, r) for r in self._query(
+            sql.SQL("SELECT {} FROM {}").format(cols, sql.Identifier(table)))]
+
     def row_counts(self) -> dict[str, int]:
         return {t: int(self._query(sql.SQL("SELECT count(*) FROM {}").format(
             sql.Identifier(t)))[0][0]) for t in self.tables}
@@ -504,7 +512,7 @@ class PostgresEngine:
                 with conn.cursor() as cur:
                     for row in cur.stream(sql.SQL("SELECT {} FROM {}").format(
                             cols, sql.Identifier(table))):
-                        digest.add(_canonical_row(row))
+                        digest.add(_canonical_row(shape.kinds, row))
                 out[table] = (digest.rows, digest.hexdigest())
             applied = {o: int(s) for o, s in conn.execute(
                 "SELECT origin, seq FROM ringsync.applied").fetchall()}

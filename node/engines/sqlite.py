@@ -18,18 +18,16 @@ same transaction as the rows.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import sqlite3
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from node.codec import RowSetDigest
-from node.model import CapturedChunk, Change, Json, Op, TableShape
+from node.engines.sqlitetypes import from_sqlite, to_sqlite
+from node.model import CapturedChunk, Change, Op, TableShape
 from node.schema import sqlite_kind
 from ringsync.errors import EngineError, SchemaError
 
@@ -63,22 +61,6 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _to_sqlite(v: Any) -> Any:
-    if v is None or isinstance(v, int | float | str | bytes):
-        return v
-    if isinstance(v, Decimal):
-        return str(v)
-    if isinstance(v, dt.datetime):
-        return v.astimezone(dt.UTC).isoformat()
-    if isinstance(v, dt.date):
-        return v.isoformat()
-    if isinstance(v, uuid.UUID):
-        return str(v)
-    if isinstance(v, Json):
-        return v.text
-    raise EngineError(f"SQLite cannot store a value of type {type(v).__name__}")
-
-
 class _SQLiteApplySession:
     def __init__(self, engine: SQLiteEngine) -> None:
         self._engine = engine
@@ -100,7 +82,7 @@ class _SQLiteApplySession:
         if op is Op.DELETE:
             self._conn.executemany(
                 self._engine.delete_sql(shape),
-                [tuple(_to_sqlite(v) for v in shape.key_of(c.old or ())) for c in run],
+                [tuple(to_sqlite(v) for v in shape.key_of(c.old or ())) for c in run],
             )
             return
         if op is Op.UPDATE:
@@ -109,11 +91,11 @@ class _SQLiteApplySession:
             if moved:
                 self._conn.executemany(
                     self._engine.delete_sql(shape),
-                    [tuple(_to_sqlite(v) for v in shape.key_of(c.old or ())) for c in moved],
+                    [tuple(to_sqlite(v) for v in shape.key_of(c.old or ())) for c in moved],
                 )
         self._conn.executemany(
             self._engine.upsert_sql(shape),
-            [tuple(_to_sqlite(v) for v in (c.new or ())) for c in run],
+            [tuple(to_sqlite(v) for v in (c.new or ())) for c in run],
         )
 
     def advance(self, origin: str, seq: int) -> None:
@@ -355,9 +337,11 @@ class SQLiteEngine:
                 chunks.append(CapturedChunk([], True, ts, log_id))
                 current_tx = tx
             chunk = chunks[-1]
-            width = len(self._shapes[tbl].columns)
+            shape = self._shapes[tbl]
+            width = len(shape.columns)
             image = images[log_id]
-            new, old = image[:width], image[width:]
+            new = from_sqlite(shape.kinds, image[:width])
+            old = from_sqlite(shape.kinds, image[width:])
             if op == "I":
                 chunk.changes.append(Change(tbl, Op.INSERT, new=new))
             elif op == "U":
@@ -441,6 +425,13 @@ class SQLiteEngine:
         except sqlite3.Error as e:
             raise EngineError(f"SQLite database {self.path} is not readable: {e}") from e
 
+    def rows(self, table: str) -> list[tuple[Any, ...]]:
+        """Every row of a table as canonical values (tests and verification)."""
+        shape = self.shape_of(table)
+        cols = ", ".join(q(c) for c in shape.columns)
+        return [from_sqlite(shape.kinds, r)
+                for r in self.conn.execute(f"SELECT {cols} FROM {q(table)}")]
+
     def row_counts(self) -> dict[str, int]:
         return {
             t: self.conn.execute(f"SELECT count(*) FROM {q(t)}").fetchone()[0]
@@ -457,7 +448,7 @@ class SQLiteEngine:
                 cols = ", ".join(q(c) for c in shape.columns)
                 digest = RowSetDigest()
                 for row in conn.execute(f"SELECT {cols} FROM {q(table)}"):
-                    digest.add(row)
+                    digest.add(from_sqlite(shape.kinds, row))
                 out[table] = (digest.rows, digest.hexdigest())
             applied = self.applied_vector()
         finally:
