@@ -1,0 +1,206 @@
+"""The pgoutput reader: a thread streaming a logical slot into capture chunks.
+
+It connects with ``replication=database`` through psycopg's libpq layer,
+runs ``START_REPLICATION … LOGICAL`` and blocks on the socket for CopyData
+(no polling). It decodes pgoutput, drops transactions committed under the
+apply origin (they were applied by the node, not written by users), splits
+big transactions into chunks of ``frame_max_changes`` rows, and hands chunks
+over through a bounded queue; while the queue is full it keeps answering
+the server so the walsender does not time out. The flush position it
+reports is only ever what the journal has stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import select
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+from psycopg import pq
+from psycopg.pq.abc import PGconn
+
+from node.engines import pgoutput as po
+from node.engines.pgtypes import parse
+from node.model import CapturedChunk, Change, Op, TableShape
+from ringsync.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+APPLY_ORIGIN = "ringsync"
+STATUS_INTERVAL_SECONDS = 1.0
+QUEUE_CHUNKS = 8
+
+
+class PgoutputReader:
+    def __init__(self, dsn: str, slot: str, publication: str,
+                 shape_of: Callable[[str], TableShape], frame_max_changes: int) -> None:
+        self.dsn = dsn
+        self.slot = slot
+        self.publication = publication
+        self.shape_of = shape_of
+        self.frame_max_changes = frame_max_changes
+        self._queue: queue.Queue[CapturedChunk | Exception] = queue.Queue(QUEUE_CHUNKS)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._flushed = 0
+        self.error = ""
+
+    def start(self, position: int) -> None:
+        self._flushed = position
+        self._thread = threading.Thread(target=self._read_loop, args=(position,),
+                                        name=f"pgoutput-{self.slot}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def take(self, position: int) -> list[CapturedChunk]:
+        """Chunks decoded so far; waits briefly on the queue, never on the server.
+
+        ``position`` is what the journal durably holds: it becomes the slot's
+        flush position.
+        """
+        self.release(position)  # the journal holds everything up to position
+        out: list[CapturedChunk] = []
+        try:
+            item = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return out
+        while True:
+            if isinstance(item, Exception):
+                raise item
+            out.append(item)
+            if len(out) >= 64:
+                return out
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return out
+
+    def release(self, position: int) -> None:
+        self._flushed = max(self._flushed, position)
+
+    def _read_loop(self, start: int) -> None:
+        """Stream and decode until stopped; reconnect after errors (server restarts)."""
+        handed_out = start  # end LSN of the last whole transaction queued
+        while not self._stop.is_set():
+            try:
+                handed_out = self._stream(max(self._flushed, start), handed_out)
+            except Exception as e:  # connection lost, server restarting, …
+                self.error = f"replication stream: {e}"
+                log.warning("replication stream from PostgreSQL lost, reconnecting: %s", e)
+                self._stop.wait(1.0)
+
+    def _put(self, item: CapturedChunk, pgconn: PGconn, write_lsn: int) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=STATUS_INTERVAL_SECONDS)
+                return
+            except queue.Full:  # journal is slower: keep the server from timing us out
+                self._send_status(pgconn, write_lsn)
+
+    def _send_status(self, pgconn: PGconn, write_lsn: int, reply: bool = False) -> None:
+        flushed = self._flushed
+        pgconn.put_copy_data(po.standby_status(max(write_lsn, flushed), flushed, flushed, reply))
+        pgconn.flush()
+
+    def _stream(self, start: int, handed_out: int) -> int:
+        conninfo = psycopg.conninfo.make_conninfo(
+            self.dsn, replication="database", options="-c timezone=UTC -c datestyle=ISO "
+            "-c extra_float_digits=3 -c bytea_output=hex")
+        pgconn = pq.PGconn.connect(conninfo.encode())
+        if pgconn.status != pq.ConnStatus.OK:
+            raise EngineError(pgconn.get_error_message())
+        try:
+            command = (f"START_REPLICATION SLOT {self.slot} LOGICAL {po.lsn_to_str(start)} "
+                       f"(proto_version '1', publication_names '{self.publication}')")
+            res = pgconn.exec_(command.encode())
+            if res.status != pq.ExecStatus.COPY_BOTH:
+                raise EngineError(res.get_error_message())
+            self.error = ""
+            log.info("streaming changes from slot %s at %s", self.slot, po.lsn_to_str(start))
+            relations: dict[int, po.Relation] = {}
+            txn: list[Change] = []
+            begin: po.Begin | None = None
+            foreign = False
+            chunk_index = 0
+            write_lsn = start
+            idle_end = 0
+            last_status = 0.0
+            while not self._stop.is_set():
+                nbytes, data = pgconn.get_copy_data(1)
+                if nbytes == 0:
+                    now = time.monotonic()
+                    if now - last_status > STATUS_INTERVAL_SECONDS:
+                        if begin is None and self._queue.empty() and self._flushed >= handed_out:
+                            self._flushed = max(self._flushed, idle_end)
+                        self._send_status(pgconn, write_lsn)
+                        last_status = now
+                    select.select([pgconn.socket], [], [], STATUS_INTERVAL_SECONDS)
+                    pgconn.consume_input()
+                    continue
+                if nbytes < 0:
+                    raise EngineError(pgconn.get_error_message()
+                                      or "replication stream ended")
+                msg = po.parse_copy_message(data)
+                if isinstance(msg, po.Keepalive):
+                    idle_end = msg.end
+                    if msg.reply_requested:
+                        self._send_status(pgconn, write_lsn, reply=False)
+                        last_status = time.monotonic()
+                    continue
+                if msg is None:
+                    continue
+                write_lsn = max(write_lsn, msg.end)
+                event = po.parse_pgoutput(msg.payload)
+                if isinstance(event, po.Begin):
+                    begin, txn, foreign, chunk_index = event, [], False, 0
+                elif isinstance(event, po.Origin):
+                    foreign = event.name == APPLY_ORIGIN
+                elif isinstance(event, po.Relation):
+                    relations[event.relid] = event
+                elif isinstance(event, po.RowMessage):
+                    if foreign or begin is None or begin.final_lsn < handed_out:
+                        continue
+                    txn.append(self._change(relations[event.relid], event))
+                    if len(txn) >= self.frame_max_changes:
+                        self._put(CapturedChunk(txn, False, begin.commit_time, 0, chunk_index),
+                                  pgconn, write_lsn)
+                        txn, chunk_index = [], chunk_index + 1
+                elif isinstance(event, po.Commit):
+                    if begin is not None and not foreign and event.end_lsn > handed_out and (
+                            txn or chunk_index):
+                        self._put(CapturedChunk(txn, True, event.commit_time, event.end_lsn,
+                                                chunk_index), pgconn, write_lsn)
+                        handed_out = event.end_lsn
+                    begin, txn = None, []
+            return handed_out
+        finally:
+            pgconn.finish()
+
+    def _change(self, rel: po.Relation, msg: po.RowMessage) -> Change:
+        shape = self.shape_of(rel.name)
+        if list(shape.columns) != rel.columns:
+            raise EngineError(f"table {rel.name!r} changed columns while replicating; restart "
+                              f"the node so it re-reads the schema")
+        old = None
+        if msg.old is not None:
+            old = tuple(parse(o, v if isinstance(v, str) else None)
+                        for o, v in zip(rel.type_oids, msg.old, strict=True))
+        new = None
+        if msg.new is not None:
+            values = []
+            for i, (oid, v) in enumerate(zip(rel.type_oids, msg.new, strict=True)):
+                if v is po.UNCHANGED:  # unchanged TOAST: REPLICA IDENTITY FULL sent it in old
+                    values.append(old[i] if old is not None else None)
+                else:
+                    values.append(parse(oid, v if isinstance(v, str) else None))
+            new = tuple(values)
+        op = {"I": Op.INSERT, "U": Op.UPDATE, "D": Op.DELETE}[msg.op]
+        return Change(rel.name, op, new=new, old=old)
