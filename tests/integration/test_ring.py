@@ -44,9 +44,16 @@ def statuses(cluster: LocalCluster) -> dict:
     return asyncio.run(fetch())
 
 
+def link_states(cluster: LocalCluster, campus: str) -> dict[str, str]:
+    st = statuses(cluster)[campus]
+    return {} if st is None else {link.to: link.state for link in st.links}
+
+
 def assert_exactly_once(cluster: LocalCluster) -> None:
     """Every campus applied exactly the transactions each origin captured."""
     s = statuses(cluster)
+    unreachable = [c for c, st in s.items() if st is None]
+    assert not unreachable, f"no status from {unreachable} (yet)"
     captured = {c: st.journal.seqs[c] for c, st in s.items() if c in st.journal.seqs}
     for campus, st in s.items():
         for origin, seq in captured.items():
@@ -83,7 +90,8 @@ def test_four_campuses_converge_under_concurrent_writes(make_cluster) -> None:
     assert all(w.errors == 0 for w in workloads)
     # once every campus holds everything, every journal is pruned empty
     wait_until(
-        lambda: all(st.journal_transactions == 0 for st in statuses(cluster).values()),
+        lambda: all(st is not None and st.journal_transactions == 0
+                    for st in statuses(cluster).values()),
         30, "journals to be pruned once every campus holds every transaction",
     )
 
@@ -153,12 +161,12 @@ def test_ring_heals_around_a_stopped_node_and_it_catches_up(make_cluster) -> Non
         lambda: a_patients <= set(table_rows(cluster.campus(c).database)["patients"]),
         30, f"{c} to receive {a}'s writes while {b} is down",
     )
-    a_links = {link.to: link.state for link in statuses(cluster)[a].links}
+    a_links = link_states(cluster, a)
     assert a_links[c] == "healing" and a_links[b] == "down"
     cluster.start(b)
     converge(cluster)
     wait_until(
-        lambda: {link.to: link.state for link in statuses(cluster)[a].links}[b] == "streaming",
+        lambda: link_states(cluster, a).get(b) == "streaming",
         30, f"{a} to return to its successor {b}",
     )
     wait_until(lambda: _exactly_once_ok(cluster), 30, "applied vectors to match captures")
