@@ -34,7 +34,8 @@ from psycopg import sql
 from node.codec import RowSetDigest
 from node.engines.pgcapture import APPLY_ORIGIN, PgoutputReader
 from node.engines.pgtypes import to_pg
-from node.model import CapturedChunk, Change, Json, Op, TableShape
+from node.engines.runs import batched_writes
+from node.model import CapturedChunk, Change, Json, TableShape
 from node.schema import PG_KINDS
 from ringsync.errors import EngineError, SchemaError
 
@@ -64,30 +65,13 @@ class _PgApplySession:
         self.cur = conn.cursor()
 
     def apply(self, changes: Iterable[Change]) -> None:
-        run: list[Change] = []
-        for change in changes:
-            if run and (run[0].table != change.table or run[0].op != change.op):
-                self._run(run)
-                run = []
-            run.append(change)
-        if run:
-            self._run(run)
-
-    def _run(self, run: list[Change]) -> None:
-        shape = self.engine.shape_of(run[0].table)
-        op = run[0].op
-        keys = [
-            tuple(to_pg(v) for v in shape.key_of(c.old or ()))
-            for c in run
-            if op is Op.DELETE or (c.old is not None and c.new is not None
-                                   and shape.key_of(c.old) != shape.key_of(c.new))
-        ]
-        if keys:
-            self.cur.executemany(self.engine.delete_sql(shape), keys)
-        if op is not Op.DELETE:
-            self.cur.executemany(
-                self.engine.upsert_sql(shape), [tuple(to_pg(v) for v in c.new or ()) for c in run]
-            )
+        for shape, deletes, upserts in batched_writes(changes, self.engine.shape_of):
+            if deletes:
+                self.cur.executemany(self.engine.delete_sql(shape),
+                                     [tuple(to_pg(v) for v in k) for k in deletes])
+            if upserts:
+                self.cur.executemany(self.engine.upsert_sql(shape),
+                                     [tuple(to_pg(v) for v in r) for r in upserts])
 
     def advance(self, origin: str, seq: int) -> None:
         self.cur.execute(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from node.codec import RowSetDigest
+from node.engines.runs import batched_writes
 from node.engines.sqlitetypes import from_sqlite, to_sqlite
 from node.model import CapturedChunk, Change, Op, TableShape
 from node.schema import sqlite_kind
@@ -67,36 +68,13 @@ class _SQLiteApplySession:
         self._conn = engine.conn
 
     def apply(self, changes: Iterable[Change]) -> None:
-        run: list[Change] = []
-        for change in changes:
-            if run and (run[0].table != change.table or run[0].op != change.op):
-                self._apply_run(run)
-                run = []
-            run.append(change)
-        if run:
-            self._apply_run(run)
-
-    def _apply_run(self, run: list[Change]) -> None:
-        shape = self._engine.shape_of(run[0].table)
-        op = run[0].op
-        if op is Op.DELETE:
-            self._conn.executemany(
-                self._engine.delete_sql(shape),
-                [tuple(to_sqlite(v) for v in shape.key_of(c.old or ())) for c in run],
-            )
-            return
-        if op is Op.UPDATE:
-            moved = [c for c in run if c.old is not None and c.new is not None
-                     and shape.key_of(c.old) != shape.key_of(c.new)]
-            if moved:
-                self._conn.executemany(
-                    self._engine.delete_sql(shape),
-                    [tuple(to_sqlite(v) for v in shape.key_of(c.old or ())) for c in moved],
-                )
-        self._conn.executemany(
-            self._engine.upsert_sql(shape),
-            [tuple(to_sqlite(v) for v in (c.new or ())) for c in run],
-        )
+        for shape, deletes, upserts in batched_writes(changes, self._engine.shape_of):
+            if deletes:
+                self._conn.executemany(self._engine.delete_sql(shape),
+                                       [tuple(to_sqlite(v) for v in k) for k in deletes])
+            if upserts:
+                self._conn.executemany(self._engine.upsert_sql(shape),
+                                       [tuple(to_sqlite(v) for v in r) for r in upserts])
 
     def advance(self, origin: str, seq: int) -> None:
         self._conn.execute(
