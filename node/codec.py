@@ -134,6 +134,17 @@ def check_frame(frame: pb.TxnFrame, known_tables: Iterable[str] | None = None) -
             raise ProtocolError(f"frame {frame.origin}/{frame.seq}: malformed {c.op} change")
 
 
+def shapes_to_pb(shapes: Iterable[TableShape]) -> list[pb.TableShape]:
+    """Table shapes with column kinds, as sent to compare schemas between campuses."""
+    return [pb.TableShape(name=s.name, columns=s.columns, key_indexes=s.key_indexes,
+                          column_kinds=s.kinds) for s in shapes]
+
+
+def shapes_from_pb(shapes: Iterable[pb.TableShape]) -> list[TableShape]:
+    return [TableShape(t.name, tuple(t.columns), tuple(t.key_indexes), tuple(t.column_kinds))
+            for t in shapes]
+
+
 def decode_changes(frame: pb.TxnFrame) -> tuple[list[TableShape], list[Change]]:
     shapes = [TableShape(t.name, tuple(t.columns), tuple(t.key_indexes)) for t in frame.tables]
     changes = []

@@ -89,6 +89,19 @@ class LinkState:
     last_ack: float = 0.0
 
 
+@dataclass
+class JoinProgress:
+    """Where this campus is in joining the ring, for status and the console."""
+
+    state: str = "waiting"  # waiting | comparing | copying | in-ring
+    donor: str = ""
+    table: str = ""
+    rows_copied: int = 0
+    rows_total: int = 0
+    detail: str = ""
+    rows: RateMeter = field(default_factory=lambda: RateMeter(window=5.0))
+
+
 class NodeRuntime:
     def __init__(self, config: NodeConfig, engine: Engine, journal: Journal) -> None:
         self.config = config
@@ -108,6 +121,11 @@ class NodeRuntime:
         self.database_error = ""
         self.apply_error = ""
         self.started_at = time.time()
+        self.join = JoinProgress()
+        self.initialized = asyncio.Event()
+        # Capture has journaled every local transaction at or before this
+        # engine position (a donor waits for it to date its snapshot).
+        self.journaled_through = 0
 
     async def in_engine(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._engine_exec, fn, *args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 import grpc
@@ -21,6 +22,7 @@ from node.auth import AuthInterceptor
 from node.engines.factory import make_engine
 from node.replication.applier import Applier
 from node.replication.capture import capture_loop, start_capture
+from node.replication.join import Joiner
 from node.replication.journal import Journal
 from node.replication.pruner import prune_loop
 from node.replication.sender import RingSender
@@ -37,6 +39,16 @@ log = logging.getLogger(__name__)
 
 REPLICATION_SERVICE = replication_pb2.DESCRIPTOR.services_by_name["Replication"].full_name
 CONTROL_SERVICE = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
+
+
+async def after_join(rt: NodeRuntime, loop: Coroutine[Any, Any, None]) -> None:
+    """Run a replication loop once the journal is initialized (see node.replication.join)."""
+    try:
+        await rt.initialized.wait()
+    except asyncio.CancelledError:
+        loop.close()
+        raise
+    await loop
 
 
 class NodeService:
@@ -111,10 +123,11 @@ class NodeService:
         sender = RingSender(rt, client_creds)
         applier = Applier(rt)
         for name, coro in (
-            ("capture", capture_loop(rt)),
-            ("apply", applier.run()),
-            ("send", sender.run()),
-            ("prune", prune_loop(rt)),
+            ("join", Joiner(rt, client_creds).run()),
+            ("capture", after_join(rt, capture_loop(rt))),
+            ("apply", after_join(rt, applier.run())),
+            ("send", after_join(rt, sender.run())),
+            ("prune", after_join(rt, prune_loop(rt))),
             ("monitor", monitor_loop(rt, self.cache)),
             ("health", self._health_loop()),
         ):

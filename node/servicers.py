@@ -15,10 +15,12 @@ import grpc
 
 from node.auth import peer_identity
 from node.replication.receiver import Receiver
+from node.replication.snapshot import serve_snapshot
 from node.runtime import NodeRuntime
 from node.status import StatusCache, build_status
 from ringsync.errors import (
     JournalError,
+    NotReady,
     PeerRejected,
     ProtocolError,
     RingsyncError,
@@ -42,7 +44,7 @@ async def _abort_for(context: grpc.aio.ServicerContext, error: Exception) -> Non
         code = grpc.StatusCode.FAILED_PRECONDITION
     elif isinstance(error, ProtocolError):
         code = grpc.StatusCode.INVALID_ARGUMENT
-    elif isinstance(error, JournalError):
+    elif isinstance(error, (JournalError, NotReady)):
         code = grpc.StatusCode.UNAVAILABLE
     else:
         code = grpc.StatusCode.INTERNAL
@@ -95,6 +97,17 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
                 beat.cancel()
             if receiver.peer:
                 log.info("replication stream from %s closed", receiver.peer)
+
+
+    async def Snapshot(
+        self, request: rpb.SnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[rpb.SnapshotChunk]:
+        identity = peer_identity(context)
+        try:
+            async for chunk in serve_snapshot(self.rt, request, identity.name if identity else ""):
+                yield chunk
+        except RingsyncError as e:
+            await _abort_for(context, e)
 
 
 class ControlServicer(control_pb2_grpc.ControlServicer):

@@ -89,4 +89,16 @@ async def build_status(rt: NodeRuntime, cache: StatusCache) -> cpb.NodeStatus:
         captured_transactions=rt.captured_txns,
         applied_transactions=rt.applied_txns,
         version=__version__,
+        join=join_status(rt),
+    )
+
+
+def join_status(rt: NodeRuntime) -> cpb.JoinStatus:
+    j = rt.join
+    rate = j.rows.rate() if j.state == "copying" else 0.0
+    left = max(0, j.rows_total - j.rows_copied)
+    return cpb.JoinStatus(
+        state=j.state, donor=j.donor, table=j.table, rows_copied=j.rows_copied,
+        rows_total=j.rows_total, rows_per_second=rate,
+        eta_seconds=left / rate if rate > 0 else 0.0, detail=j.detail,
     )

@@ -97,6 +97,23 @@ class ReplicationTuning:
     reconnect_max_seconds: float = 5.0
 
 
+ON_MISMATCH = ("refuse", "take-donor")
+
+
+@dataclass(frozen=True)
+class JoinConfig:
+    """How a campus with a new journal joins the ring (initial load)."""
+
+    # This campus's data starts a new ring: with no initialized campus
+    # reachable, it initializes itself instead of waiting for a donor.
+    seed: bool = False
+    # Campus to copy from; empty means the nearest initialized predecessor.
+    donor: str = ""
+    # When this campus already holds data that differs from the donor's:
+    # "refuse" (stop with a per-table report) or "take-donor" (replace it).
+    on_mismatch: str = "refuse"
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     path: Path
@@ -107,6 +124,7 @@ class NodeConfig:
     tls: TLSFiles
     cluster: ClusterConfig
     replication: ReplicationTuning = field(default_factory=ReplicationTuning)
+    join: JoinConfig = field(default_factory=JoinConfig)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -234,6 +252,25 @@ def _tuning(section: dict[str, Any], path: Path) -> ReplicationTuning:
     return ReplicationTuning(**values)
 
 
+def _join(section: dict[str, Any], path: Path, cluster: ClusterConfig, campus: str) -> JoinConfig:
+    unknown = set(section) - {"seed", "donor", "on_mismatch"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key join.{sorted(unknown)[0]}")
+    seed = section.get("seed", False)
+    if not isinstance(seed, bool):
+        raise ConfigError(f"{path}: join.seed must be true or false")
+    donor = section.get("donor", "")
+    if donor and (donor not in cluster.ring or donor == campus):
+        raise ConfigError(
+            f"{path}: join.donor = {donor!r} must name another campus of the ring "
+            f"({', '.join(c for c in cluster.ring if c != campus)})"
+        )
+    on_mismatch = section.get("on_mismatch", "refuse")
+    if on_mismatch not in ON_MISMATCH:
+        raise ConfigError(f"{path}: join.on_mismatch must be one of {ON_MISMATCH}")
+    return JoinConfig(seed=seed, donor=donor, on_mismatch=on_mismatch)
+
+
 def load_node(path: Path | str) -> NodeConfig:
     path = Path(path).resolve()
     data = _read_toml(path)
@@ -270,4 +307,5 @@ def load_node(path: Path | str) -> NodeConfig:
         tls=tls,
         cluster=cluster,
         replication=_tuning(_section(data, "replication", path, required=False), path),
+        join=_join(_section(data, "join", path, required=False), path, cluster, campus),
     )

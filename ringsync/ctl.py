@@ -4,8 +4,10 @@
     ringsync ctl --cluster cluster.toml verify [--json]
 
 ``status --json`` prints {"nodes": [...]}, one object per campus with
-campus, address, healthy, engine, database, journal, applied and links
-({to, state, lag_transactions, lag_seconds, ...}). ``verify`` compares
+campus, address, healthy, engine, database, journal, applied, join
+({state: waiting|comparing|copying|in-ring, donor, rows_copied, rows_total,
+rows_per_second, eta_seconds, ...}) and links ({to, state, lag_transactions,
+lag_seconds, ...}). ``verify`` compares
 per-table row digests across campuses and exits 1 if any differ.
 """
 
@@ -40,6 +42,16 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
         row_counts=dict(s.row_counts),
         uptime_seconds=round(s.uptime_seconds, 1),
         version=s.version,
+        join={
+            "state": s.join.state,
+            "donor": s.join.donor or None,
+            "table": s.join.table or None,
+            "rows_copied": s.join.rows_copied,
+            "rows_total": s.join.rows_total,
+            "rows_per_second": round(s.join.rows_per_second, 1),
+            "eta_seconds": round(s.join.eta_seconds, 1),
+            "detail": s.join.detail or None,
+        },
         links=[
             {
                 "to": link.to,
@@ -57,6 +69,23 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
     return out
 
 
+def join_text(join: dict[str, Any]) -> str:
+    """One line on a campus that is not in the ring yet; empty once it is."""
+    state = join.get("state") or ""
+    if state in ("", "in-ring"):
+        return ""
+    if state == "copying":
+        copied, total = join["rows_copied"], join["rows_total"]
+        pct = f" ({100 * copied / total:.0f}%)" if total else ""
+        eta = f", ~{join['eta_seconds']:.0f}s left" if join.get("eta_seconds") else ""
+        table = f" [{join['table']}]" if join.get("table") else ""
+        return (f"joining: copying from {join['donor']}: {copied:,}/{total:,} rows{pct}, "
+                f"{join['rows_per_second']:,.0f} rows/s{eta}{table}")
+    detail = f": {join['detail']}" if join.get("detail") else ""
+    donor = f" with {join['donor']}" if join.get("donor") and state == "comparing" else ""
+    return f"joining: {state}{donor}{detail}"
+
+
 def status_table(nodes: list[dict[str, Any]]) -> str:
     lines = [f"{'CAMPUS':<16}{'ADDRESS':<22}{'HEALTH':<9}{'ENGINE':<8}{'JOURNAL':>9}  ROWS"]
     for n in nodes:
@@ -68,6 +97,8 @@ def status_table(nodes: list[dict[str, Any]]) -> str:
         )
         if n.get("error"):
             lines.append(f"{'':<16}! {n['error']}")
+        if joining := join_text(n.get("join", {})):
+            lines.append(f"{'':<16}{joining}")
     lines.append("")
     lines.append(f"{'LINK':<34}{'STATE':<12}{'LAG TX':>8}{'LAG S':>9}{'TX/S':>9}{'ROWS/S':>9}")
     for n in nodes:

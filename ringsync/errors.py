@@ -41,3 +41,11 @@ class SchemaMismatch(RingsyncError):
 
 class PeerRejected(RingsyncError):
     """A caller's identity does not allow what it asked for."""
+
+
+class NotReady(RingsyncError):
+    """This campus is still joining the ring and cannot serve that yet."""
+
+
+class JoinRefused(RingsyncError):
+    """A joining campus holds data that differs from its donor's."""

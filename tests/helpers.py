@@ -40,3 +40,31 @@ async def async_wait_until(predicate: Callable[[], Awaitable[bool]], timeout: fl
             return
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def campus_rows(target: Path | str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every LIS table, from SQLite (a path) or PostgreSQL (a DSN),
+    sorted, in one form comparable across engines."""
+    if isinstance(target, Path):
+        return table_rows(target)
+    import psycopg
+
+    with psycopg.connect(target) as conn:
+        return {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)
+                for t in TABLES}
+
+
+def preload_patients(target: Path | str, campus: str, count: int, prefix: str = "legacy") -> None:
+    """Rows written before any node ran: in no journal, so only a copy carries them."""
+    from ringsync.demo.lis import _Db
+
+    db = _Db(target)
+    try:
+        db.begin()
+        for i in range(count):
+            db.execute("INSERT INTO patients VALUES (?, ?, ?, NULL, 'F', ?, ?)",
+                       (f"{prefix}-{i}", f"MRN{i:07d}", f"Patient {prefix} {i}", campus,
+                        "2020-01-01T00:00:00.000000Z"))
+        db.execute("COMMIT")
+    finally:
+        db.conn.close()

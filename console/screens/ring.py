@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -12,6 +13,24 @@ from textual.widgets import DataTable, Footer, Header, Static
 from console.widgets.lag_chart import LagChart
 from console.widgets.ring_diagram import RingDiagram
 from ringsync.client import NodeReply
+from ringsync.ctl import join_text
+
+BAR_WIDTH = 30
+
+
+def join_bar(campus: str, join: Any) -> str:
+    """A campus's initial load as a progress bar and the figures behind it."""
+    text = join_text({
+        "state": join.state, "donor": join.donor, "table": join.table,
+        "rows_copied": join.rows_copied, "rows_total": join.rows_total,
+        "rows_per_second": join.rows_per_second, "eta_seconds": join.eta_seconds,
+        "detail": join.detail,
+    })
+    if join.state != "copying" or not join.rows_total:
+        return f"[yellow]{campus}[/] {text}"
+    filled = min(BAR_WIDTH, BAR_WIDTH * join.rows_copied // join.rows_total)
+    bar = "█" * filled + "░" * (BAR_WIDTH - filled)
+    return f"[yellow]{campus}[/] [green]{bar}[/] {text}"
 
 
 def _size(n: int) -> str:
@@ -32,6 +51,7 @@ class RingScreen(Screen[None]):
         yield Header()
         with VerticalScroll():
             yield RingDiagram(self.ring, id="ring")
+            yield Static("", id="joins")
             yield LagChart(self.ring, id="lag")
             yield DataTable(id="links", cursor_type="row", zebra_stripes=True)
             yield DataTable(id="nodes", cursor_type="row", zebra_stripes=True)
@@ -49,6 +69,9 @@ class RingScreen(Screen[None]):
 
     def show(self, replies: Sequence[NodeReply]) -> None:
         self.query_one(RingDiagram).show(replies)
+        bars = [join_bar(r.campus, r.status.join) for r in replies
+                if r.status is not None and r.status.join.state not in ("", "in-ring")]
+        self.query_one("#joins", Static).update("\n".join(bars))
         self.query_one(LagChart).add_sample(replies)
         links = self.query_one("#links", DataTable)
         links.clear()
@@ -75,7 +98,10 @@ class RingScreen(Screen[None]):
             row_counts = [s.row_counts.get(t, 0) for t in self.tables]
             counts.append(tuple(row_counts))
             nodes.add_row(
-                r.campus, "up" if s.database_healthy else "db error", s.engine,
+                r.campus,
+                "joining" if s.join.state not in ("", "in-ring")
+                else "up" if s.database_healthy else "db error",
+                s.engine,
                 str(s.journal_transactions), _size(s.journal_bytes),
                 *(str(c) for c in row_counts), s.database_error[:60],
             )

@@ -69,13 +69,23 @@ def node_box(reply: NodeReply | None, name: str) -> tuple[list[str], str]:
     journal = ""
     if up:
         journal = f" j={reply.status.journal_transactions}"  # type: ignore[union-attr]
-    lines = [
+        join = reply.status.join  # type: ignore[union-attr]
+        if join.state not in ("", "in-ring"):
+            pct = (f" {100 * join.rows_copied // join.rows_total}%"
+                   if join.state == "copying" and join.rows_total else "")
+            state, journal, style = f"joining:{pct or ' ' + join.state}", "", "bold yellow"
+            mark = "◐"
+            return _box(inner, mark, name, state, journal), style
+    return _box(inner, mark, name, state, journal), style
+
+
+def _box(inner: int, mark: str, name: str, state: str, journal: str) -> list[str]:
+    return [
         "┌" + "─" * inner + "┐",
         "│" + f" {mark} {name}"[:inner].ljust(inner) + "│",
         "│" + f"   {state}{journal}"[:inner].ljust(inner) + "│",
         "└" + "─" * inner + "┘",
     ]
-    return lines, style
 
 
 class RingDiagram(Static):

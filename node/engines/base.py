@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, TableShape
 
 
@@ -19,6 +20,9 @@ class ApplySession(Protocol):
     """One database transaction applying one or more foreign transactions."""
 
     def apply(self, changes: Iterable[Change]) -> None: ...
+
+    def clear(self, table: str) -> None:
+        """Delete every row of a table (initial load replacing local data)."""
 
     def advance(self, origin: str, seq: int) -> None:
         """Record that (origin, seq) is applied, in this same transaction."""
@@ -51,6 +55,13 @@ class Engine(Protocol):
 
     def release(self, position: int) -> None:
         """Forget captured changes up to ``position`` (they are journaled)."""
+
+    def captured_through(self) -> int:
+        """A capture position P such that every local transaction at or before P
+        was returned by ``capture`` calls made so far."""
+
+    def snapshot(self) -> AbstractContextManager[ReadSnapshot]:
+        """A consistent read of every replicated table, for a joining campus."""
 
     def apply_session(self) -> AbstractContextManager[ApplySession]:
         """Begin a transaction; commit on normal exit, roll back on error."""

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 APPLY_ORIGIN = "ringsync"
 STATUS_INTERVAL_SECONDS = 1.0
+WANTED_STATUS_INTERVAL_SECONDS = 0.1
 QUEUE_CHUNKS = 8
 
 
@@ -47,6 +48,13 @@ class PgoutputReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._flushed = 0
+        # Every local transaction committed at or before ``_decoded`` has been
+        # queued; ``taken_through`` is the same for what ``take`` handed out.
+        self._decoded = 0
+        self.taken_through = 0
+        # A snapshot waits for capture to pass this LSN: ask the server for
+        # keepalives (they carry its decoding position) until it does.
+        self.wanted = 0
         self.error = ""
 
     def start(self, position: int) -> None:
@@ -68,9 +76,11 @@ class PgoutputReader:
         """
         self.release(position)  # the journal holds everything up to position
         out: list[CapturedChunk] = []
+        decoded = self._decoded  # read before draining: all of it is queued by now
         try:
             item = self._queue.get(timeout=0.2)
         except queue.Empty:
+            self.taken_through = max(self.taken_through, decoded)
             return out
         while True:
             if isinstance(item, Exception):
@@ -81,6 +91,7 @@ class PgoutputReader:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
+                self.taken_through = max(self.taken_through, decoded)
                 return out
 
     def release(self, position: int) -> None:
@@ -137,12 +148,18 @@ class PgoutputReader:
                 nbytes, data = pgconn.get_copy_data(1)
                 if nbytes == 0:
                     now = time.monotonic()
-                    if now - last_status > STATUS_INTERVAL_SECONDS:
+                    if begin is None and self._decoded < self.wanted and (
+                            now - last_status > WANTED_STATUS_INTERVAL_SECONDS):
+                        self._send_status(pgconn, write_lsn, reply=True)
+                        last_status = now
+                    elif now - last_status > STATUS_INTERVAL_SECONDS:
                         if begin is None and self._queue.empty() and self._flushed >= handed_out:
                             self._flushed = max(self._flushed, idle_end)
                         self._send_status(pgconn, write_lsn)
                         last_status = now
-                    select.select([pgconn.socket], [], [], STATUS_INTERVAL_SECONDS)
+                    wait = (WANTED_STATUS_INTERVAL_SECONDS if self._decoded < self.wanted
+                            else STATUS_INTERVAL_SECONDS)
+                    select.select([pgconn.socket], [], [], wait)
                     pgconn.consume_input()
                     continue
                 if nbytes < 0:
@@ -151,6 +168,8 @@ class PgoutputReader:
                 msg = po.parse_copy_message(data)
                 if isinstance(msg, po.Keepalive):
                     idle_end = msg.end
+                    if begin is None:  # the server has sent every commit before msg.end
+                        self._decoded = max(self._decoded, msg.end)
                     if msg.reply_requested:
                         self._send_status(pgconn, write_lsn, reply=False)
                         last_status = time.monotonic()
@@ -180,6 +199,7 @@ class PgoutputReader:
                                                 chunk_index), pgconn, write_lsn)
                         handed_out = event.end_lsn
                     begin, txn = None, []
+                    self._decoded = max(self._decoded, event.end_lsn)
             return handed_out
         finally:
             pgconn.finish()

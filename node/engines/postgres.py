@@ -33,8 +33,10 @@ from psycopg import sql
 
 from node.codec import RowSetDigest
 from node.engines.pgcapture import APPLY_ORIGIN, PgoutputReader
+from node.engines.pgsnapshot import pg_snapshot
 from node.engines.pgtypes import to_pg
 from node.engines.runs import batched_writes
+from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, Json, TableShape
 from node.schema import PG_KINDS
 from ringsync.errors import EngineError, SchemaError
@@ -72,6 +74,10 @@ class _PgApplySession:
             if upserts:
                 self.cur.executemany(self.engine.upsert_sql(shape),
                                      [tuple(to_pg(v) for v in r) for r in upserts])
+
+    def clear(self, table: str) -> None:
+        self.cur.execute(sql.SQL("DELETE FROM {}").format(
+            sql.Identifier(self.engine.shape_of(table).name)))
 
     def advance(self, origin: str, seq: int) -> None:
         self.cur.execute(
@@ -243,6 +249,17 @@ class PostgresEngine:
 
     def release(self, position: int) -> None:
         """Nothing to do here: ``capture(position)`` reports the flush position."""
+
+    def captured_through(self) -> int:
+        return self._reader.taken_through if self._reader is not None else 0
+
+    @contextmanager
+    def snapshot(self) -> Iterator[ReadSnapshot]:
+        with pg_snapshot(self.dsn, self.slot, lambda: self._connect(autocommit=False),
+                         self._shapes, _canonical_row) as snap:
+            if self._reader is not None:  # have capture confirm it got past the snapshot
+                self._reader.wanted = max(self._reader.wanted, snap.position)
+            yield snap
 
     def close(self) -> None:
         if self._reader is not None:

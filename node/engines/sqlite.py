@@ -27,6 +27,8 @@ from typing import Any
 
 from node.codec import RowSetDigest
 from node.engines.runs import batched_writes
+from node.engines.snapshot import ReadSnapshot
+from node.engines.sqlitesnapshot import q, sqlite_snapshot
 from node.engines.sqlitetypes import from_sqlite, to_sqlite
 from node.model import CapturedChunk, Change, Op, TableShape
 from node.schema import sqlite_kind
@@ -57,11 +59,6 @@ CREATE TABLE IF NOT EXISTS _rs_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _UNIX_NOW = "(julianday('now') - 2440587.5) * 86400.0"
 
 
-def q(name: str) -> str:
-    """Quote an SQLite identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 class _SQLiteApplySession:
     def __init__(self, engine: SQLiteEngine) -> None:
         self._engine = engine
@@ -75,6 +72,9 @@ class _SQLiteApplySession:
             if upserts:
                 self._conn.executemany(self._engine.upsert_sql(shape),
                                        [tuple(to_sqlite(v) for v in r) for r in upserts])
+
+    def clear(self, table: str) -> None:
+        self._conn.execute(f"DELETE FROM {q(self._engine.shape_of(table).name)}")
 
     def advance(self, origin: str, seq: int) -> None:
         self._conn.execute(
@@ -98,6 +98,7 @@ class SQLiteEngine:
         self._seen_version: int | None = None
         self._backlog = False
         self._handed_out = 0  # position of the last chunk capture returned
+        self._through = 0  # every change-log id up to this was returned by capture
         self._sql_cache: dict[tuple[str, str], str] = {}
 
     @property
@@ -297,6 +298,10 @@ class SQLiteEngine:
             ).fetchall()
             self._seen_version = version
             self._backlog = len(rows) > max_changes
+            if not self._backlog:
+                last = conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = '_rs_log'").fetchone()
+                self._through = int(last[0]) if last else 0
             if not rows:
                 conn.execute("COMMIT")
                 return []
@@ -332,6 +337,14 @@ class SQLiteEngine:
             chunks[-1].final = False
         self._handed_out = chunks[-1].position
         return chunks
+
+    def captured_through(self) -> int:
+        return self._through
+
+    @contextmanager
+    def snapshot(self) -> Iterator[ReadSnapshot]:
+        with sqlite_snapshot(self._connect, self._shapes) as snap:
+            yield snap
 
     def _capture_conn_or_fail(self) -> sqlite3.Connection:
         if self._capture_conn is None:

@@ -32,10 +32,13 @@ async def capture_loop(rt: NodeRuntime) -> None:
         try:
             chunks = await rt.in_capture(rt.engine.capture, rt.journal.capture_position,
                                          max_changes)
+            through = rt.engine.captured_through()
             if not chunks:
+                rt.journaled_through = through
                 await asyncio.sleep(POLL_SECONDS)
                 continue
             done = await rt.in_journal(rt.journal.append_local, chunks, shapes)
+            rt.journaled_through = through
             rt.captured_txns += done
             rt.database_error = ""
             rt.journal_changed.notify()

@@ -12,7 +12,13 @@ Invariants enforced on append, per origin:
 * the vector advances only when a transaction's final frame is stored.
 
 The local capture position is stored in the same transaction as the local
-frames it produced, so a crash never loses or re-journals a capture.
+frames it produced, so a crash never loses or re-journals a capture; each
+local frame keeps its own position too, so a donor can tell which of its
+transactions a database snapshot holds (``local_seq_through``).
+
+A new journal is not *initialized*: the node first joins the ring (copies a
+donor's data, see node.replication.join) and then ``adopt``s the copy's
+vector as its heads. Only an initialized journal takes frames.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +49,7 @@ CREATE TABLE IF NOT EXISTS frames(
     recv_time REAL NOT NULL,
     nchanges INTEGER NOT NULL,
     body BLOB NOT NULL,
+    position INTEGER,             -- local frames: the engine's capture position
     UNIQUE(origin, seq, chunk)
 );
 CREATE TABLE IF NOT EXISTS heads(
@@ -78,6 +85,7 @@ class Journal:
         self.transactions = 0
         self.bytes = 0
         self.last_pos = 0
+        self.initialized = False
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -104,6 +112,11 @@ class Journal:
                 self._partial[origin] = next_chunk
         row = conn.execute("SELECT value FROM meta WHERE key = 'capture_position'").fetchone()
         self.capture_position = row[0] if row else 0
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(frames)")]
+        if "position" not in columns:  # journals written before initial load existed
+            conn.execute("ALTER TABLE frames ADD COLUMN position INTEGER")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'initialized'").fetchone()
+        self.initialized = bool(row and row[0]) or bool(self._heads) or self.capture_position > 0
         count, size, last = conn.execute(
             "SELECT count(*) FILTER (WHERE final), coalesce(sum(length(body)), 0), "
             "coalesce(max(pos), 0) FROM frames"
@@ -144,7 +157,7 @@ class Journal:
             frame = build_frame(
                 self.campus, seq, index, chunk.final, chunk.commit_time, chunk.changes, shapes
             )
-            rows.append((frame, frame.SerializeToString(), now))
+            rows.append((frame, frame.SerializeToString(), now, chunk.position))
             if chunk.final:
                 heads[self.campus] = seq
                 partial.pop(self.campus, None)
@@ -177,7 +190,7 @@ class Journal:
                     f"gap from origin {origin!r}: got seq {frame.seq} chunk {frame.chunk}, "
                     f"expected seq {head + 1} chunk {expected_chunk}"
                 )
-            rows.append((frame, body, now))
+            rows.append((frame, body, now, None))
             if frame.final:
                 heads[origin] = frame.seq
                 partial.pop(origin, None)
@@ -189,7 +202,7 @@ class Journal:
 
     def _write(
         self,
-        rows: list[tuple[pb.TxnFrame, bytes, float]],
+        rows: Sequence[tuple[pb.TxnFrame, bytes, float, int | None]],
         heads: dict[str, int],
         partial: dict[str, int],
         capture_position: int | None = None,
@@ -198,19 +211,19 @@ class Journal:
         records = []
         added_bytes = 0
         added_txns = 0
-        for frame, body, now in rows:
+        for frame, body, now, position in rows:
             added_bytes += len(body)
             added_txns += frame.final
             records.append(
                 (frame.origin, frame.seq, frame.chunk, int(frame.final), frame.commit_time, now,
-                 len(frame.changes), body)
+                 len(frame.changes), body, position)
             )
         touched = {r[0] for r in records}
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 "INSERT INTO frames(origin, seq, chunk, final, commit_time, recv_time, nchanges, "
-                "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "body, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 records,
             )
             conn.executemany(
@@ -237,6 +250,45 @@ class Journal:
         self.transactions += added_txns
         self.bytes += added_bytes
         self.last_pos = last or self.last_pos
+
+    # -- joining ---------------------------------------------------------
+
+    def adopt(self, vector: Vector) -> None:
+        """Initialize a new journal at ``vector``: the database now holds exactly
+        that (a donor's copy, or nothing for a seed), so frames continue from it."""
+        if self.initialized:
+            raise JournalError(f"the journal {self.path} is already initialized")
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO heads(origin, seq, next_chunk) VALUES (?, ?, 0) ON CONFLICT(origin) "
+                "DO UPDATE SET seq = excluded.seq, next_chunk = 0",
+                [(o, s) for o, s in vector.items() if s > 0],
+            )
+            conn.execute("INSERT INTO meta(key, value) VALUES ('initialized', 1) "
+                         "ON CONFLICT(key) DO UPDATE SET value = 1")
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            conn.execute("ROLLBACK")
+            raise JournalError(f"cannot write the journal {self.path}: {e}") from e
+        self._heads = {o: s for o, s in vector.items() if s > 0}
+        self._partial = {}
+        self.initialized = True
+
+    def local_seq_through(self, position: int) -> int:
+        """The last local transaction whose capture position is at or before
+        ``position`` (all of them must be journaled already).
+
+        Counted back from the head, over frames after ``position``: those are
+        recent and still held, since a joining campus holds none of them.
+        """
+        head = self._heads.get(self.campus, 0)
+        (later,) = self.conn.execute(
+            "SELECT count(*) FROM frames WHERE origin = ? AND final AND position > ?",
+            (self.campus, position),
+        ).fetchone()
+        return int(head - later)
 
     # -- read ------------------------------------------------------------
 

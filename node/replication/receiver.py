@@ -12,12 +12,11 @@ import logging
 
 from google.protobuf.message import DecodeError
 
-from node.codec import check_frame
-from node.model import TableShape
+from node.codec import check_frame, shapes_from_pb
 from node.replication import PROTOCOL_VERSION
 from node.runtime import NodeRuntime
 from node.schema import compare
-from ringsync.errors import PeerRejected, ProtocolError
+from ringsync.errors import NotReady, PeerRejected, ProtocolError
 from ringsync.v1 import replication_pb2 as rpb
 from ringsync.v1 import values_pb2 as pb
 
@@ -53,11 +52,12 @@ class Receiver:
                 f"run the same ringsync version on every campus"
             )
         if hello.tables:
-            peer_shapes = [
-                TableShape(t.name, tuple(t.columns), tuple(t.key_indexes), tuple(t.column_kinds))
-                for t in hello.tables
-            ]
-            compare(rt.campus, rt.engine.shapes(), hello.campus, peer_shapes)
+            compare(rt.campus, rt.engine.shapes(), hello.campus, shapes_from_pb(hello.tables))
+        if not rt.initialized.is_set():
+            raise NotReady(
+                f"campus {rt.campus} is joining the ring ({rt.join.state} from "
+                f"{rt.join.donor or 'a donor'}); it takes replication once its copy is done"
+            )
         self.peer = hello.campus
         log.info("replication stream from %s opened", self.peer)
         return rpb.ReplicateResponse(

@@ -25,6 +25,7 @@ from collections.abc import Awaitable
 
 import grpc
 
+from node.codec import shapes_to_pb
 from node.replication import PROTOCOL_VERSION
 from node.replication.vectors import Vector
 from node.runtime import LinkState, NodeRuntime
@@ -32,7 +33,6 @@ from ringsync.client import Credentials, describe_rpc_error
 from ringsync.errors import JournalError
 from ringsync.v1 import replication_pb2 as rpb
 from ringsync.v1 import replication_pb2_grpc
-from ringsync.v1 import values_pb2 as vpb
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +155,7 @@ class RingSender:
                         campus=rt.campus,
                         cluster=rt.config.cluster.name,
                         protocol_version=PROTOCOL_VERSION,
-                        tables=[
-                            vpb.TableShape(name=s.name, columns=s.columns,
-                                           key_indexes=s.key_indexes, column_kinds=s.kinds)
-                            for s in rt.engine.shapes().values()
-                        ],
+                        tables=shapes_to_pb(rt.engine.shapes().values()),
                     )
                 )
             )

@@ -154,6 +154,7 @@ class LocalCluster:
                 f'cert = "../pki/{c.name}.crt"\n'
                 f'key = "../pki/{c.name}.key"\n\n'
                 f"[replication]\n{tuning}\n"
+                + ("\n[join]\nseed = true\n" if c is self.campuses[0] else "")
             )
 
     # -- processes -------------------------------------------------------

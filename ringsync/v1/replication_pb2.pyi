@@ -82,3 +82,50 @@ class ReplicateResponse(_message.Message):
     welcome: Welcome
     ack: Ack
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+
+class SnapshotRequest(_message.Message):
+    __slots__ = ("campus", "tables", "digests_only")
+    CAMPUS_FIELD_NUMBER: _ClassVar[int]
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    DIGESTS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    campus: str
+    tables: _containers.RepeatedCompositeFieldContainer[_values_pb2.TableShape]
+    digests_only: bool
+    def __init__(self, campus: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[_values_pb2.TableShape, _Mapping]]] = ..., digests_only: _Optional[bool] = ...) -> None: ...
+
+class SnapshotHeader(_message.Message):
+    __slots__ = ("donor", "vector", "row_counts")
+    class RowCountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    DONOR_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    ROW_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    donor: str
+    vector: Vector
+    row_counts: _containers.ScalarMap[str, int]
+    def __init__(self, donor: _Optional[str] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., row_counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class TableDigest(_message.Message):
+    __slots__ = ("table", "rows", "sha256")
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    table: str
+    rows: int
+    sha256: str
+    def __init__(self, table: _Optional[str] = ..., rows: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class SnapshotChunk(_message.Message):
+    __slots__ = ("header", "frame", "digest")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    header: SnapshotHeader
+    frame: bytes
+    digest: TableDigest
+    def __init__(self, header: _Optional[_Union[SnapshotHeader, _Mapping]] = ..., frame: _Optional[bytes] = ..., digest: _Optional[_Union[TableDigest, _Mapping]] = ...) -> None: ...

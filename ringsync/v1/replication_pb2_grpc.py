@@ -39,6 +39,11 @@ class ReplicationStub:
                 request_serializer=ringsync_dot_v1_dot_replication__pb2.ReplicateRequest.SerializeToString,
                 response_deserializer=ringsync_dot_v1_dot_replication__pb2.ReplicateResponse.FromString,
                 _registered_method=True)
+        self.Snapshot = channel.unary_stream(
+                '/ringsync.v1.Replication/Snapshot',
+                request_serializer=ringsync_dot_v1_dot_replication__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=ringsync_dot_v1_dot_replication__pb2.SnapshotChunk.FromString,
+                _registered_method=True)
 
 
 class ReplicationServicer:
@@ -53,6 +58,13 @@ class ReplicationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Snapshot(self, request, context):
+        """Served by an initialized campus to a joining one; the header comes first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReplicationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +72,11 @@ def add_ReplicationServicer_to_server(servicer, server):
                     servicer.Replicate,
                     request_deserializer=ringsync_dot_v1_dot_replication__pb2.ReplicateRequest.FromString,
                     response_serializer=ringsync_dot_v1_dot_replication__pb2.ReplicateResponse.SerializeToString,
+            ),
+            'Snapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.Snapshot,
+                    request_deserializer=ringsync_dot_v1_dot_replication__pb2.SnapshotRequest.FromString,
+                    response_serializer=ringsync_dot_v1_dot_replication__pb2.SnapshotChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +106,33 @@ class Replication:
             '/ringsync.v1.Replication/Replicate',
             ringsync_dot_v1_dot_replication__pb2.ReplicateRequest.SerializeToString,
             ringsync_dot_v1_dot_replication__pb2.ReplicateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Snapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ringsync.v1.Replication/Snapshot',
+            ringsync_dot_v1_dot_replication__pb2.SnapshotRequest.SerializeToString,
+            ringsync_dot_v1_dot_replication__pb2.SnapshotChunk.FromString,
             options,
             channel_credentials,
             insecure,

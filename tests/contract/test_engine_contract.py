@@ -117,10 +117,28 @@ class EngineContract:
         other = SQLiteContractTarget.fresh_sqlite_sums(TYPED_ROWS)
         assert sums["typed"] == other
 
+    def test_snapshot_splits_local_transactions_exactly_at_its_position(
+            self, engine: Any) -> None:
+        self.app_write("INSERT INTO kv VALUES ('before', 1)")
+        self.apply(engine, [Change("kv", Op.INSERT, new=("foreign", 9))], "x", 4)
+        with engine.snapshot() as snap:
+            self.app_write("INSERT INTO kv VALUES ('after', 2)")
+            rows = sorted(r for batch in snap.batches("kv", 1) for r in batch)
+            assert rows == [("before", 1), ("foreign", 9)]
+            assert snap.applied == {"x": 4}
+            assert snap.row_counts() == {"typed": 0, "kv": 2}
+            assert snap.digest("kv") == SQLiteContractTarget.fresh_sqlite_sums(
+                [("before", 1), ("foreign", 9)], "kv")
+            position = snap.position
+        positions = {c.changes[0].new[0]: c.position for c in self.capture_all(engine)}
+        assert set(positions) == {"before", "after"}
+        assert positions["before"] <= position < positions["after"]
+        assert engine.captured_through() >= positions["after"]
+
 
 class SQLiteContractTarget:
     @staticmethod
-    def fresh_sqlite_sums(rows: list[tuple[Any, ...]]) -> tuple[int, str]:
+    def fresh_sqlite_sums(rows: list[tuple[Any, ...]], table: str = "typed") -> tuple[int, str]:
         import tempfile
 
         path = Path(tempfile.mkdtemp()) / "ref.db"
@@ -131,9 +149,9 @@ class SQLiteContractTarget:
         ref.open()
         try:
             with ref.apply_session() as s:
-                s.apply([Change("typed", Op.INSERT, new=r) for r in rows])
+                s.apply([Change(table, Op.INSERT, new=r) for r in rows])
                 s.advance("x", 1)
-            return ref.checksums(["typed"])[0]["typed"]
+            return ref.checksums([table])[0][table]
         finally:
             ref.close()
 

@@ -78,7 +78,7 @@ def test_pki_cli_issues_certificates(tmp_path: Path) -> None:
 
 
 def test_mixed_demo_reports_dsns_keeps_databases_and_stops_them(tmp_path: Path) -> None:
-    from tests.integration.test_postgres import canonical_rows
+    from tests.helpers import campus_rows as canonical_rows
 
     data_dir = tmp_path / "mixed"
     result = subprocess.run(

@@ -10,17 +10,16 @@ import signal
 import sqlite3
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import psycopg
 import pytest
 
 from node.engines.postgres import PostgresEngine
 from ringsync.demo.cluster import LocalCluster, free_port
-from ringsync.demo.lis import TABLES, LisWorkload
+from ringsync.demo.lis import LisWorkload
 from ringsync.demo.postgres import LocalPostgres
 from ringsync.errors import EngineError, SchemaError
-from tests.helpers import wait_until
+from tests.helpers import campus_rows, wait_until
 from tests.integration.conftest import wait_ready
 
 
@@ -67,23 +66,6 @@ def test_wal_level_not_logical_is_refused(tmp_path) -> None:
         pg.remove()
 
 
-def canonical_rows(target: Any) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every LIS table, from SQLite or PostgreSQL, in one comparable form."""
-    out = {}
-    if isinstance(target, str):
-        with psycopg.connect(target) as conn:
-            for t in TABLES:
-                out[t] = sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)
-    else:
-        conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True, timeout=30)
-        try:
-            for t in TABLES:
-                out[t] = sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)
-        finally:
-            conn.close()
-    return out
-
-
 @pytest.fixture
 def mixed(make_cluster) -> Iterator[LocalCluster]:
     cluster = make_cluster(3, engines=["postgres", "postgres", "sqlite"])
@@ -115,11 +97,11 @@ def test_mixed_ring_converges_through_node_crash_and_postgres_restart(
     assert workloads[1].last_error, "the restart should have interrupted the workload at least once"
 
     def same() -> bool:
-        snaps = [canonical_rows(c.target) for c in mixed.campuses]
+        snaps = [campus_rows(c.target) for c in mixed.campuses]
         return all(s == snaps[0] for s in snaps[1:])
 
     wait_until(same, 90, "PostgreSQL and SQLite campuses to hold identical rows", 1.0)
-    rows = canonical_rows(lite.target)
+    rows = campus_rows(lite.target)
     homes = {r[5] for r in rows["patients"]}
     assert homes == {c.name for c in mixed.campuses}
 

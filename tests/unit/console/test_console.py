@@ -86,3 +86,31 @@ async def test_down_node_is_shown_then_reattached() -> None:
         assert "DOWN" not in picture
         await pilot.press("q")
     assert source.closed
+
+
+class JoiningSource(ScriptedSource):
+    """yuecheng is copying its initial load from wangjiangshan."""
+
+    async def status_all(self) -> list[NodeReply]:
+        replies = await super().status_all()
+        status = replies[2].status
+        assert status is not None
+        status.join.CopyFrom(cpb.JoinStatus(
+            state="copying", donor="wangjiangshan", table="patients", rows_copied=3_000,
+            rows_total=12_000, rows_per_second=1_500.0, eta_seconds=6.0))
+        return replies
+
+
+async def test_initial_load_progress_is_a_bar_with_rate_and_time_left() -> None:
+    app = RingsyncConsole(JoiningSource(), CLUSTER, poll_seconds=0.05)
+    async with app.run_test(size=(160, 60)) as pilot:
+        await pilot.pause(0.3)
+        joins = str(app.screen.query_one("#joins").render())
+        assert "yuecheng" in joins and "█" * 7 + "░" in joins
+        assert "3,000/12,000 rows (25%)" in joins and "1,500 rows/s" in joins
+        assert "~6s left" in joins and "wangjiangshan" in joins
+        picture = app.screen.query_one(RingDiagram).render_ring().plain
+        assert "joining: 25%" in picture
+        nodes = app.screen.query_one("#nodes", DataTable)
+        states = {nodes.get_row_at(i)[0]: nodes.get_row_at(i)[1] for i in range(nodes.row_count)}
+        assert states["yuecheng"] == "joining" and states["chaohui"] == "up"

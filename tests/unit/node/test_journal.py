@@ -102,3 +102,35 @@ def test_prune_drops_only_what_everyone_holds_and_start_pos_then_refuses(
     with pytest.raises(JournalError, match="re-synced"):
         journal.start_pos({"b": 1})
     journal.start_pos({"b": 3})  # still fine
+
+
+def test_new_journal_is_uninitialized_until_it_adopts_a_vector(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "journal.db", "a")
+    j.open()
+    assert not j.initialized
+    j.adopt({"a": 5, "b": 7, "c": 0})
+    assert j.initialized and j.vector() == {"a": 5, "b": 7}
+    assert j.append_local([local(1, 10)], SHAPES) == 1
+    assert j.vector()["a"] == 6, "a rebuilt campus continues its own sequence"
+    assert j.append_remote([frame("b", 8)]) == 1
+    with pytest.raises(ProtocolError, match="gap"):
+        j.append_remote([frame("c", 2)])
+    j.close()
+    again = Journal(tmp_path / "journal.db", "a")
+    again.open()
+    try:
+        assert again.initialized and again.vector() == {"a": 6, "b": 8}
+        with pytest.raises(JournalError, match="already initialized"):
+            again.adopt({})
+    finally:
+        again.close()
+
+
+def test_local_seq_through_counts_own_transactions_up_to_a_capture_position(
+        journal: Journal) -> None:
+    journal.adopt({"a": 2})  # two earlier transactions, not held as frames
+    journal.append_local([local(1, 10), local(2, 20, final=False), local(3, 25), local(4, 30)],
+                         SHAPES)
+    journal.append_remote([frame("b", 1)])
+    assert journal.vector()["a"] == 5
+    assert [journal.local_seq_through(p) for p in (5, 10, 20, 25, 30, 99)] == [2, 3, 3, 4, 5, 5]

@@ -1,0 +1,252 @@
+"""Joining the ring: how a campus with a new journal gets its first data.
+
+Until its journal is initialized a node replicates nothing: its receiver
+refuses streams (the ring heals around it) and capture, apply, send and
+prune wait. The joiner decides how to start:
+
+* The database already records an applied vector (a copy committed just
+  before a crash): adopt it.
+* ``join.seed`` and no initialized campus answers: this campus's data starts
+  the ring; adopt what the database holds.
+* Otherwise ask a donor (``join.donor``, or the nearest initialized
+  predecessor) for a snapshot. An empty database takes a full copy. One that
+  already holds rows is compared table by table first (digests at the same
+  snapshot): equal data is adopted as is; different data is refused with a
+  report unless ``join.on_mismatch = "take-donor"`` replaces it.
+
+The copy is applied in one database transaction that also records the
+snapshot's vector, so a crash leaves either nothing or the whole copy; the
+journal then adopts that vector as its heads and the ring streams the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import ExitStack
+
+import grpc
+
+from node.codec import decode_changes, shapes_to_pb
+from node.engines.base import ApplySession
+from node.model import Op
+from node.replication.applier import to_local_order
+from node.replication.vectors import Vector
+from node.runtime import NodeRuntime
+from ringsync.client import Credentials, describe_rpc_error
+from ringsync.errors import JoinRefused, ProtocolError, RingsyncError
+from ringsync.v1 import control_pb2, control_pb2_grpc, replication_pb2_grpc
+from ringsync.v1 import replication_pb2 as rpb
+from ringsync.v1 import values_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 1.0
+STATUS_TIMEOUT_SECONDS = 2.0
+IN_RING = "in-ring"
+
+
+class _CopyAborted(Exception):
+    pass
+
+
+def mismatch_report(campus: str, donor: str, local: dict[str, tuple[int, str]],
+                    theirs: dict[str, tuple[int, str]]) -> str:
+    lines = [f"campus {campus} already holds data that differs from {donor}'s; refusing to "
+             f"join so nothing is overwritten:",
+             f"  {'table':<24} {'rows here':>10} {'rows at ' + donor:>16}  digests"]
+    for table in sorted(set(local) | set(theirs)):
+        (n_here, d_here), (n_there, d_there) = local.get(table, (0, "")), theirs.get(table, (0, ""))
+        verdict = "equal" if d_here == d_there else f"{d_here[:10]} vs {d_there[:10]}  DIFFER"
+        lines.append(f"  {table:<24} {n_here:>10} {n_there:>16}  {verdict}")
+    lines.append(
+        f"To keep {donor}'s data, set join.on_mismatch = \"take-donor\" in this node's config "
+        f"(its rows in these tables are replaced by {donor}'s). To keep this campus's data, "
+        f"make it match first or start a new ring from it (join.seed = true).")
+    return "\n".join(lines)
+
+
+class Joiner:
+    def __init__(self, rt: NodeRuntime, credentials: Credentials) -> None:
+        self.rt = rt
+        self.credentials = credentials
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _channel(self, campus: str) -> grpc.aio.Channel:
+        if campus not in self._channels:
+            self._channels[campus] = self.credentials.channel(
+                self.rt.config.cluster.address_of(campus), campus,
+                [("grpc.max_receive_message_length",
+                  self.rt.config.replication.max_message_bytes)])
+        return self._channels[campus]
+
+    async def run(self) -> None:
+        rt = self.rt
+        try:
+            if not rt.journal.initialized:
+                await self._initialize()
+        finally:
+            for channel in self._channels.values():
+                await channel.close()
+        rt.join.state, rt.join.detail = IN_RING, ""
+        rt.initialized.set()
+
+    async def _initialize(self) -> None:
+        rt = self.rt
+        applied = await rt.in_engine(rt.engine.applied_vector)
+        if applied:
+            log.info("the database already holds a copy at %s; initializing the journal", applied)
+            await rt.in_journal(rt.journal.adopt, applied)
+            return
+        first_round = True
+        while True:
+            donor = await self._find_donor()
+            if donor is None and rt.config.join.seed and first_round:
+                log.info("no initialized campus answers and join.seed is set: this campus's data "
+                         "starts the ring")
+                await rt.in_journal(rt.journal.adopt, {})
+                return
+            first_round = False
+            if donor is None:
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            try:
+                vector = await self._join_from(donor)
+            except JoinRefused:
+                raise
+            except (RingsyncError, grpc.aio.AioRpcError) as e:
+                text = describe_rpc_error(e) if isinstance(e, grpc.aio.AioRpcError) else str(e)
+                rt.join.state, rt.join.detail = "waiting", f"copy from {donor} failed: {text}"
+                log.warning("initial load from %s failed, retrying: %s", donor, text)
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            await rt.in_journal(rt.journal.adopt, vector)
+            log.info("joined the ring from %s at %s", donor, vector)
+            return
+
+    def _candidates(self) -> list[str]:
+        config = self.rt.config
+        if config.join.donor:
+            return [config.join.donor]
+        ring = config.cluster.ring
+        i = ring.index(config.campus)
+        return [ring[(i - k) % len(ring)] for k in range(1, len(ring))]  # nearest predecessor first
+
+    async def _find_donor(self) -> str | None:
+        rt = self.rt
+        notes = []
+        for campus in self._candidates():
+            stub = control_pb2_grpc.ControlStub(self._channel(campus))
+            try:
+                status = await stub.GetStatus(control_pb2.StatusRequest(),
+                                              timeout=STATUS_TIMEOUT_SECONDS)
+            except grpc.aio.AioRpcError as e:
+                notes.append(f"{campus} {describe_rpc_error(e)}")
+                continue
+            if status.join.state == IN_RING:
+                return campus
+            notes.append(f"{campus} is {status.join.state or 'not in the ring'}")
+        rt.join.state = "waiting"
+        rt.join.detail = "waiting for an initialized campus to copy from: " + "; ".join(notes)
+        return None
+
+    async def _open(self, donor: str, digests_only: bool
+                    ) -> tuple[grpc.aio.UnaryStreamCall, rpb.SnapshotHeader]:
+        rt = self.rt
+        stub = replication_pb2_grpc.ReplicationStub(self._channel(donor))
+        call = stub.Snapshot(rpb.SnapshotRequest(
+            campus=rt.campus, tables=shapes_to_pb(rt.engine.shapes().values()),
+            digests_only=digests_only))
+        first = await call.read()
+        if first is grpc.aio.EOF or first.WhichOneof("part") != "header":
+            raise ProtocolError(f"{donor} sent no snapshot header")
+        return call, first.header
+
+    async def _join_from(self, donor: str) -> Vector:
+        rt = self.rt
+        rt.join.donor = donor
+        counts = await rt.in_engine(rt.engine.row_counts)
+        if not any(counts.values()):
+            return await self._copy(donor, replace=False)
+        rt.join.state, rt.join.detail = "comparing", f"{sum(counts.values())} rows here"
+        call, header = await self._open(donor, digests_only=True)
+        theirs = {}
+        async for msg in _rest(call):
+            if msg.WhichOneof("part") != "digest":
+                raise ProtocolError(f"{donor} sent rows when digests were asked for")
+            theirs[msg.digest.table] = (msg.digest.rows, msg.digest.sha256)
+        local, _ = await rt.in_engine(rt.engine.checksums, list(rt.engine.shapes()))
+        vector = dict(header.vector.seqs)
+        if local == theirs:
+            log.info("data here equals %s's at %s: joining without a copy", donor, vector)
+            await self._record(vector)
+            return vector
+        report = mismatch_report(rt.campus, donor, local, theirs)
+        if rt.config.join.on_mismatch != "take-donor":
+            rt.join.state, rt.join.detail = "refused", report
+            raise JoinRefused(report)
+        log.warning("%s\njoin.on_mismatch = take-donor: replacing this campus's rows", report)
+        return await self._copy(donor, replace=True)
+
+    async def _record(self, vector: Vector) -> None:
+        """Record the vector in the database (the data is already there)."""
+        def write() -> None:
+            with self.rt.engine.apply_session() as session:
+                for origin, seq in vector.items():
+                    if seq > 0:
+                        session.advance(origin, seq)
+        await self.rt.in_engine(write)
+
+    async def _copy(self, donor: str, replace: bool) -> Vector:
+        rt = self.rt
+        progress = rt.join
+        call, header = await self._open(donor, digests_only=False)
+        progress.state, progress.detail = "copying", ""
+        progress.rows_copied, progress.rows_total = 0, sum(header.row_counts.values())
+        log.info("copying %d rows from %s at %s", progress.rows_total, donor,
+                 dict(header.vector.seqs))
+        local = rt.engine.shapes()
+        stack = ExitStack()
+        session: ApplySession = await rt.in_engine(stack.enter_context, rt.engine.apply_session())
+        committed = False
+        try:
+            if replace:
+                for table in local:
+                    await rt.in_engine(session.clear, table)
+            async for msg in _rest(call):
+                if msg.WhichOneof("part") != "frame":
+                    raise ProtocolError(f"{donor} sent {msg.WhichOneof('part')} inside a copy")
+                shapes, changes = decode_changes(pb.TxnFrame.FromString(msg.frame))
+                if any(c.op is not Op.INSERT for c in changes):
+                    raise ProtocolError(f"{donor} sent a change that is not an insert in a copy")
+                changes = to_local_order(shapes, changes, local)
+                await rt.in_engine(session.apply, changes)
+                if changes:
+                    progress.table = changes[-1].table
+                progress.rows_copied += len(changes)
+                progress.rows.add(len(changes))
+            vector = dict(header.vector.seqs)
+            for origin, seq in vector.items():
+                if seq > 0:
+                    await rt.in_engine(session.advance, origin, seq)
+            await rt.in_engine(stack.close)  # commit
+            committed = True
+        finally:
+            if not committed:
+                await rt.in_engine(_roll_back, stack)
+        log.info("copied %d rows from %s", progress.rows_copied, donor)
+        return vector
+
+
+async def _rest(call: grpc.aio.UnaryStreamCall) -> AsyncIterator[rpb.SnapshotChunk]:
+    """The messages after the header (the header was taken with ``read``)."""
+    while (msg := await call.read()) is not grpc.aio.EOF:
+        yield msg
+
+
+def _roll_back(stack: ExitStack) -> None:
+    try:
+        stack.__exit__(_CopyAborted, _CopyAborted("initial load aborted"), None)
+    except _CopyAborted:
+        pass

@@ -1,0 +1,95 @@
+"""Donor side of initial load: a consistent copy for a joining campus.
+
+The engine opens a snapshot and says where it lies: a capture position for
+this campus's own transactions and the foreign applied vector stored in the
+database. The donor waits until capture has journaled everything up to that
+position, then counts how many of its own transactions the snapshot holds,
+so the header's vector is exact for every origin: the joiner adopts it and
+takes the rest from the ring, missing nothing and applying nothing twice.
+
+Rows travel as TxnFrames of INSERTs (origin = donor, seq 0), so the joiner
+applies them through the same decode and column mapping as replication.
+Engine reads run on worker threads; the snapshot stays open for the copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+from node.codec import build_frame, shapes_from_pb
+from node.engines.snapshot import ReadSnapshot
+from node.model import Change, Op
+from node.replication.vectors import Vector
+from node.runtime import NodeRuntime
+from node.schema import compare
+from ringsync.errors import JournalError, NotReady, PeerRejected
+from ringsync.v1 import replication_pb2 as rpb
+
+log = logging.getLogger(__name__)
+
+FRAME_ROWS = 1000
+CATCH_UP_TIMEOUT_SECONDS = 60.0
+
+
+def _next_batch(batches: Iterator[list[tuple[Any, ...]]]) -> list[tuple[Any, ...]] | None:
+    return next(batches, None)
+
+
+async def snapshot_vector(rt: NodeRuntime, snap: ReadSnapshot) -> Vector:
+    """The ring vector the snapshot holds (waits for capture to pass it)."""
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_SECONDS
+    while rt.journaled_through < snap.position:
+        if time.monotonic() > deadline:
+            raise JournalError(
+                f"capture at {rt.campus} has not reached the snapshot point after "
+                f"{CATCH_UP_TIMEOUT_SECONDS:.0f}s ({rt.database_error or 'no error reported'}); "
+                f"the joining campus will retry"
+            )
+        await asyncio.sleep(0.05)
+    own = await rt.in_journal(rt.journal.local_seq_through, snap.position)
+    vector = {o: s for o, s in snap.applied.items() if o != rt.campus}
+    vector[rt.campus] = own
+    return vector
+
+
+async def serve_snapshot(
+    rt: NodeRuntime, request: rpb.SnapshotRequest, peer_name: str
+) -> AsyncIterator[rpb.SnapshotChunk]:
+    if request.campus != peer_name:
+        raise PeerRejected(
+            f"snapshot requested for {request.campus!r} by a certificate for {peer_name!r}")
+    if not rt.initialized.is_set():
+        raise NotReady(f"campus {rt.campus} is itself joining the ring; copy from another campus")
+    compare(rt.campus, rt.engine.shapes(), request.campus, shapes_from_pb(request.tables))
+    shapes = dict(rt.engine.shapes())
+    with ExitStack() as stack:
+        snap = await asyncio.to_thread(stack.enter_context, rt.engine.snapshot())
+        try:
+            vector = await snapshot_vector(rt, snap)
+            counts = await asyncio.to_thread(snap.row_counts)
+            log.info("snapshot for %s at %s: %d rows%s", request.campus, vector,
+                     sum(counts.values()), " (digests only)" if request.digests_only else "")
+            yield rpb.SnapshotChunk(header=rpb.SnapshotHeader(
+                donor=rt.campus, vector=rpb.Vector(seqs=vector), row_counts=counts))
+            for table in shapes:
+                if request.digests_only:
+                    rows, digest = await asyncio.to_thread(snap.digest, table)
+                    yield rpb.SnapshotChunk(
+                        digest=rpb.TableDigest(table=table, rows=rows, sha256=digest))
+                    continue
+                batches = snap.batches(table, FRAME_ROWS)
+                chunk = 0
+                while (batch := await asyncio.to_thread(_next_batch, batches)) is not None:
+                    frame = build_frame(rt.campus, 0, chunk, False, 0.0,
+                                        [Change(table, Op.INSERT, new=row) for row in batch],
+                                        shapes)
+                    chunk += 1
+                    yield rpb.SnapshotChunk(frame=frame.SerializeToString())
+        finally:
+            # Close the read transaction off the event loop.
+            await asyncio.to_thread(stack.pop_all().close)
