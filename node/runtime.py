@@ -99,7 +99,15 @@ class JoinProgress:
     rows_copied: int = 0
     rows_total: int = 0
     detail: str = ""
+    copy_started: float = 0.0  # time.monotonic() when the copy began
     rows: RateMeter = field(default_factory=lambda: RateMeter(window=5.0))
+
+    def rate(self) -> float:
+        """Rows per second: over the last few seconds, or since the start if sooner."""
+        elapsed = time.monotonic() - self.copy_started
+        if elapsed < self.rows.window:
+            return self.rows_copied / elapsed if elapsed > 0 else 0.0
+        return self.rows.rate()
 
 
 class NodeRuntime:

@@ -95,7 +95,7 @@ async def build_status(rt: NodeRuntime, cache: StatusCache) -> cpb.NodeStatus:
 
 def join_status(rt: NodeRuntime) -> cpb.JoinStatus:
     j = rt.join
-    rate = j.rows.rate() if j.state == "copying" else 0.0
+    rate = j.rate() if j.state == "copying" else 0.0
     left = max(0, j.rows_total - j.rows_copied)
     return cpb.JoinStatus(
         state=j.state, donor=j.donor, table=j.table, rows_copied=j.rows_copied,

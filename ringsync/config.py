@@ -97,7 +97,7 @@ class ReplicationTuning:
     reconnect_max_seconds: float = 5.0
 
 
-ON_MISMATCH = ("refuse", "take-donor")
+ON_MISMATCH = ("refuse", "take-donor", "keep-local")
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ class JoinConfig:
     # Campus to copy from; empty means the nearest initialized predecessor.
     donor: str = ""
     # When this campus already holds data that differs from the donor's:
-    # "refuse" (stop with a per-table report) or "take-donor" (replace it).
+    # "refuse" (stop with a per-table report), "take-donor" (replace it with
+    # the donor's) or "keep-local" (send the difference round the ring).
     on_mismatch: str = "refuse"
 
 

@@ -77,7 +77,8 @@ def join_text(join: dict[str, Any]) -> str:
     if state == "copying":
         copied, total = join["rows_copied"], join["rows_total"]
         pct = f" ({100 * copied / total:.0f}%)" if total else ""
-        eta = f", ~{join['eta_seconds']:.0f}s left" if join.get("eta_seconds") else ""
+        eta_s = join.get("eta_seconds") or 0
+        eta = f", ~{eta_s:.0f}s left" if eta_s >= 1 else ", <1s left" if eta_s else ""
         table = f" [{join['table']}]" if join.get("table") else ""
         return (f"joining: copying from {join['donor']}: {copied:,}/{total:,} rows{pct}, "
                 f"{join['rows_per_second']:,.0f} rows/s{eta}{table}")

@@ -12,25 +12,33 @@ prune wait. The joiner decides how to start:
   predecessor) for a snapshot. An empty database takes a full copy. One that
   already holds rows is compared table by table first (digests at the same
   snapshot): equal data is adopted as is; different data is refused with a
-  report unless ``join.on_mismatch = "take-donor"`` replaces it.
+  report, unless ``join.on_mismatch`` says which side wins: "take-donor"
+  replaces it with a copy, "keep-local" journals the difference from the
+  donor's data to this campus's as this campus's own next transaction.
 
 The copy is applied in one database transaction that also records the
 snapshot's vector, so a crash leaves either nothing or the whole copy; the
 journal then adopts that vector as its heads and the ring streams the rest.
+A keep-local join adopts the vector and its difference in one journal
+transaction first; the database records the vector right after (and again
+at the next start if the node died in between).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from contextlib import ExitStack
+from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from node.codec import decode_changes, shapes_to_pb
 from node.engines.base import ApplySession
-from node.model import Op
+from node.model import Change, Op, TableShape
 from node.replication.applier import to_local_order
 from node.replication.vectors import Vector
 from node.runtime import NodeRuntime
@@ -61,9 +69,9 @@ def mismatch_report(campus: str, donor: str, local: dict[str, tuple[int, str]],
         verdict = "equal" if d_here == d_there else f"{d_here[:10]} vs {d_there[:10]}  DIFFER"
         lines.append(f"  {table:<24} {n_here:>10} {n_there:>16}  {verdict}")
     lines.append(
-        f"To keep {donor}'s data, set join.on_mismatch = \"take-donor\" in this node's config "
-        f"(its rows in these tables are replaced by {donor}'s). To keep this campus's data, "
-        f"make it match first or start a new ring from it (join.seed = true).")
+        f"Choose which side wins in this node's config and start it again: "
+        f"join.on_mismatch = \"take-donor\" replaces this campus's rows with {donor}'s; "
+        f"join.on_mismatch = \"keep-local\" sends this campus's rows to every campus.")
     return "\n".join(lines)
 
 
@@ -89,6 +97,7 @@ class Joiner:
         finally:
             for channel in self._channels.values():
                 await channel.close()
+        await self._record_adopted()
         rt.join.state, rt.join.detail = IN_RING, ""
         rt.initialized.set()
 
@@ -112,7 +121,7 @@ class Joiner:
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             try:
-                vector = await self._join_from(donor)
+                vector, local_changes = await self._join_from(donor)
             except JoinRefused:
                 raise
             except (RingsyncError, grpc.aio.AioRpcError) as e:
@@ -121,7 +130,8 @@ class Joiner:
                 log.warning("initial load from %s failed, retrying: %s", donor, text)
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            await rt.in_journal(rt.journal.adopt, vector)
+            await rt.in_journal(rt.journal.adopt, vector, local_changes,
+                                dict(rt.engine.shapes()))
             log.info("joined the ring from %s at %s", donor, vector)
             return
 
@@ -163,12 +173,13 @@ class Joiner:
             raise ProtocolError(f"{donor} sent no snapshot header")
         return call, first.header
 
-    async def _join_from(self, donor: str) -> Vector:
+    async def _join_from(self, donor: str) -> tuple[Vector, list[list[Change]]]:
+        """The vector to adopt, and changes to journal as this campus's own."""
         rt = self.rt
         rt.join.donor = donor
         counts = await rt.in_engine(rt.engine.row_counts)
         if not any(counts.values()):
-            return await self._copy(donor, replace=False)
+            return await self._copy(donor, replace=False), []
         rt.join.state, rt.join.detail = "comparing", f"{sum(counts.values())} rows here"
         call, header = await self._open(donor, digests_only=True)
         theirs = {}
@@ -180,23 +191,69 @@ class Joiner:
         vector = dict(header.vector.seqs)
         if local == theirs:
             log.info("data here equals %s's at %s: joining without a copy", donor, vector)
-            await self._record(vector)
-            return vector
+            return vector, []
         report = mismatch_report(rt.campus, donor, local, theirs)
-        if rt.config.join.on_mismatch != "take-donor":
-            rt.join.state, rt.join.detail = "refused", report
-            raise JoinRefused(report)
-        log.warning("%s\njoin.on_mismatch = take-donor: replacing this campus's rows", report)
-        return await self._copy(donor, replace=True)
+        policy = rt.config.join.on_mismatch
+        if policy == "take-donor":
+            log.warning("%s\njoin.on_mismatch = take-donor: replacing this campus's rows", report)
+            return await self._copy(donor, replace=True), []
+        if policy == "keep-local":
+            log.warning("%s\njoin.on_mismatch = keep-local: sending the difference to the ring",
+                        report)
+            return await self._difference(donor)
+        rt.join.state, rt.join.detail = "refused", report
+        raise JoinRefused(report)
 
-    async def _record(self, vector: Vector) -> None:
-        """Record the vector in the database (the data is already there)."""
+    async def _record_adopted(self) -> None:
+        """Make the database record the vector the journal adopted (a keep-local
+        join adopts in the journal first; this also repairs a crash in between)."""
+        rt = self.rt
+        adopted = await rt.in_journal(rt.journal.adopted)
+        applied = await rt.in_engine(rt.engine.applied_vector)
+        behind = {o: s for o, s in adopted.items()
+                  if o != rt.campus and s > applied.get(o, 0)}
+        if not behind:
+            return
+
         def write() -> None:
-            with self.rt.engine.apply_session() as session:
-                for origin, seq in vector.items():
-                    if seq > 0:
-                        session.advance(origin, seq)
-        await self.rt.in_engine(write)
+            with rt.engine.apply_session() as session:
+                for origin, seq in behind.items():
+                    session.advance(origin, seq)
+        await rt.in_engine(write)
+
+    async def _difference(self, donor: str) -> tuple[Vector, list[list[Change]]]:
+        """Changes that turn the donor's snapshot into this campus's data.
+
+        Journaled as this campus's next transaction, they reach every campus,
+        so this campus's rows win. Holds the donor's rows in memory.
+        """
+        rt = self.rt
+        progress = rt.join
+        call, header = await self._open(donor, digests_only=False)
+        progress.state, progress.detail = "copying", "reading the donor's rows to compare"
+        progress.rows_copied, progress.rows_total = 0, sum(header.row_counts.values())
+        progress.copy_started = time.monotonic()
+        local = rt.engine.shapes()
+        theirs: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]] = {t: {} for t in local}
+        async for changes in _copied_rows(call, donor, local):
+            for c in changes:
+                assert c.new is not None  # _copied_rows lets only inserts through
+                theirs[c.table][local[c.table].key_of(c.new)] = c.new
+            progress.rows_copied += len(changes)
+            progress.rows.add(len(changes))
+        out: list[Change] = []
+        for table, shape in local.items():
+            other = theirs[table]
+            for row in await rt.in_engine(rt.engine.rows, table):
+                old = other.pop(shape.key_of(row), None)
+                if old is None:
+                    out.append(Change(table, Op.INSERT, new=row))
+                elif old != row:
+                    out.append(Change(table, Op.UPDATE, new=row, old=old))
+            out.extend(Change(table, Op.DELETE, old=old) for old in other.values())
+        size = rt.config.replication.frame_max_changes
+        log.info("keep-local: %d changes make %s's data into this campus's", len(out), donor)
+        return dict(header.vector.seqs), [out[i:i + size] for i in range(0, len(out), size)]
 
     async def _copy(self, donor: str, replace: bool) -> Vector:
         rt = self.rt
@@ -204,6 +261,7 @@ class Joiner:
         call, header = await self._open(donor, digests_only=False)
         progress.state, progress.detail = "copying", ""
         progress.rows_copied, progress.rows_total = 0, sum(header.row_counts.values())
+        progress.copy_started = time.monotonic()
         log.info("copying %d rows from %s at %s", progress.rows_total, donor,
                  dict(header.vector.seqs))
         local = rt.engine.shapes()
@@ -214,13 +272,7 @@ class Joiner:
             if replace:
                 for table in local:
                     await rt.in_engine(session.clear, table)
-            async for msg in _rest(call):
-                if msg.WhichOneof("part") != "frame":
-                    raise ProtocolError(f"{donor} sent {msg.WhichOneof('part')} inside a copy")
-                shapes, changes = decode_changes(pb.TxnFrame.FromString(msg.frame))
-                if any(c.op is not Op.INSERT for c in changes):
-                    raise ProtocolError(f"{donor} sent a change that is not an insert in a copy")
-                changes = to_local_order(shapes, changes, local)
+            async for changes in _copied_rows(call, donor, local):
                 await rt.in_engine(session.apply, changes)
                 if changes:
                     progress.table = changes[-1].table
@@ -243,6 +295,22 @@ async def _rest(call: grpc.aio.UnaryStreamCall) -> AsyncIterator[rpb.SnapshotChu
     """The messages after the header (the header was taken with ``read``)."""
     while (msg := await call.read()) is not grpc.aio.EOF:
         yield msg
+
+
+async def _copied_rows(call: grpc.aio.UnaryStreamCall, donor: str,
+                       local: Mapping[str, TableShape]) -> AsyncIterator[list[Change]]:
+    """The copy's rows, frame by frame, validated and in local column order."""
+    async for msg in _rest(call):
+        if msg.WhichOneof("part") != "frame":
+            raise ProtocolError(f"{donor} sent {msg.WhichOneof('part')} inside a copy")
+        try:
+            frame = pb.TxnFrame.FromString(msg.frame)
+        except DecodeError as e:
+            raise ProtocolError(f"{donor} sent an undecodable frame in a copy") from e
+        shapes, changes = decode_changes(frame)
+        if any(c.op is not Op.INSERT or c.new is None for c in changes):
+            raise ProtocolError(f"{donor} sent a change that is not an insert in a copy")
+        yield to_local_order(shapes, changes, local)
 
 
 def _roll_back(stack: ExitStack) -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.codec import build_frame
-from node.model import CapturedChunk, TableShape
+from node.model import CapturedChunk, Change, TableShape
 from node.replication.vectors import Vector
 from ringsync.errors import JournalError, ProtocolError
 from ringsync.v1 import values_pb2 as pb
@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS heads(
     next_chunk INTEGER NOT NULL   -- chunks already held of transaction seq + 1
 );
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS adopted(origin TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 """
 
 
@@ -253,28 +254,58 @@ class Journal:
 
     # -- joining ---------------------------------------------------------
 
-    def adopt(self, vector: Vector) -> None:
+    def adopt(self, vector: Vector, local_changes: list[list[Change]] | None = None,
+              shapes: dict[str, TableShape] | None = None) -> None:
         """Initialize a new journal at ``vector``: the database now holds exactly
-        that (a donor's copy, or nothing for a seed), so frames continue from it."""
+        that (a donor's copy, or nothing for a seed), so frames continue from it.
+
+        ``local_changes`` (chunks of one transaction) are journaled in the same
+        SQLite transaction as this campus's next transaction: the difference
+        that makes the donor's data into this campus's (``keep-local``).
+        """
         if self.initialized:
             raise JournalError(f"the journal {self.path} is already initialized")
+        heads = {o: s for o, s in vector.items() if s > 0}
+        records = []
+        if local_changes:
+            seq = heads.get(self.campus, 0) + 1
+            now = time.time()
+            for i, changes in enumerate(local_changes):
+                final = i == len(local_changes) - 1
+                frame = build_frame(self.campus, seq, i, final, now, changes, shapes or {})
+                body = frame.SerializeToString()
+                records.append((self.campus, seq, i, int(final), now, now, len(changes), body,
+                                self.capture_position))
+            heads[self.campus] = seq
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT OR REPLACE INTO adopted(origin, seq) VALUES (?, ?)",
+                             list(vector.items()))
             conn.executemany(
                 "INSERT INTO heads(origin, seq, next_chunk) VALUES (?, ?, 0) ON CONFLICT(origin) "
                 "DO UPDATE SET seq = excluded.seq, next_chunk = 0",
-                [(o, s) for o, s in vector.items() if s > 0],
+                list(heads.items()),
             )
+            conn.executemany(
+                "INSERT INTO frames(origin, seq, chunk, final, commit_time, recv_time, nchanges, "
+                "body, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
             conn.execute("INSERT INTO meta(key, value) VALUES ('initialized', 1) "
                          "ON CONFLICT(key) DO UPDATE SET value = 1")
+            last = conn.execute("SELECT max(pos) FROM frames").fetchone()[0]
             conn.execute("COMMIT")
         except sqlite3.Error as e:
             conn.execute("ROLLBACK")
             raise JournalError(f"cannot write the journal {self.path}: {e}") from e
-        self._heads = {o: s for o, s in vector.items() if s > 0}
-        self._partial = {}
+        self._heads, self._partial = heads, {}
+        self.transactions += 1 if records else 0
+        self.bytes += sum(len(r[7]) for r in records)
+        self.last_pos = last or self.last_pos
         self.initialized = True
+
+    def adopted(self) -> Vector:
+        """The vector the journal was initialized at (empty for older journals)."""
+        return dict(self.conn.execute("SELECT origin, seq FROM adopted").fetchall())
 
     def local_seq_through(self, position: int) -> int:
         """The last local transaction whose capture position is at or before

@@ -139,6 +139,7 @@ def test_prefilled_campus_that_differs_is_refused_then_takes_the_donor(make_clus
     assert proc.wait(timeout=60) == 2, "a campus whose data differs must stop"
     log = b.log.read_text()
     assert "differs from" in log and "patients" in log and "take-donor" in log
+    assert "keep-local" in log
     assert len(campus_rows(b.target)["patients"]) == 155, "the refused campus kept its rows"
 
     add_join_config(cluster, b.name, 'on_mismatch = "take-donor"')
@@ -146,6 +147,26 @@ def test_prefilled_campus_that_differs_is_refused_then_takes_the_donor(make_clus
     wait_until(in_ring(cluster, b.name), 60, f"{b.name} to join by taking {a.name}'s copy")
     wait_until(converged(cluster), 30, "both campuses to hold identical rows")
     assert not any(r[0].startswith("stray") for r in campus_rows(b.target)["patients"])
+
+
+def test_prefilled_campus_keeps_its_data_when_the_operator_says_so(make_cluster) -> None:
+    cluster = make_cluster(3, engines=["sqlite", "postgres", "sqlite"])
+    try:
+        a, b, c = cluster.campuses
+        preload_patients(a.target, a.name, 200)          # b: 0-149 differ, 150-199 missing
+        preload_patients(b.target, b.name, 150)
+        preload_patients(b.target, b.name, 5, prefix="stray")  # and 5 that a lacks
+        before = campus_rows(b.target)
+        add_join_config(cluster, b.name, 'on_mismatch = "keep-local"\ndonor = "' + a.name + '"')
+        cluster.start_all()
+        wait_until(in_ring(cluster, a.name, b.name, c.name), 60, "every campus to join")
+        wait_until(converged(cluster), 60, "every campus to hold the kept campus's rows")
+        assert campus_rows(a.target) == before
+        assert "keep-local: 205 changes" in b.log.read_text()
+        wait_until(exactly_once(cluster), 30, "applied vectors to match captures")
+    finally:
+        cluster.stop_all()
+        cluster.stop_databases()
 
 
 def test_prefilled_campus_with_equal_data_joins_without_a_copy(make_cluster) -> None:
