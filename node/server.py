@@ -141,7 +141,9 @@ class NodeService:
         serving = health_pb2.HealthCheckResponse.SERVING
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         while True:
-            status = serving if self.cache.healthy else not_serving
+            # A joining campus takes no replication: predecessors heal around it.
+            joined = self.rt is not None and self.rt.initialized.is_set()
+            status = serving if self.cache.healthy and joined else not_serving
             await self.health.set("", serving)
             await self.health.set(REPLICATION_SERVICE, status)
             await self.health.set(CONTROL_SERVICE, serving)

@@ -36,7 +36,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from node.codec import decode_changes, shapes_to_pb
+from node.codec import check_frame, decode_changes, shapes_to_pb
 from node.engines.base import ApplySession
 from node.model import Change, Op, TableShape
 from node.replication.applier import to_local_order
@@ -177,13 +177,14 @@ class Joiner:
         """The vector to adopt, and changes to journal as this campus's own."""
         rt = self.rt
         rt.join.donor = donor
+        await rt.in_journal(rt.journal.discard_backlog)  # of an earlier, abandoned attempt
         counts = await rt.in_engine(rt.engine.row_counts)
         if not any(counts.values()):
             return await self._copy(donor, replace=False), []
         rt.join.state, rt.join.detail = "comparing", f"{sum(counts.values())} rows here"
         call, header = await self._open(donor, digests_only=True)
         theirs = {}
-        async for msg in _rest(call):
+        async for msg in _rest(call, _Backlog(rt, donor)):
             if msg.WhichOneof("part") != "digest":
                 raise ProtocolError(f"{donor} sent rows when digests were asked for")
             theirs[msg.digest.table] = (msg.digest.rows, msg.digest.sha256)
@@ -235,7 +236,7 @@ class Joiner:
         progress.copy_started = time.monotonic()
         local = rt.engine.shapes()
         theirs: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]] = {t: {} for t in local}
-        async for changes in _copied_rows(call, donor, local):
+        async for changes in _copied_rows(call, _Backlog(rt, donor), local):
             for c in changes:
                 assert c.new is not None  # _copied_rows lets only inserts through
                 theirs[c.table][local[c.table].key_of(c.new)] = c.new
@@ -272,7 +273,7 @@ class Joiner:
             if replace:
                 for table in local:
                     await rt.in_engine(session.clear, table)
-            async for changes in _copied_rows(call, donor, local):
+            async for changes in _copied_rows(call, _Backlog(rt, donor), local):
                 await rt.in_engine(session.apply, changes)
                 if changes:
                     progress.table = changes[-1].table
@@ -291,16 +292,46 @@ class Joiner:
         return vector
 
 
-async def _rest(call: grpc.aio.UnaryStreamCall) -> AsyncIterator[rpb.SnapshotChunk]:
-    """The messages after the header (the header was taken with ``read``)."""
+class _Backlog:
+    """Stores the donor's journal frames that arrive after the copy's rows."""
+
+    def __init__(self, rt: NodeRuntime, donor: str) -> None:
+        self.rt, self.donor = rt, donor
+        self.pending: list[tuple[pb.TxnFrame, bytes]] = []
+
+    async def add(self, body: bytes) -> None:
+        try:
+            frame = pb.TxnFrame.FromString(body)
+        except DecodeError as e:
+            raise ProtocolError(f"{self.donor} sent an undecodable journal frame") from e
+        check_frame(frame, self.rt.engine.shapes())
+        self.pending.append((frame, body))
+        if len(self.pending) >= 256:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.pending:
+            await self.rt.in_journal(self.rt.journal.add_backlog, self.pending)
+            self.pending = []
+
+
+async def _rest(call: grpc.aio.UnaryStreamCall, backlog: _Backlog
+                ) -> AsyncIterator[rpb.SnapshotChunk]:
+    """The messages after the header (the header was taken with ``read``);
+    journal frames go to ``backlog``, stored by the time this ends."""
     while (msg := await call.read()) is not grpc.aio.EOF:
-        yield msg
+        if msg.WhichOneof("part") == "journal_frame":
+            await backlog.add(msg.journal_frame)
+        else:
+            yield msg
+    await backlog.flush()
 
 
-async def _copied_rows(call: grpc.aio.UnaryStreamCall, donor: str,
+async def _copied_rows(call: grpc.aio.UnaryStreamCall, backlog: _Backlog,
                        local: Mapping[str, TableShape]) -> AsyncIterator[list[Change]]:
     """The copy's rows, frame by frame, validated and in local column order."""
-    async for msg in _rest(call):
+    donor = backlog.donor
+    async for msg in _rest(call, backlog):
         if msg.WhichOneof("part") != "frame":
             raise ProtocolError(f"{donor} sent {msg.WhichOneof('part')} inside a copy")
         try:

@@ -303,6 +303,58 @@ class Journal:
         self.last_pos = last or self.last_pos
         self.initialized = True
 
+    def held_upto(self, vector: Vector, after_pos: int, limit: int) -> list[tuple[int, bytes]]:
+        """(pos, body) of frames after ``after_pos`` whose transaction ``vector``
+        holds, in arrival order: the backlog a joining campus takes with a copy."""
+        out = []
+        for pos, origin, seq, body in self.conn.execute(
+            "SELECT pos, origin, seq, body FROM frames WHERE pos > ? ORDER BY pos LIMIT ?",
+            (after_pos, limit),
+        ):
+            if seq <= vector.get(origin, 0):
+                out.append((pos, body))
+            else:
+                out.append((pos, b""))  # keeps the caller's cursor moving
+        return out
+
+    def add_backlog(self, frames: Sequence[tuple[pb.TxnFrame, bytes]]) -> None:
+        """Store a donor's frames before ``adopt`` (they are at or below the
+        adopted vector: already applied here, kept to serve campuses behind)."""
+        if self.initialized:
+            raise JournalError("backlog frames go into a journal that is not initialized yet")
+        now = time.time()
+        records = [(f.origin, f.seq, f.chunk, int(f.final), f.commit_time, now, len(f.changes),
+                    body, None) for f, body in frames]
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO frames(origin, seq, chunk, final, commit_time, recv_time, "
+                "nchanges, body, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
+            added = conn.total_changes - before
+            last = conn.execute("SELECT max(pos) FROM frames").fetchone()[0]
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            conn.execute("ROLLBACK")
+            raise JournalError(f"cannot write the journal {self.path}: {e}") from e
+        if added:
+            self._recount(last)
+
+    def discard_backlog(self) -> None:
+        """Forget frames of an abandoned join attempt (uninitialized journal only)."""
+        if self.initialized:
+            raise JournalError("an initialized journal keeps its frames")
+        self.conn.execute("DELETE FROM frames")
+        self._recount(0)
+
+    def _recount(self, last: int | None) -> None:
+        count, size = self.conn.execute(
+            "SELECT count(*) FILTER (WHERE final), coalesce(sum(length(body)), 0) FROM frames"
+        ).fetchone()
+        self.transactions, self.bytes = count, size
+        self.last_pos = max(self.last_pos, last or 0)
+
     def adopted(self) -> Vector:
         """The vector the journal was initialized at (empty for older journals)."""
         return dict(self.conn.execute("SELECT origin, seq FROM adopted").fetchall())

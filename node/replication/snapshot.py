@@ -9,6 +9,9 @@ takes the rest from the ring, missing nothing and applying nothing twice.
 
 Rows travel as TxnFrames of INSERTs (origin = donor, seq 0), so the joiner
 applies them through the same decode and column mapping as replication.
+Then come the donor's journal frames of transactions the copy already holds:
+the joiner keeps them (without applying them) because its successor may
+still lack some, and in a ring only the joiner will send them on.
 Engine reads run on worker threads; the snapshot stays open for the copy.
 """
 
@@ -33,6 +36,7 @@ from ringsync.v1 import replication_pb2 as rpb
 log = logging.getLogger(__name__)
 
 FRAME_ROWS = 1000
+BACKLOG_BATCH = 256
 CATCH_UP_TIMEOUT_SECONDS = 60.0
 
 
@@ -55,6 +59,17 @@ async def snapshot_vector(rt: NodeRuntime, snap: ReadSnapshot) -> Vector:
     vector = {o: s for o, s in snap.applied.items() if o != rt.campus}
     vector[rt.campus] = own
     return vector
+
+
+async def _backlog(rt: NodeRuntime, vector: Vector) -> AsyncIterator[bytes]:
+    """Journal frames of transactions the copy holds, in arrival order. The
+    joiner keeps them so it can serve campuses that still lack them."""
+    after = 0
+    while batch := await rt.in_journal(rt.journal.held_upto, vector, after, BACKLOG_BATCH):
+        after = batch[-1][0]
+        for _, body in batch:
+            if body:
+                yield body
 
 
 async def serve_snapshot(
@@ -90,6 +105,8 @@ async def serve_snapshot(
                                         shapes)
                     chunk += 1
                     yield rpb.SnapshotChunk(frame=frame.SerializeToString())
+            async for body in _backlog(rt, vector):
+                yield rpb.SnapshotChunk(journal_frame=body)
         finally:
             # Close the read transaction off the event loop.
             await asyncio.to_thread(stack.pop_all().close)

@@ -121,11 +121,13 @@ class TableDigest(_message.Message):
     def __init__(self, table: _Optional[str] = ..., rows: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class SnapshotChunk(_message.Message):
-    __slots__ = ("header", "frame", "digest")
+    __slots__ = ("header", "frame", "digest", "journal_frame")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_FRAME_FIELD_NUMBER: _ClassVar[int]
     header: SnapshotHeader
     frame: bytes
     digest: TableDigest
-    def __init__(self, header: _Optional[_Union[SnapshotHeader, _Mapping]] = ..., frame: _Optional[bytes] = ..., digest: _Optional[_Union[TableDigest, _Mapping]] = ...) -> None: ...
+    journal_frame: bytes
+    def __init__(self, header: _Optional[_Union[SnapshotHeader, _Mapping]] = ..., frame: _Optional[bytes] = ..., digest: _Optional[_Union[TableDigest, _Mapping]] = ..., journal_frame: _Optional[bytes] = ...) -> None: ...

@@ -158,6 +158,9 @@ def test_prefilled_campus_keeps_its_data_when_the_operator_says_so(make_cluster)
         preload_patients(b.target, b.name, 5, prefix="stray")  # and 5 that a lacks
         before = campus_rows(b.target)
         add_join_config(cluster, b.name, 'on_mismatch = "keep-local"\ndonor = "' + a.name + '"')
+        # c copies from b, so its copy holds b's difference while a may still
+        # lack it: c must take b's journal frames along to serve them to a
+        add_join_config(cluster, c.name, 'donor = "' + b.name + '"')
         cluster.start_all()
         wait_until(in_ring(cluster, a.name, b.name, c.name), 60, "every campus to join")
         wait_until(converged(cluster), 60, "every campus to hold the kept campus's rows")
@@ -192,3 +195,43 @@ def test_bad_join_config_is_a_clear_error(make_cluster, bad: str) -> None:
     proc = cluster.start(cluster.campuses[1].name)
     assert proc.wait(timeout=30) == 2
     assert "join." in cluster.campuses[1].log.read_text()
+
+
+def replication_health(cluster: LocalCluster, campus: str) -> int:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from ringsync.client import Credentials
+
+    config = load_cluster(cluster.cluster_file, need_client_tls=True)
+    assert config.client_tls is not None
+
+    async def check() -> int:
+        channel = Credentials(config.client_tls).channel(config.address_of(campus), campus)
+        try:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="ringsync.v1.Replication"), timeout=5)
+            return int(reply.status)
+        finally:
+            await channel.close()
+
+    return asyncio.run(check())
+
+
+def test_campus_waiting_for_a_donor_says_why_and_takes_no_replication(make_cluster) -> None:
+    from grpc_health.v1 import health_pb2
+
+    cluster = make_cluster(2)
+    a, b = cluster.campuses
+    cluster.start(b.name)  # not the seed, and no campus is initialized yet
+
+    def waiting() -> bool:
+        state = join_states(cluster).get(b.name)
+        return state is not None and state.state == "waiting" and a.name in state.detail
+
+    wait_until(waiting, 30, f"{b.name} to say it waits for {a.name}")
+    # predecessors must see it as not serving, so the ring heals around it
+    assert replication_health(cluster, b.name) == health_pb2.HealthCheckResponse.NOT_SERVING
+    cluster.start(a.name)
+    wait_until(in_ring(cluster, a.name, b.name), 60, "both campuses to join")
+    wait_until(lambda: replication_health(cluster, b.name)
+               == health_pb2.HealthCheckResponse.SERVING, 10, "replication to be served")

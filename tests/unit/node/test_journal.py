@@ -134,3 +134,24 @@ def test_local_seq_through_counts_own_transactions_up_to_a_capture_position(
     journal.append_remote([frame("b", 1)])
     assert journal.vector()["a"] == 5
     assert [journal.local_seq_through(p) for p in (5, 10, 20, 25, 30, 99)] == [2, 3, 3, 4, 5, 5]
+
+
+def test_a_joiner_keeps_the_donors_backlog_and_serves_it_after_adopting(tmp_path: Path) -> None:
+    donor = Journal(tmp_path / "donor.db", "d")
+    donor.open()
+    donor.adopt({})
+    donor.append_remote([frame("b", 1), frame("b", 2), frame("c", 1)])
+    backlog = [body for _, body in donor.held_upto({"b": 1, "c": 1}, 0, 100) if body]
+    donor.close()
+    joiner = Journal(tmp_path / "joiner.db", "j")
+    joiner.open()
+    joiner.add_backlog([frame("b", 9)])  # an abandoned attempt …
+    joiner.discard_backlog()               # … is forgotten before the next one
+    joiner.add_backlog([(pb.TxnFrame.FromString(b), b) for b in backlog])
+    joiner.adopt({"b": 1, "c": 1})
+    assert joiner.transactions == 2
+    # a successor that holds nothing can be served from the backlog
+    assert [(e.origin, e.seq) for e in joiner.entries_after(joiner.start_pos({}), 10)] == [
+        ("b", 1), ("c", 1)]
+    assert joiner.append_remote([frame("b", 2)]) == 1
+    joiner.close()
