@@ -7,6 +7,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -68,6 +69,12 @@ class RingScreen(Screen[None]):
                           *self.tables, "error")
 
     def show(self, replies: Sequence[NodeReply]) -> None:
+        try:
+            self._show(replies)
+        except NoMatches:  # a refresh that arrives before compose or during teardown
+            pass
+
+    def _show(self, replies: Sequence[NodeReply]) -> None:
         self.query_one(RingDiagram).show(replies)
         bars = [join_bar(r.campus, r.status.join) for r in replies
                 if r.status is not None and r.status.join.state not in ("", "in-ring")]
