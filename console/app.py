@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from textual import work
-from textual.app import App
+from textual.app import App, ScreenStackError
 from textual.binding import Binding
 
 from console.messages import StatusRefreshed
@@ -63,8 +63,12 @@ class RingsyncConsole(App[None]):
 
     def on_status_refreshed(self, message: StatusRefreshed) -> None:
         self.refreshes += 1
-        if isinstance(self.screen, RingScreen) and message.replies:
-            self.screen.show(message.replies)
+        try:
+            screen = self.screen
+        except ScreenStackError:  # the app is shutting down
+            return
+        if isinstance(screen, RingScreen) and message.replies:
+            screen.show(message.replies)
 
     def action_save_screenshot(self) -> None:
         path = self.save_screenshot(path=str(Path.cwd()))
