@@ -1,0 +1,159 @@
+"""Each conflict kind and each policy on hand-built cases: what wins, and why."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from node.conflicts.metacodec import decode_meta, encode_meta, key_text
+from node.conflicts.policy import TablePolicy, check_policies, parse_conflicts
+from node.conflicts.resolve import RowMeta, RowRules, Version
+from node.model import Op, TableShape
+from ringsync.errors import ConfigError
+
+SHAPE = TableShape("orders", ("id", "priority", "status", "note", "tubes"), (0,),
+                   ("int", "text", "text", "text", "int"))
+BASE = (1, "routine", "ordered", "", 0)
+
+
+def v(origin: str, seq: int, hlc: int, op: Op, new, old=BASE, deps=None) -> Version:
+    return Version(origin, seq, hlc, deps or {}, op, new, old)
+
+
+def concurrent_pair(rules: RowRules, mine: Version, theirs: Version):
+    """Both campuses start from BASE (written by 'seed' seq 1), edit concurrently,
+    then each receives the other's edit. Returns (outcome at mine's campus, at theirs)."""
+    seed = Version("seed", 1, 1, {}, Op.INSERT, BASE, None)
+    start = rules.resolve(None, None, seed)
+    here = rules.resolve(mine.new, rules.resolve(BASE, start.meta, mine).meta, theirs)
+    there = rules.resolve(theirs.new, rules.resolve(BASE, start.meta, theirs).meta, mine)
+    return here, there
+
+
+def test_latest_is_highest_stamp_and_both_sides_agree() -> None:
+    rules = RowRules(SHAPE, TablePolicy())
+    a = v("north", 1, 100, Op.UPDATE, (1, "routine", "ordered", "a", 0), deps={"seed": 1})
+    b = v("south", 1, 200, Op.UPDATE, (1, "routine", "ordered", "b", 0), deps={"seed": 1})
+    here, there = concurrent_pair(rules, a, b)
+    assert here.row == there.row == b.new
+    assert here.conflict.kind == "update_update" and here.conflict.winner == "remote"
+    assert there.conflict.winner == "local"
+    assert (here.conflict.local_origin, here.conflict.remote_origin) == ("north", "south")
+
+
+def test_sequential_updates_are_not_conflicts() -> None:
+    rules = RowRules(SHAPE, TablePolicy(rule="campus-priority", priority=("north", "south")))
+    seed = rules.resolve(None, None, Version("north", 1, 1, {}, Op.INSERT, BASE, None))
+    later = v("south", 1, 5, Op.UPDATE, (1, "STAT", "ordered", "", 0), deps={"north": 1})
+    out = rules.resolve(BASE, seed.meta, later)
+    assert out.conflict is None and out.row == later.new  # south saw north's row: it wins
+
+
+def test_campus_priority_beats_a_later_stamp() -> None:
+    rules = RowRules(SHAPE, TablePolicy(rule="campus-priority", priority=("north", "south")))
+    a = v("north", 1, 100, Op.UPDATE, (1, "routine", "ordered", "a", 0), deps={"seed": 1})
+    b = v("south", 1, 900, Op.UPDATE, (1, "routine", "ordered", "b", 0), deps={"seed": 1})
+    here, there = concurrent_pair(rules, a, b)
+    assert here.row == there.row == a.new
+
+
+def test_rank_stat_beats_routine_even_when_older() -> None:
+    rules = RowRules(SHAPE, TablePolicy(rule="rank", rank_column="priority",
+                                        rank_order=("STAT", "routine")))
+    stat = v("north", 1, 100, Op.UPDATE, (1, "STAT", "ordered", "", 0), deps={"seed": 1})
+    routine = v("south", 1, 900, Op.UPDATE, (1, "routine", "ordered", "x", 0), deps={"seed": 1})
+    here, there = concurrent_pair(rules, stat, routine)
+    assert here.row == there.row == stat.new
+    assert "rank(priority: STAT > routine)" in here.conflict.rule
+
+
+def test_monotonic_status_takes_the_furthest_and_delta_adds_both() -> None:
+    rules = RowRules(SHAPE, TablePolicy(
+        monotonic={"status": ("ordered", "collected", "resulted", "verified", "amended")},
+        delta=("tubes",)))
+    amended = v("north", 1, 100, Op.UPDATE, (1, "routine", "amended", "", 2), deps={"seed": 1})
+    verified = v("south", 1, 900, Op.UPDATE, (1, "routine", "verified", "", 3),
+                 deps={"seed": 1})
+    here, there = concurrent_pair(rules, amended, verified)
+    assert here.row == there.row == (1, "routine", "amended", "", 5)
+    assert here.conflict.winner == "merged"
+
+
+def test_merge_keeps_concurrent_edits_of_different_columns() -> None:
+    rules = RowRules(SHAPE, TablePolicy(rule="merge"))
+    a = v("north", 1, 100, Op.UPDATE, (1, "STAT", "ordered", "", 0), deps={"seed": 1})
+    b = v("south", 1, 200, Op.UPDATE, (1, "routine", "ordered", "fasting", 0), deps={"seed": 1})
+    here, there = concurrent_pair(rules, a, b)
+    assert here.row == there.row == (1, "STAT", "ordered", "fasting", 0)
+
+
+@pytest.mark.parametrize(("mine_op", "theirs_op", "kind"), [
+    (Op.DELETE, Op.UPDATE, "update_delete"),
+    (Op.UPDATE, Op.DELETE, "delete_update"),
+])
+def test_update_delete_kinds_and_latest_decides(mine_op: Op, theirs_op: Op, kind: str) -> None:
+    rules = RowRules(SHAPE, TablePolicy())
+    new = (1, "routine", "ordered", "edited", 0)
+    mine = v("north", 1, 100, mine_op, new if mine_op is Op.UPDATE else None, deps={"seed": 1})
+    theirs = v("south", 1, 200, theirs_op, new if theirs_op is Op.UPDATE else None,
+               deps={"seed": 1})
+    here, there = concurrent_pair(rules, mine, theirs)
+    assert here.conflict.kind == kind
+    assert here.row == there.row == theirs.new  # the later stamp wins, delete or not
+
+
+def test_insert_insert_and_update_of_missing_row() -> None:
+    rules = RowRules(SHAPE, TablePolicy())
+    a = rules.resolve(None, None, v("north", 1, 100, Op.INSERT, BASE, None))
+    other = (1, "STAT", "ordered", "", 0)
+    out = rules.resolve(BASE, a.meta, v("south", 1, 50, Op.INSERT, other, None))
+    assert out.conflict.kind == "insert_insert" and out.row == BASE
+    missing = rules.resolve(None, None, v("south", 2, 60, Op.UPDATE, other))
+    assert missing.conflict.kind == "update_missing" and missing.row == other
+
+
+def test_manual_keeps_local_and_parks_remote_until_a_write_supersedes_both() -> None:
+    rules = RowRules(SHAPE, TablePolicy(rule="manual"))
+    a = v("north", 1, 100, Op.UPDATE, (1, "STAT", "ordered", "", 0), deps={"seed": 1})
+    b = v("south", 1, 200, Op.UPDATE, (1, "routine", "ordered", "b", 0), deps={"seed": 1})
+    here, there = concurrent_pair(rules, a, b)
+    assert here.row == a.new and there.row == b.new and here.parked and there.parked
+    fix = v("north", 2, 300, Op.UPDATE, (1, "STAT", "ordered", "b", 0), old=a.new,
+            deps={"seed": 1, "north": 1, "south": 1})
+    assert rules.resolve(there.row, there.meta, fix).row == fix.new
+    assert rules.resolve(here.row, here.meta, fix).conflict is None
+
+
+def test_metadata_round_trips_with_values_only_where_the_table_cannot_supply_them() -> None:
+    rules = RowRules(SHAPE, TablePolicy(delta=("tubes",)))
+    a = v("north", 1, 100, Op.UPDATE, (1, "STAT", "ordered", "", Decimal(2)), deps={"seed": 1})
+    b = v("south", 1, 200, Op.DELETE, None, deps={"seed": 1})
+    here, _ = concurrent_pair(rules, a, b)
+    text = encode_meta(here.meta, here.row)
+    again = decode_meta(text, here.row, rules.delta)
+    assert again == here.meta
+    single = rules.resolve(None, None, v("north", 1, 1, Op.INSERT, BASE, None))
+    assert "routine" not in encode_meta(single.meta, single.row)  # implied by the row
+    assert decode_meta(encode_meta(single.meta, single.row), single.row, rules.delta) == single.meta
+    assert key_text((1,)) == key_text((1,)) != key_text((2,))
+
+
+def test_policies_are_checked_against_the_cluster_and_the_table() -> None:
+    good = parse_conflicts({"tables": {"orders": {
+        "rule": "rank", "rank": {"column": "priority", "order": ["STAT", "routine"]},
+        "delta": ["tubes"]}}}, "cluster.toml", ("orders",), ("north", "south"))
+    check_policies(good, {"orders": SHAPE})
+    with pytest.raises(ConfigError, match="choose one of"):
+        parse_conflicts({"tables": {"orders": {"rule": "newest"}}}, "c", ("orders",), ("n",))
+    with pytest.raises(ConfigError, match="not in cluster.ring"):
+        parse_conflicts({"tables": {"orders": {"rule": "campus-priority",
+                                               "priority": ["east"]}}}, "c", ("orders",), ("n",))
+    bad_delta = parse_conflicts({"tables": {"orders": {"delta": ["note"]}}}, "c",
+                                ("orders",), ("n",))
+    with pytest.raises(ConfigError, match="only integer"):
+        check_policies(bad_delta, {"orders": SHAPE})
+    with pytest.raises(ConfigError, match="lacks"):
+        check_policies(parse_conflicts({"tables": {"orders": {"monotonic": {"state": ["a", "b"]}}}},
+                                       "c", ("orders",), ("n",)), {"orders": SHAPE})
+    assert RowMeta() == RowMeta()
