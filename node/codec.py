@@ -91,8 +91,11 @@ def build_frame(
     commit_time: float,
     changes: Iterable[Change],
     shapes: dict[str, TableShape],
+    hlc: int = 0,
+    deps: dict[str, int] | None = None,
 ) -> pb.TxnFrame:
-    frame = pb.TxnFrame(origin=origin, seq=seq, chunk=chunk, final=final, commit_time=commit_time)
+    frame = pb.TxnFrame(origin=origin, seq=seq, chunk=chunk, final=final, commit_time=commit_time,
+                        hlc=hlc, deps=deps or {})
     table_index: dict[str, int] = {}
     for change in changes:
         idx = table_index.get(change.table)

@@ -66,3 +66,6 @@ class CapturedChunk:
     # re-sends a transaction from its start after a reconnect); None means
     # "continues the journal's partial transaction" (SQLite resumes mid-way).
     index: int | None = None
+    # The engine's transaction id (PostgreSQL xid), so the node can tell
+    # later whether a row still holds this transaction's version.
+    xid: int | None = None

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from node.engines.base import Engine
+from node.hlc import HybridClock
 from node.replication.journal import Journal
 from node.replication.vectors import Vector, merge_max
 from ringsync.config import NodeConfig
@@ -134,6 +135,7 @@ class NodeRuntime:
         # Capture has journaled every local transaction at or before this
         # engine position (a donor waits for it to date its snapshot).
         self.journaled_through = 0
+        self.clock = HybridClock(config.cluster.conflicts.max_clock_skew_ms)
 
     async def in_engine(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._engine_exec, fn, *args)

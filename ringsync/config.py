@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ringsync.conflict_policy import ConflictSettings, parse_conflicts
 from ringsync.errors import ConfigError
 
 CAMPUS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -59,6 +60,7 @@ class ClusterConfig:
     tables: tuple[str, ...]
     campuses: tuple[CampusEntry, ...]
     client_tls: TLSFiles | None
+    conflicts: ConflictSettings = ConflictSettings()
 
     def address_of(self, campus: str) -> str:
         for entry in self.campuses:
@@ -228,6 +230,7 @@ def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConf
             )
     client = _section(data, "client", path, required=need_client_tls)
     client_tls = _tls(client, path, "client") if client else None
+    conflicts = parse_conflicts(data.get("conflicts", {}), str(path), tuple(tables), tuple(ring))
     return ClusterConfig(
         path=path,
         name=name,
@@ -235,6 +238,7 @@ def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConf
         tables=tuple(tables),
         campuses=tuple(campuses),
         client_tls=client_tls,
+        conflicts=conflicts,
     )
 
 

@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from node.conflicts.policy import TablePolicy
 from node.model import Op, TableShape
+from ringsync.conflict_policy import TablePolicy
 
 LIVE = -1          # the register "this row exists"
 BASE_ORIGIN = ""   # a row that was there before ringsync recorded versions

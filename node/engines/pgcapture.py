@@ -189,14 +189,14 @@ class PgoutputReader:
                         continue
                     txn.append(self._change(relations[event.relid], event))
                     if len(txn) >= self.frame_max_changes:
-                        self._put(CapturedChunk(txn, False, begin.commit_time, 0, chunk_index),
-                                  pgconn, write_lsn)
+                        self._put(CapturedChunk(txn, False, begin.commit_time, 0, chunk_index,
+                                                xid=begin.xid), pgconn, write_lsn)
                         txn, chunk_index = [], chunk_index + 1
                 elif isinstance(event, po.Commit):
                     if begin is not None and not foreign and event.end_lsn > handed_out and (
                             txn or chunk_index):
                         self._put(CapturedChunk(txn, True, event.commit_time, event.end_lsn,
-                                                chunk_index), pgconn, write_lsn)
+                                                chunk_index, xid=begin.xid), pgconn, write_lsn)
                         handed_out = event.end_lsn
                     begin, txn = None, []
                     self._decoded = max(self._decoded, event.end_lsn)

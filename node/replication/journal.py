@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS frames(
     nchanges INTEGER NOT NULL,
     body BLOB NOT NULL,
     position INTEGER,             -- local frames: the engine's capture position
+    xid INTEGER,                  -- local frames: the engine's transaction id, if it has one
     UNIQUE(origin, seq, chunk)
 );
 CREATE TABLE IF NOT EXISTS heads(
@@ -116,6 +117,8 @@ class Journal:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(frames)")]
         if "position" not in columns:  # journals written before initial load existed
             conn.execute("ALTER TABLE frames ADD COLUMN position INTEGER")
+        if "xid" not in columns:  # journals written before conflict handling existed
+            conn.execute("ALTER TABLE frames ADD COLUMN xid INTEGER")
         row = conn.execute("SELECT value FROM meta WHERE key = 'initialized'").fetchone()
         self.initialized = bool(row and row[0]) or bool(self._heads) or self.capture_position > 0
         count, size, last = conn.execute(
@@ -134,8 +137,14 @@ class Journal:
 
     # -- append ----------------------------------------------------------
 
-    def append_local(self, chunks: list[CapturedChunk], shapes: dict[str, TableShape]) -> int:
-        """Journal captured chunks as frames of this campus; return txns completed."""
+    def append_local(self, chunks: list[CapturedChunk], shapes: dict[str, TableShape],
+                     stamp: Callable[[], int] = lambda: 0,
+                     deps: dict[str, int] | None = None) -> int:
+        """Journal captured chunks as frames of this campus; return txns completed.
+
+        Each frame gets a clock stamp and the dependency vector: what this
+        campus had applied of the others when the chunk was captured.
+        """
         if not chunks:
             return 0
         now = time.time()
@@ -155,10 +164,12 @@ class Journal:
                     f"expected {index}"
                 )
             position = max(position, chunk.position)
+            own = {o: n for o, n in (deps or {}).items() if o != self.campus and n}
             frame = build_frame(
-                self.campus, seq, index, chunk.final, chunk.commit_time, chunk.changes, shapes
+                self.campus, seq, index, chunk.final, chunk.commit_time, chunk.changes, shapes,
+                hlc=stamp(), deps=own,
             )
-            rows.append((frame, frame.SerializeToString(), now, chunk.position))
+            rows.append((frame, frame.SerializeToString(), now, chunk.position, chunk.xid))
             if chunk.final:
                 heads[self.campus] = seq
                 partial.pop(self.campus, None)
@@ -191,7 +202,7 @@ class Journal:
                     f"gap from origin {origin!r}: got seq {frame.seq} chunk {frame.chunk}, "
                     f"expected seq {head + 1} chunk {expected_chunk}"
                 )
-            rows.append((frame, body, now, None))
+            rows.append((frame, body, now, None, None))
             if frame.final:
                 heads[origin] = frame.seq
                 partial.pop(origin, None)
@@ -203,7 +214,7 @@ class Journal:
 
     def _write(
         self,
-        rows: Sequence[tuple[pb.TxnFrame, bytes, float, int | None]],
+        rows: Sequence[tuple[pb.TxnFrame, bytes, float, int | None, int | None]],
         heads: dict[str, int],
         partial: dict[str, int],
         capture_position: int | None = None,
@@ -212,19 +223,19 @@ class Journal:
         records = []
         added_bytes = 0
         added_txns = 0
-        for frame, body, now, position in rows:
+        for frame, body, now, position, xid in rows:
             added_bytes += len(body)
             added_txns += frame.final
             records.append(
                 (frame.origin, frame.seq, frame.chunk, int(frame.final), frame.commit_time, now,
-                 len(frame.changes), body, position)
+                 len(frame.changes), body, position, xid)
             )
         touched = {r[0] for r in records}
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 "INSERT INTO frames(origin, seq, chunk, final, commit_time, recv_time, nchanges, "
-                "body, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "body, position, xid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 records,
             )
             conn.executemany(

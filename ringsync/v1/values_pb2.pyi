@@ -68,7 +68,14 @@ class RowChange(_message.Message):
     def __init__(self, table_index: _Optional[int] = ..., op: _Optional[_Union[RowChange.Op, str]] = ..., new_values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., old_values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ...) -> None: ...
 
 class TxnFrame(_message.Message):
-    __slots__ = ("origin", "seq", "chunk", "final", "commit_time", "hlc", "tables", "changes")
+    __slots__ = ("origin", "seq", "chunk", "final", "commit_time", "hlc", "tables", "changes", "deps")
+    class DepsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +84,7 @@ class TxnFrame(_message.Message):
     HLC_FIELD_NUMBER: _ClassVar[int]
     TABLES_FIELD_NUMBER: _ClassVar[int]
     CHANGES_FIELD_NUMBER: _ClassVar[int]
+    DEPS_FIELD_NUMBER: _ClassVar[int]
     origin: str
     seq: int
     chunk: int
@@ -85,4 +93,5 @@ class TxnFrame(_message.Message):
     hlc: int
     tables: _containers.RepeatedCompositeFieldContainer[TableShape]
     changes: _containers.RepeatedCompositeFieldContainer[RowChange]
-    def __init__(self, origin: _Optional[str] = ..., seq: _Optional[int] = ..., chunk: _Optional[int] = ..., final: _Optional[bool] = ..., commit_time: _Optional[float] = ..., hlc: _Optional[int] = ..., tables: _Optional[_Iterable[_Union[TableShape, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[RowChange, _Mapping]]] = ...) -> None: ...
+    deps: _containers.ScalarMap[str, int]
+    def __init__(self, origin: _Optional[str] = ..., seq: _Optional[int] = ..., chunk: _Optional[int] = ..., final: _Optional[bool] = ..., commit_time: _Optional[float] = ..., hlc: _Optional[int] = ..., tables: _Optional[_Iterable[_Union[TableShape, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[RowChange, _Mapping]]] = ..., deps: _Optional[_Mapping[str, int]] = ...) -> None: ...

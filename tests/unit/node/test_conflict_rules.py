@@ -7,9 +7,10 @@ from decimal import Decimal
 import pytest
 
 from node.conflicts.metacodec import decode_meta, encode_meta, key_text
-from node.conflicts.policy import TablePolicy, check_policies, parse_conflicts
+from node.conflicts.policy import check_policies
 from node.conflicts.resolve import RowMeta, RowRules, Version
 from node.model import Op, TableShape
+from ringsync.conflict_policy import TablePolicy, parse_conflicts
 from ringsync.errors import ConfigError
 
 SHAPE = TableShape("orders", ("id", "priority", "status", "note", "tubes"), (0,),
