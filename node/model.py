@@ -69,3 +69,6 @@ class CapturedChunk:
     # The engine's transaction id (PostgreSQL xid), so the node can tell
     # later whether a row still holds this transaction's version.
     xid: int | None = None
+    # What the campus had applied of every other campus when this chunk's
+    # transaction committed (at least that much): its dependency vector.
+    deps: dict[str, int] | None = None

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from node.conflicts.driver import Resolver
 from node.engines.base import Engine
 from node.hlc import HybridClock
 from node.replication.journal import Journal
@@ -112,6 +113,8 @@ class JoinProgress:
 
 
 class NodeRuntime:
+    resolver: Resolver  # set once the engine is open and knows its tables
+
     def __init__(self, config: NodeConfig, engine: Engine, journal: Journal) -> None:
         self.config = config
         self.campus = config.campus
@@ -136,6 +139,8 @@ class NodeRuntime:
         # engine position (a donor waits for it to date its snapshot).
         self.journaled_through = 0
         self.clock = HybridClock(config.cluster.conflicts.max_clock_skew_ms)
+        self.conflicts_logged = 0
+        self.pending_waits = 0
 
     async def in_engine(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._engine_exec, fn, *args)

@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from node.auth import AuthInterceptor
+from node.conflicts.driver import Resolver
 from node.engines.factory import make_engine
 from node.replication.applier import Applier
 from node.replication.capture import capture_loop, start_capture
@@ -84,6 +85,7 @@ class NodeService:
         rt = NodeRuntime(config, engine, journal)
         try:
             await rt.in_engine(engine.open)
+            rt.resolver = Resolver(engine.shapes(), config.cluster.conflicts, rt.clock)
             await rt.in_journal(journal.open)
             await start_capture(rt)
             server = grpc.aio.server(

@@ -12,20 +12,30 @@ from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from node.conflicts.driver import VersionStore
 from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, TableShape
 
 
-class ApplySession(Protocol):
-    """One database transaction applying one or more foreign transactions."""
+class ApplySession(VersionStore, Protocol):
+    """One database transaction applying one or more foreign transactions.
+
+    Replication applies through node.conflicts.driver (the VersionStore
+    half); ``apply`` writes rows as they come, for an initial load's copy.
+    """
 
     def apply(self, changes: Iterable[Change]) -> None: ...
 
     def clear(self, table: str) -> None:
-        """Delete every row of a table (initial load replacing local data)."""
+        """Delete every row of a table and its versions (initial load replacing local data)."""
 
-    def advance(self, origin: str, seq: int) -> None:
-        """Record that (origin, seq) is applied, in this same transaction."""
+    def mark_base_versions(self) -> None:
+        """Rows copied in by an initial load become base versions."""
+
+    def advance(self, origin: str, seq: int, position: int | None = None) -> None:
+        """Record that (origin, seq) is applied (or, for this campus's own
+        transactions, that their versions are recorded: ``position`` is their
+        capture position), in this same transaction."""
 
 
 class Engine(Protocol):
@@ -55,6 +65,10 @@ class Engine(Protocol):
 
     def release(self, position: int) -> None:
         """Forget captured changes up to ``position`` (they are journaled)."""
+
+    def local_recorded(self, position: int) -> None:
+        """Local transactions up to this capture position have their row
+        versions recorded (the engine may stop tracking them as pending)."""
 
     def captured_through(self) -> int:
         """A capture position P such that every local transaction at or before P

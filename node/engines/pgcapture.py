@@ -31,6 +31,7 @@ from ringsync.errors import EngineError
 log = logging.getLogger(__name__)
 
 APPLY_ORIGIN = "ringsync"
+APPLIED_SCHEMA = "ringsync"  # ringsync.applied(origin, seq) is published for dependency vectors
 STATUS_INTERVAL_SECONDS = 1.0
 WANTED_STATUS_INTERVAL_SECONDS = 0.1
 QUEUE_CHUNKS = 8
@@ -56,8 +57,14 @@ class PgoutputReader:
         # keepalives (they carry its decoding position) until it does.
         self.wanted = 0
         self.error = ""
+        # What the node had applied of each other campus, as of the WAL
+        # position being decoded: the apply transactions' writes to
+        # ringsync.applied are published too, so a local transaction's
+        # dependency vector is exact, read in commit order (node/conflicts).
+        self.applied: dict[str, int] = {}
 
-    def start(self, position: int) -> None:
+    def start(self, position: int, applied: dict[str, int] | None = None) -> None:
+        self.applied = dict(applied or {})
         self._flushed = position
         self._thread = threading.Thread(target=self._read_loop, args=(position,),
                                         name=f"pgoutput-{self.slot}", daemon=True)
@@ -171,6 +178,11 @@ class PgoutputReader:
                     if begin is None:  # the server has sent every commit before msg.end
                         self._decoded = max(self._decoded, msg.end)
                     if msg.reply_requested:
+                        # A stopping server waits for us to confirm all it sent:
+                        # with nothing in flight, everything up to msg.end is done.
+                        if begin is None and self._queue.empty() and (
+                                self._flushed >= handed_out):
+                            self._flushed = max(self._flushed, msg.end)
                         self._send_status(pgconn, write_lsn, reply=False)
                         last_status = time.monotonic()
                     continue
@@ -185,24 +197,36 @@ class PgoutputReader:
                 elif isinstance(event, po.Relation):
                     relations[event.relid] = event
                 elif isinstance(event, po.RowMessage):
+                    rel = relations[event.relid]
+                    if rel.schema == APPLIED_SCHEMA:
+                        self._note_applied(event)
+                        continue
                     if foreign or begin is None or begin.final_lsn < handed_out:
                         continue
                     txn.append(self._change(relations[event.relid], event))
                     if len(txn) >= self.frame_max_changes:
                         self._put(CapturedChunk(txn, False, begin.commit_time, 0, chunk_index,
-                                                xid=begin.xid), pgconn, write_lsn)
+                                                xid=begin.xid, deps=dict(self.applied)),
+                                  pgconn, write_lsn)
                         txn, chunk_index = [], chunk_index + 1
                 elif isinstance(event, po.Commit):
                     if begin is not None and not foreign and event.end_lsn > handed_out and (
                             txn or chunk_index):
                         self._put(CapturedChunk(txn, True, event.commit_time, event.end_lsn,
-                                                chunk_index, xid=begin.xid), pgconn, write_lsn)
+                                                chunk_index, xid=begin.xid,
+                                                deps=dict(self.applied)), pgconn, write_lsn)
                         handed_out = event.end_lsn
                     begin, txn = None, []
                     self._decoded = max(self._decoded, event.end_lsn)
             return handed_out
         finally:
             pgconn.finish()
+
+    def _note_applied(self, msg: po.RowMessage) -> None:
+        if msg.new is None or not isinstance(msg.new[0], str) or not isinstance(msg.new[1], str):
+            return
+        origin, seq = msg.new[0], int(msg.new[1])
+        self.applied[origin] = max(self.applied.get(origin, 0), seq)
 
     def _change(self, rel: po.Relation, msg: po.RowMessage) -> Change:
         shape = self.shape_of(rel.name)

@@ -35,6 +35,7 @@ from node.codec import RowSetDigest
 from node.engines.pgcapture import APPLY_ORIGIN, PgoutputReader
 from node.engines.pgsnapshot import pg_snapshot
 from node.engines.pgtypes import to_pg
+from node.engines.pgversions import PgVersionStore, install_versions
 from node.engines.runs import batched_writes
 from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, Json, TableShape
@@ -61,10 +62,10 @@ def _canonical_row(kinds: Iterable[str], row: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-class _PgApplySession:
+class _PgApplySession(PgVersionStore):
     def __init__(self, engine: PostgresEngine, conn: psycopg.Connection[Any]) -> None:
+        super().__init__(conn.cursor(), _canonical_row, engine.upsert_sql, engine.delete_sql)
         self.engine = engine
-        self.cur = conn.cursor()
 
     def apply(self, changes: Iterable[Change]) -> None:
         for shape, deletes, upserts in batched_writes(changes, self.engine.shape_of):
@@ -76,10 +77,16 @@ class _PgApplySession:
                                      [tuple(to_pg(v) for v in r) for r in upserts])
 
     def clear(self, table: str) -> None:
-        self.cur.execute(sql.SQL("DELETE FROM {}").format(
-            sql.Identifier(self.engine.shape_of(table).name)))
+        shape = self.engine.shape_of(table)
+        self.cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(shape.name)))
+        self.clear_versions(shape)
 
-    def advance(self, origin: str, seq: int) -> None:
+    def mark_base_versions(self) -> None:
+        """Rows copied in by a join become base versions."""
+        for shape in self.engine.shapes().values():
+            self.mark_base(shape)
+
+    def advance(self, origin: str, seq: int, position: int | None = None) -> None:
         self.cur.execute(
             "INSERT INTO ringsync.applied(origin, seq) VALUES (%s, %s) "
             "ON CONFLICT (origin) DO UPDATE SET seq = EXCLUDED.seq",
@@ -204,7 +211,8 @@ class PostgresEngine:
                         f"cannot set REPLICA IDENTITY FULL on {table!r}: {e}; run it as the "
                         f"table's owner"
                     ) from e
-        tables = sql.SQL(", ").join(sql.Identifier(t) for t in self.tables)
+        tables = sql.SQL(", ").join([*(sql.Identifier(t) for t in self.tables),
+                                     sql.Identifier("ringsync", "applied")])
         pub = sql.Identifier(self.publication)
         exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s",
                               (self.publication,)).fetchone()
@@ -214,6 +222,8 @@ class PostgresEngine:
             conn.execute(sql.SQL(
                 "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, update, delete')"
             ).format(pub, tables))
+        for shape in self._shapes.values():
+            install_versions(conn, shape)
         if not conn.execute("SELECT 1 FROM pg_replication_origin WHERE roname = %s",
                             (APPLY_ORIGIN,)).fetchone():
             conn.execute("SELECT pg_replication_origin_create(%s)", (APPLY_ORIGIN,))
@@ -239,7 +249,7 @@ class PostgresEngine:
             )
         self._reader = PgoutputReader(self.dsn, self.slot, self.publication, self.shape_of,
                                       self.frame_max_changes)
-        self._reader.start(position)
+        self._reader.start(position, self.applied_vector())
 
     def capture(self, position: int, max_changes: int) -> list[CapturedChunk]:
         """Chunks the slot reader decoded (it chunks by ``frame_max_changes`` itself)."""
@@ -249,6 +259,9 @@ class PostgresEngine:
 
     def release(self, position: int) -> None:
         """Nothing to do here: ``capture(position)`` reports the flush position."""
+
+    def local_recorded(self, position: int) -> None:
+        """Nothing to keep: apply tells unrecorded local changes by xmin."""
 
     def captured_through(self) -> int:
         return self._reader.taken_through if self._reader is not None else 0

@@ -30,6 +30,7 @@ from node.engines.runs import batched_writes
 from node.engines.snapshot import ReadSnapshot
 from node.engines.sqlitesnapshot import q, sqlite_snapshot
 from node.engines.sqlitetypes import from_sqlite, to_sqlite
+from node.engines.sqliteversions import SQLiteVersionStore, install_versions
 from node.model import CapturedChunk, Change, Op, TableShape
 from node.schema import sqlite_kind
 from ringsync.errors import EngineError, SchemaError
@@ -59,8 +60,10 @@ CREATE TABLE IF NOT EXISTS _rs_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _UNIX_NOW = "(julianday('now') - 2440587.5) * 86400.0"
 
 
-class _SQLiteApplySession:
+class _SQLiteApplySession(SQLiteVersionStore):
     def __init__(self, engine: SQLiteEngine) -> None:
+        super().__init__(engine.conn, engine.recorded_position, engine.upsert_sql,
+                         engine.delete_sql)
         self._engine = engine
         self._conn = engine.conn
 
@@ -74,9 +77,16 @@ class _SQLiteApplySession:
                                        [tuple(to_sqlite(v) for v in r) for r in upserts])
 
     def clear(self, table: str) -> None:
-        self._conn.execute(f"DELETE FROM {q(self._engine.shape_of(table).name)}")
+        shape = self._engine.shape_of(table)
+        self._conn.execute(f"DELETE FROM {q(shape.name)}")
+        self.clear_versions(shape)
 
-    def advance(self, origin: str, seq: int) -> None:
+    def mark_base_versions(self) -> None:
+        """Nothing to do: a row without recorded versions is a base version."""
+
+    def advance(self, origin: str, seq: int, position: int | None = None) -> None:
+        if position is not None:  # a local transaction's versions are now recorded
+            self.recorded_position = max(self.recorded_position, position)
         self._conn.execute(
             "INSERT INTO _rs_applied(origin, seq) VALUES (?, ?) "
             "ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq",
@@ -100,6 +110,9 @@ class SQLiteEngine:
         self._handed_out = 0  # position of the last chunk capture returned
         self._through = 0  # every change-log id up to this was returned by capture
         self._sql_cache: dict[tuple[str, str], str] = {}
+        # Local changes up to this change-log id have their versions recorded;
+        # the log keeps the rest, which is how apply sees them as pending.
+        self.recorded_position = 0
 
     @property
     def description(self) -> str:
@@ -182,6 +195,7 @@ class SQLiteEngine:
                 )
             for shape in self._shapes.values():
                 self._install_table(shape)
+                install_versions(conn, shape)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -281,17 +295,18 @@ class SQLiteEngine:
         # data_version moves when another connection commits: a cheap poll
         # that avoids taking the write lock when nothing happened.
         version = conn.execute("PRAGMA data_version").fetchone()[0]
+        releasable = min(position, self.recorded_position)
         if (
             version == self._seen_version
             and not self._backlog
             and position >= self._handed_out  # what we handed out was journaled
-            and position <= self._released
+            and releasable <= self._released
         ):
             return []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if position > self._released:
-                self._release_locked(position)
+            if releasable > self._released:
+                self._release_locked(releasable)
             rows = conn.execute(
                 "SELECT id, tx, tbl, op, ts FROM _rs_log WHERE id > ? ORDER BY id LIMIT ?",
                 (position, max_changes + 1),
@@ -309,6 +324,9 @@ class SQLiteEngine:
             extra = rows[max_changes] if len(rows) > max_changes else None
             rows = rows[:max_changes]
             images = self._read_images(rows)
+            # Read under the write lock: everything applied before these
+            # local changes committed is in it (their dependency vector).
+            deps = dict(conn.execute("SELECT origin, seq FROM _rs_applied").fetchall())
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -317,7 +335,7 @@ class SQLiteEngine:
         current_tx = None
         for log_id, tx, tbl, op, ts in rows:
             if tx != current_tx:
-                chunks.append(CapturedChunk([], True, ts, log_id))
+                chunks.append(CapturedChunk([], True, ts, log_id, deps=deps))
                 current_tx = tx
             chunk = chunks[-1]
             shape = self._shapes[tbl]
@@ -369,7 +387,13 @@ class SQLiteEngine:
             raise EngineError(f"change log rows {missing[:5]} have no row image in {self.path}")
         return images
 
+    def local_recorded(self, position: int) -> None:
+        """Local changes up to ``position`` have their versions recorded: the
+        change log may forget them once they are journaled too."""
+        self.recorded_position = max(self.recorded_position, position)
+
     def release(self, position: int) -> None:
+        position = min(position, self.recorded_position)
         if position <= self._released:
             return
         conn = self._capture_conn_or_fail()

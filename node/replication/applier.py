@@ -7,6 +7,13 @@ applied whole, in order per origin, several per database transaction, and
 the applied vector is advanced inside that same database transaction.
 A transaction whose final frame has not arrived yet stops the walk until it
 does, so nothing is ever applied half or out of order.
+
+Every change goes through node.conflicts: a foreign change is resolved
+against the row's recorded versions, and this campus's own journaled
+transactions have their versions recorded first, in the same database
+transaction (the applied vector's entry for this campus says how far).
+A foreign change to a row with a local change not journaled yet waits
+(``PendingLocalChange``) until capture has journaled it.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from node.codec import decode_changes
+from node.conflicts.driver import PendingLocalChange, Resolver, TxnInfo
 from node.engines.base import Engine
 from node.model import Change, TableShape
 from node.replication.journal import Journal
@@ -34,12 +42,19 @@ RETRY_MIN_SECONDS = 0.2
 RETRY_MAX_SECONDS = 10.0
 
 
+PENDING_WAIT_SECONDS = 0.05
+PENDING_WARN_EVERY = 100
+
+
 @dataclass(slots=True)
 class PlannedTxn:
     origin: str
     seq: int
     body: bytes | None  # the only frame; None: several, streamed from the journal
     rows: int
+    local: bool = False
+    position: int | None = None
+    xid: int | None = None
 
 
 def to_local_order(
@@ -79,13 +94,16 @@ def to_local_order(
     return out
 
 
-def apply_planned(engine: Engine, journal: Journal, plan: list[PlannedTxn]) -> None:
-    """Apply planned transactions in one database transaction (engine thread).
+def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
+                  plan: list[PlannedTxn]) -> int:
+    """Apply planned transactions in one database transaction (engine thread);
+    return the conflicts logged.
 
     A multi-frame transaction is read from the journal frame by frame, so
     memory stays bounded however large it is.
     """
     local = engine.shapes()
+    logged = 0
     with engine.apply_session() as session:
         for txn in plan:
             bodies = [txn.body] if txn.body is not None else journal.iter_frames(
@@ -93,8 +111,11 @@ def apply_planned(engine: Engine, journal: Journal, plan: list[PlannedTxn]) -> N
             for body in bodies:
                 frame = pb.TxnFrame.FromString(body)
                 shapes, changes = decode_changes(frame)
-                session.apply(to_local_order(shapes, changes, local))
-            session.advance(txn.origin, txn.seq)
+                info = TxnInfo(frame.origin, frame.seq, frame.hlc, dict(frame.deps), txn.local,
+                               txn.position, txn.xid)
+                logged += resolver.apply(session, info, to_local_order(shapes, changes, local))
+            session.advance(txn.origin, txn.seq, txn.position if txn.local else None)
+    return logged
 
 
 class Applier:
@@ -105,10 +126,12 @@ class Applier:
     async def run(self) -> None:
         rt = self.rt
         rt.applied = await rt.in_engine(rt.engine.applied_vector)
+        await self._start_recording()
         start = dict(rt.applied)
         start[rt.campus] = rt.journal.vector().get(rt.campus, 0)
         self.cursor = await rt.in_journal(rt.journal.start_pos, start)
         delay = RETRY_MIN_SECONDS
+        waits = 0
         while True:
             ticket = rt.journal_changed.ticket()
             try:
@@ -117,7 +140,18 @@ class Applier:
                     self.cursor = cursor
                     await rt.journal_changed.wait(ticket, IDLE_WAIT_SECONDS)
                     continue
-                await rt.in_engine(apply_planned, rt.engine, rt.journal, plan)
+                rt.conflicts_logged += await rt.in_engine(
+                    apply_planned, rt.engine, rt.journal, rt.resolver, plan)
+            except PendingLocalChange as e:
+                # Capture journals the local change within moments; then it is
+                # recorded first and this plan goes through.
+                rt.pending_waits += 1
+                waits += 1
+                if waits % PENDING_WARN_EVERY == 0:
+                    log.warning("apply has waited %d times for capture to journal a local "
+                                "change (%s); is capture running?", waits, e)
+                await rt.journal_changed.wait(ticket, PENDING_WAIT_SECONDS)
+                continue
             except (RingsyncError, ProtocolError) as e:
                 rt.apply_error = str(e)
                 log.error("apply failed, retrying in %.1fs: %s", delay, e)
@@ -131,20 +165,43 @@ class Applier:
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
                 continue
             delay = RETRY_MIN_SECONDS
+            waits = 0
             rt.apply_error = ""
             for txn in plan:
                 rt.applied[txn.origin] = txn.seq
-            rt.applied_txns += len(plan)
+                if txn.local and txn.position is not None:
+                    rt.engine.local_recorded(txn.position)
+            rt.applied_txns += sum(not t.local for t in plan)
             self.cursor = cursor
             rt.applied_changed.notify()
 
+    async def _start_recording(self) -> None:
+        """Where recording this campus's own versions resumes. A database from
+        before conflict handling has none recorded: its rows are base versions."""
+        rt = self.rt
+        if rt.campus not in rt.applied:
+            first = await rt.in_journal(rt.journal.first_local_seq)
+            rt.applied[rt.campus] = (first - 1) if first else rt.journal.vector().get(
+                rt.campus, 0)
+        recorded = await rt.in_journal(rt.journal.local_after, rt.applied[rt.campus] - 1, 1)
+        if recorded and recorded[0].seq == rt.applied[rt.campus] and recorded[0].position:
+            rt.engine.local_recorded(recorded[0].position)
+        elif not await rt.in_journal(rt.journal.local_after, rt.applied[rt.campus], 1):
+            rt.engine.local_recorded(rt.journal.capture_position)
+
     def _plan(self) -> tuple[list[PlannedTxn], int]:
-        """Collect the next complete transactions to apply (journal thread)."""
+        """Collect the next complete transactions to apply (journal thread):
+        this campus's own journaled transactions to record first, then
+        foreign ones in journal order."""
         rt = self.rt
         journal = rt.journal
         heads = journal.vector()
         applied = dict(rt.applied)
         plan: list[PlannedTxn] = []
+        for entry in journal.local_after(applied.get(rt.campus, 0), MAX_TXNS_PER_COMMIT):
+            body = entry.body if entry.chunk == 0 else None
+            plan.append(PlannedTxn(rt.campus, entry.seq, body, entry.nchanges, True,
+                                   entry.position, entry.xid))
         cursor = self.cursor
         for entry in journal.entries_after(cursor, MAX_FRAMES_PER_READ, MAX_BYTES_PER_READ,
                                            only_whole_bodies=True):

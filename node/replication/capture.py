@@ -37,11 +37,7 @@ async def capture_loop(rt: NodeRuntime) -> None:
                 rt.journaled_through = through
                 await asyncio.sleep(POLL_SECONDS)
                 continue
-            # What the database had applied once these were committed: every
-            # remote version their rows could have seen (see node/conflicts).
-            deps = await rt.in_engine(rt.engine.applied_vector)
-            done = await rt.in_journal(rt.journal.append_local, chunks, shapes,
-                                       rt.clock.now, deps)
+            done = await rt.in_journal(rt.journal.append_local, chunks, shapes, rt.clock.now)
             rt.journaled_through = through
             rt.captured_txns += done
             rt.database_error = ""

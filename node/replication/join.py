@@ -279,6 +279,7 @@ class Joiner:
                     progress.table = changes[-1].table
                 progress.rows_copied += len(changes)
                 progress.rows.add(len(changes))
+            await rt.in_engine(session.mark_base_versions)
             vector = dict(header.vector.seqs)
             for origin, seq in vector.items():
                 if seq > 0:

@@ -74,6 +74,8 @@ class Entry:
     recv_time: float
     nchanges: int
     body: bytes
+    position: int | None = None  # local frames: the engine's capture position
+    xid: int | None = None       # local frames: the engine's transaction id
 
 
 class Journal:
@@ -138,12 +140,11 @@ class Journal:
     # -- append ----------------------------------------------------------
 
     def append_local(self, chunks: list[CapturedChunk], shapes: dict[str, TableShape],
-                     stamp: Callable[[], int] = lambda: 0,
-                     deps: dict[str, int] | None = None) -> int:
+                     stamp: Callable[[], int] = lambda: 0) -> int:
         """Journal captured chunks as frames of this campus; return txns completed.
 
-        Each frame gets a clock stamp and the dependency vector: what this
-        campus had applied of the others when the chunk was captured.
+        Each frame gets a clock stamp and the chunk's dependency vector: what
+        this campus had applied of the others when its transaction committed.
         """
         if not chunks:
             return 0
@@ -164,7 +165,7 @@ class Journal:
                     f"expected {index}"
                 )
             position = max(position, chunk.position)
-            own = {o: n for o, n in (deps or {}).items() if o != self.campus and n}
+            own = {o: n for o, n in (chunk.deps or {}).items() if o != self.campus and n}
             frame = build_frame(
                 self.campus, seq, index, chunk.final, chunk.commit_time, chunk.changes, shapes,
                 hlc=stamp(), deps=own,
@@ -410,6 +411,31 @@ class Journal:
             size += len(entry.body)
             out.append(entry)
         return out
+
+    def local_after(self, seq: int, limit: int) -> list[Entry]:
+        """This campus's complete transactions after ``seq``, oldest first, as
+        their final frame (body only when it is the transaction's one frame;
+        ``position`` and ``xid`` as capture recorded them)."""
+        out = []
+        heads = self._heads.get(self.campus, 0)
+        for p, s, chunk, final, commit_time, recv_time, nchanges, body, position, xid in (
+            self.conn.execute(
+                "SELECT pos, seq, chunk, final, commit_time, recv_time, nchanges, "
+                "CASE WHEN chunk = 0 THEN body ELSE x'' END, position, xid FROM frames "
+                "WHERE origin = ? AND seq > ? AND seq <= ? AND final ORDER BY seq LIMIT ?",
+                (self.campus, seq, heads, limit),
+            )
+        ):
+            entry = Entry(p, self.campus, s, chunk, bool(final), commit_time, recv_time,
+                          nchanges, body)
+            entry.position, entry.xid = position, xid
+            out.append(entry)
+        return out
+
+    def first_local_seq(self) -> int | None:
+        row = self.conn.execute("SELECT min(seq) FROM frames WHERE origin = ?",
+                                (self.campus,)).fetchone()
+        return row[0] if row else None
 
     def iter_frames(self, origin: str, seq: int) -> Iterator[bytes]:
         """Stream one transaction's frames in chunk order, from any thread.

@@ -26,8 +26,10 @@ async def prune_loop(rt: NodeRuntime) -> None:
         known = rt.known_snapshot()
         if any(campus not in known for campus in ring):
             continue
-        # Never drop what this campus has not applied yet.
+        # Never drop what this campus has not applied yet (nor its own
+        # transactions whose row versions are not recorded yet).
         local = rt.applied_vector()
+        local[rt.campus] = min(local.get(rt.campus, 0), rt.applied.get(rt.campus, 0))
         everywhere = meet([*(known[c] for c in ring), local], rt.journal.vector())
         try:
             removed = await rt.in_journal(rt.journal.prune, everywhere)

@@ -1,0 +1,223 @@
+"""Resolution driver: applies one transaction's changes through the row rules.
+
+Sits between the applier and an engine's apply session. For each run of
+changes to one table it reads the rows and their stored versions (one batch
+per run), resolves every change in order with ``RowRules``, then writes the
+rows that changed, the new versions and any conflicts, all in the apply
+session's database transaction.
+
+Two kinds of transaction pass through:
+
+* a *remote* one (another campus's): its outcome is written to the table.
+  If a key has a local change whose version is not recorded yet, the row in
+  the table is not what the versions describe, so nothing is decided:
+  ``PendingLocalChange`` rolls the session back and the applier retries once
+  capture has journaled that change (it is then recorded first).
+* a *local* one (this campus's, already in the table): only its version is
+  recorded, and the row written back when a delta column must also count
+  increments the user could not see (a re-insert after a concurrent delete).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from node.conflicts.metacodec import decode_meta, encode_meta
+from node.conflicts.policy import check_policies
+from node.conflicts.resolve import Conflict, RowMeta, RowRules, Version
+from node.hlc import HybridClock
+from node.model import Change, Op, TableShape
+from ringsync.conflict_policy import ConflictSettings
+from ringsync.errors import RingsyncError
+
+Key = tuple[Any, ...]
+Row = tuple[Any, ...]
+
+
+class PendingLocalChange(RingsyncError):
+    """A row has a local change whose version is not recorded yet; retry soon."""
+
+
+@dataclass(slots=True)
+class TxnInfo:
+    origin: str
+    seq: int
+    hlc: int
+    deps: Mapping[str, int]
+    local: bool
+    position: int | None = None  # local: the engine's capture position of the transaction
+    xid: int | None = None       # local: the engine's transaction id, where it has one
+
+
+@dataclass(slots=True)
+class StoredRow:
+    row: Row | None
+    meta: str | None   # None: no version recorded (a row from before ringsync, or none)
+    pending: bool      # remote txn: an unrecorded local change; local txn: a later one
+    tag: int | None = None  # the engine's row version (PostgreSQL xmin), if any
+
+
+@dataclass(slots=True)
+class ConflictRecord:
+    table: str
+    key: Key
+    seq: int
+    conflict: Conflict
+    at: float
+    skew_ms: int
+    columns: tuple[str, ...]
+
+    def row_json(self, row: Row | None) -> str | None:
+        if row is None:
+            return None
+        return json.dumps(dict(zip(self.columns, map(display, row), strict=True)),
+                          separators=(",", ":"), ensure_ascii=False)
+
+    def key_json(self) -> str:
+        return json.dumps([display(v) for v in self.key], ensure_ascii=False)
+
+
+def display(value: Any) -> Any:
+    """A value as JSON an operator can read (exact decimals and times as text)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    text = getattr(value, "text", None)  # node.model.Json
+    if isinstance(text, str):
+        return json.loads(text)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+class VersionStore(Protocol):
+    """What an engine's apply session offers the driver."""
+
+    def read_versions(self, shape: TableShape, keys: list[Key],
+                      txn: TxnInfo) -> dict[Key, StoredRow]: ...
+
+    def write_rows(self, shape: TableShape, rows: Mapping[Key, Row | None]) -> None: ...
+
+    def write_versions(self, shape: TableShape, metas: Mapping[Key, tuple[str | None, bool]],
+                       stored: Mapping[Key, StoredRow], written: set[Key],
+                       txn: TxnInfo) -> None:
+        """Store each key's versions (text, row exists); ``written``: keys whose
+        row this session wrote."""
+
+    def log_conflicts(self, records: list[ConflictRecord]) -> None: ...
+
+
+class Resolver:
+    def __init__(self, shapes: Mapping[str, TableShape], settings: ConflictSettings,
+                 clock: HybridClock) -> None:
+        check_policies(settings, shapes)
+        self.settings = settings
+        self.clock = clock
+        self.rules = {t: RowRules(s, settings.policy(t)) for t, s in shapes.items()}
+        self.conflicts = 0
+        self.parked = 0
+        self.skewed = 0
+
+    def apply(self, store: VersionStore, txn: TxnInfo, changes: Iterable[Change]) -> int:
+        """Resolve and write a transaction's changes; return conflicts logged."""
+        logged = 0
+        skew = 0 if txn.local or not txn.hlc else self.clock.skew_ms(txn.hlc)
+        if not txn.local and txn.hlc:
+            self.clock.observe(txn.hlc)  # refused (not adopted) when beyond the bound
+        run: list[Change] = []
+        first: Change | None = None
+        for change in _split_key_changes(changes, self.rules):
+            first = first or change
+            if run and run[0].table != change.table:
+                logged += self._apply_run(store, txn, run, skew)
+                run = []
+            run.append(change)
+        if run:
+            logged += self._apply_run(store, txn, run, skew)
+        if skew > self.settings.max_clock_skew_ms and first is not None:
+            # Flagged, never silently trusted; the decision itself stays the
+            # same on every campus (it cannot depend on one campus's clock).
+            shape = self.rules[first.table].shape
+            self.skewed += 1
+            store.log_conflicts([ConflictRecord(
+                shape.name, shape.key_of(_image(first)), txn.seq,
+                Conflict("clock_skew", f"stamp {skew} ms ahead of this campus's clock "
+                         f"(bound {self.settings.max_clock_skew_ms} ms)", "flagged",
+                         None, _image(first), "", 0, txn.origin, txn.hlc),
+                time.time(), skew, shape.columns)])
+            logged += 1
+        return logged
+
+    def _apply_run(self, store: VersionStore, txn: TxnInfo, run: list[Change],
+                   skew: int) -> int:
+        rules = self.rules[run[0].table]
+        shape = rules.shape
+        keys = list(dict.fromkeys(shape.key_of(_image(c)) for c in run))
+        stored = store.read_versions(shape, keys, txn)
+        if not txn.local:
+            waiting = [k for k in keys if stored[k].pending]
+            if waiting:
+                raise PendingLocalChange(
+                    f"{shape.name} {waiting[0]!r} has a local change not yet journaled")
+        state: dict[Key, tuple[Row | None, RowMeta | None]] = {}
+        for k in keys:
+            s = stored[k]
+            meta = decode_meta(s.meta, s.row, rules.delta) if s.meta is not None else None
+            state[k] = (s.row, meta)
+        records: list[ConflictRecord] = []
+        now = time.time()
+        for change in run:
+            k = shape.key_of(_image(change))
+            row, meta = state[k]
+            version = Version(txn.origin, txn.seq, txn.hlc, txn.deps, change.op,
+                              change.new, change.old)
+            out = rules.resolve(row, meta, version)
+            state[k] = (out.row, out.meta)
+            if out.conflict is not None and not txn.local:
+                records.append(ConflictRecord(shape.name, k, txn.seq, out.conflict, now,
+                                              skew, shape.columns))
+        rows: dict[Key, Row | None] = {}
+        for k in keys:
+            final, _ = state[k]
+            if final == stored[k].row:
+                continue
+            if txn.local:  # only a delta sum is written back, and only to the latest row
+                if stored[k].pending or final is None or stored[k].row is None:
+                    continue
+            rows[k] = final
+        metas = {k: (encode_meta(m, r) if m is not None else None, r is not None)
+                 for k, (r, m) in state.items()}
+        if rows:
+            store.write_rows(shape, rows)
+        store.write_versions(shape, metas, stored, set(rows), txn)
+        if records:
+            store.log_conflicts(records)
+            self.conflicts += len(records)
+            self.parked += sum(r.conflict.winner == "parked" for r in records)
+        return len(records)
+
+
+def _image(change: Change) -> Row:
+    image = change.new if change.new is not None else change.old
+    assert image is not None
+    return image
+
+
+def _split_key_changes(changes: Iterable[Change], rules: Mapping[str, RowRules]) -> list[Change]:
+    """An update that changes a row's key is a delete of the old key and an
+    insert of the new one: versions belong to keys."""
+    out: list[Change] = []
+    for c in changes:
+        if c.op is Op.UPDATE and c.old is not None and c.new is not None:
+            shape = rules[c.table].shape
+            if shape.key_of(c.old) != shape.key_of(c.new):
+                out.append(Change(c.table, Op.DELETE, old=c.old))
+                out.append(Change(c.table, Op.INSERT, new=c.new))
+                continue
+        out.append(c)
+    return out

@@ -1,0 +1,180 @@
+"""Row versions and the conflict log in a PostgreSQL campus database.
+
+``ringsync."meta_<table>"`` holds each row's recorded versions keyed like the
+table, plus the xid of the row version they describe and whether the row
+exists. Rows already there when ringsync first starts (or copied in when a
+campus joins) get a base entry (``meta`` NULL). ``ringsync.conflicts`` is
+the conflict log. All of it is written in the apply transaction.
+
+Capture reads the WAL, so a user's change is not seen by the node when it
+commits. Apply detects it instead: a row whose ``xmin`` is not the xid its
+entry records (or a row that appeared or vanished against its entry) has a
+local change whose versions are not recorded yet, so it is *pending*. Apply
+locks the rows it reads (FOR UPDATE) so none changes before it writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from node.conflicts.driver import ConflictRecord, Key, Row, StoredRow, TxnInfo
+from node.engines.pgtypes import to_pg
+from node.model import TableShape
+
+CONFLICTS_DDL = """
+CREATE TABLE IF NOT EXISTS ringsync.conflicts(
+    id bigserial PRIMARY KEY,
+    at double precision NOT NULL,
+    tbl text NOT NULL,
+    key text NOT NULL,
+    kind text NOT NULL,
+    rule text NOT NULL,
+    winner text NOT NULL,
+    local_origin text NOT NULL,
+    local_hlc bigint NOT NULL,
+    remote_origin text NOT NULL,
+    remote_seq bigint NOT NULL,
+    remote_hlc bigint NOT NULL,
+    local_row text,
+    remote_row text,
+    skew_ms bigint NOT NULL,
+    state text NOT NULL
+)
+"""
+XID_SQL = "SELECT txid_current() % 4294967296"
+
+
+def meta_ident(table: str) -> sql.Composable:
+    return sql.Identifier("ringsync", f"meta_{table}")
+
+
+def install_versions(conn: psycopg.Connection[Any], shape: TableShape) -> None:
+    """Create the version table and give every unrecorded row a base entry."""
+    types = dict(conn.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+        (shape.name,)).fetchall())
+    keys = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
+    defs = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types[c]))
+                              for c in shape.key_columns)
+    conn.execute(sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} ({}, xid bigint, live boolean NOT NULL, meta text, "
+        "PRIMARY KEY ({}))").format(meta_ident(shape.name), defs, keys))
+    conn.execute(CONFLICTS_DDL)
+    mark_base_versions(conn, shape)
+
+
+def mark_base_versions(conn: psycopg.Connection[Any], shape: TableShape) -> None:
+    keys = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
+    conn.execute(sql.SQL(
+        "INSERT INTO {} ({}, xid, live, meta) SELECT {}, xmin::text::bigint, true, NULL FROM {} "
+        "ON CONFLICT DO NOTHING").format(meta_ident(shape.name), keys, keys,
+                                         sql.Identifier(shape.name)))
+
+
+def _in_keys(shape: TableShape, count: int) -> sql.Composable:
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
+    one = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in shape.key_columns))
+    return sql.SQL("({}) IN ({})").format(cols, sql.SQL(", ").join([one] * count))
+
+
+class PgVersionStore:
+    """The version-store half of a PostgreSQL apply session."""
+
+    def __init__(self, cur: psycopg.Cursor[Any], canonical: Callable[..., Row],
+                 upsert_sql: Callable[[TableShape], sql.Composed],
+                 delete_sql: Callable[[TableShape], sql.Composed]) -> None:
+        self.cur = cur
+        self._canonical = canonical
+        self._upsert_sql = upsert_sql
+        self._delete_sql = delete_sql
+        self._xid: int | None = None
+
+    def _session_xid(self) -> int:
+        if self._xid is None:
+            self._xid = int(self.cur.execute(XID_SQL).fetchone()[0])  # type: ignore[index]
+        return self._xid
+
+    def read_versions(self, shape: TableShape, keys: list[Key],
+                      txn: TxnInfo) -> dict[Key, StoredRow]:
+        cur = self.cur
+        params = [to_pg(v) for k in keys for v in k]
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns)
+        found: dict[Key, tuple[int, Row]] = {}
+        for rec in cur.execute(sql.SQL(
+                "SELECT xmin::text::bigint, {} FROM {} WHERE {} FOR UPDATE").format(
+                cols, sql.Identifier(shape.name), _in_keys(shape, len(keys))), params).fetchall():
+            row = self._canonical(shape.kinds, rec[1:])
+            found[shape.key_of(row)] = (int(rec[0]), row)
+        key_cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
+        key_kinds = [shape.kinds[i] for i in shape.key_indexes] if shape.kinds else []
+        metas: dict[Key, tuple[int | None, bool, str | None]] = {}
+        width = len(shape.key_columns)
+        for rec in cur.execute(sql.SQL("SELECT {}, xid, live, meta FROM {} WHERE {}").format(
+                key_cols, meta_ident(shape.name), _in_keys(shape, len(keys))), params).fetchall():
+            key = self._canonical(key_kinds, rec[:width]) if key_kinds else tuple(rec[:width])
+            metas[key] = (rec[width], bool(rec[width + 1]), rec[width + 2])
+        out: dict[Key, StoredRow] = {}
+        for key in keys:
+            xmin: int | None = None
+            current: Row | None = None
+            if key in found:
+                xmin, current = found[key]
+            entry = metas.get(key)
+            if txn.local:  # a later local change holds the row (or took it away)
+                pending = current is None or xmin != txn.xid
+            elif current is not None:
+                pending = entry is None or entry[0] != xmin
+            else:
+                pending = entry is not None and entry[1]
+            out[key] = StoredRow(current, entry[2] if entry else None, pending, xmin)
+        return out
+
+    def write_rows(self, shape: TableShape, rows: Mapping[Key, Row | None]) -> None:
+        deletes = [tuple(to_pg(v) for v in k) for k, r in rows.items() if r is None]
+        upserts = [tuple(to_pg(v) for v in r) for r in rows.values() if r is not None]
+        if deletes:
+            self.cur.executemany(self._delete_sql(shape), deletes)
+        if upserts:
+            self.cur.executemany(self._upsert_sql(shape), upserts)
+
+    def write_versions(self, shape: TableShape, metas: Mapping[Key, tuple[str | None, bool]],
+                       stored: Mapping[Key, StoredRow], written: set[Key],
+                       txn: TxnInfo) -> None:
+        keys = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
+        marks = sql.SQL(", ").join(sql.Placeholder() for _ in range(len(shape.key_columns) + 3))
+        records = []
+        for key, (text, live) in metas.items():
+            if key in written:
+                xid: int | None = self._session_xid()
+            elif txn.local:
+                xid = txn.xid
+            else:
+                xid = stored[key].tag
+            records.append((*(to_pg(v) for v in key), xid, live, text))
+        self.cur.executemany(sql.SQL(
+            "INSERT INTO {} ({}, xid, live, meta) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET "
+            "xid = EXCLUDED.xid, live = EXCLUDED.live, meta = EXCLUDED.meta").format(
+            meta_ident(shape.name), keys, marks, keys), records)
+
+    def log_conflicts(self, records: list[ConflictRecord]) -> None:
+        self.cur.executemany(
+            "INSERT INTO ringsync.conflicts(at, tbl, key, kind, rule, winner, local_origin, "
+            "local_hlc, remote_origin, remote_seq, remote_hlc, local_row, remote_row, skew_ms, "
+            "state) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [(r.at, r.table, r.key_json(), r.conflict.kind, r.conflict.rule, r.conflict.winner,
+              r.conflict.local_origin, r.conflict.local_hlc, r.conflict.remote_origin, r.seq,
+              r.conflict.remote_hlc, r.row_json(r.conflict.local_row),
+              r.row_json(r.conflict.remote_row), r.skew_ms,
+              "parked" if r.conflict.winner == "parked" else "logged") for r in records],
+        )
+
+    def clear_versions(self, shape: TableShape) -> None:
+        self.cur.execute(sql.SQL("DELETE FROM {}").format(meta_ident(shape.name)))
+
+    def mark_base(self, shape: TableShape) -> None:
+        mark_base_versions(self.cur.connection, shape)

@@ -1,0 +1,132 @@
+"""Row versions and the conflict log in a SQLite campus database.
+
+``_rs_meta_<table>`` holds each row's recorded versions (node/conflicts),
+keyed like the table; a row without an entry predates ringsync (a base
+version every later write supersedes). ``_rs_conflicts`` is the conflict
+log. Both are written inside the apply transaction, with the rows.
+
+A local change is *pending* while its change-log rows are newer than the
+last local transaction whose versions are recorded: the apply transaction
+holds the write lock, so no change can slip in between this check and the
+write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from node.conflicts.driver import ConflictRecord, Key, Row, StoredRow, TxnInfo
+from node.engines.sqlitesnapshot import q
+from node.engines.sqlitetypes import from_sqlite, to_sqlite
+from node.model import TableShape
+
+CONFLICTS_DDL = """
+CREATE TABLE IF NOT EXISTS _rs_conflicts(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    tbl TEXT NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    winner TEXT NOT NULL,
+    local_origin TEXT NOT NULL,
+    local_hlc INTEGER NOT NULL,
+    remote_origin TEXT NOT NULL,
+    remote_seq INTEGER NOT NULL,
+    remote_hlc INTEGER NOT NULL,
+    local_row TEXT,
+    remote_row TEXT,
+    skew_ms INTEGER NOT NULL,
+    state TEXT NOT NULL
+)
+"""
+CONFLICT_COLUMNS = ("id", "at", "tbl", "key", "kind", "rule", "winner", "local_origin",
+                    "local_hlc", "remote_origin", "remote_seq", "remote_hlc", "local_row",
+                    "remote_row", "skew_ms", "state")
+
+
+def meta_table(table: str) -> str:
+    return q(f"_rs_meta_{table}")
+
+
+def install_versions(conn: sqlite3.Connection, shape: TableShape) -> None:
+    info = {r[1]: r[2] for r in conn.execute(f"PRAGMA table_info({q(shape.name)})")}
+    keys = ", ".join(f"{q(c)} {info.get(c) or ''}".strip() for c in shape.key_columns)
+    pk = ", ".join(q(c) for c in shape.key_columns)
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {meta_table(shape.name)}"
+                 f"({keys}, meta TEXT NOT NULL, PRIMARY KEY({pk}))")
+    conn.execute(CONFLICTS_DDL)
+
+
+def _key_where(shape: TableShape, prefix: str = "") -> str:
+    return " AND ".join(f"{q(prefix + c)} = ?" for c in shape.key_columns)
+
+
+class SQLiteVersionStore:
+    """The version-store half of a SQLite apply session (see node.conflicts.driver)."""
+
+    def __init__(self, conn: sqlite3.Connection, recorded_position: int,
+                 upsert_sql: Any, delete_sql: Any) -> None:
+        self.conn = conn
+        self.recorded_position = recorded_position
+        self._upsert_sql = upsert_sql
+        self._delete_sql = delete_sql
+
+    def read_versions(self, shape: TableShape, keys: list[Key],
+                      txn: TxnInfo) -> dict[Key, StoredRow]:
+        conn = self.conn
+        cols = ", ".join(q(c) for c in shape.columns)
+        row_sql = f"SELECT {cols} FROM {q(shape.name)} WHERE {_key_where(shape)}"
+        meta_sql = f"SELECT meta FROM {meta_table(shape.name)} WHERE {_key_where(shape)}"
+        after = txn.position if txn.local and txn.position is not None else (
+            self.recorded_position)
+        pending_sql = (
+            f"SELECT 1 FROM {q('_rs_img_' + shape.name)} WHERE log_id > ? AND "
+            f"(({_key_where(shape, 'n_')}) OR ({_key_where(shape, 'o_')})) LIMIT 1"
+        )
+        out: dict[Key, StoredRow] = {}
+        for key in keys:
+            native = tuple(to_sqlite(v) for v in key)
+            found = conn.execute(row_sql, native).fetchone()
+            meta = conn.execute(meta_sql, native).fetchone()
+            pending = conn.execute(pending_sql, (after, *native, *native)).fetchone()
+            out[key] = StoredRow(from_sqlite(shape.kinds, found) if found else None,
+                                 meta[0] if meta else None, pending is not None)
+        return out
+
+    def write_rows(self, shape: TableShape, rows: Mapping[Key, Row | None]) -> None:
+        deletes = [tuple(to_sqlite(v) for v in k) for k, r in rows.items() if r is None]
+        upserts = [tuple(to_sqlite(v) for v in r) for r in rows.values() if r is not None]
+        if deletes:
+            self.conn.executemany(self._delete_sql(shape), deletes)
+        if upserts:
+            self.conn.executemany(self._upsert_sql(shape), upserts)
+
+    def write_versions(self, shape: TableShape, metas: Mapping[Key, tuple[str | None, bool]],
+                       stored: Mapping[Key, StoredRow], written: set[Key],
+                       txn: TxnInfo) -> None:
+        keys = ", ".join(q(c) for c in shape.key_columns)
+        marks = ", ".join("?" for _ in shape.key_columns)
+        self.conn.executemany(
+            f"INSERT INTO {meta_table(shape.name)}({keys}, meta) VALUES ({marks}, ?) "
+            f"ON CONFLICT({keys}) DO UPDATE SET meta = excluded.meta",
+            [(*(to_sqlite(v) for v in k), text) for k, (text, _) in metas.items()
+             if text is not None],
+        )
+
+    def log_conflicts(self, records: list[ConflictRecord]) -> None:
+        self.conn.executemany(
+            "INSERT INTO _rs_conflicts(at, tbl, key, kind, rule, winner, local_origin, "
+            "local_hlc, remote_origin, remote_seq, remote_hlc, local_row, remote_row, skew_ms, "
+            "state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(r.at, r.table, r.key_json(), r.conflict.kind, r.conflict.rule, r.conflict.winner,
+              r.conflict.local_origin, r.conflict.local_hlc, r.conflict.remote_origin, r.seq,
+              r.conflict.remote_hlc, r.row_json(r.conflict.local_row),
+              r.row_json(r.conflict.remote_row), r.skew_ms,
+              "parked" if r.conflict.winner == "parked" else "logged") for r in records],
+        )
+
+    def clear_versions(self, shape: TableShape) -> None:
+        self.conn.execute(f"DELETE FROM {meta_table(shape.name)}")
