@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 ANY_ROLE = frozenset({"node", "operator", "viewer"})
 READERS = ANY_ROLE
 NODES = frozenset({"node"})
+OPERATORS = frozenset({"operator"})
 
 # Method prefix -> roles allowed. Longest match wins.
 POLICY: dict[str, frozenset[str]] = {
@@ -29,6 +30,8 @@ POLICY: dict[str, frozenset[str]] = {
     "/ringsync.v1.Control/GetStatus": READERS,
     "/ringsync.v1.Control/WatchStatus": READERS,
     "/ringsync.v1.Control/Checksum": READERS,
+    "/ringsync.v1.Control/ListConflicts": READERS,
+    "/ringsync.v1.Control/ResolveConflict": OPERATORS,
     "/grpc.health.v1.Health/": ANY_ROLE,
     "/grpc.reflection.v1alpha.ServerReflection/": ANY_ROLE,
     "/grpc.reflection.v1.ServerReflection/": ANY_ROLE,

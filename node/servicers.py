@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from node.auth import peer_identity
+from node.conflicts.log import ConflictQuery
+from node.conflicts.manual import ResolveRefused, resolve_parked
 from node.replication.receiver import Receiver
 from node.replication.snapshot import serve_snapshot
 from node.runtime import NodeRuntime
@@ -146,3 +148,44 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         return cpb.ChecksumResponse(
             campus=self.rt.campus, tables=out, applied=rpb.Vector(seqs=applied)
         )
+
+    async def ListConflicts(
+        self, request: cpb.ConflictsRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.ConflictsResponse:
+        if request.table and request.table not in self.rt.config.cluster.tables:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"table {request.table!r} is not replicated")
+        query = ConflictQuery(request.table, request.campus, request.since, request.limit,
+                              request.id, request.state)
+        try:
+            rows = await self.rt.in_engine(self.rt.engine.conflicts, query)
+        except RingsyncError as e:
+            await _abort_for(context, e)
+            raise
+        return cpb.ConflictsResponse(campus=self.rt.campus, conflicts=[
+            cpb.ConflictEntry(
+                id=r["id"], at=r["at"], table=r["tbl"], key=r["key"], kind=r["kind"],
+                rule=r["rule"], winner=r["winner"], local_origin=r["local_origin"],
+                local_hlc=r["local_hlc"], remote_origin=r["remote_origin"],
+                remote_seq=r["remote_seq"], remote_hlc=r["remote_hlc"],
+                local_row=r["local_row"] or "", remote_row=r["remote_row"] or "",
+                skew_ms=r["skew_ms"], state=r["state"], resolution=r["resolution"] or "")
+            for r in rows])
+
+    async def ResolveConflict(
+        self, request: cpb.ResolveConflictRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.ResolveConflictResponse:
+        identity = peer_identity(context)
+        who = identity.name if identity is not None else "unknown"
+        rt = self.rt
+        try:
+            done = await rt.in_engine(resolve_parked, rt.engine, rt.resolver.rules,
+                                      request.id, request.take, who)
+        except ResolveRefused as e:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+            raise
+        except RingsyncError as e:
+            await _abort_for(context, e)
+            raise
+        log.info("conflict %d resolved by %s: %s", request.id, who, request.take[:200])
+        return cpb.ResolveConflictResponse(campus=rt.campus, **done)

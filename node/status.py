@@ -28,16 +28,17 @@ class StatusCache:
         self.healthy = False
         self.error = "not checked yet"
         self.row_counts: dict[str, int] = {}
+        self.conflicts: dict[str, int] = {}
 
 
 async def monitor_loop(rt: NodeRuntime, cache: StatusCache) -> None:
-    def probe() -> dict[str, int]:
+    def probe() -> tuple[dict[str, int], dict[str, int]]:
         rt.engine.check_health()
-        return rt.engine.row_counts()
+        return rt.engine.row_counts(), rt.engine.conflict_counts()
 
     while True:
         try:
-            cache.row_counts = await rt.in_engine(probe)
+            cache.row_counts, cache.conflicts = await rt.in_engine(probe)
             cache.healthy, cache.error = True, ""
         except RingsyncError as e:
             cache.healthy, cache.error = False, str(e)
@@ -90,7 +91,15 @@ async def build_status(rt: NodeRuntime, cache: StatusCache) -> cpb.NodeStatus:
         applied_transactions=rt.applied_txns,
         version=__version__,
         join=join_status(rt),
+        conflicts=cpb.ConflictCounts(
+            logged=cache.conflicts.get("logged", 0), parked=cache.conflicts.get("parked", 0),
+            flagged=cache.conflicts.get("flagged", 0), policies=policies_text(rt)),
     )
+
+
+def policies_text(rt: NodeRuntime) -> str:
+    settings = rt.config.cluster.conflicts
+    return "; ".join(f"{t}: {settings.policy(t).describe()}" for t in rt.config.cluster.tables)
 
 
 def join_status(rt: NodeRuntime) -> cpb.JoinStatus:

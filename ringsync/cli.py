@@ -3,7 +3,7 @@
     ringsync demo      a local multi-campus cluster, workload and console
     ringsync node      run one campus node
     ringsync console   the operator TUI
-    ringsync ctl       scripted calls (status, verify) with --json
+    ringsync ctl       scripted calls (status, verify, conflicts) with --json
     ringsync pki       create a CA and issue node/operator/viewer certificates
 
 This module sits above node and console; it is the only place that knows both.
@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ringsync import ctl_conflicts
 from ringsync.errors import RingsyncError
 
 
@@ -54,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                        ("verify", "compare table digests across campuses")):
         c = ctl_sub.add_parser(name, help=text)
         c.add_argument("--json", action="store_true", help="print JSON")
+    ctl_conflicts.add_parser(ctl_sub)
 
     pki = sub.add_parser("pki", help="certificate authority and certificates")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True)
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             from ringsync import ctl
             from ringsync.config import load_cluster
 
+            if args.ctl_command == "conflicts":
+                return ctl_conflicts.run(load_cluster(args.cluster, need_client_tls=True), args)
             return ctl.run(load_cluster(args.cluster, need_client_tls=True), args.ctl_command,
                            args.json)
         if args.command == "console":

@@ -106,6 +106,16 @@ class ClusterClient:
             control_pb2.ChecksumRequest(), timeout=max(self.timeout, 30.0)
         )
 
+    async def conflicts(self, campus: str,
+                        request: control_pb2.ConflictsRequest) -> control_pb2.ConflictsResponse:
+        return await self._stub(campus).ListConflicts(request, timeout=max(self.timeout, 10.0))
+
+    async def resolve_conflict(self, campus: str, conflict_id: int,
+                               take: str) -> control_pb2.ResolveConflictResponse:
+        return await self._stub(campus).ResolveConflict(
+            control_pb2.ResolveConflictRequest(id=conflict_id, take=take),
+            timeout=max(self.timeout, 30.0))
+
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()

@@ -6,8 +6,8 @@
 ``status --json`` prints {"nodes": [...]}, one object per campus with
 campus, address, healthy, engine, database, journal, applied, join
 ({state: waiting|comparing|copying|in-ring, donor, rows_copied, rows_total,
-rows_per_second, eta_seconds, ...}) and links ({to, state, lag_transactions,
-lag_seconds, ...}). ``verify`` compares
+rows_per_second, eta_seconds, ...}), conflicts ({logged, parked, flagged,
+policies}) and links ({to, state, lag_transactions, lag_seconds, ...}). ``verify`` compares
 per-table row digests across campuses and exits 1 if any differ.
 """
 
@@ -52,6 +52,8 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
             "eta_seconds": round(s.join.eta_seconds, 1),
             "detail": s.join.detail or None,
         },
+        conflicts={"logged": s.conflicts.logged, "parked": s.conflicts.parked,
+                   "flagged": s.conflicts.flagged, "policies": s.conflicts.policies},
         links=[
             {
                 "to": link.to,
@@ -87,6 +89,20 @@ def join_text(join: dict[str, Any]) -> str:
     return f"joining: {state}{donor}{detail}"
 
 
+def conflicts_text(counts: dict[str, Any]) -> str:
+    """One line when the campus has logged conflicts; parked ones need an operator."""
+    logged, parked, flagged = (counts.get(k, 0) for k in ("logged", "parked", "flagged"))
+    if not (logged or parked or flagged):
+        return ""
+    parts = [f"conflicts: {logged} resolved by policy"]
+    if parked:
+        parts.append(f"{parked} PARKED for an operator (ringsync ctl conflicts list --state "
+                     f"parked)")
+    if flagged:
+        parts.append(f"{flagged} clock-skew flags")
+    return ", ".join(parts)
+
+
 def status_table(nodes: list[dict[str, Any]]) -> str:
     lines = [f"{'CAMPUS':<16}{'ADDRESS':<22}{'HEALTH':<9}{'ENGINE':<8}{'JOURNAL':>9}  ROWS"]
     for n in nodes:
@@ -100,6 +116,8 @@ def status_table(nodes: list[dict[str, Any]]) -> str:
             lines.append(f"{'':<16}! {n['error']}")
         if joining := join_text(n.get("join", {})):
             lines.append(f"{'':<16}{joining}")
+        if conflicts := conflicts_text(n.get("conflicts", {})):
+            lines.append(f"{'':<16}{conflicts}")
     lines.append("")
     lines.append(f"{'LINK':<34}{'STATE':<12}{'LAG TX':>8}{'LAG S':>9}{'TX/S':>9}{'ROWS/S':>9}")
     for n in nodes:

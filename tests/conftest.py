@@ -24,10 +24,11 @@ def make_cluster(tmp_path: Path) -> Iterator:
     clusters: list[LocalCluster] = []
 
     def make(count: int = 3, engines: list[str] | None = None,
-             **tuning: float | int) -> LocalCluster:
+             conflict_policies: str | None = None, **tuning: float | int) -> LocalCluster:
         root = tmp_path / f"cluster{len(clusters)}"
         replication = {"heal_after_seconds": 2.0, "probe_interval_seconds": 0.5, **tuning}
-        cluster = LocalCluster.create(root, count, replication=replication, engines=engines)
+        cluster = LocalCluster.create(root, count, replication=replication, engines=engines,
+                                      conflict_policies=conflict_policies)
         clusters.append(cluster)
         return cluster
 

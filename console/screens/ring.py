@@ -42,6 +42,16 @@ def _size(n: int) -> str:
     return f"{n} TiB"
 
 
+def conflict_cell(counts: Any) -> str:
+    """Conflicts this campus logged; parked ones (an operator must decide) in red."""
+    text = str(counts.logged)
+    if counts.parked:
+        text += f" [bold red]{counts.parked} parked[/]"
+    if counts.flagged:
+        text += f" [yellow]{counts.flagged} skew[/]"
+    return text
+
+
 class RingScreen(Screen[None]):
     def __init__(self, ring: Sequence[str], tables: Sequence[str]) -> None:
         super().__init__(name="ring")
@@ -66,7 +76,7 @@ class RingScreen(Screen[None]):
         nodes = self.query_one("#nodes", DataTable)
         nodes.border_title = "campuses"
         nodes.add_columns("campus", "state", "engine", "journal", "journal size",
-                          *self.tables, "error")
+                          *self.tables, "conflicts", "error")
 
     def show(self, replies: Sequence[NodeReply]) -> None:
         try:
@@ -100,7 +110,7 @@ class RingScreen(Screen[None]):
             s = r.status
             if s is None:
                 nodes.add_row(r.campus, "DOWN", "-", "-", "-", *("-" for _ in self.tables),
-                              (r.error or "")[:60])
+                              "-", (r.error or "")[:60])
                 continue
             row_counts = [s.row_counts.get(t, 0) for t in self.tables]
             counts.append(tuple(row_counts))
@@ -110,7 +120,8 @@ class RingScreen(Screen[None]):
                 else "up" if s.database_healthy else "db error",
                 s.engine,
                 str(s.journal_transactions), _size(s.journal_bytes),
-                *(str(c) for c in row_counts), s.database_error[:60],
+                *(str(c) for c in row_counts), conflict_cell(s.conflicts),
+                s.database_error[:60],
             )
         agreement = self.query_one("#agreement", Static)
         if len(counts) == len(replies) and len(set(counts)) == 1:

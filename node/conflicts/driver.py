@@ -72,13 +72,26 @@ class ConflictRecord:
     columns: tuple[str, ...]
 
     def row_json(self, row: Row | None) -> str | None:
-        if row is None:
-            return None
-        return json.dumps(dict(zip(self.columns, map(display, row), strict=True)),
-                          separators=(",", ":"), ensure_ascii=False)
+        return row_to_json(self.columns, row)
+
+    def state(self) -> str:
+        if self.conflict.winner == "parked":
+            return "parked"
+        return "flagged" if self.conflict.kind == "clock_skew" else "logged"
 
     def key_json(self) -> str:
-        return json.dumps([display(v) for v in self.key], ensure_ascii=False)
+        return self.key_json_of(self.key)
+
+    @staticmethod
+    def key_json_of(key: Key) -> str:
+        return json.dumps([display(v) for v in key], ensure_ascii=False)
+
+
+def row_to_json(columns: tuple[str, ...], row: Row | None) -> str | None:
+    if row is None:
+        return None
+    return json.dumps(dict(zip(columns, map(display, row), strict=True)),
+                      separators=(",", ":"), ensure_ascii=False)
 
 
 def display(value: Any) -> Any:
@@ -110,6 +123,9 @@ class VersionStore(Protocol):
         row this session wrote."""
 
     def log_conflicts(self, records: list[ConflictRecord]) -> None: ...
+
+    def close_parked(self, shape: TableShape, keys: list[Key], note: str) -> None:
+        """Parked conflicts of these rows are settled: a version superseded them."""
 
 
 class Resolver:
@@ -165,19 +181,30 @@ class Resolver:
                 raise PendingLocalChange(
                     f"{shape.name} {waiting[0]!r} has a local change not yet journaled")
         state: dict[Key, tuple[Row | None, RowMeta | None]] = {}
-        for k in keys:
-            s = stored[k]
-            meta = decode_meta(s.meta, s.row, rules.delta) if s.meta is not None else None
-            state[k] = (s.row, meta)
+        if not txn.local:
+            for k in keys:
+                s = stored[k]
+                meta = decode_meta(s.meta, s.row, rules.delta) if s.meta is not None else None
+                state[k] = (s.row, meta)
         records: list[ConflictRecord] = []
+        settled: list[Key] = []
+        manual = rules.policy.rule == "manual"
         now = time.time()
         for change in run:
             k = shape.key_of(_image(change))
+            if k not in state:
+                # A local transaction is in the table already: what the row was
+                # before it is its first change's old image, not the table.
+                before, text = change.old, stored[k].meta
+                state[k] = (before, decode_meta(text, before, rules.delta)
+                            if text is not None else None)
             row, meta = state[k]
             version = Version(txn.origin, txn.seq, txn.hlc, txn.deps, change.op,
                               change.new, change.old)
             out = rules.resolve(row, meta, version)
             state[k] = (out.row, out.meta)
+            if manual and out.conflict is None and meta is not None and len(meta.recs) > 1:
+                settled.append(k)  # a version that saw every parked one supersedes them
             if out.conflict is not None and not txn.local:
                 records.append(ConflictRecord(shape.name, k, txn.seq, out.conflict, now,
                                               skew, shape.columns))
@@ -195,6 +222,8 @@ class Resolver:
         if rows:
             store.write_rows(shape, rows)
         store.write_versions(shape, metas, stored, set(rows), txn)
+        if settled:
+            store.close_parked(shape, settled, f"superseded by {txn.origin}/{txn.seq}")
         if records:
             store.log_conflicts(records)
             self.conflicts += len(records)

@@ -213,8 +213,8 @@ def _supersedes(v: Version, r: Rec) -> bool:
     """Had v's campus applied r's transaction when v was captured?"""
     if r.origin == BASE_ORIGIN:
         return True
-    if r.origin == v.origin:
-        return r.seq < v.seq
+    if r.origin == v.origin:  # same seq: an earlier change of the row in the same transaction
+        return r.seq <= v.seq
     return v.deps.get(r.origin, 0) >= r.seq
 
 

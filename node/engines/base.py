@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from node.conflicts.driver import VersionStore
+from node.conflicts.log import ConflictQuery
 from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, TableShape
 
@@ -89,6 +90,24 @@ class Engine(Protocol):
 
     def rows(self, table: str) -> list[tuple[Any, ...]]:
         """Every row of a table as canonical values."""
+
+    def conflicts(self, query: ConflictQuery) -> list[dict[str, Any]]:
+        """Entries of the conflict log, newest first."""
+
+    def conflict_counts(self) -> dict[str, int]:
+        """Conflict log entries by state: logged, parked, flagged."""
+
+    def prune_conflicts(self, keep_rows: int, keep_days: int) -> None: ...
+
+    def read_version(self, table: str, key: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None,
+                                                                     str | None]:
+        """A row as the table holds it and its recorded versions (text)."""
+
+    def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
+                    prior: tuple[Any, ...] | None = None) -> None:
+        """Write as this campus's own transaction (an operator's resolution)."""
+
+    def mark_conflict(self, conflict_id: int, state: str, resolution: str) -> None: ...
 
     def checksums(self, tables: list[str]) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
         """Per table (row count, order-independent digest), and the applied

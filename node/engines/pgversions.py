@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS ringsync.conflicts(
     local_row text,
     remote_row text,
     skew_ms bigint NOT NULL,
-    state text NOT NULL
+    state text NOT NULL,
+    resolution text
 )
 """
 XID_SQL = "SELECT txid_current() % 4294967296"
@@ -170,8 +171,14 @@ class PgVersionStore:
               r.conflict.local_origin, r.conflict.local_hlc, r.conflict.remote_origin, r.seq,
               r.conflict.remote_hlc, r.row_json(r.conflict.local_row),
               r.row_json(r.conflict.remote_row), r.skew_ms,
-              "parked" if r.conflict.winner == "parked" else "logged") for r in records],
+              r.state()) for r in records],
         )
+
+    def close_parked(self, shape: TableShape, keys: list[Key], note: str) -> None:
+        self.cur.executemany(
+            "UPDATE ringsync.conflicts SET state = 'resolved', resolution = %s "
+            "WHERE state = 'parked' AND tbl = %s AND key = %s",
+            [(note, shape.name, ConflictRecord.key_json_of(k)) for k in keys])
 
     def clear_versions(self, shape: TableShape) -> None:
         self.cur.execute(sql.SQL("DELETE FROM {}").format(meta_ident(shape.name)))

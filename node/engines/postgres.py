@@ -32,10 +32,11 @@ import psycopg
 from psycopg import sql
 
 from node.codec import RowSetDigest
+from node.conflicts.log import ConflictLog, ConflictQuery
 from node.engines.pgcapture import APPLY_ORIGIN, PgoutputReader
 from node.engines.pgsnapshot import pg_snapshot
 from node.engines.pgtypes import to_pg
-from node.engines.pgversions import PgVersionStore, install_versions
+from node.engines.pgversions import PgVersionStore, install_versions, meta_ident
 from node.engines.runs import batched_writes
 from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, Json, TableShape
@@ -43,6 +44,7 @@ from node.schema import PG_KINDS
 from ringsync.errors import EngineError, SchemaError
 
 log = logging.getLogger(__name__)
+CONFLICT_LOG = ConflictLog("ringsync.conflicts", "%s")
 
 
 
@@ -365,6 +367,49 @@ class PostgresEngine:
     def row_counts(self) -> dict[str, int]:
         return {t: int(self._query(sql.SQL("SELECT count(*) FROM {}").format(
             sql.Identifier(t)))[0][0]) for t in self.tables}
+
+    def conflicts(self, query: ConflictQuery) -> list[dict[str, Any]]:
+        self._query("SELECT 1")  # reconnects after a server restart
+        return CONFLICT_LOG.query(self.conn, query)
+
+    def read_version(self, table: str, key: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None,
+                                                                     str | None]:
+        shape = self.shape_of(table)
+        where = sql.SQL(" AND ").join(
+            sql.SQL("{} = %s").format(sql.Identifier(c)) for c in shape.key_columns)
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns)
+        params = tuple(to_pg(v) for v in key)
+        rows = self._query(sql.SQL("SELECT {} FROM {} WHERE {}").format(
+            cols, sql.Identifier(table), where), params)
+        metas = self._query(sql.SQL("SELECT meta FROM {} WHERE {}").format(
+            meta_ident(table), where), params)
+        return (_canonical_row(shape.kinds, rows[0]) if rows else None), (
+            metas[0][0] if metas else None)
+
+    def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
+                    prior: tuple[Any, ...] | None = None) -> None:
+        """An ordinary local write (no replication origin: captured like a user's)."""
+        shape = self.shape_of(table)
+        self._query("SELECT 1")
+        with self.conn.transaction():
+            for image in (prior, row):
+                if image is not None:
+                    self.conn.execute(self.upsert_sql(shape), tuple(to_pg(v) for v in image))
+            if row is None:
+                self.conn.execute(self.delete_sql(shape), tuple(to_pg(v) for v in key))
+
+    def mark_conflict(self, conflict_id: int, state: str, resolution: str) -> None:
+        self._query("SELECT 1")
+        self.conn.execute("UPDATE ringsync.conflicts SET state = %s, resolution = %s "
+                          "WHERE id = %s", (state, resolution, conflict_id))
+
+    def conflict_counts(self) -> dict[str, int]:
+        self._query("SELECT 1")
+        return CONFLICT_LOG.counts(self.conn)
+
+    def prune_conflicts(self, keep_rows: int, keep_days: int) -> None:
+        self._query("SELECT 1")
+        CONFLICT_LOG.prune(self.conn, keep_rows, keep_days)
 
     def checksums(self, tables: list[str]) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
         with self._connect(autocommit=False) as conn:

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS _rs_conflicts(
     local_row TEXT,
     remote_row TEXT,
     skew_ms INTEGER NOT NULL,
-    state TEXT NOT NULL
+    state TEXT NOT NULL,
+    resolution TEXT
 )
 """
 CONFLICT_COLUMNS = ("id", "at", "tbl", "key", "kind", "rule", "winner", "local_origin",
@@ -125,8 +126,14 @@ class SQLiteVersionStore:
               r.conflict.local_origin, r.conflict.local_hlc, r.conflict.remote_origin, r.seq,
               r.conflict.remote_hlc, r.row_json(r.conflict.local_row),
               r.row_json(r.conflict.remote_row), r.skew_ms,
-              "parked" if r.conflict.winner == "parked" else "logged") for r in records],
+              r.state()) for r in records],
         )
+
+    def close_parked(self, shape: TableShape, keys: list[Key], note: str) -> None:
+        self.conn.executemany(
+            "UPDATE _rs_conflicts SET state = 'resolved', resolution = ? "
+            "WHERE state = 'parked' AND tbl = ? AND key = ?",
+            [(note, shape.name, ConflictRecord.key_json_of(k)) for k in keys])
 
     def clear_versions(self, shape: TableShape) -> None:
         self.conn.execute(f"DELETE FROM {meta_table(shape.name)}")

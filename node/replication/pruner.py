@@ -1,4 +1,5 @@
-"""Pruner: drop journal frames once every campus is known to hold them.
+"""Pruner: drop journal frames once every campus is known to hold them,
+and trim the conflict log to its configured retention.
 
 "Known" comes from Acks: each receiver reports its own journal vector and
 everything it has learned of the others, so knowledge flows backwards round
@@ -17,12 +18,22 @@ from node.runtime import NodeRuntime
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_SECONDS = 2.0
+CONFLICT_LOG_PRUNE_EVERY = 30  # rounds: once a minute
 
 
 async def prune_loop(rt: NodeRuntime) -> None:
     ring = rt.config.cluster.ring
+    settings = rt.config.cluster.conflicts
+    rounds = 0
     while True:
         await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+        rounds += 1
+        if rounds % CONFLICT_LOG_PRUNE_EVERY == 0:  # the conflict log's retention
+            try:
+                await rt.in_engine(rt.engine.prune_conflicts, settings.log_keep_rows,
+                                   settings.log_keep_days)
+            except Exception:
+                log.exception("conflict log prune failed; will retry")
         known = rt.known_snapshot()
         if any(campus not in known for campus in ring):
             continue

@@ -64,6 +64,22 @@ class CampusLayout:
         return self.dir / "node.log"
 
 
+# What a laboratory would defend: a STAT order beats a routine one; a result's
+# status only moves forward; concurrent edits of different result columns
+# both survive; every campus's edit counts in a result's version number.
+DEMO_CONFLICT_POLICIES = """\
+[conflicts.tables.lab_orders]
+rule = "rank"
+rank = { column = "priority", order = ["STAT", "routine"] }
+monotonic = { status = ["ordered", "collected", "resulted"] }
+
+[conflicts.tables.lab_results]
+rule = "merge"
+monotonic = { status = ["preliminary", "resulted", "verified", "amended"] }
+delta = ["version"]
+"""
+
+
 @dataclass
 class LocalCluster:
     root: Path
@@ -72,13 +88,15 @@ class LocalCluster:
     name: str = "demo"
     tables: tuple[str, ...] = TABLES
     replication: dict[str, float | int] = field(default_factory=dict)
+    conflict_policies: str = DEMO_CONFLICT_POLICIES
 
     @classmethod
     def create(
         cls, root: Path, count: int, replication: dict[str, float | int] | None = None,
-        engines: list[str] | None = None,
+        engines: list[str] | None = None, conflict_policies: str | None = None,
     ) -> LocalCluster:
-        """Write configs and certificates; ``engines`` gives each campus's engine."""
+        """Write configs and certificates; ``engines`` gives each campus's engine,
+        ``conflict_policies`` the cluster file's [conflicts] TOML."""
         if not 2 <= count <= len(CAMPUS_NAMES):
             raise RingsyncError(f"--campuses must be between 2 and {len(CAMPUS_NAMES)}")
         root = root.resolve()
@@ -86,7 +104,9 @@ class LocalCluster:
             raise RingsyncError(
                 f"{root} already holds a cluster; pick an empty --data-dir or delete it"
             )
-        cluster = cls(root, replication=replication or {"heal_after_seconds": 3.0})
+        cluster = cls(root, replication=replication or {"heal_after_seconds": 3.0},
+                      conflict_policies=(DEMO_CONFLICT_POLICIES if conflict_policies is None
+                                         else conflict_policies))
         engines = engines or ["sqlite"] * count
         for name, engine in zip(CAMPUS_NAMES[:count], engines, strict=True):
             cluster.campuses.append(CampusLayout(name, free_port(), root / name, engine))
@@ -129,6 +149,7 @@ class LocalCluster:
         ]
         for c in self.campuses:
             lines += ["[[campus]]", f'name = "{c.name}"', f'address = "{c.address}"', ""]
+        lines.append(self.conflict_policies)
         self.cluster_file.write_text("\n".join(lines))
         for c in self.campuses:
             c.dir.mkdir(parents=True, exist_ok=True)

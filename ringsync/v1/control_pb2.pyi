@@ -52,7 +52,7 @@ class JoinStatus(_message.Message):
     def __init__(self, state: _Optional[str] = ..., donor: _Optional[str] = ..., table: _Optional[str] = ..., rows_copied: _Optional[int] = ..., rows_total: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("campus", "address", "engine", "database", "database_healthy", "database_error", "journal_transactions", "journal_bytes", "journal", "applied", "links", "row_counts", "uptime_seconds", "captured_transactions", "applied_transactions", "version", "join")
+    __slots__ = ("campus", "address", "engine", "database", "database_healthy", "database_error", "journal_transactions", "journal_bytes", "journal", "applied", "links", "row_counts", "uptime_seconds", "captured_transactions", "applied_transactions", "version", "join", "conflicts")
     class RowCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,7 @@ class NodeStatus(_message.Message):
     APPLIED_TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     JOIN_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     campus: str
     address: str
     engine: str
@@ -94,7 +95,102 @@ class NodeStatus(_message.Message):
     applied_transactions: int
     version: str
     join: JoinStatus
-    def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ...) -> None: ...
+    conflicts: ConflictCounts
+    def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ...) -> None: ...
+
+class ConflictCounts(_message.Message):
+    __slots__ = ("logged", "parked", "flagged", "policies")
+    LOGGED_FIELD_NUMBER: _ClassVar[int]
+    PARKED_FIELD_NUMBER: _ClassVar[int]
+    FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    logged: int
+    parked: int
+    flagged: int
+    policies: str
+    def __init__(self, logged: _Optional[int] = ..., parked: _Optional[int] = ..., flagged: _Optional[int] = ..., policies: _Optional[str] = ...) -> None: ...
+
+class ConflictsRequest(_message.Message):
+    __slots__ = ("table", "campus", "since", "limit", "id", "state")
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    CAMPUS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    table: str
+    campus: str
+    since: float
+    limit: int
+    id: int
+    state: str
+    def __init__(self, table: _Optional[str] = ..., campus: _Optional[str] = ..., since: _Optional[float] = ..., limit: _Optional[int] = ..., id: _Optional[int] = ..., state: _Optional[str] = ...) -> None: ...
+
+class ConflictEntry(_message.Message):
+    __slots__ = ("id", "at", "table", "key", "kind", "rule", "winner", "local_origin", "local_hlc", "remote_origin", "remote_seq", "remote_hlc", "local_row", "remote_row", "skew_ms", "state", "resolution")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    WINNER_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_HLC_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_HLC_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_ROW_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_ROW_FIELD_NUMBER: _ClassVar[int]
+    SKEW_MS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    at: float
+    table: str
+    key: str
+    kind: str
+    rule: str
+    winner: str
+    local_origin: str
+    local_hlc: int
+    remote_origin: str
+    remote_seq: int
+    remote_hlc: int
+    local_row: str
+    remote_row: str
+    skew_ms: int
+    state: str
+    resolution: str
+    def __init__(self, id: _Optional[int] = ..., at: _Optional[float] = ..., table: _Optional[str] = ..., key: _Optional[str] = ..., kind: _Optional[str] = ..., rule: _Optional[str] = ..., winner: _Optional[str] = ..., local_origin: _Optional[str] = ..., local_hlc: _Optional[int] = ..., remote_origin: _Optional[str] = ..., remote_seq: _Optional[int] = ..., remote_hlc: _Optional[int] = ..., local_row: _Optional[str] = ..., remote_row: _Optional[str] = ..., skew_ms: _Optional[int] = ..., state: _Optional[str] = ..., resolution: _Optional[str] = ...) -> None: ...
+
+class ConflictsResponse(_message.Message):
+    __slots__ = ("campus", "conflicts")
+    CAMPUS_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    campus: str
+    conflicts: _containers.RepeatedCompositeFieldContainer[ConflictEntry]
+    def __init__(self, campus: _Optional[str] = ..., conflicts: _Optional[_Iterable[_Union[ConflictEntry, _Mapping]]] = ...) -> None: ...
+
+class ResolveConflictRequest(_message.Message):
+    __slots__ = ("id", "take")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TAKE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    take: str
+    def __init__(self, id: _Optional[int] = ..., take: _Optional[str] = ...) -> None: ...
+
+class ResolveConflictResponse(_message.Message):
+    __slots__ = ("campus", "table", "key", "row")
+    CAMPUS_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    campus: str
+    table: str
+    key: str
+    row: str
+    def __init__(self, campus: _Optional[str] = ..., table: _Optional[str] = ..., key: _Optional[str] = ..., row: _Optional[str] = ...) -> None: ...
 
 class ChecksumRequest(_message.Message):
     __slots__ = ("tables",)

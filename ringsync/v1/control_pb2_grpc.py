@@ -49,6 +49,16 @@ class ControlStub:
                 request_serializer=ringsync_dot_v1_dot_control__pb2.ChecksumRequest.SerializeToString,
                 response_deserializer=ringsync_dot_v1_dot_control__pb2.ChecksumResponse.FromString,
                 _registered_method=True)
+        self.ListConflicts = channel.unary_unary(
+                '/ringsync.v1.Control/ListConflicts',
+                request_serializer=ringsync_dot_v1_dot_control__pb2.ConflictsRequest.SerializeToString,
+                response_deserializer=ringsync_dot_v1_dot_control__pb2.ConflictsResponse.FromString,
+                _registered_method=True)
+        self.ResolveConflict = channel.unary_unary(
+                '/ringsync.v1.Control/ResolveConflict',
+                request_serializer=ringsync_dot_v1_dot_control__pb2.ResolveConflictRequest.SerializeToString,
+                response_deserializer=ringsync_dot_v1_dot_control__pb2.ResolveConflictResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -73,6 +83,20 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListConflicts(self, request, context):
+        """This campus's conflict log, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveConflict(self, request, context):
+        """Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +114,16 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Checksum,
                     request_deserializer=ringsync_dot_v1_dot_control__pb2.ChecksumRequest.FromString,
                     response_serializer=ringsync_dot_v1_dot_control__pb2.ChecksumResponse.SerializeToString,
+            ),
+            'ListConflicts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConflicts,
+                    request_deserializer=ringsync_dot_v1_dot_control__pb2.ConflictsRequest.FromString,
+                    response_serializer=ringsync_dot_v1_dot_control__pb2.ConflictsResponse.SerializeToString,
+            ),
+            'ResolveConflict': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveConflict,
+                    request_deserializer=ringsync_dot_v1_dot_control__pb2.ResolveConflictRequest.FromString,
+                    response_serializer=ringsync_dot_v1_dot_control__pb2.ResolveConflictResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -173,6 +207,60 @@ class Control:
             '/ringsync.v1.Control/Checksum',
             ringsync_dot_v1_dot_control__pb2.ChecksumRequest.SerializeToString,
             ringsync_dot_v1_dot_control__pb2.ChecksumResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConflicts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ringsync.v1.Control/ListConflicts',
+            ringsync_dot_v1_dot_control__pb2.ConflictsRequest.SerializeToString,
+            ringsync_dot_v1_dot_control__pb2.ConflictsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveConflict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ringsync.v1.Control/ResolveConflict',
+            ringsync_dot_v1_dot_control__pb2.ResolveConflictRequest.SerializeToString,
+            ringsync_dot_v1_dot_control__pb2.ResolveConflictResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -108,9 +108,9 @@ class Convergence(RuleBasedStateMachine):
           key=st.integers(0, 1), delete=st.integers(0, 5),
           x=st.sampled_from(("STAT", "routine", "hold")), status=st.integers(0, 4),
           inc=st.integers(-3, 5), touch=st.sets(st.sampled_from((1, 2, 3)), min_size=1),
-          skew=st.integers(-50, 50))
+          skew=st.integers(-50, 50), again=st.integers(0, 3))
     def write(self, campus: str, table: str, key: int, delete: int, x: str, status: int,
-              inc: int, touch: set[int], skew: int) -> None:
+              inc: int, touch: set[int], skew: int, again: int) -> None:
         r = self.replicas[campus]
         self.wall += 1
         old = r.rows.get((table, key))
@@ -142,9 +142,18 @@ class Convergence(RuleBasedStateMachine):
             stored, wrote = stored[:3], wrote[:3]
         assert stored == wrote, "a local write must stay as the user wrote it"
         assert len(r.conflicts) == logged, "a local write saw everything: it conflicts with nothing"
-        r.applied[campus] = r.seq
-        self.history.append(Txn(campus, r.seq, v.hlc, deps, [(table, v)]))
+        changes = [(table, v)]
         k = (table, key)
+        if again == 0 and new is not None:  # the same transaction edits the row once more
+            bumped = (*r.rows[k][:3], r.rows[k][3] + 1)
+            v2 = Version(campus, r.seq, v.hlc, deps, Op.UPDATE, bumped, r.rows[k])
+            r.apply(table, v2)
+            assert r.rows[k] == bumped
+            assert len(r.conflicts) == logged, "a transaction never conflicts with itself"
+            changes.append((table, v2))
+            self.increments[k] = self.increments.get(k, 0) + 1
+        r.applied[campus] = r.seq
+        self.history.append(Txn(campus, r.seq, v.hlc, deps, changes))
         if op is Op.DELETE:
             self.deleted.add(k)
         else:

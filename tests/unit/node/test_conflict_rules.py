@@ -158,3 +158,11 @@ def test_policies_are_checked_against_the_cluster_and_the_table() -> None:
         check_policies(parse_conflicts({"tables": {"orders": {"monotonic": {"state": ["a", "b"]}}}},
                                        "c", ("orders",), ("n",)), {"orders": SHAPE})
     assert RowMeta() == RowMeta()
+
+
+def test_a_transaction_that_changes_a_row_twice_does_not_conflict_with_itself() -> None:
+    rules = RowRules(SHAPE, TablePolicy(delta=("tubes",)))
+    insert = rules.resolve(None, None, v("north", 7, 100, Op.INSERT, BASE, None))
+    again = (1, "STAT", "ordered", "", 2)
+    out = rules.resolve(insert.row, insert.meta, v("north", 7, 100, Op.UPDATE, again, BASE))
+    assert out.conflict is None and out.row == again
