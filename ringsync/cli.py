@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="where configs, certificates and databases go (default: a temp dir)")
     demo.add_argument("--rate", type=float, default=20.0,
                       help="workload transactions per second, per campus (default 20)")
+    demo.add_argument("--conflict-rate", type=float, default=0.0,
+                      help="share (0-1) of transactions that edit recent rows of any campus, "
+                           "concurrently with the others: conflicts (default 0)")
     demo.add_argument("--headless", action="store_true",
                       help="no console: run, converge, print one JSON report")
     demo.add_argument("--duration", type=float, default=20.0,

@@ -2,10 +2,10 @@
 
 Keys are globally unique without any global sequence: each is a random
 UUID, so campuses never need to ask each other for an id. Each campus
-writes only rows it created (conflicting edits arrive with conflict
-handling), in realistic transactions: a new patient with a STAT or routine
-order and its specimen; results for an order; verification of results;
-rejection of a specimen (a delete).
+edits rows it created, in realistic transactions: a new patient with a STAT
+or routine order and its specimen; results for an order; verification of
+results; rejection of a specimen (a delete). With a conflict rate it also
+edits the most recent rows of any campus, concurrently with the others.
 """
 
 from __future__ import annotations
@@ -122,6 +122,11 @@ class _Db:
             query = query.replace("?", "%s")
         self.conn.execute(query, params)
 
+    def fetch(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if self.postgres:
+            query = query.replace("?", "%s")
+        return list(self.conn.execute(query, params).fetchall())
+
     @property
     def broken(self) -> bool:
         return bool(self.postgres and (self.conn.broken or self.conn.closed))
@@ -147,6 +152,10 @@ class LisWorkload:
     db_path: Path | str
     rate: float
     seed: int = 0
+    # Share of transactions that edit a recent row of *any* campus (the ones
+    # other campuses are editing too): concurrent edits, i.e. conflicts.
+    conflict_rate: float = 0.0
+    contended: int = 0
     transactions: int = 0
     errors: int = 0
     last_error: str = ""
@@ -198,6 +207,8 @@ class LisWorkload:
             conn.conn.close()
 
     def _one(self, conn: _Db, rng: random.Random) -> None:
+        if self.conflict_rate and rng.random() < self.conflict_rate and self._contend(conn, rng):
+            return
         roll = rng.random()
         if roll < 0.35 or not self._open_orders:
             self._admit(conn, rng)
@@ -209,6 +220,30 @@ class LisWorkload:
             self._reject_specimen(conn, rng)
         else:
             self._admit(conn, rng)
+
+    def _contend(self, conn: _Db, rng: random.Random) -> bool:
+        """Edit one of the most recent results or orders, wherever it was made:
+        a result verified here while another campus amends it, an order made
+        STAT here while another campus edits it as routine."""
+        if rng.random() < 0.6:
+            rows = conn.fetch("SELECT result_id, status FROM lab_results "
+                              "ORDER BY resulted_at DESC LIMIT 8")
+            if not rows:
+                return False
+            result, status = rows[rng.randrange(len(rows))]
+            order = ["preliminary", "resulted", "verified", "amended"]
+            here = order.index(status) if status in order else 1
+            forward = order[min(len(order) - 1, here + rng.choice((0, 1, 1, 2)))]
+            conn.execute("UPDATE lab_results SET status = ?, version = version + 1, flag = ? "
+                         "WHERE result_id = ?", (forward, rng.choice(("H", "L", None)), result))
+        else:
+            rows = conn.fetch("SELECT order_id FROM lab_orders ORDER BY ordered_at DESC LIMIT 8")
+            if not rows:
+                return False
+            conn.execute("UPDATE lab_orders SET priority = ? WHERE order_id = ?",
+                         (rng.choice(("STAT", "routine")), rows[rng.randrange(len(rows))][0]))
+        self.contended += 1
+        return True
 
     def _admit(self, conn: _Db, rng: random.Random) -> None:
         patient, order, specimen = (str(uuid.uuid4()) for _ in range(3))

@@ -106,7 +106,8 @@ async def headless(cluster: LocalCluster, workloads: list[LisWorkload], duration
             w.stop()
         say("workload stopped; waiting for every campus to converge")
         converged = await wait_converged(client, CONVERGE_TIMEOUT_SECONDS)
-        max_lag = max(max_lag, max_link_lag(await client.status_all()))
+        final = await client.status_all()
+        max_lag = max(max_lag, max_link_lag(final))
     finally:
         await client.close()
     report = {
@@ -114,6 +115,9 @@ async def headless(cluster: LocalCluster, workloads: list[LisWorkload], duration
         "transactions_written": sum(w.transactions for w in workloads),
         "write_errors": sum(w.errors for w in workloads),
         "max_lag_seconds": round(max_lag, 3),
+        "contended_transactions": sum(w.contended for w in workloads),
+        "conflicts_logged": {r.campus: r.status.conflicts.logged
+                             for r in final if r.status is not None},
         "cluster_file": str(cluster.cluster_file),
         "campuses": [
             {
@@ -142,6 +146,9 @@ def run_demo(args: argparse.Namespace) -> int:
         for line in stop_leftovers(args.data_dir):
             say(line)
         return 0
+    if not 0.0 <= args.conflict_rate <= 1.0:
+        raise RingsyncError(f"--conflict-rate {args.conflict_rate} is not a share; give a value "
+                            f"from 0 (no shared edits) to 1 (every transaction)")
     engines = engines_for(args.engine, args.campuses)
     if "postgres" in engines:
         find_bin("initdb")  # a missing server says which package to install, up front
@@ -149,7 +156,7 @@ def run_demo(args: argparse.Namespace) -> int:
     say(f"creating {args.campuses} campuses ({args.engine}) in {root}")
     cluster = LocalCluster.create(root, args.campuses, engines=engines)
     workloads = [
-        LisWorkload(c.name, c.target, args.rate, seed=i + 1)
+        LisWorkload(c.name, c.target, args.rate, seed=i + 1, conflict_rate=args.conflict_rate)
         for i, c in enumerate(cluster.campuses)
     ]
     keep = args.headless and args.keep_databases

@@ -16,13 +16,15 @@ RINGSYNC = [sys.executable, "-m", "ringsync.cli"]
 def test_headless_demo_converges_and_files_hold_identical_rows(tmp_path: Path) -> None:
     result = subprocess.run(
         [*RINGSYNC, "demo", "--headless", "--duration", "4", "--campuses", "3",
-         "--data-dir", str(tmp_path / "demo")],
+         "--conflict-rate", "0.3", "--data-dir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=180,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
-    assert report["converged"] is True
+    assert report["converged"] is True  # shared rows edited everywhere at once, and still equal
     assert report["transactions_written"] > 0
+    assert report["contended_transactions"] > 0
+    assert set(report["conflicts_logged"]) == {c["name"] for c in report["campuses"]}
     assert Path(report["cluster_file"]).is_file()
     dbs = [Path(c["database"]) for c in report["campuses"]]
     snapshots = [table_rows(db) for db in dbs]
@@ -101,3 +103,14 @@ def test_mixed_demo_reports_dsns_keeps_databases_and_stops_them(tmp_path: Path) 
                               capture_output=True, text=True, timeout=120)
     assert stop.returncode == 0 and "stopped PostgreSQL" in stop.stderr
     assert not (data_dir / "postgres.json").exists()
+
+
+def test_demo_refuses_a_conflict_rate_that_is_not_a_share(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*RINGSYNC, "demo", "--headless", "--conflict-rate", "1.5",
+         "--data-dir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--conflict-rate 1.5 is not a share" in result.stderr
+    assert not (tmp_path / "demo").exists()  # refused before anything was made
