@@ -74,6 +74,14 @@ class ConflictRecord:
     def row_json(self, row: Row | None) -> str | None:
         return row_to_json(self.columns, row)
 
+    def params(self) -> tuple[Any, ...]:
+        """Values for the conflict log's columns, in LOG_COLUMNS order."""
+        c = self.conflict
+        return (self.at, self.table, self.key_json(), c.kind, c.rule, c.winner, c.local_origin,
+                c.local_hlc, c.remote_origin, self.seq, c.remote_hlc,
+                self.row_json(c.local_row), self.row_json(c.remote_row), self.skew_ms,
+                self.state())
+
     def state(self) -> str:
         if self.conflict.winner == "parked":
             return "parked"
@@ -106,6 +114,16 @@ def display(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return str(value)
+
+
+LOG_COLUMNS = ("at", "tbl", "key", "kind", "rule", "winner", "local_origin", "local_hlc",
+               "remote_origin", "remote_seq", "remote_hlc", "local_row", "remote_row", "skew_ms",
+               "state")
+
+
+def log_insert_sql(table: str, mark: str) -> str:
+    return (f"INSERT INTO {table}({', '.join(LOG_COLUMNS)}) "
+            f"VALUES ({', '.join(mark for _ in LOG_COLUMNS)})")
 
 
 class VersionStore(Protocol):

@@ -21,7 +21,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from node.conflicts.driver import ConflictRecord, Key, Row, StoredRow, TxnInfo
+from node.conflicts.driver import (
+    ConflictRecord,
+    Key,
+    Row,
+    StoredRow,
+    TxnInfo,
+    log_insert_sql,
+)
 from node.engines.pgtypes import to_pg
 from node.model import TableShape
 
@@ -47,6 +54,8 @@ CREATE TABLE IF NOT EXISTS ringsync.conflicts(
 )
 """
 XID_SQL = "SELECT txid_current() % 4294967296"
+
+LOG_INSERT = log_insert_sql("ringsync.conflicts", "%s")
 
 
 def meta_ident(table: str) -> sql.Composable:
@@ -163,16 +172,7 @@ class PgVersionStore:
             meta_ident(shape.name), keys, marks, keys), records)
 
     def log_conflicts(self, records: list[ConflictRecord]) -> None:
-        self.cur.executemany(
-            "INSERT INTO ringsync.conflicts(at, tbl, key, kind, rule, winner, local_origin, "
-            "local_hlc, remote_origin, remote_seq, remote_hlc, local_row, remote_row, skew_ms, "
-            "state) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [(r.at, r.table, r.key_json(), r.conflict.kind, r.conflict.rule, r.conflict.winner,
-              r.conflict.local_origin, r.conflict.local_hlc, r.conflict.remote_origin, r.seq,
-              r.conflict.remote_hlc, r.row_json(r.conflict.local_row),
-              r.row_json(r.conflict.remote_row), r.skew_ms,
-              r.state()) for r in records],
-        )
+        self.cur.executemany(LOG_INSERT, [r.params() for r in records])
 
     def close_parked(self, shape: TableShape, keys: list[Key], note: str) -> None:
         self.cur.executemany(

@@ -17,7 +17,14 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from node.conflicts.driver import ConflictRecord, Key, Row, StoredRow, TxnInfo
+from node.conflicts.driver import (
+    ConflictRecord,
+    Key,
+    Row,
+    StoredRow,
+    TxnInfo,
+    log_insert_sql,
+)
 from node.engines.sqlitesnapshot import q
 from node.engines.sqlitetypes import from_sqlite, to_sqlite
 from node.model import TableShape
@@ -43,9 +50,8 @@ CREATE TABLE IF NOT EXISTS _rs_conflicts(
     resolution TEXT
 )
 """
-CONFLICT_COLUMNS = ("id", "at", "tbl", "key", "kind", "rule", "winner", "local_origin",
-                    "local_hlc", "remote_origin", "remote_seq", "remote_hlc", "local_row",
-                    "remote_row", "skew_ms", "state")
+
+LOG_INSERT = log_insert_sql("_rs_conflicts", "?")
 
 
 def meta_table(table: str) -> str:
@@ -118,16 +124,7 @@ class SQLiteVersionStore:
         )
 
     def log_conflicts(self, records: list[ConflictRecord]) -> None:
-        self.conn.executemany(
-            "INSERT INTO _rs_conflicts(at, tbl, key, kind, rule, winner, local_origin, "
-            "local_hlc, remote_origin, remote_seq, remote_hlc, local_row, remote_row, skew_ms, "
-            "state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(r.at, r.table, r.key_json(), r.conflict.kind, r.conflict.rule, r.conflict.winner,
-              r.conflict.local_origin, r.conflict.local_hlc, r.conflict.remote_origin, r.seq,
-              r.conflict.remote_hlc, r.row_json(r.conflict.local_row),
-              r.row_json(r.conflict.remote_row), r.skew_ms,
-              r.state()) for r in records],
-        )
+        self.conn.executemany(LOG_INSERT, [r.params() for r in records])
 
     def close_parked(self, shape: TableShape, keys: list[Key], note: str) -> None:
         self.conn.executemany(
