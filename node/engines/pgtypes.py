@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -66,3 +66,19 @@ def to_pg(value: Any) -> Any:
     if isinstance(value, Json):
         return value.text
     return value
+
+
+def canonical_row(kinds: Iterable[str], row: Iterable[Any]) -> tuple[Any, ...]:
+    """A row as psycopg loaded it, as canonical values (JSON by column kind)."""
+    out = []
+    for kind, v in zip(kinds, row, strict=True):
+        if v is not None and kind == "json":
+            v = Json(json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+        elif isinstance(v, dt.datetime) and v.tzinfo is None:
+            v = v.replace(tzinfo=dt.UTC)
+        elif isinstance(v, dt.datetime):
+            v = v.astimezone(dt.UTC)
+        elif isinstance(v, memoryview):
+            v = bytes(v)
+        out.append(v)
+    return tuple(out)

@@ -29,7 +29,8 @@ from node.conflicts.driver import (
     TxnInfo,
     log_insert_sql,
 )
-from node.engines.pgtypes import to_pg
+from node.conflicts.log import ConflictLog, ConflictQuery
+from node.engines.pgtypes import canonical_row, to_pg
 from node.model import TableShape
 
 CONFLICTS_DDL = """
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS ringsync.conflicts(
 )
 """
 XID_SQL = "SELECT txid_current() % 4294967296"
+CONFLICT_LOG = ConflictLog("ringsync.conflicts", "%s")
 
 LOG_INSERT = log_insert_sql("ringsync.conflicts", "%s")
 
@@ -185,3 +187,61 @@ class PgVersionStore:
 
     def mark_base(self, shape: TableShape) -> None:
         mark_base_versions(self.cur.connection, shape)
+
+
+class PgConflictOps:
+    """The engine's conflict-log queries and an operator's local write (a mixin
+    of PostgresEngine, which supplies the connections and the SQL builders)."""
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        raise NotImplementedError
+
+    shape_of: Callable[[str], TableShape]
+    upsert_sql: Callable[[TableShape], sql.Composed]
+    delete_sql: Callable[[TableShape], sql.Composed]
+    _query: Callable[..., list[Any]]
+
+    def conflicts(self, query: ConflictQuery) -> list[dict[str, Any]]:
+        self._query("SELECT 1")  # reconnects after a server restart
+        return CONFLICT_LOG.query(self.conn, query)
+
+    def read_version(self, table: str, key: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None,
+                                                                     str | None]:
+        shape = self.shape_of(table)
+        where = sql.SQL(" AND ").join(
+            sql.SQL("{} = %s").format(sql.Identifier(c)) for c in shape.key_columns)
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns)
+        params = tuple(to_pg(v) for v in key)
+        rows = self._query(sql.SQL("SELECT {} FROM {} WHERE {}").format(
+            cols, sql.Identifier(table), where), params)
+        metas = self._query(sql.SQL("SELECT meta FROM {} WHERE {}").format(
+            meta_ident(table), where), params)
+        return (canonical_row(shape.kinds, rows[0]) if rows else None), (
+            metas[0][0] if metas else None)
+
+    def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
+                    prior: tuple[Any, ...] | None = None) -> None:
+        """An ordinary local write (no replication origin: captured like a user's)."""
+        shape = self.shape_of(table)
+        self._query("SELECT 1")
+        with self.conn.transaction():
+            for image in (prior, row):
+                if image is not None:
+                    self.conn.execute(self.upsert_sql(shape), tuple(to_pg(v) for v in image))
+            if row is None:
+                self.conn.execute(self.delete_sql(shape), tuple(to_pg(v) for v in key))
+
+    def mark_conflict(self, conflict_id: int, state: str, resolution: str) -> None:
+        self._query("SELECT 1")
+        self.conn.execute("UPDATE ringsync.conflicts SET state = %s, resolution = %s "
+                          "WHERE id = %s", (state, resolution, conflict_id))
+
+    def conflict_counts(self) -> dict[str, int]:
+        self._query("SELECT 1")
+        return CONFLICT_LOG.counts(self.conn)
+
+    def prune_conflicts(self, keep_rows: int, keep_days: int) -> None:
+        self._query("SELECT 1")
+        CONFLICT_LOG.prune(self.conn, keep_rows, keep_days)
+

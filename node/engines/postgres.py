@@ -21,8 +21,6 @@ the whole old row (needed for key changes and for unchanged TOAST values).
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -32,41 +30,23 @@ import psycopg
 from psycopg import sql
 
 from node.codec import RowSetDigest
-from node.conflicts.log import ConflictLog, ConflictQuery
 from node.engines.pgcapture import APPLY_ORIGIN, PgoutputReader
 from node.engines.pgsnapshot import pg_snapshot
-from node.engines.pgtypes import to_pg
-from node.engines.pgversions import PgVersionStore, install_versions, meta_ident
+from node.engines.pgtypes import canonical_row, to_pg
+from node.engines.pgversions import PgConflictOps, PgVersionStore, install_versions
 from node.engines.runs import batched_writes
 from node.engines.snapshot import ReadSnapshot
-from node.model import CapturedChunk, Change, Json, TableShape
+from node.model import CapturedChunk, Change, TableShape
 from node.schema import PG_KINDS
 from ringsync.errors import EngineError, SchemaError
 
 log = logging.getLogger(__name__)
-CONFLICT_LOG = ConflictLog("ringsync.conflicts", "%s")
 
-
-
-def _canonical_row(kinds: Iterable[str], row: Iterable[Any]) -> tuple[Any, ...]:
-    """A row as psycopg loaded it, as canonical values (JSON by column kind)."""
-    out = []
-    for kind, v in zip(kinds, row, strict=True):
-        if v is not None and kind == "json":
-            v = Json(json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
-        elif isinstance(v, dt.datetime) and v.tzinfo is None:
-            v = v.replace(tzinfo=dt.UTC)
-        elif isinstance(v, dt.datetime):
-            v = v.astimezone(dt.UTC)
-        elif isinstance(v, memoryview):
-            v = bytes(v)
-        out.append(v)
-    return tuple(out)
 
 
 class _PgApplySession(PgVersionStore):
     def __init__(self, engine: PostgresEngine, conn: psycopg.Connection[Any]) -> None:
-        super().__init__(conn.cursor(), _canonical_row, engine.upsert_sql, engine.delete_sql)
+        super().__init__(conn.cursor(), canonical_row, engine.upsert_sql, engine.delete_sql)
         self.engine = engine
 
     def apply(self, changes: Iterable[Change]) -> None:
@@ -96,7 +76,7 @@ class _PgApplySession(PgVersionStore):
         )
 
 
-class PostgresEngine:
+class PostgresEngine(PgConflictOps):
     name = "postgres"
 
     def __init__(self, dsn: str, tables: tuple[str, ...], campus: str,
@@ -271,7 +251,7 @@ class PostgresEngine:
     @contextmanager
     def snapshot(self) -> Iterator[ReadSnapshot]:
         with pg_snapshot(self.dsn, self.slot, lambda: self._connect(autocommit=False),
-                         self._shapes, _canonical_row) as snap:
+                         self._shapes, canonical_row) as snap:
             if self._reader is not None:  # have capture confirm it got past the snapshot
                 self._reader.wanted = max(self._reader.wanted, snap.position)
             yield snap
@@ -361,55 +341,12 @@ class PostgresEngine:
         """Every row of a table as canonical values (tests and verification)."""
         shape = self.shape_of(table)
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns)
-        return [_canonical_row(shape.kinds, r) for r in self._query(
+        return [canonical_row(shape.kinds, r) for r in self._query(
             sql.SQL("SELECT {} FROM {}").format(cols, sql.Identifier(table)))]
 
     def row_counts(self) -> dict[str, int]:
         return {t: int(self._query(sql.SQL("SELECT count(*) FROM {}").format(
             sql.Identifier(t)))[0][0]) for t in self.tables}
-
-    def conflicts(self, query: ConflictQuery) -> list[dict[str, Any]]:
-        self._query("SELECT 1")  # reconnects after a server restart
-        return CONFLICT_LOG.query(self.conn, query)
-
-    def read_version(self, table: str, key: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None,
-                                                                     str | None]:
-        shape = self.shape_of(table)
-        where = sql.SQL(" AND ").join(
-            sql.SQL("{} = %s").format(sql.Identifier(c)) for c in shape.key_columns)
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns)
-        params = tuple(to_pg(v) for v in key)
-        rows = self._query(sql.SQL("SELECT {} FROM {} WHERE {}").format(
-            cols, sql.Identifier(table), where), params)
-        metas = self._query(sql.SQL("SELECT meta FROM {} WHERE {}").format(
-            meta_ident(table), where), params)
-        return (_canonical_row(shape.kinds, rows[0]) if rows else None), (
-            metas[0][0] if metas else None)
-
-    def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
-                    prior: tuple[Any, ...] | None = None) -> None:
-        """An ordinary local write (no replication origin: captured like a user's)."""
-        shape = self.shape_of(table)
-        self._query("SELECT 1")
-        with self.conn.transaction():
-            for image in (prior, row):
-                if image is not None:
-                    self.conn.execute(self.upsert_sql(shape), tuple(to_pg(v) for v in image))
-            if row is None:
-                self.conn.execute(self.delete_sql(shape), tuple(to_pg(v) for v in key))
-
-    def mark_conflict(self, conflict_id: int, state: str, resolution: str) -> None:
-        self._query("SELECT 1")
-        self.conn.execute("UPDATE ringsync.conflicts SET state = %s, resolution = %s "
-                          "WHERE id = %s", (state, resolution, conflict_id))
-
-    def conflict_counts(self) -> dict[str, int]:
-        self._query("SELECT 1")
-        return CONFLICT_LOG.counts(self.conn)
-
-    def prune_conflicts(self, keep_rows: int, keep_days: int) -> None:
-        self._query("SELECT 1")
-        CONFLICT_LOG.prune(self.conn, keep_rows, keep_days)
 
     def checksums(self, tables: list[str]) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
         with self._connect(autocommit=False) as conn:
@@ -422,7 +359,7 @@ class PostgresEngine:
                 with conn.cursor() as cur:
                     for row in cur.stream(sql.SQL("SELECT {} FROM {}").format(
                             cols, sql.Identifier(table))):
-                        digest.add(_canonical_row(shape.kinds, row))
+                        digest.add(canonical_row(shape.kinds, row))
                 out[table] = (digest.rows, digest.hexdigest())
             applied = {o: int(s) for o, s in conn.execute(
                 "SELECT origin, seq FROM ringsync.applied").fetchall()}

@@ -26,18 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from node.codec import RowSetDigest
-from node.conflicts.log import ConflictLog, ConflictQuery
 from node.engines.runs import batched_writes
 from node.engines.snapshot import ReadSnapshot
 from node.engines.sqlitesnapshot import q, sqlite_snapshot
 from node.engines.sqlitetypes import from_sqlite, to_sqlite
-from node.engines.sqliteversions import SQLiteVersionStore, install_versions
+from node.engines.sqliteversions import SQLiteConflictOps, SQLiteVersionStore, install_versions
 from node.model import CapturedChunk, Change, Op, TableShape
 from node.schema import sqlite_kind
 from ringsync.errors import EngineError, SchemaError
 
 log = logging.getLogger(__name__)
-CONFLICT_LOG = ConflictLog("_rs_conflicts", "?")
 
 INTERNAL_DDL = """
 CREATE TABLE IF NOT EXISTS _rs_state(
@@ -96,7 +94,7 @@ class _SQLiteApplySession(SQLiteVersionStore):
         )
 
 
-class SQLiteEngine:
+class SQLiteEngine(SQLiteConflictOps):
     name = "sqlite"
 
     def __init__(self, path: Path, tables: tuple[str, ...], campus: str) -> None:
@@ -454,47 +452,6 @@ class SQLiteEngine:
             t: self.conn.execute(f"SELECT count(*) FROM {q(t)}").fetchone()[0]
             for t in self.tables
         }
-
-    def conflicts(self, query: ConflictQuery) -> list[dict[str, Any]]:
-        return CONFLICT_LOG.query(self.conn, query)
-
-    def read_version(self, table: str, key: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None,
-                                                                     str | None]:
-        shape = self.shape_of(table)
-        native = tuple(to_sqlite(v) for v in key)
-        where = self._key_where(shape)
-        cols = ", ".join(q(c) for c in shape.columns)
-        row = self.conn.execute(f"SELECT {cols} FROM {q(table)} WHERE {where}", native).fetchone()
-        meta = self.conn.execute(f"SELECT meta FROM {q('_rs_meta_' + table)} WHERE {where}",
-                                 native).fetchone()
-        return (from_sqlite(shape.kinds, row) if row else None), (meta[0] if meta else None)
-
-    def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
-                    prior: tuple[Any, ...] | None = None) -> None:
-        """An ordinary local write (captured and replicated like a user's)."""
-        shape = self.shape_of(table)
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for image in (prior, row):
-                if image is not None:
-                    conn.execute(self.upsert_sql(shape), tuple(to_sqlite(v) for v in image))
-            if row is None:
-                conn.execute(self.delete_sql(shape), tuple(to_sqlite(v) for v in key))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def mark_conflict(self, conflict_id: int, state: str, resolution: str) -> None:
-        self.conn.execute("UPDATE _rs_conflicts SET state = ?, resolution = ? WHERE id = ?",
-                          (state, resolution, conflict_id))
-
-    def conflict_counts(self) -> dict[str, int]:
-        return CONFLICT_LOG.counts(self.conn)
-
-    def prune_conflicts(self, keep_rows: int, keep_days: int) -> None:
-        CONFLICT_LOG.prune(self.conn, keep_rows, keep_days)
 
     def checksums(self, tables: list[str]) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
         conn = self.conn

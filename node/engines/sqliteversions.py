@@ -14,7 +14,7 @@ write.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from node.conflicts.driver import (
@@ -25,6 +25,7 @@ from node.conflicts.driver import (
     TxnInfo,
     log_insert_sql,
 )
+from node.conflicts.log import ConflictLog, ConflictQuery
 from node.engines.sqlitesnapshot import q
 from node.engines.sqlitetypes import from_sqlite, to_sqlite
 from node.model import TableShape
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS _rs_conflicts(
 """
 
 LOG_INSERT = log_insert_sql("_rs_conflicts", "?")
+CONFLICT_LOG = ConflictLog("_rs_conflicts", "?")
 
 
 def meta_table(table: str) -> str:
@@ -134,3 +136,58 @@ class SQLiteVersionStore:
 
     def clear_versions(self, shape: TableShape) -> None:
         self.conn.execute(f"DELETE FROM {meta_table(shape.name)}")
+
+
+class SQLiteConflictOps:
+    """The engine's conflict-log queries and an operator's local write (a mixin
+    of SQLiteEngine, which supplies the connection and the SQL builders)."""
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    shape_of: Callable[[str], TableShape]
+    upsert_sql: Callable[[TableShape], str]
+    delete_sql: Callable[[TableShape], str]
+
+    def conflicts(self, query: ConflictQuery) -> list[dict[str, Any]]:
+        return CONFLICT_LOG.query(self.conn, query)
+
+    def read_version(self, table: str, key: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None,
+                                                                     str | None]:
+        shape = self.shape_of(table)
+        native = tuple(to_sqlite(v) for v in key)
+        where = _key_where(shape)
+        cols = ", ".join(q(c) for c in shape.columns)
+        row = self.conn.execute(f"SELECT {cols} FROM {q(table)} WHERE {where}", native).fetchone()
+        meta = self.conn.execute(f"SELECT meta FROM {q('_rs_meta_' + table)} WHERE {where}",
+                                 native).fetchone()
+        return (from_sqlite(shape.kinds, row) if row else None), (meta[0] if meta else None)
+
+    def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
+                    prior: tuple[Any, ...] | None = None) -> None:
+        """An ordinary local write (captured and replicated like a user's)."""
+        shape = self.shape_of(table)
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for image in (prior, row):
+                if image is not None:
+                    conn.execute(self.upsert_sql(shape), tuple(to_sqlite(v) for v in image))
+            if row is None:
+                conn.execute(self.delete_sql(shape), tuple(to_sqlite(v) for v in key))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def mark_conflict(self, conflict_id: int, state: str, resolution: str) -> None:
+        self.conn.execute("UPDATE _rs_conflicts SET state = ?, resolution = ? WHERE id = ?",
+                          (state, resolution, conflict_id))
+
+    def conflict_counts(self) -> dict[str, int]:
+        return CONFLICT_LOG.counts(self.conn)
+
+    def prune_conflicts(self, keep_rows: int, keep_days: int) -> None:
+        CONFLICT_LOG.prune(self.conn, keep_rows, keep_days)
+

@@ -166,3 +166,31 @@ def test_a_transaction_that_changes_a_row_twice_does_not_conflict_with_itself() 
     again = (1, "STAT", "ordered", "", 2)
     out = rules.resolve(insert.row, insert.meta, v("north", 7, 100, Op.UPDATE, again, BASE))
     assert out.conflict is None and out.row == again
+
+
+def test_conflict_log_retention_keeps_the_newest_and_every_parked_entry() -> None:
+    import sqlite3
+    import time
+
+    from node.conflicts.log import ConflictLog, ConflictQuery
+    from node.engines.sqliteversions import CONFLICTS_DDL
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute(CONFLICTS_DDL)
+    now = time.time()
+    for i in range(10):
+        state = "parked" if i == 0 else "logged"
+        conn.execute(
+            "INSERT INTO _rs_conflicts(at, tbl, key, kind, rule, winner, local_origin, local_hlc, "
+            "remote_origin, remote_seq, remote_hlc, skew_ms, state) "
+            "VALUES (?, 't', ?, 'update_update', 'latest', 'remote', 'a', 1, 'b', ?, 2, 0, ?)",
+            (now - (10 - i) * 86400 - 3600, f'["k{i}"]', i + 1, state))
+    log = ConflictLog("_rs_conflicts", "?")
+    log.prune(conn, keep_rows=3, keep_days=30)
+    kept = [r["key"] for r in log.query(conn, ConflictQuery(limit=100))]
+    assert kept == ['["k9"]', '["k8"]', '["k7"]', '["k0"]']  # newest three, and the parked one
+    log.prune(conn, keep_rows=100, keep_days=3)  # k7 is 3 days and an hour old
+    assert [r["key"] for r in log.query(conn, ConflictQuery(limit=100))] == [
+        '["k9"]', '["k8"]', '["k0"]']
+    assert log.counts(conn) == {"logged": 2, "parked": 1, "flagged": 0, "resolved": 0}
+    assert [r["key"] for r in log.query(conn, ConflictQuery(state="parked"))] == ['["k0"]']
