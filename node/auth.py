@@ -32,6 +32,8 @@ POLICY: dict[str, frozenset[str]] = {
     "/ringsync.v1.Control/Checksum": READERS,
     "/ringsync.v1.Control/ListConflicts": READERS,
     "/ringsync.v1.Control/ResolveConflict": OPERATORS,
+    "/ringsync.v1.Control/ListDeadLetters": READERS,
+    "/ringsync.v1.Control/ActOnDeadLetter": OPERATORS,
     "/grpc.health.v1.Health/": ANY_ROLE,
     "/grpc.reflection.v1alpha.ServerReflection/": ANY_ROLE,
     "/grpc.reflection.v1.ServerReflection/": ANY_ROLE,

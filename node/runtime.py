@@ -141,6 +141,7 @@ class NodeRuntime:
         self.clock = HybridClock(config.cluster.conflicts.max_clock_skew_ms)
         self.conflicts_logged = 0
         self.pending_waits = 0
+        self.dead_lettered = 0
 
     async def in_engine(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._engine_exec, fn, *args)

@@ -8,12 +8,14 @@ exceptions to gRPC status codes.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 
 import grpc
 
 from node.auth import peer_identity
+from node.conflicts.deadletter import DeadLetterQuery, DeadLetterRefused, act_in, describe
 from node.conflicts.log import ConflictQuery
 from node.conflicts.manual import ResolveRefused, resolve_parked
 from node.replication.receiver import Receiver
@@ -189,3 +191,40 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             raise
         log.info("conflict %d resolved by %s: %s", request.id, who, request.take[:200])
         return cpb.ResolveConflictResponse(campus=rt.campus, **done)
+
+    async def ListDeadLetters(
+        self, request: cpb.DeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.DeadLettersResponse:
+        rt = self.rt
+        query = DeadLetterQuery(request.id, request.table, request.state, request.limit)
+        try:
+            rows = await rt.in_engine(rt.engine.dead_letter_list, query)
+        except RingsyncError as e:
+            await _abort_for(context, e)
+            raise
+        entries = [describe(r, rt.resolver) for r in rows]
+        return cpb.DeadLettersResponse(campus=rt.campus, entries=[
+            cpb.DeadLetter(id=e["id"], at=e["at"], origin=e["origin"], seq=e["seq"],
+                           table=e["tbl"], key=e["key"], op=e["op"], error=e["error"],
+                           attempts=e["attempts"], state=e["state"], actions=e["actions"],
+                           row=e["row"] or "")
+            for e in entries])
+
+    async def ActOnDeadLetter(
+        self, request: cpb.DeadLetterAction, context: grpc.aio.ServicerContext
+    ) -> cpb.DeadLetterActionResult:
+        identity = peer_identity(context)
+        who = identity.name if identity is not None else "unknown"
+        rt = self.rt
+        try:
+            outcome = await rt.in_engine(act_in, rt.engine.apply_session(), rt.resolver,
+                                         request.id, request.action, who)
+        except DeadLetterRefused as e:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+            raise
+        except RingsyncError as e:
+            await _abort_for(context, e)
+            raise
+        log.info("dead letter %d: %s by %s: %s", request.id, request.action, who, outcome)
+        rt.journal_changed.notify()  # the applier re-reads which rows are still parked
+        return cpb.DeadLetterActionResult(campus=rt.campus, outcome=json.dumps(outcome))

@@ -29,16 +29,18 @@ class StatusCache:
         self.error = "not checked yet"
         self.row_counts: dict[str, int] = {}
         self.conflicts: dict[str, int] = {}
+        self.dead_letters: dict[str, int] = {}
 
 
 async def monitor_loop(rt: NodeRuntime, cache: StatusCache) -> None:
-    def probe() -> tuple[dict[str, int], dict[str, int]]:
+    def probe() -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
         rt.engine.check_health()
-        return rt.engine.row_counts(), rt.engine.conflict_counts()
+        return (rt.engine.row_counts(), rt.engine.conflict_counts(),
+                rt.engine.dead_letter_counts())
 
     while True:
         try:
-            cache.row_counts, cache.conflicts = await rt.in_engine(probe)
+            cache.row_counts, cache.conflicts, cache.dead_letters = await rt.in_engine(probe)
             cache.healthy, cache.error = True, ""
         except RingsyncError as e:
             cache.healthy, cache.error = False, str(e)
@@ -94,6 +96,8 @@ async def build_status(rt: NodeRuntime, cache: StatusCache) -> cpb.NodeStatus:
         conflicts=cpb.ConflictCounts(
             logged=cache.conflicts.get("logged", 0), parked=cache.conflicts.get("parked", 0),
             flagged=cache.conflicts.get("flagged", 0), policies=policies_text(rt)),
+        dead_letters=cpb.DeadLetterCounts(**{k: cache.dead_letters.get(k, 0)
+                                             for k in ("parked", "applied", "skipped")}),
     )
 
 

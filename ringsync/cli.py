@@ -3,7 +3,7 @@
     ringsync demo      a local multi-campus cluster, workload and console
     ringsync node      run one campus node
     ringsync console   the operator TUI
-    ringsync ctl       scripted calls (status, verify, conflicts) with --json
+    ringsync ctl       scripted calls (status, verify, conflicts, dlq) with --json
     ringsync pki       create a CA and issue node/operator/viewer certificates
 
 This module sits above node and console; it is the only place that knows both.
@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ringsync import ctl_conflicts
+from ringsync import ctl_conflicts, ctl_dlq
 from ringsync.errors import RingsyncError
 
 
@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         c = ctl_sub.add_parser(name, help=text)
         c.add_argument("--json", action="store_true", help="print JSON")
     ctl_conflicts.add_parser(ctl_sub)
+    ctl_dlq.add_parser(ctl_sub)
 
     pki = sub.add_parser("pki", help="certificate authority and certificates")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True)
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             from ringsync import ctl
             from ringsync.config import load_cluster
 
+            if args.ctl_command == "dlq":
+                return ctl_dlq.run(load_cluster(args.cluster, need_client_tls=True), args)
             if args.ctl_command == "conflicts":
                 return ctl_conflicts.run(load_cluster(args.cluster, need_client_tls=True), args)
             return ctl.run(load_cluster(args.cluster, need_client_tls=True), args.ctl_command,

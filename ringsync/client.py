@@ -116,6 +116,16 @@ class ClusterClient:
             control_pb2.ResolveConflictRequest(id=conflict_id, take=take),
             timeout=max(self.timeout, 30.0))
 
+    async def dead_letters(self, campus: str, request: control_pb2.DeadLettersRequest
+                           ) -> control_pb2.DeadLettersResponse:
+        return await self._stub(campus).ListDeadLetters(request, timeout=max(self.timeout, 10.0))
+
+    async def act_on_dead_letter(self, campus: str, entry_id: int,
+                                 action: str) -> control_pb2.DeadLetterActionResult:
+        return await self._stub(campus).ActOnDeadLetter(
+            control_pb2.DeadLetterAction(id=entry_id, action=action),
+            timeout=max(self.timeout, 60.0))
+
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()

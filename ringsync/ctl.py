@@ -54,6 +54,8 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
         },
         conflicts={"logged": s.conflicts.logged, "parked": s.conflicts.parked,
                    "flagged": s.conflicts.flagged, "policies": s.conflicts.policies},
+        dead_letters={"parked": s.dead_letters.parked, "applied": s.dead_letters.applied,
+                      "skipped": s.dead_letters.skipped},
         links=[
             {
                 "to": link.to,
@@ -118,6 +120,9 @@ def status_table(nodes: list[dict[str, Any]]) -> str:
             lines.append(f"{'':<16}{joining}")
         if conflicts := conflicts_text(n.get("conflicts", {})):
             lines.append(f"{'':<16}{conflicts}")
+        if parked := n.get("dead_letters", {}).get("parked"):
+            lines.append(f"{'':<16}DEAD LETTERS: {parked} change(s) could not be applied "
+                         f"(ringsync ctl dlq list)")
     lines.append("")
     lines.append(f"{'LINK':<34}{'STATE':<12}{'LAG TX':>8}{'LAG S':>9}{'TX/S':>9}{'ROWS/S':>9}")
     for n in nodes:

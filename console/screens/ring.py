@@ -42,13 +42,16 @@ def _size(n: int) -> str:
     return f"{n} TiB"
 
 
-def conflict_cell(counts: Any) -> str:
-    """Conflicts this campus logged; parked ones (an operator must decide) in red."""
+def conflict_cell(counts: Any, dead: Any = None) -> str:
+    """Conflicts this campus logged; what needs an operator in red: parked
+    conflicts and dead letters (changes it could not apply)."""
     text = str(counts.logged)
     if counts.parked:
         text += f" [bold red]{counts.parked} parked[/]"
     if counts.flagged:
         text += f" [yellow]{counts.flagged} skew[/]"
+    if dead is not None and dead.parked:
+        text += f" [bold red]{dead.parked} dead letters[/]"
     return text
 
 
@@ -120,7 +123,7 @@ class RingScreen(Screen[None]):
                 else "up" if s.database_healthy else "db error",
                 s.engine,
                 str(s.journal_transactions), _size(s.journal_bytes),
-                *(str(c) for c in row_counts), conflict_cell(s.conflicts),
+                *(str(c) for c in row_counts), conflict_cell(s.conflicts, s.dead_letters),
                 s.database_error[:60],
             )
         agreement = self.query_one("#agreement", Static)

@@ -165,7 +165,7 @@ class Resolver:
             self.clock.observe(txn.hlc)  # refused (not adopted) when beyond the bound
         run: list[Change] = []
         first: Change | None = None
-        for change in _split_key_changes(changes, self.rules):
+        for change in split_key_changes(changes, self.rules):
             first = first or change
             if run and run[0].table != change.table:
                 logged += self._apply_run(store, txn, run, skew)
@@ -226,12 +226,21 @@ class Resolver:
             if out.conflict is not None and not txn.local:
                 records.append(ConflictRecord(shape.name, k, txn.seq, out.conflict, now,
                                               skew, shape.columns))
+        if txn.local:
+            # The row still holds this transaction's version when it equals its
+            # last image (PostgreSQL: whatever xmin a savepoint gave it).
+            last = {shape.key_of(_image(c)): c.new for c in run}
+            for k in keys:
+                s = stored[k]
+                if s.pending and s.row is not None and s.row == last.get(k):
+                    stored[k] = StoredRow(s.row, s.meta, False, s.tag)
         rows: dict[Key, Row | None] = {}
         for k in keys:
             final, _ = state[k]
             if final == stored[k].row:
                 continue
-            if txn.local:  # only a delta sum is written back, and only to the latest row
+            if txn.local:  # written back only to this version's row (a delta sum, or a
+                # concurrent version the row took while this one was not recorded)
                 if stored[k].pending or final is None or stored[k].row is None:
                     continue
             rows[k] = final
@@ -255,7 +264,7 @@ def _image(change: Change) -> Row:
     return image
 
 
-def _split_key_changes(changes: Iterable[Change], rules: Mapping[str, RowRules]) -> list[Change]:
+def split_key_changes(changes: Iterable[Change], rules: Mapping[str, RowRules]) -> list[Change]:
     """An update that changes a row's key is a delete of the old key and an
     insert of the new one: versions belong to keys."""
     out: list[Change] = []

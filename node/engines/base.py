@@ -12,13 +12,13 @@ from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from node.conflicts.driver import VersionStore
+from node.conflicts.deadletter import DeadLetterQuery, DeadLetterStore
 from node.conflicts.log import ConflictQuery
 from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, TableShape
 
 
-class ApplySession(VersionStore, Protocol):
+class ApplySession(DeadLetterStore, Protocol):
     """One database transaction applying one or more foreign transactions.
 
     Replication applies through node.conflicts.driver (the VersionStore
@@ -108,6 +108,11 @@ class Engine(Protocol):
         """Write as this campus's own transaction (an operator's resolution)."""
 
     def mark_conflict(self, conflict_id: int, state: str, resolution: str) -> None: ...
+
+    def dead_letter_list(self, query: DeadLetterQuery) -> list[dict[str, Any]]: ...
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Dead-letter entries by state: parked, applied (after a retry), skipped."""
 
     def checksums(self, tables: list[str]) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
         """Per table (row count, order-independent digest), and the applied

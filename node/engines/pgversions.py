@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from node.conflicts.deadletter import DeadLetterQuery, DeadLetterTable
 from node.conflicts.driver import (
     ConflictRecord,
     Key,
@@ -56,6 +57,7 @@ CREATE TABLE IF NOT EXISTS ringsync.conflicts(
 """
 XID_SQL = "SELECT txid_current() % 4294967296"
 CONFLICT_LOG = ConflictLog("ringsync.conflicts", "%s")
+DLQ = DeadLetterTable("ringsync.dlq", "%s")
 
 LOG_INSERT = log_insert_sql("ringsync.conflicts", "%s")
 
@@ -77,6 +79,7 @@ def install_versions(conn: psycopg.Connection[Any], shape: TableShape) -> None:
         "CREATE TABLE IF NOT EXISTS {} ({}, xid bigint, live boolean NOT NULL, meta text, "
         "PRIMARY KEY ({}))").format(meta_ident(shape.name), defs, keys))
     conn.execute(CONFLICTS_DDL)
+    conn.execute(DLQ.ddl("bigserial PRIMARY KEY", "bytea"))
     mark_base_versions(conn, shape)
 
 
@@ -105,6 +108,7 @@ class PgVersionStore:
         self._upsert_sql = upsert_sql
         self._delete_sql = delete_sql
         self._xid: int | None = None
+        self._savepoints = 0
 
     def _session_xid(self) -> int:
         if self._xid is None:
@@ -160,11 +164,13 @@ class PgVersionStore:
         keys = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
         marks = sql.SQL(", ").join(sql.Placeholder() for _ in range(len(shape.key_columns) + 3))
         records = []
+        # Rows written under a savepoint carry the subtransaction's xid: read it.
+        actual = self._xmins(shape, list(written)) if written and self._savepoints else {}
         for key, (text, live) in metas.items():
             if key in written:
-                xid: int | None = self._session_xid()
+                xid: int | None = actual.get(key, self._session_xid())
             elif txn.local:
-                xid = txn.xid
+                xid = stored[key].tag if not stored[key].pending else txn.xid
             else:
                 xid = stored[key].tag
             records.append((*(to_pg(v) for v in key), xid, live, text))
@@ -175,6 +181,43 @@ class PgVersionStore:
 
     def log_conflicts(self, records: list[ConflictRecord]) -> None:
         self.cur.executemany(LOG_INSERT, [r.params() for r in records])
+
+    def parked_keys(self) -> dict[tuple[str, str], int]:
+        return DLQ.parked_keys(self.cur)
+
+    def park(self, rows: list[tuple[Any, ...]]) -> None:
+        self.cur.executemany(DLQ.insert_sql(), rows)
+
+    def dead_letters(self, query: DeadLetterQuery) -> list[dict[str, Any]]:
+        return DLQ.query(self.cur, query)
+
+    def update_dead_letter(self, entry_id: int, state: str, error: str, attempts: int,
+                           actions: str) -> None:
+        DLQ.update(self.cur, entry_id, state, error, attempts, actions)
+
+    def savepoint(self) -> None:
+        self.cur.execute("SAVEPOINT rs_change")
+        self._savepoints += 1
+
+    def release_savepoint(self) -> None:
+        self.cur.execute("RELEASE SAVEPOINT rs_change")
+        self._savepoints -= 1
+
+    def rollback_to_savepoint(self) -> None:
+        self.cur.execute("ROLLBACK TO SAVEPOINT rs_change")
+        self.cur.execute("RELEASE SAVEPOINT rs_change")
+        self._savepoints -= 1
+
+    def _xmins(self, shape: TableShape, keys: list[Key]) -> dict[Key, int]:
+        key_cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
+        kinds = [shape.kinds[i] for i in shape.key_indexes] if shape.kinds else []
+        out = {}
+        query = sql.SQL("SELECT xmin::text::bigint, {} FROM {} WHERE {}").format(
+            key_cols, sql.Identifier(shape.name), _in_keys(shape, len(keys)))
+        for rec in self.cur.execute(query, [to_pg(v) for k in keys for v in k]).fetchall():
+            key = canonical_row(kinds, rec[1:]) if kinds else tuple(rec[1:])
+            out[key] = int(rec[0])
+        return out
 
     def close_parked(self, shape: TableShape, keys: list[Key], note: str) -> None:
         self.cur.executemany(
@@ -236,6 +279,12 @@ class PgConflictOps:
         self._query("SELECT 1")
         self.conn.execute("UPDATE ringsync.conflicts SET state = %s, resolution = %s "
                           "WHERE id = %s", (state, resolution, conflict_id))
+
+    def dead_letter_list(self, query: DeadLetterQuery) -> list[dict[str, Any]]:
+        return DLQ.query(self.conn, query)
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        return DLQ.counts(self.conn)
 
     def conflict_counts(self) -> dict[str, int]:
         self._query("SELECT 1")

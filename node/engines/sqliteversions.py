@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from node.conflicts.deadletter import DeadLetterQuery, DeadLetterTable
 from node.conflicts.driver import (
     ConflictRecord,
     Key,
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS _rs_conflicts(
 
 LOG_INSERT = log_insert_sql("_rs_conflicts", "?")
 CONFLICT_LOG = ConflictLog("_rs_conflicts", "?")
+DLQ = DeadLetterTable("_rs_dlq", "?")
 
 
 def meta_table(table: str) -> str:
@@ -67,6 +69,7 @@ def install_versions(conn: sqlite3.Connection, shape: TableShape) -> None:
     conn.execute(f"CREATE TABLE IF NOT EXISTS {meta_table(shape.name)}"
                  f"({keys}, meta TEXT NOT NULL, PRIMARY KEY({pk}))")
     conn.execute(CONFLICTS_DDL)
+    conn.execute(DLQ.ddl("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"))
 
 
 def _key_where(shape: TableShape, prefix: str = "") -> str:
@@ -128,6 +131,29 @@ class SQLiteVersionStore:
     def log_conflicts(self, records: list[ConflictRecord]) -> None:
         self.conn.executemany(LOG_INSERT, [r.params() for r in records])
 
+    def parked_keys(self) -> dict[tuple[str, str], int]:
+        return DLQ.parked_keys(self.conn)
+
+    def park(self, rows: list[tuple[Any, ...]]) -> None:
+        self.conn.executemany(DLQ.insert_sql(), rows)
+
+    def dead_letters(self, query: DeadLetterQuery) -> list[dict[str, Any]]:
+        return DLQ.query(self.conn, query)
+
+    def update_dead_letter(self, entry_id: int, state: str, error: str, attempts: int,
+                           actions: str) -> None:
+        DLQ.update(self.conn, entry_id, state, error, attempts, actions)
+
+    def savepoint(self) -> None:
+        self.conn.execute("SAVEPOINT rs_change")
+
+    def release_savepoint(self) -> None:
+        self.conn.execute("RELEASE SAVEPOINT rs_change")
+
+    def rollback_to_savepoint(self) -> None:
+        self.conn.execute("ROLLBACK TO SAVEPOINT rs_change")
+        self.conn.execute("RELEASE SAVEPOINT rs_change")
+
     def close_parked(self, shape: TableShape, keys: list[Key], note: str) -> None:
         self.conn.executemany(
             "UPDATE _rs_conflicts SET state = 'resolved', resolution = ? "
@@ -184,6 +210,12 @@ class SQLiteConflictOps:
     def mark_conflict(self, conflict_id: int, state: str, resolution: str) -> None:
         self.conn.execute("UPDATE _rs_conflicts SET state = ?, resolution = ? WHERE id = ?",
                           (state, resolution, conflict_id))
+
+    def dead_letter_list(self, query: DeadLetterQuery) -> list[dict[str, Any]]:
+        return DLQ.query(self.conn, query)
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        return DLQ.counts(self.conn)
 
     def conflict_counts(self) -> dict[str, int]:
         return CONFLICT_LOG.counts(self.conn)

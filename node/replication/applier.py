@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from node.codec import decode_changes
+from node.conflicts.deadletter import apply_guarded
 from node.conflicts.driver import PendingLocalChange, Resolver, TxnInfo
 from node.engines.base import Engine
 from node.model import Change, TableShape
@@ -43,6 +44,9 @@ RETRY_MAX_SECONDS = 10.0
 
 
 PENDING_WAIT_SECONDS = 0.05
+# Tries of a transaction that fails alone before its failing changes are
+# dead-lettered: 0.2 + 0.4 + 0.8 + 1.6 s of backoff, a few seconds in all.
+MAX_ATTEMPTS = 5
 PENDING_WARN_EVERY = 100
 
 
@@ -95,16 +99,18 @@ def to_local_order(
 
 
 def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
-                  plan: list[PlannedTxn]) -> int:
+                  plan: list[PlannedTxn], isolate: bool = False) -> tuple[int, int]:
     """Apply planned transactions in one database transaction (engine thread);
-    return the conflicts logged.
+    return (conflicts logged, changes parked in the dead-letter queue).
 
     A multi-frame transaction is read from the journal frame by frame, so
-    memory stays bounded however large it is.
+    memory stays bounded however large it is. With ``isolate`` each change
+    is applied under its own savepoint and one that fails is parked.
     """
     local = engine.shapes()
-    logged = 0
+    logged = parked = 0
     with engine.apply_session() as session:
+        blocked = session.parked_keys()
         for txn in plan:
             bodies = [txn.body] if txn.body is not None else journal.iter_frames(
                 txn.origin, txn.seq)
@@ -113,15 +119,19 @@ def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
                 shapes, changes = decode_changes(frame)
                 info = TxnInfo(frame.origin, frame.seq, frame.hlc, dict(frame.deps), txn.local,
                                txn.position, txn.xid)
-                logged += resolver.apply(session, info, to_local_order(shapes, changes, local))
+                done = apply_guarded(resolver, session, info,
+                                     to_local_order(shapes, changes, local), blocked, isolate)
+                logged, parked = logged + done[0], parked + done[1]
             session.advance(txn.origin, txn.seq, txn.position if txn.local else None)
-    return logged
+    return logged, parked
 
 
 class Applier:
     def __init__(self, rt: NodeRuntime) -> None:
         self.rt = rt
         self.cursor = 0
+        self.attempts: dict[tuple[str, int], int] = {}  # failed tries of a lone transaction
+        self.one_at_a_time = False  # after a failed batch: find the transaction that fails
 
     async def run(self) -> None:
         rt = self.rt
@@ -134,14 +144,24 @@ class Applier:
         waits = 0
         while True:
             ticket = rt.journal_changed.ticket()
+            plan: list[PlannedTxn] = []
+            head = ("", 0)
             try:
                 plan, cursor = await rt.in_journal(self._plan)
                 if not plan:
                     self.cursor = cursor
                     await rt.journal_changed.wait(ticket, IDLE_WAIT_SECONDS)
                     continue
-                rt.conflicts_logged += await rt.in_engine(
-                    apply_planned, rt.engine, rt.journal, rt.resolver, plan)
+                head = (plan[0].origin, plan[0].seq)
+                isolate = len(plan) == 1 and self.attempts.get(head, 0) >= MAX_ATTEMPTS
+                if isolate:
+                    log.warning("%s/%s failed %d times; applying it change by change and "
+                                "parking what fails in the dead-letter queue", *head,
+                                MAX_ATTEMPTS)
+                logged, parked = await rt.in_engine(
+                    apply_planned, rt.engine, rt.journal, rt.resolver, plan, isolate)
+                rt.conflicts_logged += logged
+                rt.dead_lettered += parked
             except PendingLocalChange as e:
                 # Capture journals the local change within moments; then it is
                 # recorded first and this plan goes through.
@@ -152,21 +172,26 @@ class Applier:
                                 "change (%s); is capture running?", waits, e)
                 await rt.journal_changed.wait(ticket, PENDING_WAIT_SECONDS)
                 continue
-            except (RingsyncError, ProtocolError) as e:
-                rt.apply_error = str(e)
-                log.error("apply failed, retrying in %.1fs: %s", delay, e)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
-                continue
-            except Exception as e:  # driver errors: keep the node alive, retry later
-                rt.apply_error = f"{type(e).__name__}: {e}"
-                log.exception("apply failed unexpectedly, retrying in %.1fs", delay)
+            except (RingsyncError, ProtocolError, Exception) as e:
+                rt.apply_error = str(e) if isinstance(e, RingsyncError | ProtocolError) else (
+                    f"{type(e).__name__}: {e}")
+                if len(plan) > 1:
+                    # Find the transaction that fails: retry one at a time, now.
+                    self.one_at_a_time = True
+                    log.warning("apply of %d transactions failed; retrying them one by one: %s",
+                                len(plan), rt.apply_error)
+                    continue
+                attempt = self.attempts[head] = self.attempts.get(head, 0) + 1
+                log.error("apply of %s/%s failed (attempt %d of %d), retrying in %.1fs: %s",
+                          *head, attempt, MAX_ATTEMPTS, delay, rt.apply_error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
                 continue
             delay = RETRY_MIN_SECONDS
             waits = 0
             rt.apply_error = ""
+            self.attempts.clear()
+            self.one_at_a_time = False
             for txn in plan:
                 rt.applied[txn.origin] = txn.seq
                 if txn.local and txn.position is not None:
@@ -198,7 +223,8 @@ class Applier:
         heads = journal.vector()
         applied = dict(rt.applied)
         plan: list[PlannedTxn] = []
-        for entry in journal.local_after(applied.get(rt.campus, 0), MAX_TXNS_PER_COMMIT):
+        limit = 1 if self.one_at_a_time else MAX_TXNS_PER_COMMIT
+        for entry in journal.local_after(applied.get(rt.campus, 0), limit):
             body = entry.body if entry.chunk == 0 else None
             plan.append(PlannedTxn(rt.campus, entry.seq, body, entry.nchanges, True,
                                    entry.position, entry.xid))
@@ -219,6 +245,6 @@ class Applier:
             plan.append(PlannedTxn(entry.origin, entry.seq, body, entry.nchanges))
             applied[entry.origin] = entry.seq
             cursor = entry.pos
-            if len(plan) >= MAX_TXNS_PER_COMMIT:
+            if len(plan) >= (1 if self.one_at_a_time else MAX_TXNS_PER_COMMIT):
                 break
         return plan, cursor

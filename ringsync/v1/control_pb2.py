@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from ringsync.v1 import replication_pb2 as ringsync_dot_v1_dot_replication__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ringsync/v1/control.proto\x12\x0bringsync.v1\x1a\x1dringsync/v1/replication.proto\"\x0f\n\rStatusRequest\"\xaa\x01\n\nLinkStatus\x12\n\n\x02to\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x18\n\x10lag_transactions\x18\x03 \x01(\x04\x12\x13\n\x0blag_seconds\x18\x04 \x01(\x01\x12\x17\n\x0ftxns_per_second\x18\x05 \x01(\x01\x12\x17\n\x0frows_per_second\x18\x06 \x01(\x01\x12\x11\n\tsuccessor\x18\x07 \x01(\x08\x12\r\n\x05\x65rror\x18\x08 \x01(\t\"\xa0\x01\n\nJoinStatus\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x64onor\x18\x02 \x01(\t\x12\r\n\x05table\x18\x03 \x01(\t\x12\x13\n\x0brows_copied\x18\x04 \x01(\x04\x12\x12\n\nrows_total\x18\x05 \x01(\x04\x12\x17\n\x0frows_per_second\x18\x06 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x07 \x01(\x01\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\"\xd5\x04\n\nNodeStatus\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x10\n\x08\x64\x61tabase\x18\x04 \x01(\t\x12\x18\n\x10\x64\x61tabase_healthy\x18\x05 \x01(\x08\x12\x16\n\x0e\x64\x61tabase_error\x18\x06 \x01(\t\x12\x1c\n\x14journal_transactions\x18\x07 \x01(\x04\x12\x15\n\rjournal_bytes\x18\x08 \x01(\x04\x12$\n\x07journal\x18\t \x01(\x0b\x32\x13.ringsync.v1.Vector\x12$\n\x07\x61pplied\x18\n \x01(\x0b\x32\x13.ringsync.v1.Vector\x12&\n\x05links\x18\x0b \x03(\x0b\x32\x17.ringsync.v1.LinkStatus\x12:\n\nrow_counts\x18\x0c \x03(\x0b\x32&.ringsync.v1.NodeStatus.RowCountsEntry\x12\x16\n\x0euptime_seconds\x18\r \x01(\x01\x12\x1d\n\x15\x63\x61ptured_transactions\x18\x0e \x01(\x04\x12\x1c\n\x14\x61pplied_transactions\x18\x0f \x01(\x04\x12\x0f\n\x07version\x18\x10 \x01(\t\x12%\n\x04join\x18\x11 \x01(\x0b\x32\x17.ringsync.v1.JoinStatus\x12.\n\tconflicts\x18\x12 \x01(\x0b\x32\x1b.ringsync.v1.ConflictCounts\x1a\x30\n\x0eRowCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"S\n\x0e\x43onflictCounts\x12\x0e\n\x06logged\x18\x01 \x01(\x04\x12\x0e\n\x06parked\x18\x02 \x01(\x04\x12\x0f\n\x07\x66lagged\x18\x03 \x01(\x04\x12\x10\n\x08policies\x18\x04 \x01(\t\"j\n\x10\x43onflictsRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61mpus\x18\x02 \x01(\t\x12\r\n\x05since\x18\x03 \x01(\x01\x12\r\n\x05limit\x18\x04 \x01(\r\x12\n\n\x02id\x18\x05 \x01(\x04\x12\r\n\x05state\x18\x06 \x01(\t\"\xb2\x02\n\rConflictEntry\x12\n\n\x02id\x18\x01 \x01(\x04\x12\n\n\x02\x61t\x18\x02 \x01(\x01\x12\r\n\x05table\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x0c\n\x04rule\x18\x06 \x01(\t\x12\x0e\n\x06winner\x18\x07 \x01(\t\x12\x14\n\x0clocal_origin\x18\x08 \x01(\t\x12\x11\n\tlocal_hlc\x18\t \x01(\x04\x12\x15\n\rremote_origin\x18\n \x01(\t\x12\x12\n\nremote_seq\x18\x0b \x01(\x04\x12\x12\n\nremote_hlc\x18\x0c \x01(\x04\x12\x11\n\tlocal_row\x18\r \x01(\t\x12\x12\n\nremote_row\x18\x0e \x01(\t\x12\x0f\n\x07skew_ms\x18\x0f \x01(\x03\x12\r\n\x05state\x18\x10 \x01(\t\x12\x12\n\nresolution\x18\x11 \x01(\t\"R\n\x11\x43onflictsResponse\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12-\n\tconflicts\x18\x02 \x03(\x0b\x32\x1a.ringsync.v1.ConflictEntry\"2\n\x16ResolveConflictRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04take\x18\x02 \x01(\t\"R\n\x17ResolveConflictResponse\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0b\n\x03row\x18\x04 \x01(\t\"!\n\x0f\x43hecksumRequest\x12\x0e\n\x06tables\x18\x01 \x03(\t\"<\n\rTableChecksum\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"t\n\x10\x43hecksumResponse\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12*\n\x06tables\x18\x02 \x03(\x0b\x32\x1a.ringsync.v1.TableChecksum\x12$\n\x07\x61pplied\x18\x03 \x01(\x0b\x32\x13.ringsync.v1.Vector2\x88\x03\n\x07\x43ontrol\x12@\n\tGetStatus\x12\x1a.ringsync.v1.StatusRequest\x1a\x17.ringsync.v1.NodeStatus\x12\x44\n\x0bWatchStatus\x12\x1a.ringsync.v1.StatusRequest\x1a\x17.ringsync.v1.NodeStatus0\x01\x12G\n\x08\x43hecksum\x12\x1c.ringsync.v1.ChecksumRequest\x1a\x1d.ringsync.v1.ChecksumResponse\x12N\n\rListConflicts\x12\x1d.ringsync.v1.ConflictsRequest\x1a\x1e.ringsync.v1.ConflictsResponse\x12\\\n\x0fResolveConflict\x12#.ringsync.v1.ResolveConflictRequest\x1a$.ringsync.v1.ResolveConflictResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ringsync/v1/control.proto\x12\x0bringsync.v1\x1a\x1dringsync/v1/replication.proto\"\x0f\n\rStatusRequest\"\xaa\x01\n\nLinkStatus\x12\n\n\x02to\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x18\n\x10lag_transactions\x18\x03 \x01(\x04\x12\x13\n\x0blag_seconds\x18\x04 \x01(\x01\x12\x17\n\x0ftxns_per_second\x18\x05 \x01(\x01\x12\x17\n\x0frows_per_second\x18\x06 \x01(\x01\x12\x11\n\tsuccessor\x18\x07 \x01(\x08\x12\r\n\x05\x65rror\x18\x08 \x01(\t\"\xa0\x01\n\nJoinStatus\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x64onor\x18\x02 \x01(\t\x12\r\n\x05table\x18\x03 \x01(\t\x12\x13\n\x0brows_copied\x18\x04 \x01(\x04\x12\x12\n\nrows_total\x18\x05 \x01(\x04\x12\x17\n\x0frows_per_second\x18\x06 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x07 \x01(\x01\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\"\x8a\x05\n\nNodeStatus\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x10\n\x08\x64\x61tabase\x18\x04 \x01(\t\x12\x18\n\x10\x64\x61tabase_healthy\x18\x05 \x01(\x08\x12\x16\n\x0e\x64\x61tabase_error\x18\x06 \x01(\t\x12\x1c\n\x14journal_transactions\x18\x07 \x01(\x04\x12\x15\n\rjournal_bytes\x18\x08 \x01(\x04\x12$\n\x07journal\x18\t \x01(\x0b\x32\x13.ringsync.v1.Vector\x12$\n\x07\x61pplied\x18\n \x01(\x0b\x32\x13.ringsync.v1.Vector\x12&\n\x05links\x18\x0b \x03(\x0b\x32\x17.ringsync.v1.LinkStatus\x12:\n\nrow_counts\x18\x0c \x03(\x0b\x32&.ringsync.v1.NodeStatus.RowCountsEntry\x12\x16\n\x0euptime_seconds\x18\r \x01(\x01\x12\x1d\n\x15\x63\x61ptured_transactions\x18\x0e \x01(\x04\x12\x1c\n\x14\x61pplied_transactions\x18\x0f \x01(\x04\x12\x0f\n\x07version\x18\x10 \x01(\t\x12%\n\x04join\x18\x11 \x01(\x0b\x32\x17.ringsync.v1.JoinStatus\x12.\n\tconflicts\x18\x12 \x01(\x0b\x32\x1b.ringsync.v1.ConflictCounts\x12\x33\n\x0c\x64\x65\x61\x64_letters\x18\x13 \x01(\x0b\x32\x1d.ringsync.v1.DeadLetterCounts\x1a\x30\n\x0eRowCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"D\n\x10\x44\x65\x61\x64LetterCounts\x12\x0e\n\x06parked\x18\x01 \x01(\x04\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x04\x12\x0f\n\x07skipped\x18\x03 \x01(\x04\"S\n\x0e\x43onflictCounts\x12\x0e\n\x06logged\x18\x01 \x01(\x04\x12\x0e\n\x06parked\x18\x02 \x01(\x04\x12\x0f\n\x07\x66lagged\x18\x03 \x01(\x04\x12\x10\n\x08policies\x18\x04 \x01(\t\"j\n\x10\x43onflictsRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61mpus\x18\x02 \x01(\t\x12\r\n\x05since\x18\x03 \x01(\x01\x12\r\n\x05limit\x18\x04 \x01(\r\x12\n\n\x02id\x18\x05 \x01(\x04\x12\r\n\x05state\x18\x06 \x01(\t\"\xb2\x02\n\rConflictEntry\x12\n\n\x02id\x18\x01 \x01(\x04\x12\n\n\x02\x61t\x18\x02 \x01(\x01\x12\r\n\x05table\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x0c\n\x04rule\x18\x06 \x01(\t\x12\x0e\n\x06winner\x18\x07 \x01(\t\x12\x14\n\x0clocal_origin\x18\x08 \x01(\t\x12\x11\n\tlocal_hlc\x18\t \x01(\x04\x12\x15\n\rremote_origin\x18\n \x01(\t\x12\x12\n\nremote_seq\x18\x0b \x01(\x04\x12\x12\n\nremote_hlc\x18\x0c \x01(\x04\x12\x11\n\tlocal_row\x18\r \x01(\t\x12\x12\n\nremote_row\x18\x0e \x01(\t\x12\x0f\n\x07skew_ms\x18\x0f \x01(\x03\x12\r\n\x05state\x18\x10 \x01(\t\x12\x12\n\nresolution\x18\x11 \x01(\t\"R\n\x11\x43onflictsResponse\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12-\n\tconflicts\x18\x02 \x03(\x0b\x32\x1a.ringsync.v1.ConflictEntry\"2\n\x16ResolveConflictRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04take\x18\x02 \x01(\t\"R\n\x17ResolveConflictResponse\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x0b\n\x03row\x18\x04 \x01(\t\"!\n\x0f\x43hecksumRequest\x12\x0e\n\x06tables\x18\x01 \x03(\t\"<\n\rTableChecksum\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"t\n\x10\x43hecksumResponse\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12*\n\x06tables\x18\x02 \x03(\x0b\x32\x1a.ringsync.v1.TableChecksum\x12$\n\x07\x61pplied\x18\x03 \x01(\x0b\x32\x13.ringsync.v1.Vector\"M\n\x12\x44\x65\x61\x64LettersRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\r\n\x05table\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\"\xb7\x01\n\nDeadLetter\x12\n\n\x02id\x18\x01 \x01(\x04\x12\n\n\x02\x61t\x18\x02 \x01(\x01\x12\x0e\n\x06origin\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\r\n\x05table\x18\x05 \x01(\t\x12\x0b\n\x03key\x18\x06 \x01(\t\x12\n\n\x02op\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x04\x12\r\n\x05state\x18\n \x01(\t\x12\x0f\n\x07\x61\x63tions\x18\x0b \x01(\t\x12\x0b\n\x03row\x18\x0c \x01(\t\"O\n\x13\x44\x65\x61\x64LettersResponse\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12(\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x17.ringsync.v1.DeadLetter\".\n\x10\x44\x65\x61\x64LetterAction\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\"9\n\x16\x44\x65\x61\x64LetterActionResult\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12\x0f\n\x07outcome\x18\x02 \x01(\t2\xb5\x04\n\x07\x43ontrol\x12@\n\tGetStatus\x12\x1a.ringsync.v1.StatusRequest\x1a\x17.ringsync.v1.NodeStatus\x12\x44\n\x0bWatchStatus\x12\x1a.ringsync.v1.StatusRequest\x1a\x17.ringsync.v1.NodeStatus0\x01\x12G\n\x08\x43hecksum\x12\x1c.ringsync.v1.ChecksumRequest\x1a\x1d.ringsync.v1.ChecksumResponse\x12N\n\rListConflicts\x12\x1d.ringsync.v1.ConflictsRequest\x1a\x1e.ringsync.v1.ConflictsResponse\x12\\\n\x0fResolveConflict\x12#.ringsync.v1.ResolveConflictRequest\x1a$.ringsync.v1.ResolveConflictResponse\x12T\n\x0fListDeadLetters\x12\x1f.ringsync.v1.DeadLettersRequest\x1a .ringsync.v1.DeadLettersResponse\x12U\n\x0f\x41\x63tOnDeadLetter\x12\x1d.ringsync.v1.DeadLetterAction\x1a#.ringsync.v1.DeadLetterActionResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,27 +41,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOINSTATUS']._serialized_start=264
   _globals['_JOINSTATUS']._serialized_end=424
   _globals['_NODESTATUS']._serialized_start=427
-  _globals['_NODESTATUS']._serialized_end=1024
-  _globals['_NODESTATUS_ROWCOUNTSENTRY']._serialized_start=976
-  _globals['_NODESTATUS_ROWCOUNTSENTRY']._serialized_end=1024
-  _globals['_CONFLICTCOUNTS']._serialized_start=1026
-  _globals['_CONFLICTCOUNTS']._serialized_end=1109
-  _globals['_CONFLICTSREQUEST']._serialized_start=1111
-  _globals['_CONFLICTSREQUEST']._serialized_end=1217
-  _globals['_CONFLICTENTRY']._serialized_start=1220
-  _globals['_CONFLICTENTRY']._serialized_end=1526
-  _globals['_CONFLICTSRESPONSE']._serialized_start=1528
-  _globals['_CONFLICTSRESPONSE']._serialized_end=1610
-  _globals['_RESOLVECONFLICTREQUEST']._serialized_start=1612
-  _globals['_RESOLVECONFLICTREQUEST']._serialized_end=1662
-  _globals['_RESOLVECONFLICTRESPONSE']._serialized_start=1664
-  _globals['_RESOLVECONFLICTRESPONSE']._serialized_end=1746
-  _globals['_CHECKSUMREQUEST']._serialized_start=1748
-  _globals['_CHECKSUMREQUEST']._serialized_end=1781
-  _globals['_TABLECHECKSUM']._serialized_start=1783
-  _globals['_TABLECHECKSUM']._serialized_end=1843
-  _globals['_CHECKSUMRESPONSE']._serialized_start=1845
-  _globals['_CHECKSUMRESPONSE']._serialized_end=1961
-  _globals['_CONTROL']._serialized_start=1964
-  _globals['_CONTROL']._serialized_end=2356
+  _globals['_NODESTATUS']._serialized_end=1077
+  _globals['_NODESTATUS_ROWCOUNTSENTRY']._serialized_start=1029
+  _globals['_NODESTATUS_ROWCOUNTSENTRY']._serialized_end=1077
+  _globals['_DEADLETTERCOUNTS']._serialized_start=1079
+  _globals['_DEADLETTERCOUNTS']._serialized_end=1147
+  _globals['_CONFLICTCOUNTS']._serialized_start=1149
+  _globals['_CONFLICTCOUNTS']._serialized_end=1232
+  _globals['_CONFLICTSREQUEST']._serialized_start=1234
+  _globals['_CONFLICTSREQUEST']._serialized_end=1340
+  _globals['_CONFLICTENTRY']._serialized_start=1343
+  _globals['_CONFLICTENTRY']._serialized_end=1649
+  _globals['_CONFLICTSRESPONSE']._serialized_start=1651
+  _globals['_CONFLICTSRESPONSE']._serialized_end=1733
+  _globals['_RESOLVECONFLICTREQUEST']._serialized_start=1735
+  _globals['_RESOLVECONFLICTREQUEST']._serialized_end=1785
+  _globals['_RESOLVECONFLICTRESPONSE']._serialized_start=1787
+  _globals['_RESOLVECONFLICTRESPONSE']._serialized_end=1869
+  _globals['_CHECKSUMREQUEST']._serialized_start=1871
+  _globals['_CHECKSUMREQUEST']._serialized_end=1904
+  _globals['_TABLECHECKSUM']._serialized_start=1906
+  _globals['_TABLECHECKSUM']._serialized_end=1966
+  _globals['_CHECKSUMRESPONSE']._serialized_start=1968
+  _globals['_CHECKSUMRESPONSE']._serialized_end=2084
+  _globals['_DEADLETTERSREQUEST']._serialized_start=2086
+  _globals['_DEADLETTERSREQUEST']._serialized_end=2163
+  _globals['_DEADLETTER']._serialized_start=2166
+  _globals['_DEADLETTER']._serialized_end=2349
+  _globals['_DEADLETTERSRESPONSE']._serialized_start=2351
+  _globals['_DEADLETTERSRESPONSE']._serialized_end=2430
+  _globals['_DEADLETTERACTION']._serialized_start=2432
+  _globals['_DEADLETTERACTION']._serialized_end=2478
+  _globals['_DEADLETTERACTIONRESULT']._serialized_start=2480
+  _globals['_DEADLETTERACTIONRESULT']._serialized_end=2537
+  _globals['_CONTROL']._serialized_start=2540
+  _globals['_CONTROL']._serialized_end=3105
 # @@protoc_insertion_point(module_scope)

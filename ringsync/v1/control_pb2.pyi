@@ -52,7 +52,7 @@ class JoinStatus(_message.Message):
     def __init__(self, state: _Optional[str] = ..., donor: _Optional[str] = ..., table: _Optional[str] = ..., rows_copied: _Optional[int] = ..., rows_total: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("campus", "address", "engine", "database", "database_healthy", "database_error", "journal_transactions", "journal_bytes", "journal", "applied", "links", "row_counts", "uptime_seconds", "captured_transactions", "applied_transactions", "version", "join", "conflicts")
+    __slots__ = ("campus", "address", "engine", "database", "database_healthy", "database_error", "journal_transactions", "journal_bytes", "journal", "applied", "links", "row_counts", "uptime_seconds", "captured_transactions", "applied_transactions", "version", "join", "conflicts", "dead_letters")
     class RowCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class NodeStatus(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     JOIN_FIELD_NUMBER: _ClassVar[int]
     CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
     campus: str
     address: str
     engine: str
@@ -96,7 +97,18 @@ class NodeStatus(_message.Message):
     version: str
     join: JoinStatus
     conflicts: ConflictCounts
-    def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ...) -> None: ...
+    dead_letters: DeadLetterCounts
+    def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ..., dead_letters: _Optional[_Union[DeadLetterCounts, _Mapping]] = ...) -> None: ...
+
+class DeadLetterCounts(_message.Message):
+    __slots__ = ("parked", "applied", "skipped")
+    PARKED_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    parked: int
+    applied: int
+    skipped: int
+    def __init__(self, parked: _Optional[int] = ..., applied: _Optional[int] = ..., skipped: _Optional[int] = ...) -> None: ...
 
 class ConflictCounts(_message.Message):
     __slots__ = ("logged", "parked", "flagged", "policies")
@@ -217,3 +229,67 @@ class ChecksumResponse(_message.Message):
     tables: _containers.RepeatedCompositeFieldContainer[TableChecksum]
     applied: _replication_pb2.Vector
     def __init__(self, campus: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[TableChecksum, _Mapping]]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ...) -> None: ...
+
+class DeadLettersRequest(_message.Message):
+    __slots__ = ("id", "table", "state", "limit")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    table: str
+    state: str
+    limit: int
+    def __init__(self, id: _Optional[int] = ..., table: _Optional[str] = ..., state: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class DeadLetter(_message.Message):
+    __slots__ = ("id", "at", "origin", "seq", "table", "key", "op", "error", "attempts", "state", "actions", "row")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    at: float
+    origin: str
+    seq: int
+    table: str
+    key: str
+    op: str
+    error: str
+    attempts: int
+    state: str
+    actions: str
+    row: str
+    def __init__(self, id: _Optional[int] = ..., at: _Optional[float] = ..., origin: _Optional[str] = ..., seq: _Optional[int] = ..., table: _Optional[str] = ..., key: _Optional[str] = ..., op: _Optional[str] = ..., error: _Optional[str] = ..., attempts: _Optional[int] = ..., state: _Optional[str] = ..., actions: _Optional[str] = ..., row: _Optional[str] = ...) -> None: ...
+
+class DeadLettersResponse(_message.Message):
+    __slots__ = ("campus", "entries")
+    CAMPUS_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    campus: str
+    entries: _containers.RepeatedCompositeFieldContainer[DeadLetter]
+    def __init__(self, campus: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[DeadLetter, _Mapping]]] = ...) -> None: ...
+
+class DeadLetterAction(_message.Message):
+    __slots__ = ("id", "action")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    action: str
+    def __init__(self, id: _Optional[int] = ..., action: _Optional[str] = ...) -> None: ...
+
+class DeadLetterActionResult(_message.Message):
+    __slots__ = ("campus", "outcome")
+    CAMPUS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    campus: str
+    outcome: str
+    def __init__(self, campus: _Optional[str] = ..., outcome: _Optional[str] = ...) -> None: ...

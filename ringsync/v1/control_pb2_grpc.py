@@ -59,6 +59,16 @@ class ControlStub:
                 request_serializer=ringsync_dot_v1_dot_control__pb2.ResolveConflictRequest.SerializeToString,
                 response_deserializer=ringsync_dot_v1_dot_control__pb2.ResolveConflictResponse.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/ringsync.v1.Control/ListDeadLetters',
+                request_serializer=ringsync_dot_v1_dot_control__pb2.DeadLettersRequest.SerializeToString,
+                response_deserializer=ringsync_dot_v1_dot_control__pb2.DeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ActOnDeadLetter = channel.unary_unary(
+                '/ringsync.v1.Control/ActOnDeadLetter',
+                request_serializer=ringsync_dot_v1_dot_control__pb2.DeadLetterAction.SerializeToString,
+                response_deserializer=ringsync_dot_v1_dot_control__pb2.DeadLetterActionResult.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -97,6 +107,21 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeadLetters(self, request, context):
+        """This campus's dead-letter queue, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActOnDeadLetter(self, request, context):
+        """Operators only: retry (after fixing the cause) or skip a parked change;
+        the changes parked behind it on the same row are retried in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -124,6 +149,16 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.ResolveConflict,
                     request_deserializer=ringsync_dot_v1_dot_control__pb2.ResolveConflictRequest.FromString,
                     response_serializer=ringsync_dot_v1_dot_control__pb2.ResolveConflictResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=ringsync_dot_v1_dot_control__pb2.DeadLettersRequest.FromString,
+                    response_serializer=ringsync_dot_v1_dot_control__pb2.DeadLettersResponse.SerializeToString,
+            ),
+            'ActOnDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActOnDeadLetter,
+                    request_deserializer=ringsync_dot_v1_dot_control__pb2.DeadLetterAction.FromString,
+                    response_serializer=ringsync_dot_v1_dot_control__pb2.DeadLetterActionResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -261,6 +296,60 @@ class Control:
             '/ringsync.v1.Control/ResolveConflict',
             ringsync_dot_v1_dot_control__pb2.ResolveConflictRequest.SerializeToString,
             ringsync_dot_v1_dot_control__pb2.ResolveConflictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ringsync.v1.Control/ListDeadLetters',
+            ringsync_dot_v1_dot_control__pb2.DeadLettersRequest.SerializeToString,
+            ringsync_dot_v1_dot_control__pb2.DeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActOnDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ringsync.v1.Control/ActOnDeadLetter',
+            ringsync_dot_v1_dot_control__pb2.DeadLetterAction.SerializeToString,
+            ringsync_dot_v1_dot_control__pb2.DeadLetterActionResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -183,3 +183,28 @@ def test_manual_conflict_waits_for_an_operator_then_everyone_takes_the_choice(
     finally:
         cluster.stop_all()
         cluster.stop_databases()
+
+
+def test_rows_an_application_wrote_under_a_savepoint_still_take_later_changes(
+        make_cluster) -> None:
+    """PostgreSQL gives a row written in a subtransaction the subtransaction's
+    xid; the node must still know the row holds the version it recorded."""
+    cluster = make_cluster(2, engines=["postgres", "sqlite"])
+    try:
+        cluster.start_all()
+        wait_ready(cluster)
+        pg, lite = cluster.campuses
+        with psycopg.connect(pg.target) as conn:  # one transaction, the row in a savepoint
+            conn.execute("SAVEPOINT app")
+            conn.execute("INSERT INTO patients VALUES ('p1', 'MRN1', 'Li Wei', "
+                         "'1970-01-01', 'F', %s, '2026-11-23')", (pg.name,))
+            conn.execute("RELEASE SAVEPOINT app")
+        wait_until(lambda: converged(cluster) and campus_rows(lite.target)["patients"], 60,
+                   "the patient everywhere")
+        execute(lite.target, [("UPDATE patients SET name = 'Li Wei-Chen' "
+                               "WHERE patient_id = 'p1'", ())])
+        wait_until(lambda: campus_rows(pg.target)["patients"][0][2] == "Li Wei-Chen", 30,
+                   "the later edit to reach the PostgreSQL campus")
+    finally:
+        cluster.stop_all()
+        cluster.stop_databases()

@@ -1,0 +1,250 @@
+"""Dead-letter queue: changes that cannot be applied, parked without stopping apply.
+
+A foreign transaction that fails to apply (a constraint this campus has and
+the others lack, a value its column cannot hold) is first retried whole, with
+bounded exponential backoff (node/replication/applier.py). When the retries
+are exhausted it is applied *change by change*, each under a savepoint: the
+changes that still fail are parked here with their error, the rest commit,
+and the stream moves on. Later changes to a parked row park behind it, so a
+row's history is never applied out of order; other rows keep flowing.
+
+Parked changes live in the campus database (``_rs_dlq`` / ``ringsync.dlq``),
+written in the apply transaction. An operator retries one (after fixing the
+cause: it and the changes waiting behind it are applied in order) or skips
+it (it is dropped; those behind it are then retried); every action is kept
+with the entry.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from node.codec import build_frame, decode_changes
+from node.conflicts.driver import (
+    ConflictRecord,
+    PendingLocalChange,
+    Resolver,
+    TxnInfo,
+    VersionStore,
+    row_to_json,
+    split_key_changes,
+)
+from node.model import Change, TableShape
+from ringsync.errors import RingsyncError
+from ringsync.v1 import values_pb2 as pb
+
+DLQ_COLUMNS = ("id", "at", "origin", "seq", "tbl", "key", "op", "frame", "error", "attempts",
+               "state", "actions")
+WAITING = "waiting behind an earlier parked change of this row{ahead}"
+
+
+class DeadLetterRefused(RingsyncError):
+    """An operator action that cannot be carried out; the message says why."""
+
+
+@dataclass(frozen=True)
+class DeadLetterQuery:
+    id: int = 0
+    table: str = ""
+    state: str = ""     # parked | applied | skipped
+    limit: int = 100
+
+
+class DeadLetterStore(VersionStore, Protocol):
+    def parked_keys(self) -> dict[tuple[str, str], int]:
+        """(table, key JSON) -> id of the oldest parked change of that row."""
+
+    def park(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert entries: (at, origin, seq, tbl, key, op, frame, error, attempts, state,
+        actions)."""
+
+    def dead_letters(self, query: DeadLetterQuery) -> list[dict[str, Any]]: ...
+
+    def update_dead_letter(self, entry_id: int, state: str, error: str, attempts: int,
+                           actions: str) -> None: ...
+
+    def savepoint(self) -> None: ...
+
+    def release_savepoint(self) -> None: ...
+
+    def rollback_to_savepoint(self) -> None: ...
+
+
+def _entry(txn: TxnInfo, change: Change, shapes: Mapping[str, TableShape], error: str,
+           key_json: str) -> tuple[Any, ...]:
+    frame = build_frame(txn.origin, txn.seq, 0, True, 0.0, [change], dict(shapes),
+                        hlc=txn.hlc, deps=dict(txn.deps))
+    action = [{"at": time.time(), "by": "apply", "action": "parked", "result": error}]
+    return (time.time(), txn.origin, txn.seq, change.table, key_json, change.op.value,
+            frame.SerializeToString(), error, 1, "parked", json.dumps(action))
+
+
+def apply_guarded(resolver: Resolver, store: DeadLetterStore, txn: TxnInfo,
+                  changes: Iterable[Change], blocked: dict[tuple[str, str], int],
+                  isolate: bool) -> tuple[int, int]:
+    """Apply a transaction's changes, parking those behind a parked row and,
+    with ``isolate``, those that fail. Returns (conflicts logged, changes parked)."""
+    shapes = {t: r.shape for t, r in resolver.rules.items()}
+    flowing: list[Change] = []
+    parked: list[tuple[Any, ...]] = []
+    logged = 0
+    for change in split_key_changes(changes, resolver.rules):
+        shape = shapes[change.table]
+        image = change.new if change.new is not None else change.old
+        assert image is not None
+        key_json = ConflictRecord.key_json_of(shape.key_of(image))
+        ahead = blocked.get((change.table, key_json))
+        if ahead is not None and not txn.local:
+            note = WAITING.format(ahead=f" (dead letter {ahead})" if ahead else "")
+            parked.append(_entry(txn, change, shapes, note, key_json))
+            continue
+        if not isolate or txn.local:
+            flowing.append(change)
+            continue
+        store.savepoint()
+        try:
+            logged += resolver.apply(store, txn, [change])
+        except PendingLocalChange:
+            raise
+        except Exception as e:  # the change itself cannot be applied: park it
+            store.rollback_to_savepoint()
+            parked.append(_entry(txn, change, shapes, f"{type(e).__name__}: {e}".strip(),
+                                 key_json))
+            blocked[(change.table, key_json)] = 0  # its id is known once stored
+            continue
+        store.release_savepoint()
+    if flowing:
+        logged += resolver.apply(store, txn, flowing)
+    if parked:
+        store.park(parked)
+    return logged, len(parked)
+
+
+def _decode(entry: Mapping[str, Any]) -> tuple[TxnInfo, list[Change]]:
+    frame = pb.TxnFrame.FromString(bytes(entry["frame"]))
+    _, changes = decode_changes(frame)
+    return TxnInfo(frame.origin, frame.seq, frame.hlc, dict(frame.deps), False), changes
+
+
+def _record(entry: Mapping[str, Any], who: str, action: str, result: str) -> str:
+    actions = json.loads(entry["actions"] or "[]")
+    actions.append({"at": time.time(), "by": who, "action": action, "result": result})
+    return json.dumps(actions)
+
+
+def describe(entry: Mapping[str, Any], resolver: Resolver) -> dict[str, Any]:
+    """An entry for operators: the change's row as JSON instead of its frame."""
+    _, changes = _decode(entry)
+    out = {k: v for k, v in entry.items() if k != "frame"}
+    change = changes[0] if changes else None
+    rules = resolver.rules.get(entry["tbl"])
+    image = None if change is None else change.new if change.new is not None else change.old
+    out["row"] = row_to_json(rules.shape.columns, image) if rules is not None else None
+    return out
+
+
+def act_in(session: AbstractContextManager[DeadLetterStore], resolver: Resolver, entry_id: int,
+           action: str, who: str) -> list[dict[str, Any]]:
+    """``act`` inside a fresh apply session (committed when it returns)."""
+    if action not in ("retry", "skip"):
+        raise DeadLetterRefused(f"action {action!r}: use retry or skip")
+    with session as store:
+        return act(resolver, store, entry_id, action, who)
+
+
+def act(resolver: Resolver, store: DeadLetterStore, entry_id: int, action: str,
+        who: str) -> list[dict[str, Any]]:
+    """Retry or skip a parked change, then retry the changes waiting behind it
+    on the same row, in order, until one fails. Returns what happened to each."""
+    found = store.dead_letters(DeadLetterQuery(id=entry_id, limit=1))
+    if not found:
+        raise DeadLetterRefused(f"no dead letter {entry_id} here")
+    first = found[0]
+    if first["state"] != "parked":
+        raise DeadLetterRefused(f"dead letter {entry_id} is {first['state']}, not parked")
+    same_row = [e for e in store.dead_letters(
+        DeadLetterQuery(table=first["tbl"], state="parked", limit=10_000))
+        if e["key"] == first["key"] and e["id"] >= entry_id]
+    same_row.sort(key=lambda e: e["id"])
+    outcome: list[dict[str, Any]] = []
+    for n, entry in enumerate(same_row):
+        if n == 0 and action == "skip":
+            store.update_dead_letter(entry["id"], "skipped", entry["error"], entry["attempts"],
+                                     _record(entry, who, "skip", "dropped"))
+            outcome.append({"id": entry["id"], "state": "skipped"})
+            continue
+        txn, changes = _decode(entry)
+        store.savepoint()
+        try:
+            resolver.apply(store, txn, changes)
+        except Exception as e:
+            store.rollback_to_savepoint()
+            error = f"{type(e).__name__}: {e}".strip()
+            store.update_dead_letter(entry["id"], "parked", error, entry["attempts"] + 1,
+                                     _record(entry, who, "retry", f"failed: {error}"))
+            outcome.append({"id": entry["id"], "state": "parked", "error": error})
+            break
+        store.release_savepoint()
+        store.update_dead_letter(entry["id"], "applied", "", entry["attempts"] + 1,
+                                 _record(entry, who, "retry" if n == 0 else "retry (behind)",
+                                         "applied"))
+        outcome.append({"id": entry["id"], "state": "applied"})
+    return outcome
+
+
+class DeadLetterTable:
+    """The queue's SQL, the same on both engines but for the placeholder."""
+
+    def __init__(self, table: str, mark: str) -> None:
+        self.table, self.mark = table, mark
+
+    def ddl(self, serial: str, blob: str) -> str:
+        return (f"CREATE TABLE IF NOT EXISTS {self.table}(id {serial}, at double precision "
+                f"NOT NULL, origin text NOT NULL, seq bigint NOT NULL, tbl text NOT NULL, "
+                f"key text NOT NULL, op text NOT NULL, frame {blob} NOT NULL, error text NOT "
+                f"NULL, attempts bigint NOT NULL, state text NOT NULL, actions text NOT NULL)")
+
+    def parked_keys(self, conn: Any) -> dict[tuple[str, str], int]:
+        return {(t, k): int(i) for t, k, i in conn.execute(
+            f"SELECT tbl, key, min(id) FROM {self.table} WHERE state = 'parked' "
+            f"GROUP BY tbl, key").fetchall()}
+
+    def insert_sql(self) -> str:
+        cols = DLQ_COLUMNS[1:]
+        return (f"INSERT INTO {self.table}({', '.join(cols)}) "
+                f"VALUES ({', '.join(self.mark for _ in cols)})")
+
+    def query(self, conn: Any, q: DeadLetterQuery) -> list[dict[str, Any]]:
+        m = self.mark
+        where, params = ["1 = 1"], []  # type: list[str], list[Any]
+        if q.id:
+            where.append(f"id = {m}")
+            params.append(q.id)
+        if q.table:
+            where.append(f"tbl = {m}")
+            params.append(q.table)
+        if q.state:
+            where.append(f"state = {m}")
+            params.append(q.state)
+        params.append(max(1, min(q.limit or 100, 10_000)))
+        rows = conn.execute(f"SELECT {', '.join(DLQ_COLUMNS)} FROM {self.table} WHERE "
+                            f"{' AND '.join(where)} ORDER BY id LIMIT {m}", params).fetchall()
+        return [dict(zip(DLQ_COLUMNS, r, strict=True)) for r in rows]
+
+    def update(self, conn: Any, entry_id: int, state: str, error: str, attempts: int,
+               actions: str) -> None:
+        m = self.mark
+        conn.execute(f"UPDATE {self.table} SET state = {m}, error = {m}, attempts = {m}, "
+                     f"actions = {m} WHERE id = {m}", (state, error, attempts, actions, entry_id))
+
+    def counts(self, conn: Any) -> dict[str, int]:
+        out = {"parked": 0, "applied": 0, "skipped": 0}
+        for state, n in conn.execute(
+                f"SELECT state, count(*) FROM {self.table} GROUP BY state").fetchall():
+            out[str(state)] = int(n)
+        return out

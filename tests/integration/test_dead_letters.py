@@ -1,0 +1,79 @@
+"""A poison row: a constraint one campus has and the others lack.
+
+The rows that break it are parked in that campus's dead-letter queue (with
+the error), a later change of the same row parks behind them, everything
+else keeps flowing; once the constraint is fixed, `ctl dlq retry` applies
+them in order and the campuses hold the same rows again.
+"""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+
+from tests.helpers import campus_rows, wait_until
+from tests.integration.conftest import wait_ready
+from tests.integration.test_conflicts import converged, ctl, execute
+
+
+def result(rid: str, value: float) -> tuple[str, tuple]:
+    return ("INSERT INTO lab_results VALUES (?, 'o1', 'GLU', ?, NULL, 'mmol/L', NULL, "
+            "'resulted', '2026-11-23', 1)", (rid, value))
+
+
+def test_poison_rows_park_while_the_rest_flows_then_retry_applies_them(make_cluster) -> None:
+    cluster = make_cluster(2, engines=["sqlite", "postgres"])
+    try:
+        cluster.start_all()
+        wait_ready(cluster)
+        a, b = cluster.campuses
+        with psycopg.connect(b.target, autocommit=True) as conn:
+            conn.execute("ALTER TABLE lab_results ADD CONSTRAINT sane_value "
+                         "CHECK (value_num < 1000)")
+        # One transaction: two good rows and one that b's constraint refuses.
+        execute(a.target, [result("r1", 5.1), result("r2", 5000.0), result("r3", 7.2)])
+        # A later change of the poison row, then unrelated traffic.
+        execute(a.target, [("UPDATE lab_results SET status = 'verified' WHERE result_id = 'r2'",
+                            ())])
+        execute(a.target, [("INSERT INTO patients VALUES ('p9', 'MRN9', 'Zhou Min', "
+                            "'1980-02-02', 'M', ?, '2026-11-23')", (a.name,))])
+
+        def b_has(table: str, key: str) -> bool:
+            return any(r[0] == key for r in campus_rows(b.target)[table])
+
+        wait_until(lambda: b_has("patients", "p9"), 60, "traffic after the poison row to flow")
+        assert b_has("lab_results", "r1") and b_has("lab_results", "r3")
+        assert not b_has("lab_results", "r2")
+
+        listed = json.loads(ctl(cluster, "dlq", "list", "--json").stdout)
+        parked = [e for e in listed["dead_letters"] if e["at_campus"] == b.name]
+        assert [(e["op"], e["key"], e["state"]) for e in parked] == [
+            ("insert", ["r2"], "parked"), ("update", ["r2"], "parked")]
+        assert "sane_value" in parked[0]["error"]
+        assert "waiting behind" in parked[1]["error"]
+        assert parked[0]["row"]["value_num"] == 5000.0
+        assert not [e for e in listed["dead_letters"] if e["at_campus"] == a.name]
+        wait_until(lambda: json.loads(ctl(cluster, "status", "--json").stdout)["nodes"][1]
+                   ["dead_letters"]["parked"] == 2, 10, "status to count the dead letters")
+
+        still = ctl(cluster, "dlq", "retry", str(parked[0]["id"]), "--at", b.name)
+        assert still.returncode == 1  # the constraint is still there
+        assert json.loads(still.stdout)["outcome"][0]["state"] == "parked"
+
+        with psycopg.connect(b.target, autocommit=True) as conn:
+            conn.execute("ALTER TABLE lab_results DROP CONSTRAINT sane_value")
+        done = ctl(cluster, "dlq", "retry", str(parked[0]["id"]), "--at", b.name)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert [o["state"] for o in json.loads(done.stdout)["outcome"]] == ["applied", "applied"]
+        wait_until(lambda: converged(cluster), 60, "the campuses to hold the same rows")
+        r2 = next(r for r in campus_rows(b.target)["lab_results"] if r[0] == "r2")
+        assert r2[7] == "verified"  # the update that waited behind it applied after it
+        entry = json.loads(ctl(cluster, "dlq", "show", str(parked[0]["id"]), "--at",
+                               b.name).stdout)
+        assert entry["state"] == "applied"
+        assert [x["action"] for x in entry["actions"]] == ["parked", "retry", "retry"]
+        assert entry["actions"][-1]["by"] == "console"
+    finally:
+        cluster.stop_all()
+        cluster.stop_databases()
