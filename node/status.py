@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from node.replication.vectors import lag
 from node.runtime import NodeRuntime
@@ -30,17 +31,24 @@ class StatusCache:
         self.row_counts: dict[str, int] = {}
         self.conflicts: dict[str, int] = {}
         self.dead_letters: dict[str, int] = {}
+        self.accounting = cpb.Accounting()
 
 
 async def monitor_loop(rt: NodeRuntime, cache: StatusCache) -> None:
-    def probe() -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    def probe() -> tuple[dict[str, int], dict[str, int], tuple[Any, ...]]:
         rt.engine.check_health()
-        return (rt.engine.row_counts(), rt.engine.conflict_counts(),
-                rt.engine.dead_letter_counts())
+        return rt.engine.row_counts(), rt.engine.conflict_counts(), rt.engine.apply_accounting()
 
     while True:
         try:
-            cache.row_counts, cache.conflicts, cache.dead_letters = await rt.in_engine(probe)
+            cache.row_counts, cache.conflicts, books = await rt.in_engine(probe)
+            vector, applied, cache.dead_letters = books
+            received, in_flight = await rt.in_journal(rt.journal.received_and_in_flight,
+                                                      vector)
+            dead = sum(cache.dead_letters.values())
+            cache.accounting = cpb.Accounting(
+                received=received, applied=applied, dead_lettered=dead, in_flight=in_flight,
+                balanced=received == applied + dead + in_flight)
             cache.healthy, cache.error = True, ""
         except RingsyncError as e:
             cache.healthy, cache.error = False, str(e)
@@ -98,6 +106,7 @@ async def build_status(rt: NodeRuntime, cache: StatusCache) -> cpb.NodeStatus:
             flagged=cache.conflicts.get("flagged", 0), policies=policies_text(rt)),
         dead_letters=cpb.DeadLetterCounts(**{k: cache.dead_letters.get(k, 0)
                                              for k in ("parked", "applied", "skipped")}),
+        accounting=cache.accounting,
     )
 
 

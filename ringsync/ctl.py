@@ -56,6 +56,9 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
                    "flagged": s.conflicts.flagged, "policies": s.conflicts.policies},
         dead_letters={"parked": s.dead_letters.parked, "applied": s.dead_letters.applied,
                       "skipped": s.dead_letters.skipped},
+        accounting={"received": s.accounting.received, "applied": s.accounting.applied,
+                    "dead_lettered": s.accounting.dead_lettered,
+                    "in_flight": s.accounting.in_flight, "balanced": s.accounting.balanced},
         links=[
             {
                 "to": link.to,
@@ -120,6 +123,11 @@ def status_table(nodes: list[dict[str, Any]]) -> str:
             lines.append(f"{'':<16}{joining}")
         if conflicts := conflicts_text(n.get("conflicts", {})):
             lines.append(f"{'':<16}{conflicts}")
+        books = n.get("accounting") or {}
+        if books and not books["balanced"]:
+            lines.append(f"{'':<16}ACCOUNTING OFF: received {books['received']} != applied "
+                         f"{books['applied']} + dead letters {books['dead_lettered']} + in flight "
+                         f"{books['in_flight']}")
         if parked := n.get("dead_letters", {}).get("parked"):
             lines.append(f"{'':<16}DEAD LETTERS: {parked} change(s) could not be applied "
                          f"(ringsync ctl dlq list)")

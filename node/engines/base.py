@@ -33,10 +33,12 @@ class ApplySession(DeadLetterStore, Protocol):
     def mark_base_versions(self) -> None:
         """Rows copied in by an initial load become base versions."""
 
-    def advance(self, origin: str, seq: int, position: int | None = None) -> None:
+    def advance(self, origin: str, seq: int, position: int | None = None,
+                changes: int = 0) -> None:
         """Record that (origin, seq) is applied (or, for this campus's own
         transactions, that their versions are recorded: ``position`` is their
-        capture position), in this same transaction."""
+        capture position), in this same transaction. ``changes``: the row
+        changes of the transaction applied (not dead-lettered)."""
 
 
 class Engine(Protocol):
@@ -82,6 +84,10 @@ class Engine(Protocol):
         """Begin a transaction; commit on normal exit, roll back on error."""
 
     def applied_vector(self) -> dict[str, int]: ...
+
+    def apply_accounting(self) -> tuple[dict[str, int], int, dict[str, int]]:
+        """(applied vector, foreign row changes applied, dead letters by state),
+        read together."""
 
     def check_health(self) -> None:
         """Raise EngineError if the database cannot serve."""

@@ -33,7 +33,7 @@ from node.codec import RowSetDigest
 from node.engines.pgcapture import APPLY_ORIGIN, PgoutputReader
 from node.engines.pgsnapshot import pg_snapshot
 from node.engines.pgtypes import canonical_row, to_pg
-from node.engines.pgversions import PgConflictOps, PgVersionStore, install_versions
+from node.engines.pgversions import DLQ, PgConflictOps, PgVersionStore, install_versions
 from node.engines.runs import batched_writes
 from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, TableShape
@@ -68,11 +68,13 @@ class _PgApplySession(PgVersionStore):
         for shape in self.engine.shapes().values():
             self.mark_base(shape)
 
-    def advance(self, origin: str, seq: int, position: int | None = None) -> None:
+    def advance(self, origin: str, seq: int, position: int | None = None,
+                changes: int = 0) -> None:
         self.cur.execute(
-            "INSERT INTO ringsync.applied(origin, seq) VALUES (%s, %s) "
-            "ON CONFLICT (origin) DO UPDATE SET seq = EXCLUDED.seq",
-            (origin, seq),
+            "INSERT INTO ringsync.applied(origin, seq, changes) VALUES (%s, %s, %s) "
+            "ON CONFLICT (origin) DO UPDATE SET seq = EXCLUDED.seq, "
+            "changes = ringsync.applied.changes + EXCLUDED.changes",
+            (origin, seq, changes),
         )
 
 
@@ -180,6 +182,8 @@ class PostgresEngine(PgConflictOps):
         conn.execute("CREATE SCHEMA IF NOT EXISTS ringsync")
         conn.execute("CREATE TABLE IF NOT EXISTS ringsync.applied("
                      "origin text PRIMARY KEY, seq bigint NOT NULL)")
+        conn.execute("ALTER TABLE ringsync.applied ADD COLUMN IF NOT EXISTS changes bigint "
+                     "NOT NULL DEFAULT 0")
         for table in self.tables:
             ident = conn.execute(
                 "SELECT relreplident FROM pg_class WHERE oid = to_regclass(%s)", (table,)
@@ -319,6 +323,17 @@ class PostgresEngine(PgConflictOps):
 
     def applied_vector(self) -> dict[str, int]:
         return {o: int(s) for o, s in self._query("SELECT origin, seq FROM ringsync.applied")}
+
+    def apply_accounting(self) -> tuple[dict[str, int], int, dict[str, int]]:
+        """The applied vector, foreign row changes applied, and dead letters by
+        state, from one snapshot."""
+        self._query("SELECT 1")
+        with self._connect(autocommit=False) as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            rows = conn.execute("SELECT origin, seq, changes FROM ringsync.applied").fetchall()
+            dead = DLQ.counts(conn)
+        return ({o: int(s) for o, s, _ in rows},
+                sum(int(n) for o, _, n in rows if o != self.campus), dead)
 
     # -- inspection ------------------------------------------------------
 

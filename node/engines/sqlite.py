@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS _rs_log(
     op TEXT NOT NULL,
     ts REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS _rs_applied(origin TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS _rs_applied(origin TEXT PRIMARY KEY, seq INTEGER NOT NULL,
+                                       changes INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS _rs_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -84,13 +85,15 @@ class _SQLiteApplySession(SQLiteVersionStore):
     def mark_base_versions(self) -> None:
         """Nothing to do: a row without recorded versions is a base version."""
 
-    def advance(self, origin: str, seq: int, position: int | None = None) -> None:
+    def advance(self, origin: str, seq: int, position: int | None = None,
+                changes: int = 0) -> None:
         if position is not None:  # a local transaction's versions are now recorded
             self.recorded_position = max(self.recorded_position, position)
         self._conn.execute(
-            "INSERT INTO _rs_applied(origin, seq) VALUES (?, ?) "
-            "ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq",
-            (origin, seq),
+            "INSERT INTO _rs_applied(origin, seq, changes) VALUES (?, ?, ?) "
+            "ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq, "
+            "changes = _rs_applied.changes + excluded.changes",
+            (origin, seq, changes),
         )
 
 
@@ -193,6 +196,9 @@ class SQLiteEngine(SQLiteConflictOps):
                     f"{self.path} belongs to campus {row[0]!r}, not {self.campus!r}; "
                     f"point each node at its own campus database"
                 )
+            if "changes" not in [r[1] for r in conn.execute("PRAGMA table_info(_rs_applied)")]:
+                conn.execute("ALTER TABLE _rs_applied ADD COLUMN changes INTEGER NOT NULL "
+                             "DEFAULT 0")
             for shape in self._shapes.values():
                 self._install_table(shape)
                 install_versions(conn, shape)
@@ -431,6 +437,19 @@ class SQLiteEngine(SQLiteConflictOps):
 
     def applied_vector(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT origin, seq FROM _rs_applied").fetchall())
+
+    def apply_accounting(self) -> tuple[dict[str, int], int, dict[str, int]]:
+        """The applied vector, foreign row changes applied, and dead letters by
+        state, from one read."""
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            rows = conn.execute("SELECT origin, seq, changes FROM _rs_applied").fetchall()
+            dead = self.dead_letter_counts()
+        finally:
+            conn.execute("COMMIT")
+        return ({o: s for o, s, _ in rows}, sum(n for o, _, n in rows if o != self.campus),
+                dead)
 
     # -- inspection ------------------------------------------------------
 

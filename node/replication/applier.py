@@ -114,6 +114,7 @@ def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
         for txn in plan:
             bodies = [txn.body] if txn.body is not None else journal.iter_frames(
                 txn.origin, txn.seq)
+            applied = 0
             for body in bodies:
                 frame = pb.TxnFrame.FromString(body)
                 shapes, changes = decode_changes(frame)
@@ -122,7 +123,9 @@ def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
                 done = apply_guarded(resolver, session, info,
                                      to_local_order(shapes, changes, local), blocked, isolate)
                 logged, parked = logged + done[0], parked + done[1]
-            session.advance(txn.origin, txn.seq, txn.position if txn.local else None)
+                applied += len(changes) - done[1]
+            session.advance(txn.origin, txn.seq, txn.position if txn.local else None,
+                            0 if txn.local else applied)
     return logged, parked
 
 

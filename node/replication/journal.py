@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS frames(
 CREATE TABLE IF NOT EXISTS heads(
     origin TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,         -- last complete transaction
-    next_chunk INTEGER NOT NULL   -- chunks already held of transaction seq + 1
+    next_chunk INTEGER NOT NULL,  -- chunks already held of transaction seq + 1
+    changes INTEGER NOT NULL DEFAULT 0  -- row changes ever journaled from this origin
 );
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS adopted(origin TEXT PRIMARY KEY, seq INTEGER NOT NULL);
@@ -121,6 +122,8 @@ class Journal:
             conn.execute("ALTER TABLE frames ADD COLUMN position INTEGER")
         if "xid" not in columns:  # journals written before conflict handling existed
             conn.execute("ALTER TABLE frames ADD COLUMN xid INTEGER")
+        if "changes" not in [r[1] for r in conn.execute("PRAGMA table_info(heads)")]:
+            conn.execute("ALTER TABLE heads ADD COLUMN changes INTEGER NOT NULL DEFAULT 0")
         row = conn.execute("SELECT value FROM meta WHERE key = 'initialized'").fetchone()
         self.initialized = bool(row and row[0]) or bool(self._heads) or self.capture_position > 0
         count, size, last = conn.execute(
@@ -231,7 +234,9 @@ class Journal:
                 (frame.origin, frame.seq, frame.chunk, int(frame.final), frame.commit_time, now,
                  len(frame.changes), body, position, xid)
             )
-        touched = {r[0] for r in records}
+        touched: dict[str, int] = {}
+        for r in records:
+            touched[r[0]] = touched.get(r[0], 0) + r[6]
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
@@ -240,9 +245,10 @@ class Journal:
                 records,
             )
             conn.executemany(
-                "INSERT INTO heads(origin, seq, next_chunk) VALUES (?, ?, ?) ON CONFLICT(origin) "
-                "DO UPDATE SET seq = excluded.seq, next_chunk = excluded.next_chunk",
-                [(o, heads.get(o, 0), partial.get(o, 0)) for o in touched],
+                "INSERT INTO heads(origin, seq, next_chunk, changes) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(origin) DO UPDATE SET seq = excluded.seq, "
+                "next_chunk = excluded.next_chunk, changes = heads.changes + excluded.changes",
+                [(o, heads.get(o, 0), partial.get(o, 0), n) for o, n in touched.items()],
             )
             if capture_position is not None:
                 conn.execute(
@@ -431,6 +437,25 @@ class Journal:
             entry.position, entry.xid = position, xid
             out.append(entry)
         return out
+
+    def received_and_in_flight(self, applied: Vector) -> tuple[int, int]:
+        """Row changes ever journaled from other campuses, and those of them in
+        frames beyond ``applied`` (one read: the two agree with each other)."""
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            received = conn.execute("SELECT coalesce(sum(changes), 0) FROM heads "
+                                    "WHERE origin <> ?", (self.campus,)).fetchone()[0]
+            in_flight = 0
+            for (origin,) in conn.execute(
+                    "SELECT DISTINCT origin FROM frames WHERE origin <> ?",
+                    (self.campus,)).fetchall():
+                in_flight += conn.execute(
+                    "SELECT coalesce(sum(nchanges), 0) FROM frames WHERE origin = ? AND seq > ?",
+                    (origin, applied.get(origin, 0))).fetchone()[0]
+        finally:
+            conn.execute("COMMIT")
+        return int(received), int(in_flight)
 
     def first_local_seq(self) -> int | None:
         row = self.conn.execute("SELECT min(seq) FROM frames WHERE origin = ?",

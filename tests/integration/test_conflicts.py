@@ -127,6 +127,12 @@ def test_concurrent_edits_converge_by_policy_and_are_logged(mixed: LocalCluster)
 
     wait_until(lambda: all(n["conflicts"]["logged"] >= ORDERS for n in json.loads(
         ctl(mixed, "status", "--json").stdout)["nodes"]), 10, "status to count the conflicts")
+    # received = applied + dead letters + in flight, at every campus, and all applied
+    wait_until(lambda: all(
+        n["accounting"]["balanced"] and n["accounting"]["in_flight"] == 0
+        and n["accounting"]["received"] == n["accounting"]["applied"] > 0
+        for n in json.loads(ctl(mixed, "status", "--json").stdout)["nodes"]), 10,
+        "every change to be accounted for")
 
 
 def ctl(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:

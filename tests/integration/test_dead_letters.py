@@ -54,8 +54,15 @@ def test_poison_rows_park_while_the_rest_flows_then_retry_applies_them(make_clus
         assert "waiting behind" in parked[1]["error"]
         assert parked[0]["row"]["value_num"] == 5000.0
         assert not [e for e in listed["dead_letters"] if e["at_campus"] == a.name]
-        wait_until(lambda: json.loads(ctl(cluster, "status", "--json").stdout)["nodes"][1]
-                   ["dead_letters"]["parked"] == 2, 10, "status to count the dead letters")
+        def books() -> dict:
+            return json.loads(ctl(cluster, "status", "--json").stdout)["nodes"][1]["accounting"]
+
+        # Every change a sent is accounted for at b: 3 + 1 + 1 received, 3 applied, 2 parked.
+        wait_until(lambda: books() == {"received": 5, "applied": 3, "dead_lettered": 2,
+                                       "in_flight": 0, "balanced": True}, 10,
+                   "status to account for every change")
+        assert json.loads(ctl(cluster, "status", "--json").stdout)["nodes"][1][
+            "dead_letters"]["parked"] == 2
 
         still = ctl(cluster, "dlq", "retry", str(parked[0]["id"]), "--at", b.name)
         assert still.returncode == 1  # the constraint is still there

@@ -194,3 +194,53 @@ def test_conflict_log_retention_keeps_the_newest_and_every_parked_entry() -> Non
         '["k9"]', '["k8"]', '["k0"]']
     assert log.counts(conn) == {"logged": 2, "parked": 1, "flagged": 0, "resolved": 0}
     assert [r["key"] for r in log.query(conn, ConflictQuery(state="parked"))] == ['["k0"]']
+
+
+class _MemoryStore:
+    """A version store in memory: enough to drive the resolver without a database."""
+
+    def __init__(self) -> None:
+        self.rows: dict = {}
+        self.metas: dict = {}
+        self.logged: list = []
+
+    def read_versions(self, shape, keys, txn):
+        from node.conflicts.driver import StoredRow
+        return {k: StoredRow(self.rows.get(k), self.metas.get(k), False) for k in keys}
+
+    def write_rows(self, shape, rows):
+        for k, r in rows.items():
+            self.rows[k] = r
+
+    def write_versions(self, shape, metas, stored, written, txn):
+        self.metas.update({k: text for k, (text, _) in metas.items()})
+
+    def log_conflicts(self, records):
+        self.logged += records
+
+    def close_parked(self, shape, keys, note):
+        pass
+
+
+def test_a_stamp_from_a_clock_far_ahead_is_flagged_and_not_adopted() -> None:
+    import time
+
+    from node.conflicts.driver import Resolver, TxnInfo
+    from node.hlc import HybridClock, pack
+    from ringsync.conflict_policy import ConflictSettings
+
+    clock = HybridClock(max_skew_ms=60_000)
+    resolver = Resolver({"orders": SHAPE}, ConflictSettings(max_clock_skew_ms=60_000), clock)
+    store = _MemoryStore()
+    ahead = pack(int(time.time() * 1000) + 10 * 60_000)  # ten minutes in the future
+    from node.model import Change
+    row = (1, "STAT", "ordered", "", 0)
+    logged = resolver.apply(store, TxnInfo("south", 1, ahead, {}, False),
+                            [Change("orders", Op.INSERT, new=row)])
+    assert logged == 1 and store.logged[0].conflict.kind == "clock_skew"
+    assert store.logged[0].state() == "flagged" and store.logged[0].skew_ms > 9 * 60_000
+    assert store.rows[(1,)] == row  # the change itself applies, the same on every campus
+    assert clock.now() < ahead  # this campus's clock did not jump ten minutes ahead
+    normal = resolver.apply(store, TxnInfo("south", 2, clock.now(), {}, False),
+                            [Change("orders", Op.UPDATE, new=row, old=row)])
+    assert normal == 0
