@@ -186,7 +186,8 @@ class Applier:
                     continue
                 attempt = self.attempts[head] = self.attempts.get(head, 0) + 1
                 log.error("apply of %s/%s failed (attempt %d of %d), retrying in %.1fs: %s",
-                          *head, attempt, MAX_ATTEMPTS, delay, rt.apply_error)
+                          *head, attempt, MAX_ATTEMPTS, delay, rt.apply_error,
+                          exc_info=not isinstance(e, RingsyncError | ProtocolError))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
                 continue
