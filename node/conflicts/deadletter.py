@@ -88,6 +88,8 @@ def apply_guarded(resolver: Resolver, store: DeadLetterStore, txn: TxnInfo,
                   isolate: bool) -> tuple[int, int]:
     """Apply a transaction's changes, parking those behind a parked row and,
     with ``isolate``, those that fail. Returns (conflicts logged, changes parked)."""
+    if not isolate and (txn.local or not blocked):  # nothing parked: the common case
+        return resolver.apply(store, txn, changes), 0
     shapes = {t: r.shape for t, r in resolver.rules.items()}
     flowing: list[Change] = []
     parked: list[tuple[Any, ...]] = []

@@ -1,0 +1,205 @@
+"""Convergence with real engines: two SQLite campuses and one PostgreSQL.
+
+The same Hypothesis state machine idea as tests/unit/node/test_conflict_convergence.py,
+but every replica is a real campus database: each write and each delivery
+goes through the engine's apply session and node.conflicts.driver, so row
+versions are stored and read back by the engines themselves (SQLite
+``_rs_meta_*``, PostgreSQL ``ringsync.meta_*``), with their types. A campus's
+own write is applied the same way, as a version that saw everything its
+campus had applied. At the end every campus must hold identical rows, read
+back from its database, and the delta and monotonic columns must hold what
+the campuses wrote.
+
+More examples: RINGSYNC_ENGINE_EXAMPLES=300 pytest tests/contract/test_conflict_engines.py
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+
+from node.conflicts.deadletter import apply_guarded
+from node.conflicts.driver import Resolver, TxnInfo
+from node.engines.postgres import PostgresEngine
+from node.engines.sqlite import SQLiteEngine
+from node.hlc import HybridClock
+from node.model import Change, Op
+from ringsync.conflict_policy import ConflictSettings, TablePolicy
+from ringsync.demo.cluster import free_port
+from ringsync.demo.postgres import LocalPostgres
+
+STATUS = ("ordered", "collected", "resulted", "verified", "amended")
+TABLES = ("t_latest", "t_rank", "t_merge")
+POLICIES = ConflictSettings(tables={
+    "t_rank": TablePolicy(rule="rank", rank_column="x", rank_order=("STAT", "routine")),
+    "t_merge": TablePolicy(rule="merge", monotonic={"y": STATUS}, delta=("n",)),
+})
+EXAMPLES = int(os.environ.get("RINGSYNC_ENGINE_EXAMPLES", "60"))
+CAMPUSES = ("a", "b", "c")
+
+
+def sqlite_campus(path: Path, campus: str) -> SQLiteEngine:
+    conn = sqlite3.connect(path)
+    for t in TABLES:
+        conn.execute(f"CREATE TABLE {t}(k INTEGER PRIMARY KEY, x TEXT, y TEXT, n INTEGER)")
+    conn.commit()
+    conn.close()
+    engine = SQLiteEngine(path, TABLES, campus)
+    engine.open()
+    return engine
+
+
+@pytest.fixture(scope="module")
+def campuses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("engines")
+    pg = LocalPostgres.create(None, free_port())
+    pg.start()
+    engines: dict[str, Any] = {}
+    try:
+        engines["a"] = sqlite_campus(root / "a.db", "a")
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            for t in TABLES:
+                conn.execute(f"CREATE TABLE {t}(k bigint PRIMARY KEY, x text, y text, n bigint)")
+        engines["b"] = PostgresEngine(pg.dsn, TABLES, "b")
+        engines["b"].open()
+        engines["c"] = sqlite_campus(root / "c.db", "c")
+        yield engines
+    finally:
+        for e in engines.values():
+            e.close()
+        pg.remove()
+
+
+@dataclass
+class Txn:
+    origin: str
+    seq: int
+    hlc: int
+    deps: dict[str, int]
+    change: Change
+
+
+@dataclass
+class Campus:
+    engine: Any
+    resolver: Resolver
+    seq: int = 0
+    clock: int = 0
+    applied: dict[str, int] = field(default_factory=dict)
+
+    def apply(self, txn: Txn) -> None:
+        info = TxnInfo(txn.origin, txn.seq, txn.hlc, txn.deps, False)
+        with self.engine.apply_session() as session:
+            apply_guarded(self.resolver, session, info, [txn.change], {}, False)
+        self.applied[txn.origin] = txn.seq
+
+    def row(self, table: str, key: int) -> tuple[Any, ...] | None:
+        return self.engine.read_version(table, (key,))[0]
+
+
+def test_real_engines_converge_under_concurrent_writes(campuses: dict[str, Any]) -> None:
+    class Machine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c: dict[str, Campus] = {}
+            for name, engine in campuses.items():
+                with engine.apply_session() as session:
+                    for t in TABLES:
+                        session.clear(t)
+                shapes = dict(engine.shapes())
+                self.c[name] = Campus(engine, Resolver(shapes, POLICIES, HybridClock()))
+            self.history: list[Txn] = []
+            self.wall = 1_000_000
+            self.increments: dict[tuple[str, int], int] = {}
+            self.deleted: set[tuple[str, int]] = set()
+            self.furthest: dict[tuple[str, int], int] = {}
+
+        def ready(self, name: str) -> list[Txn]:
+            dst = self.c[name]
+            return [t for t in self.history if t.origin != name
+                    and t.seq == dst.applied.get(t.origin, 0) + 1
+                    and all(dst.applied.get(o, 0) >= s for o, s in t.deps.items() if o != name)]
+
+        @rule(name=st.sampled_from(CAMPUSES), table=st.sampled_from(TABLES),
+              key=st.integers(0, 1), delete=st.integers(0, 5),
+              x=st.sampled_from(("STAT", "routine")), status=st.integers(0, 4),
+              inc=st.integers(-2, 4), touch=st.sets(st.sampled_from((1, 2, 3)), min_size=1))
+        def write(self, name: str, table: str, key: int, delete: int, x: str, status: int,
+                  inc: int, touch: set[int]) -> None:
+            campus = self.c[name]
+            old = campus.row(table, key)
+            if old is None:
+                change = Change(table, Op.INSERT, new=(key, x, STATUS[status], inc))
+            elif delete == 0:
+                change = Change(table, Op.DELETE, old=old)
+            else:
+                row = list(old)
+                if 1 in touch:
+                    row[1] = x
+                if 2 in touch:
+                    row[2] = STATUS[max(status, STATUS.index(old[2]))]
+                if 3 in touch:
+                    row[3] = old[3] + inc
+                change = Change(table, Op.UPDATE, new=tuple(row), old=old)
+            campus.seq += 1
+            self.wall += 3
+            campus.clock = max(campus.clock + 1, self.wall)
+            deps = {o: s for o, s in campus.applied.items() if o != name}
+            deps[name] = campus.seq - 1
+            txn = Txn(name, campus.seq, campus.clock, deps, change)
+            campus.apply(txn)
+            if table != "t_merge" or change.new is None:
+                assert campus.row(table, key) == change.new, "a campus's own write stays"
+            self.history.append(txn)
+            k = (table, key)
+            if change.op is Op.DELETE:
+                self.deleted.add(k)
+            else:
+                assert change.new is not None
+                before = change.old[3] if change.old is not None else 0
+                self.increments[k] = self.increments.get(k, 0) + change.new[3] - before
+                self.furthest[k] = max(self.furthest.get(k, 0), STATUS.index(change.new[2]))
+
+        @precondition(lambda self: self.history)
+        @rule(name=st.sampled_from(CAMPUSES), pick=st.integers(0, 1000))
+        def deliver(self, name: str, pick: int) -> None:
+            ready = self.ready(name)
+            if ready:
+                txn = ready[pick % len(ready)]
+                self.c[name].clock = max(self.c[name].clock, txn.hlc)
+                self.c[name].apply(txn)
+
+        def teardown(self) -> None:
+            for _ in range(len(self.history) * len(CAMPUSES) + 1):
+                moved = False
+                for name in CAMPUSES:
+                    ready = self.ready(name)
+                    if ready:
+                        self.c[name].apply(ready[-1])
+                        moved = True
+                if not moved:
+                    break
+            for table in TABLES:
+                held = {n: sorted(c.engine.rows(table)) for n, c in self.c.items()}
+                assert held["a"] == held["b"] == held["c"], f"{table} diverged: {held}"
+                if table == "t_merge":
+                    for row in held["a"]:
+                        k = (table, row[0])
+                        if k not in self.deleted:
+                            assert row[3] == self.increments[k], "delta lost an increment"
+                            assert STATUS.index(row[2]) == self.furthest[k]
+
+    Machine.TestCase.settings = settings(
+        max_examples=EXAMPLES, stateful_step_count=25, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    Machine.TestCase().runTest()
