@@ -132,7 +132,11 @@ class VersionStore(Protocol):
     def read_versions(self, shape: TableShape, keys: list[Key],
                       txn: TxnInfo) -> dict[Key, StoredRow]: ...
 
-    def write_rows(self, shape: TableShape, rows: Mapping[Key, Row | None]) -> None: ...
+    def write_rows(self, shape: TableShape, rows: Mapping[Key, Row | None],
+                   absent: frozenset[Key] = frozenset()) -> None:
+        """Write rows (None: delete). ``absent``: keys that had no row when read;
+        a row of one that appeared since must not be overwritten
+        (``PendingLocalChange``)."""
 
     def write_versions(self, shape: TableShape, metas: Mapping[Key, tuple[str | None, bool]],
                        stored: Mapping[Key, StoredRow], written: set[Key],
@@ -247,7 +251,8 @@ class Resolver:
         metas = {k: (encode_meta(m, r) if m is not None else None, r is not None)
                  for k, (r, m) in state.items()}
         if rows:
-            store.write_rows(shape, rows)
+            store.write_rows(shape, rows,
+                             frozenset(k for k in rows if stored[k].row is None))
         store.write_versions(shape, metas, stored, set(rows), txn)
         if settled:
             store.close_parked(shape, settled, f"superseded by {txn.origin}/{txn.seq}")

@@ -25,6 +25,7 @@ from node.conflicts.deadletter import DeadLetterQuery, DeadLetterTable
 from node.conflicts.driver import (
     ConflictRecord,
     Key,
+    PendingLocalChange,
     Row,
     StoredRow,
     TxnInfo,
@@ -150,13 +151,38 @@ class PgVersionStore:
             out[key] = StoredRow(current, entry[2] if entry else None, pending, xmin)
         return out
 
-    def write_rows(self, shape: TableShape, rows: Mapping[Key, Row | None]) -> None:
+    def write_rows(self, shape: TableShape, rows: Mapping[Key, Row | None],
+                   absent: frozenset[Key] = frozenset()) -> None:
         deletes = [tuple(to_pg(v) for v in k) for k, r in rows.items() if r is None]
-        upserts = [tuple(to_pg(v) for v in r) for r in rows.values() if r is not None]
+        upserts = [tuple(to_pg(v) for v in r) for k, r in rows.items()
+                   if r is not None and k not in absent]
+        inserts = [tuple(to_pg(v) for v in r) for k, r in rows.items()
+                   if r is not None and k in absent]
         if deletes:
             self.cur.executemany(self._delete_sql(shape), deletes)
         if upserts:
             self.cur.executemany(self._upsert_sql(shape), upserts)
+        if inserts:
+            self._insert_new(shape, inserts)
+
+    def _insert_new(self, shape: TableShape, rows: list[tuple[Any, ...]]) -> None:
+        """Rows that did not exist when read (no row lock could hold their
+        place): a local insert of the same key may have committed since, and
+        must not be overwritten before capture has recorded it."""
+        width = len(shape.columns)
+        one = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in range(width)))
+        step = max(1, 30_000 // width)
+        for i in range(0, len(rows), step):
+            part = rows[i:i + step]
+            query = sql.SQL("INSERT INTO {} ({}) VALUES {} ON CONFLICT DO NOTHING RETURNING 1"
+                            ).format(sql.Identifier(shape.name),
+                                     sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns),
+                                     sql.SQL(", ").join([one] * len(part)))
+            written = len(self.cur.execute(query, [v for r in part for v in r]).fetchall())
+            if written != len(part):
+                raise PendingLocalChange(
+                    f"{shape.name}: {len(part) - written} row(s) appeared locally since apply "
+                    f"read them; waiting for capture")
 
     def write_versions(self, shape: TableShape, metas: Mapping[Key, tuple[str | None, bool]],
                        stored: Mapping[Key, StoredRow], written: set[Key],

@@ -108,7 +108,9 @@ class SQLiteVersionStore:
                                  meta[0] if meta else None, pending is not None)
         return out
 
-    def write_rows(self, shape: TableShape, rows: Mapping[Key, Row | None]) -> None:
+    def write_rows(self, shape: TableShape, rows: Mapping[Key, Row | None],
+                   absent: frozenset[Key] = frozenset()) -> None:
+        """``absent`` needs no care here: apply holds the write lock throughout."""
         deletes = [tuple(to_sqlite(v) for v in k) for k, r in rows.items() if r is None]
         upserts = [tuple(to_sqlite(v) for v in r) for r in rows.values() if r is not None]
         if deletes:

@@ -131,7 +131,7 @@ class Joiner:
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             await rt.in_journal(rt.journal.adopt, vector, local_changes,
-                                dict(rt.engine.shapes()))
+                                dict(rt.engine.shapes()), rt.clock.now())
             log.info("joined the ring from %s at %s", donor, vector)
             return
 

@@ -273,7 +273,7 @@ class Journal:
     # -- joining ---------------------------------------------------------
 
     def adopt(self, vector: Vector, local_changes: list[list[Change]] | None = None,
-              shapes: dict[str, TableShape] | None = None) -> None:
+              shapes: dict[str, TableShape] | None = None, stamp: int = 0) -> None:
         """Initialize a new journal at ``vector``: the database now holds exactly
         that (a donor's copy, or nothing for a seed), so frames continue from it.
 
@@ -290,7 +290,11 @@ class Journal:
             now = time.time()
             for i, changes in enumerate(local_changes):
                 final = i == len(local_changes) - 1
-                frame = build_frame(self.campus, seq, i, final, now, changes, shapes or {})
+                # It was computed against exactly the copy at ``vector``: it
+                # supersedes every version the copy held (node/conflicts).
+                frame = build_frame(self.campus, seq, i, final, now, changes, shapes or {},
+                                    hlc=stamp, deps={o: s for o, s in vector.items()
+                                                     if o != self.campus and s})
                 body = frame.SerializeToString()
                 records.append((self.campus, seq, i, int(final), now, now, len(changes), body,
                                 self.capture_position))

@@ -203,3 +203,28 @@ def test_real_engines_converge_under_concurrent_writes(campuses: dict[str, Any])
         max_examples=EXAMPLES, stateful_step_count=25, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
     Machine.TestCase().runTest()
+
+
+def test_a_row_a_user_inserts_while_apply_decides_is_not_overwritten(
+        campuses: dict[str, Any]) -> None:
+    """PostgreSQL: apply read the key as absent (no row to lock); a user inserts
+    it before apply writes. Apply must wait for capture, not overwrite it."""
+    from node.conflicts.driver import PendingLocalChange
+
+    engine = campuses["b"]
+    with engine.apply_session() as session:
+        session.clear("t_latest")
+    resolver = Resolver(dict(engine.shapes()), POLICIES, HybridClock())
+    with pytest.raises(PendingLocalChange), engine.apply_session() as session:
+        read = session.read_versions
+
+        def read_then_a_user_inserts(shape: Any, keys: Any, txn: Any) -> Any:
+            out = read(shape, keys, txn)
+            with psycopg.connect(engine.dsn, autocommit=True) as user:
+                user.execute("INSERT INTO t_latest VALUES (7, 'mine', 'ordered', 0)")
+            return out
+
+        session.read_versions = read_then_a_user_inserts
+        resolver.apply(session, TxnInfo("a", 1, 5, {}, False),
+                       [Change("t_latest", Op.INSERT, new=(7, "theirs", "ordered", 0))])
+    assert engine.read_version("t_latest", (7,))[0] == (7, "mine", "ordered", 0)

@@ -208,7 +208,7 @@ class _MemoryStore:
         from node.conflicts.driver import StoredRow
         return {k: StoredRow(self.rows.get(k), self.metas.get(k), False) for k in keys}
 
-    def write_rows(self, shape, rows):
+    def write_rows(self, shape, rows, absent=frozenset()):
         for k, r in rows.items():
             self.rows[k] = r
 
