@@ -33,6 +33,7 @@ from node.conflicts.driver import (
     VersionStore,
     row_to_json,
 )
+from node.conflicts.log import select
 from node.model import Change, TableShape
 from ringsync.errors import RingsyncError
 from ringsync.v1 import values_pb2 as pb
@@ -221,21 +222,8 @@ class DeadLetterTable:
                 f"VALUES ({', '.join(self.mark for _ in cols)})")
 
     def query(self, conn: Any, q: DeadLetterQuery) -> list[dict[str, Any]]:
-        m = self.mark
-        where, params = ["1 = 1"], []  # type: list[str], list[Any]
-        if q.id:
-            where.append(f"id = {m}")
-            params.append(q.id)
-        if q.table:
-            where.append(f"tbl = {m}")
-            params.append(q.table)
-        if q.state:
-            where.append(f"state = {m}")
-            params.append(q.state)
-        params.append(max(1, min(q.limit or 100, 10_000)))
-        rows = conn.execute(f"SELECT {', '.join(DLQ_COLUMNS)} FROM {self.table} WHERE "
-                            f"{' AND '.join(where)} ORDER BY id LIMIT {m}", params).fetchall()
-        return [dict(zip(DLQ_COLUMNS, r, strict=True)) for r in rows]
+        filters = [("id = {m}", q.id), ("tbl = {m}", q.table), ("state = {m}", q.state)]
+        return select(conn, self.table, DLQ_COLUMNS, self.mark, filters, "id", q.limit)
 
     def update(self, conn: Any, entry_id: int, state: str, error: str, attempts: int,
                actions: str) -> None:

@@ -21,6 +21,21 @@ class _Conn(Protocol):
     def execute(self, query: Any, params: Any = ...) -> Any: ...
 
 
+def select(conn: _Conn, table: str, columns: tuple[str, ...], mark: str,
+           filters: list[tuple[str, Any]], order: str, limit: int) -> list[dict[str, Any]]:
+    """Rows of a log table as dicts: each filter whose value is set applies
+    (its ``{m}`` placeholders all take that value); at most ``limit`` rows."""
+    where, params = ["1 = 1"], []  # type: list[str], list[Any]
+    for clause, value in filters:
+        if value:
+            where.append(clause.format(m=mark))
+            params += [value] * clause.count("{m}")
+    params.append(max(1, min(limit or 100, 10_000)))
+    rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE "
+                        f"{' AND '.join(where)} ORDER BY {order} LIMIT {mark}", params).fetchall()
+    return [dict(zip(columns, r, strict=True)) for r in rows]
+
+
 @dataclass(frozen=True)
 class ConflictQuery:
     table: str = ""
@@ -37,28 +52,11 @@ class ConflictLog:
         self.mark = mark
 
     def query(self, conn: _Conn, q: ConflictQuery) -> list[dict[str, Any]]:
-        where: list[str] = ["1 = 1"]
-        params: list[Any] = []
         m = self.mark
-        if q.id:
-            where.append(f"id = {m}")
-            params.append(q.id)
-        if q.table:
-            where.append(f"tbl = {m}")
-            params.append(q.table)
-        if q.campus:
-            where.append(f"(local_origin = {m} OR remote_origin = {m})")
-            params += [q.campus, q.campus]
-        if q.since:
-            where.append(f"at >= {m}")
-            params.append(q.since)
-        if q.state:
-            where.append(f"state = {m}")
-            params.append(q.state)
-        sql = (f"SELECT {', '.join(COLUMNS)} FROM {self.table} WHERE {' AND '.join(where)} "
-               f"ORDER BY id DESC LIMIT {m}")
-        params.append(max(1, min(q.limit or 100, 10_000)))
-        return [dict(zip(COLUMNS, r, strict=True)) for r in conn.execute(sql, params).fetchall()]
+        filters = [("id = {m}", q.id), ("tbl = {m}", q.table), ("at >= {m}", q.since),
+                   ("state = {m}", q.state),
+                   ("(local_origin = {m} OR remote_origin = {m})", q.campus)]
+        return select(conn, self.table, COLUMNS, m, filters, "id DESC", q.limit)
 
     def counts(self, conn: _Conn) -> dict[str, int]:
         out = {"logged": 0, "parked": 0, "flagged": 0, "resolved": 0}
