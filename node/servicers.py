@@ -41,6 +41,12 @@ ACK_COALESCE_SECONDS = 0.02
 WATCH_INTERVAL_SECONDS = 1.0
 
 
+def _caller(context: grpc.aio.ServicerContext) -> str:
+    """The name in the caller's certificate (campus, operator or script)."""
+    identity = peer_identity(context)
+    return identity.name if identity is not None else ""
+
+
 async def _abort_for(context: grpc.aio.ServicerContext, error: Exception) -> None:
     if isinstance(error, PeerRejected):
         code = grpc.StatusCode.PERMISSION_DENIED
@@ -64,8 +70,7 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
         self, request_iterator: AsyncIterator[rpb.ReplicateRequest],
         context: grpc.aio.ServicerContext,
     ) -> None:
-        identity = peer_identity(context)
-        receiver = Receiver(self.rt, identity.name if identity else "")
+        receiver = Receiver(self.rt, _caller(context))
         write_lock = asyncio.Lock()
 
         async def send(msg: rpb.ReplicateResponse) -> None:
@@ -106,9 +111,8 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
     async def Snapshot(
         self, request: rpb.SnapshotRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[rpb.SnapshotChunk]:
-        identity = peer_identity(context)
         try:
-            async for chunk in serve_snapshot(self.rt, request, identity.name if identity else ""):
+            async for chunk in serve_snapshot(self.rt, request, _caller(context)):
                 yield chunk
         except RingsyncError as e:
             await _abort_for(context, e)
@@ -177,8 +181,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def ResolveConflict(
         self, request: cpb.ResolveConflictRequest, context: grpc.aio.ServicerContext
     ) -> cpb.ResolveConflictResponse:
-        identity = peer_identity(context)
-        who = identity.name if identity is not None else "unknown"
+        who = _caller(context) or "unknown"
         rt = self.rt
         try:
             done = await rt.in_engine(resolve_parked, rt.engine, rt.resolver.rules,
@@ -213,8 +216,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def ActOnDeadLetter(
         self, request: cpb.DeadLetterAction, context: grpc.aio.ServicerContext
     ) -> cpb.DeadLetterActionResult:
-        identity = peer_identity(context)
-        who = identity.name if identity is not None else "unknown"
+        who = _caller(context) or "unknown"
         rt = self.rt
         try:
             outcome = await rt.in_engine(act_in, rt.engine.apply_session(), rt.resolver,

@@ -26,6 +26,7 @@ import asyncio
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -165,11 +166,19 @@ def run(cluster: ClusterConfig, args: argparse.Namespace) -> int:
                                    since=parse_since(args.since), limit=args.limit,
                                    state=args.state)
     entries, errors = asyncio.run(collect(cluster, request))
-    if args.json:
-        print(json.dumps({"cluster": cluster.name, "conflicts": entries, "errors": errors},
+    return print_merged(cluster, "conflicts", entries, errors, table if not args.json else None)
+
+
+def print_merged(cluster: ClusterConfig, name: str, entries: list[dict[str, Any]],
+                 errors: dict[str, str], as_table: Callable[[list[dict[str, Any]]], str] | None
+                 ) -> int:
+    """Every campus's entries as JSON ({cluster, <name>, errors}) or as a table
+    with the campuses that did not answer; exit 1 if any did not."""
+    if as_table is None:
+        print(json.dumps({"cluster": cluster.name, name: entries, "errors": errors},
                          indent=2, ensure_ascii=False))
     else:
-        print(table(entries))
+        print(as_table(entries))
         for campus, error in errors.items():
             print(f"! {campus}: {error}")
     return 1 if errors else 0

@@ -27,6 +27,7 @@ import grpc
 
 from ringsync.client import ClusterClient, describe_rpc_error
 from ringsync.config import ClusterConfig
+from ringsync.ctl_conflicts import print_merged
 from ringsync.errors import ConfigError
 from ringsync.v1 import control_pb2 as cpb
 
@@ -119,11 +120,5 @@ def run(cluster: ClusterConfig, args: argparse.Namespace) -> int:
         return 0
     request = cpb.DeadLettersRequest(table=args.table, state=args.state, limit=args.limit)
     entries, errors = asyncio.run(collect(cluster, request))
-    if args.json:
-        print(json.dumps({"cluster": cluster.name, "dead_letters": entries, "errors": errors},
-                         indent=2, ensure_ascii=False))
-    else:
-        print(table(entries))
-        for campus, error in errors.items():
-            print(f"! {campus}: {error}")
-    return 1 if errors else 0
+    return print_merged(cluster, "dead_letters", entries, errors,
+                        table if not args.json else None)

@@ -327,11 +327,12 @@ class PostgresEngine(PgConflictOps):
     def apply_accounting(self) -> tuple[dict[str, int], int, dict[str, int]]:
         """The applied vector, foreign row changes applied, and dead letters by
         state, from one snapshot."""
-        self._query("SELECT 1")
-        with self._connect(autocommit=False) as conn:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            rows = conn.execute("SELECT origin, seq, changes FROM ringsync.applied").fetchall()
-            dead = DLQ.counts(conn)
+        self._query("SELECT 1")  # reconnects after a server restart
+        with self.conn.transaction():  # status asks every second: no new connection
+            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            rows = self.conn.execute(
+                "SELECT origin, seq, changes FROM ringsync.applied").fetchall()
+            dead = DLQ.counts(self.conn)
         return ({o: int(s) for o, s, _ in rows},
                 sum(int(n) for o, _, n in rows if o != self.campus), dead)
 
