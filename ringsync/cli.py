@@ -5,6 +5,7 @@
     ringsync console   the operator TUI
     ringsync ctl       scripted calls (status, verify, conflicts, dlq) with --json
     ringsync pki       create a CA and issue node/operator/viewer certificates
+    ringsync bench     throughput and lag beside PostgreSQL's native replication
 
 This module sits above node and console; it is the only place that knows both.
 """
@@ -61,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     ctl_conflicts.add_parser(ctl_sub)
     ctl_dlq.add_parser(ctl_sub)
 
+    bench = sub.add_parser("bench", help="measure replication beside PostgreSQL's native "
+                                          "logical replication")
+    from ringsync.bench.run import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bench)
+
     pki = sub.add_parser("pki", help="certificate authority and certificates")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True)
     init = pki_sub.add_parser("init", help="create a new cluster CA")
@@ -112,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_console(load_cluster(args.cluster, need_client_tls=True))
         if args.command == "pki":
             return _pki(args)
+        if args.command == "bench":
+            from ringsync.bench.run import run_bench
+
+            raw = list(argv if argv is not None else sys.argv[1:])
+            return run_bench(args, raw[raw.index("bench") + 1:])
         if args.command == "demo":
             from ringsync.demo.runner import run_demo
 

@@ -31,6 +31,8 @@ from ringsync.errors import EngineError
 log = logging.getLogger(__name__)
 
 APPLY_ORIGIN = "ringsync"
+# what pg_stat_activity shows for the node's connections, unless the DSN names its own
+APPLICATION_NAME = "ringsync-node"
 APPLIED_SCHEMA = "ringsync"  # ringsync.applied(origin, seq) is published for dependency vectors
 STATUS_INTERVAL_SECONDS = 1.0
 WANTED_STATUS_INTERVAL_SECONDS = 0.1
@@ -130,7 +132,8 @@ class PgoutputReader:
 
     def _stream(self, start: int, handed_out: int) -> int:
         conninfo = psycopg.conninfo.make_conninfo(
-            self.dsn, replication="database", options="-c timezone=UTC -c datestyle=ISO "
+            self.dsn, replication="database", fallback_application_name=APPLICATION_NAME,
+            options="-c timezone=UTC -c datestyle=ISO "
             "-c extra_float_digits=3 -c bytea_output=hex")
         pgconn = pq.PGconn.connect(conninfo.encode())
         if pgconn.status != pq.ConnStatus.OK:

@@ -30,7 +30,7 @@ import psycopg
 from psycopg import sql
 
 from node.codec import RowSetDigest
-from node.engines.pgcapture import APPLY_ORIGIN, PgoutputReader
+from node.engines.pgcapture import APPLICATION_NAME, APPLY_ORIGIN, PgoutputReader
 from node.engines.pgsnapshot import pg_snapshot
 from node.engines.pgtypes import canonical_row, to_pg
 from node.engines.pgversions import DLQ, PgConflictOps, PgVersionStore, install_versions
@@ -110,6 +110,7 @@ class PostgresEngine(PgConflictOps):
     def _connect(self, autocommit: bool) -> psycopg.Connection[Any]:
         try:
             conn = psycopg.connect(self.dsn, autocommit=autocommit, connect_timeout=10,
+                                   fallback_application_name=APPLICATION_NAME,
                                    options="-c timezone=UTC -c datestyle=ISO")
         except psycopg.OperationalError as e:
             raise EngineError(f"cannot connect to PostgreSQL ({self.dsn}): {e}".strip()) from e

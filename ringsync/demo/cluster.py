@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,13 +81,25 @@ delta = ["version"]
 """
 
 
+@dataclass(frozen=True)
+class Schema:
+    """The replicated tables and how to create them in a new campus database."""
+
+    tables: tuple[str, ...]
+    create_postgres: Callable[[str], None]  # given the DSN
+    create_sqlite: Callable[[Path], None]  # given the database file
+
+
+LIS_SCHEMA = Schema(TABLES, create_postgres_schema, create_sqlite_database)
+
+
 @dataclass
 class LocalCluster:
     root: Path
     campuses: list[CampusLayout] = field(default_factory=list)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     name: str = "demo"
-    tables: tuple[str, ...] = TABLES
+    schema: Schema = LIS_SCHEMA
     replication: dict[str, float | int] = field(default_factory=dict)
     conflict_policies: str = DEMO_CONFLICT_POLICIES
 
@@ -94,9 +107,11 @@ class LocalCluster:
     def create(
         cls, root: Path, count: int, replication: dict[str, float | int] | None = None,
         engines: list[str] | None = None, conflict_policies: str | None = None,
+        schema: Schema = LIS_SCHEMA,
     ) -> LocalCluster:
         """Write configs and certificates; ``engines`` gives each campus's engine,
-        ``conflict_policies`` the cluster file's [conflicts] TOML."""
+        ``conflict_policies`` the cluster file's [conflicts] TOML, ``schema`` the
+        tables (the demo's laboratory system by default)."""
         if not 2 <= count <= len(CAMPUS_NAMES):
             raise RingsyncError(f"--campuses must be between 2 and {len(CAMPUS_NAMES)}")
         root = root.resolve()
@@ -104,7 +119,8 @@ class LocalCluster:
             raise RingsyncError(
                 f"{root} already holds a cluster; pick an empty --data-dir or delete it"
             )
-        cluster = cls(root, replication=replication or {"heal_after_seconds": 3.0},
+        cluster = cls(root, schema=schema,
+                      replication=replication or {"heal_after_seconds": 3.0},
                       conflict_policies=(DEMO_CONFLICT_POLICIES if conflict_policies is None
                                          else conflict_policies))
         engines = engines or ["sqlite"] * count
@@ -124,6 +140,10 @@ class LocalCluster:
     @property
     def pki_dir(self) -> Path:
         return self.root / "pki"
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return self.schema.tables
 
     def campus(self, name: str) -> CampusLayout:
         return next(c for c in self.campuses if c.name == name)
@@ -158,10 +178,10 @@ class LocalCluster:
                 c.postgres = LocalPostgres.create(c.dir / "pgdata", free_port())
                 c.postgres.start()
                 self._write_servers()
-                create_postgres_schema(c.postgres.dsn)
+                self.schema.create_postgres(c.postgres.dsn)
                 database = f'engine = "postgres"\ndsn = "{c.postgres.dsn}"\n'
             else:
-                create_sqlite_database(c.database)
+                self.schema.create_sqlite(c.database)
                 database = 'engine = "sqlite"\npath = "lis.db"\n'
             tuning = "\n".join(f"{k} = {v}" for k, v in self.replication.items())
             c.config.write_text(

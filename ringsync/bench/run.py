@@ -1,0 +1,159 @@
+"""`ringsync bench`: build each system, run the workloads, write the results.
+
+    ringsync bench [--quick] [--json] [--modes native,hop,ring,sqlite]
+
+Everything is made and torn down inside one run on this machine: PostgreSQL
+clusters (initdb on free ports), the native subscription, ringsync nodes.
+Results go to ``bench/results/<UTC time>[-quick].json`` with a markdown
+table (``.md``) and the stream lag plot (``-lag.svg``) beside it; ``--json``
+prints the same JSON on stdout. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ringsync.bench import report
+from ringsync.bench.scenarios import FULL, QUICK, Bench, Result, Scale, say, workloads_for
+from ringsync.bench.setups import make_setup
+from ringsync.errors import RingsyncError
+
+MODES = ("native", "hop", "ring", "sqlite")
+WORKLOADS = ("bulk", "stream", "catchup", "ring")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true",
+                   help="a smaller run that finishes in under 3 minutes")
+    p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    p.add_argument("--modes", default=",".join(MODES),
+                   help=f"comma-separated subset of {','.join(MODES)} (native always runs "
+                        "first when listed; ratios need it)")
+    p.add_argument("--workloads", default=",".join(WORKLOADS),
+                   help=f"comma-separated subset of {','.join(WORKLOADS)}")
+    p.add_argument("--bulk-rows", type=int, help="rows in the bulk transaction")
+    p.add_argument("--rates", help="stream rates to climb, tx/s, comma-separated")
+    p.add_argument("--step-seconds", type=int, help="seconds per stream rate")
+    p.add_argument("--catchup-seconds", type=int, help="seconds of backlog to write")
+    p.add_argument("--ring-rate", type=int, help="tx/s per campus in the ring workload")
+    p.add_argument("--soak-seconds", type=int, default=0,
+                   help="also run a memory soak on the hop for this long (600 for the target)")
+    p.add_argument("--out", type=Path, default=Path("bench/results"),
+                   help="directory for the results (default bench/results)")
+
+
+def _scale(args: argparse.Namespace) -> Scale:
+    scale = QUICK if args.quick else FULL
+    changes: dict[str, Any] = {}
+    if args.bulk_rows:
+        changes["bulk_rows"] = args.bulk_rows
+    if args.rates:
+        changes["stream_rates"] = tuple(int(r) for r in args.rates.split(","))
+    if args.step_seconds:
+        changes["step_seconds"] = args.step_seconds
+    if args.catchup_seconds:
+        changes["catchup_seconds"] = args.catchup_seconds
+    if args.ring_rate:
+        changes["ring_rate"] = args.ring_rate
+    return dataclasses.replace(scale, **changes)
+
+
+def _choice(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    chosen = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in allowed]
+    if unknown or not chosen:
+        raise RingsyncError(f"--{what}: unknown {unknown or value!r}; pick from "
+                            f"{','.join(allowed)}")
+    return [a for a in allowed if a in chosen]  # a fixed order: native first
+
+
+def _machine() -> dict[str, Any]:
+    import subprocess
+
+    from ringsync.demo.postgres import find_bin
+
+    version = subprocess.run([str(find_bin("postgres")), "--version"], capture_output=True,
+                             text=True).stdout.strip()
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "postgres": version,
+            "platform": platform.platform()}
+
+
+def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
+    scale = _scale(args)
+    modes = _choice(args.modes, MODES, "modes")
+    workloads = _choice(args.workloads, WORKLOADS, "workloads")
+    command = "ringsync bench " + " ".join(argv)
+    results: list[Result] = []
+    timelines: dict[str, list[tuple[float, float, int]]] = {}
+    root = Path(tempfile.mkdtemp(prefix="ringsync-bench-"))
+    began = time.monotonic()
+    try:
+        for mode in modes:
+            chosen = [w for w in workloads_for(mode) if w in workloads]
+            if not chosen and not (mode == "hop" and args.soak_seconds):
+                continue
+            say(f"{mode}: setting up")
+            setup = make_setup(mode, root)
+            try:
+                bench = Bench(setup, scale)
+                try:
+                    for workload in chosen:
+                        say(f"{mode}: {workload}")
+                        result = getattr(bench, workload)()
+                        results.append(result)
+                        say(f"{mode} {workload}: {result.rows_per_s:,.0f} rows/s")
+                    if mode == "hop" and args.soak_seconds:
+                        say(f"hop: memory soak, {args.soak_seconds}s")
+                        results.append(bench.soak(scale.catchup_rate, args.soak_seconds))
+                    if bench.lag_timeline and mode != "ring":
+                        timelines[mode] = bench.lag_timeline
+                finally:
+                    bench.close()
+            finally:
+                setup.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    report.add_ratios(results)
+    goals = report.targets(results)
+    doc = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": command, "quick": args.quick, "scale": dataclasses.asdict(scale),
+        "machine": _machine(), "wall_seconds": round(time.monotonic() - began, 1),
+        "results": [r.as_json() for r in results], "targets": goals,
+        "stream_lag_timeline": {m: [[round(t, 2), round(lag, 1), rate] for t, lag, rate in s]
+                                for m, s in timelines.items()},
+    }
+    stem = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + ("-quick" if args.quick else "")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (args.out / f"{stem}.md").write_text(report.markdown(results, goals, command))
+    (args.out / f"{stem}-lag.svg").write_text(
+        report.lag_svg(timelines, "ringsync bench: lag during the climbing stream workload"))
+    say(f"results: {args.out / stem}.json (.md, -lag.svg)")
+    print(report.terminal_chart(timelines), file=sys.stderr)
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    else:
+        print(report.markdown(results, goals, command))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(prog="ringsync bench", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    try:
+        return run_bench(p.parse_args(argv), argv)
+    except RingsyncError as e:
+        print(f"ringsync bench: {e}", file=sys.stderr)
+        return 2

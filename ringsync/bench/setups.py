@@ -1,0 +1,217 @@
+"""The systems the benchmark measures, each built from scratch on this machine.
+
+- ``NativeSetup``: two PostgreSQL clusters joined by PostgreSQL's own
+  publication/subscription, the anchor every ratio is taken against.
+- ``RingsyncSetup``: a ringsync cluster of real node processes over mTLS,
+  made exactly as the demo makes one (``LocalCluster``), with the benchmark
+  table as its only replicated table. ``hop`` is PostgreSQL -> PostgreSQL,
+  ``ring`` three PostgreSQL campuses all writing, ``sqlite`` PostgreSQL ->
+  SQLite.
+
+Both expose the same small surface to the scenarios: where writers connect,
+where a writer's rows are watched, which processes do the replication work,
+and how to stop and restart the receiving side (catch-up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+from ringsync.bench.workload import TABLE, create_postgres_table, create_sqlite_table
+from ringsync.demo.cluster import LocalCluster, Schema, free_port
+from ringsync.demo.postgres import LocalPostgres
+from ringsync.errors import RingsyncError
+
+BENCH_SCHEMA = Schema((TABLE,), create_postgres_table, create_sqlite_table)
+NODE_APPLICATION_NAME = "ringsync-node"  # node.engines.pgcapture.APPLICATION_NAME
+# Reconnect quickly after the catch-up scenario restarts a receiver.
+BENCH_TUNING: dict[str, float | int] = {"heal_after_seconds": 3.0,
+                                        "reconnect_max_seconds": 0.5}
+
+
+class Setup(Protocol):
+    mode: str
+    writers: list[str]  # origins that write, by name
+
+    def source_port(self, origin: str) -> int: ...
+    def source_dsn(self, origin: str) -> str: ...
+    def far_receiver(self, origin: str) -> tuple[str, Path | str]: ...
+    def cpu_pids(self) -> list[int]: ...
+    def rss_pids(self) -> list[int]: ...
+    def stop_receiver(self) -> None: ...
+    def start_receiver(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class _BackendPids:
+    """Process ids of PostgreSQL backends matching a condition, on several servers."""
+
+    def __init__(self, dsns: list[str], where: str) -> None:
+        import psycopg
+
+        self._lock = threading.Lock()
+        self._conns = [psycopg.connect(d, autocommit=True) for d in dsns]
+        self._sql = f"SELECT pid FROM pg_stat_activity WHERE {where}"
+
+    def __call__(self) -> list[int]:
+        with self._lock:
+            return [r[0] for c in self._conns for r in c.execute(self._sql)]
+
+    def close(self) -> None:
+        for c in self._conns:
+            c.close()
+
+
+class NativeSetup:
+    mode = "native"
+
+    def __init__(self) -> None:
+        self.writers = ["source"]
+        self.source = LocalPostgres.create(None, free_port())
+        self.target = LocalPostgres.create(None, free_port())
+        self._backends: _BackendPids | None = None
+        try:
+            for pg in (self.source, self.target):
+                pg.start()
+                create_postgres_table(pg.dsn)
+            self._sql(self.source.dsn, f"CREATE PUBLICATION bench_pub FOR TABLE {TABLE}")
+            self._sql(self.target.dsn,
+                      f"CREATE SUBSCRIPTION bench_sub CONNECTION '{self.source.dsn}' "
+                      "PUBLICATION bench_pub WITH (copy_data = false)")
+            self._wait_streaming()
+            self._backends = _BackendPids(
+                [self.source.dsn, self.target.dsn],
+                "backend_type IN ('walsender', 'logical replication worker')")
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _sql(dsn: str, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(statement)
+
+    def _wait_streaming(self, timeout: float = 30.0) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.source.dsn, autocommit=True) as conn:
+            while not conn.execute("SELECT 1 FROM pg_stat_replication WHERE state = "
+                                   "'streaming'").fetchone():
+                if time.monotonic() > deadline:
+                    raise RingsyncError("the native subscription did not start streaming")
+                time.sleep(0.1)
+
+    def source_port(self, origin: str) -> int:
+        return self.source.port
+
+    def source_dsn(self, origin: str) -> str:
+        return self.source.dsn
+
+    def far_receiver(self, origin: str) -> tuple[str, Path | str]:
+        return "target", self.target.dsn
+
+    def cpu_pids(self) -> list[int]:
+        return self._backends() if self._backends else []
+
+    rss_pids = cpu_pids
+
+    def stop_receiver(self) -> None:
+        self._sql(self.target.dsn, "ALTER SUBSCRIPTION bench_sub DISABLE")
+
+    def start_receiver(self) -> None:
+        self._sql(self.target.dsn, "ALTER SUBSCRIPTION bench_sub ENABLE")
+
+    def close(self) -> None:
+        if self._backends is not None:
+            self._backends.close()
+        for pg in (self.target, self.source):
+            pg.remove()
+
+
+class RingsyncSetup:
+    def __init__(self, mode: str, root: Path, engines: list[str], writers: int) -> None:
+        self.mode = mode
+        self.cluster = LocalCluster.create(root, len(engines), replication=dict(BENCH_TUNING),
+                                           engines=engines, conflict_policies="",
+                                           schema=BENCH_SCHEMA)
+        self.campuses = [c.name for c in self.cluster.campuses]
+        self.writers = self.campuses[:writers]
+        self._backends: _BackendPids | None = None
+        try:
+            self.cluster.start_all()
+            self._wait_ready()
+            self._backends = _BackendPids(
+                [c.postgres.dsn for c in self.cluster.campuses if c.postgres is not None],
+                f"application_name = '{NODE_APPLICATION_NAME}'")
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_ready(self) -> None:
+        from ringsync.client import ClusterClient
+        from ringsync.config import load_cluster
+        from ringsync.demo.runner import wait_ready
+
+        async def ready() -> None:
+            client = ClusterClient(load_cluster(self.cluster.cluster_file,
+                                                need_client_tls=True))
+            try:
+                await wait_ready(self.cluster, client)
+            finally:
+                await client.close()
+
+        asyncio.run(ready())
+
+    def _postgres(self, origin: str) -> LocalPostgres:
+        pg = self.cluster.campus(origin).postgres
+        if pg is None:
+            raise RingsyncError(f"campus {origin} is not a PostgreSQL campus")
+        return pg
+
+    def source_port(self, origin: str) -> int:
+        return self._postgres(origin).port
+
+    def source_dsn(self, origin: str) -> str:
+        return self._postgres(origin).dsn
+
+    def far_receiver(self, origin: str) -> tuple[str, Path | str]:
+        """The campus farthest downstream of ``origin`` (its predecessor in the ring)."""
+        name = self.campuses[self.campuses.index(origin) - 1]
+        return name, self.cluster.campus(name).target
+
+    def rss_pids(self) -> list[int]:
+        return [p.pid for p in self.cluster.processes.values() if p.poll() is None]
+
+    def cpu_pids(self) -> list[int]:
+        return self.rss_pids() + (self._backends() if self._backends else [])
+
+    def stop_receiver(self) -> None:
+        self.cluster.stop(self.campuses[1])
+
+    def start_receiver(self) -> None:
+        self.cluster.start(self.campuses[1])
+
+    def close(self) -> None:
+        if self._backends is not None:
+            self._backends.close()
+        self.cluster.stop_all()
+        self.cluster.stop_databases()
+
+
+def make_setup(mode: str, root: Path) -> Setup:
+    if mode == "native":
+        return NativeSetup()
+    if mode == "hop":
+        return RingsyncSetup(mode, root / mode, ["postgres", "postgres"], writers=1)
+    if mode == "ring":
+        return RingsyncSetup(mode, root / mode, ["postgres"] * 3, writers=3)
+    if mode == "sqlite":
+        return RingsyncSetup(mode, root / mode, ["postgres", "sqlite"], writers=1)
+    raise RingsyncError(f"unknown bench mode {mode!r}")

@@ -1,0 +1,178 @@
+"""The benchmark's table and the load that is written into it.
+
+One table, ``bench_results``, shaped like a laboratory result row. Every id
+is allocated so that a receiver can tell, with one index lookup, how far a
+writer's stream has arrived: each writer (one pgbench client of one run at
+one origin campus) owns a block of ids and writes them in increasing order,
+one transaction after another. Since replication applies an origin's
+transactions in commit order, ``max(id)`` inside a block is exactly the
+writer's last transaction visible at the receiver.
+
+Each row carries ``created_epoch``, the source server's clock when the row
+was written, so a receiver computes a row's lag as "now - created_epoch"
+(same machine, same clock).
+
+Streams are written by PostgreSQL's own ``pgbench`` (C, throttled with
+``--rate``), so the load generator costs little CPU and behaves the same
+for every mode being measured.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ringsync.demo.postgres import SUPERUSER, find_bin
+from ringsync.errors import RingsyncError
+
+TABLE = "bench_results"
+
+COLUMNS = """
+    id bigint PRIMARY KEY,
+    order_no text NOT NULL,
+    analyte text NOT NULL,
+    value_num double precision,
+    unit text,
+    flag text,
+    status text NOT NULL,
+    created_epoch double precision NOT NULL
+"""
+POSTGRES_DDL = f"CREATE TABLE IF NOT EXISTS {TABLE} ({COLUMNS})"
+SQLITE_DDL = (f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+              + COLUMNS.replace("bigint", "INTEGER").replace("double precision", "REAL") + ")")
+
+# Id blocks: origin campus, then pgbench run, then client. A client writes at
+# most CLIENT_SPAN ids in one run.
+ORIGIN_SPAN = 10**15
+RUN_SPAN = 10**12
+CLIENT_SPAN = 10**9
+
+# A lab result, 1-3 rows per transaction: what a stream of small clinical
+# transactions looks like. :base, :client_id and :n are pgbench variables;
+# :n persists per client across transactions.
+_STREAM_SCRIPT = f"""\\set k random(1, 3)
+\\set first :base + :client_id * {CLIENT_SPAN} + :n
+INSERT INTO {TABLE} (id, order_no, analyte, value_num, unit, flag, status, created_epoch)
+SELECT :first + g, 'ORD-' || (:n + g), 'GLU',
+       4.0 + g * 0.1, 'mmol/L', 'N', 'resulted',
+       extract(epoch from clock_timestamp())
+FROM generate_series(1, :k) g;
+\\set n :n + :k
+"""
+
+BULK_SQL = f"""
+INSERT INTO {TABLE} (id, order_no, analyte, value_num, unit, flag, status, created_epoch)
+SELECT %(base)s + g, 'ORD-' || g, (ARRAY['WBC','HGB','PLT','NA','K','GLU'])[1 + g %% 6],
+       round((random() * 100)::numeric, 2)::double precision, 'mmol/L',
+       CASE WHEN g %% 17 = 0 THEN 'H' ELSE 'N' END, 'resulted',
+       extract(epoch from clock_timestamp())
+FROM generate_series(1, %(rows)s) g
+"""
+
+
+@dataclass(frozen=True)
+class Block:
+    """The ids one writer owns, written in increasing order from lo + 1."""
+
+    lo: int
+    hi: int
+    origin: str
+
+
+class IdAllocator:
+    """Hands every pgbench run (or bulk load) at an origin a fresh block."""
+
+    def __init__(self, origins: list[str]) -> None:
+        self.origins = origins
+        self.runs = dict.fromkeys(origins, 0)
+
+    def run_base(self, origin: str) -> int:
+        self.runs[origin] += 1
+        return self.origins.index(origin) * ORIGIN_SPAN + self.runs[origin] * RUN_SPAN
+
+    @staticmethod
+    def client_blocks(base: int, clients: int, origin: str) -> list[Block]:
+        return [Block(base + c * CLIENT_SPAN, base + (c + 1) * CLIENT_SPAN, origin)
+                for c in range(clients)]
+
+
+def create_postgres_table(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(POSTGRES_DDL)
+
+
+def create_sqlite_table(path: Path) -> None:
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(SQLITE_DDL)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def bulk_insert(dsn: str, base: int, rows: int) -> tuple[float, float]:
+    """One transaction of ``rows`` rows; returns (started, committed) wall times."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        started = time.time()
+        with conn.transaction():
+            conn.execute(BULK_SQL, {"base": base, "rows": rows})
+        return started, time.time()
+
+
+@dataclass
+class StreamRun:
+    """One pgbench process writing small transactions at a fixed rate."""
+
+    proc: subprocess.Popen[str]
+    script: Path
+    blocks: list[Block]
+    rate: float
+    seconds: float
+
+    def wait(self) -> float:
+        """Wait for pgbench to finish; the transactions/s it really achieved."""
+        try:
+            out, err = self.proc.communicate(timeout=self.seconds + 120)
+        finally:
+            self.script.unlink(missing_ok=True)
+        if self.proc.returncode != 0:
+            raise RingsyncError(f"pgbench failed ({self.proc.returncode}): {err.strip()[-800:]}")
+        found = re.search(r"^tps = ([0-9.]+)", out, re.MULTILINE)
+        if not found:
+            raise RingsyncError(f"pgbench printed no tps line:\n{out[-800:]}")
+        return float(found.group(1))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.script.unlink(missing_ok=True)
+
+
+def start_stream(port: int, base: int, origin: str, rate: float, seconds: float,
+                 clients: int = 4) -> StreamRun:
+    """Start pgbench against 127.0.0.1:port, ``rate`` transactions/s for ``seconds``."""
+    fd, name = tempfile.mkstemp(prefix="ringsync-bench-", suffix=".sql")
+    script = Path(name)
+    with open(fd, "w") as fh:
+        fh.write(_STREAM_SCRIPT)
+    args = [str(find_bin("pgbench")), "-n", "-h", "127.0.0.1", "-p", str(port),
+            "-U", SUPERUSER, "-c", str(clients), "-j", str(min(clients, 2)),
+            "-T", str(max(1, round(seconds))), "-R", str(rate),
+            "-D", "n=0", "-D", f"base={base}", "-f", str(script), "postgres"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    return StreamRun(proc, script, IdAllocator.client_blocks(base, clients, origin), rate,
+                     seconds)
