@@ -24,7 +24,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from node.conflicts.metacodec import decode_meta, encode_meta
 from node.conflicts.policy import check_policies
@@ -163,56 +163,83 @@ class Resolver:
 
     def apply(self, store: VersionStore, txn: TxnInfo, changes: Iterable[Change]) -> int:
         """Resolve and write a transaction's changes; return conflicts logged."""
-        logged = 0
-        skew = 0 if txn.local or not txn.hlc else self.clock.skew_ms(txn.hlc)
-        if not txn.local and txn.hlc:
-            self.clock.observe(txn.hlc)  # refused (not adopted) when beyond the bound
-        run: list[Change] = []
-        first: Change | None = None
-        for change in split_key_changes(changes, self.rules):
-            first = first or change
-            if run and run[0].table != change.table:
-                logged += self._apply_run(store, txn, run, skew)
-                run = []
-            run.append(change)
-        if run:
-            logged += self._apply_run(store, txn, run, skew)
-        if skew > self.settings.max_clock_skew_ms and first is not None:
-            # Flagged, never silently trusted; the decision itself stays the
-            # same on every campus (it cannot depend on one campus's clock).
-            shape = self.rules[first.table].shape
-            self.skewed += 1
-            store.log_conflicts([ConflictRecord(
-                shape.name, shape.key_of(_image(first)), txn.seq,
-                Conflict("clock_skew", f"stamp {skew} ms ahead of this campus's clock "
-                         f"(bound {self.settings.max_clock_skew_ms} ms)", "flagged",
-                         None, _image(first), "", 0, txn.origin, txn.hlc),
-                time.time(), skew, shape.columns)])
-            logged += 1
-        return logged
+        return self.apply_many(store, [(txn, changes)])
 
-    def _apply_run(self, store: VersionStore, txn: TxnInfo, run: list[Change],
-                   skew: int) -> int:
-        rules = self.rules[run[0].table]
+    def apply_many(self, store: VersionStore,
+                   txns: Iterable[tuple[TxnInfo, Iterable[Change]]]) -> int:
+        """Resolve and write transactions' changes in order; return conflicts logged.
+
+        Consecutive changes to one table are read, resolved and written as one
+        batch even across transactions (the session commits them together),
+        so a stream of small transactions costs a few statements per batch,
+        not per transaction. Tables keep their order, so foreign keys hold.
+        The transactions are all remote, or one local one.
+        """
+        logged = 0
+        flagged: list[ConflictRecord] = []
+        run: list[_Item] = []
+        for txn, changes in txns:
+            skew = 0 if txn.local or not txn.hlc else self.clock.skew_ms(txn.hlc)
+            if not txn.local and txn.hlc:
+                self.clock.observe(txn.hlc)  # refused (not adopted) when beyond the bound
+            first: Change | None = None
+            for change in split_key_changes(changes, self.rules):
+                first = first or change
+                if run and self._run_ends(run, txn, change):
+                    logged += self._apply_run(store, run)
+                    run = []
+                run.append(_Item(txn, change, skew))
+            if skew > self.settings.max_clock_skew_ms and first is not None:
+                # Flagged, never silently trusted; the decision itself stays the
+                # same on every campus (it cannot depend on one campus's clock).
+                shape = self.rules[first.table].shape
+                flagged.append(ConflictRecord(
+                    shape.name, shape.key_of(_image(first)), txn.seq,
+                    Conflict("clock_skew", f"stamp {skew} ms ahead of this campus's clock "
+                             f"(bound {self.settings.max_clock_skew_ms} ms)", "flagged",
+                             None, _image(first), "", 0, txn.origin, txn.hlc),
+                    time.time(), skew, shape.columns))
+        if run:
+            logged += self._apply_run(store, run)
+        if flagged:
+            self.skewed += len(flagged)
+            store.log_conflicts(flagged)
+        return logged + len(flagged)
+
+    def _run_ends(self, run: list[_Item], txn: TxnInfo, change: Change) -> bool:
+        last = run[-1]
+        if last.change.table != change.table:
+            return True
+        if last.txn is not txn:
+            # A local transaction's versions are read against its own xid; a
+            # manual table settles and parks in transaction order.
+            if txn.local or last.txn.local:
+                return True
+            return self.rules[change.table].policy.rule == "manual"
+        return False
+
+    def _apply_run(self, store: VersionStore, run: list[_Item]) -> int:
+        first = run[0].txn
+        rules = self.rules[run[0].change.table]
         shape = rules.shape
-        keys = list(dict.fromkeys(shape.key_of(_image(c)) for c in run))
-        stored = store.read_versions(shape, keys, txn)
-        if not txn.local:
+        keys = list(dict.fromkeys(shape.key_of(_image(i.change)) for i in run))
+        stored = store.read_versions(shape, keys, first)
+        if not first.local:
             waiting = [k for k in keys if stored[k].pending]
             if waiting:
                 raise PendingLocalChange(
                     f"{shape.name} {waiting[0]!r} has a local change not yet journaled")
         state: dict[Key, tuple[Row | None, RowMeta | None]] = {}
-        if not txn.local:
+        if not first.local:
             for k in keys:
                 s = stored[k]
                 meta = decode_meta(s.meta, s.row, rules.delta) if s.meta is not None else None
                 state[k] = (s.row, meta)
         records: list[ConflictRecord] = []
-        settled: list[Key] = []
+        settled: dict[str, list[Key]] = {}
         manual = rules.policy.rule == "manual"
         now = time.time()
-        for change in run:
+        for txn, change, skew in run:
             k = shape.key_of(_image(change))
             if k not in state:
                 # A local transaction is in the table already: what the row was
@@ -226,14 +253,15 @@ class Resolver:
             out = rules.resolve(row, meta, version)
             state[k] = (out.row, out.meta)
             if manual and out.conflict is None and meta is not None and len(meta.recs) > 1:
-                settled.append(k)  # a version that saw every parked one supersedes them
+                # a version that saw every parked one supersedes them
+                settled.setdefault(f"superseded by {txn.origin}/{txn.seq}", []).append(k)
             if out.conflict is not None and not txn.local:
                 records.append(ConflictRecord(shape.name, k, txn.seq, out.conflict, now,
                                               skew, shape.columns))
-        if txn.local:
+        if first.local:
             # The row still holds this transaction's version when it equals its
             # last image (PostgreSQL: whatever xmin a savepoint gave it).
-            last = {shape.key_of(_image(c)): c.new for c in run}
+            last = {shape.key_of(_image(i.change)): i.change.new for i in run}
             for k in keys:
                 s = stored[k]
                 if s.pending and s.row is not None and s.row == last.get(k):
@@ -243,7 +271,7 @@ class Resolver:
             final, _ = state[k]
             if final == stored[k].row:
                 continue
-            if txn.local:  # written back only to this version's row (a delta sum, or a
+            if first.local:  # written back only to this version's row (a delta sum, or a
                 # concurrent version the row took while this one was not recorded)
                 if stored[k].pending or final is None or stored[k].row is None:
                     continue
@@ -253,14 +281,20 @@ class Resolver:
         if rows:
             store.write_rows(shape, rows,
                              frozenset(k for k in rows if stored[k].row is None))
-        store.write_versions(shape, metas, stored, set(rows), txn)
-        if settled:
-            store.close_parked(shape, settled, f"superseded by {txn.origin}/{txn.seq}")
+        store.write_versions(shape, metas, stored, set(rows), first)
+        for note, settled_keys in settled.items():
+            store.close_parked(shape, settled_keys, note)
         if records:
             store.log_conflicts(records)
             self.conflicts += len(records)
             self.parked += sum(r.conflict.winner == "parked" for r in records)
         return len(records)
+
+
+class _Item(NamedTuple):
+    txn: TxnInfo
+    change: Change
+    skew: int
 
 
 def _image(change: Change) -> Row:

@@ -35,10 +35,11 @@ class ApplySession(DeadLetterStore, Protocol):
 
     def advance(self, origin: str, seq: int, position: int | None = None,
                 changes: int = 0) -> None:
-        """Record that (origin, seq) is applied (or, for this campus's own
-        transactions, that their versions are recorded: ``position`` is their
-        capture position), in this same transaction. ``changes``: the row
-        changes of the transaction applied (not dead-lettered)."""
+        """Record that (origin, seq), and every earlier one of that origin, is
+        applied (or, for this campus's own transactions, that their versions
+        are recorded: ``position`` is their capture position), in this same
+        transaction. ``changes``: the row changes applied (not dead-lettered)
+        since the last call."""
 
 
 class Engine(Protocol):
