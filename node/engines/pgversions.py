@@ -32,6 +32,7 @@ from node.conflicts.driver import (
     log_insert_sql,
 )
 from node.conflicts.log import ConflictLog, ConflictQuery
+from node.engines.pgstage import STAGE_MIN_ROWS, Stager, insert_from, key_match, upsert_action
 from node.engines.pgtypes import canonical_row, to_pg
 from node.model import TableShape
 
@@ -103,8 +104,10 @@ class PgVersionStore:
 
     def __init__(self, cur: psycopg.Cursor[Any], canonical: Callable[..., Row],
                  upsert_sql: Callable[[TableShape], sql.Composed],
-                 delete_sql: Callable[[TableShape], sql.Composed]) -> None:
+                 delete_sql: Callable[[TableShape], sql.Composed],
+                 stager: Stager | None = None) -> None:
         self.cur = cur
+        self._stager = stager
         self._canonical = canonical
         self._upsert_sql = upsert_sql
         self._delete_sql = delete_sql
@@ -119,12 +122,12 @@ class PgVersionStore:
     def read_versions(self, shape: TableShape, keys: list[Key],
                       txn: TxnInfo) -> dict[Key, StoredRow]:
         cur = self.cur
-        params = [to_pg(v) for k in keys for v in k]
+        where, params = self._key_filter(shape, keys)
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns)
         found: dict[Key, tuple[int, Row]] = {}
         for rec in cur.execute(sql.SQL(
                 "SELECT xmin::text::bigint, {} FROM {} WHERE {} FOR UPDATE").format(
-                cols, sql.Identifier(shape.name), _in_keys(shape, len(keys))), params).fetchall():
+                cols, sql.Identifier(shape.name), where), params).fetchall():
             row = self._canonical(shape.kinds, rec[1:])
             found[shape.key_of(row)] = (int(rec[0]), row)
         key_cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
@@ -132,7 +135,7 @@ class PgVersionStore:
         metas: dict[Key, tuple[int | None, bool, str | None]] = {}
         width = len(shape.key_columns)
         for rec in cur.execute(sql.SQL("SELECT {}, xid, live, meta FROM {} WHERE {}").format(
-                key_cols, meta_ident(shape.name), _in_keys(shape, len(keys))), params).fetchall():
+                key_cols, meta_ident(shape.name), where), params).fetchall():
             key = self._canonical(key_kinds, rec[:width]) if key_kinds else tuple(rec[:width])
             metas[key] = (rec[width], bool(rec[width + 1]), rec[width + 2])
         out: dict[Key, StoredRow] = {}
@@ -151,16 +154,46 @@ class PgVersionStore:
             out[key] = StoredRow(current, entry[2] if entry else None, pending, xmin)
         return out
 
+    def _key_filter(self, shape: TableShape,
+                    keys: list[Key]) -> tuple[sql.Composable, list[Any]]:
+        """A WHERE clause matching ``keys``, with its parameters: a parameter
+        list for a few, a staging table for many."""
+        if self._stager is not None and len(keys) >= STAGE_MIN_ROWS:
+            stage = self._stager.load(self.cur, sql.Identifier(shape.name), shape.name,
+                                      shape.key_columns,
+                                      [tuple(to_pg(v) for v in k) for k in keys])
+            return key_match(shape, stage), []
+        return _in_keys(shape, len(keys)), [to_pg(v) for k in keys for v in k]
+
+    def _stage_rows(self, shape: TableShape, rows: list[tuple[Any, ...]]) -> sql.Identifier:
+        assert self._stager is not None
+        return self._stager.load(self.cur, sql.Identifier(shape.name), shape.name,
+                                 shape.columns, rows)
+
+    def _bulk(self, rows: list[Any]) -> bool:
+        return self._stager is not None and len(rows) >= STAGE_MIN_ROWS
+
     def write_rows(self, shape: TableShape, rows: Mapping[Key, Row | None],
                    absent: frozenset[Key] = frozenset()) -> None:
-        deletes = [tuple(to_pg(v) for v in k) for k, r in rows.items() if r is None]
+        deletes = [k for k, r in rows.items() if r is None]
         upserts = [tuple(to_pg(v) for v in r) for k, r in rows.items()
                    if r is not None and k not in absent]
         inserts = [tuple(to_pg(v) for v in r) for k, r in rows.items()
                    if r is not None and k in absent]
-        if deletes:
-            self.cur.executemany(self._delete_sql(shape), deletes)
-        if upserts:
+        table = sql.Identifier(shape.name)
+        if self._bulk(deletes):
+            where, _ = self._key_filter(shape, deletes)
+            self.cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(table, where), [])
+        elif deletes:
+            self.cur.executemany(self._delete_sql(shape),
+                                 [tuple(to_pg(v) for v in k) for k in deletes])
+        if self._bulk(upserts):
+            conflict = sql.SQL("ON CONFLICT ({}) {}").format(
+                sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns),
+                upsert_action(shape))
+            self.cur.execute(insert_from(table, shape.columns, self._stage_rows(shape, upserts),
+                                         conflict))
+        elif upserts:
             self.cur.executemany(self._upsert_sql(shape), upserts)
         if inserts:
             self._insert_new(shape, inserts)
@@ -169,6 +202,12 @@ class PgVersionStore:
         """Rows that did not exist when read (no row lock could hold their
         place): a local insert of the same key may have committed since, and
         must not be overwritten before capture has recorded it."""
+        if self._bulk(rows):
+            self.cur.execute(insert_from(sql.Identifier(shape.name), shape.columns,
+                                         self._stage_rows(shape, rows),
+                                         sql.SQL("ON CONFLICT DO NOTHING")))
+            self._check_inserted(shape, self.cur.rowcount, len(rows))
+            return
         width = len(shape.columns)
         one = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in range(width)))
         step = max(1, 30_000 // width)
@@ -178,11 +217,15 @@ class PgVersionStore:
                             ).format(sql.Identifier(shape.name),
                                      sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns),
                                      sql.SQL(", ").join([one] * len(part)))
-            written = len(self.cur.execute(query, [v for r in part for v in r]).fetchall())
-            if written != len(part):
-                raise PendingLocalChange(
-                    f"{shape.name}: {len(part) - written} row(s) appeared locally since apply "
-                    f"read them; waiting for capture")
+            self._check_inserted(shape, len(self.cur.execute(
+                query, [v for r in part for v in r]).fetchall()), len(part))
+
+    @staticmethod
+    def _check_inserted(shape: TableShape, written: int, wanted: int) -> None:
+        if written != wanted:
+            raise PendingLocalChange(
+                f"{shape.name}: {wanted - written} row(s) appeared locally since apply "
+                f"read them; waiting for capture")
 
     def write_versions(self, shape: TableShape, metas: Mapping[Key, tuple[str | None, bool]],
                        stored: Mapping[Key, StoredRow], written: set[Key],
@@ -200,10 +243,17 @@ class PgVersionStore:
             else:
                 xid = stored[key].tag
             records.append((*(to_pg(v) for v in key), xid, live, text))
-        self.cur.executemany(sql.SQL(
-            "INSERT INTO {} ({}, xid, live, meta) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET "
-            "xid = EXCLUDED.xid, live = EXCLUDED.live, meta = EXCLUDED.meta").format(
-            meta_ident(shape.name), keys, marks, keys), records)
+        update = sql.SQL("ON CONFLICT ({}) DO UPDATE SET xid = EXCLUDED.xid, "
+                         "live = EXCLUDED.live, meta = EXCLUDED.meta").format(keys)
+        if self._bulk(records):
+            assert self._stager is not None
+            columns = (*shape.key_columns, "xid", "live", "meta")
+            stage = self._stager.load(self.cur, meta_ident(shape.name), f"meta_{shape.name}",
+                                      columns, records)
+            self.cur.execute(insert_from(meta_ident(shape.name), columns, stage, update))
+            return
+        self.cur.executemany(sql.SQL("INSERT INTO {} ({}, xid, live, meta) VALUES ({}) {}").format(
+            meta_ident(shape.name), keys, marks, update), records)
 
     def log_conflicts(self, records: list[ConflictRecord]) -> None:
         self.cur.executemany(LOG_INSERT, [r.params() for r in records])

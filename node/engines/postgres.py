@@ -32,6 +32,7 @@ from psycopg import sql
 from node.codec import RowSetDigest
 from node.engines.pgcapture import APPLICATION_NAME, APPLY_ORIGIN, PgoutputReader
 from node.engines.pgsnapshot import pg_snapshot
+from node.engines.pgstage import Stager, upsert_action
 from node.engines.pgtypes import canonical_row, to_pg
 from node.engines.pgversions import DLQ, PgConflictOps, PgVersionStore, install_versions
 from node.engines.runs import batched_writes
@@ -46,7 +47,8 @@ log = logging.getLogger(__name__)
 
 class _PgApplySession(PgVersionStore):
     def __init__(self, engine: PostgresEngine, conn: psycopg.Connection[Any]) -> None:
-        super().__init__(conn.cursor(), canonical_row, engine.upsert_sql, engine.delete_sql)
+        super().__init__(conn.cursor(), canonical_row, engine.upsert_sql, engine.delete_sql,
+                         engine.stager)
         self.engine = engine
 
     def apply(self, changes: Iterable[Change]) -> None:
@@ -94,6 +96,7 @@ class PostgresEngine(PgConflictOps):
         self._shapes: dict[str, TableShape] = {}
         self._sql: dict[tuple[str, str], sql.Composed] = {}
         self._reader: PgoutputReader | None = None
+        self.stager: Stager = Stager()
 
     @property
     def description(self) -> str:
@@ -124,6 +127,7 @@ class PostgresEngine(PgConflictOps):
         self._apply = self._connect(autocommit=False)
         self._apply.execute("SELECT pg_replication_origin_session_setup(%s)", (APPLY_ORIGIN,))
         self._apply.commit()
+        self.stager = Stager()
 
     def _check_server(self) -> None:
         conn = self.conn
@@ -292,10 +296,7 @@ class PostgresEngine(PgConflictOps):
     def upsert_sql(self, shape: TableShape) -> sql.Composed:
         key = (shape.name, "upsert")
         if key not in self._sql:
-            rest = [c for c in shape.columns if c not in shape.key_columns]
-            action = sql.SQL("DO NOTHING") if not rest else sql.SQL("DO UPDATE SET {}").format(
-                sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
-                                   for c in rest))
+            action = upsert_action(shape)
             self._sql[key] = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}").format(
                 sql.Identifier(shape.name),
                 sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns),
@@ -316,11 +317,16 @@ class PostgresEngine(PgConflictOps):
             self._apply = conn = self._connect(autocommit=False)
             conn.execute("SELECT pg_replication_origin_session_setup(%s)", (APPLY_ORIGIN,))
             conn.commit()
+            self.stager = Stager()
+        committed = False
         try:
             with conn.transaction():
                 yield _PgApplySession(self, conn)
+            committed = True
         except psycopg.Error as e:
             raise EngineError(f"apply failed on PostgreSQL: {e}") from e
+        finally:
+            self.stager.end(committed)
 
     def applied_vector(self) -> dict[str, int]:
         return {o: int(s) for o, s in self._query("SELECT origin, seq FROM ringsync.applied")}

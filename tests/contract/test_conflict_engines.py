@@ -30,6 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from node.conflicts.deadletter import apply_guarded
 from node.conflicts.driver import Resolver, TxnInfo
+from node.engines import pgversions
 from node.engines.postgres import PostgresEngine
 from node.engines.sqlite import SQLiteEngine
 from node.hlc import HybridClock
@@ -103,11 +104,27 @@ class Campus:
             apply_guarded(self.resolver, session, info, [txn.change], {}, False)
         self.applied[txn.origin] = txn.seq
 
+    def apply_batch(self, txns: list[Txn]) -> None:
+        """Several transactions in one session, resolved together as apply does."""
+        with self.engine.apply_session() as session:
+            self.resolver.apply_many(session, [
+                (TxnInfo(t.origin, t.seq, t.hlc, t.deps, False), [t.change]) for t in txns])
+        for t in txns:
+            self.applied[t.origin] = t.seq
+
     def row(self, table: str, key: int) -> tuple[Any, ...] | None:
         return self.engine.read_version(table, (key,))[0]
 
 
-def test_real_engines_converge_under_concurrent_writes(campuses: dict[str, Any]) -> None:
+@pytest.mark.parametrize("staged", [False, True], ids=["statements", "staging-tables"])
+def test_real_engines_converge_under_concurrent_writes(
+        campuses: dict[str, Any], staged: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Single and batched deliveries; ``staged``: PostgreSQL reads and writes
+    every run through COPY and staging tables (node.engines.pgstage), which
+    apply otherwise uses only for long runs."""
+    if staged:
+        monkeypatch.setattr(pgversions, "STAGE_MIN_ROWS", 1)
+
     class Machine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
@@ -124,11 +141,11 @@ def test_real_engines_converge_under_concurrent_writes(campuses: dict[str, Any])
             self.deleted: set[tuple[str, int]] = set()
             self.furthest: dict[tuple[str, int], int] = {}
 
-        def ready(self, name: str) -> list[Txn]:
-            dst = self.c[name]
+        def ready(self, name: str, applied: dict[str, int] | None = None) -> list[Txn]:
+            applied = self.c[name].applied if applied is None else applied
             return [t for t in self.history if t.origin != name
-                    and t.seq == dst.applied.get(t.origin, 0) + 1
-                    and all(dst.applied.get(o, 0) >= s for o, s in t.deps.items() if o != name)]
+                    and t.seq == applied.get(t.origin, 0) + 1
+                    and all(applied.get(o, 0) >= s for o, s in t.deps.items() if o != name)]
 
         @rule(name=st.sampled_from(CAMPUSES), table=st.sampled_from(TABLES),
               key=st.integers(0, 1), delete=st.integers(0, 5),
@@ -178,6 +195,21 @@ def test_real_engines_converge_under_concurrent_writes(campuses: dict[str, Any])
                 txn = ready[pick % len(ready)]
                 self.c[name].clock = max(self.c[name].clock, txn.hlc)
                 self.c[name].apply(txn)
+
+        @precondition(lambda self: self.history)
+        @rule(name=st.sampled_from(CAMPUSES), count=st.integers(2, 6), pick=st.integers(0, 1000))
+        def deliver_batch(self, name: str, count: int, pick: int) -> None:
+            applied = dict(self.c[name].applied)
+            batch: list[Txn] = []
+            for _ in range(count):
+                ready = self.ready(name, applied)
+                if not ready:
+                    break
+                batch.append(ready[pick % len(ready)])
+                applied[batch[-1].origin] = batch[-1].seq
+            if batch:
+                self.c[name].clock = max(self.c[name].clock, *(t.hlc for t in batch))
+                self.c[name].apply_batch(batch)
 
         def teardown(self) -> None:
             for _ in range(len(self.history) * len(CAMPUSES) + 1):

@@ -1,0 +1,94 @@
+"""Bulk statements on PostgreSQL: COPY into a temporary staging table, then one statement.
+
+Apply writes and reads rows in runs (node.conflicts.driver). A run of a few
+rows is cheapest as plain statements; a long one (a bulk transaction, a
+catch-up backlog) is far cheaper as ``COPY ... FROM STDIN`` into a
+temporary table followed by one ``INSERT ... SELECT ... ON CONFLICT`` or
+one ``... WHERE key IN (SELECT ...)``: no per-row statement, no giant
+parameter list for the server to parse.
+
+Staging tables are per connection (``ON COMMIT DELETE ROWS``: empty at the
+start of every transaction), typed exactly like the table they stage for
+(``CREATE TABLE ... AS SELECT ... WITH NO DATA``), created on first use, and
+never WAL-logged or published, so capture never sees them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from node.model import TableShape
+
+# Runs at least this long go through a staging table.
+STAGE_MIN_ROWS = 64
+
+
+def upsert_action(shape: TableShape) -> sql.Composable:
+    """The ON CONFLICT action that makes an insert an upsert of every non-key column."""
+    rest = [c for c in shape.columns if c not in shape.key_columns]
+    if not rest:
+        return sql.SQL("DO NOTHING")
+    return sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
+        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in rest))
+
+
+def _idents(columns: Sequence[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+
+
+class Stager:
+    """The staging tables of one connection (make a new Stager for a new
+    connection), and which the open transaction used."""
+
+    def __init__(self) -> None:
+        self._created: set[str] = set()
+        self._created_now: set[str] = set()  # in the open transaction: gone on rollback
+        self._used: set[str] = set()
+
+    def end(self, committed: bool) -> None:
+        """Call when the transaction ends."""
+        if not committed:
+            self._created -= self._created_now
+        self._created_now.clear()
+        self._used.clear()
+
+    def load(self, cur: psycopg.Cursor[Any], source: sql.Composable, source_name: str,
+             columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> sql.Identifier:
+        """COPY ``rows`` (values for ``columns``) into the staging table for
+        ``source``; return its name."""
+        digest = hashlib.sha1(f"{source_name}|{','.join(columns)}".encode()).hexdigest()[:16]
+        name = f"rs_stage_{digest}"
+        stage = sql.Identifier(name)
+        if name not in self._created:
+            cur.execute(sql.SQL(
+                "CREATE TEMPORARY TABLE {} ON COMMIT DELETE ROWS AS SELECT {} FROM {} "
+                "WITH NO DATA").format(stage, _idents(columns), source))
+            self._created.add(name)
+            self._created_now.add(name)
+        elif name in self._used:
+            cur.execute(sql.SQL("TRUNCATE {}").format(stage))
+        self._used.add(name)
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _idents(columns))) as cp:
+            for row in rows:
+                cp.write_row(row)
+        return stage
+
+
+def key_match(shape: TableShape, stage: sql.Identifier,
+              qualifier: str | None = None) -> sql.Composable:
+    """``(k1, k2) IN (SELECT k1, k2 FROM stage)`` for the table's key."""
+    cols = [sql.Identifier(qualifier, c) if qualifier else sql.Identifier(c)
+            for c in shape.key_columns]
+    return sql.SQL("({}) IN (SELECT {} FROM {})").format(
+        sql.SQL(", ").join(cols), _idents(shape.key_columns), stage)
+
+
+def insert_from(target: sql.Composable, columns: Sequence[str], stage: sql.Identifier,
+                conflict: sql.Composable) -> sql.Composed:
+    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} {}").format(
+        target, _idents(columns), _idents(columns), stage, conflict)
