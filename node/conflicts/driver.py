@@ -129,8 +129,12 @@ def log_insert_sql(table: str, mark: str) -> str:
 class VersionStore(Protocol):
     """What an engine's apply session offers the driver."""
 
-    def read_versions(self, shape: TableShape, keys: list[Key],
-                      txn: TxnInfo) -> dict[Key, StoredRow]: ...
+    def read_versions(self, shape: TableShape,
+                      keys: Mapping[Key, TxnInfo]) -> dict[Key, StoredRow]:
+        """Each key's row and versions, locked until the session ends. A key
+        maps to the transaction being applied to it; for a local one, the
+        last local transaction whose version of that row is being recorded
+        (a later local change than that one makes the key pending)."""
 
     def write_rows(self, shape: TableShape, rows: Mapping[Key, Row | None],
                    absent: frozenset[Key] = frozenset()) -> None:
@@ -140,9 +144,9 @@ class VersionStore(Protocol):
 
     def write_versions(self, shape: TableShape, metas: Mapping[Key, tuple[str | None, bool]],
                        stored: Mapping[Key, StoredRow], written: set[Key],
-                       txn: TxnInfo) -> None:
+                       keys: Mapping[Key, TxnInfo]) -> None:
         """Store each key's versions (text, row exists); ``written``: keys whose
-        row this session wrote."""
+        row this session wrote; ``keys`` as read_versions was given them."""
 
     def log_conflicts(self, records: list[ConflictRecord]) -> None: ...
 
@@ -173,7 +177,7 @@ class Resolver:
         batch even across transactions (the session commits them together),
         so a stream of small transactions costs a few statements per batch,
         not per transaction. Tables keep their order, so foreign keys hold.
-        The transactions are all remote, or one local one.
+        A run holds remote transactions or local ones, never both.
         """
         logged = 0
         flagged: list[ConflictRecord] = []
@@ -211,9 +215,10 @@ class Resolver:
         if last.change.table != change.table:
             return True
         if last.txn is not txn:
-            # A local transaction's versions are read against its own xid; a
-            # manual table settles and parks in transaction order.
-            if txn.local or last.txn.local:
+            # Local versions are recorded against what the table holds, remote
+            # ones resolved against it; a manual table settles and parks in
+            # transaction order.
+            if txn.local != last.txn.local:
                 return True
             return self.rules[change.table].policy.rule == "manual"
         return False
@@ -222,8 +227,10 @@ class Resolver:
         first = run[0].txn
         rules = self.rules[run[0].change.table]
         shape = rules.shape
-        keys = list(dict.fromkeys(shape.key_of(_image(i.change)) for i in run))
-        stored = store.read_versions(shape, keys, first)
+        # each key with its transaction; local: the last one that changed it
+        owner = {shape.key_of(_image(i.change)): i.txn for i in run}
+        keys = list(owner)
+        stored = store.read_versions(shape, owner)
         if not first.local:
             waiting = [k for k in keys if stored[k].pending]
             if waiting:
@@ -281,7 +288,7 @@ class Resolver:
         if rows:
             store.write_rows(shape, rows,
                              frozenset(k for k in rows if stored[k].row is None))
-        store.write_versions(shape, metas, stored, set(rows), first)
+        store.write_versions(shape, metas, stored, set(rows), owner)
         for note, settled_keys in settled.items():
             store.close_parked(shape, settled_keys, note)
         if records:

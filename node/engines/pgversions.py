@@ -119,10 +119,10 @@ class PgVersionStore:
             self._xid = int(self.cur.execute(XID_SQL).fetchone()[0])  # type: ignore[index]
         return self._xid
 
-    def read_versions(self, shape: TableShape, keys: list[Key],
-                      txn: TxnInfo) -> dict[Key, StoredRow]:
+    def read_versions(self, shape: TableShape,
+                      keys: Mapping[Key, TxnInfo]) -> dict[Key, StoredRow]:
         cur = self.cur
-        where, params = self._key_filter(shape, keys)
+        where, params = self._key_filter(shape, list(keys))
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns)
         found: dict[Key, tuple[int, Row]] = {}
         for rec in cur.execute(sql.SQL(
@@ -139,7 +139,7 @@ class PgVersionStore:
             key = self._canonical(key_kinds, rec[:width]) if key_kinds else tuple(rec[:width])
             metas[key] = (rec[width], bool(rec[width + 1]), rec[width + 2])
         out: dict[Key, StoredRow] = {}
-        for key in keys:
+        for key, txn in keys.items():
             xmin: int | None = None
             current: Row | None = None
             if key in found:
@@ -229,7 +229,7 @@ class PgVersionStore:
 
     def write_versions(self, shape: TableShape, metas: Mapping[Key, tuple[str | None, bool]],
                        stored: Mapping[Key, StoredRow], written: set[Key],
-                       txn: TxnInfo) -> None:
+                       owners: Mapping[Key, TxnInfo]) -> None:
         keys = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
         marks = sql.SQL(", ").join(sql.Placeholder() for _ in range(len(shape.key_columns) + 3))
         records = []
@@ -238,8 +238,8 @@ class PgVersionStore:
         for key, (text, live) in metas.items():
             if key in written:
                 xid: int | None = actual.get(key, self._session_xid())
-            elif txn.local:
-                xid = stored[key].tag if not stored[key].pending else txn.xid
+            elif owners[key].local:
+                xid = stored[key].tag if not stored[key].pending else owners[key].xid
             else:
                 xid = stored[key].tag
             records.append((*(to_pg(v) for v in key), xid, live, text))

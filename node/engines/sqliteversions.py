@@ -86,20 +86,21 @@ class SQLiteVersionStore:
         self._upsert_sql = upsert_sql
         self._delete_sql = delete_sql
 
-    def read_versions(self, shape: TableShape, keys: list[Key],
-                      txn: TxnInfo) -> dict[Key, StoredRow]:
+    def read_versions(self, shape: TableShape,
+                      keys: Mapping[Key, TxnInfo]) -> dict[Key, StoredRow]:
         conn = self.conn
         cols = ", ".join(q(c) for c in shape.columns)
         row_sql = f"SELECT {cols} FROM {q(shape.name)} WHERE {_key_where(shape)}"
         meta_sql = f"SELECT meta FROM {meta_table(shape.name)} WHERE {_key_where(shape)}"
-        after = txn.position if txn.local and txn.position is not None else (
-            self.recorded_position)
         pending_sql = (
             f"SELECT 1 FROM {q('_rs_img_' + shape.name)} WHERE log_id > ? AND "
             f"(({_key_where(shape, 'n_')}) OR ({_key_where(shape, 'o_')})) LIMIT 1"
         )
         out: dict[Key, StoredRow] = {}
-        for key in keys:
+        for key, txn in keys.items():
+            # a local key is pending when a later local change to it is logged
+            after = txn.position if txn.local and txn.position is not None else (
+                self.recorded_position)
             native = tuple(to_sqlite(v) for v in key)
             found = conn.execute(row_sql, native).fetchone()
             meta = conn.execute(meta_sql, native).fetchone()
@@ -120,7 +121,7 @@ class SQLiteVersionStore:
 
     def write_versions(self, shape: TableShape, metas: Mapping[Key, tuple[str | None, bool]],
                        stored: Mapping[Key, StoredRow], written: set[Key],
-                       txn: TxnInfo) -> None:
+                       owners: Mapping[Key, TxnInfo]) -> None:
         keys = ", ".join(q(c) for c in shape.key_columns)
         marks = ", ".join("?" for _ in shape.key_columns)
         self.conn.executemany(

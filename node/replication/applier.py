@@ -103,40 +103,45 @@ def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
     """Apply planned transactions in one database transaction (engine thread);
     return (conflicts logged, changes parked in the dead-letter queue).
 
-    Remote transactions go to the resolver together (``apply_many``: one
-    read and one write per table run, not per transaction) unless a row is
-    parked in the dead-letter queue or ``isolate`` asks for change-by-change
+    Transactions go to the resolver together (``apply_many``: one read and
+    one write per table run, not per transaction; this campus's own ones to
+    record their versions, then remote ones) unless a row is parked in the
+    dead-letter queue (remote ones then go one by one, so changes to the
+    parked rows wait behind them) or ``isolate`` asks for change-by-change
     savepoints. A multi-frame transaction is read from the journal frame by
     frame, so memory stays bounded however large it is. The applied vector
     moves once per origin, to the last transaction of the batch.
     """
     local = engine.shapes()
     logged = parked = 0
-    advances: dict[str, _Advance] = {}
     with engine.apply_session() as session:
         blocked = session.parked_keys()
-        group: list[tuple[TxnInfo, list[Change]]] = []
-        for txn in plan:
-            bodies = [txn.body] if txn.body is not None else journal.iter_frames(
-                txn.origin, txn.seq)
-            applied = 0
-            for body in bodies:
-                info, changes = _decode(body, txn, local)
-                if not isolate and not blocked and not txn.local and txn.body is not None:
-                    group.append((info, changes))
-                    applied += len(changes)
-                    continue
-                if group:
-                    logged += resolver.apply_many(session, group)
-                    group = []
-                done = apply_guarded(resolver, session, info, changes, blocked, isolate)
-                logged, parked = logged + done[0], parked + done[1]
-                applied += len(changes) - done[1]
-            advances.setdefault(txn.origin, _Advance()).add(txn, applied)
-        if group:
-            logged += resolver.apply_many(session, group)
-        for origin, adv in advances.items():
-            session.advance(origin, adv.seq, adv.position, adv.changes)
+        # Own transactions first: once their versions are recorded (and the
+        # session told so by advance), remote changes to those rows may go.
+        for part in ([t for t in plan if t.local], [t for t in plan if not t.local]):
+            advances: dict[str, _Advance] = {}
+            group: list[tuple[TxnInfo, list[Change]]] = []
+            for txn in part:
+                bodies = [txn.body] if txn.body is not None else journal.iter_frames(
+                    txn.origin, txn.seq)
+                applied = 0
+                for body in bodies:
+                    info, changes = _decode(body, txn, local)
+                    if not isolate and txn.body is not None and (txn.local or not blocked):
+                        group.append((info, changes))
+                        applied += len(changes)
+                        continue
+                    if group:
+                        logged += resolver.apply_many(session, group)
+                        group = []
+                    done = apply_guarded(resolver, session, info, changes, blocked, isolate)
+                    logged, parked = logged + done[0], parked + done[1]
+                    applied += len(changes) - done[1]
+                advances.setdefault(txn.origin, _Advance()).add(txn, applied)
+            if group:
+                logged += resolver.apply_many(session, group)
+            for origin, adv in advances.items():
+                session.advance(origin, adv.seq, adv.position, adv.changes)
     return logged, parked
 
 

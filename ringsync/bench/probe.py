@@ -94,8 +94,10 @@ class ArrivalProbe:
 
     def _run(self) -> None:
         try:
-            connect = _connect_postgres if isinstance(self.target, str) else _connect_sqlite
-            query_max, query_new, close = connect(self.target)
+            if isinstance(self.target, str):
+                query_max, query_new, close = _connect_postgres(self.target)
+            else:
+                query_max, query_new, close = _connect_sqlite(self.target)
             try:
                 while not self._stop.is_set():
                     self._poll(query_max, query_new)

@@ -90,8 +90,9 @@ def source_last_ids(dsn: str, blocks: list[Block]) -> dict[Block, int]:
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return {b: conn.execute(f"SELECT coalesce(max(id), %s) FROM {TABLE} "
-                                "WHERE id > %s AND id < %s", (b.lo, b.lo, b.hi)).fetchone()[0]
+        return {b: int(conn.execute(f"SELECT coalesce(max(id), %s) FROM {TABLE} "
+                                    "WHERE id > %s AND id < %s",
+                                    (b.lo, b.lo, b.hi)).fetchone()[0])  # type: ignore[index]
                 for b in blocks}
 
 

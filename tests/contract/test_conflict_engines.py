@@ -250,8 +250,8 @@ def test_a_row_a_user_inserts_while_apply_decides_is_not_overwritten(
     with pytest.raises(PendingLocalChange), engine.apply_session() as session:
         read = session.read_versions
 
-        def read_then_a_user_inserts(shape: Any, keys: Any, txn: Any) -> Any:
-            out = read(shape, keys, txn)
+        def read_then_a_user_inserts(shape: Any, keys: Any) -> Any:
+            out = read(shape, keys)
             with psycopg.connect(engine.dsn, autocommit=True) as user:
                 user.execute("INSERT INTO t_latest VALUES (7, 'mine', 'ordered', 0)")
             return out

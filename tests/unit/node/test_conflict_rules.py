@@ -204,7 +204,7 @@ class _MemoryStore:
         self.metas: dict = {}
         self.logged: list = []
 
-    def read_versions(self, shape, keys, txn):
+    def read_versions(self, shape, keys):
         from node.conflicts.driver import StoredRow
         return {k: StoredRow(self.rows.get(k), self.metas.get(k), False) for k in keys}
 
@@ -212,7 +212,7 @@ class _MemoryStore:
         for k, r in rows.items():
             self.rows[k] = r
 
-    def write_versions(self, shape, metas, stored, written, txn):
+    def write_versions(self, shape, metas, stored, written, keys):
         self.metas.update({k: text for k, (text, _) in metas.items()})
 
     def log_conflicts(self, records):
