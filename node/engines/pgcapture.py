@@ -37,6 +37,7 @@ APPLIED_SCHEMA = "ringsync"  # ringsync.applied(origin, seq) is published for de
 STATUS_INTERVAL_SECONDS = 1.0
 WANTED_STATUS_INTERVAL_SECONDS = 0.1
 QUEUE_CHUNKS = 8
+_ROW_KINDS = frozenset(b"IUD")
 
 
 class PgoutputReader:
@@ -192,6 +193,8 @@ class PgoutputReader:
                 if msg is None:
                     continue
                 write_lsn = max(write_lsn, msg.end)
+                if foreign and self._skippable(msg.payload, relations):
+                    continue
                 event = po.parse_pgoutput(msg.payload)
                 if isinstance(event, po.Begin):
                     begin, txn, foreign, chunk_index = event, [], False, 0
@@ -224,6 +227,16 @@ class PgoutputReader:
             return handed_out
         finally:
             pgconn.finish()
+
+    @staticmethod
+    def _skippable(payload: memoryview, relations: dict[int, po.Relation]) -> bool:
+        """A row change that apply made (its transaction carries our origin) is
+        never captured: skip it undecoded, unless it moves the applied vector.
+        Protocol version 1: 'I'/'U'/'D', then the relation id."""
+        if payload[0] not in _ROW_KINDS:
+            return False
+        rel = relations.get(int.from_bytes(payload[1:5], "big"))
+        return rel is not None and rel.schema != APPLIED_SCHEMA
 
     def _note_applied(self, msg: po.RowMessage) -> None:
         if msg.new is None or not isinstance(msg.new[0], str) or not isinstance(msg.new[1], str):
