@@ -13,10 +13,10 @@ reports is only ever what the journal has stored.
 from __future__ import annotations
 
 import logging
-import queue
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 import psycopg
@@ -36,8 +36,57 @@ APPLICATION_NAME = "ringsync-node"
 APPLIED_SCHEMA = "ringsync"  # ringsync.applied(origin, seq) is published for dependency vectors
 STATUS_INTERVAL_SECONDS = 1.0
 WANTED_STATUS_INTERVAL_SECONDS = 0.1
-QUEUE_CHUNKS = 8
+# Decoded changes waiting for capture to journal them. Bounded by changes,
+# not transactions: a stream of one-row transactions is journaled thousands
+# per commit (one fsync), while a bulk transaction's chunks stay in bounds.
+QUEUE_FRAMES_OF_CHANGES = 4
+TAKE_FRAMES_OF_CHANGES = 2
 _ROW_KINDS = frozenset(b"IUD")
+
+
+class ChunkQueue:
+    """Decoded chunks between the reader thread and capture, bounded by the
+    row changes they hold."""
+
+    def __init__(self, max_changes: int) -> None:
+        self.max_changes = max_changes
+        self._items: deque[CapturedChunk] = deque()
+        self._changes = 0
+        self._cond = threading.Condition()
+
+    @staticmethod
+    def _weight(item: CapturedChunk) -> int:
+        return len(item.changes)
+
+    def put(self, item: CapturedChunk, timeout: float) -> bool:
+        """Queue ``item``, waiting while the queue is full; False on timeout."""
+        with self._cond:
+            if not self._cond.wait_for(
+                    lambda: not self._items or self._changes < self.max_changes, timeout):
+                return False
+            self._items.append(item)
+            self._changes += self._weight(item)
+            self._cond.notify_all()
+            return True
+
+    def take(self, timeout: float, max_changes: int) -> list[CapturedChunk]:
+        """What is queued, up to about ``max_changes``; waits up to ``timeout`` for one."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: bool(self._items), timeout):
+                return []
+            out: list[CapturedChunk] = []
+            taken = 0
+            while self._items and (not out or taken < max_changes):
+                item = self._items.popleft()
+                out.append(item)
+                taken += self._weight(item)
+            self._changes -= taken
+            self._cond.notify_all()
+            return out
+
+    def empty(self) -> bool:
+        with self._cond:
+            return not self._items
 
 
 class PgoutputReader:
@@ -48,7 +97,7 @@ class PgoutputReader:
         self.publication = publication
         self.shape_of = shape_of
         self.frame_max_changes = frame_max_changes
-        self._queue: queue.Queue[CapturedChunk | Exception] = queue.Queue(QUEUE_CHUNKS)
+        self._queue = ChunkQueue(QUEUE_FRAMES_OF_CHANGES * frame_max_changes)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._flushed = 0
@@ -85,24 +134,11 @@ class PgoutputReader:
         flush position.
         """
         self.release(position)  # the journal holds everything up to position
-        out: list[CapturedChunk] = []
         decoded = self._decoded  # read before draining: all of it is queued by now
-        try:
-            item = self._queue.get(timeout=0.2)
-        except queue.Empty:
+        out = self._queue.take(0.2, TAKE_FRAMES_OF_CHANGES * self.frame_max_changes)
+        if self._queue.empty():
             self.taken_through = max(self.taken_through, decoded)
-            return out
-        while True:
-            if isinstance(item, Exception):
-                raise item
-            out.append(item)
-            if len(out) >= 64:
-                return out
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                self.taken_through = max(self.taken_through, decoded)
-                return out
+        return out
 
     def release(self, position: int) -> None:
         self._flushed = max(self._flushed, position)
@@ -120,11 +156,10 @@ class PgoutputReader:
 
     def _put(self, item: CapturedChunk, pgconn: PGconn, write_lsn: int) -> None:
         while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=STATUS_INTERVAL_SECONDS)
+            if self._queue.put(item, timeout=STATUS_INTERVAL_SECONDS):
                 return
-            except queue.Full:  # journal is slower: keep the server from timing us out
-                self._send_status(pgconn, write_lsn)
+            # journal is slower: keep the server from timing us out
+            self._send_status(pgconn, write_lsn)
 
     def _send_status(self, pgconn: PGconn, write_lsn: int, reply: bool = False) -> None:
         flushed = self._flushed
