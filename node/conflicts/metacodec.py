@@ -39,6 +39,15 @@ def key_text(key: Sequence[Any]) -> str:
 
 
 def encode_meta(meta: RowMeta, row: tuple[Any, ...] | None) -> str:
+    if row is not None and len(meta.recs) == 1:
+        # The common case (one writer, row present): every value is implied.
+        r = meta.recs[0]
+        regs = ",".join(f"[{g}]" for g in r.regs)
+        return f'{{"r":[[{json.dumps(r.origin)},{r.seq},{r.hlc},[{regs}]]]}}'
+    return encode_meta_general(meta, row)
+
+
+def encode_meta_general(meta: RowMeta, row: tuple[Any, ...] | None) -> str:
     counts: dict[int, int] = {}
     for r in meta.recs:
         for g in r.regs:

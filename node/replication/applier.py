@@ -35,8 +35,8 @@ from ringsync.v1 import values_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-MAX_TXNS_PER_COMMIT = 256
-MAX_FRAMES_PER_READ = 1024
+MAX_TXNS_PER_COMMIT = 2048
+MAX_FRAMES_PER_READ = 2048
 MAX_BYTES_PER_READ = 8 << 20
 IDLE_WAIT_SECONDS = 0.5
 RETRY_MIN_SECONDS = 0.2

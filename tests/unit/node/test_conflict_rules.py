@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from node.conflicts.metacodec import decode_meta, encode_meta, key_text
+from node.conflicts.metacodec import decode_meta, encode_meta, encode_meta_general, key_text
 from node.conflicts.policy import check_policies
 from node.conflicts.resolve import RowMeta, RowRules, Version
 from node.model import Op, TableShape
@@ -301,3 +301,13 @@ def test_the_single_record_fast_path_decides_exactly_as_the_frontiers_do(
 
     check()
     assert shortcuts > 0, "the shortcut was never taken: the comparison proved nothing"
+
+
+def test_the_one_writer_metadata_text_is_the_general_encoding() -> None:
+    from node.conflicts.resolve import Rec
+
+    for origin in ("north", 'odd "name" \u00e9'):
+        meta = RowMeta([Rec(origin, 7, 1234567890123, {-1: True, 1: "STAT", 2: "x"})], {4: 3})
+        row = (1, "STAT", "x", "", 3)
+        assert encode_meta(meta, row) == encode_meta_general(meta, row)
+        assert decode_meta(encode_meta(meta, row), row, (4,)) == meta
