@@ -59,23 +59,28 @@ def to_value(v: Any, out: pb.Value) -> None:
         raise ValueError(f"cannot replicate a value of type {type(v).__name__}")
 
 
+def _uuid(value: pb.Value) -> uuid.UUID:
+    if len(value.uuid_value) != 16:
+        raise ProtocolError("uuid value is not 16 bytes")
+    return uuid.UUID(bytes=value.uuid_value)
+
+
+# Kinds whose Python value is not the field itself; every other kind is.
+_CONVERT: dict[str | None, Any] = {
+    None: lambda value: None,
+    "is_null": lambda value: None,
+    "timestamp_micros": lambda value: EPOCH + dt.timedelta(microseconds=value.timestamp_micros),
+    "date_days": lambda value: EPOCH_DATE + dt.timedelta(days=value.date_days),
+    "decimal_value": lambda value: Decimal(value.decimal_value),
+    "uuid_value": _uuid,
+    "json_value": lambda value: Json(value.json_value),
+}
+
+
 def from_value(value: pb.Value) -> Any:
     kind = value.WhichOneof("kind")
-    if kind is None or kind == "is_null":
-        return None
-    if kind == "timestamp_micros":
-        return EPOCH + dt.timedelta(microseconds=value.timestamp_micros)
-    if kind == "date_days":
-        return EPOCH_DATE + dt.timedelta(days=value.date_days)
-    if kind == "decimal_value":
-        return Decimal(value.decimal_value)
-    if kind == "uuid_value":
-        if len(value.uuid_value) != 16:
-            raise ProtocolError("uuid value is not 16 bytes")
-        return uuid.UUID(bytes=value.uuid_value)
-    if kind == "json_value":
-        return Json(value.json_value)
-    return getattr(value, kind)
+    convert = _CONVERT.get(kind)
+    return convert(value) if convert is not None else getattr(value, kind)
 
 
 def _fill(row: Sequence[Any], out: Any) -> None:
@@ -156,8 +161,8 @@ def decode_changes(frame: pb.TxnFrame) -> tuple[list[TableShape], list[Change]]:
             Change(
                 table=shapes[c.table_index].name,
                 op=_PB_TO_OP[c.op],
-                new=tuple(from_value(v) for v in c.new_values) if c.new_values else None,
-                old=tuple(from_value(v) for v in c.old_values) if c.old_values else None,
+                new=tuple([from_value(v) for v in c.new_values]) if c.new_values else None,
+                old=tuple([from_value(v) for v in c.old_values]) if c.old_values else None,
             )
         )
     return shapes, changes

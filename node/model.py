@@ -8,7 +8,9 @@ them to the wire's Value and back; engines map them to native types.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 
@@ -32,9 +34,22 @@ class TableShape:
     key_indexes: tuple[int, ...]
     # canonical kind per column (see values.proto); empty when unknown
     kinds: tuple[str, ...] = ()
+    _key: Callable[[tuple[Any, ...]], Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # key_of runs for every row applied: an itemgetter, not a generator
+        getter: Callable[[tuple[Any, ...]], Any]
+        if len(self.key_indexes) == 1:
+            (only,) = self.key_indexes
+            getter = lambda row: (row[only],)  # noqa: E731
+        elif self.key_indexes:
+            getter = itemgetter(*self.key_indexes)
+        else:
+            getter = lambda row: ()  # noqa: E731
+        object.__setattr__(self, "_key", getter)
 
     def key_of(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(row[i] for i in self.key_indexes)
+        return self._key(row)
 
     @property
     def key_columns(self) -> tuple[str, ...]:

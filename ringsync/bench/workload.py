@@ -161,8 +161,14 @@ class StreamRun:
         self.script.unlink(missing_ok=True)
 
 
+# pgbench clients per stream: enough for group commit to let the source reach
+# the rates asked for (with fsync on, 4 clients topped out near 2,300-3,600 tx/s
+# here), few enough to leave the cores to replication.
+STREAM_CLIENTS = 8
+
+
 def start_stream(port: int, base: int, origin: str, rate: float, seconds: float,
-                 clients: int = 4) -> StreamRun:
+                 clients: int = STREAM_CLIENTS) -> StreamRun:
     """Start pgbench against 127.0.0.1:port, ``rate`` transactions/s for ``seconds``."""
     fd, name = tempfile.mkstemp(prefix="ringsync-bench-", suffix=".sql")
     script = Path(name)
