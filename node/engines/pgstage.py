@@ -53,9 +53,16 @@ class Stager:
     def end(self, committed: bool) -> None:
         """Call when the transaction ends."""
         if not committed:
-            self._created -= self._created_now
+            self.rolled_back()
         self._created_now.clear()
         self._used.clear()
+
+    def rolled_back(self) -> None:
+        """A rollback (to a savepoint, too) may have undone a CREATE: check
+        again on next use (``IF NOT EXISTS``). What this transaction used is
+        still truncated before reuse."""
+        self._created -= self._created_now
+        self._created_now.clear()
 
     def load(self, cur: psycopg.Cursor[Any], source: sql.Composable, source_name: str,
              columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> sql.Identifier:
@@ -66,8 +73,8 @@ class Stager:
         stage = sql.Identifier(name)
         if name not in self._created:
             cur.execute(sql.SQL(
-                "CREATE TEMPORARY TABLE {} ON COMMIT DELETE ROWS AS SELECT {} FROM {} "
-                "WITH NO DATA").format(stage, _idents(columns), source))
+                "CREATE TEMPORARY TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
+                "SELECT {} FROM {} WITH NO DATA").format(stage, _idents(columns), source))
             self._created.add(name)
             self._created_now.add(name)
         elif name in self._used:

@@ -283,6 +283,8 @@ class PgVersionStore:
         self.cur.execute("ROLLBACK TO SAVEPOINT rs_change")
         self.cur.execute("RELEASE SAVEPOINT rs_change")
         self._savepoints -= 1
+        if self._stager is not None:
+            self._stager.rolled_back()
 
     def _xmins(self, shape: TableShape, keys: list[Key]) -> dict[Key, int]:
         key_cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)

@@ -130,12 +130,13 @@ def lag_svg(timelines: dict[str, list[tuple[float, float, int]]], title: str) ->
         parts.append(f'<text x="{left + plot_w + 10}" y="{top + 14 + 16 * i}" '
                      f'fill="{colour}">{mode}</text>')
         last_rate = None
-        for t, _lag, rate in series:  # label where the offered rate steps up
-            if rate != last_rate and i == 0:
+        for t, _lag, rate in series:  # where this mode's offered rate steps up
+            if rate != last_rate:
                 parts.append(f'<line x1="{x(t):.1f}" y1="{top}" x2="{x(t):.1f}" '
-                             f'y2="{top + plot_h}" stroke="#bbbbbb" stroke-dasharray="3,3"/>')
-                parts.append(f'<text x="{x(t) + 2:.1f}" y="{top + 10}" fill="#777777">'
-                             f'{rate}/s</text>')
+                             f'y2="{top + plot_h}" stroke="{colour}" stroke-opacity="0.35" '
+                             'stroke-dasharray="3,3"/>')
+                parts.append(f'<text x="{x(t) + 2:.1f}" y="{top + 10 + 11 * i}" '
+                             f'fill="{colour}" font-size="9">{rate}/s</text>')
             last_rate = rate
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

@@ -260,3 +260,26 @@ def test_a_row_a_user_inserts_while_apply_decides_is_not_overwritten(
         resolver.apply(session, TxnInfo("a", 1, 5, {}, False),
                        [Change("t_latest", Op.INSERT, new=(7, "theirs", "ordered", 0))])
     assert engine.read_version("t_latest", (7,))[0] == (7, "mine", "ordered", 0)
+
+
+def test_staging_tables_survive_a_rollback_to_savepoint(
+        campuses: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: a staging table first created under a savepoint that is then
+    rolled back (apply isolating a failing change) is made again on next use."""
+    monkeypatch.setattr(pgversions, "STAGE_MIN_ROWS", 1)
+    engine = campuses["b"]
+    engine._apply.execute("DISCARD TEMP")  # as after a reconnect: no staging table yet
+    engine._apply.commit()
+    engine.stager = type(engine.stager)()
+    with engine.apply_session() as session:
+        session.clear("t_latest")
+    resolver = Resolver(dict(engine.shapes()), POLICIES, HybridClock())
+    with engine.apply_session() as session:
+        session.savepoint()
+        resolver.apply(session, TxnInfo("a", 1, 5, {}, False),
+                       [Change("t_latest", Op.INSERT, new=(1, "undone", "ordered", 0))])
+        session.rollback_to_savepoint()
+        resolver.apply(session, TxnInfo("a", 2, 6, {}, False),
+                       [Change("t_latest", Op.INSERT, new=(2, "kept", "ordered", 0))])
+    assert engine.read_version("t_latest", (1,))[0] is None
+    assert engine.read_version("t_latest", (2,))[0] == (2, "kept", "ordered", 0)
