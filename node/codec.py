@@ -28,9 +28,18 @@ _OP_TO_PB = {
 _PB_TO_OP = {v: k for k, v in _OP_TO_PB.items()}
 
 
+# The common exact types, by the Value field that holds them.
+_FIELD_OF_TYPE: dict[type, str] = {
+    bool: "bool_value", int: "int_value", float: "float_value", str: "text_value",
+}
+
+
 def to_value(v: Any, out: pb.Value) -> None:
     """Fill ``out`` with the canonical encoding of a Python value."""
-    if v is None:
+    field = _FIELD_OF_TYPE.get(type(v))
+    if field is not None:
+        setattr(out, field, v)
+    elif v is None:
         out.is_null = True
     elif isinstance(v, bool):
         out.bool_value = v
