@@ -61,16 +61,16 @@ class RingSender:
     def _channel(self, peer: str) -> grpc.aio.Channel:
         channel = self._channels.get(peer)
         if channel is None:
-            # gRPC's own reconnect backoff grows to minutes while a peer is
-            # down; keep it within ours, so a campus back up is found at once.
-            low = int(self.tuning.reconnect_min_seconds * 1000)
-            high = int(self.tuning.reconnect_max_seconds * 1000)
+            # gRPC's own reconnect backoff grows to two minutes while a peer is
+            # down; keep it within ours, so a campus back up is found soon.
+            # (grpc.min_reconnect_backoff_ms is left alone: gRPC uses it as
+            # the connect timeout, which a slow WAN link needs.)
             opts = [
                 ("grpc.max_send_message_length", self.tuning.max_message_bytes),
                 ("grpc.max_receive_message_length", self.tuning.max_message_bytes),
-                ("grpc.initial_reconnect_backoff_ms", low),
-                ("grpc.min_reconnect_backoff_ms", low),
-                ("grpc.max_reconnect_backoff_ms", high),
+                ("grpc.initial_reconnect_backoff_ms",
+                 int(self.tuning.reconnect_min_seconds * 1000)),
+                ("grpc.max_reconnect_backoff_ms", int(self.tuning.reconnect_max_seconds * 1000)),
             ]
             address = self.rt.config.cluster.address_of(peer)
             channel = self.credentials.channel(address, peer, opts)
