@@ -213,6 +213,15 @@ class ProcessMeter:
             self._stop.wait(0.2)
 
 
+def cpu_percent_over(pids: Callable[[], list[int]], seconds: float) -> float:
+    """CPU used by ``pids`` over the next ``seconds`` (percent of one core)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    before = {p: _cpu_seconds(p, ticks) for p in pids()}
+    time.sleep(seconds)
+    used = sum(_cpu_seconds(p, ticks) - before.get(p, 0.0) for p in pids())
+    return 100.0 * used / seconds
+
+
 def _cpu_seconds(pid: int, ticks: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -109,11 +109,13 @@ def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
                 bench = Bench(setup, scale)
                 try:
                     for workload in chosen:
+                        bench.settle()
                         say(f"{mode}: {workload}")
                         result = getattr(bench, workload)()
                         results.append(result)
                         say(f"{mode} {workload}: {result.rows_per_s:,.0f} rows/s")
                     if mode == "hop" and args.soak_seconds and "soak" in workloads:
+                        bench.settle()
                         say(f"hop: memory soak, {args.soak_seconds}s")
                         results.append(bench.soak(scale.catchup_rate, args.soak_seconds))
                     if bench.lag_timeline and mode != "ring":

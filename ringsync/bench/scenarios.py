@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ringsync.bench.probe import ArrivalProbe, ProcessMeter
+from ringsync.bench.probe import ArrivalProbe, ProcessMeter, cpu_percent_over
 from ringsync.bench.setups import Setup
 from ringsync.bench.workload import (
     RUN_SPAN,
@@ -33,6 +33,8 @@ from ringsync.bench.workload import (
 )
 
 STREAM_BOUND_MS = 1000.0  # beyond this the receiver is not keeping up
+SETTLE_IDLE_PERCENT = 15.0  # replication processes this quiet: the last workload is done
+SETTLE_TIMEOUT_SECONDS = 120.0
 ARRIVAL_TIMEOUT_SECONDS = 600.0
 
 
@@ -120,6 +122,23 @@ class Bench:
         for p in self.probes.values():
             p.close()
 
+    def settle(self, vacuum: bool = True) -> None:
+        """Start each workload from quiet: what the previous one left (an
+        origin still recording its versions, autovacuum of a table that just
+        grew) must not be charged to the next. Vacuums and analyzes the table
+        on every PostgreSQL, then waits for the replication processes to idle."""
+        import psycopg
+
+        for dsn in self.setup.databases() if vacuum else []:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"VACUUM ANALYZE {TABLE}")
+        deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
+        while cpu_percent_over(self.setup.cpu_pids, 1.0) > SETTLE_IDLE_PERCENT:
+            if time.monotonic() > deadline:
+                say(f"{self.setup.mode}: replication still busy after "
+                    f"{SETTLE_TIMEOUT_SECONDS:.0f}s; measuring anyway")
+                return
+
     # -- workloads --------------------------------------------------------
 
     def bulk(self) -> Result:
@@ -181,6 +200,8 @@ class Bench:
         best: dict[str, Any] | None = None
         stream_start = time.time()
         for rate in self.scale.stream_rates:
+            if self.steps:
+                self.settle(vacuum=False)
             step = self._stream_step(rate, self.scale.step_seconds, [origin])
             self.steps.append({k: v for k, v in step.items() if k != "started"})
             self._add_timeline(probe, origin, step["started"], stream_start, rate)

@@ -40,6 +40,7 @@ class Setup(Protocol):
     def source_port(self, origin: str) -> int: ...
     def source_dsn(self, origin: str) -> str: ...
     def far_receiver(self, origin: str) -> tuple[str, Path | str]: ...
+    def databases(self) -> list[str]: ...
     def cpu_pids(self) -> list[int]: ...
     def rss_pids(self) -> list[int]: ...
     def stop_receiver(self) -> None: ...
@@ -117,6 +118,9 @@ class NativeSetup:
     def far_receiver(self, origin: str) -> tuple[str, Path | str]:
         return "target", self.target.dsn
 
+    def databases(self) -> list[str]:
+        return [self.source.dsn, self.target.dsn]
+
     def cpu_pids(self) -> list[int]:
         return self._backends() if self._backends else []
 
@@ -185,6 +189,9 @@ class RingsyncSetup:
         """The campus farthest downstream of ``origin`` (its predecessor in the ring)."""
         name = self.campuses[self.campuses.index(origin) - 1]
         return name, self.cluster.campus(name).target
+
+    def databases(self) -> list[str]:
+        return [c.postgres.dsn for c in self.cluster.campuses if c.postgres is not None]
 
     def rss_pids(self) -> list[int]:
         return [p.pid for p in self.cluster.processes.values() if p.poll() is None]
