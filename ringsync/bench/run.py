@@ -85,8 +85,13 @@ def _machine() -> dict[str, Any]:
 
     version = subprocess.run([str(find_bin("postgres")), "--version"], capture_output=True,
                              text=True).stdout.strip()
+    try:  # which code was measured, when run from a clone
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=Path(__file__).resolve().parent).stdout.strip()
+    except OSError:
+        commit = ""
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "postgres": version,
-            "platform": platform.platform()}
+            "platform": platform.platform(), "commit": commit or None}
 
 
 def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
