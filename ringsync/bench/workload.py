@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ringsync.demo.lis import create_sqlite_database
 from ringsync.demo.postgres import SUPERUSER, find_bin
 from ringsync.errors import RingsyncError
 
@@ -108,16 +109,7 @@ def create_postgres_table(dsn: str) -> None:
 
 
 def create_sqlite_table(path: Path) -> None:
-    import sqlite3
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(SQLITE_DDL)
-        conn.commit()
-    finally:
-        conn.close()
+    create_sqlite_database(path, SQLITE_DDL)
 
 
 def bulk_insert(dsn: str, base: int, rows: int) -> tuple[float, float]:

@@ -85,12 +85,13 @@ def create_postgres_schema(dsn: str) -> None:
                 conn.execute(statement)
 
 
-def create_sqlite_database(path: Path) -> None:
+def create_sqlite_database(path: Path, schema: str = SQLITE_SCHEMA) -> None:
+    """A new campus database file in WAL mode with ``schema`` (the LIS tables)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(SQLITE_SCHEMA)
+        conn.executescript(schema)
         conn.commit()
     finally:
         conn.close()
