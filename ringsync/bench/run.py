@@ -32,6 +32,21 @@ MODES = ("native", "hop", "ring", "sqlite")
 WORKLOADS = ("bulk", "stream", "catchup", "ring", "soak")
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def _rates(text: str) -> tuple[int, ...]:
+    """Comma-separated transactions per second, e.g. 1000,2000,5000."""
+    return tuple(_positive(part.strip()) for part in text.split(","))
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
                    help="a smaller run that finishes in under 3 minutes")
@@ -41,12 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "first when listed; ratios need it)")
     p.add_argument("--workloads", default=",".join(WORKLOADS),
                    help=f"comma-separated subset of {','.join(WORKLOADS)}")
-    p.add_argument("--bulk-rows", type=int, help="rows in the bulk transaction")
-    p.add_argument("--rates", help="stream rates to climb, tx/s, comma-separated")
-    p.add_argument("--step-seconds", type=int, help="seconds per stream rate")
-    p.add_argument("--catchup-seconds", type=int, help="seconds of backlog to write")
-    p.add_argument("--ring-rate", type=int, help="tx/s per campus in the ring workload")
-    p.add_argument("--soak-seconds", type=int, default=0,
+    p.add_argument("--bulk-rows", type=_positive, help="rows in the bulk transaction")
+    p.add_argument("--rates", type=_rates,
+                   help="stream rates to climb, tx/s, comma-separated (e.g. 1000,2000,5000)")
+    p.add_argument("--step-seconds", type=_positive, help="seconds per stream rate")
+    p.add_argument("--catchup-seconds", type=_positive, help="seconds of backlog to write")
+    p.add_argument("--ring-rate", type=_positive, help="tx/s per campus in the ring workload")
+    p.add_argument("--soak-seconds", type=_positive, default=0,
                    help="also run a memory soak on the hop for this long (600 for the target; "
                         "--modes native,hop --workloads soak runs only the soak)")
     p.add_argument("--out", type=Path, default=Path("bench/results"),
@@ -59,7 +75,7 @@ def _scale(args: argparse.Namespace) -> Scale:
     if args.bulk_rows:
         changes["bulk_rows"] = args.bulk_rows
     if args.rates:
-        changes["stream_rates"] = tuple(int(r) for r in args.rates.split(","))
+        changes["stream_rates"] = args.rates
     if args.step_seconds:
         changes["step_seconds"] = args.step_seconds
     if args.catchup_seconds:
