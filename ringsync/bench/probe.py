@@ -170,7 +170,7 @@ class ProcessMeter:
 
     def __init__(self, cpu_pids: Callable[[], list[int]],
                  rss_pids: Callable[[], list[int]]) -> None:
-        self._pids = cpu_pids
+        self._cpu_pids = cpu_pids
         self._rss_pids = rss_pids
         self._ticks = os.sysconf("SC_CLK_TCK")
         self._start_cpu: dict[int, float] = {}
@@ -182,7 +182,7 @@ class ProcessMeter:
 
     def start(self) -> None:
         self._start = time.monotonic()
-        self._start_cpu = {p: _cpu_seconds(p, self._ticks) for p in self._pids()}
+        self._start_cpu = {p: _cpu_seconds(p, self._ticks) for p in self._cpu_pids()}
         self._peak_kb = 0
         self.rss_timeline = []
         self._stop.clear()
@@ -197,7 +197,7 @@ class ProcessMeter:
             self._thread.join(timeout=5)
         elapsed = max(1e-6, time.monotonic() - self._start)
         used = 0.0
-        for pid in self._pids():
+        for pid in self._cpu_pids():
             # a process restarted during the window (catch-up) counts from zero
             used += _cpu_seconds(pid, self._ticks) - self._start_cpu.get(pid, 0.0)
         return 100.0 * used / elapsed, self._peak_kb / 1024.0

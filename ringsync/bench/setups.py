@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from node.engines.pgcapture import APPLICATION_NAME as NODE_APPLICATION_NAME
 from ringsync.bench.workload import TABLE, create_postgres_table, create_sqlite_table
 from ringsync.demo.cluster import LocalCluster, Schema, free_port
 from ringsync.demo.postgres import LocalPostgres
 from ringsync.errors import RingsyncError
 
 BENCH_SCHEMA = Schema((TABLE,), create_postgres_table, create_sqlite_table)
-NODE_APPLICATION_NAME = "ringsync-node"  # node.engines.pgcapture.APPLICATION_NAME
 # Reconnect quickly after the catch-up scenario restarts a receiver.
 BENCH_TUNING: dict[str, float | int] = {"heal_after_seconds": 3.0,
                                         "reconnect_max_seconds": 0.5}
