@@ -18,6 +18,12 @@ from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, TableShape
 
 
+def fence_message(campus: str) -> str:
+    """What a fenced campus database tells an application whose write it refuses."""
+    return (f"ringsync: campus {campus} is fenced: its users are served by another campus "
+            f"now; reconnect through the routing map (ringsync ctl route)")
+
+
 class ApplySession(DeadLetterStore, Protocol):
     """One database transaction applying one or more foreign transactions.
 
@@ -124,3 +130,26 @@ class Engine(Protocol):
     def checksums(self, tables: list[str]) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
         """Per table (row count, order-independent digest), and the applied
         vector, all read from one consistent snapshot."""
+
+    # -- fencing (disaster recovery) ---------------------------------------
+
+    def set_fence(self, writable_until: float) -> None:
+        """Application writes to the replicated tables are refused by the database
+        once its clock reaches ``writable_until`` (Unix seconds); float('inf') means
+        never fenced. The node's own apply sessions (foreign changes, initial-load
+        copies, dead-letter retries) are never refused."""
+
+    def fence_state(self) -> float:
+        """The stored writable_until (float('inf') when never fenced)."""
+
+    def end_app_sessions(self) -> int:
+        """PostgreSQL: terminate every client session of the campus database except
+        the node's own connections and replication connections; return how many.
+        SQLite: 0 (it has no sessions; the guard refuses the next write of any open
+        connection)."""
+
+    def commit_position(self) -> int:
+        """A capture position P such that every local transaction committed so far
+        is at or before P (PostgreSQL: the WAL insert position, in the LSN
+        coordinates capture positions use; SQLite: the highest ``_rs_log`` id ever
+        issued, from sqlite_sequence; 0 if none)."""

@@ -17,6 +17,10 @@ re-captured as local.
 
 Replicated tables get REPLICA IDENTITY FULL, so updates and deletes carry
 the whole old row (needed for key changes and for unchanged TOAST values).
+
+Fencing (node.engines.pgfence). A statement trigger refuses application
+writes once ``ringsync.fence.writable_until`` has passed; sessions under the
+replication origin (apply) pass.
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ from psycopg import sql
 
 from node.codec import RowSetDigest
 from node.engines.pgcapture import APPLICATION_NAME, APPLY_ORIGIN, PgoutputReader
+from node.engines.pgfence import PgFenceOps, install_fence
 from node.engines.pgsnapshot import pg_snapshot
 from node.engines.pgstage import Stager, upsert_action
 from node.engines.pgtypes import canonical_row, to_pg
-from node.engines.pgversions import DLQ, PgConflictOps, PgVersionStore, install_versions
+from node.engines.pgversions import DLQ, PgVersionStore, install_versions
 from node.engines.runs import batched_writes
 from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, TableShape
@@ -80,7 +85,7 @@ class _PgApplySession(PgVersionStore):
         )
 
 
-class PostgresEngine(PgConflictOps):
+class PostgresEngine(PgFenceOps):
     name = "postgres"
 
     def __init__(self, dsn: str, tables: tuple[str, ...], campus: str,
@@ -218,6 +223,7 @@ class PostgresEngine(PgConflictOps):
         if not conn.execute("SELECT 1 FROM pg_replication_origin WHERE roname = %s",
                             (APPLY_ORIGIN,)).fetchone():
             conn.execute("SELECT pg_replication_origin_create(%s)", (APPLY_ORIGIN,))
+        self.may_fence = install_fence(conn, self.tables, self.campus)
 
     def start_capture(self, position: int) -> None:
         row = self.conn.execute(

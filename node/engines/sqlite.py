@@ -14,6 +14,10 @@ Apply. Foreign changes are applied with ``_rs_state.applying = 1`` set inside
 the same transaction, so the triggers skip them: applied rows are never
 re-captured as local. The applied vector (``_rs_applied``) is written in the
 same transaction as the rows.
+
+Fencing (node.engines.sqlitefence). BEFORE triggers refuse application
+writes once ``_rs_fence.writable_until`` has passed; apply sessions
+(``applying = 1``) pass.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ from typing import Any
 from node.codec import RowSetDigest
 from node.engines.runs import batched_writes
 from node.engines.snapshot import ReadSnapshot
+from node.engines.sqlitefence import SQLiteFenceOps, install_fence
 from node.engines.sqlitesnapshot import q, sqlite_snapshot
 from node.engines.sqlitetypes import from_sqlite, to_sqlite
-from node.engines.sqliteversions import SQLiteConflictOps, SQLiteVersionStore, install_versions
+from node.engines.sqliteversions import SQLiteVersionStore, install_versions
 from node.model import CapturedChunk, Change, Op, TableShape
 from node.schema import sqlite_kind
 from ringsync.errors import EngineError, SchemaError
@@ -97,7 +102,7 @@ class _SQLiteApplySession(SQLiteVersionStore):
         )
 
 
-class SQLiteEngine(SQLiteConflictOps):
+class SQLiteEngine(SQLiteFenceOps):
     name = "sqlite"
 
     def __init__(self, path: Path, tables: tuple[str, ...], campus: str) -> None:
@@ -202,6 +207,7 @@ class SQLiteEngine(SQLiteConflictOps):
             for shape in self._shapes.values():
                 self._install_table(shape)
                 install_versions(conn, shape)
+            install_fence(conn, self._shapes.values(), self.campus)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

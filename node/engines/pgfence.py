@@ -1,0 +1,240 @@
+"""Database-enforced fencing of a PostgreSQL campus database (disaster recovery).
+
+``ringsync.fence(writable_until)`` holds one Unix time; 'Infinity' means
+never fenced. ``ringsync.fence_guard()`` runs BEFORE every INSERT, UPDATE,
+DELETE and TRUNCATE statement on a replicated table (FOR EACH STATEMENT, so
+a bulk statement pays once) and raises SQLSTATE 25006
+(read_only_sql_transaction) once the server's clock (``clock_timestamp()``,
+not the transaction's start) has reached that time, unless the session runs
+under a replication origin: the node's apply connection sets up the origin
+``ringsync`` for its whole session, so foreign changes, initial-load copies,
+staging-table ``INSERT ... SELECT`` and dead-letter retries all pass.
+
+The function is SECURITY DEFINER (owned by the node's role, with a fixed
+search_path), so an application role needs no privilege on the ``ringsync``
+schema to be told it is fenced. The origin test,
+``pg_replication_origin_session_is_setup()``, is kept for superusers unless
+granted: a node role without that grant can still open (the guard reads the
+fence first and never calls it while unfenced) but cannot set a fence, since
+its own apply would then be refused too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import psycopg
+from psycopg import errors, sql
+
+from node.engines import pgoutput as po
+from node.engines.base import fence_message
+from node.engines.pgcapture import APPLICATION_NAME, PgoutputReader
+from node.engines.pgversions import PgConflictOps
+from ringsync.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+TRIGGER = "ringsync_fence"
+ORIGIN_TEST = "pg_catalog.pg_replication_origin_session_is_setup()"
+GRANT_HINT = (f"GRANT EXECUTE ON FUNCTION {ORIGIN_TEST.removeprefix('pg_catalog.')} "
+              f"TO <the node's role> (as a superuser)")
+# How long end_app_sessions waits for terminated backends to be gone.
+END_SESSIONS_WAIT_SECONDS = 5.0
+
+
+def _guard_body(campus: str) -> str:
+    message = "'" + fence_message(campus).replace("'", "''") + "'"
+    # Nested IFs: the origin test is only reached while fenced.
+    return f"""
+BEGIN
+    IF (SELECT writable_until FROM ringsync.fence LIMIT 1)
+            <= date_part('epoch', clock_timestamp()) THEN
+        IF NOT {ORIGIN_TEST} THEN
+            RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction', MESSAGE = {message};
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+"""
+
+
+def install_fence(conn: psycopg.Connection[Any], tables: tuple[str, ...], campus: str) -> bool:
+    """Create the fence row ('Infinity') if missing, the guard function and a
+    statement trigger on every replicated table (only where missing, so no
+    table lock is taken at a normal start); drop guards left on tables no
+    longer replicated. Return whether the node's role may run the origin
+    test (so may fence). Raise if the campus is fenced and it may not."""
+    body = _guard_body(campus)
+    with conn.transaction():
+        conn.execute("CREATE TABLE IF NOT EXISTS ringsync.fence("
+                     "writable_until double precision NOT NULL)")
+        conn.execute("INSERT INTO ringsync.fence(writable_until) SELECT 'Infinity' "
+                     "WHERE NOT EXISTS (SELECT 1 FROM ringsync.fence)")
+        have = conn.execute("SELECT prosrc, prosecdef FROM pg_proc "
+                            "WHERE oid = to_regprocedure('ringsync.fence_guard()')").fetchone()
+        if have is None or tuple(have) != (body, True):
+            conn.execute(sql.SQL(
+                "CREATE OR REPLACE FUNCTION ringsync.fence_guard() RETURNS trigger "
+                "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
+                "AS {}").format(sql.Literal(body)))
+        wanted: dict[int, str] = {}
+        for table in tables:
+            found = conn.execute("SELECT to_regclass(%s)::oid", (table,)).fetchone()
+            if found is not None and found[0] is not None:
+                wanted[int(found[0])] = table
+        guarded = {int(r[0]): r[1] for r in conn.execute(
+            "SELECT tgrelid::oid, tgrelid::regclass::text FROM pg_trigger "
+            "WHERE tgname = %s AND tgfoid = 'ringsync.fence_guard()'::regprocedure",
+            (TRIGGER,))}
+        for oid, name in guarded.items():
+            if oid not in wanted:
+                conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(
+                    sql.Identifier(TRIGGER), sql.SQL(name)))
+        for oid, table in wanted.items():
+            if oid not in guarded:
+                conn.execute(sql.SQL(
+                    "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} "
+                    "FOR EACH STATEMENT EXECUTE FUNCTION ringsync.fence_guard()").format(
+                    sql.Identifier(TRIGGER), sql.Identifier(table)))
+        may_fence, until = conn.execute(
+            "SELECT has_function_privilege(%s, 'EXECUTE'), "
+            "(SELECT writable_until FROM ringsync.fence LIMIT 1)",
+            (ORIGIN_TEST.removeprefix("pg_catalog."),)).fetchone()  # type: ignore[misc]
+    if not may_fence and until is not None and until != math.inf:
+        raise EngineError(
+            f"campus {campus} is fenced (until {until}) but the node's role cannot tell its "
+            f"own apply session from applications, so apply would be refused; {GRANT_HINT}, "
+            f"or unfence: UPDATE ringsync.fence SET writable_until = 'Infinity'")
+    return bool(may_fence)
+
+
+class PgFenceOps(PgConflictOps):
+    """Fencing for PostgresEngine (which supplies the connections and campus)."""
+
+    campus: str
+    dsn: str
+    may_fence: bool = True
+    _apply: psycopg.Connection[Any] | None
+    _reader: PgoutputReader | None
+
+    def set_fence(self, writable_until: float) -> None:
+        value = float(writable_until)
+        if math.isnan(value):
+            raise EngineError("a fence time must be a number of Unix seconds or inf, not NaN")
+        if value != math.inf and not self.may_fence:
+            raise EngineError(
+                f"cannot fence campus {self.campus}: the node's role may not run "
+                f"{ORIGIN_TEST}, so the fence would refuse its own apply too; {GRANT_HINT}")
+        try:
+            if not self._query("UPDATE ringsync.fence SET writable_until = %s RETURNING 1",
+                               (value,)):
+                self.conn.execute("INSERT INTO ringsync.fence(writable_until) VALUES (%s)",
+                                  (value,))
+        except psycopg.Error as e:
+            raise EngineError(f"cannot set the fence on PostgreSQL: {e}") from e
+
+    def fence_state(self) -> float:
+        try:
+            rows = self._query("SELECT writable_until FROM ringsync.fence LIMIT 1")
+        except psycopg.Error as e:
+            raise EngineError(f"cannot read the fence on PostgreSQL: {e}") from e
+        return float(rows[0][0]) if rows else math.inf
+
+    def commit_position(self) -> int:
+        """The WAL insert position, read in a transaction that then commits
+        with a local flush.
+
+        Not pg_current_wal_lsn() (the write position): with synchronous_commit
+        = off a commit is visible before its WAL is written, so that can be
+        behind a committed transaction's end LSN, while every commit record
+        inserted so far ends at or before the insert position. The insert
+        position itself may lie in WAL nobody flushes soon (a running
+        autovacuum, an open transaction), which logical decoding, reading only
+        flushed WAL, would not pass; this transaction's own commit (it takes
+        an xid) flushes everything before it, so capture's
+        ``captured_through`` reaches the position. The reader is asked for
+        keepalives until it does, as for a snapshot."""
+        try:
+            self._query("SELECT 1")  # reconnects after a server restart
+            with self.conn.transaction():
+                self.conn.execute("SET LOCAL synchronous_commit = local")
+                row = self.conn.execute("SELECT pg_current_wal_insert_lsn()::text, "
+                                        "txid_current()").fetchone()
+        except psycopg.Error as e:
+            raise EngineError(f"cannot read the WAL position on PostgreSQL: {e}") from e
+        assert row is not None
+        position = po.str_to_lsn(row[0])
+        if self._reader is not None:
+            self._reader.wanted = max(self._reader.wanted, position)
+        return position
+
+    def _own_pids(self) -> list[int]:
+        pids = []
+        for conn in (self.conn, self._apply):
+            if conn is not None and not conn.closed and not conn.broken:
+                pids.append(int(conn.info.backend_pid))
+        return pids
+
+    def end_app_sessions(self) -> int:
+        """Terminate the campus database's client sessions except the node's
+        (its own connections, and any whose application_name starts with
+        ringsync-node or is the one the DSN gives); wait until they are gone,
+        so no transaction of theirs can still commit. Replication connections
+        are walsenders, not client backends. Unless a superuser, the node's
+        role needs pg_read_all_stats (to see other roles' sessions: their
+        backend_type is hidden) and pg_signal_backend (to end them); sessions
+        it could not see or end are reported as an EngineError after the
+        others were ended."""
+        own_name = psycopg.conninfo.conninfo_to_dict(self.dsn).get("application_name") or None
+        try:
+            self._query("SELECT 1")  # reconnects after a server restart
+            conn = self.conn
+            found = conn.execute(
+                "SELECT pid, backend_type IS NOT NULL FROM pg_stat_activity "
+                "WHERE (backend_type = 'client backend' OR (backend_type IS NULL "
+                "AND usesysid IS NOT NULL)) "
+                "AND datname = current_database() AND pid <> pg_backend_pid() "
+                "AND pid <> ALL(%s) AND NOT starts_with(coalesce(application_name, ''), %s) "
+                "AND coalesce(application_name, '') IS DISTINCT FROM %s",
+                (self._own_pids(), APPLICATION_NAME, own_name)).fetchall()
+            hidden = [int(pid) for pid, visible in found if not visible]
+            ended: list[int] = []
+            refused: list[int] = []
+            for pid in (int(pid) for pid, visible in found if visible):
+                try:
+                    row = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()
+                except errors.InsufficientPrivilege:
+                    refused.append(pid)
+                    continue
+                if row is not None and row[0]:
+                    ended.append(pid)
+            deadline = time.monotonic() + END_SESSIONS_WAIT_SECONDS
+            left = ended
+            while left and time.monotonic() < deadline:
+                time.sleep(0.02)
+                left = [int(r[0]) for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", (left,))]
+        except psycopg.Error as e:
+            raise EngineError(f"cannot end application sessions on PostgreSQL: {e}") from e
+        if left:
+            log.warning("%d terminated sessions of campus %s had not exited after %.0f s: %s",
+                        len(left), self.campus, END_SESSIONS_WAIT_SECONDS, left)
+        if refused or hidden:
+            raise EngineError(
+                f"ended {len(ended)} application sessions of campus {self.campus}, but "
+                f"{len(refused)} could not be signalled and {len(hidden)} of other roles are "
+                f"hidden from the node's role (pids {(refused + hidden)[:10]}); "
+                f"GRANT pg_signal_backend, pg_read_all_stats TO <the node's role>")
+        return len(ended)
+
+    def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
+                    prior: tuple[Any, ...] | None = None) -> None:
+        """An operator's resolution is an ordinary local write: while fenced the
+        database refuses it like an application's (as EngineError)."""
+        try:
+            super().write_local(table, key, row, prior)
+        except errors.ReadOnlySqlTransaction as e:
+            raise EngineError(e.diag.message_primary or str(e).strip()) from e

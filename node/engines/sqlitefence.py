@@ -1,0 +1,130 @@
+"""Database-enforced fencing of a SQLite campus database (disaster recovery).
+
+``_rs_fence(writable_until)`` holds one Unix time; +infinity (stored as
+SQLite's REAL Inf, written ``9e999``) means never fenced. BEFORE INSERT /
+UPDATE / DELETE triggers on every replicated table abort the statement once
+the database's clock reaches that time, unless the write comes from the
+node's apply session: that session sets ``_rs_state.applying = 1`` inside its
+own transaction (and clears it before commit), so no other connection ever
+sees it set. The node extends the time periodically: a dead node, or one
+that lost its coordination lease, leaves the database to fence itself.
+
+The triggers are named ``_rs_fence_<i|u|d>_<table>``; capture's are
+``_rs_<i|u|d>_<table>`` and run AFTER the change, so neither set can replace
+or reorder the other. A refused write raises ``sqlite3.IntegrityError``
+(SQLITE_CONSTRAINT) with the fence message; the application's transaction
+stays open, only the statement is undone.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from node.engines.base import fence_message
+from node.engines.sqlitesnapshot import q
+from node.engines.sqliteversions import SQLiteConflictOps
+from node.model import TableShape
+from ringsync.errors import EngineError
+
+FENCE_DDL = "CREATE TABLE IF NOT EXISTS _rs_fence(writable_until REAL NOT NULL)"
+# 9e999 overflows to +Inf: the row a cluster that never fences keeps forever.
+FENCE_SEED = ("INSERT INTO _rs_fence(writable_until) SELECT 9e999 "
+              "WHERE NOT EXISTS (SELECT 1 FROM _rs_fence)")
+_TRIGGER_PREFIX = "_rs_fence_"
+_UNIX_NOW = "(julianday('now') - 2440587.5) * 86400.0"
+_EVENTS = {"i": "INSERT", "u": "UPDATE", "d": "DELETE"}
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def guard_trigger_sql(shape: TableShape, op: str, campus: str) -> str:
+    """The BEFORE trigger refusing one kind of write to one table while fenced.
+
+    The fence check comes first: unfenced (the usual case) it is false and
+    the ``applying`` lookup is never made. Both are one-row lookups.
+    """
+    return (
+        f"CREATE TRIGGER {q(_TRIGGER_PREFIX + op + '_' + shape.name)} "
+        f"BEFORE {_EVENTS[op]} ON {q(shape.name)} "
+        f"WHEN (SELECT writable_until FROM _rs_fence) <= {_UNIX_NOW} "
+        f"AND (SELECT applying FROM _rs_state WHERE id = 1) = 0 BEGIN "
+        f"SELECT RAISE(ABORT, {_literal(fence_message(campus))}); END"
+    )
+
+
+def install_fence(conn: sqlite3.Connection, shapes: Iterable[TableShape], campus: str) -> None:
+    """Create the fence row (+inf) if missing and (re)install the guard on every
+    replicated table; drop guards left on tables no longer replicated. Runs in
+    the caller's install transaction."""
+    conn.execute(FENCE_DDL)
+    conn.execute(FENCE_SEED)
+    wanted: set[str] = set()
+    for shape in shapes:
+        for op in _EVENTS:
+            name = _TRIGGER_PREFIX + op + "_" + shape.name
+            wanted.add(name.lower())
+            conn.execute(f"DROP TRIGGER IF EXISTS {q(name)}")
+            conn.execute(guard_trigger_sql(shape, op, campus))
+    stale = [name for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, ?) = ?",
+        (len(_TRIGGER_PREFIX), _TRIGGER_PREFIX)) if name.lower() not in wanted]
+    for name in stale:
+        conn.execute(f"DROP TRIGGER IF EXISTS {q(name)}")
+
+
+def check_fence_time(writable_until: float) -> float:
+    value = float(writable_until)
+    if math.isnan(value):
+        raise EngineError("a fence time must be a number of Unix seconds or inf, not NaN")
+    return value
+
+
+class SQLiteFenceOps(SQLiteConflictOps):
+    """Fencing for SQLiteEngine (which supplies the connection and campus)."""
+
+    campus: str
+
+    def set_fence(self, writable_until: float) -> None:
+        value = check_fence_time(writable_until)
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("UPDATE _rs_fence SET writable_until = ?", (value,)).rowcount == 0:
+                conn.execute("INSERT INTO _rs_fence(writable_until) VALUES (?)", (value,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def fence_state(self) -> float:
+        row = self.conn.execute("SELECT writable_until FROM _rs_fence LIMIT 1").fetchone()
+        return math.inf if row is None or row[0] is None else float(row[0])
+
+    def end_app_sessions(self) -> int:
+        """SQLite has no sessions to end: the guard refuses the next write of
+        every open connection."""
+        return 0
+
+    def commit_position(self) -> int:
+        """The highest change-log id ever issued: every committed local change
+        has one at or below it (AUTOINCREMENT never reuses an id)."""
+        row = self.conn.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = '_rs_log'").fetchone()
+        return int(row[0]) if row else 0
+
+    def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
+                    prior: tuple[Any, ...] | None = None) -> None:
+        """An operator's resolution is an ordinary local write: while fenced the
+        database refuses it like an application's (as EngineError)."""
+        try:
+            super().write_local(table, key, row, prior)
+        except sqlite3.IntegrityError as e:
+            if str(e) == fence_message(self.campus):
+                raise EngineError(str(e)) from e
+            raise
