@@ -34,6 +34,8 @@ POLICY: dict[str, frozenset[str]] = {
     "/ringsync.v1.Control/ResolveConflict": OPERATORS,
     "/ringsync.v1.Control/ListDeadLetters": READERS,
     "/ringsync.v1.Control/ActOnDeadLetter": OPERATORS,
+    "/ringsync.v1.Control/GetRoutes": READERS,
+    "/ringsync.v1.Control/WatchRoutes": READERS,
     "/grpc.health.v1.Health/": ANY_ROLE,
     "/grpc.reflection.v1alpha.ServerReflection/": ANY_ROLE,
     "/grpc.reflection.v1.ServerReflection/": ANY_ROLE,

@@ -20,6 +20,8 @@ from grpc_reflection.v1alpha import reflection
 
 from node.auth import AuthInterceptor
 from node.conflicts.driver import Resolver
+from node.dr.agent import DRAgent
+from node.dr.http import HealthEndpoint
 from node.engines.factory import make_engine
 from node.replication.applier import Applier
 from node.replication.capture import capture_loop, start_capture
@@ -61,6 +63,7 @@ class NodeService:
         self.cache = StatusCache()
         self.tasks: list[asyncio.Task[Any]] = []
         self.port = 0
+        self.http: HealthEndpoint | None = None
 
     def _credentials(self) -> tuple[Credentials, grpc.ServerCredentials]:
         config = self.config
@@ -87,6 +90,7 @@ class NodeService:
             await rt.in_engine(engine.open)
             rt.resolver = Resolver(engine.shapes(), config.cluster.conflicts, rt.clock)
             await rt.in_journal(journal.open)
+            agent = DRAgent(rt, lambda: self.cache.healthy and not rt.database_error)
             await start_capture(rt)
             server = grpc.aio.server(
                 interceptors=[AuthInterceptor(config.cluster.ring)],
@@ -99,7 +103,8 @@ class NodeService:
                 ],
             )
             replication_pb2_grpc.add_ReplicationServicer_to_server(ReplicationServicer(rt), server)
-            control_pb2_grpc.add_ControlServicer_to_server(ControlServicer(rt, self.cache), server)
+            control_pb2_grpc.add_ControlServicer_to_server(
+                ControlServicer(rt, self.cache, agent), server)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             reflection.enable_server_reflection(
                 (REPLICATION_SERVICE, CONTROL_SERVICE, health.SERVICE_NAME,
@@ -115,8 +120,20 @@ class NodeService:
                 ) from e
             if not self.port:
                 raise ConfigError(f"cannot listen on {config.listen}; change `listen`")
+            if config.health_listen:
+                self.http = HealthEndpoint(agent, config.health_listen)
+                try:
+                    await self.http.start()
+                except OSError as e:
+                    raise ConfigError(
+                        f"cannot serve the HTTP health endpoint on {config.health_listen} ({e}); "
+                        f"stop what holds the port or change `health` for {config.campus} in "
+                        f"{config.cluster.path} (or `health_listen` in {config.path})"
+                    ) from e
             await server.start()
         except BaseException:
+            if self.http is not None:
+                await self.http.stop()
             await rt.in_engine(engine.close)
             await rt.in_journal(journal.close)
             rt.shutdown_threads()
@@ -132,6 +149,7 @@ class NodeService:
             ("prune", after_join(rt, prune_loop(rt))),
             ("monitor", monitor_loop(rt, self.cache)),
             ("health", self._health_loop()),
+            ("dr", agent.run()),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))
         log.info(
@@ -162,6 +180,8 @@ class NodeService:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.http is not None:
+            await self.http.stop()
         if self.server is not None:
             await self.server.stop(grace=1.0)
         if self.rt is not None:

@@ -18,10 +18,11 @@ from node.auth import peer_identity
 from node.conflicts.deadletter import DeadLetterQuery, DeadLetterRefused, act_in, describe
 from node.conflicts.log import ConflictQuery
 from node.conflicts.manual import ResolveRefused, resolve_parked
+from node.dr.agent import DRAgent
 from node.replication.receiver import Receiver
 from node.replication.snapshot import serve_snapshot
 from node.runtime import NodeRuntime
-from node.status import StatusCache, build_status
+from node.status import StatusCache, build_status, routing_map
 from ringsync.errors import (
     JournalError,
     NotReady,
@@ -119,21 +120,41 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
 
 
 class ControlServicer(control_pb2_grpc.ControlServicer):
-    def __init__(self, rt: NodeRuntime, cache: StatusCache) -> None:
+    def __init__(self, rt: NodeRuntime, cache: StatusCache, agent: DRAgent) -> None:
         self.rt = rt
         self.cache = cache
+        self.agent = agent
 
     async def GetStatus(
         self, request: cpb.StatusRequest, context: grpc.aio.ServicerContext
     ) -> cpb.NodeStatus:
-        return await build_status(self.rt, self.cache)
+        return await build_status(self.rt, self.cache, self.agent)
 
     async def WatchStatus(
         self, request: cpb.StatusRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.NodeStatus]:
         while True:
-            yield await build_status(self.rt, self.cache)
+            yield await build_status(self.rt, self.cache, self.agent)
             await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+
+    async def GetRoutes(
+        self, request: cpb.RoutesRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.RoutingMap:
+        return routing_map(self.agent)
+
+    async def WatchRoutes(
+        self, request: cpb.RoutesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.RoutingMap]:
+        """The map now, then again whenever it (or this node's lease or fence) changes;
+        at least every WATCH_INTERVAL_SECONDS as a heartbeat."""
+        last = None
+        while True:
+            ticket = self.agent.view.changed.ticket()
+            current = routing_map(self.agent)
+            if current != last:
+                yield current
+                last = current
+            await self.agent.view.changed.wait(ticket, WATCH_INTERVAL_SECONDS)
 
     async def Checksum(
         self, request: cpb.ChecksumRequest, context: grpc.aio.ServicerContext

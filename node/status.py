@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from node.dr.agent import DRAgent
 from node.replication.vectors import lag
 from node.runtime import NodeRuntime
 from ringsync import __version__
@@ -57,7 +58,19 @@ async def monitor_loop(rt: NodeRuntime, cache: StatusCache) -> None:
         await asyncio.sleep(MONITOR_INTERVAL_SECONDS)
 
 
-async def build_status(rt: NodeRuntime, cache: StatusCache) -> cpb.NodeStatus:
+def routing_map(agent: DRAgent) -> cpb.RoutingMap:
+    view = agent.view
+    return cpb.RoutingMap(
+        dr_enabled=view.enabled, node=agent.me, leader=view.leader,
+        lease_ok=view.lease_ok, error=view.error, writable_until=view.writable_until,
+        serving=[c for c in sorted(view.routes) if agent.serving(c)],
+        routes=[cpb.Route(campus=r.campus, serving=r.serving, state=r.state, epoch=r.epoch,
+                          reason=r.reason, since=r.since, target=r.target)
+                for _, r in sorted(view.routes.items())])
+
+
+async def build_status(rt: NodeRuntime, cache: StatusCache,
+                       agent: DRAgent | None = None) -> cpb.NodeStatus:
     journal_vector = rt.journal.vector()
     links = []
     now = time.time()
@@ -107,6 +120,7 @@ async def build_status(rt: NodeRuntime, cache: StatusCache) -> cpb.NodeStatus:
         dead_letters=cpb.DeadLetterCounts(**{k: cache.dead_letters.get(k, 0)
                                              for k in ("parked", "applied", "skipped")}),
         accounting=cache.accounting,
+        routing=routing_map(agent) if agent is not None else None,
     )
 
 

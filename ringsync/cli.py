@@ -3,7 +3,9 @@
     ringsync demo      a local multi-campus cluster, workload and console
     ringsync node      run one campus node
     ringsync console   the operator TUI
-    ringsync ctl       scripted calls (status, verify, conflicts, dlq) with --json
+    ringsync ctl       scripted calls (status, verify, conflicts, dlq, route, switchover,
+                       switchback, failback) with --json
+    ringsync drill     fault drills that measure RTO, RPO and convergence
     ringsync pki       create a CA and issue node/operator/viewer certificates
     ringsync bench     throughput and lag beside PostgreSQL's native replication
 
@@ -16,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ringsync import ctl_conflicts, ctl_dlq
+from ringsync import ctl_conflicts, ctl_dlq, ctl_dr
 from ringsync.errors import RingsyncError
 
 
@@ -43,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                            "smallest)")
     demo.add_argument("--keep-databases", action="store_true",
                       help="headless: leave the PostgreSQL servers running for inspection")
+    demo.add_argument("--no-etcd", action="store_true",
+                      help="do not start etcd: no routing map changes, automatic failover off")
     demo.add_argument("--stop", action="store_true",
                       help="stop everything a demo left running in --data-dir, then exit")
 
@@ -61,12 +65,19 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--json", action="store_true", help="print JSON")
     ctl_conflicts.add_parser(ctl_sub)
     ctl_dlq.add_parser(ctl_sub)
+    ctl_dr.add_parser(ctl_sub)
 
     bench = sub.add_parser("bench", help="measure replication beside PostgreSQL's native "
                                           "logical replication")
     from ringsync.bench.run import add_arguments as add_bench_arguments
 
     add_bench_arguments(bench)
+
+    drill = sub.add_parser("drill", help="fault drills on a local cluster: RTO, RPO, "
+                                         "convergence, two writers")
+    from ringsync.drill.run import add_arguments as add_drill_arguments
+
+    add_drill_arguments(drill)
 
     pki = sub.add_parser("pki", help="certificate authority and certificates")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True)
@@ -108,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.ctl_command == "dlq":
                 return ctl_dlq.run(load_cluster(args.cluster, need_client_tls=True), args)
+            if args.ctl_command in ("route", "switchover", "switchback", "failback"):
+                return ctl_dr.run(load_cluster(args.cluster), args)
             if args.ctl_command == "conflicts":
                 return ctl_conflicts.run(load_cluster(args.cluster, need_client_tls=True), args)
             return ctl.run(load_cluster(args.cluster, need_client_tls=True), args.ctl_command,
@@ -124,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
 
             raw = list(argv if argv is not None else sys.argv[1:])
             return run_bench(args, raw[raw.index("bench") + 1:])
+        if args.command == "drill":
+            from ringsync.drill.run import run_drill
+
+            return run_drill(args)
         if args.command == "demo":
             from ringsync.demo.runner import run_demo
 

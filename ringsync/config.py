@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ringsync.conflict_policy import ConflictSettings, parse_conflicts
+from ringsync.dr.settings import DRSettings, parse_dr, parse_standby
 from ringsync.errors import ConfigError
 
 CAMPUS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -50,6 +51,10 @@ class TLSFiles:
 class CampusEntry:
     name: str
     address: str
+    # The node's HTTP health endpoint (GET /serving/<campus>); empty: none.
+    health: str = ""
+    # Who serves this campus's users when it fails, in order (see ringsync.dr).
+    standby: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,12 +66,16 @@ class ClusterConfig:
     campuses: tuple[CampusEntry, ...]
     client_tls: TLSFiles | None
     conflicts: ConflictSettings = ConflictSettings()
+    dr: DRSettings = DRSettings()
 
-    def address_of(self, campus: str) -> str:
+    def entry(self, campus: str) -> CampusEntry:
         for entry in self.campuses:
             if entry.name == campus:
-                return entry.address
+                return entry
         raise ConfigError(f"{self.path}: campus {campus!r} has no [[campus]] entry")
+
+    def address_of(self, campus: str) -> str:
+        return self.entry(campus).address
 
     def successors(self, campus: str) -> tuple[str, ...]:
         """The other campuses in ring order, starting with the successor."""
@@ -128,6 +137,23 @@ class NodeConfig:
     cluster: ClusterConfig
     replication: ReplicationTuning = field(default_factory=ReplicationTuning)
     join: JoinConfig = field(default_factory=JoinConfig)
+    # Where the HTTP health endpoint listens; empty: no endpoint.
+    health_listen: str = ""
+    # How this node reaches the others when not by the cluster file's
+    # addresses (another network path, a NAT, a drill's fault proxy).
+    peers: dict[str, str] = field(default_factory=dict)
+    # This node's way to etcd, when not the cluster file's [dr] etcd.
+    etcd: tuple[str, ...] = ()
+
+    def peer_address(self, campus: str) -> str:
+        return self.peers.get(campus) or self.cluster.address_of(campus)
+
+    @property
+    def dr(self) -> DRSettings:
+        """The cluster's DR settings as this node uses them."""
+        if not self.etcd:
+            return self.cluster.dr
+        return replace(self.cluster.dr, etcd=self.etcd)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -220,7 +246,11 @@ def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConf
                 f"add it to the ring or remove the entry"
             )
         address = check_address(_string(entry, "address", path, where), path, f"{where}.address")
-        campuses.append(CampusEntry(entry_name, address))
+        health = entry.get("health", "")
+        if health:
+            check_address(_string(entry, "health", path, where), path, f"{where}.health")
+        standby = parse_standby(entry, entry_name, ring, path, where)
+        campuses.append(CampusEntry(entry_name, address, health, standby))
     named = {c.name for c in campuses}
     for campus in ring:
         if campus not in named:
@@ -231,6 +261,7 @@ def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConf
     client = _section(data, "client", path, required=need_client_tls)
     client_tls = _tls(client, path, "client") if client else None
     conflicts = parse_conflicts(data.get("conflicts", {}), str(path), tuple(tables), tuple(ring))
+    dr = parse_dr(_section(data, "dr", path, required=False), path)
     return ClusterConfig(
         path=path,
         name=name,
@@ -239,6 +270,7 @@ def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConf
         campuses=tuple(campuses),
         client_tls=client_tls,
         conflicts=conflicts,
+        dr=dr,
     )
 
 
@@ -290,6 +322,9 @@ def load_node(path: Path | str) -> NodeConfig:
         )
     listen = data.get("listen") or cluster.address_of(campus)
     check_address(listen, path, "listen")
+    health_listen = data.get("health_listen") or cluster.entry(campus).health
+    if health_listen:
+        check_address(health_listen, path, "health_listen")
     data_dir = Path(data.get("data_dir") or campus)
     data_dir = data_dir if data_dir.is_absolute() else base / data_dir
     db = _section(data, "database", path)
@@ -303,6 +338,19 @@ def load_node(path: Path | str) -> NodeConfig:
     else:
         database = DatabaseConfig(engine, dsn=_string(db, "dsn", path, "database"))
     tls = _tls(_section(data, "tls", path), path, "tls")
+    peers = _section(data, "peers", path, required=False)
+    for peer, address in peers.items():
+        if peer not in cluster.ring or peer == campus:
+            raise ConfigError(f"{path}: peers.{peer}: not another campus of the ring")
+        check_address(address if isinstance(address, str) else "", path, f"peers.{peer}")
+    node_dr = _section(data, "dr", path, required=False)
+    if set(node_dr) - {"etcd"}:
+        raise ConfigError(f"{path}: a node file's [dr] takes only `etcd` (this node's way to "
+                          f"etcd); the other DR settings belong in {cluster.path}")
+    etcd = parse_dr({"etcd": node_dr["etcd"]}, path).etcd if "etcd" in node_dr else ()
+    if etcd and not cluster.dr.enabled:
+        raise ConfigError(f"{path}: [dr] etcd is set here but {cluster.path} has no [dr] etcd: "
+                          f"disaster recovery is configured for the whole cluster there")
     return NodeConfig(
         path=path,
         campus=campus,
@@ -313,4 +361,7 @@ def load_node(path: Path | str) -> NodeConfig:
         cluster=cluster,
         replication=_tuning(_section(data, "replication", path, required=False), path),
         join=_join(_section(data, "join", path, required=False), path, cluster, campus),
+        health_listen=health_listen,
+        peers=dict(peers),
+        etcd=etcd,
     )

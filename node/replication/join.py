@@ -84,7 +84,7 @@ class Joiner:
     def _channel(self, campus: str) -> grpc.aio.Channel:
         if campus not in self._channels:
             self._channels[campus] = self.credentials.channel(
-                self.rt.config.cluster.address_of(campus), campus,
+                self.rt.config.peer_address(campus), campus,
                 [("grpc.max_receive_message_length",
                   self.rt.config.replication.max_message_bytes)])
         return self._channels[campus]

@@ -72,7 +72,7 @@ class RingSender:
                  int(self.tuning.reconnect_min_seconds * 1000)),
                 ("grpc.max_reconnect_backoff_ms", int(self.tuning.reconnect_max_seconds * 1000)),
             ]
-            address = self.rt.config.cluster.address_of(peer)
+            address = self.rt.config.peer_address(peer)
             channel = self.credentials.channel(address, peer, opts)
             self._channels[peer] = channel
         return channel

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ringsync import pki
 from ringsync.demo.lis import TABLES, create_postgres_schema, create_sqlite_database
@@ -42,6 +43,12 @@ class CampusLayout:
     dir: Path
     engine: str = "sqlite"
     postgres: LocalPostgres | None = None
+    health_port: int = 0
+
+    @property
+    def health(self) -> str:
+        """The node's HTTP health endpoint (GET /serving/<campus>)."""
+        return f"127.0.0.1:{self.health_port}"
 
     @property
     def target(self) -> Path | str:
@@ -102,16 +109,19 @@ class LocalCluster:
     schema: Schema = LIS_SCHEMA
     replication: dict[str, float | int] = field(default_factory=dict)
     conflict_policies: str = DEMO_CONFLICT_POLICIES
+    # The [dr] section: etcd endpoints and settings; empty: DR off.
+    dr: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def create(
         cls, root: Path, count: int, replication: dict[str, float | int] | None = None,
         engines: list[str] | None = None, conflict_policies: str | None = None,
-        schema: Schema = LIS_SCHEMA,
+        schema: Schema = LIS_SCHEMA, dr: dict[str, Any] | None = None,
     ) -> LocalCluster:
         """Write configs and certificates; ``engines`` gives each campus's engine,
         ``conflict_policies`` the cluster file's [conflicts] TOML, ``schema`` the
-        tables (the demo's laboratory system by default)."""
+        tables (the demo's laboratory system by default), ``dr`` the [dr]
+        section (``etcd`` endpoints, ``failover_after``, ...; none: DR off)."""
         if not 2 <= count <= len(CAMPUS_NAMES):
             raise RingsyncError(f"--campuses must be between 2 and {len(CAMPUS_NAMES)}")
         root = root.resolve()
@@ -119,13 +129,14 @@ class LocalCluster:
             raise RingsyncError(
                 f"{root} already holds a cluster; pick an empty --data-dir or delete it"
             )
-        cluster = cls(root, schema=schema,
+        cluster = cls(root, schema=schema, dr=dict(dr or {}),
                       replication=replication or {"heal_after_seconds": 3.0},
                       conflict_policies=(DEMO_CONFLICT_POLICIES if conflict_policies is None
                                          else conflict_policies))
         engines = engines or ["sqlite"] * count
         for name, engine in zip(CAMPUS_NAMES[:count], engines, strict=True):
-            cluster.campuses.append(CampusLayout(name, free_port(), root / name, engine))
+            cluster.campuses.append(CampusLayout(name, free_port(), root / name, engine,
+                                                 health_port=free_port()))
         try:
             cluster._write()
         except BaseException:
@@ -168,7 +179,12 @@ class LocalCluster:
             "",
         ]
         for c in self.campuses:
-            lines += ["[[campus]]", f'name = "{c.name}"', f'address = "{c.address}"', ""]
+            lines += ["[[campus]]", f'name = "{c.name}"', f'address = "{c.address}"',
+                      f'health = "{c.health}"', ""]
+        if self.dr:
+            lines.append("[dr]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in self.dr.items()]
+            lines.append("")
         lines.append(self.conflict_policies)
         self.cluster_file.write_text("\n".join(lines))
         for c in self.campuses:

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,9 @@ class LisWorkload:
     # Share of transactions that edit a recent row of *any* campus (the ones
     # other campuses are editing too): concurrent edits, i.e. conflicts.
     conflict_rate: float = 0.0
+    # Follows the routing map like an application behind a load balancer:
+    # returns the database that serves this campus now (None: nobody does).
+    resolve: Callable[[], Path | str | None] | None = None
     contended: int = 0
     transactions: int = 0
     errors: int = 0
@@ -178,10 +182,27 @@ class LisWorkload:
     def _run(self) -> None:
         rng = random.Random(self.seed or hash(self.campus))
         conn = _Db(self.db_path)
+        target, resolved_at = self.db_path, time.monotonic()
         interval = 1.0 / self.rate if self.rate > 0 else 1.0
         next_at = time.monotonic()
         try:
             while not self._stop.is_set():
+                if self.resolve is not None and time.monotonic() - resolved_at > 1.0:
+                    resolved_at, now_target = time.monotonic(), self.resolve()
+                    if now_target is None:
+                        self.errors += 1
+                        self.last_error = f"no node serves {self.campus} now"
+                        self._stop.wait(0.2)
+                        continue
+                    if now_target != target:  # the route moved: follow it
+                        try:
+                            moved = _Db(now_target)
+                        except Exception as e:  # noqa: BLE001 - any driver's connect error
+                            self.errors += 1
+                            self.last_error = str(e)
+                            continue
+                        conn.conn.close()
+                        conn, target = moved, now_target
                 try:
                     conn.begin()
                     self._one(conn, rng)
@@ -191,11 +212,12 @@ class LisWorkload:
                     self.errors += 1
                     self.last_error = str(e)
                     conn.rollback()
+                    resolved_at = 0.0  # ask the routing map again before the next one
                     if conn.broken:  # the server restarted: reconnect, as an application would
                         conn.conn.close()
                         self._stop.wait(0.5)
                         try:
-                            conn = _Db(self.db_path)
+                            conn = _Db(target)
                         except conn.errors:
                             continue
                 next_at += interval

@@ -15,6 +15,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from ringsync.client import ClusterClient
 from ringsync.config import load_cluster
 from ringsync.ctl import verify
 from ringsync.demo.cluster import LocalCluster
+from ringsync.demo.etcd import LocalEtcd, find_etcd
 from ringsync.demo.lis import LisWorkload
 from ringsync.demo.postgres import LocalPostgres, find_bin
 from ringsync.errors import RingsyncError
@@ -153,10 +155,18 @@ def run_demo(args: argparse.Namespace) -> int:
     if "postgres" in engines:
         find_bin("initdb")  # a missing server says which package to install, up front
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="ringsync-demo-"))
+    etcd = start_etcd(root, args.no_etcd)
     say(f"creating {args.campuses} campuses ({args.engine}) in {root}")
-    cluster = LocalCluster.create(root, args.campuses, engines=engines)
+    try:
+        cluster = LocalCluster.create(root, args.campuses, engines=engines, dr=(
+            {"etcd": etcd.endpoints, "failover_after": 10.0} if etcd is not None else None))
+    except BaseException:
+        if etcd is not None:
+            etcd.stop()
+        raise
     workloads = [
-        LisWorkload(c.name, c.target, args.rate, seed=i + 1, conflict_rate=args.conflict_rate)
+        LisWorkload(c.name, c.target, args.rate, seed=i + 1, conflict_rate=args.conflict_rate,
+                    resolve=follow_route(cluster, c.name) if etcd is not None else None)
         for i, c in enumerate(cluster.campuses)
     ]
     keep = args.headless and args.keep_databases
@@ -174,7 +184,37 @@ def run_demo(args: argparse.Namespace) -> int:
                 f"`ringsync demo --data-dir {cluster.root} --stop`")
         else:
             cluster.stop_databases()
+        if etcd is not None:
+            etcd.stop()
         say(f"all nodes stopped; data kept in {cluster.root}")
+
+
+def start_etcd(root: Path, disabled: bool) -> LocalEtcd | None:
+    """A local etcd for the demo's routing map and failover, if installed."""
+    if disabled:
+        say("--no-etcd: automatic failover is OFF (every campus serves its own users)")
+        return None
+    try:
+        find_etcd()
+    except RingsyncError:
+        say("etcd is not installed: automatic failover is OFF (every campus serves its own "
+            "users); `apt-get install etcd-server` turns it on")
+        return None
+    etcd = LocalEtcd.create(root / "etcd", 1)
+    etcd.start()
+    say(f"etcd at {etcd.endpoints[0]}: routing map and automatic failover (after 10s) ON")
+    return etcd
+
+
+def follow_route(cluster: LocalCluster, campus: str) -> Callable[[], Path | str | None]:
+    """The campus's serving database, as a load balancer finds it (HTTP /serving)."""
+    from ringsync.drill.checker import serving_node
+
+    def resolve() -> Path | str | None:
+        node = serving_node(campus, cluster.campuses)
+        return node.target if node is not None else None
+
+    return resolve
 
 
 def stop_leftovers(root: Path) -> list[str]:
@@ -193,6 +233,15 @@ def stop_leftovers(root: Path) -> list[str]:
             except ProcessLookupError:
                 pass
         pids.write_text("{}")
+    etcd_pids = root / "etcd" / "pids.json"
+    if etcd_pids.exists():
+        for member, pid in json.loads(etcd_pids.read_text()).items():
+            try:
+                os.kill(pid, signal.SIGTERM)
+                done.append(f"stopped etcd member {member} (pid {pid})")
+            except ProcessLookupError:
+                pass
+        etcd_pids.write_text("{}")
     servers = root / "postgres.json"
     if servers.exists():
         for campus, entry in json.loads(servers.read_text()).items():

@@ -69,6 +69,16 @@ class ControlStub:
                 request_serializer=ringsync_dot_v1_dot_control__pb2.DeadLetterAction.SerializeToString,
                 response_deserializer=ringsync_dot_v1_dot_control__pb2.DeadLetterActionResult.FromString,
                 _registered_method=True)
+        self.GetRoutes = channel.unary_unary(
+                '/ringsync.v1.Control/GetRoutes',
+                request_serializer=ringsync_dot_v1_dot_control__pb2.RoutesRequest.SerializeToString,
+                response_deserializer=ringsync_dot_v1_dot_control__pb2.RoutingMap.FromString,
+                _registered_method=True)
+        self.WatchRoutes = channel.unary_stream(
+                '/ringsync.v1.Control/WatchRoutes',
+                request_serializer=ringsync_dot_v1_dot_control__pb2.RoutesRequest.SerializeToString,
+                response_deserializer=ringsync_dot_v1_dot_control__pb2.RoutingMap.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -122,6 +132,19 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRoutes(self, request, context):
+        """The routing map as this node sees it; WatchRoutes sends it again on every change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRoutes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +182,16 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.ActOnDeadLetter,
                     request_deserializer=ringsync_dot_v1_dot_control__pb2.DeadLetterAction.FromString,
                     response_serializer=ringsync_dot_v1_dot_control__pb2.DeadLetterActionResult.SerializeToString,
+            ),
+            'GetRoutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoutes,
+                    request_deserializer=ringsync_dot_v1_dot_control__pb2.RoutesRequest.FromString,
+                    response_serializer=ringsync_dot_v1_dot_control__pb2.RoutingMap.SerializeToString,
+            ),
+            'WatchRoutes': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRoutes,
+                    request_deserializer=ringsync_dot_v1_dot_control__pb2.RoutesRequest.FromString,
+                    response_serializer=ringsync_dot_v1_dot_control__pb2.RoutingMap.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -350,6 +383,60 @@ class Control:
             '/ringsync.v1.Control/ActOnDeadLetter',
             ringsync_dot_v1_dot_control__pb2.DeadLetterAction.SerializeToString,
             ringsync_dot_v1_dot_control__pb2.DeadLetterActionResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ringsync.v1.Control/GetRoutes',
+            ringsync_dot_v1_dot_control__pb2.RoutesRequest.SerializeToString,
+            ringsync_dot_v1_dot_control__pb2.RoutingMap.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ringsync.v1.Control/WatchRoutes',
+            ringsync_dot_v1_dot_control__pb2.RoutesRequest.SerializeToString,
+            ringsync_dot_v1_dot_control__pb2.RoutingMap.FromString,
             options,
             channel_credentials,
             insecure,

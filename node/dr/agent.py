@@ -1,0 +1,313 @@
+"""DRAgent: the node's part in disaster recovery, one loop per node.
+
+Every tick (DR on, i.e. the cluster file lists etcd endpoints) it
+
+1. keeps this node's etcd lease alive and publishes its member report
+   (database health, vectors, drains) on that lease;
+2. reads the routing map;
+3. keeps the database's fence in step: application writes are allowed only
+   until ``last lease refresh sent + lease_ttl``, and only while some
+   campus's route is active on this node. The guard is in the database
+   (node.engines.*fence), so a node that dies or is cut off from the etcd
+   majority leaves a database that fences itself when the lease would have
+   expired, without any action of ours;
+4. drains: for a route moving off this node it fences (if it then serves
+   nobody), ends application sessions, waits for capture to journal every
+   transaction committed before, and reports its journal head;
+5. as the elected leader (a lease-backed key), moves routes: automatic
+   failover (ringsync.dr.routes.failovers), completing drains, and automatic
+   failback when configured.
+
+With DR off the routing map is static (every campus serves itself), the
+fence is lifted for ever, and the agent only answers ``serving``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from node.runtime import NodeRuntime, Notifier
+from ringsync.dr.routes import (
+    DRAINING,
+    Member,
+    Route,
+    complete_drains,
+    down_nodes,
+    failbacks,
+    failovers,
+    static_routes,
+    writable_for,
+)
+from ringsync.dr.store import DRStore, EtcdError
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.2
+MEMBER_REFRESH_SECONDS = 0.5
+# Margin for the database clock running faster than etcd's between refreshes.
+FENCE_MARGIN_SECONDS = 0.3
+DRAIN_CAPTURE_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass
+class DRView:
+    """What status, the HTTP endpoint and WatchRoutes show of DR at this node."""
+
+    enabled: bool
+    routes: dict[str, Route]
+    leader: str = ""
+    lease_ok: bool = False
+    writable_until: float = 0.0
+    error: str = ""
+    changed: Notifier = field(default_factory=Notifier)
+
+
+class DRAgent:
+    def __init__(self, rt: NodeRuntime, db_healthy: Callable[[], bool]) -> None:
+        self.rt = rt
+        self.db_healthy = db_healthy
+        self.me = rt.campus
+        self.cluster = rt.config.cluster
+        self.settings = rt.config.dr
+        # With DR on, nothing is served until the routing map was read from etcd.
+        self.view = DRView(self.settings.enabled, {} if self.settings.enabled
+                           else static_routes(self.cluster.ring))
+        self.store: DRStore | None = None
+        self._lease = 0
+        self._lease_deadline = 0.0  # wall clock: our lease is certainly alive before this
+        self._next_keepalive = 0.0  # wall clock: when to refresh the lease next
+        self._next_member = 0.0
+        self._fenced_until = -1.0  # what we last stored in the database
+        self._drained: dict[str, list[int]] = {}
+        self._draining: set[str] = set()
+        self._down_since: dict[str, float] = {}
+        self._fence_lock = asyncio.Lock()
+
+    # -- what others ask ---------------------------------------------------
+
+    def serving(self, campus: str) -> bool:
+        """This node's database serves ``campus``'s users right now (and can prove it)."""
+        route = self.view.routes.get(campus)
+        if route is None or route.serving != self.me or route.state != "active":
+            return False
+        if not self.db_healthy():
+            return False
+        return not self.settings.enabled or (
+            self.view.lease_ok and time.time() < self._lease_deadline)
+
+    # -- the loop ----------------------------------------------------------
+
+    async def run(self) -> None:
+        if not self.settings.enabled:
+            await self._store_fence(float("inf"))
+            log.info("disaster recovery is off (no [dr] etcd in %s): every campus serves its "
+                     "own users; automatic failover is OFF", self.cluster.path)
+            return
+        log.info("disaster recovery on: etcd %s, failover after %.1fs, lease %ds",
+                 ",".join(self.settings.etcd), self.settings.failover_after,
+                 self.settings.lease_ttl)
+        self.store = DRStore(self.cluster.name, self.settings.etcd,
+                             timeout=max(1.0, self.settings.lease_ttl / 3))
+        # Until the lease is proven, this database takes no application writes.
+        await self._store_fence(0.0)
+        lease = asyncio.create_task(self._lease_loop(), name="dr-lease")
+        try:
+            while True:
+                if self._lease:
+                    try:
+                        await self._tick()
+                        self.view.error = ""
+                    except (EtcdError, OSError) as e:
+                        self._etcd_failed(e)
+                await self._fence_in_step()
+                await asyncio.sleep(TICK_SECONDS)
+        finally:
+            lease.cancel()
+            await asyncio.gather(lease, return_exceptions=True)
+            await self._goodbye()
+
+    async def _lease_loop(self) -> None:
+        """Keep the lease alive on its own schedule (every lease_ttl / 3), never
+        behind the routing work, so a slow link to etcd does not fence a
+        healthy campus; extend the database's deadline right after each refresh."""
+        while True:
+            try:
+                await self._refresh_lease()
+            except (EtcdError, OSError) as e:
+                self._etcd_failed(e)
+                await asyncio.sleep(TICK_SECONDS)
+                continue
+            await self._fence_in_step()
+            await asyncio.sleep(max(0.0, self._next_keepalive - time.time()))
+
+    def _etcd_failed(self, error: Exception) -> None:
+        text = f"etcd unreachable ({type(error).__name__}: {error})".strip()
+        if text != self.view.error:
+            log.warning("%s; this campus stops claiming routes when its lease would expire", text)
+        self.view.error = text
+        self.view.lease_ok = time.time() < self._lease_deadline
+
+    async def _tick(self) -> None:
+        assert self.store is not None
+        now = time.time()
+        routes = await self.store.routes()
+        if len(routes) < len(self.cluster.ring):
+            await self.store.ensure_routes(self.cluster.ring, now)
+            routes = await self.store.routes()
+        self._set_routes(routes)
+        await self._drain(routes)
+        if time.time() >= self._next_member:
+            await self._publish_member()
+        leader = await self.store.campaign(self.me, self._lease)
+        if leader != self.view.leader:
+            log.info("DR leader: %s", leader or "none")
+            self.view.leader = leader
+            self.view.changed.notify()
+        if leader == self.me:
+            await self._lead(routes)
+
+    async def _refresh_lease(self) -> None:
+        assert self.store is not None
+        ttl = self.settings.lease_ttl
+        sent = time.time()
+        left = await self.store.keepalive(self._lease) if self._lease else 0
+        if left <= 0:
+            if self._lease:
+                log.warning("etcd lease %x expired; taking a new one", self._lease)
+            sent = time.time()
+            self._lease = await self.store.grant(ttl)
+            self._next_member = 0.0  # the member key went with the old lease
+        self._lease_deadline = sent + ttl - FENCE_MARGIN_SECONDS
+        self._next_keepalive = sent + ttl / 3
+        self.view.lease_ok = True
+
+    def _set_routes(self, routes: dict[str, Route]) -> None:
+        if routes != self.view.routes:
+            for campus, route in routes.items():
+                old = self.view.routes.get(campus)
+                if old is None or old.epoch != route.epoch:
+                    log.info("route %s: served by %s (%s, epoch %d): %s", campus,
+                             route.serving, route.state, route.epoch, route.reason)
+            self.view.routes = routes
+            self.view.changed.notify()
+
+    # -- fencing -----------------------------------------------------------
+
+    def _writable_until(self) -> float:
+        if not writable_for(self.view.routes, self.me):
+            return 0.0
+        return self._lease_deadline if time.time() < self._lease_deadline else 0.0
+
+    async def _fence_in_step(self) -> None:
+        async with self._fence_lock:
+            await self._fence_locked()
+
+    async def _fence_locked(self) -> None:
+        until = self._writable_until()
+        if until == self._fenced_until:
+            return
+        was_open = self._fenced_until != 0.0
+        await self._store_fence(until)
+        if until == 0.0 and was_open and self._fenced_until == 0.0:
+            ended = await self.rt.in_engine(self.rt.engine.end_app_sessions)
+            log.warning("campus database FENCED (serves no campus, or lease lost); "
+                        "%d application session(s) ended", ended)
+
+    async def _store_fence(self, until: float) -> None:
+        try:
+            await self.rt.in_engine(self.rt.engine.set_fence, until)
+            self._fenced_until = until
+            self.view.writable_until = until
+            self.view.changed.notify()
+        except Exception as e:  # the database is down: it fences itself by its clock
+            log.debug("cannot store the fence (%s); the stored deadline stands", e)
+
+    # -- drains ------------------------------------------------------------
+
+    async def _drain(self, routes: dict[str, Route]) -> None:
+        for campus, route in routes.items():
+            if (route.state == DRAINING and route.serving == self.me
+                    and self._drained.get(campus, [0])[0] != route.epoch
+                    and campus not in self._draining):
+                self._draining.add(campus)
+                asyncio.create_task(self._drain_one(route))
+
+    async def _drain_one(self, route: Route) -> None:
+        """Fence if this database now serves nobody, then report the head that
+        the route's target must apply before the route moves."""
+        rt = self.rt
+        try:
+            await self._fence_in_step()
+            position = await rt.in_engine(rt.engine.commit_position)
+            deadline = time.monotonic() + DRAIN_CAPTURE_TIMEOUT_SECONDS
+            while rt.journaled_through < position:
+                if time.monotonic() > deadline:
+                    log.error("drain of %s: capture did not reach %d in %.0fs", route.campus,
+                              position, DRAIN_CAPTURE_TIMEOUT_SECONDS)
+                    return
+                await asyncio.sleep(0.02)
+            head = rt.journal.vector().get(self.me, 0)
+            self._drained[route.campus] = [route.epoch, head]
+            log.info("route %s draining to %s: %s captured through seq %d", route.campus,
+                     route.target, self.me, head)
+            self._next_member = 0.0
+            if self.store is not None:
+                await self._publish_member()
+        except (EtcdError, OSError) as e:
+            self._etcd_failed(e)
+        finally:
+            self._draining.discard(route.campus)
+
+    # -- membership and leadership -----------------------------------------
+
+    async def _publish_member(self) -> None:
+        assert self.store is not None
+        rt = self.rt
+        member = Member(
+            campus=self.me, db_healthy=self.db_healthy(),
+            initialized=rt.initialized.is_set(), writable=self._writable_until() > time.time(),
+            journal=rt.journal.vector() if rt.initialized.is_set() else {},
+            applied=rt.applied_vector() if rt.initialized.is_set() else {},
+            drained=dict(self._drained), at=time.time())
+        await self.store.put_member(member, self._lease)
+        self._next_member = time.time() + MEMBER_REFRESH_SECONDS
+
+    async def _lead(self, routes: dict[str, Route]) -> None:
+        assert self.store is not None
+        members = await self.store.members()
+        now = time.time()
+        down = down_nodes(members, self.cluster.ring)
+        for campus in self.cluster.ring:
+            if campus in down:
+                self._down_since.setdefault(campus, now)
+            else:
+                self._down_since.pop(campus, None)
+        standby = {c.name: c.standby for c in self.cluster.campuses}
+        moves = failovers(routes, members, self._down_since, now,
+                          self.settings.failover_after, standby)
+        moves += complete_drains(routes, members, now)
+        if self.settings.failback == "auto":
+            moves += failbacks(routes, members, now)
+        done = set()
+        for new in moves:
+            if new.campus in done:
+                continue
+            if await self.store.swap_route(new, routes[new.campus].revision):
+                done.add(new.campus)
+                log.warning("route %s -> %s (%s, epoch %d): %s", new.campus, new.serving,
+                            new.state, new.epoch, new.reason)
+
+    async def _goodbye(self) -> None:
+        """Stopping cleanly: fence, and give the lease back so failover need not wait."""
+        await self._store_fence(0.0)
+        if self.store is not None:
+            try:
+                if self._lease:
+                    await asyncio.wait_for(self.store.revoke(self._lease), 2.0)
+            except (EtcdError, OSError, TimeoutError):
+                pass
+            await self.store.close()

@@ -1,0 +1,197 @@
+"""The routing map and campus membership as stored in etcd, and the pure
+decisions taken from them.
+
+Keys, under ``/ringsync/<cluster>/``:
+
+* ``routes/<campus>``: which node's database serves that campus's users
+  (``serving``), in which ``state`` (``active``, or ``draining`` while a
+  planned move is fencing and catching up), and an ``epoch`` that grows with
+  every change. Written only with compare-and-swap on the key's revision.
+* ``members/<campus>``: a node's report, attached to its etcd lease, so it
+  disappears when the node dies or is cut off from the etcd majority.
+* ``leader``: the node that runs automatic failover, also on a lease.
+
+A node's database accepts application writes only while its lease is alive
+and some campus's route is ``active`` on it (``writable_for``); that rule is
+enforced by the database's fence guard (node.dr.agent keeps it current).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+ACTIVE = "active"
+DRAINING = "draining"
+
+
+@dataclass(frozen=True)
+class Route:
+    campus: str
+    serving: str
+    state: str = ACTIVE
+    epoch: int = 1
+    reason: str = "initial: every campus serves its own users"
+    since: float = 0.0
+    target: str = ""  # while draining: where the route is moving
+    revision: int = 0  # etcd mod_revision of the stored value (not stored)
+
+    def encode(self) -> bytes:
+        out = asdict(self)
+        out.pop("revision")
+        return json.dumps(out, sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, value: bytes, revision: int) -> Route:
+        data = json.loads(value)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__},
+                   revision=revision)
+
+    def moved(self, **changes: Any) -> Route:
+        """The next version of this route (epoch + 1)."""
+        return replace(self, epoch=self.epoch + 1, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"campus": self.campus, "serving": self.serving, "state": self.state,
+                "epoch": self.epoch, "reason": self.reason, "since": self.since,
+                "target": self.target or None}
+
+
+@dataclass(frozen=True)
+class Member:
+    """What a live node reports about itself (refreshed every lease_ttl / 3)."""
+
+    campus: str
+    db_healthy: bool = False
+    initialized: bool = False
+    writable: bool = False  # its database accepts application writes now
+    journal: dict[str, int] = field(default_factory=dict)
+    applied: dict[str, int] = field(default_factory=dict)
+    # Routes draining off this node: campus -> [route epoch, this node's own
+    # journal head once everything committed before the drain was captured].
+    drained: dict[str, list[int]] = field(default_factory=dict)
+    at: float = 0.0
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, value: bytes) -> Member:
+        data = json.loads(value)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+class Keys:
+    def __init__(self, cluster: str) -> None:
+        self.prefix = f"/ringsync/{cluster}/"
+        self.routes = self.prefix + "routes/"
+        self.members = self.prefix + "members/"
+        self.leader = self.prefix + "leader"
+
+    def route(self, campus: str) -> str:
+        return self.routes + campus
+
+    def member(self, campus: str) -> str:
+        return self.members + campus
+
+
+def writable_for(routes: dict[str, Route], node: str) -> list[str]:
+    """The campuses whose users this node's database serves right now."""
+    return sorted(c for c, r in routes.items() if r.serving == node and r.state == ACTIVE)
+
+
+def static_routes(ring: tuple[str, ...]) -> dict[str, Route]:
+    """Without etcd: every campus serves its own users, for ever."""
+    return {c: Route(c, c) for c in ring}
+
+
+def caught_up(target: Member, source: Member) -> bool:
+    """``target`` has applied every transaction ``source`` holds (as last reported)."""
+    return all(target.applied.get(origin, 0) >= seq if origin != target.campus
+               else target.journal.get(origin, 0) >= seq
+               for origin, seq in source.journal.items())
+
+
+def failover_target(campus: str, standby: tuple[str, ...], members: dict[str, Member],
+                    exclude: str) -> str | None:
+    """The first live, healthy, joined campus in ``campus``'s standby order."""
+    for candidate in (campus, *standby):
+        m = members.get(candidate)
+        if candidate != exclude and m is not None and m.db_healthy and m.initialized:
+            return candidate
+    return None
+
+
+def failovers(routes: dict[str, Route], members: dict[str, Member],
+              down_since: dict[str, float], now: float, failover_after: float,
+              standby: dict[str, tuple[str, ...]]) -> list[Route]:
+    """Routes to move because their serving node has been down long enough.
+
+    A node is down when its lease-backed member key is gone (dead, or cut
+    off from the etcd majority) or it reports its database unhealthy; its
+    ``down_since`` is kept by the caller. A campus whose own node serves
+    nobody is left alone (it is fenced already).
+    """
+    moves = []
+    for campus, route in sorted(routes.items()):
+        since = down_since.get(route.serving)
+        if since is None or now - since < failover_after:
+            continue
+        target = failover_target(campus, standby.get(campus, ()), members, route.serving)
+        if target is None:
+            continue
+        gone = "lost its etcd lease" if route.serving not in members else (
+            "reported its database down")
+        moves.append(route.moved(
+            serving=target, state=ACTIVE, target="", since=now,
+            reason=f"failover: {route.serving} {gone} for {now - since:.1f}s"))
+    return moves
+
+
+DRAIN_TIMEOUT_SECONDS = 60.0
+
+
+def complete_drains(routes: dict[str, Route], members: dict[str, Member],
+                    now: float) -> list[Route]:
+    """Draining routes whose target has applied everything the old serving node
+    held when it drained: the route moves (``active`` at the target). A drain
+    that cannot finish within DRAIN_TIMEOUT_SECONDS returns to where it was."""
+    moves = []
+    for campus, route in sorted(routes.items()):
+        if route.state != DRAINING:
+            continue
+        source, target = members.get(route.serving), members.get(route.target)
+        drained = source.drained.get(campus) if source is not None else None
+        if (drained is not None and drained[0] == route.epoch and target is not None
+                and target.applied.get(route.serving, 0) >= drained[1]):
+            kind = (route.reason.split(" ", 1)[0].rstrip(":") or "move")
+            moves.append(route.moved(
+                serving=route.target, state=ACTIVE, target="", since=now,
+                reason=f"{kind} from {route.serving}: lossless ({route.serving} drained at "
+                       f"seq {drained[1]})"))
+        elif now - route.since > DRAIN_TIMEOUT_SECONDS:
+            moves.append(route.moved(
+                state=ACTIVE, target="", since=now,
+                reason=f"move to {route.target} abandoned after {DRAIN_TIMEOUT_SECONDS:.0f}s: "
+                       f"it did not catch up with {route.serving}"))
+    return moves
+
+
+def down_nodes(members: dict[str, Member], ring: tuple[str, ...]) -> set[str]:
+    return {c for c in ring if c not in members or not members[c].db_healthy}
+
+
+def failbacks(routes: dict[str, Route], members: dict[str, Member], now: float) -> list[Route]:
+    """Automatic failback: a campus served elsewhere whose own node is live and
+    has caught up with the node serving it starts draining back home."""
+    moves = []
+    for campus, route in sorted(routes.items()):
+        home, serving = members.get(campus), members.get(route.serving)
+        if (route.serving == campus or route.state != ACTIVE or home is None
+                or serving is None or not home.db_healthy or not home.initialized):
+            continue
+        if caught_up(home, serving):
+            moves.append(route.moved(state=DRAINING, target=campus, since=now,
+                                     reason=f"failback: {campus} is back and caught up"))
+    return moves

@@ -1,0 +1,87 @@
+"""The cluster file's [dr] section and each campus's DR keys, validated once.
+
+    [dr]
+    etcd = ["10.0.0.1:2379", "10.0.0.2:2379", "10.0.0.3:2379"]
+    failover_after = 10.0   # seconds a serving campus may be unreachable
+    lease_ttl = 3           # seconds; a node cut off from etcd fences itself after this
+    failback = "manual"     # or "auto": a recovered campus takes its users back once caught up
+
+    [[campus]]
+    name = "chaohui"
+    address = "10.1.0.5:7400"
+    health = "10.1.0.5:8008"               # the node's HTTP health endpoint (load balancers)
+    standby = ["wangjiangshan", "yuecheng"]  # who serves chaohui's users if it fails
+
+Without an ``etcd`` list, disaster recovery is off: every campus serves its
+own users, databases are never fenced, and nothing fails over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ringsync.errors import ConfigError
+
+FAILBACK = ("manual", "auto")
+DR_KEYS = {"etcd", "failover_after", "lease_ttl", "failback"}
+
+
+@dataclass(frozen=True)
+class DRSettings:
+    etcd: tuple[str, ...] = ()
+    failover_after: float = 10.0
+    lease_ttl: int = 3
+    failback: str = "manual"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.etcd)
+
+
+def parse_dr(section: dict[str, Any], path: Path) -> DRSettings:
+    from ringsync.config import check_address
+
+    unknown = set(section) - DR_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown key dr.{sorted(unknown)[0]}; known: "
+                          f"{', '.join(sorted(DR_KEYS))}")
+    etcd = section.get("etcd", [])
+    if not isinstance(etcd, list) or not all(isinstance(e, str) for e in etcd):
+        raise ConfigError(f"{path}: dr.etcd must list etcd client endpoints as host:port")
+    for i, endpoint in enumerate(etcd):
+        check_address(endpoint.removeprefix("http://"), path, f"dr.etcd[{i}]")
+    failover_after = section.get("failover_after", 10.0)
+    if isinstance(failover_after, bool) or not isinstance(failover_after, int | float) or not (
+            failover_after > 0):
+        raise ConfigError(f"{path}: dr.failover_after must be a positive number of seconds")
+    lease_ttl = section.get("lease_ttl", 3)
+    if isinstance(lease_ttl, bool) or not isinstance(lease_ttl, int) or lease_ttl < 2:
+        raise ConfigError(f"{path}: dr.lease_ttl must be a whole number of seconds, at least 2")
+    if failover_after < lease_ttl:
+        raise ConfigError(
+            f"{path}: dr.failover_after = {failover_after} is shorter than dr.lease_ttl = "
+            f"{lease_ttl}; a campus's database fences itself only when its lease has expired, "
+            f"so failover must wait at least that long"
+        )
+    failback = section.get("failback", "manual")
+    if failback not in FAILBACK:
+        raise ConfigError(f"{path}: dr.failback must be one of {FAILBACK}")
+    return DRSettings(tuple(e.removeprefix("http://") for e in etcd), float(failover_after),
+                      lease_ttl, failback)
+
+
+def parse_standby(entry: dict[str, Any], name: str, ring: list[str], path: Path,
+                  where: str) -> tuple[str, ...]:
+    standby = entry.get("standby")
+    if standby is None:
+        i = ring.index(name)
+        return tuple(ring[i + 1:] + ring[:i])
+    if not isinstance(standby, list) or not all(isinstance(s, str) for s in standby):
+        raise ConfigError(f"{path}: {where}.standby must list campus names")
+    for s in standby:
+        if s not in ring or s == name:
+            raise ConfigError(f"{path}: {where}.standby names {s!r}, which is not another "
+                              f"campus of the ring")
+    return tuple(standby)

@@ -1,0 +1,103 @@
+"""DRStore: the routing map, members and leader key in etcd, through aetcd.
+
+Every write of a route is a compare-and-swap on the key's revision, so two
+writers (a leader and an operator, or two leaders around an election) can
+never both move one route from the same state.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import aetcd
+import aetcd.exceptions
+
+from ringsync.dr.routes import Keys, Member, Route
+
+EtcdError = aetcd.exceptions.ClientError
+
+
+def _target(endpoints: tuple[str, ...]) -> tuple[str, int]:
+    """aetcd dials ``host:port``; several IP endpoints become one gRPC target
+    (``ipv4:a,b,c``) that fails over between members."""
+    hosts = [e.rpartition(":")[0] for e in endpoints]
+    port = int(endpoints[-1].rpartition(":")[2])
+    if len(endpoints) == 1:
+        return hosts[0], port
+    try:
+        for h in hosts:
+            ipaddress.IPv4Address(h)
+    except ValueError:
+        return hosts[0], int(endpoints[0].rpartition(":")[2])  # DNS: the first member
+    return "ipv4:" + ",".join(endpoints[:-1]) + "," + hosts[-1], port
+
+
+class DRStore:
+    def __init__(self, cluster: str, endpoints: tuple[str, ...], timeout: float = 2.0) -> None:
+        host, port = _target(endpoints)
+        self.endpoints = endpoints
+        self.keys = Keys(cluster)
+        self.client = aetcd.Client(host=host, port=port, timeout=timeout,
+                                   options={"grpc.initial_reconnect_backoff_ms": 200,
+                                            "grpc.max_reconnect_backoff_ms": 1000})
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def routes(self) -> dict[str, Route]:
+        found = await self.client.get_prefix(self.keys.routes.encode())
+        out = {}
+        for kv in found:
+            campus = kv.key.decode().removeprefix(self.keys.routes)
+            out[campus] = Route.decode(kv.value, kv.mod_revision)
+        return out
+
+    async def members(self) -> dict[str, Member]:
+        found = await self.client.get_prefix(self.keys.members.encode())
+        return {kv.key.decode().removeprefix(self.keys.members): Member.decode(kv.value)
+                for kv in found}
+
+    async def ensure_routes(self, ring: tuple[str, ...], now: float) -> None:
+        """Create the route of every campus that has none (it serves itself)."""
+        t = self.client.transactions
+        for campus in ring:
+            key = self.keys.route(campus).encode()
+            await self.client.transaction(
+                compare=[t.create(key) == 0],
+                success=[t.put(key, Route(campus, campus, since=now).encode())], failure=[])
+
+    async def swap_route(self, new: Route, expected_revision: int) -> bool:
+        """Store ``new`` if the route is still at ``expected_revision``."""
+        t = self.client.transactions
+        key = self.keys.route(new.campus).encode()
+        ok, _ = await self.client.transaction(
+            compare=[t.mod(key) == expected_revision], success=[t.put(key, new.encode())],
+            failure=[])
+        return bool(ok)
+
+    async def grant(self, ttl: int) -> int:
+        lease = await self.client.lease(ttl)
+        return int(lease.id)
+
+    async def keepalive(self, lease_id: int) -> int:
+        """Seconds the lease has left after this refresh; 0 if it already expired."""
+        reply: Any = await self.client.refresh_lease(lease_id)
+        return int(reply.TTL) if reply is not None else 0
+
+    async def revoke(self, lease_id: int) -> None:
+        await self.client.revoke_lease(lease_id)
+
+    async def put_member(self, member: Member, lease_id: int) -> None:
+        await self.client.put(self.keys.member(member.campus).encode(), member.encode(),
+                              lease=lease_id)
+
+    async def campaign(self, campus: str, lease_id: int) -> str:
+        """Become leader if nobody is; return the leader's name."""
+        t = self.client.transactions
+        key = self.keys.leader.encode()
+        await self.client.transaction(
+            compare=[t.create(key) == 0], success=[t.put(key, campus.encode(), lease=lease_id)],
+            failure=[])
+        found = await self.client.get(key)
+        return found.value.decode() if found is not None else ""

@@ -1,0 +1,1 @@
+"""`ringsync drill`: fault drills on a local cluster that measure RTO, RPO and convergence."""

@@ -1,0 +1,245 @@
+"""The drill's checker workload: applications that follow the routing map.
+
+Each campus has a CampusClient thread that behaves like a real application
+behind a load balancer: it asks every node's HTTP health endpoint
+``/serving/<campus>`` which one serves its campus, writes to that node's
+database, and re-asks after any failure (and every ``RESOLVE_SECONDS``).
+Every write inserts a row with a unique id; the id is recorded as
+*acknowledged* only after the commit returned. After the drill, every
+acknowledged id must be present at every campus (RPO), and the times of
+failures and successes give the RTO.
+
+A StaleWriter is the application that did not follow: it keeps writing to
+one campus's own database whatever the routing map says. Any write it gets
+through while that database serves no campus (RouteHistory, sampled from
+etcd) is a second writer: the fence failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ringsync.demo.cluster import CampusLayout, Schema
+
+TABLE = "drill_writes"
+RESOLVE_SECONDS = 0.5
+CONNECT_TIMEOUT_SECONDS = 2.0
+
+_PG_TABLE = (f"CREATE TABLE {TABLE} (id text PRIMARY KEY, campus text NOT NULL, "
+             f"node text NOT NULL, written_at double precision NOT NULL)")
+_SQLITE_TABLE = (f"CREATE TABLE {TABLE} (id TEXT PRIMARY KEY, campus TEXT NOT NULL, "
+                 f"node TEXT NOT NULL, written_at REAL NOT NULL)")
+
+
+def _create_postgres(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(_PG_TABLE)
+
+
+def _create_sqlite(path: Path) -> None:
+    from ringsync.demo.lis import create_sqlite_database
+
+    create_sqlite_database(path, _SQLITE_TABLE + ";")
+
+
+DRILL_SCHEMA = Schema((TABLE,), _create_postgres, _create_sqlite)
+
+
+def serving_node(campus: str, layouts: list[CampusLayout]) -> CampusLayout | None:
+    """The node whose health endpoint answers 200 for ``campus`` (as a load balancer asks)."""
+    for node in layouts:
+        try:
+            with urllib.request.urlopen(f"http://{node.health}/serving/{campus}",
+                                        timeout=0.5) as reply:
+                if reply.status == 200 and json.loads(reply.read()).get("serving"):
+                    return node
+        except (urllib.error.URLError, OSError, ValueError):
+            continue
+    return None
+
+
+def write_row(node: CampusLayout, row: tuple[str, str, str, float]) -> None:
+    """One committed insert into ``node``'s database; raises on any failure."""
+    if node.postgres is not None:
+        import psycopg
+
+        with psycopg.connect(node.postgres.dsn, connect_timeout=int(CONNECT_TIMEOUT_SECONDS),
+                             application_name="drill-checker") as conn:
+            conn.execute(f"INSERT INTO {TABLE} VALUES (%s, %s, %s, %s)", row)
+        return
+    lite = sqlite3.connect(node.database, timeout=CONNECT_TIMEOUT_SECONDS)
+    try:
+        lite.execute(f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?)", row)
+        lite.commit()
+    finally:
+        lite.close()
+
+
+def read_ids(node: CampusLayout) -> set[str]:
+    if node.postgres is not None:
+        import psycopg
+
+        with psycopg.connect(node.postgres.dsn) as conn:
+            return {r[0] for r in conn.execute(f"SELECT id FROM {TABLE}")}
+    lite = sqlite3.connect(f"file:{node.database}?mode=ro", uri=True)
+    try:
+        return {r[0] for r in lite.execute(f"SELECT id FROM {TABLE}")}
+    finally:
+        lite.close()
+
+
+@dataclass
+class Attempt:
+    at: float  # time.time() when the attempt ended
+    ok: bool
+    node: str  # where it went ("" when no node served the campus)
+
+
+@dataclass
+class CampusClient:
+    campus: str
+    layouts: list[CampusLayout]
+    rate: float = 20.0
+    acked: dict[str, str] = field(default_factory=dict)  # id -> node
+    attempts: list[Attempt] = field(default_factory=list)
+    last_error: str = ""
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"drill-{self.campus}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        node: CampusLayout | None = None
+        resolved_at = 0.0
+        while not self._stop.is_set():
+            if node is None or time.monotonic() - resolved_at > RESOLVE_SECONDS:
+                node, resolved_at = serving_node(self.campus, self.layouts), time.monotonic()
+            if node is None:
+                self.attempts.append(Attempt(time.time(), False, ""))
+                self.last_error = f"no node serves {self.campus}"
+                self._stop.wait(0.1)
+                continue
+            row_id = f"{self.campus}-{uuid.uuid4().hex[:12]}"
+            try:
+                write_row(node, (row_id, self.campus, node.name, time.time()))
+            except Exception as e:  # any driver error: the write is not acknowledged
+                self.attempts.append(Attempt(time.time(), False, node.name))
+                self.last_error = f"{node.name}: {str(e).strip()[:200]}"
+                node = None
+                self._stop.wait(0.05)
+                continue
+            self.acked[row_id] = node.name
+            self.attempts.append(Attempt(time.time(), True, node.name))
+            self._stop.wait(1.0 / self.rate)
+
+    def recovery_seconds(self, fault_at: float, until: float) -> float:
+        """From the fault until this campus's writes commit again: the end of the
+        last failed stretch after ``fault_at`` (0 if no write failed)."""
+        window = [a for a in self.attempts if fault_at <= a.at <= until]
+        failures = [i for i, a in enumerate(window) if not a.ok]
+        if not failures:
+            return 0.0
+        after = [a for a in window[failures[-1]:] if a.ok]
+        return (after[0].at if after else until) - fault_at
+
+
+@dataclass
+class StaleWriter:
+    """Writes straight into one campus's own database, ignoring the routing map."""
+
+    node: CampusLayout
+    accepted: list[tuple[float, str]] = field(default_factory=list)  # (time, id) committed
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"stale-{self.node.name}")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            row_id = f"stale-{self.node.name}-{uuid.uuid4().hex[:12]}"
+            try:
+                write_row(self.node, (row_id, self.node.name, self.node.name, time.time()))
+                self.accepted.append((time.time(), row_id))
+            except Exception:
+                pass
+            self._stop.wait(0.05)
+
+    def second_writer_times(self, history: RouteHistory) -> list[float]:
+        """Writes this stale writer got into its campus's database while, by the
+        routing map, that database served no campus at all (so it had to be
+        fenced) for a whole second around the write."""
+        return [t for t, _ in self.accepted if history.serves_nobody(self.node.name, t, 0.5)]
+
+
+class RouteHistory:
+    """The routing map over time, sampled from etcd every 0.1 s by a thread."""
+
+    def __init__(self, cluster: str, endpoints: tuple[str, ...]) -> None:
+        self.cluster, self.endpoints = cluster, endpoints
+        self.samples: list[tuple[float, dict[str, tuple[str, str]]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="route-history")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        import asyncio
+
+        from ringsync.dr.store import DRStore, EtcdError
+
+        async def poll() -> None:
+            store = DRStore(self.cluster, self.endpoints)
+            try:
+                while not self._stop.is_set():
+                    try:
+                        routes = await store.routes()
+                        self.samples.append((time.time(), {c: (r.serving, r.state)
+                                                           for c, r in routes.items()}))
+                    except (EtcdError, OSError):
+                        pass
+                    await asyncio.sleep(0.1)
+            finally:
+                await store.close()
+
+        asyncio.run(poll())
+
+    def serves_nobody(self, node: str, at: float, margin: float) -> bool:
+        """Every sample within ``margin`` of ``at`` has no active route on ``node``
+        (and there are such samples on both sides)."""
+        around = [routes for t, routes in self.samples if abs(t - at) <= margin]
+        before = any(at - margin <= t <= at for t, _ in self.samples)
+        after = any(at <= t <= at + margin for t, _ in self.samples)
+        return before and after and all(
+            not any(serving == node and state == "active" for serving, state in r.values())
+            for r in around)

@@ -1,0 +1,376 @@
+"""`ringsync drill SCENARIO`: inject a fault into a local cluster, measure, check.
+
+    ringsync drill node-crash [--engine sqlite|postgres|mixed] [--campuses 3]
+                              [--cycles N] [--seed S] [--failover-after 4] [--json]
+
+Builds a cluster as the demo does, plus a local etcd; runs the checker
+workload (ringsync.drill.checker) at every campus; per cycle injects the
+fault at a campus picked by the seed, waits for that campus's clients to
+commit again (RTO), repairs the fault and brings the campus's users home.
+At the end: every acknowledged write must be at every campus (RPO), the
+tables must be identical everywhere (convergence, by digest), and no
+campus's users may have had two writable databases at once. Exit 1 if any
+of that broke.
+
+Scenarios: switchover (planned, there and back), node-crash (kill -9 of the
+node), db-down (the campus's PostgreSQL stopped; needs a PostgreSQL campus),
+campus-isolation (every link to and from the campus, etcd included, cut by
+the fault proxy: ringsync.drill.proxy), etcd-member-loss (one of three etcd
+members stopped: nothing may fail over), wan-soak (200 ms latency and stalls
+on every link for --soak-seconds: nothing may fail over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ringsync.client import ClusterClient
+from ringsync.config import load_cluster
+from ringsync.ctl_dr import move
+from ringsync.demo.cluster import CampusLayout, LocalCluster
+from ringsync.demo.etcd import LocalEtcd
+from ringsync.demo.runner import wait_converged, wait_ready
+from ringsync.dr.store import DRStore
+from ringsync.drill.checker import (
+    DRILL_SCHEMA,
+    CampusClient,
+    RouteHistory,
+    StaleWriter,
+    read_ids,
+)
+from ringsync.drill.proxy import FaultNetwork
+from ringsync.errors import RingsyncError
+
+SCENARIOS = ("switchover", "node-crash", "db-down", "campus-isolation", "etcd-member-loss",
+             "wan-soak")
+PROXIED = ("campus-isolation", "wan-soak")
+RECOVERY_TIMEOUT_SECONDS = 90.0
+STEADY_SECONDS = 2.0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", choices=SCENARIOS)
+    p.add_argument("--engine", choices=("sqlite", "postgres", "mixed"), default="sqlite")
+    p.add_argument("--campuses", type=int, default=3)
+    p.add_argument("--cycles", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--failover-after", type=float, default=4.0,
+                   help="dr.failover_after for the drill's cluster (default 4s)")
+    p.add_argument("--rate", type=float, default=20.0, help="writes per second per campus")
+    p.add_argument("--soak-seconds", type=float, default=20.0,
+                   help="wan-soak: how long the links carry 200 ms latency and stalls")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def say(msg: str) -> None:
+    print(f"[drill] {msg}", file=sys.stderr, flush=True)
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise RingsyncError(f"drill: {what} did not happen within {timeout:.0f}s")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+class Drill:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.root = (args.data_dir or Path(tempfile.mkdtemp(prefix="ringsync-drill-"))).resolve()
+        self.etcd: LocalEtcd | None = None
+        self.cluster: LocalCluster | None = None
+        self.clients: dict[str, CampusClient] = {}
+        self.stale: dict[str, StaleWriter] = {}
+        self.cycles: list[dict[str, Any]] = []
+        self.net: FaultNetwork | None = None
+        self.history: RouteHistory | None = None
+
+    # -- set up and tear down ----------------------------------------------
+
+    def build(self) -> None:
+        args = self.args
+        if args.scenario == "db-down" and args.engine == "sqlite":
+            raise RingsyncError("db-down stops a campus's PostgreSQL: use --engine postgres "
+                                "or mixed")
+        from ringsync.demo.runner import engines_for
+
+        self.etcd = LocalEtcd.create(self.root / "etcd",
+                                     3 if args.scenario == "etcd-member-loss" else 1)
+        self.etcd.start()
+        ttl = 2 if args.failover_after >= 2 else 1
+        self.cluster = LocalCluster.create(
+            self.root / "cluster", args.campuses, engines=engines_for(args.engine, args.campuses),
+            schema=DRILL_SCHEMA, conflict_policies="",
+            replication={"heal_after_seconds": 2.0, "probe_interval_seconds": 0.5,
+                         "reconnect_max_seconds": 1.0},
+            dr={"etcd": self.etcd.endpoints, "failover_after": args.failover_after,
+                "lease_ttl": ttl})
+        if args.scenario in PROXIED:
+            self._route_through_proxies()
+        self.cluster.start_all()
+        self._run(self._ready())
+        self.history = RouteHistory(self.cluster.name, tuple(self.etcd.endpoints))
+        self.history.start()
+        layouts = self.cluster.campuses
+        for c in layouts:
+            self.clients[c.name] = CampusClient(c.name, layouts, rate=args.rate)
+            self.stale[c.name] = StaleWriter(c)
+        for w in self._workers():
+            w.start()
+
+    def _route_through_proxies(self) -> None:
+        """Every node reaches every peer and every etcd member through a link of
+        the fault network (its node.toml [peers] and [dr] etcd)."""
+        assert self.cluster is not None and self.etcd is not None
+        self.net = FaultNetwork()
+        for x in self.cluster.campuses:
+            peers = [f'{y.name} = "{self.net.add(f"{x.name}>{y.name}", y.address).address}"'
+                     for y in self.cluster.campuses if y is not x]
+            etcd = [self.net.add(f"{x.name}>{m.name}", m.endpoint).address
+                    for m in self.etcd.members]
+            with x.config.open("a") as fh:
+                fh.write("\n[peers]\n" + "\n".join(peers) + "\n\n[dr]\netcd = "
+                         + json.dumps(etcd) + "\n")
+
+    def _workers(self) -> list[CampusClient | StaleWriter]:
+        return [*self.clients.values(), *self.stale.values()]
+
+    def close(self) -> None:
+        for w in self._workers():
+            w.stop()
+        if self.history is not None:
+            self.history.stop()
+        if self.cluster is not None:
+            self.cluster.stop_all()
+            self.cluster.stop_databases()
+        if self.etcd is not None:
+            self.etcd.stop()
+        if self.net is not None:
+            self.net.close()
+
+    @staticmethod
+    def _run(coro: Any) -> Any:
+        return asyncio.run(coro)
+
+    async def _ready(self) -> None:
+        assert self.cluster is not None
+        cluster = load_cluster(self.cluster.cluster_file, need_client_tls=True)
+        client = ClusterClient(cluster)
+        try:
+            await wait_ready(self.cluster, client)
+        finally:
+            await client.close()
+        campuses = self.cluster.campuses
+        wait_for(lambda: all(self._serving(c.name) == c.name for c in campuses),
+                 30, "every campus serving its own users")
+
+    def _serving(self, campus: str) -> str | None:
+        from ringsync.drill.checker import serving_node
+
+        assert self.cluster is not None
+        node = serving_node(campus, self.cluster.campuses)
+        return node.name if node is not None else None
+
+    async def _routes(self) -> dict[str, Any]:
+        assert self.cluster is not None and self.etcd is not None
+        store = DRStore(self.cluster.name, tuple(self.etcd.endpoints))
+        try:
+            return await store.routes()
+        finally:
+            await store.close()
+
+    def _move(self, campus: str, to: str, kind: str) -> dict[str, Any]:
+        assert self.cluster is not None
+        cluster = load_cluster(self.cluster.cluster_file)
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
+        while True:
+            try:
+                return self._run(move(cluster, campus, to, kind, 60.0, say))
+            except RingsyncError as e:
+                if time.monotonic() > deadline:
+                    raise
+                say(f"  {kind} not possible yet ({e}); retrying")
+                time.sleep(1.0)
+
+    def _committed_at(self, campus: str, node: str, after: float) -> bool:
+        return any(a.ok and a.node == node and a.at > after
+                   for a in list(self.clients[campus].attempts))
+
+    # -- scenarios -----------------------------------------------------------
+
+    def cycle(self, n: int) -> None:
+        assert self.cluster is not None
+        scenario = self.args.scenario
+        candidates = [c for c in self.cluster.campuses
+                      if scenario != "db-down" or c.postgres is not None]
+        victim = self.rng.choice(candidates)
+        standby = load_cluster(self.cluster.cluster_file).entry(victim.name).standby
+        time.sleep(STEADY_SECONDS)
+        fault_at = time.time()
+        record: dict[str, Any] = {"cycle": n, "campus": victim.name, "fault": scenario}
+        say(f"cycle {n}: {scenario} at {victim.name}")
+        if scenario == "switchover":
+            there = self._move(victim.name, standby[0], "switchover")
+            time.sleep(STEADY_SECONDS)
+            back_at = time.time()
+            back = self._move(victim.name, victim.name, "switchback")
+            time.sleep(STEADY_SECONDS)
+            client = self.clients[victim.name]
+            record.update(to=standby[0], switchover_seconds=there["seconds"],
+                          switchback_seconds=back["seconds"],
+                          rto=max(client.recovery_seconds(fault_at, back_at),
+                                  client.recovery_seconds(back_at, time.time())))
+        elif scenario == "wan-soak":
+            assert self.net is not None
+            before = {c: r.serving for c, r in self._run(self._routes()).items()}
+            self.net.shape(latency=0.2, stall=0.01)
+            say(f"  every link: 200 ms latency, 1% of chunks stalled 600 ms; holding "
+                f"{self.args.soak_seconds:.0f}s")
+            time.sleep(self.args.soak_seconds)
+            after = {c: r.serving for c, r in self._run(self._routes()).items()}
+            self.net.shape(latency=0.0, stall=0.0)
+            record.update(spurious_failover=before != after,
+                          rto=max(c.recovery_seconds(fault_at, time.time())
+                                  for c in self.clients.values()))
+        elif scenario == "etcd-member-loss":
+            assert self.etcd is not None
+            member = self.etcd.members[0].name
+            before = {c: r.serving for c, r in self._run(self._routes()).items()}
+            self.etcd.stop_member(member)
+            say(f"  etcd member {member} stopped; holding {self.args.failover_after * 2:.0f}s")
+            time.sleep(self.args.failover_after * 2)
+            after = {c: r.serving for c, r in self._run(self._routes()).items()}
+            self.etcd.start_member(member)
+            record.update(member=member, spurious_failover=before != after,
+                          rto=max(c.recovery_seconds(fault_at, time.time())
+                                  for c in self.clients.values()))
+        else:
+            self._fail_and_recover(victim, fault_at, record)
+        self.cycles.append(record)
+        say(f"  cycle {n}: RTO {record['rto']:.2f}s")
+
+    def _fail_and_recover(self, victim: CampusLayout, fault_at: float,
+                          record: dict[str, Any]) -> None:
+        assert self.cluster is not None
+        links = [n for n in (self.net.links if self.net is not None else {})
+                 if victim.name in n.split(">")]
+        if self.args.scenario == "node-crash":
+            self.cluster.kill(victim.name)
+        elif self.args.scenario == "campus-isolation":
+            assert self.net is not None
+            self.net.cut(links)
+        else:
+            assert victim.postgres is not None
+            victim.postgres.stop("immediate")
+        client = self.clients[victim.name]
+        wait_for(lambda: any(a.ok and a.node != victim.name and a.at > fault_at
+                             for a in list(client.attempts)),
+                 RECOVERY_TIMEOUT_SECONDS, f"{victim.name}'s users served elsewhere")
+        served_at = time.time()
+        target = next(a.node for a in client.attempts if a.ok and a.at > fault_at
+                      and a.node != victim.name)
+        record.update(to=target, rto=client.recovery_seconds(fault_at, served_at + 1.0))
+        say(f"  {victim.name}'s users now at {target}; repairing {victim.name}")
+        time.sleep(STEADY_SECONDS)
+        if self.args.scenario == "node-crash":
+            self.cluster.start(victim.name)
+        elif self.args.scenario == "campus-isolation":
+            assert self.net is not None
+            self.net.heal(links)
+        else:
+            assert victim.postgres is not None
+            victim.postgres.start()
+        back = self._move(victim.name, victim.name, "failback")
+        record.update(failback_seconds=back["seconds"])
+        wait_for(lambda: self._committed_at(victim.name, victim.name, time.time() - 0.5),
+                 RECOVERY_TIMEOUT_SECONDS, f"{victim.name}'s users back home")
+
+    # -- the verdict ---------------------------------------------------------
+
+    def verdict(self) -> dict[str, Any]:
+        assert self.cluster is not None
+        for w in self._workers():
+            w.stop()
+        cluster = load_cluster(self.cluster.cluster_file, need_client_tls=True)
+
+        async def converge() -> bool:
+            client = ClusterClient(cluster)
+            try:
+                return await wait_converged(client, 120.0)
+            finally:
+                await client.close()
+
+        converged = self._run(converge())
+        acked = {i for c in self.clients.values() for i in c.acked}
+        acked |= {i for s in self.stale.values() for _, i in s.accepted}
+        held = [read_ids(c) for c in self.cluster.campuses]
+        everywhere = set.intersection(*held)
+        lost = sorted(acked - everywhere)
+        assert self.history is not None
+        second = {c: self.stale[c].second_writer_times(self.history) for c in self.clients}
+        rtos = [c["rto"] for c in self.cycles]
+        report = {
+            "scenario": self.args.scenario, "engine": self.args.engine,
+            "campuses": self.args.campuses, "cycles": len(self.cycles), "seed": self.args.seed,
+            "failover_after": self.args.failover_after,
+            "rto_seconds": {"p50": round(statistics.median(rtos), 3) if rtos else None,
+                            "max": round(max(rtos), 3) if rtos else None},
+            "rpo_lost_writes": len(lost), "lost_ids": lost[:20],
+            "acknowledged_writes": len(acked), "converged": converged,
+            "two_writers_seen": any(second.values()),
+            "second_writer_writes": {c: len(v) for c, v in second.items() if v},
+            "spurious_failover": any(c.get("spurious_failover") for c in self.cycles),
+            "cycles_detail": self.cycles,
+        }
+        report["ok"] = (not lost and converged and not report["two_writers_seen"]
+                        and not report["spurious_failover"])
+        return report
+
+
+def report_table(r: dict[str, Any]) -> str:
+    lines = [f"drill {r['scenario']} ({r['engine']}, {r['campuses']} campuses, "
+             f"{r['cycles']} cycle(s), seed {r['seed']}, failover_after "
+             f"{r['failover_after']:g}s)", "",
+             f"{'CYCLE':<7}{'CAMPUS':<16}{'SERVED BY':<16}{'RTO S':>8}"]
+    for c in r["cycles_detail"]:
+        lines.append(f"{c['cycle']:<7}{c['campus']:<16}{c.get('to', c.get('member', '-')):<16}"
+                     f"{c['rto']:>8.2f}")
+    lines += ["",
+              f"RTO p50 / max        {r['rto_seconds']['p50']} s / {r['rto_seconds']['max']} s",
+              f"acknowledged writes  {r['acknowledged_writes']}",
+              f"lost (RPO)           {r['rpo_lost_writes']}",
+              f"converged            {'yes' if r['converged'] else 'NO'}",
+              f"two writers seen     {'YES' if r['two_writers_seen'] else 'no'}",
+              f"spurious failover    {'YES' if r['spurious_failover'] else 'no'}",
+              f"verdict              {'PASS' if r['ok'] else 'FAIL'}"]
+    return "\n".join(lines)
+
+
+def run_drill(args: argparse.Namespace) -> int:
+    if args.cycles < 1 or not 2 <= args.campuses <= 8 or args.failover_after <= 0:
+        raise RingsyncError("--cycles must be >= 1, --campuses 2-8, --failover-after > 0")
+    drill = Drill(args)
+    try:
+        say(f"building {args.campuses} campuses ({args.engine}) with etcd in {drill.root}")
+        drill.build()
+        for n in range(1, args.cycles + 1):
+            drill.cycle(n)
+        report = drill.verdict()
+    finally:
+        drill.close()
+    print(json.dumps(report, indent=2) if args.json else report_table(report))
+    return 0 if report["ok"] else 1
