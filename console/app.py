@@ -17,7 +17,8 @@ from textual.binding import Binding
 
 from console.messages import StatusRefreshed
 from console.screens.ring import RingScreen
-from console.source import StatusSource
+from console.screens.switchover import MoveRequest, SwitchoverDialog
+from console.source import RouteMover, StatusSource
 from ringsync.config import ClusterConfig
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class RingsyncConsole(App[None]):
     BINDINGS = [
         Binding("q", "quit", "quit"),
         Binding("s", "save_screenshot", "screenshot (SVG)"),
+        Binding("w", "switchover", "switchover"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
 
@@ -38,9 +40,11 @@ class RingsyncConsole(App[None]):
         cluster: ClusterConfig,
         poll_seconds: float = 1.0,
         subtitle: str = "",
+        mover: RouteMover | None = None,
     ) -> None:
         super().__init__()
         self.source = source
+        self.mover = mover
         self.cluster = cluster
         self.poll_seconds = poll_seconds
         self.sub_title = subtitle or f"cluster {cluster.name}"
@@ -70,6 +74,42 @@ class RingsyncConsole(App[None]):
         if isinstance(screen, RingScreen) and message.replies:
             screen.show(message.replies)
 
+    def action_switchover(self) -> None:
+        screen = self.screen
+        if not isinstance(screen, RingScreen):
+            return
+        if self.mover is None or not self.cluster.dr.enabled:
+            self.notify("disaster recovery is off (no [dr] etcd in the cluster file): "
+                        "routes cannot move", severity="error")
+            return
+
+        def chosen(request: MoveRequest | None) -> None:
+            if request is not None:
+                self.run_move(request)
+
+        self.push_screen(SwitchoverDialog(self.cluster.ring, screen.routes), chosen)
+
+    @work(exclusive=True, group="move")
+    async def run_move(self, request: MoveRequest) -> None:
+        """The move runs while the ring screen keeps refreshing: the lag drains, the
+        route moves; its progress lines appear under the routing line."""
+        assert self.mover is not None
+        ring = self.screen if isinstance(self.screen, RingScreen) else None
+
+        def say(line: str) -> None:
+            if ring is not None:
+                ring.log_move(line.strip())
+
+        try:
+            result = await self.mover.move(request.campus, request.to, request.kind, say)
+        except Exception as e:  # a refused or failed move: tell the operator why
+            say(f"[red]{request.kind} of {request.campus} failed: {e}[/]")
+            self.notify(str(e), severity="error", timeout=10)
+            return
+        verdict = "done" if result.get("ok") else "NOT done"
+        say(f"[b]{request.kind} {verdict} in {result.get('seconds', 0):.2f}s[/b]")
+        self.notify(f"{request.kind} of {request.campus} {verdict}")
+
     def action_save_screenshot(self) -> None:
         path = self.save_screenshot(path=str(Path.cwd()))
         self.notify(f"saved {path}")
@@ -85,5 +125,8 @@ def run_console(cluster: ClusterConfig, subtitle: str = "") -> int:
     log_path = Path(cluster.path).parent / "console.log"
     logging.basicConfig(filename=log_path, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    RingsyncConsole(ClusterClient(cluster), cluster, subtitle=subtitle).run()
+    from console.source import ClusterMover
+
+    RingsyncConsole(ClusterClient(cluster), cluster, subtitle=subtitle,
+                    mover=ClusterMover(cluster)).run()
     return 0

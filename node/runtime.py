@@ -125,6 +125,8 @@ class NodeRuntime:
         self._capture_exec = ThreadPoolExecutor(1, thread_name_prefix=f"capture-{self.campus}")
         self.journal_changed = Notifier()
         self.applied_changed = Notifier()
+        self.acks_changed = Notifier()  # a peer acknowledged (node.replication.syncrep)
+        self.durability = "async"  # or "sync", "sync DEGRADED: ..."
         self.applied: Vector = {}
         self.known: dict[str, Vector] = {}
         self.links: dict[str, LinkState] = {}

@@ -29,6 +29,7 @@ from node.replication.join import Joiner
 from node.replication.journal import Journal
 from node.replication.pruner import prune_loop
 from node.replication.sender import RingSender
+from node.replication.syncrep import syncrep_loop
 from node.runtime import NodeRuntime
 from node.servicers import ControlServicer, ReplicationServicer
 from node.status import StatusCache, monitor_loop
@@ -150,6 +151,7 @@ class NodeService:
             ("monitor", monitor_loop(rt, self.cache)),
             ("health", self._health_loop()),
             ("dr", agent.run()),
+            ("syncrep", after_join(rt, syncrep_loop(rt))),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))
         log.info(

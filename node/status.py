@@ -121,6 +121,7 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
                                              for k in ("parked", "applied", "skipped")}),
         accounting=cache.accounting,
         routing=routing_map(agent) if agent is not None else None,
+        durability=rt.durability,
     )
 
 

@@ -83,11 +83,21 @@ class ClusterConfig:
         return self.ring[i + 1 :] + self.ring[:i]
 
 
+DURABILITY = ("async", "sync")
+SYNC_POLICIES = ("strict", "degrade")
+
+
 @dataclass(frozen=True)
 class DatabaseConfig:
     engine: str
     path: Path | None = None  # sqlite
     dsn: str | None = None  # postgres (libpq connection string)
+    # "sync": a commit returns only once another campus journaled it (RPO = 0).
+    durability: str = "async"
+    # With no peer acknowledging: "strict" (commits wait) or "degrade" (after
+    # degrade_after seconds commits stop waiting, and an alert is raised).
+    sync_policy: str = "degrade"
+    degrade_after: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -308,6 +318,25 @@ def _join(section: dict[str, Any], path: Path, cluster: ClusterConfig, campus: s
     return JoinConfig(seed=seed, donor=donor, on_mismatch=on_mismatch)
 
 
+def _durability(db: dict[str, Any], engine: str, path: Path) -> tuple[str, str, float]:
+    durability = db.get("durability", "async")
+    if durability not in DURABILITY:
+        raise ConfigError(f"{path}: database.durability must be one of {DURABILITY}")
+    if durability == "sync" and engine == "sqlite":
+        raise ConfigError(
+            f"{path}: database.durability = \"sync\" needs PostgreSQL: SQLite has no way to "
+            f"hold a commit until another campus has it, so SQLite campuses are asynchronous "
+            f"only; remove the setting or move this campus to PostgreSQL")
+    policy = db.get("sync_policy", "degrade")
+    if policy not in SYNC_POLICIES:
+        raise ConfigError(f"{path}: database.sync_policy must be one of {SYNC_POLICIES}")
+    degrade_after = db.get("degrade_after", 10.0)
+    if isinstance(degrade_after, bool) or not isinstance(degrade_after, int | float) or (
+            degrade_after <= 0):
+        raise ConfigError(f"{path}: database.degrade_after must be a positive number of seconds")
+    return durability, policy, float(degrade_after)
+
+
 def load_node(path: Path | str) -> NodeConfig:
     path = Path(path).resolve()
     data = _read_toml(path)
@@ -333,10 +362,13 @@ def load_node(path: Path | str) -> NodeConfig:
         raise ConfigError(
             f"{path}: database.engine = {engine!r} is not supported; use one of {ENGINES}"
         )
+    durability, policy, degrade_after = _durability(db, engine, path)
     if engine == "sqlite":
         database = DatabaseConfig(engine, path=_file(base, db, "path", path, "database"))
     else:
-        database = DatabaseConfig(engine, dsn=_string(db, "dsn", path, "database"))
+        database = DatabaseConfig(engine, dsn=_string(db, "dsn", path, "database"),
+                                  durability=durability, sync_policy=policy,
+                                  degrade_after=degrade_after)
     tls = _tls(_section(data, "tls", path), path, "tls")
     peers = _section(data, "peers", path, required=False)
     for peer, address in peers.items():

@@ -41,6 +41,10 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
         applied_transactions=s.applied_transactions,
         row_counts=dict(s.row_counts),
         uptime_seconds=round(s.uptime_seconds, 1),
+        durability=s.durability or "async",
+        routing={"dr": s.routing.dr_enabled, "lease_ok": s.routing.lease_ok,
+                 "leader": s.routing.leader or None, "serving": list(s.routing.serving),
+                 "error": s.routing.error or None},
         version=s.version,
         join={
             "state": s.join.state,
@@ -128,6 +132,12 @@ def status_table(nodes: list[dict[str, Any]]) -> str:
             lines.append(f"{'':<16}ACCOUNTING OFF: received {books['received']} != applied "
                          f"{books['applied']} + dead letters {books['dead_lettered']} + in flight "
                          f"{books['in_flight']}")
+        if "DEGRADED" in n.get("durability", ""):
+            lines.append(f"{'':<16}SYNC DEGRADED: {n['durability']} (RPO > 0 until a peer "
+                         f"catches up)")
+        routing = n.get("routing") or {}
+        if routing.get("dr") and not routing.get("serving"):
+            lines.append(f"{'':<16}FENCED: serves no campus's users now (ringsync ctl route)")
         if parked := n.get("dead_letters", {}).get("parked"):
             lines.append(f"{'':<16}DEAD LETTERS: {parked} change(s) could not be applied "
                          f"(ringsync ctl dlq list)")

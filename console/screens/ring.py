@@ -60,12 +60,24 @@ class RingScreen(Screen[None]):
         super().__init__(name="ring")
         self.ring = list(ring)
         self.tables = list(tables)
+        self.routes: dict[str, tuple[str, str]] = {}  # campus -> (serving node, reason)
+        self.move_log: list[str] = []
+
+    def log_move(self, line: str) -> None:
+        """A line of a running switchover's progress (the last few are shown)."""
+        self.move_log = [*self.move_log, line][-6:]
+        try:
+            self.query_one("#moves", Static).update("\n".join(self.move_log))
+        except NoMatches:
+            pass
 
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll():
             yield RingDiagram(self.ring, id="ring")
             yield Static("", id="joins")
+            yield Static("", id="routes")
+            yield Static("", id="moves")
             yield LagChart(self.ring, id="lag")
             yield DataTable(id="links", cursor_type="row", zebra_stripes=True)
             yield DataTable(id="nodes", cursor_type="row", zebra_stripes=True)
@@ -87,11 +99,33 @@ class RingScreen(Screen[None]):
         except NoMatches:  # a refresh that arrives before compose or during teardown
             pass
 
+    def _routes_text(self, replies: Sequence[NodeReply]) -> str:
+        """Who serves each campus's users, as the DR leader (or any node) sees it."""
+        views = [r.status.routing for r in replies if r.status is not None
+                 and r.status.routing.routes]
+        if not views:
+            dr_off = any(r.status is not None and not r.status.routing.dr_enabled
+                         for r in replies)
+            return ("[dim]routing: every campus serves its own users; automatic failover is "
+                    "OFF (no etcd)[/]" if dr_off else "")
+        view = next((v for v in views if v.node == v.leader), views[0])
+        self.routes = {r.campus: (r.serving, r.reason) for r in view.routes}
+        parts = []
+        for r in view.routes:
+            if r.state == "draining":
+                parts.append(f"[yellow]{r.campus} → {r.serving} ⇢ {r.target} (draining)[/]")
+            elif r.serving != r.campus:
+                parts.append(f"[bold red]{r.campus} → {r.serving}[/]")
+            else:
+                parts.append(f"[green]{r.campus} → {r.serving}[/]")
+        return (f"routing (leader {view.leader or '?'}; w: switchover): " + "   ".join(parts))
+
     def _show(self, replies: Sequence[NodeReply]) -> None:
         self.query_one(RingDiagram).show(replies)
         bars = [join_bar(r.campus, r.status.join) for r in replies
                 if r.status is not None and r.status.join.state not in ("", "in-ring")]
         self.query_one("#joins", Static).update("\n".join(bars))
+        self.query_one("#routes", Static).update(self._routes_text(replies))
         self.query_one(LagChart).add_sample(replies)
         links = self.query_one("#links", DataTable)
         links.clear()

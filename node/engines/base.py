@@ -148,6 +148,11 @@ class Engine(Protocol):
         SQLite: 0 (it has no sessions; the guard refuses the next write of any open
         connection)."""
 
+    def sync_release(self, acked_position: int | None) -> None:
+        """Synchronous mode (PostgreSQL): local commits up to ``acked_position``
+        may return to their applications, a peer holds them; None: stop
+        waiting for peers. Engines without synchronous mode ignore it."""
+
     def commit_position(self) -> int:
         """A capture position P such that every local transaction committed so far
         is at or before P (PostgreSQL: the WAL insert position, in the LSN

@@ -17,5 +17,6 @@ def make_engine(config: NodeConfig) -> Engine:
         from node.engines.postgres import PostgresEngine
 
         return PostgresEngine(db.dsn, config.cluster.tables, config.campus,
-                              config.replication.frame_max_changes)
+                              config.replication.frame_max_changes,
+                              sync=db.durability == "sync")
     raise ConfigError(f"{config.path}: database.engine {db.engine!r} is not supported")

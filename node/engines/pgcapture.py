@@ -7,7 +7,10 @@ apply origin (they were applied by the node, not written by users), splits
 big transactions into chunks of ``frame_max_changes`` rows, and hands chunks
 over through a bounded queue; while the queue is full it keeps answering
 the server so the walsender does not time out. The flush position it
-reports is only ever what the journal has stored.
+reports is only ever what the journal has stored; in synchronous mode
+(``sync``) also only what another campus has acknowledged, so that
+PostgreSQL's synchronous replication, with this connection as the
+synchronous standby, returns a commit only once a peer holds it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ APPLICATION_NAME = "ringsync-node"
 APPLIED_SCHEMA = "ringsync"  # ringsync.applied(origin, seq) is published for dependency vectors
 STATUS_INTERVAL_SECONDS = 1.0
 WANTED_STATUS_INTERVAL_SECONDS = 0.1
+# Sync mode: how often to look whether a peer's acknowledgement released commits.
+SYNC_STATUS_INTERVAL_SECONDS = 0.005
 # Decoded changes waiting for capture to journal them. Bounded by changes,
 # not transactions: a stream of one-row transactions is journaled thousands
 # per commit (one fsync), while a bulk transaction's chunks stay in bounds.
@@ -108,6 +113,15 @@ class PgoutputReader:
         # A snapshot waits for capture to pass this LSN: ask the server for
         # keepalives (they carry its decoding position) until it does.
         self.wanted = 0
+        # Synchronous mode (RPO = 0): the flush position reported to the server,
+        # which releases waiting commits, never passes a local transaction no
+        # peer has acknowledged. ``acked_end`` is the commit end of the last
+        # local transaction a peer holds; ``None`` as application_name: async.
+        self.sync = False
+        self.acked_end = 0
+        self.standby_name: str | None = None
+        self._handed_out = 0
+        self._last_reported = -1
         self.error = ""
         # What the node had applied of each other campus, as of the WAL
         # position being decoded: the apply transactions' writes to
@@ -161,14 +175,27 @@ class PgoutputReader:
             # journal is slower: keep the server from timing us out
             self._send_status(pgconn, write_lsn)
 
-    def _send_status(self, pgconn: PGconn, write_lsn: int, reply: bool = False) -> None:
+    def reported_flush(self) -> int:
+        """What the server may consider flushed: the journal's position, held
+        back in sync mode to the last acknowledged local transaction while any
+        handed-out one is not acknowledged."""
         flushed = self._flushed
-        pgconn.put_copy_data(po.standby_status(max(write_lsn, flushed), flushed, flushed, reply))
+        if self.sync and self.acked_end < self._handed_out:
+            return min(flushed, self.acked_end)
+        return flushed
+
+    def _send_status(self, pgconn: PGconn, write_lsn: int, reply: bool = False) -> None:
+        flushed = self.reported_flush()
+        self._last_reported = flushed
+        pgconn.put_copy_data(po.standby_status(max(write_lsn, self._flushed), flushed, flushed,
+                                               reply))
         pgconn.flush()
 
     def _stream(self, start: int, handed_out: int) -> int:
+        names = ({"application_name": self.standby_name} if self.standby_name
+                 else {"fallback_application_name": APPLICATION_NAME})
         conninfo = psycopg.conninfo.make_conninfo(
-            self.dsn, replication="database", fallback_application_name=APPLICATION_NAME,
+            self.dsn, replication="database", **names,
             options="-c timezone=UTC -c datestyle=ISO "
             "-c extra_float_digits=3 -c bytea_output=hex")
         pgconn = pq.PGconn.connect(conninfo.encode())
@@ -190,6 +217,7 @@ class PgoutputReader:
             write_lsn = start
             idle_end = 0
             last_status = 0.0
+            self._handed_out = handed_out
             while not self._stop.is_set():
                 nbytes, data = pgconn.get_copy_data(1)
                 if nbytes == 0:
@@ -198,12 +226,14 @@ class PgoutputReader:
                             now - last_status > WANTED_STATUS_INTERVAL_SECONDS):
                         self._send_status(pgconn, write_lsn, reply=True)
                         last_status = now
-                    elif now - last_status > STATUS_INTERVAL_SECONDS:
+                    elif now - last_status > STATUS_INTERVAL_SECONDS or (
+                            self.sync and self.reported_flush() != self._last_reported):
                         if begin is None and self._queue.empty() and self._flushed >= handed_out:
                             self._flushed = max(self._flushed, idle_end)
                         self._send_status(pgconn, write_lsn)
                         last_status = now
-                    wait = (WANTED_STATUS_INTERVAL_SECONDS if self._decoded < self.wanted
+                    wait = (SYNC_STATUS_INTERVAL_SECONDS if self.sync
+                            else WANTED_STATUS_INTERVAL_SECONDS if self._decoded < self.wanted
                             else STATUS_INTERVAL_SECONDS)
                     select.select([pgconn.socket], [], [], wait)
                     pgconn.consume_input()
@@ -256,7 +286,7 @@ class PgoutputReader:
                         self._put(CapturedChunk(txn, True, event.commit_time, event.end_lsn,
                                                 chunk_index, xid=begin.xid,
                                                 deps=dict(self.applied)), pgconn, write_lsn)
-                        handed_out = event.end_lsn
+                        handed_out = self._handed_out = event.end_lsn
                     begin, txn = None, []
                     self._decoded = max(self._decoded, event.end_lsn)
             return handed_out

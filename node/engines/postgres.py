@@ -34,6 +34,7 @@ import psycopg
 from psycopg import sql
 
 from node.codec import RowSetDigest
+from node.engines import pgsync
 from node.engines.pgcapture import APPLICATION_NAME, APPLY_ORIGIN, PgoutputReader
 from node.engines.pgfence import PgFenceOps, install_fence
 from node.engines.pgsnapshot import pg_snapshot
@@ -89,8 +90,9 @@ class PostgresEngine(PgFenceOps):
     name = "postgres"
 
     def __init__(self, dsn: str, tables: tuple[str, ...], campus: str,
-                 frame_max_changes: int = 2000) -> None:
+                 frame_max_changes: int = 2000, sync: bool = False) -> None:
         self.dsn = dsn
+        self.sync = sync
         self.tables = tables
         self.campus = campus
         self.slot = f"ringsync_{campus}".replace("-", "_")
@@ -117,9 +119,10 @@ class PostgresEngine(PgFenceOps):
 
     def _connect(self, autocommit: bool) -> psycopg.Connection[Any]:
         try:
+            local = " -c synchronous_commit=local" if self.sync else ""
             conn = psycopg.connect(self.dsn, autocommit=autocommit, connect_timeout=10,
                                    fallback_application_name=APPLICATION_NAME,
-                                   options="-c timezone=UTC -c datestyle=ISO")
+                                   options="-c timezone=UTC -c datestyle=ISO" + local)
         except psycopg.OperationalError as e:
             raise EngineError(f"cannot connect to PostgreSQL ({self.dsn}): {e}".strip()) from e
         return conn
@@ -127,6 +130,7 @@ class PostgresEngine(PgFenceOps):
     def open(self) -> None:
         self._conn = self._connect(autocommit=True)
         self._check_server()
+        pgsync.configure(self._conn, self.campus, self.sync, self.dsn)
         self._shapes = {t: self._read_shape(t) for t in self.tables}
         self._install()
         self._apply = self._connect(autocommit=False)
@@ -246,7 +250,17 @@ class PostgresEngine(PgFenceOps):
             )
         self._reader = PgoutputReader(self.dsn, self.slot, self.publication, self.shape_of,
                                       self.frame_max_changes)
+        if self.sync:  # commits wait for a peer's acknowledgement from the start
+            self._reader.standby_name, self._reader.sync = pgsync.standby_name(self.campus), True
         self._reader.start(position, self.applied_vector())
+
+    def sync_release(self, acked_position: int | None) -> None:
+        """Sync mode: commits up to ``acked_position`` may return (a peer holds every
+        local transaction up to it); None: stop waiting for peers (degraded)."""
+        if self._reader is not None and self.sync:
+            if acked_position is not None:
+                self._reader.acked_end = max(self._reader.acked_end, acked_position)
+            self._reader.sync = acked_position is not None
 
     def capture(self, position: int, max_changes: int) -> list[CapturedChunk]:
         """Chunks the slot reader decoded (it chunks by ``frame_max_changes`` itself)."""

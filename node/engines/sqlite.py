@@ -368,6 +368,9 @@ class SQLiteEngine(SQLiteFenceOps):
         self._handed_out = chunks[-1].position
         return chunks
 
+    def sync_release(self, acked_position: int | None) -> None:
+        """SQLite campuses are asynchronous only (config refuses sync)."""
+
     def captured_through(self) -> int:
         return self._through
 

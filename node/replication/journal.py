@@ -395,6 +395,21 @@ class Journal:
         ).fetchone()
         return int(head - later)
 
+    def acked_position(self, acked_seq: int) -> int:
+        """A capture position covering exactly this campus's transactions up to
+        ``acked_seq``: every later local transaction commits after it."""
+        if acked_seq >= self._heads.get(self.campus, 0):
+            return self.capture_position
+        row = self.conn.execute(
+            "SELECT position FROM frames WHERE origin = ? AND seq = ? AND final",
+            (self.campus, acked_seq)).fetchone()
+        if row is not None and row[0] is not None:
+            return int(row[0])
+        (first_unacked,) = self.conn.execute(
+            "SELECT min(position) FROM frames WHERE origin = ? AND final AND seq > ?",
+            (self.campus, acked_seq)).fetchone()
+        return int(first_unacked) - 1 if first_unacked is not None else self.capture_position
+
     # -- read ------------------------------------------------------------
 
     def entries_after(

@@ -172,6 +172,7 @@ class RingSender:
             peer_journal = dict(first.welcome.journal.seqs)
             link.peer_journal = peer_journal
             rt.learn(target, peer_journal)
+            rt.acks_changed.notify()
             cursor = await rt.in_journal(rt.journal.start_pos, peer_journal)
             link.down_since = None
             link.state = "streaming" if link.successor else "healing"
@@ -210,6 +211,7 @@ class RingSender:
                 rt.learn(target, link.peer_journal)
                 for campus, vector in ack.known.items():
                     rt.learn(campus, dict(vector.seqs))
+                rt.acks_changed.notify()
                 while ack.batch_id and in_flight and in_flight[0][0] <= ack.batch_id:
                     _, txns, rows = in_flight.popleft()
                     link.txns.add(txns)

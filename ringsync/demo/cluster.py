@@ -111,12 +111,15 @@ class LocalCluster:
     conflict_policies: str = DEMO_CONFLICT_POLICIES
     # The [dr] section: etcd endpoints and settings; empty: DR off.
     dr: dict[str, Any] = field(default_factory=dict)
+    # Extra [database] keys of PostgreSQL campuses, e.g. durability = "sync".
+    postgres_settings: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def create(
         cls, root: Path, count: int, replication: dict[str, float | int] | None = None,
         engines: list[str] | None = None, conflict_policies: str | None = None,
         schema: Schema = LIS_SCHEMA, dr: dict[str, Any] | None = None,
+        postgres_settings: dict[str, Any] | None = None,
     ) -> LocalCluster:
         """Write configs and certificates; ``engines`` gives each campus's engine,
         ``conflict_policies`` the cluster file's [conflicts] TOML, ``schema`` the
@@ -130,6 +133,7 @@ class LocalCluster:
                 f"{root} already holds a cluster; pick an empty --data-dir or delete it"
             )
         cluster = cls(root, schema=schema, dr=dict(dr or {}),
+                      postgres_settings=dict(postgres_settings or {}),
                       replication=replication or {"heal_after_seconds": 3.0},
                       conflict_policies=(DEMO_CONFLICT_POLICIES if conflict_policies is None
                                          else conflict_policies))
@@ -195,7 +199,8 @@ class LocalCluster:
                 c.postgres.start()
                 self._write_servers()
                 self.schema.create_postgres(c.postgres.dsn)
-                database = f'engine = "postgres"\ndsn = "{c.postgres.dsn}"\n'
+                database = f'engine = "postgres"\ndsn = "{c.postgres.dsn}"\n' + "".join(
+                    f"{k} = {json.dumps(v)}\n" for k, v in self.postgres_settings.items())
             else:
                 self.schema.create_sqlite(c.database)
                 database = 'engine = "sqlite"\npath = "lis.db"\n'

@@ -14,6 +14,9 @@ of that broke.
 
 Scenarios: switchover (planned, there and back), node-crash (kill -9 of the
 node), db-down (the campus's PostgreSQL stopped; needs a PostgreSQL campus),
+origin-crash (kill -9 of the node and of its PostgreSQL together; before the
+campus is repaired, its acknowledged writes must already be at the others
+when --durability sync),
 campus-isolation (every link to and from the campus, etcd included, cut by
 the fault proxy: ringsync.drill.proxy), etcd-member-loss (one of three etcd
 members stopped: nothing may fail over), wan-soak (200 ms latency and stalls
@@ -37,7 +40,7 @@ from typing import Any
 from ringsync.client import ClusterClient
 from ringsync.config import load_cluster
 from ringsync.ctl_dr import move
-from ringsync.demo.cluster import CampusLayout, LocalCluster
+from ringsync.demo.cluster import LocalCluster
 from ringsync.demo.etcd import LocalEtcd
 from ringsync.demo.runner import wait_converged, wait_ready
 from ringsync.dr.store import DRStore
@@ -51,11 +54,10 @@ from ringsync.drill.checker import (
 from ringsync.drill.proxy import FaultNetwork
 from ringsync.errors import RingsyncError
 
-SCENARIOS = ("switchover", "node-crash", "db-down", "campus-isolation", "etcd-member-loss",
-             "wan-soak")
+SCENARIOS = ("switchover", "node-crash", "db-down", "origin-crash", "campus-isolation",
+             "etcd-member-loss", "wan-soak")
 PROXIED = ("campus-isolation", "wan-soak")
 RECOVERY_TIMEOUT_SECONDS = 90.0
-STEADY_SECONDS = 2.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,6 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--failover-after", type=float, default=4.0,
                    help="dr.failover_after for the drill's cluster (default 4s)")
     p.add_argument("--rate", type=float, default=20.0, help="writes per second per campus")
+    p.add_argument("--durability", choices=("async", "sync"), default="async",
+                   help="PostgreSQL campuses' durability (sync: commits wait for a peer)")
     p.add_argument("--soak-seconds", type=float, default=20.0,
                    help="wan-soak: how long the links carry 200 ms latency and stalls")
     p.add_argument("--data-dir", type=Path, default=None)
@@ -103,9 +107,12 @@ class Drill:
 
     def build(self) -> None:
         args = self.args
-        if args.scenario == "db-down" and args.engine == "sqlite":
-            raise RingsyncError("db-down stops a campus's PostgreSQL: use --engine postgres "
-                                "or mixed")
+        if args.scenario in ("db-down", "origin-crash") and args.engine == "sqlite":
+            raise RingsyncError(f"{args.scenario} stops a campus's PostgreSQL: use --engine "
+                                f"postgres or mixed")
+        if args.durability == "sync" and args.engine == "sqlite":
+            raise RingsyncError("--durability sync needs PostgreSQL campuses (SQLite campuses "
+                                "are asynchronous only): use --engine postgres or mixed")
         from ringsync.demo.runner import engines_for
 
         self.etcd = LocalEtcd.create(self.root / "etcd",
@@ -118,7 +125,8 @@ class Drill:
             replication={"heal_after_seconds": 2.0, "probe_interval_seconds": 0.5,
                          "reconnect_max_seconds": 1.0},
             dr={"etcd": self.etcd.endpoints, "failover_after": args.failover_after,
-                "lease_ttl": ttl})
+                "lease_ttl": ttl},
+            postgres_settings={"durability": args.durability, "degrade_after": 10.0})
         if args.scenario in PROXIED:
             self._route_through_proxies()
         self.cluster.start_all()
@@ -185,6 +193,9 @@ class Drill:
         node = serving_node(campus, self.cluster.campuses)
         return node.name if node is not None else None
 
+    def route_servers(self) -> dict[str, str]:
+        return {c: r.serving for c, r in self._run(self._routes()).items()}
+
     async def _routes(self) -> dict[str, Any]:
         assert self.cluster is not None and self.etcd is not None
         store = DRStore(self.cluster.name, tuple(self.etcd.endpoints))
@@ -193,7 +204,7 @@ class Drill:
         finally:
             await store.close()
 
-    def _move(self, campus: str, to: str, kind: str) -> dict[str, Any]:
+    def move(self, campus: str, to: str, kind: str) -> dict[str, Any]:
         assert self.cluster is not None
         cluster = load_cluster(self.cluster.cluster_file)
         deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
@@ -206,98 +217,16 @@ class Drill:
                 say(f"  {kind} not possible yet ({e}); retrying")
                 time.sleep(1.0)
 
-    def _committed_at(self, campus: str, node: str, after: float) -> bool:
+    def committed_at(self, campus: str, node: str, after: float) -> bool:
         return any(a.ok and a.node == node and a.at > after
                    for a in list(self.clients[campus].attempts))
 
     # -- scenarios -----------------------------------------------------------
 
     def cycle(self, n: int) -> None:
-        assert self.cluster is not None
-        scenario = self.args.scenario
-        candidates = [c for c in self.cluster.campuses
-                      if scenario != "db-down" or c.postgres is not None]
-        victim = self.rng.choice(candidates)
-        standby = load_cluster(self.cluster.cluster_file).entry(victim.name).standby
-        time.sleep(STEADY_SECONDS)
-        fault_at = time.time()
-        record: dict[str, Any] = {"cycle": n, "campus": victim.name, "fault": scenario}
-        say(f"cycle {n}: {scenario} at {victim.name}")
-        if scenario == "switchover":
-            there = self._move(victim.name, standby[0], "switchover")
-            time.sleep(STEADY_SECONDS)
-            back_at = time.time()
-            back = self._move(victim.name, victim.name, "switchback")
-            time.sleep(STEADY_SECONDS)
-            client = self.clients[victim.name]
-            record.update(to=standby[0], switchover_seconds=there["seconds"],
-                          switchback_seconds=back["seconds"],
-                          rto=max(client.recovery_seconds(fault_at, back_at),
-                                  client.recovery_seconds(back_at, time.time())))
-        elif scenario == "wan-soak":
-            assert self.net is not None
-            before = {c: r.serving for c, r in self._run(self._routes()).items()}
-            self.net.shape(latency=0.2, stall=0.01)
-            say(f"  every link: 200 ms latency, 1% of chunks stalled 600 ms; holding "
-                f"{self.args.soak_seconds:.0f}s")
-            time.sleep(self.args.soak_seconds)
-            after = {c: r.serving for c, r in self._run(self._routes()).items()}
-            self.net.shape(latency=0.0, stall=0.0)
-            record.update(spurious_failover=before != after,
-                          rto=max(c.recovery_seconds(fault_at, time.time())
-                                  for c in self.clients.values()))
-        elif scenario == "etcd-member-loss":
-            assert self.etcd is not None
-            member = self.etcd.members[0].name
-            before = {c: r.serving for c, r in self._run(self._routes()).items()}
-            self.etcd.stop_member(member)
-            say(f"  etcd member {member} stopped; holding {self.args.failover_after * 2:.0f}s")
-            time.sleep(self.args.failover_after * 2)
-            after = {c: r.serving for c, r in self._run(self._routes()).items()}
-            self.etcd.start_member(member)
-            record.update(member=member, spurious_failover=before != after,
-                          rto=max(c.recovery_seconds(fault_at, time.time())
-                                  for c in self.clients.values()))
-        else:
-            self._fail_and_recover(victim, fault_at, record)
-        self.cycles.append(record)
-        say(f"  cycle {n}: RTO {record['rto']:.2f}s")
+        from ringsync.drill.scenarios import run_cycle
 
-    def _fail_and_recover(self, victim: CampusLayout, fault_at: float,
-                          record: dict[str, Any]) -> None:
-        assert self.cluster is not None
-        links = [n for n in (self.net.links if self.net is not None else {})
-                 if victim.name in n.split(">")]
-        if self.args.scenario == "node-crash":
-            self.cluster.kill(victim.name)
-        elif self.args.scenario == "campus-isolation":
-            assert self.net is not None
-            self.net.cut(links)
-        else:
-            assert victim.postgres is not None
-            victim.postgres.stop("immediate")
-        client = self.clients[victim.name]
-        wait_for(lambda: any(a.ok and a.node != victim.name and a.at > fault_at
-                             for a in list(client.attempts)),
-                 RECOVERY_TIMEOUT_SECONDS, f"{victim.name}'s users served elsewhere")
-        served_at = time.time()
-        target = next(a.node for a in client.attempts if a.ok and a.at > fault_at
-                      and a.node != victim.name)
-        record.update(to=target, rto=client.recovery_seconds(fault_at, served_at + 1.0))
-        say(f"  {victim.name}'s users now at {target}; repairing {victim.name}")
-        time.sleep(STEADY_SECONDS)
-        if self.args.scenario == "node-crash":
-            self.cluster.start(victim.name)
-        elif self.args.scenario == "campus-isolation":
-            assert self.net is not None
-            self.net.heal(links)
-        else:
-            assert victim.postgres is not None
-            victim.postgres.start()
-        back = self._move(victim.name, victim.name, "failback")
-        record.update(failback_seconds=back["seconds"])
-        wait_for(lambda: self._committed_at(victim.name, victim.name, time.time() - 0.5),
-                 RECOVERY_TIMEOUT_SECONDS, f"{victim.name}'s users back home")
+        self.cycles.append(run_cycle(self, n))
 
     # -- the verdict ---------------------------------------------------------
 
@@ -334,10 +263,15 @@ class Drill:
             "two_writers_seen": any(second.values()),
             "second_writer_writes": {c: len(v) for c, v in second.items() if v},
             "spurious_failover": any(c.get("spurious_failover") for c in self.cycles),
+            "durability": self.args.durability,
+            "lost_without_failed_campus": sum(c.get("lost_without_campus", 0)
+                                              for c in self.cycles),
             "cycles_detail": self.cycles,
         }
         report["ok"] = (not lost and converged and not report["two_writers_seen"]
-                        and not report["spurious_failover"])
+                        and not report["spurious_failover"]
+                        and not (self.args.durability == "sync"
+                                 and report["lost_without_failed_campus"]))
         return report
 
 
@@ -354,6 +288,9 @@ def report_table(r: dict[str, Any]) -> str:
               f"acknowledged writes  {r['acknowledged_writes']}",
               f"lost (RPO)           {r['rpo_lost_writes']}",
               f"converged            {'yes' if r['converged'] else 'NO'}",
+              *([f"lost with the campus {r['lost_without_failed_campus']} (acknowledged writes "
+                 f"no other campus held while it was down; {r['durability']})"]
+                if r["scenario"] == "origin-crash" else []),
               f"two writers seen     {'YES' if r['two_writers_seen'] else 'no'}",
               f"spurious failover    {'YES' if r['spurious_failover'] else 'no'}",
               f"verdict              {'PASS' if r['ok'] else 'FAIL'}"]

@@ -52,7 +52,7 @@ class JoinStatus(_message.Message):
     def __init__(self, state: _Optional[str] = ..., donor: _Optional[str] = ..., table: _Optional[str] = ..., rows_copied: _Optional[int] = ..., rows_total: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("campus", "address", "engine", "database", "database_healthy", "database_error", "journal_transactions", "journal_bytes", "journal", "applied", "links", "row_counts", "uptime_seconds", "captured_transactions", "applied_transactions", "version", "join", "conflicts", "dead_letters", "accounting", "routing")
+    __slots__ = ("campus", "address", "engine", "database", "database_healthy", "database_error", "journal_transactions", "journal_bytes", "journal", "applied", "links", "row_counts", "uptime_seconds", "captured_transactions", "applied_transactions", "version", "join", "conflicts", "dead_letters", "accounting", "routing", "durability")
     class RowCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,7 @@ class NodeStatus(_message.Message):
     DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
     ACCOUNTING_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
+    DURABILITY_FIELD_NUMBER: _ClassVar[int]
     campus: str
     address: str
     engine: str
@@ -102,7 +103,8 @@ class NodeStatus(_message.Message):
     dead_letters: DeadLetterCounts
     accounting: Accounting
     routing: RoutingMap
-    def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ..., dead_letters: _Optional[_Union[DeadLetterCounts, _Mapping]] = ..., accounting: _Optional[_Union[Accounting, _Mapping]] = ..., routing: _Optional[_Union[RoutingMap, _Mapping]] = ...) -> None: ...
+    durability: str
+    def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ..., dead_letters: _Optional[_Union[DeadLetterCounts, _Mapping]] = ..., accounting: _Optional[_Union[Accounting, _Mapping]] = ..., routing: _Optional[_Union[RoutingMap, _Mapping]] = ..., durability: _Optional[str] = ...) -> None: ...
 
 class Route(_message.Message):
     __slots__ = ("campus", "serving", "state", "epoch", "reason", "since", "target")

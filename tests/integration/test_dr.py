@@ -154,6 +154,7 @@ def test_without_etcd_failover_is_off_and_every_campus_serves_itself(make_cluste
     ("etcd-member-loss", ["--campuses", "2"]),
     ("wan-soak", ["--campuses", "2", "--soak-seconds", "8"]),
     ("db-down", ["--engine", "mixed", "--campuses", "2"]),
+    ("origin-crash", ["--engine", "postgres", "--campuses", "2", "--durability", "sync"]),
 ])
 def test_drill_scenario_keeps_every_invariant(tmp_path: Path, scenario: str, extra: list[str]):
     result = subprocess.run(
@@ -168,4 +169,6 @@ def test_drill_scenario_keeps_every_invariant(tmp_path: Path, scenario: str, ext
     assert report["converged"] is True, report
     assert report["two_writers_seen"] is False, report
     assert report["rto_seconds"]["max"] is not None
+    if "sync" in extra:  # RPO = 0 even without the failed campus's disk
+        assert report["lost_without_failed_campus"] == 0, report
     assert result.returncode == 0, result.stderr[-3000:]

@@ -114,3 +114,72 @@ async def test_initial_load_progress_is_a_bar_with_rate_and_time_left() -> None:
         nodes = app.screen.query_one("#nodes", DataTable)
         states = {nodes.get_row_at(i)[0]: nodes.get_row_at(i)[1] for i in range(nodes.row_count)}
         assert states["yuecheng"] == "joining" and states["chaohui"] == "up"
+
+
+class RoutedSource(ScriptedSource):
+    """DR on: every node reports the routing map; chaohui's users may move."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.serving = {c: c for c in RING}
+
+    async def status_all(self) -> list[NodeReply]:
+        replies = await super().status_all()
+        for r in replies:
+            assert r.status is not None
+            r.status.routing.CopyFrom(cpb.RoutingMap(
+                dr_enabled=True, node=r.campus, leader="chaohui", lease_ok=True,
+                routes=[cpb.Route(campus=c, serving=s, state="active", epoch=1,
+                                  reason="initial") for c, s in self.serving.items()]))
+        return replies
+
+
+class FakeMover:
+    def __init__(self, source: RoutedSource) -> None:
+        self.source = source
+        self.calls: list[tuple[str, str, str]] = []
+
+    async def move(self, campus, to, kind, say):
+        self.calls.append((campus, to, kind))
+        say(f"{kind}: {campus} draining")
+        self.source.serving[campus] = to
+        return {"ok": True, "seconds": 0.42}
+
+
+async def test_switchover_dialog_moves_a_campus_and_shows_progress() -> None:
+    from ringsync.dr.settings import DRSettings
+
+    source = RoutedSource()
+    mover = FakeMover(source)
+    cluster = ClusterConfig(path=CLUSTER.path, name="t", ring=RING, tables=("patients",),
+                            campuses=CLUSTER.campuses, client_tls=None,
+                            dr=DRSettings(etcd=("127.0.0.1:2379",)))
+    app = RingsyncConsole(source, cluster, poll_seconds=0.05, mover=mover)
+    async with app.run_test(size=(160, 60)) as pilot:
+        await pilot.pause(0.3)
+        assert "chaohui → chaohui" in str(app.screen.query_one("#routes").render())
+        await pilot.press("w")
+        await pilot.pause(0.2)
+        assert "switchover: chaohui's users from chaohui to wangjiangshan" in str(
+            app.screen.query_one("#summary").render())
+        await pilot.click("#confirm")
+        await pilot.pause(0.4)
+        assert mover.calls == [("chaohui", "wangjiangshan", "switchover")]
+        assert "switchover done in 0.42s" in str(app.screen.query_one("#moves").render())
+        assert "chaohui → wangjiangshan" in str(app.screen.query_one("#routes").render())
+        # Back home: the dialog proposes the switchback.
+        await pilot.press("w")
+        await pilot.pause(0.2)
+        await pilot.click("#confirm")
+        await pilot.pause(0.4)
+        assert mover.calls[-1] == ("chaohui", "chaohui", "switchback")
+
+
+async def test_switchover_is_refused_when_dr_is_off() -> None:
+    source = ScriptedSource()
+    app = RingsyncConsole(source, CLUSTER, poll_seconds=0.05, mover=None)
+    async with app.run_test(size=(160, 60)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("w")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, type(None)) and app.screen.name == "ring"

@@ -155,3 +155,16 @@ def test_a_joiner_keeps_the_donors_backlog_and_serves_it_after_adopting(tmp_path
         ("b", 1), ("c", 1)]
     assert joiner.append_remote([frame("b", 2)]) == 1
     joiner.close()
+
+
+def test_acked_position_covers_exactly_the_acknowledged_local_transactions(
+        journal: Journal) -> None:
+    journal.adopt({"a": 2})  # seqs 1 and 2: not held as frames (as if pruned)
+    journal.append_local([local(1, 10), local(2, 20, final=False), local(3, 25), local(4, 30)],
+                         SHAPES)  # seqs 3 (10), 4 (25, in two chunks), 5 (30)
+    assert journal.acked_position(5) == journal.capture_position == 30
+    assert journal.acked_position(4) == 25
+    assert journal.acked_position(3) == 10
+    # Seq 2's frame is gone: everything before the first unacknowledged commit.
+    assert journal.acked_position(2) == 9
+    assert journal.acked_position(0) == 9

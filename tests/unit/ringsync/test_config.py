@@ -89,3 +89,43 @@ def test_unknown_tuning_key_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="unknown key replication.heal_after"):
         load_node(node)
+
+
+def _node_with(tmp_path: Path, database: str, extra: str = "", cluster_extra: str = "") -> Path:
+    cluster = write_cluster(tmp_path)
+    cluster.write_text(cluster.read_text() + cluster_extra)
+    for name in ("ca.crt", "a.crt", "a.key"):
+        (tmp_path / name).write_text("x")
+    node = tmp_path / "node.toml"
+    node.write_text(
+        f'campus = "a"\ncluster_file = "cluster.toml"\n[database]\n{database}\n'
+        f'[tls]\nca = "ca.crt"\ncert = "a.crt"\nkey = "a.key"\n{extra}'
+    )
+    return node
+
+
+def test_sync_durability_is_for_postgresql_only(tmp_path: Path) -> None:
+    node = _node_with(tmp_path, 'engine = "sqlite"\npath = "a.db"\ndurability = "sync"')
+    with pytest.raises(ConfigError, match="SQLite campuses are asynchronous only"):
+        load_node(node)
+    node = _node_with(tmp_path, 'engine = "postgres"\ndsn = "host=x"\ndurability = "sync"\n'
+                                'sync_policy = "strict"')
+    assert load_node(node).database.sync_policy == "strict"
+    node = _node_with(tmp_path, 'engine = "postgres"\ndsn = "host=x"\ndurability = "eventual"')
+    with pytest.raises(ConfigError, match="database.durability must be one of"):
+        load_node(node)
+
+
+def test_node_peers_and_etcd_overrides_are_checked(tmp_path: Path) -> None:
+    sqlite = 'engine = "sqlite"\npath = "a.db"'
+    dr = '\n[dr]\netcd = ["127.0.0.1:2379"]\n'
+    node = load_node(_node_with(tmp_path, sqlite, '[peers]\nb = "127.0.0.1:9002"\n'
+                                '[dr]\netcd = ["127.0.0.1:9100"]\n', dr))
+    assert node.peer_address("b") == "127.0.0.1:9002"
+    assert node.dr.etcd == ("127.0.0.1:9100",) and node.cluster.dr.etcd == ("127.0.0.1:2379",)
+    with pytest.raises(ConfigError, match="peers.zz: not another campus"):
+        load_node(_node_with(tmp_path, sqlite, '[peers]\nzz = "127.0.0.1:9002"\n', dr))
+    with pytest.raises(ConfigError, match="takes only `etcd`"):
+        load_node(_node_with(tmp_path, sqlite, '[dr]\nfailover_after = 3\n', dr))
+    with pytest.raises(ConfigError, match="has no \\[dr\\] etcd"):
+        load_node(_node_with(tmp_path, sqlite, '[dr]\netcd = ["127.0.0.1:9100"]\n'))
