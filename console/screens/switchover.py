@@ -56,8 +56,7 @@ class SwitchoverDialog(ModalScreen[MoveRequest | None]):
     def compose(self) -> ComposeResult:
         first = self.ring[0]
         with Vertical(id="dialog"):
-            yield Label("[b]Move a campus's users[/b] (lossless: the serving database is "
-                        "fenced and drained first)")
+            yield Label("[b]Move a campus's users[/b] (lossless: fence, drain, move)")
             yield Label("campus whose users move")
             yield Select([(c, c) for c in self.ring], value=first, allow_blank=False,
                          id="campus")

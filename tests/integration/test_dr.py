@@ -147,6 +147,7 @@ def test_without_etcd_failover_is_off_and_every_campus_serves_itself(make_cluste
     assert refused.returncode == 2 and "disaster recovery is off" in refused.stderr
 
 
+@pytest.mark.timeout(420)
 @pytest.mark.parametrize("scenario,extra", [
     ("switchover", []),
     ("node-crash", []),

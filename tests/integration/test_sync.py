@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 import psycopg
+import pytest
 
 from ringsync.demo.cluster import LocalCluster
 from tests.helpers import wait_until
@@ -33,6 +34,7 @@ def durability_of(cluster: LocalCluster, campus: str) -> str:
     return next(n.get("durability", "") for n in nodes if n["campus"] == campus)
 
 
+@pytest.mark.timeout(300)
 def test_strict_sync_commit_waits_for_a_peer(tmp_path):
     cluster = LocalCluster.create(tmp_path / "c", 2, engines=["postgres", "postgres"],
                                   replication={"heal_after_seconds": 2.0},
@@ -68,6 +70,7 @@ def test_strict_sync_commit_waits_for_a_peer(tmp_path):
         cluster.stop_databases()
 
 
+@pytest.mark.timeout(300)
 def test_degrade_policy_releases_commits_and_raises_an_alert(tmp_path):
     cluster = LocalCluster.create(tmp_path / "c", 2, engines=["postgres", "postgres"],
                                   replication={"heal_after_seconds": 2.0},
