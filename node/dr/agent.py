@@ -86,6 +86,9 @@ class DRAgent:
         self._draining: set[str] = set()
         self._down_since: dict[str, float] = {}
         self._fence_lock = asyncio.Lock()
+        self._routes_read_at = 0.0  # wall clock of the last map read under the current lease
+        self._drain_tasks: set[asyncio.Task[None]] = set()
+        self._drain_seen: dict[tuple[str, int], float] = {}  # leader: when a drain began
 
     # -- what others ask ---------------------------------------------------
 
@@ -102,6 +105,9 @@ class DRAgent:
     # -- the loop ----------------------------------------------------------
 
     async def run(self) -> None:
+        # A joining campus's copy holds a transaction on the engine's connection:
+        # the fence is not touched (nor the campus claimed) before the join is done.
+        await self.rt.initialized.wait()
         if not self.settings.enabled:
             await self._store_fence(float("inf"))
             log.info("disaster recovery is off (no [dr] etcd in %s): every campus serves its "
@@ -123,6 +129,8 @@ class DRAgent:
                         self.view.error = ""
                     except (EtcdError, OSError) as e:
                         self._etcd_failed(e)
+                    except Exception:  # a bug or an engine error: log it, keep fencing
+                        log.exception("DR tick failed")
                 await self._fence_in_step()
                 await asyncio.sleep(TICK_SECONDS)
         finally:
@@ -141,6 +149,10 @@ class DRAgent:
                 self._etcd_failed(e)
                 await asyncio.sleep(TICK_SECONDS)
                 continue
+            except Exception:  # never let the keep-alive die silently
+                log.exception("DR lease refresh failed")
+                await asyncio.sleep(TICK_SECONDS)
+                continue
             await self._fence_in_step()
             await asyncio.sleep(max(0.0, self._next_keepalive - time.time()))
 
@@ -154,11 +166,14 @@ class DRAgent:
     async def _tick(self) -> None:
         assert self.store is not None
         now = time.time()
+        lease = self._lease
         routes = await self.store.routes()
         if len(routes) < len(self.cluster.ring):
             await self.store.ensure_routes(self.cluster.ring, now)
             routes = await self.store.routes()
         self._set_routes(routes)
+        if lease == self._lease:  # read under the current lease: the fence may follow it
+            self._routes_read_at = now
         await self._drain(routes)
         if time.time() >= self._next_member:
             await self._publish_member()
@@ -169,6 +184,9 @@ class DRAgent:
             self.view.changed.notify()
         if leader == self.me:
             await self._lead(routes)
+        else:  # a leader's timers are its own observations: start afresh next time
+            self._down_since.clear()
+            self._drain_seen.clear()
 
     async def _refresh_lease(self) -> None:
         assert self.store is not None
@@ -181,6 +199,10 @@ class DRAgent:
             sent = time.time()
             self._lease = await self.store.grant(ttl)
             self._next_member = 0.0  # the member key went with the old lease
+            # The map read under the old lease may be stale (we may have been failed
+            # over meanwhile): nothing opens again before it is read afresh.
+            self._routes_read_at = 0.0
+            self._set_routes({})
         self._lease_deadline = sent + ttl - FENCE_MARGIN_SECONDS
         self._next_keepalive = sent + ttl / 3
         self.view.lease_ok = True
@@ -198,9 +220,14 @@ class DRAgent:
     # -- fencing -----------------------------------------------------------
 
     def _writable_until(self) -> float:
-        if not writable_for(self.view.routes, self.me):
+        """Open only on a map read under the current lease within one lease
+        length, with a route active here and the database reported healthy
+        (a node reporting it down is being failed over)."""
+        now = time.time()
+        if (not writable_for(self.view.routes, self.me) or not self.db_healthy()
+                or now - self._routes_read_at > self.settings.lease_ttl):
             return 0.0
-        return self._lease_deadline if time.time() < self._lease_deadline else 0.0
+        return self._lease_deadline if now < self._lease_deadline else 0.0
 
     async def _fence_in_step(self) -> None:
         async with self._fence_lock:
@@ -213,7 +240,12 @@ class DRAgent:
         was_open = self._fenced_until != 0.0
         await self._store_fence(until)
         if until == 0.0 and was_open and self._fenced_until == 0.0:
-            ended = await self.rt.in_engine(self.rt.engine.end_app_sessions)
+            try:
+                ended = await self.rt.in_engine(self.rt.engine.end_app_sessions)
+            except Exception as e:  # e.g. the role may not end other sessions
+                log.error("campus database FENCED, but its application sessions could not "
+                          "be ended: %s", e)
+                return
             log.warning("campus database FENCED (serves no campus, or lease lost); "
                         "%d application session(s) ended", ended)
 
@@ -234,7 +266,9 @@ class DRAgent:
                     and self._drained.get(campus, [0])[0] != route.epoch
                     and campus not in self._draining):
                 self._draining.add(campus)
-                asyncio.create_task(self._drain_one(route))
+                task = asyncio.create_task(self._drain_one(route))
+                self._drain_tasks.add(task)
+                task.add_done_callback(self._drain_tasks.discard)
 
     async def _drain_one(self, route: Route) -> None:
         """Fence if this database now serves nobody, then report the head that
@@ -242,6 +276,10 @@ class DRAgent:
         rt = self.rt
         try:
             await self._fence_in_step()
+            if not writable_for(self.view.routes, self.me) and self._fenced_until != 0.0:
+                log.error("drain of %s: this database could not be fenced; not reporting it "
+                          "drained (retrying)", route.campus)
+                return
             position = await rt.in_engine(rt.engine.commit_position)
             deadline = time.monotonic() + DRAIN_CAPTURE_TIMEOUT_SECONDS
             while rt.journaled_through < position:
@@ -259,6 +297,8 @@ class DRAgent:
                 await self._publish_member()
         except (EtcdError, OSError) as e:
             self._etcd_failed(e)
+        except Exception:
+            log.exception("drain of %s failed; retrying", route.campus)
         finally:
             self._draining.discard(route.campus)
 
@@ -289,7 +329,10 @@ class DRAgent:
         standby = {c.name: c.standby for c in self.cluster.campuses}
         moves = failovers(routes, members, self._down_since, now,
                           self.settings.failover_after, standby)
-        moves += complete_drains(routes, members, now)
+        draining = {(c, r.epoch) for c, r in routes.items() if r.state == DRAINING}
+        self._drain_seen = {k: self._drain_seen.get(k, now) for k in draining}
+        moves += complete_drains(routes, members, now,
+                                 {c: t for (c, _), t in self._drain_seen.items()})
         if self.settings.failback == "auto":
             moves += failbacks(routes, members, now)
         done = set()

@@ -115,8 +115,8 @@ class LocalPostgres:
                   "-w", "-t", "60", "start")
 
     def stop(self, mode: str = "fast") -> None:
-        if not (self.datadir / "postmaster.pid").exists():
-            return
+        if not (self.datadir / "postmaster.pid").exists() or not self.running():
+            return  # not running (a postmaster killed with SIGKILL leaves its pid file)
         self._run(find_bin("pg_ctl"), "-D", self.datadir, "-m", mode, "-w", "-t", "60", "stop")
 
     def restart(self) -> None:
@@ -128,6 +128,18 @@ class LocalPostgres:
             return int((self.datadir / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
+
+    def running(self) -> bool:
+        pid = self.pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # alive, owned by the postgres user
+        return True
 
     def remove(self) -> None:
         self.stop()

@@ -138,6 +138,9 @@ def failovers(routes: dict[str, Route], members: dict[str, Member],
         since = down_since.get(route.serving)
         if since is None or now - since < failover_after:
             continue
+        old = members.get(route.serving)
+        if old is not None and old.writable:
+            continue  # alive and still open: wait until it reports its database fenced
         target = failover_target(campus, standby.get(campus, ()), members, route.serving)
         if target is None:
             continue
@@ -153,10 +156,11 @@ DRAIN_TIMEOUT_SECONDS = 60.0
 
 
 def complete_drains(routes: dict[str, Route], members: dict[str, Member],
-                    now: float) -> list[Route]:
+                    now: float, seen_since: dict[str, float] | None = None) -> list[Route]:
     """Draining routes whose target has applied everything the old serving node
     held when it drained: the route moves (``active`` at the target). A drain
-    that cannot finish within DRAIN_TIMEOUT_SECONDS returns to where it was."""
+    that cannot finish within DRAIN_TIMEOUT_SECONDS returns to where it was;
+    that time runs from ``seen_since`` (the leader's own clock) when given."""
     moves = []
     for campus, route in sorted(routes.items()):
         if route.state != DRAINING:
@@ -170,7 +174,7 @@ def complete_drains(routes: dict[str, Route], members: dict[str, Member],
                 serving=route.target, state=ACTIVE, target="", since=now,
                 reason=f"{kind} from {route.serving}: lossless ({route.serving} drained at "
                        f"seq {drained[1]})"))
-        elif now - route.since > DRAIN_TIMEOUT_SECONDS:
+        elif now - (seen_since or {}).get(campus, route.since) > DRAIN_TIMEOUT_SECONDS:
             moves.append(route.moved(
                 state=ACTIVE, target="", since=now,
                 reason=f"move to {route.target} abandoned after {DRAIN_TIMEOUT_SECONDS:.0f}s: "

@@ -203,6 +203,7 @@ class RouteHistory:
     def __init__(self, cluster: str, endpoints: tuple[str, ...]) -> None:
         self.cluster, self.endpoints = cluster, endpoints
         self.samples: list[tuple[float, dict[str, tuple[str, str]]]] = []
+        self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="route-history")
 
@@ -228,6 +229,8 @@ class RouteHistory:
                                                            for c, r in routes.items()}))
                     except (EtcdError, OSError):
                         pass
+                    except Exception as e:  # recorded: no samples must not look like "fine"
+                        self.errors.append(f"{type(e).__name__}: {e}")
                     await asyncio.sleep(0.1)
             finally:
                 await store.close()

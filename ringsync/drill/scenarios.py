@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ringsync.config import load_cluster
 from ringsync.demo.cluster import CampusLayout
 from ringsync.drill.checker import read_ids
+from ringsync.errors import RingsyncError
 
 if TYPE_CHECKING:
     from ringsync.drill.run import Drill
@@ -96,8 +97,9 @@ def _inject(drill: Drill, victim: CampusLayout, links: list[str]) -> None:
     if scenario == "origin-crash":
         assert victim.postgres is not None
         pid = victim.postgres.pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)  # the postmaster; its backends follow
+        if pid is None or not victim.postgres.running():
+            raise RingsyncError(f"{victim.name}'s PostgreSQL is not running before the fault")
+        os.kill(pid, signal.SIGKILL)  # the postmaster; its backends follow
     elif scenario == "campus-isolation":
         assert drill.net is not None
         drill.net.cut(links)

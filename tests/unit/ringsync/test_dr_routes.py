@@ -95,6 +95,23 @@ def test_drain_completes_only_when_target_applied_the_drained_head():
     assert complete_drains(routes, members, 101) == []
 
 
+def test_a_live_node_reporting_its_database_down_is_failed_over_only_once_fenced():
+    members = live("b", "c")
+    members["a"] = Member("a", db_healthy=False, initialized=True, writable=True)
+    assert failovers(home_routes(), members, {"a": 0.0}, 20, 10, STANDBY) == []
+    members["a"] = Member("a", db_healthy=False, initialized=True, writable=False)
+    assert [m.serving for m in failovers(home_routes(), members, {"a": 0.0}, 20, 10,
+                                         STANDBY)] == ["b"]
+
+
+def test_drain_timeout_runs_on_the_leaders_clock():
+    routes = home_routes()
+    routes["a"] = routes["a"].moved(state=DRAINING, target="b", since=0.0)  # ctl's clock
+    seen = {"a": DRAIN_TIMEOUT_SECONDS}  # the leader saw it begin later
+    assert complete_drains(routes, live("a"), DRAIN_TIMEOUT_SECONDS + 1, seen) == []
+    assert complete_drains(routes, live("a"), 2 * DRAIN_TIMEOUT_SECONDS + 1, seen)
+
+
 def test_drain_that_cannot_finish_goes_back():
     routes = home_routes()
     routes["a"] = routes["a"].moved(state=DRAINING, target="b", since=0.0)
