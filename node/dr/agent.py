@@ -99,8 +99,10 @@ class DRAgent:
             return False
         if not self.db_healthy():
             return False
+        now = time.time()
         return not self.settings.enabled or (
-            self.view.lease_ok and time.time() < self._lease_deadline)
+            self.view.lease_ok and now < self._lease_deadline
+            and now - self._routes_read_at <= self.settings.lease_ttl)
 
     # -- the loop ----------------------------------------------------------
 
@@ -171,9 +173,10 @@ class DRAgent:
         if len(routes) < len(self.cluster.ring):
             await self.store.ensure_routes(self.cluster.ring, now)
             routes = await self.store.routes()
+        if lease != self._lease:  # re-granted meanwhile: this read may predate a failover
+            return
         self._set_routes(routes)
-        if lease == self._lease:  # read under the current lease: the fence may follow it
-            self._routes_read_at = now
+        self._routes_read_at = now
         await self._drain(routes)
         if time.time() >= self._next_member:
             await self._publish_member()

@@ -149,8 +149,8 @@ def test_without_etcd_failover_is_off_and_every_campus_serves_itself(make_cluste
 
 @pytest.mark.timeout(420)
 @pytest.mark.parametrize("scenario,extra", [
-    ("switchover", []),
-    ("node-crash", []),
+    ("switchover", ["--campuses", "2"]),
+    ("node-crash", ["--campuses", "2"]),
     ("campus-isolation", []),
     ("etcd-member-loss", ["--campuses", "2"]),
     ("wan-soak", ["--campuses", "2", "--soak-seconds", "8"]),
