@@ -20,7 +20,8 @@ cluster.toml (shared by every node, `ringsync console` and `ringsync ctl`)::
     cert = "pki/operator.crt"
     key = "pki/operator.key"
 
-node.toml (one per campus): see NodeConfig and docs/configuration.md.
+node.toml (one per campus): see NodeConfig and the README's "Running real
+campuses"; [dr] and per-campus health/standby: ringsync.dr.settings.
 """
 
 from __future__ import annotations
