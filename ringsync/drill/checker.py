@@ -204,6 +204,7 @@ class RouteHistory:
         self.cluster, self.endpoints = cluster, endpoints
         self.samples: list[tuple[float, dict[str, tuple[str, str]]]] = []
         self.errors: list[str] = []
+        self._times: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="route-history")
 
@@ -240,9 +241,15 @@ class RouteHistory:
     def serves_nobody(self, node: str, at: float, margin: float) -> bool:
         """Every sample within ``margin`` of ``at`` has no active route on ``node``
         (and there are such samples on both sides)."""
-        around = [routes for t, routes in self.samples if abs(t - at) <= margin]
-        before = any(at - margin <= t <= at for t, _ in self.samples)
-        after = any(at <= t <= at + margin for t, _ in self.samples)
+        import bisect
+
+        if len(self._times) != len(self.samples):  # samples are appended in time order
+            self._times = [t for t, _ in self.samples]
+        lo = bisect.bisect_left(self._times, at - margin)
+        hi = bisect.bisect_right(self._times, at + margin)
+        around = self.samples[lo:hi]
+        before = any(t <= at for t, _ in around)
+        after = any(t >= at for t, _ in around)
         return before and after and all(
             not any(serving == node and state == "active" for serving, state in r.values())
-            for r in around)
+            for _, r in around)
