@@ -13,12 +13,12 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ringsync.demo.cluster import free_port
 from ringsync.errors import RingsyncError
 
 READY_TIMEOUT_SECONDS = 20.0
@@ -33,12 +33,6 @@ def find_etcd() -> Path:
         "the etcd server was not found; install it (Debian/Ubuntu: `apt-get install "
         "etcd-server`) and retry; without etcd, automatic failover is off"
     )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -75,7 +69,7 @@ class LocalEtcd:
         etcd = cls(root)
         for i in range(size):
             name = f"etcd{i}"
-            etcd.members.append(EtcdMember(name, root / name, _free_port(), _free_port()))
+            etcd.members.append(EtcdMember(name, root / name, free_port(), free_port()))
         return etcd
 
     @property

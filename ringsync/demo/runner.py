@@ -217,31 +217,29 @@ def follow_route(cluster: LocalCluster, campus: str) -> Callable[[], Path | str 
     return resolve
 
 
-def stop_leftovers(root: Path) -> list[str]:
-    """Stop the nodes and PostgreSQL servers a demo in ``root`` left running."""
-    import json
+def _terminate_recorded(pids: Path, what: str) -> list[str]:
+    """SIGTERM every process a pids.json file records (name -> pid)."""
     import os
     import signal
 
     done = []
-    pids = root / "pids.json"
     if pids.exists():
-        for campus, pid in json.loads(pids.read_text()).items():
+        for name, pid in json.loads(pids.read_text()).items():
             try:
                 os.kill(pid, signal.SIGTERM)
-                done.append(f"stopped node {campus} (pid {pid})")
+                done.append(f"stopped {what} {name} (pid {pid})")
             except ProcessLookupError:
                 pass
         pids.write_text("{}")
-    etcd_pids = root / "etcd" / "pids.json"
-    if etcd_pids.exists():
-        for member, pid in json.loads(etcd_pids.read_text()).items():
-            try:
-                os.kill(pid, signal.SIGTERM)
-                done.append(f"stopped etcd member {member} (pid {pid})")
-            except ProcessLookupError:
-                pass
-        etcd_pids.write_text("{}")
+    return done
+
+
+def stop_leftovers(root: Path) -> list[str]:
+    """Stop the nodes and PostgreSQL servers a demo in ``root`` left running."""
+    import json
+
+    done = _terminate_recorded(root / "pids.json", "node")
+    done += _terminate_recorded(root / "etcd" / "pids.json", "etcd member")
     servers = root / "postgres.json"
     if servers.exists():
         for campus, entry in json.loads(servers.read_text()).items():

@@ -21,22 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import threading
 from dataclasses import dataclass, field
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ringsync.demo.cluster import free_port
 
 
 @dataclass
 class Link:
     name: str
     upstream: str  # host:port
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     latency: float = 0.0
     stall: float = 0.0
     cut_off: bool = False
