@@ -145,8 +145,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def WatchRoutes(
         self, request: cpb.RoutesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.RoutingMap]:
-        """The map now, then again whenever it (or this node's lease or fence) changes;
-        at least every WATCH_INTERVAL_SECONDS as a heartbeat."""
+        """The map now, then again whenever it (or this node's lease or fence)
+        changes; re-checked at least every WATCH_INTERVAL_SECONDS."""
         last = None
         while True:
             ticket = self.agent.view.changed.ticket()

@@ -106,10 +106,36 @@ def test_switchover_moves_route_fences_old_database_and_back(dr_cluster: LocalCl
                == b, 5, "a third node's view of the route")
     assert http(dr_cluster.campus(c).health, f"/serving/{a}")[0] == 503
 
+    # The gRPC watch sends the map; the node it asks no longer serves a.
+    assert _watched_route(dr_cluster, c, a) == b
+
     back = ctl(dr_cluster, "switchback", "--campus", a, "--json")
     assert back.returncode == 0, back.stderr
     wait_until(lambda: serving_map(dr_cluster)[a] == [a], 5, "a answering 200 for a again")
     app_write(dr_cluster.campus(a).database, "after-switchback")
+
+
+def _watched_route(cluster: LocalCluster, node: str, campus: str) -> str:
+    """Who serves ``campus``, as the first message of ``node``'s WatchRoutes says."""
+    import asyncio
+
+    from ringsync.client import ClusterClient
+    from ringsync.config import load_cluster
+    from ringsync.v1 import control_pb2 as cpb
+
+    async def first() -> str:
+        client = ClusterClient(load_cluster(cluster.cluster_file, need_client_tls=True))
+        try:
+            call = client._stub(node).WatchRoutes(cpb.RoutesRequest(), timeout=10)
+            async for routing in call:
+                assert routing.dr_enabled and routing.node == node
+                call.cancel()
+                return next(r.serving for r in routing.routes if r.campus == campus)
+            return ""
+        finally:
+            await client.close()
+
+    return asyncio.run(first())
 
 
 def test_node_cut_off_from_etcd_stops_claiming_and_fences(dr_cluster: LocalCluster,
