@@ -106,18 +106,14 @@ class Attempt:
 
 
 @dataclass
-class CampusClient:
-    campus: str
-    layouts: list[CampusLayout]
-    rate: float = 20.0
-    acked: dict[str, str] = field(default_factory=dict)  # id -> node
-    attempts: list[Attempt] = field(default_factory=list)
-    last_error: str = ""
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+class _Writer:
+    """A writing thread: ``start``, ``stop`` (joins it); subclasses write in ``_run``."""
+
+    _stop: threading.Event = field(default_factory=threading.Event, kw_only=True)
+    _thread: threading.Thread | None = field(default=None, kw_only=True)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"drill-{self.campus}",
+        self._thread = threading.Thread(target=self._run, name=self._thread_name(),
                                         daemon=True)
         self._thread.start()
 
@@ -125,6 +121,25 @@ class CampusClient:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+    def _thread_name(self) -> str:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class CampusClient(_Writer):
+    campus: str
+    layouts: list[CampusLayout]
+    rate: float = 20.0
+    acked: dict[str, str] = field(default_factory=dict)  # id -> node
+    attempts: list[Attempt] = field(default_factory=list)
+    last_error: str = ""
+
+    def _thread_name(self) -> str:
+        return f"drill-{self.campus}"
 
     def _run(self) -> None:
         node: CampusLayout | None = None
@@ -162,23 +177,14 @@ class CampusClient:
 
 
 @dataclass
-class StaleWriter:
+class StaleWriter(_Writer):
     """Writes straight into one campus's own database, ignoring the routing map."""
 
     node: CampusLayout
     accepted: list[tuple[float, str]] = field(default_factory=list)  # (time, id) committed
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"stale-{self.node.name}")
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+    def _thread_name(self) -> str:
+        return f"stale-{self.node.name}"
 
     def _run(self) -> None:
         while not self._stop.is_set():
