@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from node.conflicts.driver import Resolver
+from node.dr.sets import SetGuard
 from node.engines.base import Engine
 from node.hlc import HybridClock
 from node.replication.journal import Journal
@@ -144,6 +145,8 @@ class NodeRuntime:
         self.conflicts_logged = 0
         self.pending_waits = 0
         self.dead_lettered = 0
+        # Single-writer sets: epochs, verdicts, stale tails (the DR agent keeps it).
+        self.sets = SetGuard(config.cluster.sets, config.campus)
 
     async def in_engine(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._engine_exec, fn, *args)

@@ -91,6 +91,8 @@ class NodeService:
             await rt.in_engine(engine.open)
             rt.resolver = Resolver(engine.shapes(), config.cluster.conflicts, rt.clock)
             await rt.in_journal(journal.open)
+            if rt.sets.enabled:  # capture stamps with the epochs stored in the database
+                rt.sets.load(await rt.in_engine(engine.set_fence_states))
             agent = DRAgent(rt, lambda: self.cache.healthy and not rt.database_error)
             await start_capture(rt)
             server = grpc.aio.server(

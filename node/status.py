@@ -16,6 +16,7 @@ from node.dr.agent import DRAgent
 from node.replication.vectors import lag
 from node.runtime import NodeRuntime
 from ringsync import __version__
+from ringsync.dr.routes import is_set_route
 from ringsync.errors import RingsyncError
 from ringsync.v1 import control_pb2 as cpb
 from ringsync.v1 import replication_pb2 as rpb
@@ -65,7 +66,8 @@ def routing_map(agent: DRAgent) -> cpb.RoutingMap:
         lease_ok=view.lease_ok, error=view.error, writable_until=view.writable_until,
         serving=[c for c in sorted(view.routes) if agent.serving(c)],
         routes=[cpb.Route(campus=r.campus, serving=r.serving, state=r.state, epoch=r.epoch,
-                          reason=r.reason, since=r.since, target=r.target)
+                          reason=r.reason, since=r.since, target=r.target,
+                          writer_epoch=r.writer_since if is_set_route(r.campus) else 0)
                 for _, r in sorted(view.routes.items())])
 
 
@@ -122,6 +124,7 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
         accounting=cache.accounting,
         routing=routing_map(agent) if agent is not None else None,
         durability=rt.durability,
+        sets=rt.sets.summary() if rt.sets.enabled else "",
     )
 
 

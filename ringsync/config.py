@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from ringsync.conflict_policy import ConflictSettings, parse_conflicts
-from ringsync.dr.settings import DRSettings, parse_dr, parse_standby
+from ringsync.dr.settings import (
+    DRSettings,
+    ReplicationSet,
+    parse_dr,
+    parse_sets,
+    parse_standby,
+)
 from ringsync.errors import ConfigError
 
 CAMPUS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -68,6 +74,11 @@ class ClusterConfig:
     client_tls: TLSFiles | None
     conflicts: ConflictSettings = ConflictSettings()
     dr: DRSettings = DRSettings()
+    sets: tuple[ReplicationSet, ...] = ()
+
+    def set_of_table(self) -> dict[str, str]:
+        """table -> the single-writer set it belongs to (tables in no set: absent)."""
+        return {t: s.name for s in self.sets for t in s.tables}
 
     def entry(self, campus: str) -> CampusEntry:
         for entry in self.campuses:
@@ -273,6 +284,7 @@ def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConf
     client_tls = _tls(client, path, "client") if client else None
     conflicts = parse_conflicts(data.get("conflicts", {}), str(path), tuple(tables), tuple(ring))
     dr = parse_dr(_section(data, "dr", path, required=False), path)
+    sets = parse_sets(data.get("set"), tables, ring, path)
     return ClusterConfig(
         path=path,
         name=name,
@@ -282,6 +294,7 @@ def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConf
         client_tls=client_tls,
         conflicts=conflicts,
         dr=dr,
+        sets=sets,
     )
 
 

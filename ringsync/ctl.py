@@ -42,6 +42,7 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
         row_counts=dict(s.row_counts),
         uptime_seconds=round(s.uptime_seconds, 1),
         durability=s.durability or "async",
+        sets=s.sets or None,
         routing={"dr": s.routing.dr_enabled, "lease_ok": s.routing.lease_ok,
                  "leader": s.routing.leader or None, "serving": list(s.routing.serving),
                  "error": s.routing.error or None},
@@ -135,6 +136,8 @@ def status_table(nodes: list[dict[str, Any]]) -> str:
         if "DEGRADED" in n.get("durability", ""):
             lines.append(f"{'':<16}SYNC DEGRADED: {n['durability']} (RPO > 0 until a peer "
                          f"catches up)")
+        if "ALERT" in (n.get("sets") or ""):
+            lines.append(f"{'':<16}SETS: {n['sets']} (ringsync ctl dlq list --state stale)")
         routing = n.get("routing") or {}
         if routing.get("dr") and not routing.get("serving"):
             lines.append(f"{'':<16}FENCED: serves no campus's users now (ringsync ctl route)")

@@ -2,6 +2,7 @@
 
     ringsync ctl --cluster cluster.toml route [--json]
     ringsync ctl --cluster cluster.toml switchover --campus A --to B [--json]
+    ringsync ctl --cluster cluster.toml switchover --set S --to B [--json]
     ringsync ctl --cluster cluster.toml switchback --campus A [--json]
     ringsync ctl --cluster cluster.toml failback --campus A [--json]
 
@@ -38,9 +39,15 @@ def add_parser(sub: Any) -> None:
                        ("failback", "move a failed-over campus's users back home once it "
                                     "has caught up")):
         c = sub.add_parser(name, help=text)
-        c.add_argument("--campus", required=True, help="the campus whose users move")
         if name == "switchover":
+            which = c.add_mutually_exclusive_group(required=True)
+            which.add_argument("--campus", help="the campus whose users move")
+            which.add_argument("--set", dest="set_name", metavar="SET",
+                               help="a single-writer set whose writer moves (the old writer "
+                                    "is fenced for it, its changes applied at the new one)")
             c.add_argument("--to", required=True, help="the campus that will serve them")
+        else:
+            c.add_argument("--campus", required=True, help="the campus whose users move")
         c.add_argument("--timeout", type=float, default=MOVE_TIMEOUT_SECONDS,
                        help=f"give up (and leave the route where it was) after this many "
                             f"seconds (default {MOVE_TIMEOUT_SECONDS:.0f})")
@@ -59,7 +66,8 @@ def _store(cluster: ClusterConfig) -> DRStore:
 async def routes_of(cluster: ClusterConfig) -> dict[str, Any]:
     if not cluster.dr.enabled:
         return {"dr": False, "failover": "off: no etcd configured",
-                "routes": [r.to_dict() for r in static_routes(cluster.ring).values()]}
+                "routes": [r.to_dict() for r in static_routes(
+                    cluster.ring, {x.route_key: x.writer for x in cluster.sets}).values()]}
     store = _store(cluster)
     try:
         routes, members = await store.routes(), await store.members()
@@ -74,13 +82,17 @@ async def routes_of(cluster: ClusterConfig) -> dict[str, Any]:
         "leader": leader.value.decode() if leader is not None else None,
         "live": sorted(members),
         "routes": [routes[c].to_dict() if c in routes else Route(c, c).to_dict()
-                   for c in cluster.ring],
+                   for c in cluster.ring] + [
+            routes[x.route_key].to_dict() if x.route_key in routes
+            else Route(x.route_key, x.writer).to_dict() for x in cluster.sets],
     }
 
 
 def routes_table(doc: dict[str, Any]) -> str:
-    lines = [f"{'CAMPUS':<16}{'SERVED BY':<16}{'STATE':<10}{'EPOCH':>6}  REASON"]
+    lines = [f"{'CAMPUS / SET':<16}{'SERVED BY':<16}{'STATE':<10}{'EPOCH':>6}  REASON"]
     for r in doc["routes"]:
+        if r["campus"].startswith("set:"):
+            r = dict(r, reason=f"writer epoch {r['writer_epoch']}: {r['reason']}")
         served = r["serving"] + (f" -> {r['target']}" if r.get("target") else "")
         lines.append(f"{r['campus']:<16}{served:<16}{r['state']:<10}{r['epoch']:>6}  "
                      f"{r['reason']}")
@@ -95,8 +107,14 @@ def routes_table(doc: dict[str, Any]) -> str:
 
 async def move(cluster: ClusterConfig, campus: str, to: str, kind: str, timeout: float,
                say: Any) -> dict[str, Any]:
-    """Start a lossless move of ``campus``'s route to ``to`` and follow it to the end."""
-    if campus not in cluster.ring or to not in cluster.ring:
+    """Start a lossless move of ``campus``'s route (or a set's: ``set:<name>``)
+    to ``to`` and follow it to the end."""
+    set_keys = [s.route_key for s in cluster.sets]
+    if campus.startswith("set:") and campus not in set_keys:
+        raise RingsyncError(f"{cluster.path} has no single-writer set "
+                            f"{campus.removeprefix('set:')!r}; sets: "
+                            f"{', '.join(s.name for s in cluster.sets) or 'none'}")
+    if (campus not in cluster.ring and campus not in set_keys) or to not in cluster.ring:
         raise RingsyncError(f"campuses are {', '.join(cluster.ring)}")
     store = _store(cluster)
     try:
@@ -169,6 +187,7 @@ def run(cluster: ClusterConfig, args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2) if args.json else routes_table(doc))
         return 0
     to = args.to if command == "switchover" else args.campus
+    key = f"set:{args.set_name}" if getattr(args, "set_name", None) else args.campus
 
     def say(line: str) -> None:
         if not args.json:
@@ -176,7 +195,7 @@ def run(cluster: ClusterConfig, args: argparse.Namespace) -> int:
         else:
             print(line, file=sys.stderr, flush=True)
 
-    result = asyncio.run(move(cluster, args.campus, to, command, args.timeout, say))
+    result = asyncio.run(move(cluster, key, to, command, args.timeout, say))
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -112,7 +112,11 @@ class RingScreen(Screen[None]):
         self.routes = {r.campus: (r.serving, r.reason) for r in view.routes}
         parts = []
         for r in view.routes:
-            if r.state == "draining":
+            if r.campus.startswith("set:"):
+                moving = f" ⇢ {r.target} (draining)" if r.state == "draining" else ""
+                parts.append(f"[cyan]{r.campus}: writer {r.serving}{moving} "
+                             f"(epoch {r.writer_epoch})[/]")
+            elif r.state == "draining":
                 parts.append(f"[yellow]{r.campus} → {r.serving} ⇢ {r.target} (draining)[/]")
             elif r.serving != r.campus:
                 parts.append(f"[bold red]{r.campus} → {r.serving}[/]")

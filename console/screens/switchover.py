@@ -24,7 +24,7 @@ class MoveRequest:
 
 
 def kind_of(campus: str, to: str, serving: str, reason: str) -> str:
-    if to != campus:
+    if to != campus or campus.startswith("set:"):
         return "switchover"
     return "failback" if reason.startswith("failover") else "switchback"
 
@@ -49,6 +49,9 @@ class SwitchoverDialog(ModalScreen[MoveRequest | None]):
 
     def _default_target(self, campus: str) -> str:
         serving = self.routes.get(campus, (campus, ""))[0]
+        if campus.startswith("set:"):  # a set's writer: the next campus after it
+            return next(c for c in self.ring[self.ring.index(serving) + 1:] + self.ring
+                        if c != serving) if serving in self.ring else self.ring[0]
         if serving != campus:
             return campus  # served elsewhere: bring its users home
         return next(c for c in self.ring if c != campus)
@@ -57,9 +60,10 @@ class SwitchoverDialog(ModalScreen[MoveRequest | None]):
         first = self.ring[0]
         with Vertical(id="dialog"):
             yield Label("[b]Move a campus's users[/b] (lossless: fence, drain, move)")
-            yield Label("campus whose users move")
-            yield Select([(c, c) for c in self.ring], value=first, allow_blank=False,
-                         id="campus")
+            yield Label("campus whose users move (or a single-writer set's writer)")
+            sets = sorted(k for k in self.routes if k.startswith("set:"))
+            yield Select([(c, c) for c in [*self.ring, *sets]], value=first,
+                         allow_blank=False, id="campus")
             yield Label("campus that will serve them")
             yield Select([(c, c) for c in self.ring], value=self._default_target(first),
                          allow_blank=False, id="to")
@@ -85,9 +89,11 @@ class SwitchoverDialog(ModalScreen[MoveRequest | None]):
     def _summarize(self) -> None:
         choice = self._choice()
         serving = self.routes.get(choice.campus, (choice.campus, ""))[0]
+        what = (f"{choice.campus}'s writer" if choice.campus.startswith("set:")
+                else f"{choice.campus}'s users")
         text = (f"nothing to do: {choice.to} already serves {choice.campus}"
                 if serving == choice.to else
-                f"{choice.kind}: {choice.campus}'s users from {serving} to {choice.to}")
+                f"{choice.kind}: {what} from {serving} to {choice.to}")
         self.query_one("#summary", Label).update(text)
         self.query_one("#confirm", Button).disabled = serving == choice.to
 

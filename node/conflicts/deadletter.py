@@ -75,13 +75,17 @@ class DeadLetterStore(VersionStore, Protocol):
     def rollback_to_savepoint(self) -> None: ...
 
 
-def _entry(txn: TxnInfo, change: Change, shapes: Mapping[str, TableShape], error: str,
-           key_json: str) -> tuple[Any, ...]:
+def dead_letter_entry(txn: TxnInfo, change: Change, shapes: Mapping[str, TableShape],
+                      error: str, key_json: str, state: str = "parked") -> tuple[Any, ...]:
+    """A row for the queue (``park``). ``state`` "stale": a single-writer set's
+    change from an ended tenure (node.dr.sets), kept for the record; it does
+    not hold back later changes of its row."""
     frame = build_frame(txn.origin, txn.seq, 0, True, 0.0, [change], dict(shapes),
                         hlc=txn.hlc, deps=dict(txn.deps))
-    action = [{"at": time.time(), "by": "apply", "action": "parked", "result": error}]
+    action = [{"at": time.time(), "by": "apply", "action": state, "result": error}]
     return (time.time(), txn.origin, txn.seq, change.table, key_json, change.op.value,
-            frame.SerializeToString(), error, 1, "parked", json.dumps(action))
+            frame.SerializeToString(), error, 1, state, json.dumps(action))
+
 
 
 def apply_guarded(resolver: Resolver, store: DeadLetterStore, txn: TxnInfo,
@@ -103,7 +107,7 @@ def apply_guarded(resolver: Resolver, store: DeadLetterStore, txn: TxnInfo,
         ahead = blocked.get((change.table, key_json))
         if ahead is not None and not txn.local:
             note = WAITING.format(ahead=f" (dead letter {ahead})" if ahead else "")
-            parked.append(_entry(txn, change, shapes, note, key_json))
+            parked.append(dead_letter_entry(txn, change, shapes, note, key_json))
             continue
         if not isolate or txn.local:
             flowing.append(change)
@@ -115,7 +119,7 @@ def apply_guarded(resolver: Resolver, store: DeadLetterStore, txn: TxnInfo,
             raise
         except Exception as e:  # the change itself cannot be applied: park it
             store.rollback_to_savepoint()
-            parked.append(_entry(txn, change, shapes, f"{type(e).__name__}: {e}".strip(),
+            parked.append(dead_letter_entry(txn, change, shapes, f"{type(e).__name__}: {e}".strip(),
                                  key_json))
             blocked[(change.table, key_json)] = 0  # its id is known once stored
             continue

@@ -16,7 +16,12 @@ Every tick (DR on, i.e. the cluster file lists etcd endpoints) it
    transaction committed before, and reports its journal head;
 5. as the elected leader (a lease-backed key), moves routes: automatic
    failover (ringsync.dr.routes.failovers), completing drains, and automatic
-   failback when configured.
+   failback when configured;
+6. keeps each single-writer set's fence in step: open (to the same lease
+   deadline) only where the set's route is active, after this database holds
+   the previous writer's tenure through its base and has undone its own stale
+   changes, under the route's writer epoch (stored with the fence, stamped by
+   capture; node.dr.sets).
 
 With DR off the routing map is static (every campus serves itself), the
 fence is lifted for ever, and the agent only answers ``serving``.
@@ -30,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from node.dr.setfencing import DRAIN_CAPTURE_TIMEOUT_SECONDS, SetFencing
 from node.runtime import NodeRuntime, Notifier
 from ringsync.dr.routes import (
     DRAINING,
@@ -39,6 +45,7 @@ from ringsync.dr.routes import (
     down_nodes,
     failbacks,
     failovers,
+    is_set_route,
     static_routes,
     writable_for,
 )
@@ -50,7 +57,6 @@ TICK_SECONDS = 0.2
 MEMBER_REFRESH_SECONDS = 0.5
 # Margin for the database clock running faster than etcd's between refreshes.
 FENCE_MARGIN_SECONDS = 0.3
-DRAIN_CAPTURE_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass
@@ -66,7 +72,7 @@ class DRView:
     changed: Notifier = field(default_factory=Notifier)
 
 
-class DRAgent:
+class DRAgent(SetFencing):
     def __init__(self, rt: NodeRuntime, db_healthy: Callable[[], bool]) -> None:
         self.rt = rt
         self.db_healthy = db_healthy
@@ -74,8 +80,9 @@ class DRAgent:
         self.cluster = rt.config.cluster
         self.settings = rt.config.dr
         # With DR on, nothing is served until the routing map was read from etcd.
+        self.set_writers = {s.route_key: s.writer for s in self.cluster.sets}
         self.view = DRView(self.settings.enabled, {} if self.settings.enabled
-                           else static_routes(self.cluster.ring))
+                           else static_routes(self.cluster.ring, self.set_writers))
         self.store: DRStore | None = None
         self._lease = 0
         self._lease_deadline = 0.0  # wall clock: our lease is certainly alive before this
@@ -89,6 +96,7 @@ class DRAgent:
         self._routes_read_at = 0.0  # wall clock of the last map read under the current lease
         self._drain_tasks: set[asyncio.Task[None]] = set()
         self._drain_seen: dict[tuple[str, int], float] = {}  # leader: when a drain began
+        self._set_fenced: dict[str, float] = {}  # set -> writable_until last stored
 
     # -- what others ask ---------------------------------------------------
 
@@ -110,8 +118,12 @@ class DRAgent:
         # A joining campus's copy holds a transaction on the engine's connection:
         # the fence is not touched (nor the campus claimed) before the join is done.
         await self.rt.initialized.wait()
+        self.rt.sets.update(self.view.routes, self.map_fresh)
         if not self.settings.enabled:
             await self._store_fence(float("inf"))
+            for name in self.rt.sets.sets:
+                await self._prepare_set_epoch(name)
+            await self._set_fences_in_step()
             log.info("disaster recovery is off (no [dr] etcd in %s): every campus serves its "
                      "own users; automatic failover is OFF", self.cluster.path)
             return
@@ -122,6 +134,8 @@ class DRAgent:
                              timeout=max(1.0, self.settings.lease_ttl / 3))
         # Until the lease is proven, this database takes no application writes.
         await self._store_fence(0.0)
+        for name in self.rt.sets.sets:
+            await self._store_set_fence(name, 0.0)
         lease = asyncio.create_task(self._lease_loop(), name="dr-lease")
         try:
             while True:
@@ -170,14 +184,16 @@ class DRAgent:
         now = time.time()
         lease = self._lease
         routes = await self.store.routes()
-        if len(routes) < len(self.cluster.ring):
-            await self.store.ensure_routes(self.cluster.ring, now)
+        if len(routes) < len(self.cluster.ring) + len(self.set_writers):
+            await self.store.ensure_routes(self.cluster.ring, now, self.set_writers)
             routes = await self.store.routes()
         if lease != self._lease:  # re-granted meanwhile: this read may predate a failover
             return
         self._set_routes(routes)
         self._routes_read_at = now
         await self._drain(routes)
+        if self.rt.sets.enabled:
+            await self._sets_tick()
         if time.time() >= self._next_member:
             await self._publish_member()
         leader = await self.store.campaign(self.me, self._lease)
@@ -218,9 +234,21 @@ class DRAgent:
                     log.info("route %s: served by %s (%s, epoch %d): %s", campus,
                              route.serving, route.state, route.epoch, route.reason)
             self.view.routes = routes
+            self.rt.sets.update(routes, self.map_fresh)
             self.view.changed.notify()
 
     # -- fencing -----------------------------------------------------------
+
+    def _routes(self) -> dict[str, Route]:
+        return self.view.routes
+
+    def map_fresh(self) -> bool:
+        """The routing map was read under the current, live lease within one
+        lease length (always, with DR off)."""
+        now = time.time()
+        return not self.settings.enabled or (
+            self.view.lease_ok and now < self._lease_deadline
+            and now - self._routes_read_at <= self.settings.lease_ttl)
 
     def _writable_until(self) -> float:
         """Open only on a map read under the current lease within one lease
@@ -235,6 +263,7 @@ class DRAgent:
     async def _fence_in_step(self) -> None:
         async with self._fence_lock:
             await self._fence_locked()
+            await self._set_fences_locked()
 
     async def _fence_locked(self) -> None:
         until = self._writable_until()
@@ -279,7 +308,13 @@ class DRAgent:
         rt = self.rt
         try:
             await self._fence_in_step()
-            if not writable_for(self.view.routes, self.me) and self._fenced_until != 0.0:
+            if is_set_route(route.campus):
+                name = route.campus.removeprefix("set:")
+                if self._set_fenced.get(name, 0.0) != 0.0:
+                    log.error("drain of set %s: its fence could not be closed; not reporting "
+                              "it drained (retrying)", name)
+                    return
+            elif not writable_for(self.view.routes, self.me) and self._fenced_until != 0.0:
                 log.error("drain of %s: this database could not be fenced; not reporting it "
                           "drained (retrying)", route.campus)
                 return
@@ -315,7 +350,10 @@ class DRAgent:
             initialized=rt.initialized.is_set(), writable=self._writable_until() > time.time(),
             journal=rt.journal.vector() if rt.initialized.is_set() else {},
             applied=rt.applied_vector() if rt.initialized.is_set() else {},
-            drained=dict(self._drained), at=time.time())
+            drained=dict(self._drained),
+            sets_open=sorted(self.rt.sets.sets[n].route_key for n, until in
+                             self._set_fenced.items() if until > time.time()),
+            at=time.time())
         await self.store.put_member(member, self._lease)
         self._next_member = time.time() + MEMBER_REFRESH_SECONDS
 
@@ -330,6 +368,7 @@ class DRAgent:
             else:
                 self._down_since.pop(campus, None)
         standby = {c.name: c.standby for c in self.cluster.campuses}
+        standby.update({s.route_key: s.standby for s in self.cluster.sets})
         moves = failovers(routes, members, self._down_since, now,
                           self.settings.failover_after, standby)
         draining = {(c, r.epoch) for c, r in routes.items() if r.state == DRAINING}
@@ -350,6 +389,8 @@ class DRAgent:
     async def _goodbye(self) -> None:
         """Stopping cleanly: fence, and give the lease back so failover need not wait."""
         await self._store_fence(0.0)
+        for name in self.rt.sets.sets:
+            await self._store_set_fence(name, 0.0)
         if self.store is not None:
             try:
                 if self._lease:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from node.conflicts.deadletter import DeadLetterQuery, DeadLetterStore
@@ -22,6 +23,28 @@ def fence_message(campus: str) -> str:
     """What a fenced campus database tells an application whose write it refuses."""
     return (f"ringsync: campus {campus} is fenced: its users are served by another campus "
             f"now; reconnect through the routing map (ringsync ctl route)")
+
+
+def set_fence_message(campus: str, set_name: str) -> str:
+    """What a campus database tells an application writing to a table of a
+    single-writer set this campus is not (now) the writer of."""
+    return (f"ringsync: campus {campus} is not the writer of single-writer set {set_name}: "
+            f"its tables take writes only at the set's writer (ringsync ctl route shows it)")
+
+
+@dataclass(frozen=True)
+class SetFence:
+    """A single-writer set's fence row in a campus database.
+
+    ``writable_until``: Unix seconds until which applications may write the
+    set's tables here (0, or any past time: closed). ``epoch``: the writer
+    epoch the row was last opened or closed under. ``reconciled``: the last
+    epoch whose hand-over this campus has applied (written by an apply
+    session, atomically with what it applied)."""
+
+    writable_until: float
+    epoch: int
+    reconciled: int
 
 
 class ApplySession(DeadLetterStore, Protocol):
@@ -46,6 +69,11 @@ class ApplySession(DeadLetterStore, Protocol):
         are recorded: ``position`` is their capture position), in this same
         transaction. ``changes``: the row changes applied (not dead-lettered)
         since the last call."""
+
+    def mark_set_reconciled(self, name: str, epoch: int) -> None:
+        """Record ``reconciled = epoch`` for single-writer set ``name``, in this
+        same (still open) transaction: it commits with the session's other
+        writes, or not at all."""
 
 
 class Engine(Protocol):
@@ -134,13 +162,26 @@ class Engine(Protocol):
     # -- fencing (disaster recovery) ---------------------------------------
 
     def set_fence(self, writable_until: float) -> None:
-        """Application writes to the replicated tables are refused by the database
-        once its clock reaches ``writable_until`` (Unix seconds); float('inf') means
-        never fenced. The node's own apply sessions (foreign changes, initial-load
+        """Application writes to the replicated tables (those of a single-writer
+        set excepted: see ``set_set_fence``) are refused by the database once its
+        clock reaches ``writable_until`` (Unix seconds); float('inf') means never
+        fenced. The node's own apply sessions (foreign changes, initial-load
         copies, dead-letter retries) are never refused."""
 
     def fence_state(self) -> float:
         """The stored writable_until (float('inf') when never fenced)."""
+
+    def set_set_fence(self, name: str, writable_until: float, epoch: int) -> None:
+        """Application writes to the tables of single-writer set ``name`` are
+        accepted only until the database's clock reaches ``writable_until``
+        (Unix seconds; 0 closes the set now); store ``epoch`` with it. Upserts
+        the set's row in its own committed transaction; ``reconciled`` is kept.
+        A set's tables are guarded by this row alone (not by ``set_fence``);
+        the node's own apply sessions are never refused."""
+
+    def set_fence_states(self) -> dict[str, SetFence]:
+        """Every stored set fence row, by set name (a configured set's row is
+        created closed at open)."""
 
     def end_app_sessions(self) -> int:
         """PostgreSQL: terminate every client session of the campus database except

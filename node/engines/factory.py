@@ -12,11 +12,13 @@ def make_engine(config: NodeConfig) -> Engine:
     if db.engine == "sqlite" and db.path is not None:
         from node.engines.sqlite import SQLiteEngine
 
-        return SQLiteEngine(db.path, config.cluster.tables, config.campus)
+        return SQLiteEngine(db.path, config.cluster.tables, config.campus,
+                            sets=config.cluster.set_of_table())
     if db.engine == "postgres" and db.dsn is not None:
         from node.engines.postgres import PostgresEngine
 
         return PostgresEngine(db.dsn, config.cluster.tables, config.campus,
                               config.replication.frame_max_changes,
-                              sync=db.durability == "sync")
+                              sync=db.durability == "sync",
+                              sets=config.cluster.set_of_table())
     raise ConfigError(f"{config.path}: database.engine {db.engine!r} is not supported")

@@ -17,6 +17,19 @@ schema to be told it is fenced. The origin test,
 granted: a node role without that grant can still open (the guard reads the
 fence first and never calls it while unfenced) but cannot set a fence, since
 its own apply would then be refused too.
+
+Single-writer sets. The tables of a ``[[set]]`` take application writes at
+one campus at a time, the set's writer. ``ringsync.set_fence`` holds one row
+per set: ``writable_until`` (Unix time; 0 = closed), the ``epoch`` the node
+last opened or closed it under and the last epoch ``reconciled`` here
+(written by an apply session, in its transaction). A configured set's row is
+created closed if missing and never reset at open. A set's tables get the
+statement trigger ``ringsync_set_fence`` (``ringsync.set_fence_guard()``,
+the set's name as its argument) INSTEAD of the campus guard: it raises
+SQLSTATE 25006 unless the set's row is open (a missing row is closed),
+whatever ``ringsync.fence`` says; apply sessions pass, as above. A set is
+closed at every campus but its writer, so the guard reaches the origin test
+all the time: with sets configured, the node's role needs it.
 """
 
 from __future__ import annotations
@@ -24,13 +37,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 from psycopg import errors, sql
 
 from node.engines import pgoutput as po
-from node.engines.base import fence_message
+from node.engines.base import SetFence, fence_message, set_fence_message
 from node.engines.pgcapture import APPLICATION_NAME, PgoutputReader
 from node.engines.pgversions import PgConflictOps
 from ringsync.errors import EngineError
@@ -38,6 +52,7 @@ from ringsync.errors import EngineError
 log = logging.getLogger(__name__)
 
 TRIGGER = "ringsync_fence"
+SET_TRIGGER = "ringsync_set_fence"
 ORIGIN_TEST = "pg_catalog.pg_replication_origin_session_is_setup()"
 GRANT_HINT = (f"GRANT EXECUTE ON FUNCTION {ORIGIN_TEST.removeprefix('pg_catalog.')} "
               f"TO <the node's role> (as a superuser)")
@@ -61,40 +76,95 @@ END
 """
 
 
-def install_fence(conn: psycopg.Connection[Any], tables: tuple[str, ...], campus: str) -> bool:
-    """Create the fence row ('Infinity') if missing, the guard function and a
-    statement trigger on every replicated table (only where missing, so no
-    table lock is taken at a normal start); drop guards left on tables no
-    longer replicated. Return whether the node's role may run the origin
-    test (so may fence). Raise if the campus is fenced and it may not."""
-    body = _guard_body(campus)
+def _set_guard_body(campus: str) -> str:
+    head, tail = (part.replace("'", "''")
+                  for part in set_fence_message(campus, "\x00").split("\x00"))
+    return f"""
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ringsync.set_fence WHERE name = TG_ARGV[0]
+            AND writable_until > date_part('epoch', clock_timestamp())) THEN
+        IF NOT {ORIGIN_TEST} THEN
+            RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction',
+                MESSAGE = '{head}' || TG_ARGV[0] || '{tail}';
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+"""
+
+
+def _ensure_function(conn: psycopg.Connection[Any], name: str, body: str) -> None:
+    have = conn.execute("SELECT prosrc, prosecdef FROM pg_proc "
+                        "WHERE oid = to_regprocedure(%s)", (f"ringsync.{name}()",)).fetchone()
+    if have is None or tuple(have) != (body, True):
+        conn.execute(sql.SQL(
+            "CREATE OR REPLACE FUNCTION {}() RETURNS trigger "
+            "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
+            "AS {}").format(sql.Identifier("ringsync", name), sql.Literal(body)))
+
+
+def _guarded(conn: psycopg.Connection[Any], trigger: str,
+             function: str) -> dict[int, tuple[str, bytes]]:
+    """Tables carrying ``trigger`` on ``function``: oid -> (name, trigger arguments)."""
+    return {int(r[0]): (r[1], bytes(r[2])) for r in conn.execute(
+        "SELECT tgrelid::oid, tgrelid::regclass::text, tgargs FROM pg_trigger "
+        "WHERE tgname = %s AND tgfoid = %s::regprocedure", (trigger, function))}
+
+
+def _drop_trigger(conn: psycopg.Connection[Any], trigger: str, table: str) -> None:
+    conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(trigger),
+                                                         sql.SQL(table)))
+
+
+def install_fence(conn: psycopg.Connection[Any], tables: tuple[str, ...], campus: str,
+                  sets: Mapping[str, str] | None = None) -> bool:
+    """Create the fence row ('Infinity') if missing, a closed row for every set
+    in ``sets`` (table -> set name) that has none, the guard functions, and a
+    statement trigger on every replicated table: the set guard on a set's
+    tables, the campus guard on the others (only where missing or of the
+    wrong kind or set, so no table lock is taken at a normal start); drop
+    guards left on tables no longer replicated. Return whether the node's
+    role may run the origin test (so may fence). Raise if it may not while
+    the campus is fenced or a set is configured (a set is closed but at its
+    writer, so apply would be refused)."""
+    sets = sets or {}
     with conn.transaction():
         conn.execute("CREATE TABLE IF NOT EXISTS ringsync.fence("
                      "writable_until double precision NOT NULL)")
         conn.execute("INSERT INTO ringsync.fence(writable_until) SELECT 'Infinity' "
                      "WHERE NOT EXISTS (SELECT 1 FROM ringsync.fence)")
-        have = conn.execute("SELECT prosrc, prosecdef FROM pg_proc "
-                            "WHERE oid = to_regprocedure('ringsync.fence_guard()')").fetchone()
-        if have is None or tuple(have) != (body, True):
-            conn.execute(sql.SQL(
-                "CREATE OR REPLACE FUNCTION ringsync.fence_guard() RETURNS trigger "
-                "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
-                "AS {}").format(sql.Literal(body)))
+        conn.execute("CREATE TABLE IF NOT EXISTS ringsync.set_fence(name text PRIMARY KEY, "
+                     "writable_until double precision NOT NULL DEFAULT 0, "
+                     "epoch bigint NOT NULL DEFAULT 0, reconciled bigint NOT NULL DEFAULT 0)")
+        for set_name in sorted(set(sets.values())):
+            conn.execute("INSERT INTO ringsync.set_fence(name) VALUES (%s) "
+                         "ON CONFLICT (name) DO NOTHING", (set_name,))
+        _ensure_function(conn, "fence_guard", _guard_body(campus))
+        _ensure_function(conn, "set_fence_guard", _set_guard_body(campus))
         wanted: dict[int, str] = {}
         for table in tables:
             found = conn.execute("SELECT to_regclass(%s)::oid", (table,)).fetchone()
             if found is not None and found[0] is not None:
                 wanted[int(found[0])] = table
-        guarded = {int(r[0]): r[1] for r in conn.execute(
-            "SELECT tgrelid::oid, tgrelid::regclass::text FROM pg_trigger "
-            "WHERE tgname = %s AND tgfoid = 'ringsync.fence_guard()'::regprocedure",
-            (TRIGGER,))}
-        for oid, name in guarded.items():
-            if oid not in wanted:
-                conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(
-                    sql.Identifier(TRIGGER), sql.SQL(name)))
+        campus_guarded = _guarded(conn, TRIGGER, "ringsync.fence_guard()")
+        set_guarded = _guarded(conn, SET_TRIGGER, "ringsync.set_fence_guard()")
+        for oid, (name, _) in campus_guarded.items():
+            if oid not in wanted or wanted[oid] in sets:
+                _drop_trigger(conn, TRIGGER, name)
+        for oid, (name, args) in list(set_guarded.items()):
+            member = wanted.get(oid)
+            if member is None or member not in sets or args != sets[member].encode() + b"\0":
+                _drop_trigger(conn, SET_TRIGGER, name)
+                set_guarded.pop(oid)
         for oid, table in wanted.items():
-            if oid not in guarded:
+            if table in sets:
+                if oid not in set_guarded:
+                    conn.execute(sql.SQL(
+                        "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} "
+                        "FOR EACH STATEMENT EXECUTE FUNCTION ringsync.set_fence_guard({})"
+                    ).format(sql.Identifier(SET_TRIGGER), sql.Identifier(table),
+                             sql.Literal(sets[table])))
+            elif oid not in campus_guarded:
                 conn.execute(sql.SQL(
                     "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} "
                     "FOR EACH STATEMENT EXECUTE FUNCTION ringsync.fence_guard()").format(
@@ -108,13 +178,20 @@ def install_fence(conn: psycopg.Connection[Any], tables: tuple[str, ...], campus
             f"campus {campus} is fenced (until {until}) but the node's role cannot tell its "
             f"own apply session from applications, so apply would be refused; {GRANT_HINT}, "
             f"or unfence: UPDATE ringsync.fence SET writable_until = 'Infinity'")
+    if not may_fence and sets:
+        raise EngineError(
+            f"single-writer sets are configured ({', '.join(sorted(set(sets.values())))}) but "
+            f"the node's role cannot tell its own apply session from applications, so apply "
+            f"to a set's tables would be refused wherever the set is closed; {GRANT_HINT}")
     return bool(may_fence)
 
 
 class PgFenceOps(PgConflictOps):
-    """Fencing for PostgresEngine (which supplies the connections and campus)."""
+    """Fencing for PostgresEngine (which supplies the connections, the campus
+    and ``sets``: table -> single-writer set name)."""
 
     campus: str
+    sets: Mapping[str, str]
     dsn: str
     may_fence: bool = True
     _apply: psycopg.Connection[Any] | None
@@ -142,6 +219,37 @@ class PgFenceOps(PgConflictOps):
         except psycopg.Error as e:
             raise EngineError(f"cannot read the fence on PostgreSQL: {e}") from e
         return float(rows[0][0]) if rows else math.inf
+
+    def set_set_fence(self, name: str, writable_until: float, epoch: int) -> None:
+        """Open a set here until ``writable_until``, or close it (a past time).
+        Opening needs the origin test, as fencing does (an open row closes by
+        itself when its time comes, and apply must still pass then); closing
+        is never refused."""
+        value = float(writable_until)
+        if math.isnan(value):
+            raise EngineError("a fence time must be a number of Unix seconds or inf, not NaN")
+        if value > time.time() and not self.may_fence:
+            raise EngineError(
+                f"cannot open set {name} at campus {self.campus}: the node's role may not run "
+                f"{ORIGIN_TEST}, so the set's guard would refuse its own apply once closed; "
+                f"{GRANT_HINT}")
+        try:
+            self._query(
+                "INSERT INTO ringsync.set_fence(name, writable_until, epoch) "
+                "VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+                "writable_until = EXCLUDED.writable_until, epoch = EXCLUDED.epoch RETURNING 1",
+                (name, value, int(epoch)))
+        except psycopg.Error as e:
+            raise EngineError(f"cannot set the fence of set {name} on PostgreSQL: {e}") from e
+
+    def set_fence_states(self) -> dict[str, SetFence]:
+        try:
+            rows = self._query(
+                "SELECT name, writable_until, epoch, reconciled FROM ringsync.set_fence")
+        except psycopg.Error as e:
+            raise EngineError(f"cannot read the set fences on PostgreSQL: {e}") from e
+        return {name: SetFence(float(until), int(epoch), int(reconciled))
+                for name, until, epoch, reconciled in rows}
 
     def commit_position(self) -> int:
         """The WAL insert position, read in a transaction that then commits
@@ -232,9 +340,18 @@ class PgFenceOps(PgConflictOps):
 
     def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
                     prior: tuple[Any, ...] | None = None) -> None:
-        """An operator's resolution is an ordinary local write: while fenced the
+        """An operator's resolution is an ordinary local write: while fenced (or,
+        for a table of a single-writer set, while the set is closed here) the
         database refuses it like an application's (as EngineError)."""
         try:
             super().write_local(table, key, row, prior)
         except errors.ReadOnlySqlTransaction as e:
             raise EngineError(e.diag.message_primary or str(e).strip()) from e
+
+
+def store_reconciled(cur: psycopg.Cursor[Any], name: str, epoch: int) -> None:
+    """``reconciled = epoch`` for set ``name``, in the cursor's (apply)
+    transaction; a missing row is created closed."""
+    cur.execute("INSERT INTO ringsync.set_fence(name, reconciled) VALUES (%s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET reconciled = EXCLUDED.reconciled",
+                (name, int(epoch)))

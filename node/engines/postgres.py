@@ -20,7 +20,9 @@ the whole old row (needed for key changes and for unchanged TOAST values).
 
 Fencing (node.engines.pgfence). A statement trigger refuses application
 writes once ``ringsync.fence.writable_until`` has passed; sessions under the
-replication origin (apply) pass.
+replication origin (apply) pass. A single-writer set's tables are guarded by
+the set's row in ``ringsync.set_fence`` instead: writable only while it is
+open.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from psycopg import sql
 from node.codec import RowSetDigest
 from node.engines import pgsync
 from node.engines.pgcapture import APPLICATION_NAME, APPLY_ORIGIN, PgoutputReader
-from node.engines.pgfence import PgFenceOps, install_fence
+from node.engines.pgfence import PgFenceOps, install_fence, store_reconciled
 from node.engines.pgsnapshot import pg_snapshot
 from node.engines.pgstage import Stager, upsert_action
 from node.engines.pgtypes import canonical_row, to_pg
@@ -85,16 +87,21 @@ class _PgApplySession(PgVersionStore):
             (origin, seq, changes),
         )
 
+    def mark_set_reconciled(self, name: str, epoch: int) -> None:
+        store_reconciled(self.cur, name, epoch)
+
 
 class PostgresEngine(PgFenceOps):
     name = "postgres"
 
     def __init__(self, dsn: str, tables: tuple[str, ...], campus: str,
-                 frame_max_changes: int = 2000, sync: bool = False) -> None:
+                 frame_max_changes: int = 2000, sync: bool = False,
+                 sets: Mapping[str, str] | None = None) -> None:
         self.dsn = dsn
         self.sync = sync
         self.tables = tables
         self.campus = campus
+        self.sets: Mapping[str, str] = dict(sets or {})  # table -> single-writer set
         self.slot = f"ringsync_{campus}".replace("-", "_")
         self.publication = self.slot
         self.frame_max_changes = frame_max_changes
@@ -227,7 +234,7 @@ class PostgresEngine(PgFenceOps):
         if not conn.execute("SELECT 1 FROM pg_replication_origin WHERE roname = %s",
                             (APPLY_ORIGIN,)).fetchone():
             conn.execute("SELECT pg_replication_origin_create(%s)", (APPLY_ORIGIN,))
-        self.may_fence = install_fence(conn, self.tables, self.campus)
+        self.may_fence = install_fence(conn, self.tables, self.campus, self.sets)
 
     def start_capture(self, position: int) -> None:
         row = self.conn.execute(

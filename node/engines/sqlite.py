@@ -17,7 +17,8 @@ same transaction as the rows.
 
 Fencing (node.engines.sqlitefence). BEFORE triggers refuse application
 writes once ``_rs_fence.writable_until`` has passed; apply sessions
-(``applying = 1``) pass.
+(``applying = 1``) pass. A single-writer set's tables are guarded by the
+set's row in ``_rs_set_fence`` instead: writable only while it is open.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 from node.codec import RowSetDigest
 from node.engines.runs import batched_writes
 from node.engines.snapshot import ReadSnapshot
-from node.engines.sqlitefence import SQLiteFenceOps, install_fence
+from node.engines.sqlitefence import SQLiteFenceOps, install_fence, store_reconciled
 from node.engines.sqlitesnapshot import q, sqlite_snapshot
 from node.engines.sqlitetypes import from_sqlite, to_sqlite
 from node.engines.sqliteversions import SQLiteVersionStore, install_versions
@@ -101,14 +102,19 @@ class _SQLiteApplySession(SQLiteVersionStore):
             (origin, seq, changes),
         )
 
+    def mark_set_reconciled(self, name: str, epoch: int) -> None:
+        store_reconciled(self._conn, name, epoch)
+
 
 class SQLiteEngine(SQLiteFenceOps):
     name = "sqlite"
 
-    def __init__(self, path: Path, tables: tuple[str, ...], campus: str) -> None:
+    def __init__(self, path: Path, tables: tuple[str, ...], campus: str,
+                 sets: Mapping[str, str] | None = None) -> None:
         self.path = path
         self.tables = tables
         self.campus = campus
+        self.sets: Mapping[str, str] = dict(sets or {})  # table -> single-writer set
         self._conn: sqlite3.Connection | None = None
         self._capture_conn: sqlite3.Connection | None = None  # capture runs on its own thread
         self._shapes: dict[str, TableShape] = {}
@@ -207,7 +213,7 @@ class SQLiteEngine(SQLiteFenceOps):
             for shape in self._shapes.values():
                 self._install_table(shape)
                 install_versions(conn, shape)
-            install_fence(conn, self._shapes.values(), self.campus)
+            install_fence(conn, self._shapes.values(), self.campus, self.sets)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

@@ -14,16 +14,26 @@ The triggers are named ``_rs_fence_<i|u|d>_<table>``; capture's are
 or reorder the other. A refused write raises ``sqlite3.IntegrityError``
 (SQLITE_CONSTRAINT) with the fence message; the application's transaction
 stays open, only the statement is undone.
+
+Single-writer sets. The tables of a ``[[set]]`` take application writes at
+one campus at a time, the set's writer. ``_rs_set_fence`` holds one row per
+set: ``writable_until`` (Unix time; 0 = closed), the ``epoch`` the node last
+opened or closed it under and the last epoch ``reconciled`` here (written by
+an apply session, in its transaction). A configured set's row is created
+closed if missing and never reset at open. A set's tables get the set guard
+``_rs_sfence_<i|u|d>_<table>`` INSTEAD of the campus guard: it refuses an
+application write unless the set's row is open (a missing row is closed),
+whatever the campus fence says; apply sessions pass, as above.
 """
 
 from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from node.engines.base import fence_message
+from node.engines.base import SetFence, fence_message, set_fence_message
 from node.engines.sqlitesnapshot import q
 from node.engines.sqliteversions import SQLiteConflictOps
 from node.model import TableShape
@@ -33,7 +43,11 @@ FENCE_DDL = "CREATE TABLE IF NOT EXISTS _rs_fence(writable_until REAL NOT NULL)"
 # 9e999 overflows to +Inf: the row a cluster that never fences keeps forever.
 FENCE_SEED = ("INSERT INTO _rs_fence(writable_until) SELECT 9e999 "
               "WHERE NOT EXISTS (SELECT 1 FROM _rs_fence)")
+SET_FENCE_DDL = ("CREATE TABLE IF NOT EXISTS _rs_set_fence(name TEXT PRIMARY KEY, "
+                 "writable_until REAL NOT NULL DEFAULT 0, epoch INTEGER NOT NULL DEFAULT 0, "
+                 "reconciled INTEGER NOT NULL DEFAULT 0)")
 _TRIGGER_PREFIX = "_rs_fence_"
+_SET_TRIGGER_PREFIX = "_rs_sfence_"
 _UNIX_NOW = "(julianday('now') - 2440587.5) * 86400.0"
 _EVENTS = {"i": "INSERT", "u": "UPDATE", "d": "DELETE"}
 
@@ -57,24 +71,60 @@ def guard_trigger_sql(shape: TableShape, op: str, campus: str) -> str:
     )
 
 
-def install_fence(conn: sqlite3.Connection, shapes: Iterable[TableShape], campus: str) -> None:
-    """Create the fence row (+inf) if missing and (re)install the guard on every
-    replicated table; drop guards left on tables no longer replicated. Runs in
-    the caller's install transaction."""
+def set_guard_trigger_sql(shape: TableShape, op: str, campus: str, set_name: str) -> str:
+    """The BEFORE trigger refusing one kind of write to one table of a
+    single-writer set unless the set's row is open here. Closed (the usual
+    case at every campus but the writer) the ``applying`` lookup decides."""
+    return (
+        f"CREATE TRIGGER {q(_SET_TRIGGER_PREFIX + op + '_' + shape.name)} "
+        f"BEFORE {_EVENTS[op]} ON {q(shape.name)} "
+        f"WHEN NOT EXISTS (SELECT 1 FROM _rs_set_fence WHERE name = {_literal(set_name)} "
+        f"AND writable_until > {_UNIX_NOW}) "
+        f"AND (SELECT applying FROM _rs_state WHERE id = 1) = 0 BEGIN "
+        f"SELECT RAISE(ABORT, {_literal(set_fence_message(campus, set_name))}); END"
+    )
+
+
+def install_fence(conn: sqlite3.Connection, shapes: Iterable[TableShape], campus: str,
+                  sets: Mapping[str, str] | None = None) -> None:
+    """Create the fence row (+inf) if missing, a closed row for every set in
+    ``sets`` (table -> set name) that has none, and (re)install the guards: the
+    set guard on a set's tables, the campus guard on every other replicated
+    table; drop guards of the other kind, and those left on tables no longer
+    replicated. Runs in the caller's install transaction."""
+    sets = sets or {}
     conn.execute(FENCE_DDL)
     conn.execute(FENCE_SEED)
+    conn.execute(SET_FENCE_DDL)
+    for seed in sorted(set(sets.values())):
+        conn.execute("INSERT OR IGNORE INTO _rs_set_fence(name) VALUES (?)", (seed,))
     wanted: set[str] = set()
     for shape in shapes:
+        set_name = sets.get(shape.name)
         for op in _EVENTS:
-            name = _TRIGGER_PREFIX + op + "_" + shape.name
+            if set_name is None:
+                name = _TRIGGER_PREFIX + op + "_" + shape.name
+                create = guard_trigger_sql(shape, op, campus)
+            else:
+                name = _SET_TRIGGER_PREFIX + op + "_" + shape.name
+                create = set_guard_trigger_sql(shape, op, campus, set_name)
             wanted.add(name.lower())
             conn.execute(f"DROP TRIGGER IF EXISTS {q(name)}")
-            conn.execute(guard_trigger_sql(shape, op, campus))
-    stale = [name for (name,) in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, ?) = ?",
-        (len(_TRIGGER_PREFIX), _TRIGGER_PREFIX)) if name.lower() not in wanted]
-    for name in stale:
-        conn.execute(f"DROP TRIGGER IF EXISTS {q(name)}")
+            conn.execute(create)
+    for prefix in (_TRIGGER_PREFIX, _SET_TRIGGER_PREFIX):
+        stale = [name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, ?) = ?",
+            (len(prefix), prefix)) if name.lower() not in wanted]
+        for name in stale:
+            conn.execute(f"DROP TRIGGER IF EXISTS {q(name)}")
+
+
+def store_reconciled(conn: sqlite3.Connection, name: str, epoch: int) -> None:
+    """``reconciled = epoch`` for set ``name``, in the caller's (apply) transaction;
+    a missing row is created closed."""
+    conn.execute("INSERT INTO _rs_set_fence(name, reconciled) VALUES (?, ?) "
+                 "ON CONFLICT(name) DO UPDATE SET reconciled = excluded.reconciled",
+                 (name, int(epoch)))
 
 
 def check_fence_time(writable_until: float) -> float:
@@ -85,9 +135,11 @@ def check_fence_time(writable_until: float) -> float:
 
 
 class SQLiteFenceOps(SQLiteConflictOps):
-    """Fencing for SQLiteEngine (which supplies the connection and campus)."""
+    """Fencing for SQLiteEngine (which supplies the connection, the campus and
+    ``sets``: table -> single-writer set name)."""
 
     campus: str
+    sets: Mapping[str, str]
 
     def set_fence(self, writable_until: float) -> None:
         value = check_fence_time(writable_until)
@@ -106,6 +158,26 @@ class SQLiteFenceOps(SQLiteConflictOps):
         row = self.conn.execute("SELECT writable_until FROM _rs_fence LIMIT 1").fetchone()
         return math.inf if row is None or row[0] is None else float(row[0])
 
+    def set_set_fence(self, name: str, writable_until: float, epoch: int) -> None:
+        value = check_fence_time(writable_until)
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT INTO _rs_set_fence(name, writable_until, epoch) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET writable_until = excluded.writable_until, "
+                "epoch = excluded.epoch", (name, value, int(epoch)))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def set_fence_states(self) -> dict[str, SetFence]:
+        return {name: SetFence(float(until), int(epoch), int(reconciled))
+                for name, until, epoch, reconciled in self.conn.execute(
+                    "SELECT name, writable_until, epoch, reconciled FROM _rs_set_fence")}
+
     def end_app_sessions(self) -> int:
         """SQLite has no sessions to end: the guard refuses the next write of
         every open connection."""
@@ -120,11 +192,15 @@ class SQLiteFenceOps(SQLiteConflictOps):
 
     def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
                     prior: tuple[Any, ...] | None = None) -> None:
-        """An operator's resolution is an ordinary local write: while fenced the
+        """An operator's resolution is an ordinary local write: while fenced (or,
+        for a table of a single-writer set, while the set is closed here) the
         database refuses it like an application's (as EngineError)."""
         try:
             super().write_local(table, key, row, prior)
         except sqlite3.IntegrityError as e:
-            if str(e) == fence_message(self.campus):
+            refusals = {fence_message(self.campus)}
+            if table in self.sets:
+                refusals.add(set_fence_message(self.campus, self.sets[table]))
+            if str(e) in refusals:
                 raise EngineError(str(e)) from e
             raise

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from node.codec import decode_changes
 from node.conflicts.deadletter import apply_guarded
 from node.conflicts.driver import PendingLocalChange, Resolver, TxnInfo
+from node.dr.sets import SetGuard, Verdict, reconcile_sets, stale_entry
 from node.engines.base import Engine
 from node.model import Change, TableShape
 from node.replication.journal import Journal
@@ -44,6 +45,7 @@ RETRY_MAX_SECONDS = 10.0
 
 
 PENDING_WAIT_SECONDS = 0.05
+SET_WAIT_SECONDS = 0.2
 # Tries of a transaction that fails alone before its failing changes are
 # dead-lettered: 0.2 + 0.4 + 0.8 + 1.6 s of backoff, a few seconds in all.
 MAX_ATTEMPTS = 5
@@ -98,8 +100,18 @@ def to_local_order(
     return out
 
 
+class SetWriterWait(RingsyncError):
+    """A transaction of a single-writer set cannot be judged yet (node.dr.sets):
+    the plan's first ``index`` transactions may go, this one waits."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+
+
 def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
-                  plan: list[PlannedTxn], isolate: bool = False) -> tuple[int, int]:
+                  plan: list[PlannedTxn], isolate: bool = False,
+                  sets: SetGuard | None = None) -> tuple[int, int]:
     """Apply planned transactions in one database transaction (engine thread);
     return (conflicts logged, changes parked in the dead-letter queue).
 
@@ -121,12 +133,17 @@ def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
         for part in ([t for t in plan if t.local], [t for t in plan if not t.local]):
             advances: dict[str, _Advance] = {}
             group: list[tuple[TxnInfo, list[Change]]] = []
-            for txn in part:
+            for index, txn in enumerate(part):
                 bodies = [txn.body] if txn.body is not None else journal.iter_frames(
                     txn.origin, txn.seq)
                 applied = 0
                 for body in bodies:
-                    info, changes = _decode(body, txn, local)
+                    info, changes, epochs = _decode(body, txn, local)
+                    if epochs and not txn.local and sets is not None:
+                        changes, stale = _judge_sets(sets, info, changes, epochs, index)
+                        if stale:
+                            session.park([stale_entry(info, c, local, why) for c, why in stale])
+                            parked += len(stale)
                     if not isolate and txn.body is not None and (txn.local or not blocked):
                         group.append((info, changes))
                         applied += len(changes)
@@ -145,13 +162,39 @@ def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
     return logged, parked
 
 
-def _decode(body: bytes, txn: PlannedTxn,
-            local: Mapping[str, TableShape]) -> tuple[TxnInfo, list[Change]]:
+def _decode(body: bytes, txn: PlannedTxn, local: Mapping[str, TableShape],
+            ) -> tuple[TxnInfo, list[Change], dict[str, int]]:
     frame = pb.TxnFrame.FromString(body)
     shapes, changes = decode_changes(frame)
     info = TxnInfo(frame.origin, frame.seq, frame.hlc, dict(frame.deps), txn.local,
                    txn.position, txn.xid)
-    return info, to_local_order(shapes, changes, local)
+    return info, to_local_order(shapes, changes, local), dict(frame.set_epochs)
+
+
+def _judge_sets(sets: SetGuard, info: TxnInfo, changes: list[Change], epochs: dict[str, int],
+                index: int) -> tuple[list[Change], list[tuple[Change, str]]]:
+    """Split a foreign frame's changes into those to apply and the stale ones
+    of single-writer sets (to park); raise SetWriterWait when undecidable."""
+    reasons: dict[str, str] = {}
+    for name, epoch in epochs.items():
+        verdict, why = sets.verdict(name, info.origin, epoch, info.seq)
+        if verdict is Verdict.WAIT:
+            raise SetWriterWait(index, f"{info.origin}/{info.seq} of set {name}: {why}")
+        if verdict is Verdict.PARK:
+            reasons[name] = why
+    if not reasons:
+        return changes, []
+    keep, stale = [], []
+    for change in changes:
+        name = sets.set_of_table.get(change.table, "")
+        if name in reasons:
+            stale.append((change, reasons[name]))
+        else:
+            keep.append(change)
+    sets.stale_parked += len(stale)
+    sets.alert(f"parked {len(stale)} change(s) of {info.origin}/{info.seq}: "
+               f"{'; '.join(sorted(set(reasons.values())))}")
+    return keep, stale
 
 
 @dataclass(slots=True)
@@ -177,6 +220,7 @@ class Applier:
         self.cursor = 0
         self.attempts: dict[tuple[str, int], int] = {}  # failed tries of a lone transaction
         self.one_at_a_time = False  # after a failed batch: find the transaction that fails
+        self.limit_next = 0  # > 0: the next plan stops before a waiting set transaction
 
     async def run(self) -> None:
         rt = self.rt
@@ -192,6 +236,9 @@ class Applier:
             plan: list[PlannedTxn] = []
             head = ("", 0)
             try:
+                if rt.sets.enabled and rt.sets.undo_due():
+                    await rt.in_engine(reconcile_sets, rt.engine, rt.journal, rt.sets,
+                                       to_local_order)
                 plan, cursor = await rt.in_journal(self._plan)
                 if not plan:
                     self.cursor = cursor
@@ -204,9 +251,16 @@ class Applier:
                                 "parking what fails in the dead-letter queue", *head,
                                 MAX_ATTEMPTS)
                 logged, parked = await rt.in_engine(
-                    apply_planned, rt.engine, rt.journal, rt.resolver, plan, isolate)
+                    apply_planned, rt.engine, rt.journal, rt.resolver, plan, isolate, rt.sets)
                 rt.conflicts_logged += logged
                 rt.dead_lettered += parked
+            except SetWriterWait as e:
+                # The transactions before it may go now; it waits for the map.
+                self.limit_next = e.index + sum(t.local for t in plan)
+                if self.limit_next == 0:
+                    rt.apply_error = str(e)
+                    await rt.journal_changed.wait(ticket, SET_WAIT_SECONDS)
+                continue
             except PendingLocalChange as e:
                 # Capture journals the local change within moments; then it is
                 # recorded first and this plan goes through.
@@ -269,7 +323,8 @@ class Applier:
         heads = journal.vector()
         applied = dict(rt.applied)
         plan: list[PlannedTxn] = []
-        limit = 1 if self.one_at_a_time else MAX_TXNS_PER_COMMIT
+        limit = 1 if self.one_at_a_time else (self.limit_next or MAX_TXNS_PER_COMMIT)
+        self.limit_next = 0
         for entry in journal.local_after(applied.get(rt.campus, 0), limit):
             body = entry.body if entry.chunk == 0 else None
             plan.append(PlannedTxn(rt.campus, entry.seq, body, entry.nchanges, True,
@@ -291,6 +346,6 @@ class Applier:
             plan.append(PlannedTxn(entry.origin, entry.seq, body, entry.nchanges))
             applied[entry.origin] = entry.seq
             cursor = entry.pos
-            if len(plan) >= (1 if self.one_at_a_time else MAX_TXNS_PER_COMMIT):
+            if len(plan) >= limit:
                 break
         return plan, cursor

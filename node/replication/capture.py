@@ -37,7 +37,8 @@ async def capture_loop(rt: NodeRuntime) -> None:
                 rt.journaled_through = through
                 await asyncio.sleep(POLL_SECONDS)
                 continue
-            done = await rt.in_journal(rt.journal.append_local, chunks, shapes, rt.clock.now)
+            done = await rt.in_journal(rt.journal.append_local, chunks, shapes, rt.clock.now,
+                                       rt.sets.stamp if rt.sets.enabled else None)
             rt.journaled_through = through
             rt.captured_txns += done
             rt.database_error = ""

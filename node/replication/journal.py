@@ -143,11 +143,15 @@ class Journal:
     # -- append ----------------------------------------------------------
 
     def append_local(self, chunks: list[CapturedChunk], shapes: dict[str, TableShape],
-                     stamp: Callable[[], int] = lambda: 0) -> int:
+                     stamp: Callable[[], int] = lambda: 0,
+                     set_epochs: Callable[[Iterable[str]], dict[str, int]] | None = None,
+                     ) -> int:
         """Journal captured chunks as frames of this campus; return txns completed.
 
         Each frame gets a clock stamp and the chunk's dependency vector: what
-        this campus had applied of the others when its transaction committed.
+        this campus had applied of the others when its transaction committed;
+        and, from ``set_epochs`` (tables -> {set: writer epoch}), the writer
+        epoch of every single-writer set it changes.
         """
         if not chunks:
             return 0
@@ -173,6 +177,8 @@ class Journal:
                 self.campus, seq, index, chunk.final, chunk.commit_time, chunk.changes, shapes,
                 hlc=stamp(), deps=own,
             )
+            if set_epochs is not None:
+                frame.set_epochs.update(set_epochs(t.name for t in frame.tables))
             rows.append((frame, frame.SerializeToString(), now, chunk.position, chunk.xid))
             if chunk.final:
                 heads[self.campus] = seq

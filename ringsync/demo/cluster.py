@@ -113,6 +113,8 @@ class LocalCluster:
     dr: dict[str, Any] = field(default_factory=dict)
     # Extra [database] keys of PostgreSQL campuses, e.g. durability = "sync".
     postgres_settings: dict[str, Any] = field(default_factory=dict)
+    # [[set]] entries: single-writer replication sets ({"name", "tables", "writer", ...}).
+    sets: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def create(
@@ -120,11 +122,13 @@ class LocalCluster:
         engines: list[str] | None = None, conflict_policies: str | None = None,
         schema: Schema = LIS_SCHEMA, dr: dict[str, Any] | None = None,
         postgres_settings: dict[str, Any] | None = None,
+        sets: list[dict[str, Any]] | None = None,
     ) -> LocalCluster:
         """Write configs and certificates; ``engines`` gives each campus's engine,
         ``conflict_policies`` the cluster file's [conflicts] TOML, ``schema`` the
         tables (the demo's laboratory system by default), ``dr`` the [dr]
-        section (``etcd`` endpoints, ``failover_after``, ...; none: DR off)."""
+        section (``etcd`` endpoints, ``failover_after``, ...; none: DR off),
+        ``sets`` the [[set]] entries (single-writer sets; none by default)."""
         if not 2 <= count <= len(CAMPUS_NAMES):
             raise RingsyncError(f"--campuses must be between 2 and {len(CAMPUS_NAMES)}")
         root = root.resolve()
@@ -134,6 +138,7 @@ class LocalCluster:
             )
         cluster = cls(root, schema=schema, dr=dict(dr or {}),
                       postgres_settings=dict(postgres_settings or {}),
+                      sets=[dict(x) for x in sets or ()],
                       replication=replication or {"heal_after_seconds": 3.0},
                       conflict_policies=(DEMO_CONFLICT_POLICIES if conflict_policies is None
                                          else conflict_policies))
@@ -188,6 +193,10 @@ class LocalCluster:
         if self.dr:
             lines.append("[dr]")
             lines += [f"{k} = {json.dumps(v)}" for k, v in self.dr.items()]
+            lines.append("")
+        for entry in self.sets:  # strings and lists of strings: JSON is valid TOML
+            lines.append("[[set]]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in entry.items()]
             lines.append("")
         lines.append(self.conflict_policies)
         self.cluster_file.write_text("\n".join(lines))

@@ -14,6 +14,15 @@ Keys, under ``/ringsync/<cluster>/``:
 A node's database accepts application writes only while its lease is alive
 and some campus's route is ``active`` on it (``writable_for``); that rule is
 enforced by the database's fence guard (node.dr.agent keeps it current).
+
+A single-writer replication set is a route too, ``routes/set:<name>``: its
+``serving`` campus is the set's writer. Its ``writer_since`` (the route epoch
+at which that writer's tenure began) is the *writer epoch* the writer stamps
+on its changes, and ``tenures`` records every ended tenure with its *base*:
+the writer's last journal seq that belongs to it (the drained head of a
+switchover; at a failover, the most any live campus had received). A change
+stamped with an ended tenure's epoch and a later seq is stale
+(node.dr.sets).
 """
 
 from __future__ import annotations
@@ -24,6 +33,12 @@ from typing import Any
 
 ACTIVE = "active"
 DRAINING = "draining"
+SET_PREFIX = "set:"
+MAX_TENURES = 64  # ended tenures kept in a set's route (older stamps are refused)
+
+
+def is_set_route(key: str) -> bool:
+    return key.startswith(SET_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,10 @@ class Route:
     reason: str = "initial: every campus serves its own users"
     since: float = 0.0
     target: str = ""  # while draining: where the route is moving
+    # The epoch at which ``serving`` began serving (a set's writer epoch).
+    writer_since: int = 1
+    # Ended tenures, oldest first: (writer epoch, writer, base seq).
+    tenures: tuple[tuple[int, str, int], ...] = ()
     revision: int = 0  # etcd mod_revision of the stored value (not stored)
 
     def encode(self) -> bytes:
@@ -45,6 +64,7 @@ class Route:
     @classmethod
     def decode(cls, value: bytes, revision: int) -> Route:
         data = json.loads(value)
+        data["tenures"] = tuple((int(e), str(w), int(b)) for e, w, b in data.get("tenures", ()))
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__},
                    revision=revision)
 
@@ -52,10 +72,22 @@ class Route:
         """The next version of this route (epoch + 1)."""
         return replace(self, epoch=self.epoch + 1, **changes)
 
+    def handed_over(self, to: str, base: int, **changes: Any) -> Route:
+        """The next version with ``to`` serving: the current tenure ends at
+        ``base`` (the old server's last journal seq that counts) and the new
+        one starts at this epoch."""
+        ended = (*self.tenures, (self.writer_since, self.serving, base))[-MAX_TENURES:]
+        return replace(self, epoch=self.epoch + 1, serving=to, writer_since=self.epoch + 1,
+                       tenures=ended, **changes)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"campus": self.campus, "serving": self.serving, "state": self.state,
-                "epoch": self.epoch, "reason": self.reason, "since": self.since,
-                "target": self.target or None}
+        out = {"campus": self.campus, "serving": self.serving, "state": self.state,
+               "epoch": self.epoch, "reason": self.reason, "since": self.since,
+               "target": self.target or None}
+        if is_set_route(self.campus):
+            out["writer_epoch"] = self.writer_since
+            out["tenures"] = [list(t) for t in self.tenures]
+        return out
 
 
 @dataclass(frozen=True)
@@ -71,6 +103,8 @@ class Member:
     # Routes draining off this node: campus -> [route epoch, this node's own
     # journal head once everything committed before the drain was captured].
     drained: dict[str, list[int]] = field(default_factory=dict)
+    # Single-writer sets whose tables this node's database accepts writes to now.
+    sets_open: list[str] = field(default_factory=list)
     at: float = 0.0
 
     def encode(self) -> bytes:
@@ -98,12 +132,18 @@ class Keys:
 
 def writable_for(routes: dict[str, Route], node: str) -> list[str]:
     """The campuses whose users this node's database serves right now."""
-    return sorted(c for c, r in routes.items() if r.serving == node and r.state == ACTIVE)
+    return sorted(c for c, r in routes.items()
+                  if r.serving == node and r.state == ACTIVE and not is_set_route(c))
 
 
-def static_routes(ring: tuple[str, ...]) -> dict[str, Route]:
-    """Without etcd: every campus serves its own users, for ever."""
-    return {c: Route(c, c) for c in ring}
+def static_routes(ring: tuple[str, ...],
+                  set_writers: dict[str, str] | None = None) -> dict[str, Route]:
+    """Without etcd: every campus serves its own users, and every set keeps
+    its configured writer, for ever."""
+    routes = {c: Route(c, c) for c in ring}
+    for key, writer in (set_writers or {}).items():
+        routes[key] = Route(key, writer, reason="the set's configured writer")
+    return routes
 
 
 def caught_up(target: Member, source: Member) -> bool:
@@ -139,17 +179,31 @@ def failovers(routes: dict[str, Route], members: dict[str, Member],
         if since is None or now - since < failover_after:
             continue
         old = members.get(route.serving)
-        if old is not None and old.writable:
+        if old is not None and (old.writable or campus in old.sets_open):
             continue  # alive and still open: wait until it reports its database fenced
         target = failover_target(campus, standby.get(campus, ()), members, route.serving)
         if target is None:
             continue
         gone = "lost its etcd lease" if route.serving not in members else (
             "reported its database down")
+        reason = f"failover: {route.serving} {gone} for {now - since:.1f}s"
+        if is_set_route(campus):
+            base = failover_base(route.serving, members)
+            moves.append(route.handed_over(
+                target, base, state=ACTIVE, target="", since=now,
+                reason=f"{reason}; its tenure ends at seq {base}"))
+            continue
         moves.append(route.moved(
-            serving=target, state=ACTIVE, target="", since=now,
-            reason=f"failover: {route.serving} {gone} for {now - since:.1f}s"))
+            serving=target, state=ACTIVE, target="", since=now, reason=reason))
     return moves
+
+
+def failover_base(old: str, members: dict[str, Member]) -> int:
+    """Where a failed writer's tenure ends: the most of its transactions any
+    live campus holds (received, or its own journal if it still reports).
+    The new writer opens only once it has applied that much; anything the
+    old writer wrote later is stale everywhere."""
+    return max((m.journal.get(old, 0) for m in members.values()), default=0)
 
 
 DRAIN_TIMEOUT_SECONDS = 60.0
@@ -170,10 +224,14 @@ def complete_drains(routes: dict[str, Route], members: dict[str, Member],
         if (drained is not None and drained[0] == route.epoch and target is not None
                 and target.applied.get(route.serving, 0) >= drained[1]):
             kind = (route.reason.split(" ", 1)[0].rstrip(":") or "move")
-            moves.append(route.moved(
-                serving=route.target, state=ACTIVE, target="", since=now,
-                reason=f"{kind} from {route.serving}: lossless ({route.serving} drained at "
-                       f"seq {drained[1]})"))
+            reason = (f"{kind} from {route.serving}: lossless ({route.serving} drained at "
+                      f"seq {drained[1]})")
+            if is_set_route(campus):
+                moves.append(route.handed_over(route.target, drained[1], state=ACTIVE,
+                                               target="", since=now, reason=reason))
+            else:
+                moves.append(route.moved(serving=route.target, state=ACTIVE, target="",
+                                         since=now, reason=reason))
         elif now - (seen_since or {}).get(campus, route.since) > DRAIN_TIMEOUT_SECONDS:
             moves.append(route.moved(
                 state=ACTIVE, target="", since=now,
@@ -192,7 +250,7 @@ def failbacks(routes: dict[str, Route], members: dict[str, Member], now: float) 
     moves = []
     for campus, route in sorted(routes.items()):
         home, serving = members.get(campus), members.get(route.serving)
-        if (route.serving == campus or route.state != ACTIVE or home is None
+        if (is_set_route(campus) or route.serving == campus or route.state != ACTIVE or home is None
                 or serving is None or not home.db_healthy or not home.initialized):
             continue
         if caught_up(home, serving):

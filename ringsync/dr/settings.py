@@ -12,12 +12,21 @@
     health = "10.1.0.5:8008"               # the node's HTTP health endpoint (load balancers)
     standby = ["wangjiangshan", "yuecheng"]  # who serves chaohui's users if it fails
 
+    [[set]]                                 # a single-writer replication set
+    name = "bed_board"
+    tables = ["bed_assignments"]            # must be in cluster.tables, in one set only
+    mode = "single"                         # its tables are writable at one campus at a time
+    writer = "chaohui"                      # the first writer
+    standby = ["wangjiangshan", "yuecheng"] # where the writer moves if it fails
+
 Without an ``etcd`` list, disaster recovery is off: every campus serves its
-own users, databases are never fenced, and nothing fails over.
+own users, databases are never fenced, and nothing fails over (a set's
+writer is then its configured ``writer``, for ever).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +35,26 @@ from ringsync.errors import ConfigError
 
 FAILBACK = ("manual", "auto")
 DR_KEYS = {"etcd", "failover_after", "lease_ttl", "failback"}
+SET_KEYS = {"name", "tables", "mode", "writer", "standby"}
+SET_MODES = ("single",)
+SET_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# A set's route in etcd: routes/set:<name> (no campus name contains ':').
+SET_ROUTE_PREFIX = "set:"
+
+
+@dataclass(frozen=True)
+class ReplicationSet:
+    """Tables with exactly one writer at a time (``mode = "single"``)."""
+
+    name: str
+    tables: tuple[str, ...]
+    writer: str
+    standby: tuple[str, ...]
+    mode: str = "single"
+
+    @property
+    def route_key(self) -> str:
+        return SET_ROUTE_PREFIX + self.name
 
 
 @dataclass(frozen=True)
@@ -85,3 +114,51 @@ def parse_standby(entry: dict[str, Any], name: str, ring: list[str], path: Path,
             raise ConfigError(f"{path}: {where}.standby names {s!r}, which is not another "
                               f"campus of the ring")
     return tuple(standby)
+
+
+def parse_sets(entries: Any, tables: list[str], ring: list[str],
+               path: Path) -> tuple[ReplicationSet, ...]:
+    """The cluster file's [[set]] entries: single-writer replication sets."""
+    if entries is None:
+        return ()
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: [[set]] entries must be an array of tables")
+    sets: list[ReplicationSet] = []
+    owner: dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        where = f"set[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: {where} must be a table")
+        unknown = set(entry) - SET_KEYS
+        if unknown:
+            raise ConfigError(f"{path}: unknown key {where}.{sorted(unknown)[0]}; known: "
+                              f"{', '.join(sorted(SET_KEYS))}")
+        name = entry.get("name")
+        if not isinstance(name, str) or not SET_NAME.match(name):
+            raise ConfigError(f"{path}: {where}.name must be a set name: lower-case letters, "
+                              f"digits, - or _")
+        if any(s.name == name for s in sets):
+            raise ConfigError(f"{path}: two [[set]] entries are named {name!r}")
+        mode = entry.get("mode", "single")
+        if mode not in SET_MODES:
+            raise ConfigError(f"{path}: {where}.mode must be one of {SET_MODES} (tables in no "
+                              f"set are multi-writer)")
+        members = entry.get("tables")
+        if not isinstance(members, list) or not members or not all(
+                isinstance(t, str) for t in members):
+            raise ConfigError(f"{path}: {where}.tables must list the set's tables")
+        for table in members:
+            if table not in tables:
+                raise ConfigError(f"{path}: {where}.tables names {table!r}, which is not in "
+                                  f"cluster.tables; add it there first")
+            if table in owner:
+                raise ConfigError(f"{path}: table {table!r} is in set {owner[table]!r} and in "
+                                  f"set {name!r}; a table belongs to one set at most")
+            owner[table] = name
+        writer = entry.get("writer")
+        if writer not in ring:
+            raise ConfigError(f"{path}: {where}.writer must name a campus of the ring "
+                              f"({', '.join(ring)})")
+        standby = parse_standby(entry, writer, ring, path, where)
+        sets.append(ReplicationSet(name, tuple(members), writer, standby, mode))
+    return tuple(sets)

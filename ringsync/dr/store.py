@@ -58,14 +58,19 @@ class DRStore:
         return {kv.key.decode().removeprefix(self.keys.members): Member.decode(kv.value)
                 for kv in found}
 
-    async def ensure_routes(self, ring: tuple[str, ...], now: float) -> None:
-        """Create the route of every campus that has none (it serves itself)."""
+    async def ensure_routes(self, ring: tuple[str, ...], now: float,
+                            set_writers: dict[str, str] | None = None) -> None:
+        """Create the route of every campus that has none (it serves itself),
+        and of every single-writer set (``set:<name>`` -> its configured writer)."""
         t = self.client.transactions
-        for campus in ring:
-            key = self.keys.route(campus).encode()
+        wanted = {c: c for c in ring} | dict(set_writers or {})
+        for name, serving in wanted.items():
+            key = self.keys.route(name).encode()
+            route = Route(name, serving, since=now, reason=(
+                "initial: the set's configured writer" if name not in ring else
+                "initial: every campus serves its own users"))
             await self.client.transaction(
-                compare=[t.create(key) == 0],
-                success=[t.put(key, Route(campus, campus, since=now).encode())], failure=[])
+                compare=[t.create(key) == 0], success=[t.put(key, route.encode())], failure=[])
 
     async def swap_route(self, new: Route, expected_revision: int) -> bool:
         """Store ``new`` if the route is still at ``expected_revision``."""

@@ -52,7 +52,7 @@ class JoinStatus(_message.Message):
     def __init__(self, state: _Optional[str] = ..., donor: _Optional[str] = ..., table: _Optional[str] = ..., rows_copied: _Optional[int] = ..., rows_total: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("campus", "address", "engine", "database", "database_healthy", "database_error", "journal_transactions", "journal_bytes", "journal", "applied", "links", "row_counts", "uptime_seconds", "captured_transactions", "applied_transactions", "version", "join", "conflicts", "dead_letters", "accounting", "routing", "durability")
+    __slots__ = ("campus", "address", "engine", "database", "database_healthy", "database_error", "journal_transactions", "journal_bytes", "journal", "applied", "links", "row_counts", "uptime_seconds", "captured_transactions", "applied_transactions", "version", "join", "conflicts", "dead_letters", "accounting", "routing", "durability", "sets")
     class RowCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class NodeStatus(_message.Message):
     ACCOUNTING_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
     DURABILITY_FIELD_NUMBER: _ClassVar[int]
+    SETS_FIELD_NUMBER: _ClassVar[int]
     campus: str
     address: str
     engine: str
@@ -104,10 +105,11 @@ class NodeStatus(_message.Message):
     accounting: Accounting
     routing: RoutingMap
     durability: str
-    def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ..., dead_letters: _Optional[_Union[DeadLetterCounts, _Mapping]] = ..., accounting: _Optional[_Union[Accounting, _Mapping]] = ..., routing: _Optional[_Union[RoutingMap, _Mapping]] = ..., durability: _Optional[str] = ...) -> None: ...
+    sets: str
+    def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ..., dead_letters: _Optional[_Union[DeadLetterCounts, _Mapping]] = ..., accounting: _Optional[_Union[Accounting, _Mapping]] = ..., routing: _Optional[_Union[RoutingMap, _Mapping]] = ..., durability: _Optional[str] = ..., sets: _Optional[str] = ...) -> None: ...
 
 class Route(_message.Message):
-    __slots__ = ("campus", "serving", "state", "epoch", "reason", "since", "target")
+    __slots__ = ("campus", "serving", "state", "epoch", "reason", "since", "target", "writer_epoch")
     CAMPUS_FIELD_NUMBER: _ClassVar[int]
     SERVING_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +117,7 @@ class Route(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    WRITER_EPOCH_FIELD_NUMBER: _ClassVar[int]
     campus: str
     serving: str
     state: str
@@ -122,7 +125,8 @@ class Route(_message.Message):
     reason: str
     since: float
     target: str
-    def __init__(self, campus: _Optional[str] = ..., serving: _Optional[str] = ..., state: _Optional[str] = ..., epoch: _Optional[int] = ..., reason: _Optional[str] = ..., since: _Optional[float] = ..., target: _Optional[str] = ...) -> None: ...
+    writer_epoch: int
+    def __init__(self, campus: _Optional[str] = ..., serving: _Optional[str] = ..., state: _Optional[str] = ..., epoch: _Optional[int] = ..., reason: _Optional[str] = ..., since: _Optional[float] = ..., target: _Optional[str] = ..., writer_epoch: _Optional[int] = ...) -> None: ...
 
 class RoutesRequest(_message.Message):
     __slots__ = ()

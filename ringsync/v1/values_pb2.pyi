@@ -68,8 +68,15 @@ class RowChange(_message.Message):
     def __init__(self, table_index: _Optional[int] = ..., op: _Optional[_Union[RowChange.Op, str]] = ..., new_values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., old_values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ...) -> None: ...
 
 class TxnFrame(_message.Message):
-    __slots__ = ("origin", "seq", "chunk", "final", "commit_time", "hlc", "tables", "changes", "deps")
+    __slots__ = ("origin", "seq", "chunk", "final", "commit_time", "hlc", "tables", "changes", "deps", "set_epochs")
     class DepsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class SetEpochsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +92,7 @@ class TxnFrame(_message.Message):
     TABLES_FIELD_NUMBER: _ClassVar[int]
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     DEPS_FIELD_NUMBER: _ClassVar[int]
+    SET_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     origin: str
     seq: int
     chunk: int
@@ -94,4 +102,5 @@ class TxnFrame(_message.Message):
     tables: _containers.RepeatedCompositeFieldContainer[TableShape]
     changes: _containers.RepeatedCompositeFieldContainer[RowChange]
     deps: _containers.ScalarMap[str, int]
-    def __init__(self, origin: _Optional[str] = ..., seq: _Optional[int] = ..., chunk: _Optional[int] = ..., final: _Optional[bool] = ..., commit_time: _Optional[float] = ..., hlc: _Optional[int] = ..., tables: _Optional[_Iterable[_Union[TableShape, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[RowChange, _Mapping]]] = ..., deps: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    set_epochs: _containers.ScalarMap[str, int]
+    def __init__(self, origin: _Optional[str] = ..., seq: _Optional[int] = ..., chunk: _Optional[int] = ..., final: _Optional[bool] = ..., commit_time: _Optional[float] = ..., hlc: _Optional[int] = ..., tables: _Optional[_Iterable[_Union[TableShape, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[RowChange, _Mapping]]] = ..., deps: _Optional[_Mapping[str, int]] = ..., set_epochs: _Optional[_Mapping[str, int]] = ...) -> None: ...

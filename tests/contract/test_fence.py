@@ -20,7 +20,7 @@ import pytest
 from psycopg import errors
 
 from node.conflicts.driver import Resolver, TxnInfo
-from node.engines.base import fence_message
+from node.engines.base import SetFence, fence_message, set_fence_message
 from node.engines.postgres import PostgresEngine
 from node.engines.sqlite import SQLiteEngine
 from node.hlc import HybridClock
@@ -40,6 +40,7 @@ WRITES = {
     "update": "UPDATE kv SET v = 10 WHERE k = 'a'",
     "delete": "DELETE FROM kv WHERE k = 'a'",
 }
+SETS = {"kv": "beds"}  # "other" is in no set
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +52,16 @@ def pg_server() -> Iterator[LocalPostgres]:
 
 
 class FenceContract:
-    """Subclasses provide ``engine`` (opened, capture started), ``campus``,
-    ``app_write``, ``app_rows``, ``capture_all`` and ``assert_refused_error``."""
+    """Subclasses provide ``engine`` (opened, capture started), ``set_engine``
+    (the same with ``SETS``, on a database no engine opened before),
+    ``new_engine``, ``campus``, ``app_write``, ``app_rows``, ``capture_all``
+    and ``assert_refused_error``."""
 
     campus: str
+
+    def new_engine(self, sets: dict[str, str] | None) -> Any:
+        """Another engine on the same database (not opened)."""
+        raise NotImplementedError
 
     def app_write(self, *statements: str) -> None:
         raise NotImplementedError
@@ -65,14 +72,16 @@ class FenceContract:
     def capture_all(self, engine: Any) -> list[Any]:
         raise NotImplementedError
 
-    def assert_refused_error(self, error: BaseException) -> None:
+    def assert_refused_error(self, error: BaseException, message: str) -> None:
         raise NotImplementedError
 
-    def assert_refused(self, *statements: str) -> None:
+    def assert_refused(self, *statements: str, set_name: str | None = None) -> None:
+        message = (fence_message(self.campus) if set_name is None
+                   else set_fence_message(self.campus, set_name))
         with pytest.raises(Exception) as caught:
             self.app_write(*statements)
-        self.assert_refused_error(caught.value)
-        assert fence_message(self.campus) in str(caught.value)
+        self.assert_refused_error(caught.value, message)
+        assert message in str(caught.value)
 
     def apply(self, engine: Any, changes: list[Change], seq: int = 1) -> None:
         with engine.apply_session() as s:
@@ -166,19 +175,146 @@ class FenceContract:
         assert engine.captured_through() >= position
 
 
+    # -- single-writer sets --------------------------------------------------
+
+    def test_a_set_table_is_closed_at_a_fresh_install(self, set_engine: Any) -> None:
+        assert set_engine.fence_state() == math.inf
+        assert set_engine.set_fence_states() == {"beds": SetFence(0.0, 0, 0)}
+        self.apply(set_engine, [Change("kv", Op.INSERT, new=("a", 1))])  # SQLite: rows to hit
+        for statement in WRITES.values():
+            self.assert_refused(statement, set_name="beds")
+        self.app_write("INSERT INTO other VALUES (1, 'x')")  # in no set: the campus fence
+        assert self.app_rows() == [("a", 1)]
+        assert self.app_rows("other") == [(1, "x")]
+        with pytest.raises(EngineError, match="not the writer of single-writer set beds"):
+            set_engine.write_local("kv", ("op",), ("op", 1))
+        assert self.app_rows() == [("a", 1)]
+
+    def test_an_open_set_takes_writes_whatever_the_campus_fence_says(
+            self, set_engine: Any) -> None:
+        until = time.time() + 60
+        set_engine.set_set_fence("beds", until, 7)
+        assert set_engine.set_fence_states() == {"beds": SetFence(until, 7, 0)}
+        self.app_write("INSERT INTO kv VALUES ('a', 1)")
+        set_engine.write_local("kv", ("op",), ("op", 1))
+        set_engine.set_fence(0)  # the campus is fenced: not the set's tables
+        self.app_write("UPDATE kv SET v = 2 WHERE k = 'a'")
+        self.assert_refused("INSERT INTO other VALUES (1, 'x')")
+        assert sorted(self.app_rows()) == [("a", 2), ("op", 1)]
+        set_engine.set_set_fence("beds", 0, 8)
+        assert set_engine.set_fence_states() == {"beds": SetFence(0.0, 8, 0)}
+        for statement in WRITES.values():
+            self.assert_refused(statement, set_name="beds")
+        set_engine.set_fence(math.inf)  # unfencing the campus does not open the set
+        self.assert_refused(WRITES["insert"], set_name="beds")
+        self.app_write("INSERT INTO other VALUES (1, 'x')")
+        assert sorted(self.app_rows()) == [("a", 2), ("op", 1)]
+
+    def test_an_open_set_closes_by_itself_when_its_time_comes(self, set_engine: Any) -> None:
+        until = time.time() + 1.5
+        set_engine.set_set_fence("beds", until, 1)
+        self.app_write("INSERT INTO kv VALUES ('a', 1)")
+        while time.time() < until + 0.5:
+            time.sleep(0.1)
+        self.assert_refused("INSERT INTO kv VALUES ('b', 2)", set_name="beds")
+
+    def test_a_set_fence_time_is_a_number(self, set_engine: Any) -> None:
+        with pytest.raises(EngineError, match="NaN"):
+            set_engine.set_set_fence("beds", math.nan, 1)
+        assert set_engine.set_fence_states() == {"beds": SetFence(0.0, 0, 0)}
+
+    def test_apply_writes_a_closed_set_and_marks_it_reconciled_on_commit(
+            self, set_engine: Any) -> None:
+        set_engine.set_set_fence("beds", 0, 4)
+        with pytest.raises(RuntimeError), set_engine.apply_session() as s:
+            s.apply([Change("kv", Op.INSERT, new=("lost", 1))])
+            s.mark_set_reconciled("beds", 4)
+            raise RuntimeError("the session fails before commit")
+        assert set_engine.set_fence_states()["beds"] == SetFence(0.0, 4, 0)
+        assert self.app_rows() == []
+        with set_engine.apply_session() as s:
+            s.apply([Change("kv", Op.INSERT, new=("applied", 1))])
+            s.mark_set_reconciled("beds", 4)
+            s.advance("x", 1)
+        assert set_engine.set_fence_states()["beds"] == SetFence(0.0, 4, 4)
+        assert self.app_rows() == [("applied", 1)]
+        self.assert_refused("DELETE FROM kv", set_name="beds")
+
+    def test_set_fence_rows_survive_a_restart(self, set_engine: Any) -> None:
+        until = time.time() + 60
+        set_engine.set_set_fence("beds", until, 5)
+        with set_engine.apply_session() as s:
+            s.mark_set_reconciled("beds", 3)
+        set_engine.close()
+        set_engine.open()
+        assert set_engine.set_fence_states() == {"beds": SetFence(until, 5, 3)}
+        self.app_write("INSERT INTO kv VALUES ('a', 1)")
+        set_engine.set_set_fence("beds", 0, 6)
+        set_engine.close()
+        set_engine.open()
+        assert set_engine.set_fence_states() == {"beds": SetFence(0.0, 6, 3)}
+        self.assert_refused(WRITES["update"], set_name="beds")
+
+    def test_a_table_moving_between_sets_changes_guard(self, set_engine: Any) -> None:
+        set_engine.close()
+        for sets, refused_by in (({}, None), ({"kv": "rooms"}, "rooms"),
+                                 ({"kv": "beds", "other": "beds"}, "beds"), ({}, None)):
+            engine = self.new_engine(sets)
+            engine.open()
+            try:
+                engine.set_fence(time.time() + 60)  # the campus fence is open
+                if refused_by is None:
+                    self.app_write("INSERT INTO kv VALUES ('a', 1)", "DELETE FROM kv")
+                    self.app_write("INSERT INTO other VALUES (1, 'x')", "DELETE FROM other")
+                    engine.set_fence(0)
+                    self.assert_refused("INSERT INTO kv VALUES ('a', 1)")
+                    self.assert_refused("INSERT INTO other VALUES (1, 'x')")
+                else:
+                    self.assert_refused("INSERT INTO kv VALUES ('a', 1)", set_name=refused_by)
+                    if "other" in sets:
+                        self.assert_refused("INSERT INTO other VALUES (1, 'x')",
+                                            set_name=refused_by)
+                    engine.set_set_fence(refused_by, time.time() + 60, 1)
+                    engine.set_fence(0)  # the campus fence does not reach set tables
+                    self.app_write("INSERT INTO kv VALUES ('a', 1)", "DELETE FROM kv")
+            finally:
+                engine.set_fence(math.inf)
+                engine.close()
+        states = self.new_engine({})
+        states.open()
+        try:  # rows of sets no longer configured are kept (their epochs too)
+            assert set(states.set_fence_states()) == {"beds", "rooms"}
+        finally:
+            states.close()
+        assert self.app_rows() == [] and self.app_rows("other") == []
+
+
 class TestSQLiteFence(FenceContract):
     @pytest.fixture
-    def engine(self, tmp_path: Path) -> Iterator[SQLiteEngine]:
+    def db(self, tmp_path: Path) -> None:
         self.path = tmp_path / "c.db"
         self.campus = "c"
         conn = sqlite3.connect(self.path)
         conn.executescript(SQLITE_DDL)
         conn.close()
-        engine = SQLiteEngine(self.path, TABLES, self.campus)
+
+    def new_engine(self, sets: dict[str, str] | None) -> SQLiteEngine:
+        return SQLiteEngine(self.path, TABLES, self.campus, sets=sets)
+
+    def _opened(self, sets: dict[str, str] | None) -> Iterator[SQLiteEngine]:
+        engine = self.new_engine(sets)
         engine.open()
         engine.start_capture(0)
         yield engine
         engine.close()
+
+    @pytest.fixture
+    def engine(self, db: None) -> Iterator[SQLiteEngine]:
+        yield from self._opened(None)
+
+    @pytest.fixture
+    def set_engine(self, db: None) -> Iterator[SQLiteEngine]:
+        yield from self._opened(SETS)
 
     def app_write(self, *statements: str) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None)
@@ -202,9 +338,9 @@ class TestSQLiteFence(FenceContract):
     def capture_all(self, engine: SQLiteEngine) -> list[Any]:
         return engine.capture(0, 1000)
 
-    def assert_refused_error(self, error: BaseException) -> None:
+    def assert_refused_error(self, error: BaseException, message: str) -> None:
         assert isinstance(error, sqlite3.IntegrityError)
-        assert str(error) == fence_message(self.campus)
+        assert str(error) == message
 
     def test_end_app_sessions_has_nothing_to_end(self, engine: SQLiteEngine) -> None:
         assert engine.end_app_sessions() == 0
@@ -231,7 +367,7 @@ class TestSQLiteFence(FenceContract):
 
 class TestPostgresFence(FenceContract):
     @pytest.fixture
-    def engine(self, pg_server: LocalPostgres, request: Any) -> Iterator[PostgresEngine]:
+    def db(self, pg_server: LocalPostgres, request: Any) -> Iterator[None]:
         db = f"f_{request.node.name.lower().replace('test_', '')[:40]}"
         with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}"')
@@ -241,14 +377,28 @@ class TestPostgresFence(FenceContract):
             for statement in POSTGRES_DDL.split(";"):
                 conn.execute(statement)
         self.campus = db.replace("_", "-")
-        engine = PostgresEngine(self.dsn, TABLES, self.campus)
+        yield
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                         "WHERE database = current_database()")
+
+    def new_engine(self, sets: dict[str, str] | None) -> PostgresEngine:
+        return PostgresEngine(self.dsn, TABLES, self.campus, sets=sets)
+
+    def _opened(self, sets: dict[str, str] | None) -> Iterator[PostgresEngine]:
+        engine = self.new_engine(sets)
         engine.open()
         engine.start_capture(0)
         yield engine
         engine.close()
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                         "WHERE database = current_database()")
+
+    @pytest.fixture
+    def engine(self, db: None) -> Iterator[PostgresEngine]:
+        yield from self._opened(None)
+
+    @pytest.fixture
+    def set_engine(self, db: None) -> Iterator[PostgresEngine]:
+        yield from self._opened(SETS)
 
     def app_write(self, *statements: str) -> None:
         with psycopg.connect(self.dsn) as conn:
@@ -269,10 +419,10 @@ class TestPostgresFence(FenceContract):
                 break
         return out
 
-    def assert_refused_error(self, error: BaseException) -> None:
+    def assert_refused_error(self, error: BaseException, message: str) -> None:
         assert isinstance(error, errors.ReadOnlySqlTransaction)
         assert error.sqlstate == "25006"
-        assert error.diag.message_primary == fence_message(self.campus)
+        assert error.diag.message_primary == message
 
     def test_truncate_is_refused_too(self, engine: PostgresEngine) -> None:
         self.app_write("INSERT INTO kv VALUES ('a', 1)")
@@ -317,3 +467,46 @@ class TestPostgresFence(FenceContract):
         self.apply(engine, [Change("kv", Op.INSERT, new=("applied", 7))])
         assert engine.rows("kv") == [("applied", 7)]
         assert engine.end_app_sessions() == 0
+
+    def test_truncate_of_a_closed_set_table_is_refused(self, set_engine: PostgresEngine) -> None:
+        self.assert_refused("TRUNCATE kv", set_name="beds")
+        set_engine.set_set_fence("beds", time.time() + 60, 1)
+        self.app_write("INSERT INTO kv VALUES ('a', 1)", "TRUNCATE kv")
+
+    def test_a_normal_start_leaves_the_guards_in_place(self, set_engine: PostgresEngine) -> None:
+        """No DROP/CREATE TRIGGER (and so no table lock) when nothing changed;
+        one guard per table, of the kind it needs."""
+        query = ("SELECT tgrelid::regclass::text, tgname, oid FROM pg_trigger "
+                 "WHERE tgname IN ('ringsync_fence', 'ringsync_set_fence') ORDER BY 1")
+        with psycopg.connect(self.dsn) as conn:
+            before = conn.execute(query).fetchall()
+        assert [(t, n) for t, n, _ in before] == [("kv", "ringsync_set_fence"),
+                                                 ("other", "ringsync_fence")]
+        set_engine.close()
+        set_engine.open()
+        with psycopg.connect(self.dsn) as conn:
+            assert conn.execute(query).fetchall() == before
+
+    def test_the_apply_sessions_reconciled_mark_is_invisible_until_commit(
+            self, set_engine: PostgresEngine) -> None:
+        with set_engine.apply_session() as s:
+            s.mark_set_reconciled("beds", 9)
+            assert set_engine.set_fence_states()["beds"].reconciled == 0
+        assert set_engine.set_fence_states()["beds"].reconciled == 9
+
+    def test_an_unprivileged_application_role_is_told_the_set_is_closed(
+            self, set_engine: PostgresEngine) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("DROP ROLE IF EXISTS set_app")
+            conn.execute("CREATE ROLE set_app LOGIN")
+            conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON kv TO set_app")
+        try:
+            app_dsn = self.dsn.replace("user=ringsync", "user=set_app")
+            with pytest.raises(errors.ReadOnlySqlTransaction) as caught, \
+                    psycopg.connect(app_dsn) as conn:
+                conn.execute("INSERT INTO kv VALUES ('a', 1)")
+            assert caught.value.diag.message_primary == set_fence_message(self.campus, "beds")
+        finally:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute("DROP OWNED BY set_app")
+                conn.execute("DROP ROLE set_app")

@@ -119,9 +119,9 @@ async def test_initial_load_progress_is_a_bar_with_rate_and_time_left() -> None:
 class RoutedSource(ScriptedSource):
     """DR on: every node reports the routing map; chaohui's users may move."""
 
-    def __init__(self) -> None:
+    def __init__(self, sets: dict[str, str] | None = None) -> None:
         super().__init__()
-        self.serving = {c: c for c in RING}
+        self.serving = {c: c for c in RING} | (sets or {})
 
     async def status_all(self) -> list[NodeReply]:
         replies = await super().status_all()
@@ -130,7 +130,8 @@ class RoutedSource(ScriptedSource):
             r.status.routing.CopyFrom(cpb.RoutingMap(
                 dr_enabled=True, node=r.campus, leader="chaohui", lease_ok=True,
                 routes=[cpb.Route(campus=c, serving=s, state="active", epoch=1,
-                                  reason="initial") for c, s in self.serving.items()]))
+                                  reason="initial", writer_epoch=int(c.startswith("set:")))
+                        for c, s in self.serving.items()]))
         return replies
 
 
@@ -173,6 +174,34 @@ async def test_switchover_dialog_moves_a_campus_and_shows_progress() -> None:
         await pilot.click("#confirm")
         await pilot.pause(0.4)
         assert mover.calls[-1] == ("chaohui", "chaohui", "switchback")
+
+
+async def test_a_single_writer_sets_writer_is_shown_and_moved_from_the_dialog() -> None:
+    from textual.widgets import Select
+
+    from ringsync.dr.settings import DRSettings
+
+    source = RoutedSource(sets={"set:registry": "chaohui"})
+    mover = FakeMover(source)
+    cluster = ClusterConfig(path=CLUSTER.path, name="t", ring=RING, tables=("patients",),
+                            campuses=CLUSTER.campuses, client_tls=None,
+                            dr=DRSettings(etcd=("127.0.0.1:2379",)))
+    app = RingsyncConsole(source, cluster, poll_seconds=0.05, mover=mover)
+    async with app.run_test(size=(160, 60)) as pilot:
+        await pilot.pause(0.3)
+        routes = str(app.screen.query_one("#routes").render())
+        assert "set:registry: writer chaohui (epoch 1)" in routes
+        await pilot.press("w")
+        await pilot.pause(0.2)
+        app.screen.query_one("#campus", Select).value = "set:registry"
+        await pilot.pause(0.2)
+        assert "switchover: set:registry's writer from chaohui to wangjiangshan" in str(
+            app.screen.query_one("#summary").render())
+        await pilot.click("#confirm")
+        await pilot.pause(0.4)
+        assert mover.calls == [("set:registry", "wangjiangshan", "switchover")]
+        assert "set:registry: writer wangjiangshan" in str(
+            app.screen.query_one("#routes").render())
 
 
 async def test_switchover_is_refused_when_dr_is_off() -> None:
