@@ -159,7 +159,9 @@ async def _move(store: DRStore, campus: str, to: str, kind: str, timeout: float,
         drained = members[source].drained.get(campus) if source in members else None
         if fenced_at is None and drained is not None and drained[0] == draining.epoch:
             fenced_at, head = elapsed, drained[1]
-            say(f"  {source} drained for {campus} (fenced if it serves nobody else), "
+            fenced = ("its set fence closed" if campus.startswith("set:")
+                      else "fenced if it serves nobody else")
+            say(f"  {source} drained for {campus} ({fenced}), "
                 f"captured through seq {head} ({elapsed:.2f}s)")
         if now_route.epoch > draining.epoch:
             ok = now_route.serving == to and now_route.state == ACTIVE

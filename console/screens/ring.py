@@ -113,7 +113,7 @@ class RingScreen(Screen[None]):
         parts = []
         for r in view.routes:
             if r.campus.startswith("set:"):
-                moving = f" ⇢ {r.target} (draining)" if r.state == "draining" else ""
+                moving = f" ⇢ {r.target} ({r.state})" if r.state != "active" else ""
                 parts.append(f"[cyan]{r.campus}: writer {r.serving}{moving} "
                              f"(epoch {r.writer_epoch})[/]")
             elif r.state == "draining":

@@ -153,6 +153,11 @@ class VersionStore(Protocol):
     def close_parked(self, shape: TableShape, keys: list[Key], note: str) -> None:
         """Parked conflicts of these rows are settled: a version superseded them."""
 
+    def reset_versions(self, shape: TableShape, rows: Mapping[Key, bool]) -> None:
+        """These rows were just restored by this session (key -> the row exists):
+        their recorded versions go, so they count as base versions that any
+        later change supersedes (node.dr.sets: undoing a stale tail)."""
+
 
 class Resolver:
     def __init__(self, shapes: Mapping[str, TableShape], settings: ConflictSettings,

@@ -39,9 +39,11 @@ from node.dr.setfencing import DRAIN_CAPTURE_TIMEOUT_SECONDS, SetFencing
 from node.runtime import NodeRuntime, Notifier
 from ringsync.dr.routes import (
     DRAINING,
+    REVOKING,
     Member,
     Route,
     complete_drains,
+    complete_revokes,
     down_nodes,
     failbacks,
     failovers,
@@ -97,6 +99,7 @@ class DRAgent(SetFencing):
         self._drain_tasks: set[asyncio.Task[None]] = set()
         self._drain_seen: dict[tuple[str, int], float] = {}  # leader: when a drain began
         self._set_fenced: dict[str, float] = {}  # set -> writable_until last stored
+        self._revoke_seen: dict[tuple[str, int], float] = {}  # leader: when a revoke began
 
     # -- what others ask ---------------------------------------------------
 
@@ -118,7 +121,7 @@ class DRAgent(SetFencing):
         # A joining campus's copy holds a transaction on the engine's connection:
         # the fence is not touched (nor the campus claimed) before the join is done.
         await self.rt.initialized.wait()
-        self.rt.sets.update(self.view.routes, self.map_fresh)
+        self.rt.sets.update(self.view.routes, self.map_fresh, self.settings.enabled)
         if not self.settings.enabled:
             await self._store_fence(float("inf"))
             for name in self.rt.sets.sets:
@@ -206,6 +209,7 @@ class DRAgent(SetFencing):
         else:  # a leader's timers are its own observations: start afresh next time
             self._down_since.clear()
             self._drain_seen.clear()
+            self._revoke_seen.clear()
 
     async def _refresh_lease(self) -> None:
         assert self.store is not None
@@ -314,6 +318,8 @@ class DRAgent(SetFencing):
                     log.error("drain of set %s: its fence could not be closed; not reporting "
                               "it drained (retrying)", name)
                     return
+                # A transaction that wrote before the close commits before the head.
+                await rt.in_engine(rt.engine.wait_set_writers, name)
             elif not writable_for(self.view.routes, self.me) and self._fenced_until != 0.0:
                 log.error("drain of %s: this database could not be fenced; not reporting it "
                           "drained (retrying)", route.campus)
@@ -353,6 +359,7 @@ class DRAgent(SetFencing):
             drained=dict(self._drained),
             sets_open=sorted(self.rt.sets.sets[n].route_key for n, until in
                              self._set_fenced.items() if until > time.time()),
+            seen={k: r.epoch for k, r in self.view.routes.items() if is_set_route(k)},
             at=time.time())
         await self.store.put_member(member, self._lease)
         self._next_member = time.time() + MEMBER_REFRESH_SECONDS
@@ -368,13 +375,18 @@ class DRAgent(SetFencing):
             else:
                 self._down_since.pop(campus, None)
         standby = {c.name: c.standby for c in self.cluster.campuses}
-        standby.update({s.route_key: s.standby for s in self.cluster.sets})
+        # A set's writer may fail over to any standby, or back to its configured writer.
+        standby.update({s.route_key: (s.writer, *s.standby) for s in self.cluster.sets})
         moves = failovers(routes, members, self._down_since, now,
                           self.settings.failover_after, standby)
         draining = {(c, r.epoch) for c, r in routes.items() if r.state == DRAINING}
         self._drain_seen = {k: self._drain_seen.get(k, now) for k in draining}
         moves += complete_drains(routes, members, now,
                                  {c: t for (c, _), t in self._drain_seen.items()})
+        revoking = {(c, r.epoch) for c, r in routes.items() if r.state == REVOKING}
+        self._revoke_seen = {k: self._revoke_seen.get(k, now) for k in revoking}
+        moves += complete_revokes(routes, members, now,
+                                  {c: t for (c, _), t in self._revoke_seen.items()})
         if self.settings.failback == "auto":
             moves += failbacks(routes, members, now)
         done = set()

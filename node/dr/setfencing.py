@@ -49,8 +49,8 @@ class SetFencing:
     def _set_writable_until(self, name: str) -> float:
         """A set opens here only while its route is active here (on a fresh map,
         with a healthy database, to the lease deadline), under the epoch capture
-        stamps, once the previous writer's tenure is held through its base and
-        this node's own stale changes are undone."""
+        stamps, once every earlier writer's tenure is applied through its base
+        and this node's own stale changes are undone."""
         sets = self.rt.sets
         route = self._routes().get(sets.sets[name].route_key)
         if (route is None or route.serving != self.me or route.state != ACTIVE
@@ -58,10 +58,10 @@ class SetFencing:
                 or sets.epochs.get(name) != route.writer_since
                 or sets.own_tenures_pending(name)):
             return 0.0
-        if route.tenures:
-            _, writer, base = route.tenures[-1]
-            if writer != self.me and self.rt.applied.get(writer, 0) < base:
-                return 0.0
+        applied = self.rt.applied
+        if any(writer != self.me and applied.get(writer, 0) < base
+               for _, writer, base in route.tenures):
+            return 0.0  # not every earlier writer's tenure is applied here yet
         return float("inf") if not self.settings.enabled else self._lease_deadline
 
     async def _set_fences_in_step(self) -> None:

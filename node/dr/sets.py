@@ -35,7 +35,7 @@ from node.conflicts.driver import ConflictRecord, TxnInfo
 from node.engines.base import ApplySession, Engine
 from node.model import Change, TableShape
 from node.replication.journal import Journal
-from ringsync.dr.routes import Route
+from ringsync.dr.routes import REVOKING, Route
 from ringsync.dr.settings import ReplicationSet
 from ringsync.v1 import values_pb2 as pb
 
@@ -71,6 +71,9 @@ def judge(route: Route | None, fresh: bool, origin: str, epoch: int,
                                   f"{origin}/{seq} was written after it was deposed")
     if route is None or not fresh:
         return Verdict.WAIT, "the set's routing map is not known under a live lease"
+    if route.state == REVOKING and epoch == route.writer_since:
+        return Verdict.WAIT, (f"{route.serving}'s tenure is being revoked: its end is not "
+                              f"decided yet")
     if epoch == route.writer_since:
         if route.serving == origin:
             return Verdict.ACCEPT, ""
@@ -105,6 +108,8 @@ class SetGuard:
         self.epochs: dict[str, int] = {}      # set -> epoch this database opened it under
         self.reconciled: dict[str, int] = {}  # set -> own tenure epoch undone through
         self.capture_ready: set[str] = set()  # sets whose own changes are all journaled
+        self.dynamic = True  # writers move (DR on); False: each set's configured writer
+        self.own_prune_cap = 0  # own journal seq the pruner may drop through (see below)
         self.stale_parked = 0
         self.stale_undone = 0
         self.last_alert = ""
@@ -115,7 +120,9 @@ class SetGuard:
 
     # -- the agent's side ----------------------------------------------------
 
-    def update(self, routes: Mapping[str, Route], fresh: Callable[[], bool]) -> None:
+    def update(self, routes: Mapping[str, Route], fresh: Callable[[], bool],
+               dynamic: bool = True) -> None:
+        self.dynamic = dynamic
         with self._lock:
             self._routes = {name: routes[s.route_key] for name, s in self.sets.items()
                             if s.route_key in routes}
@@ -153,10 +160,34 @@ class SetGuard:
         if set_name not in self.sets:
             return Verdict.PARK, f"set {set_name!r} is not configured at this campus"
         route = self.route(set_name)
+        if not self.dynamic:  # DR off: the configured writer, for ever
+            if route is not None and origin == route.serving:
+                return Verdict.ACCEPT, ""
+            return Verdict.PARK, (f"{origin} is not the configured writer of set {set_name} "
+                                  f"(disaster recovery is off)")
         pending = self.own_tenures_pending(set_name)
         if pending and epoch > min(p.epoch for p in pending):
             return Verdict.WAIT, "this campus is undoing its own stale changes first"
         return judge(route, self._fresh(), origin, epoch, seq)
+
+    def own_frames_prunable(self) -> bool:
+        """May the pruner drop this campus's own frames that every campus holds?
+        Only on a fresh map with no own stale tail pending: a frame every
+        campus holds is within any tenure base decided while this node's
+        lease lives (a failover base is the most any live campus holds; a
+        drained head is everything). Otherwise a frame may be held everywhere
+        only because it was parked there, and its undo here still needs it."""
+        return not self.enabled or not self.dynamic or (
+            self._fresh() and not any(self.own_tenures_pending(n) for n in self.sets))
+
+    def stamps_of(self, changes: Iterable[Change], epochs: dict[str, int]) -> dict[str, int]:
+        """The frame's stamps, with epoch 0 (never valid) for a set it changes
+        without a stamp (a peer that does not know the set)."""
+        for change in changes:
+            name = self.set_of_table.get(change.table)
+            if name is not None and name not in epochs:
+                epochs[name] = 0
+        return epochs
 
     def undo_due(self) -> list[UndoDue]:
         return [due for name in self.sets if name in self.capture_ready
@@ -195,49 +226,70 @@ def stale_entry(txn: TxnInfo, change: Change, shapes: Mapping[str, TableShape],
 
 def reconcile_sets(engine: Engine, journal: Journal, guard: SetGuard,
                    to_local: Callable[[list[TableShape], list[Change], Mapping[str, TableShape]],
-                                      list[Change]]) -> None:
+                                      list[Change]], recorded: int) -> None:
     """Undo every due stale tail of this campus's own in one apply session
-    (engine thread); the marks move once it committed."""
-    due = guard.undo_due()
+    (engine thread); the marks move once it committed. Waits (returns) until
+    the versions of this campus's own transactions are recorded through the
+    last stale one (``recorded``: the applied vector's own entry), so no
+    recording can later bring a stale version back."""
     shapes = engine.shapes()
-    undone: list[tuple[UndoDue, int]] = []
+    tails = [(d, *stale_tail(journal, shapes, guard, d, lambda s, c: to_local(s, c, shapes)))
+             for d in guard.undo_due()]
+    if any(last > recorded for _, _, last, _ in tails):
+        return
     with engine.apply_session() as session:
-        for d in due:
-            undone.append((d, undo_stale_tail(session, journal, shapes, guard, d,
-                                              lambda s, c: to_local(s, c, shapes))))
-    for d, n in undone:
+        for d, stale, _, _ in tails:
+            undo_stale_tail(session, shapes, guard, d, stale)
+    for d, stale, _, missing in tails:
         guard.reconciled[d.set_name] = max(guard.reconciled.get(d.set_name, 0), d.epoch)
-        guard.stale_undone += n
-        if n:
-            guard.alert(f"{n} change(s) of {guard.me} to set {d.set_name} after its tenure "
-                        f"(epoch {d.epoch}) ended at seq {d.base} were undone here and "
+        guard.stale_undone += len(stale)
+        if missing:
+            guard.alert(f"set {d.set_name}: {missing} of {guard.me}'s own transactions after "
+                        f"seq {d.base} were no longer in its journal when its tenure (epoch "
+                        f"{d.epoch}) was reconciled; run ringsync verify")
+        if stale:
+            guard.alert(f"{len(stale)} change(s) of {guard.me} to set {d.set_name} after its "
+                        f"tenure (epoch {d.epoch}) ended at seq {d.base} were undone here and "
                         f"parked as stale")
         else:
             log.info("set %s: own tenure (epoch %d) ended at seq %d; nothing to undo",
                      d.set_name, d.epoch, d.base)
 
 
-def undo_stale_tail(session: ApplySession, journal: Journal, shapes: Mapping[str, TableShape],
-                    guard: SetGuard, due: UndoDue,
-                    to_local: Callable[[list[TableShape], list[Change]], list[Change]],
-                    ) -> int:
-    """Undo this campus's own changes to ``due``'s set made under epoch
-    ``due.epoch`` after seq ``due.base`` (in the apply session: not captured,
-    not replicated) and park them as stale; mark the tenure reconciled in the
-    same transaction. Returns the changes undone."""
+def stale_tail(journal: Journal, shapes: Mapping[str, TableShape], guard: SetGuard, due: UndoDue,
+               to_local: Callable[[list[TableShape], list[Change]], list[Change]],
+               ) -> tuple[list[tuple[TxnInfo, Change]], int, int]:
+    """This campus's own changes to ``due``'s set stamped with ``due.epoch``
+    after seq ``due.base``, in commit order; the seq of the last transaction
+    holding one; and how many seqs after the base the journal no longer has."""
     me = guard.me
     tables = set(guard.sets[due.set_name].tables)
-    head = journal.vector().get(me, 0)
     stale: list[tuple[TxnInfo, Change]] = []
-    for seq in range(due.base + 1, head + 1):
-        for body in journal.iter_frames(me, seq):
-            frame = pb.TxnFrame.FromString(body)
-            if frame.set_epochs.get(due.set_name) != due.epoch:
-                continue
-            frame_shapes, changes = decode_changes(frame)
-            info = TxnInfo(frame.origin, frame.seq, frame.hlc, dict(frame.deps), True)
-            stale += [(info, c) for c in to_local(frame_shapes, changes) if c.table in tables]
-    # Each row goes back to its state before the first stale change touching it.
+    last = 0
+    head = journal.vector().get(me, 0)
+    seen: set[int] = set()
+    for seq, body in journal.frames_after(me, due.base):
+        if seq > head:
+            break
+        seen.add(seq)
+        frame = pb.TxnFrame.FromString(body)
+        if frame.set_epochs.get(due.set_name) != due.epoch:
+            continue
+        frame_shapes, changes = decode_changes(frame)
+        info = TxnInfo(frame.origin, frame.seq, frame.hlc, dict(frame.deps), True)
+        mine = [(info, c) for c in to_local(frame_shapes, changes) if c.table in tables]
+        if mine:
+            stale += mine
+            last = seq
+    return stale, last, max(0, head - due.base) - len(seen)
+
+
+def undo_stale_tail(session: ApplySession, shapes: Mapping[str, TableShape], guard: SetGuard,
+                    due: UndoDue, stale: list[tuple[TxnInfo, Change]]) -> None:
+    """Restore every row the stale changes touched to its image before the
+    first of them, as base versions (in the apply session: not captured, not
+    replicated), park the changes as stale and mark the tenure reconciled,
+    all in the session's transaction."""
     restore: dict[str, dict[tuple[Any, ...], tuple[Any, ...] | None]] = {}
     for _, change in stale:
         shape = shapes[change.table]
@@ -248,9 +300,9 @@ def undo_stale_tail(session: ApplySession, journal: Journal, shapes: Mapping[str
             rows.setdefault(shape.key_of(change.new), None)  # it did not exist before
     for table, rows in restore.items():
         session.write_rows(shapes[table], rows)
-    reason = (f"stale epoch {due.epoch}: {me}'s tenure as writer of {due.set_name} ended at "
-              f"seq {due.base}; undone here, never applied elsewhere")
+        session.reset_versions(shapes[table], {k: r is not None for k, r in rows.items()})
+    reason = (f"stale epoch {due.epoch}: {guard.me}'s tenure as writer of {due.set_name} "
+              f"ended at seq {due.base}; undone here, never applied elsewhere")
     if stale:
         session.park([stale_entry(info, c, shapes, reason) for info, c in stale])
     session.mark_set_reconciled(due.set_name, due.epoch)
-    return len(stale)

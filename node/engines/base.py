@@ -179,6 +179,14 @@ class Engine(Protocol):
         A set's tables are guarded by this row alone (not by ``set_fence``);
         the node's own apply sessions are never refused."""
 
+    def wait_set_writers(self, name: str, timeout: float = 5.0) -> None:
+        """After closing set ``name``: wait until no application transaction
+        that wrote to its tables before the close is still open (so every
+        write it let in has committed, or never will). PostgreSQL takes a
+        SHARE lock on the set's tables for a moment (EngineError after
+        ``timeout``); SQLite has nothing to wait for (closing took the
+        database's write lock)."""
+
     def set_fence_states(self) -> dict[str, SetFence]:
         """Every stored set fence row, by set name (a configured set's row is
         created closed at open)."""

@@ -242,6 +242,27 @@ class PgFenceOps(PgConflictOps):
         except psycopg.Error as e:
             raise EngineError(f"cannot set the fence of set {name} on PostgreSQL: {e}") from e
 
+    def wait_set_writers(self, name: str, timeout: float = 5.0) -> None:
+        """A SHARE lock on the set's tables waits out every transaction that
+        wrote to them (ROW EXCLUSIVE until it ends), and is released at once."""
+        tables = sorted(t for t, s in self.sets.items() if s == name)
+        if not tables:
+            return
+        try:
+            self._query("SELECT 1")  # reconnects after a server restart
+            with self.conn.transaction():
+                self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                    sql.Literal(f"{int(timeout * 1000)}ms")))
+                self.conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
+                    sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
+        except errors.LockNotAvailable as e:
+            raise EngineError(
+                f"set {name}: an application transaction that wrote to {', '.join(tables)} is "
+                f"still open after {timeout:.0f}s; the move waits for it (end it, or let it "
+                f"commit)") from e
+        except psycopg.Error as e:
+            raise EngineError(f"cannot wait for the writers of set {name}: {e}") from e
+
     def set_fence_states(self) -> dict[str, SetFence]:
         try:
             rows = self._query(

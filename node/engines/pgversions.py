@@ -297,6 +297,24 @@ class PgVersionStore:
             out[key] = int(rec[0])
         return out
 
+    def reset_versions(self, shape: TableShape, rows: Mapping[Key, bool]) -> None:
+        """A restored row gets a base entry with this session's xid (its xmin
+        now, so it is not taken for a pending local change); a removed one
+        loses its entry."""
+        gone = [tuple(to_pg(v) for v in k) for k, exists in rows.items() if not exists]
+        if gone:
+            self.cur.executemany(sql.SQL("DELETE FROM {} WHERE {}").format(
+                meta_ident(shape.name), _in_keys(shape, 1)), gone)
+        kept = [(*(to_pg(v) for v in k), self._session_xid(), True, None)
+                for k, exists in rows.items() if exists]
+        if kept:
+            keys = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
+            marks = sql.SQL(", ").join(sql.Placeholder() for _ in range(len(shape.key_columns) + 3))
+            self.cur.executemany(sql.SQL(
+                "INSERT INTO {} ({}, xid, live, meta) VALUES ({}) ON CONFLICT ({}) DO UPDATE "
+                "SET xid = EXCLUDED.xid, live = EXCLUDED.live, meta = EXCLUDED.meta").format(
+                meta_ident(shape.name), keys, marks, keys), kept)
+
     def close_parked(self, shape: TableShape, keys: list[Key], note: str) -> None:
         self.cur.executemany(
             "UPDATE ringsync.conflicts SET state = 'resolved', resolution = %s "

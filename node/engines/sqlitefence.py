@@ -173,6 +173,10 @@ class SQLiteFenceOps(SQLiteConflictOps):
                 conn.execute("ROLLBACK")
             raise
 
+    def wait_set_writers(self, name: str, timeout: float = 5.0) -> None:
+        """Nothing to wait for: closing the set (BEGIN IMMEDIATE) waited for
+        any open write transaction to end."""
+
     def set_fence_states(self) -> dict[str, SetFence]:
         return {name: SetFence(float(until), int(epoch), int(reconciled))
                 for name, until, epoch, reconciled in self.conn.execute(

@@ -157,6 +157,11 @@ class SQLiteVersionStore:
         self.conn.execute("ROLLBACK TO SAVEPOINT rs_change")
         self.conn.execute("RELEASE SAVEPOINT rs_change")
 
+    def reset_versions(self, shape: TableShape, rows: Mapping[Key, bool]) -> None:
+        self.conn.executemany(
+            f"DELETE FROM {meta_table(shape.name)} WHERE {_key_where(shape)}",
+            [tuple(to_sqlite(v) for v in k) for k in rows])
+
     def close_parked(self, shape: TableShape, keys: list[Key], note: str) -> None:
         self.conn.executemany(
             "UPDATE _rs_conflicts SET state = 'resolved', resolution = ? "

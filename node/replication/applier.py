@@ -126,6 +126,7 @@ def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
     """
     local = engine.shapes()
     logged = parked = 0
+    alerts: list[tuple[int, str]] = []  # stale set changes parked (counted once committed)
     with engine.apply_session() as session:
         blocked = session.parked_keys()
         # Own transactions first: once their versions are recorded (and the
@@ -139,11 +140,15 @@ def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
                 applied = 0
                 for body in bodies:
                     info, changes, epochs = _decode(body, txn, local)
+                    if sets is not None and sets.enabled and not txn.local:
+                        epochs = sets.stamps_of(changes, epochs)
                     if epochs and not txn.local and sets is not None:
                         changes, stale = _judge_sets(sets, info, changes, epochs, index)
                         if stale:
                             session.park([stale_entry(info, c, local, why) for c, why in stale])
                             parked += len(stale)
+                            alerts.append((len(stale), f"parked {len(stale)} change(s) of "
+                                           f"{info.origin}/{info.seq}: {stale[0][1]}"))
                     if not isolate and txn.body is not None and (txn.local or not blocked):
                         group.append((info, changes))
                         applied += len(changes)
@@ -159,6 +164,10 @@ def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
                 logged += resolver.apply_many(session, group)
             for origin, adv in advances.items():
                 session.advance(origin, adv.seq, adv.position, adv.changes)
+    for count, text in alerts:
+        assert sets is not None
+        sets.stale_parked += count
+        sets.alert(text)
     return logged, parked
 
 
@@ -191,9 +200,6 @@ def _judge_sets(sets: SetGuard, info: TxnInfo, changes: list[Change], epochs: di
             stale.append((change, reasons[name]))
         else:
             keep.append(change)
-    sets.stale_parked += len(stale)
-    sets.alert(f"parked {len(stale)} change(s) of {info.origin}/{info.seq}: "
-               f"{'; '.join(sorted(set(reasons.values())))}")
     return keep, stale
 
 
@@ -220,7 +226,9 @@ class Applier:
         self.cursor = 0
         self.attempts: dict[tuple[str, int], int] = {}  # failed tries of a lone transaction
         self.one_at_a_time = False  # after a failed batch: find the transaction that fails
-        self.limit_next = 0  # > 0: the next plan stops before a waiting set transaction
+        # Not None: the next plan takes at most this many foreign transactions
+        # (it stops before one of a single-writer set that must wait).
+        self.remote_limit: int | None = None
 
     async def run(self) -> None:
         rt = self.rt
@@ -238,7 +246,7 @@ class Applier:
             try:
                 if rt.sets.enabled and rt.sets.undo_due():
                     await rt.in_engine(reconcile_sets, rt.engine, rt.journal, rt.sets,
-                                       to_local_order)
+                                       to_local_order, rt.applied.get(rt.campus, 0))
                 plan, cursor = await rt.in_journal(self._plan)
                 if not plan:
                     self.cursor = cursor
@@ -255,11 +263,12 @@ class Applier:
                 rt.conflicts_logged += logged
                 rt.dead_lettered += parked
             except SetWriterWait as e:
-                # The transactions before it may go now; it waits for the map.
-                self.limit_next = e.index + sum(t.local for t in plan)
-                if self.limit_next == 0:
+                # The foreign transactions before it may go now; it (and,
+                # journal order being causal, everything after it) waits.
+                self.remote_limit = e.index
+                if e.index == 0:
                     rt.apply_error = str(e)
-                    await rt.journal_changed.wait(ticket, SET_WAIT_SECONDS)
+                    await asyncio.sleep(SET_WAIT_SECONDS)
                 continue
             except PendingLocalChange as e:
                 # Capture journals the local change within moments; then it is
@@ -323,8 +332,8 @@ class Applier:
         heads = journal.vector()
         applied = dict(rt.applied)
         plan: list[PlannedTxn] = []
-        limit = 1 if self.one_at_a_time else (self.limit_next or MAX_TXNS_PER_COMMIT)
-        self.limit_next = 0
+        limit = 1 if self.one_at_a_time else MAX_TXNS_PER_COMMIT
+        remote_limit, self.remote_limit = self.remote_limit, None
         for entry in journal.local_after(applied.get(rt.campus, 0), limit):
             body = entry.body if entry.chunk == 0 else None
             plan.append(PlannedTxn(rt.campus, entry.seq, body, entry.nchanges, True,
@@ -337,6 +346,8 @@ class Applier:
                 continue
             if entry.seq > heads.get(entry.origin, 0):
                 break  # its final frame has not arrived yet
+            if remote_limit is not None and sum(not t.local for t in plan) >= remote_limit:
+                break
             if entry.seq != applied.get(entry.origin, 0) + 1:
                 raise ProtocolError(
                     f"journal holds {entry.origin}/{entry.seq} but {applied.get(entry.origin, 0)} "

@@ -487,6 +487,17 @@ class Journal:
                                 (self.campus,)).fetchone()
         return row[0] if row else None
 
+    def frames_after(self, origin: str, seq: int) -> Iterator[tuple[int, bytes]]:
+        """(seq, body) of ``origin``'s frames after ``seq``, in order, from any
+        thread (its own read connection, like iter_frames)."""
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            yield from conn.execute(
+                "SELECT seq, body FROM frames WHERE origin = ? AND seq > ? ORDER BY seq, chunk",
+                (origin, seq))
+        finally:
+            conn.close()
+
     def iter_frames(self, origin: str, seq: int) -> Iterator[bytes]:
         """Stream one transaction's frames in chunk order, from any thread.
 

@@ -42,6 +42,12 @@ async def prune_loop(rt: NodeRuntime) -> None:
         local = rt.applied_vector()
         local[rt.campus] = min(local.get(rt.campus, 0), rt.applied.get(rt.campus, 0))
         everywhere = meet([*(known[c] for c in ring), local], rt.journal.vector())
+        if rt.sets.enabled:  # keep own frames a stale-tail undo may still need
+            if rt.sets.own_frames_prunable():
+                rt.sets.own_prune_cap = everywhere.get(rt.campus, 0)
+            else:
+                everywhere[rt.campus] = min(everywhere.get(rt.campus, 0),
+                                            rt.sets.own_prune_cap)
         try:
             removed = await rt.in_journal(rt.journal.prune, everywhere)
         except Exception:

@@ -33,6 +33,7 @@ from typing import Any
 
 ACTIVE = "active"
 DRAINING = "draining"
+REVOKING = "revoking"  # a set's failed writer: collecting what live campuses hold of it
 SET_PREFIX = "set:"
 MAX_TENURES = 64  # ended tenures kept in a set's route (older stamps are refused)
 
@@ -105,6 +106,8 @@ class Member:
     drained: dict[str, list[int]] = field(default_factory=dict)
     # Single-writer sets whose tables this node's database accepts writes to now.
     sets_open: list[str] = field(default_factory=list)
+    # Set route -> the route epoch this node has seen (and judges changes by).
+    seen: dict[str, int] = field(default_factory=dict)
     at: float = 0.0
 
     def encode(self) -> bytes:
@@ -187,11 +190,13 @@ def failovers(routes: dict[str, Route], members: dict[str, Member],
         gone = "lost its etcd lease" if route.serving not in members else (
             "reported its database down")
         reason = f"failover: {route.serving} {gone} for {now - since:.1f}s"
-        if is_set_route(campus):
-            base = failover_base(route.serving, members)
-            moves.append(route.handed_over(
-                target, base, state=ACTIVE, target="", since=now,
-                reason=f"{reason}; its tenure ends at seq {base}"))
+        if is_set_route(campus):  # two phases: revoking now, complete_revokes later
+            chosen = members.get(route.target)
+            if route.state != REVOKING or not (chosen is not None and chosen.db_healthy
+                                               and chosen.initialized):
+                moves.append(route.moved(
+                    state=REVOKING, target=target, since=now,
+                    reason=f"{reason}; collecting what the live campuses hold of it"))
             continue
         moves.append(route.moved(
             serving=target, state=ACTIVE, target="", since=now, reason=reason))
@@ -204,6 +209,38 @@ def failover_base(old: str, members: dict[str, Member]) -> int:
     The new writer opens only once it has applied that much; anything the
     old writer wrote later is stale everywhere."""
     return max((m.journal.get(old, 0) for m in members.values()), default=0)
+
+
+REVOKE_WAIT_SECONDS = 10.0
+
+
+def complete_revokes(routes: dict[str, Route], members: dict[str, Member], now: float,
+                     seen_since: dict[str, float] | None = None) -> list[Route]:
+    """Set failovers, second phase. While a set's route is ``revoking`` no
+    campus applies its writer's current-tenure changes (node.dr.sets.judge
+    waits); once every live campus reports it has seen that (its member
+    report's ``seen``, published with the journal vector it holds), the
+    tenure ends at the most any of them holds, and the route goes to the
+    target (or the next live standby). A campus that never reports within
+    REVOKE_WAIT_SECONDS is counted by its last report."""
+    moves = []
+    for key, route in sorted(routes.items()):
+        if route.state != REVOKING:
+            continue
+        waited = now - (seen_since or {}).get(key, route.since)
+        if (any(m.seen.get(key, 0) < route.epoch for m in members.values())
+                and waited < REVOKE_WAIT_SECONDS):
+            continue
+        target = route.target
+        m = members.get(target)
+        if m is None or not m.db_healthy or not m.initialized:
+            continue  # failovers() picks a live target again (it sees this route revoking)
+        base = failover_base(route.serving, members)
+        moves.append(route.handed_over(
+            target, base, state=ACTIVE, target="", since=now,
+            reason=route.reason.replace("collecting what the live campuses hold of it",
+                                        f"its tenure ends at seq {base}")))
+    return moves
 
 
 DRAIN_TIMEOUT_SECONDS = 60.0

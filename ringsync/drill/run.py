@@ -12,6 +12,14 @@ tables must be identical everywhere (convergence, by digest), and no
 campus's users may have had two writable databases at once. Exit 1 if any
 of that broke.
 
+Every drill cluster also has a single-writer set, ``drill_single`` (table
+``drill_set_writes``, first writer: the ring's first campus), written at
+every campus by a writer that asks its own database (checker.SetWriter);
+ringsync.drill.sets checks one writer per epoch, in time order, as etcd's
+set route says, the same rows everywhere, and every acknowledged set write
+kept (or parked as stale everywhere: a deposed writer's write after its
+tenure ended).
+
 Scenarios: switchover (planned, there and back), node-crash (kill -9 of the
 node), db-down (the campus's PostgreSQL stopped; needs a PostgreSQL campus),
 origin-crash (kill -9 of the node and of its PostgreSQL together; before the
@@ -40,24 +48,32 @@ from typing import Any
 from ringsync.client import ClusterClient
 from ringsync.config import load_cluster
 from ringsync.ctl_dr import move
-from ringsync.demo.cluster import LocalCluster
+from ringsync.demo.cluster import CAMPUS_NAMES, LocalCluster
 from ringsync.demo.etcd import LocalEtcd
 from ringsync.demo.runner import wait_converged, wait_ready
 from ringsync.dr.store import DRStore
 from ringsync.drill.checker import (
     DRILL_SCHEMA,
+    SET_ROUTE,
     CampusClient,
     RouteHistory,
+    SetWriter,
     StaleWriter,
+    drill_sets,
     read_ids,
+    read_set_rows,
+    read_stale_ids,
 )
 from ringsync.drill.proxy import FaultNetwork
+from ringsync.drill.sets import check_sets, route_writers_from
 from ringsync.errors import RingsyncError
 
 SCENARIOS = ("switchover", "node-crash", "db-down", "origin-crash", "campus-isolation",
              "etcd-member-loss", "wan-soak")
 PROXIED = ("campus-isolation", "wan-soak")
 RECOVERY_TIMEOUT_SECONDS = 90.0
+# How long a new cluster may take to publish the set's route and take a set write.
+SET_READY_SECONDS = 30.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,6 +115,7 @@ class Drill:
         self.cluster: LocalCluster | None = None
         self.clients: dict[str, CampusClient] = {}
         self.stale: dict[str, StaleWriter] = {}
+        self.set_writers: dict[str, SetWriter] = {}
         self.cycles: list[dict[str, Any]] = []
         self.net: FaultNetwork | None = None
         self.history: RouteHistory | None = None
@@ -126,7 +143,8 @@ class Drill:
                          "reconnect_max_seconds": 1.0},
             dr={"etcd": self.etcd.endpoints, "failover_after": args.failover_after,
                 "lease_ttl": ttl},
-            postgres_settings={"durability": args.durability, "degrade_after": 10.0})
+            postgres_settings={"durability": args.durability, "degrade_after": 10.0},
+            sets=drill_sets(CAMPUS_NAMES[0]))
         if args.scenario in PROXIED:
             self._route_through_proxies()
         self.cluster.start_all()
@@ -137,8 +155,24 @@ class Drill:
         for c in layouts:
             self.clients[c.name] = CampusClient(c.name, layouts, rate=args.rate)
             self.stale[c.name] = StaleWriter(c)
+            self.set_writers[c.name] = SetWriter(c, rate=args.rate)
         for w in self._workers():
             w.start()
+        self._set_ready()
+
+    def _set_ready(self) -> None:
+        """The set's route is in etcd and its writer's database takes set writes
+        (without both, the set checks could not fire: the drill stops)."""
+        wait_for(lambda: self.set_writer() is not None, SET_READY_SECONDS,
+                 f"the set route {SET_ROUTE} appearing in etcd")
+        try:
+            wait_for(lambda: any(s.acked for s in self.set_writers.values()),
+                     SET_READY_SECONDS, "a set write accepted at any campus")
+        except RingsyncError as e:
+            seen = "; ".join(f"{c}: {s.refused} refused, {s.errors} errors"
+                             + (f" (last: {s.last_error})" if s.last_error else "")
+                             for c, s in self.set_writers.items())
+            raise RingsyncError(f"{e} ({seen})") from None
 
     def _route_through_proxies(self) -> None:
         """Every node reaches every peer and every etcd member through a link of
@@ -154,8 +188,8 @@ class Drill:
                 fh.write("\n[peers]\n" + "\n".join(peers) + "\n\n[dr]\netcd = "
                          + json.dumps(etcd) + "\n")
 
-    def _workers(self) -> list[CampusClient | StaleWriter]:
-        return [*self.clients.values(), *self.stale.values()]
+    def _workers(self) -> list[CampusClient | StaleWriter | SetWriter]:
+        return [*self.clients.values(), *self.stale.values(), *self.set_writers.values()]
 
     def close(self) -> None:
         for w in self._workers():
@@ -204,6 +238,20 @@ class Drill:
         finally:
             await store.close()
 
+    def set_writer(self) -> str | None:
+        """The set's writer, as its route in etcd says (None: no route)."""
+        route = self._run(self._routes()).get(SET_ROUTE)
+        return route.serving if route is not None else None
+
+    def first_set_ack(self, after: float, campus: str | None = None,
+                      exclude: str = "") -> tuple[float, str] | None:
+        """The first set write acknowledged after ``after`` (at ``campus``, or at
+        any campus but ``exclude``): (when, where)."""
+        found = [(w.acked_at, c) for c, s in self.set_writers.items()
+                 if (c == campus if campus is not None else c != exclude)
+                 for w in list(s.acked) if w.acked_at > after]
+        return min(found, default=None)
+
     def move(self, campus: str, to: str, kind: str) -> dict[str, Any]:
         assert self.cluster is not None
         cluster = load_cluster(self.cluster.cluster_file)
@@ -251,7 +299,15 @@ class Drill:
         lost = sorted(acked - everywhere)
         assert self.history is not None
         second = {c: self.stale[c].second_writer_times(self.history) for c in self.clients}
+        history = self.history.set_routes(SET_ROUTE)
+        sets = check_sets(
+            [w for s in self.set_writers.values() for w in s.acked],
+            {c.name: read_set_rows(c) for c in self.cluster.campuses},
+            {c.name: read_stale_ids(c) for c in self.cluster.campuses},
+            route_writers_from(history) if history else None)
+        lost += sorted(sets.lost)
         rtos = [c["rto"] for c in self.cycles]
+        set_rtos = [c["set_rto"] for c in self.cycles if c.get("set_rto") is not None]
         report = {
             "scenario": self.args.scenario, "engine": self.args.engine,
             "campuses": self.args.campuses, "cycles": len(self.cycles), "seed": self.args.seed,
@@ -259,9 +315,24 @@ class Drill:
             "rto_seconds": {"p50": round(statistics.median(rtos), 3) if rtos else None,
                             "max": round(max(rtos), 3) if rtos else None},
             "rpo_lost_writes": len(lost), "lost_ids": lost[:20],
-            "acknowledged_writes": len(acked), "converged": converged,
-            "two_writers_seen": any(second.values()),
+            "acknowledged_writes": len(acked),
+            # the digests of every table agree, and every campus holds the same set rows
+            "converged": converged and sets.rows_identical,
+            "two_writers_seen": any(second.values()) or sets.two_writers_seen,
             "second_writer_writes": {c: len(v) for c, v in second.items() if v},
+            "set_writes": sets.writes,
+            "set_epochs": sets.epochs,
+            "stale_parked": len(sets.stale_parked),
+            "set_moves": sum(1 for c in self.cycles if c.get("set_moved")),
+            "set_rto_seconds": {"p50": round(statistics.median(set_rtos), 3) if set_rtos
+                                else None,
+                                "max": round(max(set_rtos), 3) if set_rtos else None},
+            "set_writes_refused": sum(s.refused for s in self.set_writers.values()),
+            "set_write_errors": sum(s.errors for s in self.set_writers.values()),
+            "set_write_last_errors": {c: s.last_error for c, s in self.set_writers.items()
+                                      if s.last_error},
+            "set_problems": sets.problems[:20],
+            "set_route_samples": len(history),
             "spurious_failover": any(c.get("spurious_failover") for c in self.cycles),
             "route_samples": len(self.history.samples),
             "durability": self.args.durability,
@@ -271,8 +342,8 @@ class Drill:
         }
         # Without a routing history the two-writer check could not have fired.
         enough_history = len(self.history.samples) > 10 * len(self.cycles)
-        report["ok"] = (not lost and converged and not report["two_writers_seen"]
-                        and enough_history
+        report["ok"] = (not lost and report["converged"] and not report["two_writers_seen"]
+                        and enough_history and sets.writes > 0
                         and not report["spurious_failover"]
                         and not (self.args.durability == "sync"
                                  and report["lost_without_failed_campus"]))
@@ -283,10 +354,20 @@ def report_table(r: dict[str, Any]) -> str:
     lines = [f"drill {r['scenario']} ({r['engine']}, {r['campuses']} campuses, "
              f"{r['cycles']} cycle(s), seed {r['seed']}, failover_after "
              f"{r['failover_after']:g}s)", "",
-             f"{'CYCLE':<7}{'CAMPUS':<16}{'SERVED BY':<16}{'RTO S':>8}"]
+             f"{'CYCLE':<7}{'CAMPUS':<16}{'SERVED BY':<16}{'RTO S':>8}  SET WRITER"]
     for c in r["cycles_detail"]:
+        writer = c.get("set_writer") or "-"
+        if c.get("set_moved"):
+            writer += f" -> {c.get('set_writer_after') or '?'}"
+            if c.get("set_writer_after") == c.get("set_writer"):
+                writer += f" (via {c.get('set_to', '?')})"
+            if c.get("set_rto") is not None:
+                writer += f" in {c['set_rto']:.2f}s"
         lines.append(f"{c['cycle']:<7}{c['campus']:<16}{c.get('to', c.get('member', '-')):<16}"
-                     f"{c['rto']:>8.2f}")
+                     f"{c['rto']:>8.2f}  {writer}")
+    epochs = r["set_epochs"]
+    shown = ", ".join(map(str, epochs[:12])) + (f", … ({len(epochs)})" if len(epochs) > 12
+                                                else "")
     lines += ["",
               f"RTO p50 / max        {r['rto_seconds']['p50']} s / {r['rto_seconds']['max']} s",
               f"acknowledged writes  {r['acknowledged_writes']}",
@@ -295,6 +376,17 @@ def report_table(r: dict[str, Any]) -> str:
               *([f"lost with the campus {r['lost_without_failed_campus']} (acknowledged writes "
                  f"no other campus held while it was down; {r['durability']})"]
                 if r["scenario"] == "origin-crash" else []),
+              f"set writes           {r['set_writes']} acknowledged, "
+              f"{r['set_writes_refused']} refused by non-writers, "
+              f"{r['set_write_errors']} errors",
+              f"set epochs           {shown or 'none'}",
+              f"set writer moved     in {r['set_moves']} of {r['cycles']} cycle(s)"
+              + (f"; set RTO p50 / max {r['set_rto_seconds']['p50']} s / "
+                 f"{r['set_rto_seconds']['max']} s" if r["set_rto_seconds"]["max"] is not None
+                 else ""),
+              f"set stale, parked    {r['stale_parked']} (a deposed writer's acknowledged "
+              f"writes, parked as stale at every campus)",
+              *[f"set problem          {p}" for p in r["set_problems"][:5]],
               f"two writers seen     {'YES' if r['two_writers_seen'] else 'no'}",
               f"spurious failover    {'YES' if r['spurious_failover'] else 'no'}",
               f"verdict              {'PASS' if r['ok'] else 'FAIL'}"]

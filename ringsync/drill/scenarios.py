@@ -1,6 +1,13 @@
 """One cycle of each drill scenario: inject, wait for the users to be served
 again, repair, bring the users home. Returns the cycle's record (campus,
-where its users went, RTO, and what the scenario measures besides)."""
+where its users went, RTO, and what the scenario measures besides).
+
+The victim is drawn per cycle from the ring by the drill's seeded random
+generator, so over many cycles the single-writer set's writer is the victim
+in about 1/N of them: the set's writes must then be taken by another campus
+(``set_to``, ``set_rto``) before the victim is repaired. A set's writer does
+not move back by itself, so the next cycles find it elsewhere. ``switchover``
+also moves the set's writer there and back."""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ringsync.config import load_cluster
 from ringsync.demo.cluster import CampusLayout
-from ringsync.drill.checker import read_ids
+from ringsync.drill.checker import SET_ROUTE, read_ids
 from ringsync.errors import RingsyncError
 
 if TYPE_CHECKING:
@@ -33,8 +40,11 @@ def run_cycle(drill: Drill, n: int) -> dict[str, Any]:
                   if scenario not in NEEDS_POSTGRES or c.postgres is not None]
     victim = drill.rng.choice(candidates)
     time.sleep(STEADY_SECONDS)
-    record: dict[str, Any] = {"cycle": n, "campus": victim.name, "fault": scenario}
-    say(f"cycle {n}: {scenario} at {victim.name}")
+    started = time.time()
+    writer = drill.set_writer()
+    record: dict[str, Any] = {"cycle": n, "campus": victim.name, "fault": scenario,
+                              "set_writer": writer}
+    say(f"cycle {n}: {scenario} at {victim.name} (set writer: {writer})")
     fault_at = time.time()
     if scenario == "switchover":
         _switchover(drill, victim, fault_at, record)
@@ -42,7 +52,13 @@ def run_cycle(drill: Drill, n: int) -> dict[str, Any]:
         _hold(drill, fault_at, record)
     else:
         _fail_and_recover(drill, victim, fault_at, record)
-    say(f"  cycle {n}: RTO {record['rto']:.2f}s")
+    after = drill.set_writer()
+    assert drill.history is not None
+    record.update(set_writer_after=after,
+                  set_moved=after != writer or drill.history.set_writer_moved(
+                      SET_ROUTE, started, time.time()))
+    say(f"  cycle {n}: RTO {record['rto']:.2f}s"
+        + (f"; set writer {writer} -> {after}" if record["set_moved"] else ""))
     return record
 
 
@@ -60,6 +76,45 @@ def _switchover(drill: Drill, victim: CampusLayout, fault_at: float,
                   switchback_seconds=back["seconds"],
                   rto=max(client.recovery_seconds(fault_at, back_at),
                           client.recovery_seconds(back_at, time.time())))
+    _switch_set(drill, record)
+
+
+def _switch_set(drill: Drill, record: dict[str, Any]) -> None:
+    """The set's writer to the next campus of the ring and back; set_rto: the
+    longer of the two waits from the move's start until the new writer's
+    database took a set write."""
+    from ringsync.drill.run import say
+
+    assert drill.cluster is not None
+    writer = record["set_writer"]
+    ring = [c.name for c in drill.cluster.campuses]
+    if writer not in ring:
+        raise RingsyncError(f"the set route {SET_ROUTE} names no writer of the ring ({writer})")
+    to = ring[(ring.index(writer) + 1) % len(ring)]
+    waits, seconds = [], []
+    for kind, target in (("switchover", to), ("switchback", writer)):
+        started = time.time()
+        moved = drill.move(SET_ROUTE, target, kind)
+        waits.append(_wait_set_ack(drill, started, target, "") - started)
+        seconds.append(moved["seconds"])
+        say(f"  set {kind} to {target}: route moved in {moved['seconds']:.2f}s, first write "
+            f"there {waits[-1]:.2f}s after the move began")
+        time.sleep(STEADY_SECONDS)
+    record.update(set_to=to, set_switchover_seconds=seconds[0],
+                  set_switchback_seconds=seconds[1], set_rto=round(max(waits), 3))
+
+
+def _wait_set_ack(drill: Drill, after: float, campus: str | None, exclude: str) -> float:
+    """Wait until a set write is acknowledged after ``after`` at ``campus`` (or
+    at any campus but ``exclude``); when it was."""
+    from ringsync.drill.run import wait_for
+
+    where = campus or f"a campus other than {exclude}"
+    wait_for(lambda: drill.first_set_ack(after, campus, exclude) is not None,
+             RECOVERY_TIMEOUT_SECONDS, f"a set write accepted at {where}")
+    found = drill.first_set_ack(after, campus, exclude)
+    assert found is not None
+    return found[0]
 
 
 def _hold(drill: Drill, fault_at: float, record: dict[str, Any]) -> None:
@@ -152,6 +207,13 @@ def _fail_and_recover(drill: Drill, victim: CampusLayout, fault_at: float,
     target = next(a.node for a in client.attempts if a.ok and a.at > fault_at
                   and a.node != victim.name)
     record.update(to=target, rto=client.recovery_seconds(fault_at, served_at + 1.0))
+    if record["set_writer"] == victim.name:  # the set must fail over before the repair
+        acked_at = _wait_set_ack(drill, fault_at, None, victim.name)
+        found = drill.first_set_ack(fault_at, None, victim.name)
+        record.update(set_to=found[1] if found else None,
+                      set_rto=round(acked_at - fault_at, 3))
+        say(f"  set writes taken by {record['set_to']} {record['set_rto']:.2f}s after the "
+            f"fault")
     if drill.args.scenario == "origin-crash":
         record["lost_without_campus"] = _missing_without(drill, victim)
         say(f"  acknowledged writes of {victim.name} missing at every other campus while it "

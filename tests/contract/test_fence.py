@@ -473,6 +473,21 @@ class TestPostgresFence(FenceContract):
         set_engine.set_set_fence("beds", time.time() + 60, 1)
         self.app_write("INSERT INTO kv VALUES ('a', 1)", "TRUNCATE kv")
 
+    def test_closing_a_set_waits_out_a_transaction_that_already_wrote(
+            self, set_engine: PostgresEngine) -> None:
+        """A drain's close must not leave a writer that passed the guard able to
+        commit after the move: wait_set_writers blocks until it ends."""
+        set_engine.set_set_fence("beds", time.time() + 60, 1)
+        with psycopg.connect(self.dsn) as app:
+            app.execute("INSERT INTO kv VALUES ('open', 1)")  # the transaction stays open
+            set_engine.set_set_fence("beds", 0.0, 1)
+            with pytest.raises(EngineError, match="still open"):
+                set_engine.wait_set_writers("beds", timeout=0.3)
+            app.commit()
+        set_engine.wait_set_writers("beds", timeout=0.3)
+        set_engine.wait_set_writers("no-such-set")
+        assert ("open", 1) in self.app_rows()
+
     def test_a_normal_start_leaves_the_guards_in_place(self, set_engine: PostgresEngine) -> None:
         """No DROP/CREATE TRIGGER (and so no table lock) when nothing changed;
         one guard per table, of the kind it needs."""

@@ -3,7 +3,8 @@
 The routing map published three ways (ctl route, gRPC, HTTP /serving), the
 fence enforced by the campus database itself, a node that loses its etcd
 lease stopping its claims, and each drill scenario once (the drill proves
-RPO = 0 and convergence by reading every campus's rows, not counters).
+RPO = 0 and convergence by reading every campus's rows, not counters, and
+checks the drill cluster's single-writer set: one writer per epoch).
 """
 
 from __future__ import annotations
@@ -196,6 +197,13 @@ def test_drill_scenario_keeps_every_invariant(tmp_path: Path, scenario: str, ext
     assert report["converged"] is True, report
     assert report["two_writers_seen"] is False, report
     assert report["rto_seconds"]["max"] is not None
+    # the single-writer set drill_single: written, one writer per epoch, nothing lost
+    assert report["set_writes"] > 0 and report["set_epochs"], report
+    assert report["set_problems"] == [], report
+    if scenario == "switchover":  # its writer went there and back
+        assert report["set_moves"] == 1 and len(report["set_epochs"]) >= 3, report
+    if scenario in ("etcd-member-loss", "wan-soak"):
+        assert report["set_moves"] == 0, report
     if "sync" in extra:  # RPO = 0 even without the failed campus's disk
         assert report["lost_without_failed_campus"] == 0, report
     assert result.returncode == 0, result.stderr[-3000:]

@@ -167,5 +167,10 @@ def test_a_deposed_writers_late_writes_are_undone_and_parked_everywhere(
                    == set(late), 30, f"{node.name} parking the late writes as stale")
     assert all("stale epoch 1" in err for _, err in stale_parked(b.target))
     assert NOT_WRITER in write_patient(a.target, "still-not-writer")
+    # The new writer re-enters a parked row: it reaches the old writer too
+    # (its undone row counts as a base version, not a pending local change).
+    assert write_patient(b.target, late[0]) == "ok"
+    wait_until(lambda: patients(a.target) == patients(b.target) == patients(c.target)
+               == {"before", "new-writer", late[0]}, 30, "the re-entered row everywhere")
     status = json.loads(ctl(set_cluster, "status", "--json").stdout)
     assert any("ALERT" in (n.get("sets") or "") for n in status["nodes"])

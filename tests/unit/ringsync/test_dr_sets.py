@@ -12,9 +12,12 @@ from node.dr.sets import SetGuard, Verdict, judge
 from ringsync.dr.routes import (
     ACTIVE,
     DRAINING,
+    REVOKE_WAIT_SECONDS,
+    REVOKING,
     Member,
     Route,
     complete_drains,
+    complete_revokes,
     failbacks,
     failovers,
     writable_for,
@@ -85,18 +88,38 @@ def test_handed_over_ends_the_tenure_at_its_base_and_starts_a_new_writer_epoch()
                                                                   "revision": 5})
 
 
-def test_set_failover_base_is_the_most_any_live_campus_received():
+def test_set_failover_revokes_first_then_ends_the_tenure_at_the_most_any_live_campus_holds():
     routes = set_routes()
     members = {"b": Member("b", True, True, journal={"a": 17}),
                "c": Member("c", True, True, journal={"a": 23})}
     moves = failovers(routes, members, {"a": 0.0}, now=20.0, failover_after=10,
                       standby={KEY: ("b", "c"), "a": ("b", "c")})
     by_key = {m.campus: m for m in moves}
-    assert by_key[KEY].serving == "b"
-    assert by_key[KEY].tenures == ((1, "a", 23),)
-    assert by_key[KEY].writer_since == by_key[KEY].epoch
-    assert "ends at seq 23" in by_key[KEY].reason
+    revoking = by_key[KEY]
+    assert (revoking.serving, revoking.state, revoking.target) == ("a", REVOKING, "b")
+    assert revoking.writer_since == 1 and revoking.tenures == ()
     assert by_key["a"].tenures == ()  # campus routes keep no tenures
+    routes[KEY] = revoking
+    # Not while a live campus has not reported that it saw the revoke.
+    members["c"] = Member("c", True, True, journal={"a": 23}, seen={KEY: revoking.epoch})
+    assert complete_revokes(routes, members, now=21.0) == []
+    members["b"] = Member("b", True, True, journal={"a": 25}, seen={KEY: revoking.epoch})
+    (done,) = complete_revokes(routes, members, now=21.0)
+    assert (done.serving, done.state, done.tenures) == ("b", ACTIVE, ((1, "a", 25),))
+    assert done.writer_since == done.epoch and "ends at seq 25" in done.reason
+    # A campus that never reports is counted by its last report after a while.
+    members["b"] = Member("b", True, True, journal={"a": 25})
+    assert complete_revokes(routes, members, now=21.0) == []
+    assert complete_revokes(routes, members, now=20.0 + REVOKE_WAIT_SECONDS)[0].serving == "b"
+
+
+def test_a_revoke_whose_target_died_picks_another():
+    routes = set_routes()
+    routes[KEY] = routes[KEY].moved(state=REVOKING, target="b")
+    members = live("c")
+    moves = failovers(routes, members, {"a": 0.0}, now=20.0, failover_after=10,
+                      standby={KEY: ("b", "c"), "a": ("b", "c")})
+    assert {m.campus: m.target for m in moves}[KEY] == "c"
 
 
 def test_a_live_writer_with_its_set_still_open_is_not_failed_over():
@@ -142,6 +165,11 @@ def test_a_stamp_that_names_the_wrong_writer_is_parked():
     assert judge(r, True, "c", r.writer_since, 3)[0] is Verdict.PARK
 
 
+def test_the_current_tenure_waits_while_it_is_being_revoked():
+    r = Route(KEY, "a", epoch=2, writer_since=1).moved(state=REVOKING, target="b")
+    assert judge(r, True, "a", 1, 5)[0] is Verdict.WAIT
+
+
 def test_a_newer_epoch_than_the_map_waits():
     r = Route(KEY, "a", epoch=4, writer_since=4)
     assert judge(r, True, "b", 7, 1)[0] is Verdict.WAIT
@@ -161,3 +189,34 @@ def test_guard_stamps_set_tables_only_and_waits_while_own_stale_tail_is_pending(
     guard.reconciled["beds"] = 5
     assert guard.verdict("beds", "b", 6, 1)[0] is Verdict.ACCEPT
     assert "writer b, epoch 6" in guard.summary()
+
+
+def test_own_frames_are_kept_while_the_map_is_stale_or_an_own_tail_is_pending():
+    guard = SetGuard((ReplicationSet("beds", ("beds",), "a", ("b",)),), "a")
+    fresh = [False]
+    guard.update({KEY: Route(KEY, "a")}, lambda: fresh[0])
+    assert not guard.own_frames_prunable()
+    fresh[0] = True
+    assert guard.own_frames_prunable()
+    guard.update({KEY: Route(KEY, "a").handed_over("b", 3)}, lambda: True)
+    assert not guard.own_frames_prunable()
+    guard.reconciled["beds"] = 1
+    assert guard.own_frames_prunable()
+
+
+def test_an_unstamped_change_to_a_set_table_is_judged_as_epoch_zero_and_parked():
+    from node.model import Change, Op
+
+    guard = SetGuard((ReplicationSet("beds", ("beds",), "a", ("b",)),), "c")
+    guard.update({KEY: Route(KEY, "a", epoch=3, writer_since=3)}, lambda: True)
+    stamps = guard.stamps_of([Change("beds", Op.INSERT, ("x",)), Change("notes", Op.INSERT,
+                                                                        ("y",))], {})
+    assert stamps == {"beds": 0}
+    assert guard.verdict("beds", "a", 0, 1)[0] is Verdict.PARK
+
+
+def test_with_dr_off_only_the_configured_writer_is_accepted():
+    guard = SetGuard((ReplicationSet("beds", ("beds",), "a", ("b",)),), "c")
+    guard.update({KEY: Route(KEY, "a")}, lambda: True, dynamic=False)
+    assert guard.verdict("beds", "a", 7, 1)[0] is Verdict.ACCEPT
+    assert guard.verdict("beds", "b", 1, 1)[0] is Verdict.PARK
