@@ -47,7 +47,8 @@ async def monitor_loop(rt: NodeRuntime, cache: StatusCache) -> None:
             vector, applied, cache.dead_letters = books
             received, in_flight = await rt.in_journal(rt.journal.received_and_in_flight,
                                                       vector)
-            dead = sum(cache.dead_letters.values())
+            # Own stale changes (undone here) were never received: not in the books.
+            dead = sum(n for state, n in cache.dead_letters.items() if state != "stale_own")
             cache.accounting = cpb.Accounting(
                 received=received, applied=applied, dead_lettered=dead, in_flight=in_flight,
                 balanced=received == applied + dead + in_flight)

@@ -235,9 +235,12 @@ class DeadLetterTable:
         conn.execute(f"UPDATE {self.table} SET state = {m}, error = {m}, attempts = {m}, "
                      f"actions = {m} WHERE id = {m}", (state, error, attempts, actions, entry_id))
 
-    def counts(self, conn: Any) -> dict[str, int]:
+    def counts(self, conn: Any, campus: str = "") -> dict[str, int]:
+        """Entries by state; ``campus``'s own stale changes (undone here, never
+        received: node.dr.sets) apart, as ``stale_own``."""
         out = {"parked": 0, "applied": 0, "skipped": 0}
         for state, n in conn.execute(
-                f"SELECT state, count(*) FROM {self.table} GROUP BY state").fetchall():
+                f"SELECT CASE WHEN state = 'stale' AND origin = {self.mark} THEN 'stale_own' "
+                f"ELSE state END, count(*) FROM {self.table} GROUP BY 1", (campus,)).fetchall():
             out[str(state)] = int(n)
         return out

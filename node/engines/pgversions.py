@@ -336,6 +336,7 @@ class PgConflictOps:
     def conn(self) -> psycopg.Connection[Any]:
         raise NotImplementedError
 
+    campus: str
     shape_of: Callable[[str], TableShape]
     upsert_sql: Callable[[TableShape], sql.Composed]
     delete_sql: Callable[[TableShape], sql.Composed]
@@ -380,7 +381,7 @@ class PgConflictOps:
         return DLQ.query(self.conn, query)
 
     def dead_letter_counts(self) -> dict[str, int]:
-        return DLQ.counts(self.conn)
+        return DLQ.counts(self.conn, self.campus)
 
     def conflict_counts(self) -> dict[str, int]:
         self._query("SELECT 1")

@@ -366,7 +366,7 @@ class PostgresEngine(PgFenceOps):
             self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             rows = self.conn.execute(
                 "SELECT origin, seq, changes FROM ringsync.applied").fetchall()
-            dead = DLQ.counts(self.conn)
+            dead = DLQ.counts(self.conn, self.campus)
         return ({o: int(s) for o, s, _ in rows},
                 sum(int(n) for o, _, n in rows if o != self.campus), dead)
 

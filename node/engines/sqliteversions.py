@@ -180,6 +180,7 @@ class SQLiteConflictOps:
     def conn(self) -> sqlite3.Connection:
         raise NotImplementedError
 
+    campus: str
     shape_of: Callable[[str], TableShape]
     upsert_sql: Callable[[TableShape], str]
     delete_sql: Callable[[TableShape], str]
@@ -223,7 +224,7 @@ class SQLiteConflictOps:
         return DLQ.query(self.conn, query)
 
     def dead_letter_counts(self) -> dict[str, int]:
-        return DLQ.counts(self.conn)
+        return DLQ.counts(self.conn, self.campus)
 
     def conflict_counts(self) -> dict[str, int]:
         return CONFLICT_LOG.counts(self.conn)
