@@ -57,15 +57,13 @@ from ringsync.drill.checker import (
     SET_ROUTE,
     CampusClient,
     RouteHistory,
-    SetWriter,
     StaleWriter,
     drill_sets,
     read_ids,
-    read_set_rows,
-    read_stale_ids,
 )
 from ringsync.drill.proxy import FaultNetwork
 from ringsync.drill.sets import check_sets, route_writers_from
+from ringsync.drill.setwriter import SetWriter, read_set_rows, read_stale_ids
 from ringsync.errors import RingsyncError
 
 SCENARIOS = ("switchover", "node-crash", "db-down", "origin-crash", "campus-isolation",

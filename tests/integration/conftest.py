@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from ringsync.client import ClusterClient
 from ringsync.config import load_cluster
 from ringsync.demo.cluster import LocalCluster
+from ringsync.demo.etcd import LocalEtcd
 from tests.helpers import async_wait_until
 
 
@@ -41,3 +45,21 @@ def running_pair(make_cluster) -> Iterator[LocalCluster]:
     cluster.start_all()
     wait_ready(cluster)
     yield cluster
+
+
+RINGSYNC = [sys.executable, "-m", "ringsync.cli"]
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[LocalEtcd]:
+    """A real one-member etcd on free ports (disaster-recovery tests)."""
+    server = LocalEtcd.create(tmp_path / "etcd", 1)
+    server.start()
+    yield server
+    server.stop()
+
+
+def ctl(cluster: LocalCluster, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    """`ringsync ctl` against the cluster's file, as an operator runs it."""
+    return subprocess.run([*RINGSYNC, "ctl", "--cluster", str(cluster.cluster_file), *args],
+                          capture_output=True, text=True, timeout=timeout)

@@ -23,18 +23,10 @@ import pytest
 from ringsync.demo.cluster import LocalCluster
 from ringsync.demo.etcd import LocalEtcd
 from tests.helpers import wait_until
-from tests.integration.conftest import wait_ready
+from tests.integration.conftest import ctl, wait_ready
 
 RINGSYNC = [sys.executable, "-m", "ringsync.cli"]
 DR_TUNING = {"heal_after_seconds": 2.0, "probe_interval_seconds": 0.5}
-
-
-@pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[LocalEtcd]:
-    server = LocalEtcd.create(tmp_path / "etcd", 1)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -64,11 +56,6 @@ def serving_map(cluster: LocalCluster) -> dict[str, list[str]]:
     return {c.name: [n.name for n in cluster.campuses
                      if http(n.health, f"/serving/{c.name}")[0] == 200]
             for c in cluster.campuses}
-
-
-def ctl(cluster: LocalCluster, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([*RINGSYNC, "ctl", "--cluster", str(cluster.cluster_file), *args],
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def app_write(db: Path, key: str) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,19 +21,10 @@ import pytest
 from ringsync.demo.cluster import LocalCluster
 from ringsync.demo.etcd import LocalEtcd
 from tests.helpers import campus_rows, wait_until
-from tests.integration.conftest import wait_ready
+from tests.integration.conftest import ctl, wait_ready
 
-RINGSYNC = [sys.executable, "-m", "ringsync.cli"]
 TUNING = {"heal_after_seconds": 2.0, "probe_interval_seconds": 0.5}
 NOT_WRITER = "not the writer of single-writer set registry"
-
-
-@pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[LocalEtcd]:
-    server = LocalEtcd.create(tmp_path / "etcd", 1)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=[["sqlite"] * 3], ids=["sqlite"])
@@ -54,11 +43,6 @@ def set_cluster(request: pytest.FixtureRequest, tmp_path: Path,
     finally:
         cluster.stop_all()
         cluster.stop_databases()
-
-
-def ctl(cluster: LocalCluster, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([*RINGSYNC, "ctl", "--cluster", str(cluster.cluster_file), *args],
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def write_patient(db: Path | str, key: str) -> str:

@@ -135,6 +135,14 @@ class RoutedSource(ScriptedSource):
         return replies
 
 
+def dr_cluster() -> ClusterConfig:
+    from ringsync.dr.settings import DRSettings
+
+    return ClusterConfig(path=CLUSTER.path, name="t", ring=RING, tables=("patients",),
+                         campuses=CLUSTER.campuses, client_tls=None,
+                         dr=DRSettings(etcd=("127.0.0.1:2379",)))
+
+
 class FakeMover:
     def __init__(self, source: RoutedSource) -> None:
         self.source = source
@@ -148,13 +156,9 @@ class FakeMover:
 
 
 async def test_switchover_dialog_moves_a_campus_and_shows_progress() -> None:
-    from ringsync.dr.settings import DRSettings
-
     source = RoutedSource()
     mover = FakeMover(source)
-    cluster = ClusterConfig(path=CLUSTER.path, name="t", ring=RING, tables=("patients",),
-                            campuses=CLUSTER.campuses, client_tls=None,
-                            dr=DRSettings(etcd=("127.0.0.1:2379",)))
+    cluster = dr_cluster()
     app = RingsyncConsole(source, cluster, poll_seconds=0.05, mover=mover)
     async with app.run_test(size=(160, 60)) as pilot:
         await pilot.pause(0.3)
@@ -179,13 +183,9 @@ async def test_switchover_dialog_moves_a_campus_and_shows_progress() -> None:
 async def test_a_single_writer_sets_writer_is_shown_and_moved_from_the_dialog() -> None:
     from textual.widgets import Select
 
-    from ringsync.dr.settings import DRSettings
-
     source = RoutedSource(sets={"set:registry": "chaohui"})
     mover = FakeMover(source)
-    cluster = ClusterConfig(path=CLUSTER.path, name="t", ring=RING, tables=("patients",),
-                            campuses=CLUSTER.campuses, client_tls=None,
-                            dr=DRSettings(etcd=("127.0.0.1:2379",)))
+    cluster = dr_cluster()
     app = RingsyncConsole(source, cluster, poll_seconds=0.05, mover=mover)
     async with app.run_test(size=(160, 60)) as pilot:
         await pilot.pause(0.3)

@@ -10,19 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ringsync.demo.cluster import CampusLayout
-from ringsync.drill.checker import (
-    DRILL_SCHEMA,
-    SET_NAME,
-    SET_REFUSAL,
-    SET_ROUTE,
-    SET_TABLE,
-    RouteHistory,
-    SetWriter,
-    read_set_rows,
-    read_stale_ids,
-)
+from ringsync.drill.checker import DRILL_SCHEMA, SET_NAME, SET_ROUTE, SET_TABLE, RouteHistory
 from ringsync.drill.run import report_table
 from ringsync.drill.sets import SetWrite, check_sets, route_writers_from
+from ringsync.drill.setwriter import SET_REFUSAL, SetWriter, read_set_rows, read_stale_ids
 
 A, B, C = "chaohui", "wangjiangshan", "yuecheng"
 
