@@ -29,7 +29,12 @@ the set's name as its argument) INSTEAD of the campus guard: it raises
 SQLSTATE 25006 unless the set's row is open (a missing row is closed),
 whatever ``ringsync.fence`` says; apply sessions pass, as above. A set is
 closed at every campus but its writer, so the guard reaches the origin test
-all the time: with sets configured, the node's role needs it.
+all the time: with sets configured, the node's role needs it. A set's tables
+also carry ``ringsync_set_commit``, a deferred constraint trigger running the
+same check at COMMIT for every row the transaction changed, so a transaction
+that wrote while the set was open cannot commit once it has closed (the
+statement check alone lets it: a writer killed with an application
+transaction open).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ log = logging.getLogger(__name__)
 
 TRIGGER = "ringsync_fence"
 SET_TRIGGER = "ringsync_set_fence"
+SET_COMMIT_TRIGGER = "ringsync_set_commit"  # the same check, deferred to commit
 ORIGIN_TEST = "pg_catalog.pg_replication_origin_session_is_setup()"
 GRANT_HINT = (f"GRANT EXECUTE ON FUNCTION {ORIGIN_TEST.removeprefix('pg_catalog.')} "
               f"TO <the node's role> (as a superuser)")
@@ -156,7 +162,23 @@ def install_fence(conn: psycopg.Connection[Any], tables: tuple[str, ...], campus
             if member is None or member not in sets or args != sets[member].encode() + b"\0":
                 _drop_trigger(conn, SET_TRIGGER, name)
                 set_guarded.pop(oid)
+        commit_guarded = _guarded(conn, SET_COMMIT_TRIGGER, "ringsync.set_fence_guard()")
+        for oid, (name, args) in list(commit_guarded.items()):
+            member = wanted.get(oid)
+            if member is None or member not in sets or args != sets[member].encode() + b"\0":
+                _drop_trigger(conn, SET_COMMIT_TRIGGER, name)
+                commit_guarded.pop(oid)
         for oid, table in wanted.items():
+            if table in sets and oid not in commit_guarded:
+                # The same check again at commit, for every row the transaction
+                # changed: a writer that passed the statement guard before the
+                # set closed cannot commit after it.
+                conn.execute(sql.SQL(
+                    "CREATE CONSTRAINT TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} "
+                    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                    "EXECUTE FUNCTION ringsync.set_fence_guard({})"
+                ).format(sql.Identifier(SET_COMMIT_TRIGGER), sql.Identifier(table),
+                         sql.Literal(sets[table])))
             if table in sets:
                 if oid not in set_guarded:
                     conn.execute(sql.SQL(

@@ -471,7 +471,10 @@ class TestPostgresFence(FenceContract):
     def test_truncate_of_a_closed_set_table_is_refused(self, set_engine: PostgresEngine) -> None:
         self.assert_refused("TRUNCATE kv", set_name="beds")
         set_engine.set_set_fence("beds", time.time() + 60, 1)
-        self.app_write("INSERT INTO kv VALUES ('a', 1)", "TRUNCATE kv")
+        self.app_write("INSERT INTO kv VALUES ('a', 1)")
+        # Its own transaction: PostgreSQL refuses TRUNCATE after writes in the same
+        # one while their deferred (commit-time) checks are pending.
+        self.app_write("TRUNCATE kv")
 
     def test_closing_a_set_waits_out_a_transaction_that_already_wrote(
             self, set_engine: PostgresEngine) -> None:
@@ -483,10 +486,27 @@ class TestPostgresFence(FenceContract):
             set_engine.set_set_fence("beds", 0.0, 1)
             with pytest.raises(EngineError, match="still open"):
                 set_engine.wait_set_writers("beds", timeout=0.3)
-            app.commit()
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                app.commit()  # and its commit is refused: the set closed meanwhile
         set_engine.wait_set_writers("beds", timeout=0.3)
         set_engine.wait_set_writers("no-such-set")
-        assert ("open", 1) in self.app_rows()
+        assert ("open", 1) not in self.app_rows()
+
+    def test_a_set_write_cannot_commit_after_the_set_closed(
+            self, set_engine: PostgresEngine) -> None:
+        """The statement guard let the insert in; the commit-time check refuses
+        the commit once the set has closed (a killed writer's open transaction)."""
+        set_engine.set_set_fence("beds", time.time() + 60, 1)
+        with psycopg.connect(self.dsn) as app:
+            app.execute("INSERT INTO kv VALUES ('late', 1)")
+            set_engine.set_set_fence("beds", 0.0, 1)
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction,
+                               match="not the writer of single-writer set beds"):
+                app.commit()
+        assert ("late", 1) not in self.app_rows()
+        with set_engine.apply_session() as s:  # apply still passes at commit
+            s.apply([Change("kv", Op.INSERT, new=("applied", 2))])
+        assert ("applied", 2) in self.app_rows()
 
     def test_a_normal_start_leaves_the_guards_in_place(self, set_engine: PostgresEngine) -> None:
         """No DROP/CREATE TRIGGER (and so no table lock) when nothing changed;
