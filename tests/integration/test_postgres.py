@@ -6,6 +6,7 @@ engines value by value.
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import time
@@ -167,9 +168,12 @@ def peak_rss_mb(pid: int) -> int:
 
 
 # Every row goes through conflict resolution at both ends (versions read and
-# written per row): about 2.5 minutes on an idle 2-core machine, so the
-# default 180 s per-test limit is too tight on a busy one (issue 6 speeds it up).
+# written per row): about 3 minutes on an idle 2-core machine, so the default
+# 180 s per-test limit is too tight on a busy one, and it is opt-in (the
+# normal suite stays near ten minutes): RINGSYNC_LONG_TESTS=1.
 @pytest.mark.timeout(600)
+@pytest.mark.skipif(not os.environ.get("RINGSYNC_LONG_TESTS"),
+                    reason="long test (about 3 min): set RINGSYNC_LONG_TESTS=1")
 def test_million_row_transaction_replicates_in_bounded_memory(make_cluster) -> None:
     """One 1,000,000-row transaction, PostgreSQL to PostgreSQL; nodes stay under 300 MB."""
     cluster = make_cluster(2, engines=["postgres", "postgres"])
