@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from node.dr.setfencing import DRAIN_CAPTURE_TIMEOUT_SECONDS, SetFencing
+from node.dr.setfencing import SetFencing
 from node.runtime import NodeRuntime, Notifier
 from ringsync.dr.routes import (
     DRAINING,
@@ -324,14 +324,8 @@ class DRAgent(SetFencing):
                 log.error("drain of %s: this database could not be fenced; not reporting it "
                           "drained (retrying)", route.campus)
                 return
-            position = await rt.in_engine(rt.engine.commit_position)
-            deadline = time.monotonic() + DRAIN_CAPTURE_TIMEOUT_SECONDS
-            while rt.journaled_through < position:
-                if time.monotonic() > deadline:
-                    log.error("drain of %s: capture did not reach %d in %.0fs", route.campus,
-                              position, DRAIN_CAPTURE_TIMEOUT_SECONDS)
-                    return
-                await asyncio.sleep(0.02)
+            if not await self._capture_caught_up(f"drain of {route.campus}"):
+                return
             head = rt.journal.vector().get(self.me, 0)
             self._drained[route.campus] = [route.epoch, head]
             log.info("route %s draining to %s: %s captured through seq %d", route.campus,

@@ -140,9 +140,8 @@ def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
                 applied = 0
                 for body in bodies:
                     info, changes, epochs = _decode(body, txn, local)
-                    if sets is not None and sets.enabled and not txn.local:
-                        epochs = sets.stamps_of(changes, epochs)
-                    if epochs and not txn.local and sets is not None:
+                    if sets is not None and not txn.local and (epochs or sets.enabled):
+                        epochs = sets.stamps_of(changes, epochs) if sets.enabled else epochs
                         changes, stale = _judge_sets(sets, info, changes, epochs, index)
                         if stale:
                             session.park([stale_entry(info, c, local, why) for c, why in stale])

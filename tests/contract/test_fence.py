@@ -52,16 +52,31 @@ def pg_server() -> Iterator[LocalPostgres]:
 
 
 class FenceContract:
-    """Subclasses provide ``engine`` (opened, capture started), ``set_engine``
-    (the same with ``SETS``, on a database no engine opened before),
-    ``new_engine``, ``campus``, ``app_write``, ``app_rows``, ``capture_all``
-    and ``assert_refused_error``."""
+    """Subclasses provide the ``db`` fixture (a fresh database), ``new_engine``,
+    ``campus``, ``app_write``, ``app_rows``, ``capture_all`` and
+    ``assert_refused_error``; ``engine`` (opened, capture started) and
+    ``set_engine`` (the same with ``SETS``) are built here from them."""
 
     campus: str
 
     def new_engine(self, sets: dict[str, str] | None) -> Any:
         """Another engine on the same database (not opened)."""
         raise NotImplementedError
+
+    def _opened(self, sets: dict[str, str] | None) -> Iterator[Any]:
+        engine = self.new_engine(sets)
+        engine.open()
+        engine.start_capture(0)
+        yield engine
+        engine.close()
+
+    @pytest.fixture
+    def engine(self, db: None) -> Iterator[Any]:
+        yield from self._opened(None)
+
+    @pytest.fixture
+    def set_engine(self, db: None) -> Iterator[Any]:
+        yield from self._opened(SETS)
 
     def app_write(self, *statements: str) -> None:
         raise NotImplementedError
@@ -301,21 +316,6 @@ class TestSQLiteFence(FenceContract):
     def new_engine(self, sets: dict[str, str] | None) -> SQLiteEngine:
         return SQLiteEngine(self.path, TABLES, self.campus, sets=sets)
 
-    def _opened(self, sets: dict[str, str] | None) -> Iterator[SQLiteEngine]:
-        engine = self.new_engine(sets)
-        engine.open()
-        engine.start_capture(0)
-        yield engine
-        engine.close()
-
-    @pytest.fixture
-    def engine(self, db: None) -> Iterator[SQLiteEngine]:
-        yield from self._opened(None)
-
-    @pytest.fixture
-    def set_engine(self, db: None) -> Iterator[SQLiteEngine]:
-        yield from self._opened(SETS)
-
     def app_write(self, *statements: str) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
@@ -384,21 +384,6 @@ class TestPostgresFence(FenceContract):
 
     def new_engine(self, sets: dict[str, str] | None) -> PostgresEngine:
         return PostgresEngine(self.dsn, TABLES, self.campus, sets=sets)
-
-    def _opened(self, sets: dict[str, str] | None) -> Iterator[PostgresEngine]:
-        engine = self.new_engine(sets)
-        engine.open()
-        engine.start_capture(0)
-        yield engine
-        engine.close()
-
-    @pytest.fixture
-    def engine(self, db: None) -> Iterator[PostgresEngine]:
-        yield from self._opened(None)
-
-    @pytest.fixture
-    def set_engine(self, db: None) -> Iterator[PostgresEngine]:
-        yield from self._opened(SETS)
 
     def app_write(self, *statements: str) -> None:
         with psycopg.connect(self.dsn) as conn:
