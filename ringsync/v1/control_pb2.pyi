@@ -52,7 +52,7 @@ class JoinStatus(_message.Message):
     def __init__(self, state: _Optional[str] = ..., donor: _Optional[str] = ..., table: _Optional[str] = ..., rows_copied: _Optional[int] = ..., rows_total: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("campus", "address", "engine", "database", "database_healthy", "database_error", "journal_transactions", "journal_bytes", "journal", "applied", "links", "row_counts", "uptime_seconds", "captured_transactions", "applied_transactions", "version", "join", "conflicts", "dead_letters", "accounting", "routing", "durability", "sets")
+    __slots__ = ("campus", "address", "engine", "database", "database_healthy", "database_error", "journal_transactions", "journal_bytes", "journal", "applied", "links", "row_counts", "uptime_seconds", "captured_transactions", "applied_transactions", "version", "join", "conflicts", "dead_letters", "accounting", "routing", "durability", "sets", "apply", "refused", "alerts")
     class RowCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +83,9 @@ class NodeStatus(_message.Message):
     ROUTING_FIELD_NUMBER: _ClassVar[int]
     DURABILITY_FIELD_NUMBER: _ClassVar[int]
     SETS_FIELD_NUMBER: _ClassVar[int]
+    APPLY_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
     campus: str
     address: str
     engine: str
@@ -106,7 +109,51 @@ class NodeStatus(_message.Message):
     routing: RoutingMap
     durability: str
     sets: str
-    def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ..., dead_letters: _Optional[_Union[DeadLetterCounts, _Mapping]] = ..., accounting: _Optional[_Union[Accounting, _Mapping]] = ..., routing: _Optional[_Union[RoutingMap, _Mapping]] = ..., durability: _Optional[str] = ..., sets: _Optional[str] = ...) -> None: ...
+    apply: ApplyStatus
+    refused: RefusedFrames
+    alerts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ..., dead_letters: _Optional[_Union[DeadLetterCounts, _Mapping]] = ..., accounting: _Optional[_Union[Accounting, _Mapping]] = ..., routing: _Optional[_Union[RoutingMap, _Mapping]] = ..., durability: _Optional[str] = ..., sets: _Optional[str] = ..., apply: _Optional[_Union[ApplyStatus, _Mapping]] = ..., refused: _Optional[_Union[RefusedFrames, _Mapping]] = ..., alerts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ApplyStatus(_message.Message):
+    __slots__ = ("state", "waiting_for", "since", "alert", "transient_retries", "isolations", "incomplete_transactions", "oldest_incomplete_seconds", "recorded", "last_error")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    ALERT_FIELD_NUMBER: _ClassVar[int]
+    TRANSIENT_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    ISOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    INCOMPLETE_TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_INCOMPLETE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    waiting_for: str
+    since: float
+    alert: str
+    transient_retries: int
+    isolations: int
+    incomplete_transactions: int
+    oldest_incomplete_seconds: float
+    recorded: _replication_pb2.Vector
+    last_error: str
+    def __init__(self, state: _Optional[str] = ..., waiting_for: _Optional[str] = ..., since: _Optional[float] = ..., alert: _Optional[str] = ..., transient_retries: _Optional[int] = ..., isolations: _Optional[int] = ..., incomplete_transactions: _Optional[int] = ..., oldest_incomplete_seconds: _Optional[float] = ..., recorded: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., last_error: _Optional[str] = ...) -> None: ...
+
+class RefusedFrames(_message.Message):
+    __slots__ = ("by_kind", "total", "last")
+    class ByKindEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    BY_KIND_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    by_kind: _containers.ScalarMap[str, int]
+    total: int
+    last: str
+    def __init__(self, by_kind: _Optional[_Mapping[str, int]] = ..., total: _Optional[int] = ..., last: _Optional[str] = ...) -> None: ...
 
 class Route(_message.Message):
     __slots__ = ("campus", "serving", "state", "epoch", "reason", "since", "target", "writer_epoch")
@@ -177,16 +224,18 @@ class DeadLetterCounts(_message.Message):
     def __init__(self, parked: _Optional[int] = ..., applied: _Optional[int] = ..., skipped: _Optional[int] = ...) -> None: ...
 
 class ConflictCounts(_message.Message):
-    __slots__ = ("logged", "parked", "flagged", "policies")
+    __slots__ = ("logged", "parked", "flagged", "policies", "delta_merged")
     LOGGED_FIELD_NUMBER: _ClassVar[int]
     PARKED_FIELD_NUMBER: _ClassVar[int]
     FLAGGED_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
+    DELTA_MERGED_FIELD_NUMBER: _ClassVar[int]
     logged: int
     parked: int
     flagged: int
     policies: str
-    def __init__(self, logged: _Optional[int] = ..., parked: _Optional[int] = ..., flagged: _Optional[int] = ..., policies: _Optional[str] = ...) -> None: ...
+    delta_merged: int
+    def __init__(self, logged: _Optional[int] = ..., parked: _Optional[int] = ..., flagged: _Optional[int] = ..., policies: _Optional[str] = ..., delta_merged: _Optional[int] = ...) -> None: ...
 
 class ConflictsRequest(_message.Message):
     __slots__ = ("table", "campus", "since", "limit", "id", "state")
