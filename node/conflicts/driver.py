@@ -150,6 +150,10 @@ class VersionStore(Protocol):
 
     def log_conflicts(self, records: list[ConflictRecord]) -> None: ...
 
+    def count_delta_merged(self, n: int) -> None:
+        """Add ``n`` to the durable count of concurrent updates that only
+        delta columns made concurrent (certain outcomes, not logged)."""
+
     def close_parked(self, shape: TableShape, keys: list[Key], note: str) -> None:
         """Parked conflicts of these rows are settled: a version superseded them."""
 
@@ -169,6 +173,7 @@ class Resolver:
         self.conflicts = 0
         self.parked = 0
         self.skewed = 0
+        self.delta_merged = 0
 
     def apply(self, store: VersionStore, txn: TxnInfo, changes: Iterable[Change]) -> int:
         """Resolve and write a transaction's changes; return conflicts logged."""
@@ -184,7 +189,7 @@ class Resolver:
         not per transaction. Tables keep their order, so foreign keys hold.
         A run holds remote transactions or local ones, never both.
         """
-        logged = 0
+        logged = merged = 0
         flagged: list[ConflictRecord] = []
         run: list[_Item] = []
         for txn, changes in txns:
@@ -195,8 +200,8 @@ class Resolver:
             for change in split_key_changes(changes, self.rules):
                 first = first or change
                 if run and self._run_ends(run, txn, change):
-                    logged += self._apply_run(store, run)
-                    run = []
+                    n, m = self._apply_run(store, run)
+                    logged, merged, run = logged + n, merged + m, []
                 run.append(_Item(txn, change, skew))
             if skew > self.settings.max_clock_skew_ms and first is not None:
                 # Flagged, never silently trusted; the decision itself stays the
@@ -209,10 +214,14 @@ class Resolver:
                              None, _image(first), "", 0, txn.origin, txn.hlc),
                     time.time(), skew, shape.columns))
         if run:
-            logged += self._apply_run(store, run)
+            n, m = self._apply_run(store, run)
+            logged, merged = logged + n, merged + m
         if flagged:
             self.skewed += len(flagged)
             store.log_conflicts(flagged)
+        if merged:
+            store.count_delta_merged(merged)  # once per batch, in its transaction
+            self.delta_merged += merged
         return logged + len(flagged)
 
     def _run_ends(self, run: list[_Item], txn: TxnInfo, change: Change) -> bool:
@@ -228,7 +237,8 @@ class Resolver:
             return self.rules[change.table].policy.rule == "manual"
         return False
 
-    def _apply_run(self, store: VersionStore, run: list[_Item]) -> int:
+    def _apply_run(self, store: VersionStore, run: list[_Item]) -> tuple[int, int]:
+        """Resolve and write one run; return (conflicts logged, delta-merged)."""
         first = run[0].txn
         rules = self.rules[run[0].change.table]
         shape = rules.shape
@@ -248,6 +258,7 @@ class Resolver:
                 meta = decode_meta(s.meta, s.row, rules.delta) if s.meta is not None else None
                 state[k] = (s.row, meta)
         records: list[ConflictRecord] = []
+        merged = 0
         settled: dict[str, list[Key]] = {}
         manual = rules.policy.rule == "manual"
         now = time.time()
@@ -264,7 +275,10 @@ class Resolver:
                               change.new, change.old)
             out = rules.resolve(row, meta, version)
             state[k] = (out.row, out.meta)
-            if manual and out.conflict is None and meta is not None and len(meta.recs) > 1:
+            if out.delta_merged:
+                if not txn.local:
+                    merged += 1  # certain: counted, not logged
+            elif manual and out.conflict is None and meta is not None and len(meta.recs) > 1:
                 # a version that saw every parked one supersedes them
                 settled.setdefault(f"superseded by {txn.origin}/{txn.seq}", []).append(k)
             if out.conflict is not None and not txn.local:
@@ -300,7 +314,7 @@ class Resolver:
             store.log_conflicts(records)
             self.conflicts += len(records)
             self.parked += sum(r.conflict.winner == "parked" for r in records)
-        return len(records)
+        return len(records), merged
 
 
 class _Item(NamedTuple):

@@ -47,9 +47,20 @@ class ConflictQuery:
 
 
 class ConflictLog:
-    def __init__(self, table: str, mark: str) -> None:
+    def __init__(self, table: str, mark: str, tally: str = "") -> None:
         self.table = table
         self.mark = mark
+        # counts kept instead of entries (name -> n): delta_merged, one row
+        # updated once per apply batch
+        self.tally = tally
+
+    def tally_ddl(self) -> str:
+        return f"CREATE TABLE IF NOT EXISTS {self.tally}(name TEXT PRIMARY KEY, n BIGINT NOT NULL)"
+
+    def tally_add_sql(self) -> str:
+        m = self.mark
+        return (f"INSERT INTO {self.tally}(name, n) VALUES ({m}, {m}) "
+                f"ON CONFLICT(name) DO UPDATE SET n = {self.tally}.n + excluded.n")
 
     def query(self, conn: _Conn, q: ConflictQuery) -> list[dict[str, Any]]:
         m = self.mark
@@ -59,10 +70,13 @@ class ConflictLog:
         return select(conn, self.table, COLUMNS, m, filters, "id DESC", q.limit)
 
     def counts(self, conn: _Conn) -> dict[str, int]:
-        out = {"logged": 0, "parked": 0, "flagged": 0, "resolved": 0}
+        out = {"logged": 0, "parked": 0, "flagged": 0, "resolved": 0, "delta_merged": 0}
         for state, n in conn.execute(
                 f"SELECT state, count(*) FROM {self.table} GROUP BY state").fetchall():
             out[str(state)] = int(n)
+        if self.tally:
+            for name, n in conn.execute(f"SELECT name, n FROM {self.tally}").fetchall():
+                out[str(name)] = int(n)
         return out
 
     def prune(self, conn: _Conn, keep_rows: int, keep_days: int) -> None:

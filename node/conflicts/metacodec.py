@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from node.codec import from_value, to_value
-from node.conflicts.resolve import LIVE, Rec, RowMeta
+from node.conflicts.resolve import LIVE, Rec, RowMeta, is_mark
 from ringsync.v1 import values_pb2 as pb
 
 _OMITTED = object()
@@ -56,7 +56,7 @@ def encode_meta_general(meta: RowMeta, row: tuple[Any, ...] | None) -> str:
     for r in meta.recs:
         regs = []
         for g, value in r.regs.items():
-            implied = row is not None and counts[g] == 1
+            implied = is_mark(g) or (row is not None and counts[g] == 1)
             regs.append([g] if implied else [g, _enc(value)])
         recs.append([r.origin, r.seq, r.hlc, regs])
     doc: dict[str, Any] = {"r": recs}
@@ -74,6 +74,8 @@ def decode_meta(text: str, row: tuple[Any, ...] | None, delta: Sequence[int]) ->
             g = item[0]
             if len(item) > 1:
                 values[g] = _dec(item[1])
+            elif is_mark(g):
+                values[g] = True  # a delta column's change mark carries no value
             elif g == LIVE:
                 values[g] = row is not None
             else:

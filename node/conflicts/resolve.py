@@ -17,6 +17,15 @@ is deterministic, every campus converges to the same row. Delta columns are
 counters: every transaction adds (new - old), so they converge by
 commutativity. ``manual`` is the one rule that does not pick: the version
 that was there first stays until an operator's write supersedes both.
+
+A write that changes a delta column also carries that column's *mark*
+(register ``delta_mark(c)``, value True): it takes no part in the row's
+value, only in telling which columns two concurrent versions both changed.
+Marks follow the frontier rules like any register, but a version is never
+kept for its marks alone. A concurrent update whose every register agrees
+with every concurrent version's (values equal, so no rule has anything to
+choose) and where a delta column changed on either side is *delta-merged*:
+its outcome is certain (the deltas add), so it is counted, not logged.
 """
 
 from __future__ import annotations
@@ -30,6 +39,15 @@ from ringsync.conflict_policy import TablePolicy
 
 LIVE = -1          # the register "this row exists"
 BASE_ORIGIN = ""   # a row that was there before ringsync recorded versions
+
+
+def delta_mark(c: int) -> int:
+    """The register marking a change of delta column ``c`` (below LIVE)."""
+    return LIVE - 1 - c
+
+
+def is_mark(g: int) -> bool:
+    return g < LIVE
 
 
 @dataclass(slots=True)
@@ -80,6 +98,7 @@ class Outcome:
     meta: RowMeta
     conflict: Conflict | None
     parked: bool = False          # manual: the incoming version waits for an operator
+    delta_merged: bool = False    # concurrent, but only delta columns both changed: not logged
 
 
 class RowRules:
@@ -91,6 +110,7 @@ class RowRules:
         index = {c: i for i, c in enumerate(shape.columns)}
         keys = set(shape.key_indexes)
         self.delta = tuple(index[c] for c in policy.delta)
+        self.marks = {c: delta_mark(c) for c in self.delta}
         self.monotonic = {index[c]: {v: i for i, v in enumerate(order)}
                           for c, order in policy.monotonic.items()}
         self.values = tuple(i for i in range(len(shape.columns))
@@ -109,6 +129,9 @@ class RowRules:
         for g in self.values:
             if not merge or v.new[g] != v.old[g]:  # type: ignore[index]
                 out[g] = v.new[g]
+        for c, mark in self.marks.items():
+            if _delta(v, c) != 0:
+                out[mark] = True
         return out
 
     def sort_key(self, rec: Rec, g: int) -> tuple[Any, ...]:
@@ -156,7 +179,7 @@ class RowRules:
             if id(r) not in still_current:
                 r = Rec(r.origin, r.seq, r.hlc,
                         {g: x for g, x in r.regs.items() if g not in written})
-            if r.regs:
+            if any(not is_mark(g) for g in r.regs):  # never kept for its marks alone
                 recs.append(r)
         mine = Rec(v.origin, v.seq, v.hlc, dict(written))
         recs.append(mine)
@@ -169,6 +192,8 @@ class RowRules:
         parked = False
         if concurrent:
             kind = _kind(v.op, row is not None)
+            if kind == "update_update" and self.delta_certain(written, concurrent):
+                return Outcome(new_row, new_meta, None, delta_merged=True)
             if kind is not None:
                 top = max(concurrent, key=lambda r: (r.hlc, r.origin))
                 if all(won.values()):
@@ -185,6 +210,23 @@ class RowRules:
             conflict = Conflict("update_missing", "apply as insert" if v.new else "nothing to do",
                                 "remote", None, v.new, "", 0, v.origin, v.hlc)
         return Outcome(new_row, new_meta, conflict, parked)
+
+    def delta_certain(self, written: Mapping[int, Any], concurrent: list[Rec]) -> bool:
+        """Is an update whose registers are ``written`` certain against these
+        concurrent versions? Each pair must agree on every register both
+        wrote (so no rule has anything to pick) and have a delta column
+        changed on at least one side (otherwise it is an ordinary conflict,
+        e.g. a ``merge`` of two different columns, and is logged as before)."""
+        if not self.delta:
+            return False
+        mine_delta = any(is_mark(g) for g in written)
+        for r in concurrent:
+            if not mine_delta and not any(is_mark(g) for g in r.regs):
+                return False
+            for g, x in r.regs.items():
+                if not is_mark(g) and g in written and not _same(written[g], x):
+                    return False
+        return True
 
     def _supersede_all(self, row: tuple[Any, ...] | None, meta: RowMeta | None,
                        v: Version) -> Outcome | None:
@@ -210,7 +252,10 @@ class RowRules:
         if self.delta:
             out = list(new)
             for c in self.delta:
-                counters[c] = out[c] = _add(counters.get(c), _delta(v, c))
+                change = _delta(v, c)
+                counters[c] = out[c] = _add(counters.get(c), change)
+                if change != 0:
+                    regs[self.marks[c]] = True
             new = tuple(out)
         return Outcome(new, RowMeta([Rec(v.origin, v.seq, v.hlc, regs)], counters), None)
 
@@ -255,6 +300,11 @@ def _kind(op: Op, local_live: bool) -> str | None:
     if op is Op.UPDATE:
         return "update_update" if local_live else "update_delete"
     return "delete_update" if local_live else None  # delete/delete agrees: no conflict
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, of the same type (1 and True, or 1 and 1.0, are not the same write)."""
+    return type(a) is type(b) and a == b
 
 
 def _delta(v: Version, c: int) -> Any:

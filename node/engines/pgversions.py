@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS ringsync.conflicts(
 )
 """
 XID_SQL = "SELECT txid_current() % 4294967296"
-CONFLICT_LOG = ConflictLog("ringsync.conflicts", "%s")
+CONFLICT_LOG = ConflictLog("ringsync.conflicts", "%s", "ringsync.conflict_tally")
 DLQ = DeadLetterTable("ringsync.dlq", "%s")
 
 LOG_INSERT = log_insert_sql("ringsync.conflicts", "%s")
@@ -81,6 +81,7 @@ def install_versions(conn: psycopg.Connection[Any], shape: TableShape) -> None:
         "CREATE TABLE IF NOT EXISTS {} ({}, xid bigint, live boolean NOT NULL, meta text, "
         "PRIMARY KEY ({}))").format(meta_ident(shape.name), defs, keys))
     conn.execute(CONFLICTS_DDL)
+    conn.execute(CONFLICT_LOG.tally_ddl())
     conn.execute(DLQ.ddl("bigserial PRIMARY KEY", "bytea"))
     mark_base_versions(conn, shape)
 
@@ -257,6 +258,9 @@ class PgVersionStore:
 
     def log_conflicts(self, records: list[ConflictRecord]) -> None:
         self.cur.executemany(LOG_INSERT, [r.params() for r in records])
+
+    def count_delta_merged(self, n: int) -> None:
+        self.cur.execute(CONFLICT_LOG.tally_add_sql(), ("delta_merged", n))
 
     def parked_keys(self) -> dict[tuple[str, str], int]:
         return DLQ.parked_keys(self.cur)

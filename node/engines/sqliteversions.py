@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS _rs_conflicts(
 """
 
 LOG_INSERT = log_insert_sql("_rs_conflicts", "?")
-CONFLICT_LOG = ConflictLog("_rs_conflicts", "?")
+CONFLICT_LOG = ConflictLog("_rs_conflicts", "?", "_rs_conflict_tally")
 DLQ = DeadLetterTable("_rs_dlq", "?")
 
 
@@ -69,6 +69,7 @@ def install_versions(conn: sqlite3.Connection, shape: TableShape) -> None:
     conn.execute(f"CREATE TABLE IF NOT EXISTS {meta_table(shape.name)}"
                  f"({keys}, meta TEXT NOT NULL, PRIMARY KEY({pk}))")
     conn.execute(CONFLICTS_DDL)
+    conn.execute(CONFLICT_LOG.tally_ddl())
     conn.execute(DLQ.ddl("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"))
 
 
@@ -133,6 +134,9 @@ class SQLiteVersionStore:
 
     def log_conflicts(self, records: list[ConflictRecord]) -> None:
         self.conn.executemany(LOG_INSERT, [r.params() for r in records])
+
+    def count_delta_merged(self, n: int) -> None:
+        self.conn.execute(CONFLICT_LOG.tally_add_sql(), ("delta_merged", n))
 
     def parked_keys(self) -> dict[tuple[str, str], int]:
         return DLQ.parked_keys(self.conn)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,3 +284,49 @@ def test_staging_tables_survive_a_rollback_to_savepoint(
                        [Change("t_latest", Op.INSERT, new=(2, "kept", "ordered", 0))])
     assert engine.read_version("t_latest", (1,))[0] is None
     assert engine.read_version("t_latest", (2,))[0] == (2, "kept", "ordered", 0)
+
+
+def test_concurrent_delta_only_updates_add_count_and_log_nothing(
+        campuses: dict[str, Any]) -> None:
+    """SQLite (a) and PostgreSQL (b): two campuses add to a counter row without
+    seeing each other. Each engine gets them in a different order (one by one
+    at a, in one batch at b): the row holds the sum, nothing is logged,
+    delta_merged counts each. Row 2 also has a plain column both changed: that
+    is still a conflict, logged."""
+    from node.conflicts.log import ConflictQuery
+
+    counters = ConflictSettings(tables={"t_latest": TablePolicy(delta=("n",))})
+    seed = TxnInfo("p", 1, 10, {}, False)
+    rows = [Change("t_latest", Op.INSERT, new=(k, "acct", "ordered", 100)) for k in (1, 2)]
+    base = [r.new for r in rows]
+
+    def add(origin: str, hlc: int, amount: int, x: str) -> tuple[TxnInfo, list[Change]]:
+        assert all(b is not None for b in base)
+        return TxnInfo(origin, 1, hlc, {"p": 1}, False), [
+            Change("t_latest", Op.UPDATE, new=(1, "acct", "ordered", 100 + amount), old=base[0]),
+            Change("t_latest", Op.UPDATE, new=(2, x, "ordered", 100 + amount), old=base[1])]
+
+    q, r = add("q", 20, 10, "from q"), add("r", 30, 5, "from r")
+    for name, order, batched in (("a", [q, r], False), ("b", [r, q], True)):
+        engine = campuses[name]
+        with engine.apply_session() as session:
+            session.clear("t_latest")
+        resolver = Resolver(dict(engine.shapes()), counters, HybridClock())
+        before = engine.conflict_counts()
+        start = time.time() - 1
+        with engine.apply_session() as session:
+            resolver.apply(session, seed, rows)
+        if batched:
+            with engine.apply_session() as session:
+                resolver.apply_many(session, order)
+        else:
+            for txn, changes in order:
+                with engine.apply_session() as session:
+                    resolver.apply(session, txn, changes)
+        assert engine.read_version("t_latest", (1,))[0] == (1, "acct", "ordered", 115), name
+        assert engine.read_version("t_latest", (2,))[0] == (2, "from r", "ordered", 115), name
+        after = engine.conflict_counts()
+        assert after["delta_merged"] - before.get("delta_merged", 0) == 1, (name, after)
+        logged = engine.conflicts(ConflictQuery(table="t_latest", since=start))
+        assert [(e["key"], e["kind"]) for e in logged] == [("[2]", "update_update")], name
+        assert after["logged"] - before["logged"] == 1, name

@@ -7,7 +7,9 @@ causal order (the order a ring's journals allow), sometimes twice, sometimes
 much later. At the end everything is delivered everywhere and every table,
 one per policy, must be identical on all three replicas. Delta columns must
 equal the sum of every increment, monotonic columns the furthest status any
-campus wrote, and every concurrent edit must have been logged as a conflict.
+campus wrote, and every concurrent edit must have been logged as a conflict
+(or, when only delta columns made it concurrent, counted as delta-merged:
+then no register the edit wrote may hold two different values).
 
 More examples: RINGSYNC_HYPOTHESIS_EXAMPLES=5000 pytest tests/unit/node/test_conflict_convergence.py
 """
@@ -22,7 +24,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from node.conflicts.resolve import RowMeta, RowRules, Version
+from node.conflicts.resolve import LIVE, RowMeta, RowRules, Version
 from node.model import Op, TableShape
 from ringsync.conflict_policy import TablePolicy
 
@@ -59,6 +61,7 @@ class Replica:
     rows: dict[tuple[str, int], tuple[Any, ...]] = field(default_factory=dict)
     meta: dict[tuple[str, int], RowMeta] = field(default_factory=dict)
     conflicts: list[tuple[str, int, str]] = field(default_factory=list)  # table, key, kind
+    merged: list[tuple[str, int]] = field(default_factory=list)  # delta-merged: table, key
 
     def tick(self, wall: int) -> int:
         self.clock = max(self.clock + 1, wall)
@@ -74,6 +77,18 @@ class Replica:
             self.rows[key] = out.row
         if out.conflict is not None:
             self.conflicts.append((table, key[1], out.conflict.kind))
+        if out.delta_merged:
+            # certain: an update of a live row, with delta columns, whose every
+            # register agrees across the versions that still hold it
+            rules = RULES[table]
+            assert out.conflict is None and v.op is Op.UPDATE and rules.delta
+            assert out.row is not None
+            for g in rules.written(v):
+                if g != LIVE and g not in rules.values:
+                    continue  # a delta column's change mark
+                held = {repr(r.regs[g]) for r in out.meta.recs if g in r.regs}
+                assert len(held) <= 1, f"delta-merged, yet register {g} holds {held}"
+            self.merged.append((table, key[1]))
 
     def receive(self, txn: Txn) -> None:
         if txn.seq <= self.applied.get(txn.origin, 0):
@@ -237,7 +252,7 @@ class Convergence(RuleBasedStateMachine):
                 if t1.changes[0][1].op is t2.changes[0][1].op is Op.DELETE:
                     continue
                 for r in self.replicas.values():
-                    assert any(c[:2] == k for c in r.conflicts), (
+                    assert any(c[:2] == k for c in r.conflicts) or k in r.merged, (
                         f"campus {r.name} logged no conflict for {k}")
 
 

@@ -192,7 +192,8 @@ def test_conflict_log_retention_keeps_the_newest_and_every_parked_entry() -> Non
     log.prune(conn, keep_rows=100, keep_days=3)  # k7 is 3 days and an hour old
     assert [r["key"] for r in log.query(conn, ConflictQuery(limit=100))] == [
         '["k9"]', '["k8"]', '["k0"]']
-    assert log.counts(conn) == {"logged": 2, "parked": 1, "flagged": 0, "resolved": 0}
+    assert log.counts(conn) == {"logged": 2, "parked": 1, "flagged": 0, "resolved": 0,
+                                "delta_merged": 0}
     assert [r["key"] for r in log.query(conn, ConflictQuery(state="parked"))] == ['["k0"]']
 
 
@@ -217,6 +218,9 @@ class _MemoryStore:
 
     def log_conflicts(self, records):
         self.logged += records
+
+    def count_delta_merged(self, n):
+        self.delta_merged = getattr(self, "delta_merged", 0) + n
 
     def close_parked(self, shape, keys, note):
         pass
