@@ -119,7 +119,8 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
         join=join_status(rt),
         conflicts=cpb.ConflictCounts(
             logged=cache.conflicts.get("logged", 0), parked=cache.conflicts.get("parked", 0),
-            flagged=cache.conflicts.get("flagged", 0), policies=policies_text(rt)),
+            flagged=cache.conflicts.get("flagged", 0),
+            delta_merged=cache.conflicts.get("delta_merged", 0), policies=policies_text(rt)),
         dead_letters=cpb.DeadLetterCounts(**{k: cache.dead_letters.get(k, 0)
                                              for k in ("parked", "applied", "skipped")}),
         accounting=cache.accounting,

@@ -7,8 +7,8 @@
 campus, address, healthy, engine, database, journal, applied, join
 ({state: waiting|comparing|copying|in-ring, donor, rows_copied, rows_total,
 rows_per_second, eta_seconds, ...}), conflicts ({logged, parked, flagged,
-policies}) and links ({to, state, lag_transactions, lag_seconds, ...}). ``verify`` compares
-per-table row digests across campuses and exits 1 if any differ.
+delta_merged, policies}) and links ({to, state, lag_transactions, lag_seconds,
+...}). ``verify`` compares per-table row digests across campuses and exits 1 if any differ.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
             "detail": s.join.detail or None,
         },
         conflicts={"logged": s.conflicts.logged, "parked": s.conflicts.parked,
-                   "flagged": s.conflicts.flagged, "policies": s.conflicts.policies},
+                   "flagged": s.conflicts.flagged, "delta_merged": s.conflicts.delta_merged,
+                   "policies": s.conflicts.policies},
         dead_letters={"parked": s.dead_letters.parked, "applied": s.dead_letters.applied,
                       "skipped": s.dead_letters.skipped},
         accounting={"received": s.accounting.received, "applied": s.accounting.applied,
@@ -100,9 +101,11 @@ def join_text(join: dict[str, Any]) -> str:
 
 
 def conflicts_text(counts: dict[str, Any]) -> str:
-    """One line when the campus has logged conflicts; parked ones need an operator."""
+    """One line when the campus has logged conflicts; parked ones need an operator.
+    Delta-merged edits (only delta columns concurrent: certain) are counted, not logged."""
     logged, parked, flagged = (counts.get(k, 0) for k in ("logged", "parked", "flagged"))
-    if not (logged or parked or flagged):
+    merged = counts.get("delta_merged", 0)
+    if not (logged or parked or flagged or merged):
         return ""
     parts = [f"conflicts: {logged} resolved by policy"]
     if parked:
@@ -110,6 +113,8 @@ def conflicts_text(counts: dict[str, Any]) -> str:
                      f"parked)")
     if flagged:
         parts.append(f"{flagged} clock-skew flags")
+    if merged:
+        parts.append(f"{merged} delta-merged (not logged)")
     return ", ".join(parts)
 
 

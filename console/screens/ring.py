@@ -50,6 +50,8 @@ def conflict_cell(counts: Any, dead: Any = None) -> str:
         text += f" [bold red]{counts.parked} parked[/]"
     if counts.flagged:
         text += f" [yellow]{counts.flagged} skew[/]"
+    if counts.delta_merged:  # certain (only delta columns concurrent): counted, not logged
+        text += f" [dim]+{counts.delta_merged} delta[/]"
     if dead is not None and dead.parked:
         text += f" [bold red]{dead.parked} dead letters[/]"
     return text

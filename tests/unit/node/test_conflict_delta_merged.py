@@ -149,3 +149,15 @@ def test_the_driver_counts_delta_merged_once_per_batch_and_logs_nothing() -> Non
     assert logged == 0 and store.logged == []
     assert store.delta_merged == 2 and resolver.delta_merged == 2
     assert store.rows[(1,)] == (1, 7, 115, "f") and store.rows[(2,)] == (2, 7, 15, "f")
+
+
+def test_status_text_and_console_cell_show_delta_merged() -> None:
+    from console.screens.ring import conflict_cell
+    from ringsync.ctl import conflicts_text
+    from ringsync.v1 import control_pb2 as cpb
+
+    assert conflicts_text({"logged": 0, "delta_merged": 0}) == ""
+    assert conflicts_text({"logged": 2, "delta_merged": 5400}) == (
+        "conflicts: 2 resolved by policy, 5400 delta-merged (not logged)")
+    assert conflict_cell(cpb.ConflictCounts(logged=2, delta_merged=7)) == "2 [dim]+7 delta[/]"
+    assert conflict_cell(cpb.ConflictCounts(logged=2)) == "2"
