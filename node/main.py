@@ -11,13 +11,17 @@ from pathlib import Path
 
 from node.server import NodeService
 from ringsync.config import load_node
+from ringsync.dsn import dsn_has_password, redact_dsn
 from ringsync.errors import RingsyncError
 
 log = logging.getLogger("node")
 
 
 class StructuredFormatter(logging.Formatter):
-    """One line per event: ts=... level=... campus=... logger=... msg="..."."""
+    """One line per event: ts=... level=... campus=... logger=... msg="...".
+
+    Every line is passed through ``redact_dsn``: whatever a module logs, a
+    PostgreSQL password never reaches the log."""
 
     def __init__(self, campus: str) -> None:
         super().__init__()
@@ -32,7 +36,7 @@ class StructuredFormatter(logging.Formatter):
         )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact_dsn(line)
 
 
 def setup_logging(campus: str, level: str = "INFO") -> None:
@@ -46,6 +50,10 @@ def setup_logging(campus: str, level: str = "INFO") -> None:
 async def serve(config_path: Path) -> None:
     config = load_node(config_path)
     setup_logging(config.campus)
+    if config.database.dsn is not None and dsn_has_password(config.database.dsn):
+        log.warning("database.dsn in %s carries a password: anyone who can read the file "
+                    "reads it; move it to database.password_file or a libpq passfile "
+                    "(README, \"Database password\")", config.path)
     service = NodeService(config)
     await service.start()
     stop = asyncio.Event()
@@ -69,6 +77,6 @@ def run(config_path: Path) -> int:
     try:
         asyncio.run(serve(config_path))
     except RingsyncError as e:
-        print(f"ringsync node: {e}", file=sys.stderr)
+        print(f"ringsync node: {redact_dsn(str(e))}", file=sys.stderr)
         return 2
     return 0

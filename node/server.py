@@ -1,8 +1,10 @@
 """NodeService: assemble and run one campus node.
 
-Start-up validates everything before anything runs (certificates, the
-database and its tables, the journal, the listening port), so a bad config
-gives one clear error and nothing starts half way. Then it serves the
+Start-up checks everything it can without writing first (node.preflight:
+certificates, the listening ports, data_dir, the database's version,
+settings, privileges and tables), then holds the port, and only then creates
+the journal and installs into the database; so a bad config or a port in use
+gives one clear error and leaves nothing behind. Then it serves the
 Replication, Control, health and reflection services on one mTLS port and
 runs the capture, apply, ring-sender, prune and monitor loops.
 """
@@ -23,6 +25,7 @@ from node.conflicts.driver import Resolver
 from node.dr.agent import DRAgent
 from node.dr.http import HealthEndpoint
 from node.engines.factory import make_engine
+from node.preflight import check_all
 from node.replication.applier import Applier
 from node.replication.capture import capture_loop, start_capture
 from node.replication.join import Joiner
@@ -31,13 +34,13 @@ from node.replication.pruner import prune_loop
 from node.replication.sender import RingSender
 from node.replication.syncrep import syncrep_loop
 from node.runtime import NodeRuntime
-from node.servicers import ControlServicer, ReplicationServicer
+from node.servicers import ControlServicer, ReplicationServicer, add_replication_service
 from node.status import StatusCache, monitor_loop
 from ringsync.client import KEEPALIVE_OPTIONS, Credentials
 from ringsync.config import NodeConfig
 from ringsync.errors import ConfigError, TLSConfigError
 from ringsync.pki import identity_from_pem
-from ringsync.v1 import control_pb2, control_pb2_grpc, replication_pb2, replication_pb2_grpc
+from ringsync.v1 import control_pb2, control_pb2_grpc, replication_pb2
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +86,34 @@ class NodeService:
 
     async def start(self) -> None:
         config = self.config
+        # Everything that can be checked without writing, before anything is
+        # written: certificates, ports, data_dir, the database (node.preflight).
+        await asyncio.to_thread(check_all, config)
         client_creds, server_creds = self._credentials()
-        engine = make_engine(config)
+        server = grpc.aio.server(
+            interceptors=[AuthInterceptor(config.cluster.ring)],
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", config.replication.max_message_bytes),
+                ("grpc.max_send_message_length", config.replication.max_message_bytes),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                *KEEPALIVE_OPTIONS,
+            ],
+        )
+        # Hold the port from here on (the preflight bind test released it).
+        try:
+            self.port = server.add_secure_port(config.listen, server_creds)
+            if not self.port:
+                raise RuntimeError("no port bound")
+            engine = make_engine(config)
+        except BaseException as e:
+            await server.stop(None)
+            if isinstance(e, RuntimeError):
+                raise ConfigError(
+                    f"cannot listen on {config.listen}: the port is in use or the address is "
+                    f"not local; stop what holds it or change `listen` in {config.path}"
+                ) from e
+            raise
         journal = Journal(config.data_dir / "journal.db", config.campus)
         rt = NodeRuntime(config, engine, journal)
         try:
@@ -95,17 +124,7 @@ class NodeService:
                 rt.sets.load(await rt.in_engine(engine.set_fence_states))
             agent = DRAgent(rt, lambda: self.cache.healthy and not rt.database_error)
             await start_capture(rt)
-            server = grpc.aio.server(
-                interceptors=[AuthInterceptor(config.cluster.ring)],
-                options=[
-                    ("grpc.so_reuseport", 0),
-                    ("grpc.max_receive_message_length", config.replication.max_message_bytes),
-                    ("grpc.max_send_message_length", config.replication.max_message_bytes),
-                    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-                    *KEEPALIVE_OPTIONS,
-                ],
-            )
-            replication_pb2_grpc.add_ReplicationServicer_to_server(ReplicationServicer(rt), server)
+            add_replication_service(ReplicationServicer(rt), server)  # raw bytes: clean errors
             control_pb2_grpc.add_ControlServicer_to_server(
                 ControlServicer(rt, self.cache, agent), server)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -114,15 +133,6 @@ class NodeService:
                  reflection.SERVICE_NAME),
                 server,
             )
-            try:
-                self.port = server.add_secure_port(config.listen, server_creds)
-            except RuntimeError as e:
-                raise ConfigError(
-                    f"cannot listen on {config.listen}: the port is in use or the address is not "
-                    f"local; stop what holds it or change `listen` in {config.path}"
-                ) from e
-            if not self.port:
-                raise ConfigError(f"cannot listen on {config.listen}; change `listen`")
             if config.health_listen:
                 self.http = HealthEndpoint(agent, config.health_listen)
                 try:
@@ -135,6 +145,7 @@ class NodeService:
                     ) from e
             await server.start()
         except BaseException:
+            await server.stop(None)
             if self.http is not None:
                 await self.http.stop()
             await rt.in_engine(engine.close)

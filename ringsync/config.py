@@ -26,6 +26,7 @@ campuses"; [dr] and per-campus health/standby: ringsync.dr.settings.
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -34,12 +35,15 @@ from typing import Any
 
 from ringsync.conflict_policy import ConflictSettings, parse_conflicts
 from ringsync.dr.settings import (
+    DR_KEYS,
+    SET_KEYS,
     DRSettings,
     ReplicationSet,
     parse_dr,
     parse_sets,
     parse_standby,
 )
+from ringsync.dsn import dsn_has_password, password_from_file, with_password
 from ringsync.errors import ConfigError
 
 CAMPUS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -103,7 +107,10 @@ SYNC_POLICIES = ("strict", "degrade")
 class DatabaseConfig:
     engine: str
     path: Path | None = None  # sqlite
-    dsn: str | None = None  # postgres (libpq connection string)
+    dsn: str | None = None  # postgres (libpq connection string, without a password)
+    # postgres: a file (not readable by other users) whose first line is the
+    # role's password; read at start, added to the DSN in memory only.
+    password_file: Path | None = None
     # "sync": a commit returns only once another campus journaled it (RPO = 0).
     durability: str = "async"
     # With no peer acknowledging: "strict" (commits wait) or "degrade" (after
@@ -178,6 +185,100 @@ class NodeConfig:
         return replace(self.cluster.dr, etcd=self.etcd)
 
 
+# -- unknown sections and keys ------------------------------------------------
+#
+# Every level of both files is checked against these before anything is read,
+# so a typo (`[replicaton]`, `heal_afer_seconds`) is refused with the nearest
+# valid name instead of silently ignored. A dict is a table of known keys
+# (value: the schema below it, None for a plain value); [schema] is an array
+# of tables; Names(schema) is a table whose keys are the user's names
+# (campuses, tables, columns) with each value checked against schema.
+
+
+@dataclass(frozen=True)
+class Names:
+    each: Any = None
+
+
+_TLS_KEYS: dict[str, Any] = {"ca": None, "cert": None, "key": None}
+
+CLUSTER_SCHEMA: dict[str, Any] = {
+    "cluster": {"name": None, "ring": None, "tables": None},
+    "campus": [{"name": None, "address": None, "health": None, "standby": None}],
+    "client": _TLS_KEYS,
+    "conflicts": {
+        "tables": Names({"rule": None, "priority": None,
+                         "rank": {"column": None, "order": None},
+                         "monotonic": Names(), "delta": None}),
+        "max_clock_skew_ms": None, "log_keep_rows": None, "log_keep_days": None,
+    },
+    "dr": dict.fromkeys(sorted(DR_KEYS)),
+    "set": [dict.fromkeys(sorted(SET_KEYS))],
+}
+
+NODE_SCHEMA: dict[str, Any] = {
+    "campus": None,
+    "cluster_file": None,
+    "listen": None,
+    "health_listen": None,
+    "data_dir": None,
+    "database": {"engine": None, "path": None, "dsn": None, "password_file": None,
+                 "durability": None, "sync_policy": None, "degrade_after": None},
+    "tls": _TLS_KEYS,
+    "replication": dict.fromkeys(ReplicationTuning.__dataclass_fields__),
+    "peers": Names(),
+    # Only etcd belongs here; load_node says where the other DR settings go.
+    "dr": dict.fromkeys(sorted(DR_KEYS)),
+    "join": dict.fromkeys(JoinConfig.__dataclass_fields__),
+}
+
+
+def _label(name: str, schema: Any, top: bool) -> str:
+    """How a name reads in a message: [section], [[array]] or `key`."""
+    if top and isinstance(schema, list):
+        return f"[[{name}]]"
+    if top and isinstance(schema, dict | Names):
+        return f"[{name}]"
+    return f"`{name}`"
+
+
+def check_known(data: dict[str, Any], schema: dict[str, Any], path: Path,
+                where: str = "") -> None:
+    """Refuse a section or key ``schema`` does not know, naming the nearest valid one."""
+    for key, value in data.items():
+        at = f"{where}.{key}" if where else key
+        if key not in schema:
+            if where:
+                message = f"{path}: unknown key {at}"
+            elif isinstance(value, dict) or (
+                    isinstance(value, list) and value and isinstance(value[0], dict)):
+                message = f"{path}: unknown section {_label(key, value, True)}"
+            else:
+                message = f"{path}: unknown key `{key}` (top level)"
+            close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean {_label(close[0], schema[close[0]], not where)}?"
+            else:
+                message += f"; valid {'in [' + where + ']' if where else 'at the top level'}: "
+                message += ", ".join(_label(k, schema[k], not where) for k in sorted(schema))
+            raise ConfigError(message)
+        _check_value(value, schema[key], path, at)
+
+
+def _check_value(value: Any, schema: Any, path: Path, at: str) -> None:
+    if isinstance(schema, dict) and isinstance(value, dict):
+        check_known(value, schema, path, at)
+    elif isinstance(schema, list) and isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, dict):
+                check_known(item, schema[0], path, f"{at}[{i}]")
+    elif isinstance(schema, Names) and isinstance(value, dict) and schema.each is not None:
+        for name, item in value.items():
+            _check_value(item, schema.each, path, f"{at}.{name}")
+    # Anything else (a value where a table belongs, or the reverse) is left to
+    # the reader of that setting, which says what it must be.
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
@@ -237,6 +338,7 @@ def check_address(address: str, path: Path, where: str) -> str:
 def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConfig:
     path = Path(path).resolve()
     data = _read_toml(path)
+    check_known(data, CLUSTER_SCHEMA, path)
     cluster = _section(data, "cluster", path)
     name = _string(cluster, "name", path, "cluster")
     ring = cluster.get("ring")
@@ -354,6 +456,7 @@ def _durability(db: dict[str, Any], engine: str, path: Path) -> tuple[str, str, 
 def load_node(path: Path | str) -> NodeConfig:
     path = Path(path).resolve()
     data = _read_toml(path)
+    check_known(data, NODE_SCHEMA, path)
     base = path.parent
     campus = _string(data, "campus", path, "top level")
     cluster_file = _file(base, data, "cluster_file", path, "top level")
@@ -378,9 +481,29 @@ def load_node(path: Path | str) -> NodeConfig:
         )
     durability, policy, degrade_after = _durability(db, engine, path)
     if engine == "sqlite":
+        for key in ("dsn", "password_file"):
+            if key in db:
+                raise ConfigError(f"{path}: database.{key} is for engine = \"postgres\"; "
+                                  f"a SQLite campus names its file with database.path")
         database = DatabaseConfig(engine, path=_file(base, db, "path", path, "database"))
     else:
-        database = DatabaseConfig(engine, dsn=_string(db, "dsn", path, "database"),
+        if "path" in db:
+            raise ConfigError(f"{path}: database.path is for engine = \"sqlite\"; a "
+                              f"PostgreSQL campus names its server with database.dsn")
+        dsn = _string(db, "dsn", path, "database")
+        password_file = _file(base, db, "password_file", path, "database") if (
+            "password_file" in db) else None
+        if password_file is not None:
+            if dsn_has_password(dsn):
+                raise ConfigError(
+                    f"{path}: database.dsn carries a password and database.password_file is "
+                    f"set too; remove the password from the DSN (see README, \"Database "
+                    f"password\")")
+            try:
+                password_from_file(password_file)  # exists, private, not empty
+            except ConfigError as e:
+                raise ConfigError(f"{path}: {e}") from None
+        database = DatabaseConfig(engine, dsn=dsn, password_file=password_file,
                                   durability=durability, sync_policy=policy,
                                   degrade_after=degrade_after)
     tls = _tls(_section(data, "tls", path), path, "tls")
@@ -411,3 +534,14 @@ def load_node(path: Path | str) -> NodeConfig:
         peers=dict(peers),
         etcd=etcd,
     )
+
+
+def connect_dsn(database: DatabaseConfig) -> str:
+    """The DSN a PostgreSQL engine connects with: ``database.dsn`` plus the
+    password from ``password_file`` (read now, so a rotated file is honoured at
+    the next start). Secret: never print it; print ``redact_dsn(...)`` or the
+    plain ``database.dsn``."""
+    if database.dsn is None:
+        raise ConfigError("database.dsn is not set")
+    password = password_from_file(database.password_file) if database.password_file else None
+    return with_password(database.dsn, password)

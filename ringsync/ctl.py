@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from typing import Any
 
 from ringsync.client import ClusterClient, NodeReply, describe_rpc_error
 from ringsync.config import ClusterConfig
+from ringsync.dsn import redact_dsn
 
 
 def node_to_dict(reply: NodeReply) -> dict[str, Any]:
@@ -30,9 +32,10 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
         return out
     out.update(
         healthy=s.database_healthy,
-        error=s.database_error or None,
+        # Redacted here too (nodes already do): an older node may send a DSN's password.
+        error=redact_dsn(s.database_error) or None,
         engine=s.engine,
-        database=s.database,
+        database=redact_dsn(s.database),
         journal_transactions=s.journal_transactions,
         journal_bytes=s.journal_bytes,
         journal=dict(s.journal.seqs),
@@ -65,6 +68,17 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
         accounting={"received": s.accounting.received, "applied": s.accounting.applied,
                     "dead_lettered": s.accounting.dead_lettered,
                     "in_flight": s.accounting.in_flight, "balanced": s.accounting.balanced},
+        refused={"by_kind": dict(s.refused.by_kind), "total": s.refused.total,
+                 "last": s.refused.last or None},
+        alerts=list(s.alerts),
+        apply={"state": s.apply.state or None, "waiting_for": s.apply.waiting_for or None,
+               "since": round(s.apply.since, 3), "alert": s.apply.alert or None,
+               "transient_retries": s.apply.transient_retries,
+               "isolations": s.apply.isolations,
+               "incomplete_transactions": s.apply.incomplete_transactions,
+               "oldest_incomplete_seconds": round(s.apply.oldest_incomplete_seconds, 1),
+               "recorded": dict(s.apply.recorded.seqs),
+               "last_error": redact_dsn(s.apply.last_error) or None},
         links=[
             {
                 "to": link.to,
@@ -74,7 +88,7 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
                 "lag_seconds": round(link.lag_seconds, 3),
                 "txns_per_second": round(link.txns_per_second, 1),
                 "rows_per_second": round(link.rows_per_second, 1),
-                "error": link.error or None,
+                "error": redact_dsn(link.error) or None,
             }
             for link in s.links
         ],
@@ -118,6 +132,25 @@ def conflicts_text(counts: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def refused_text(refused: dict[str, Any]) -> str:
+    """One line when peers sent frames this campus refused (node.replication.framecheck)."""
+    if not refused or not refused.get("total"):
+        return ""
+    kinds = ", ".join(f"{k}={n}" for k, n in sorted(refused["by_kind"].items()))
+    return f"REFUSED from peers: {refused['total']} ({kinds}); last: {refused.get('last')}"
+
+
+def apply_text(apply: dict[str, Any]) -> str:
+    """One line when apply is not simply applying or idle: what it waits for."""
+    state = apply.get("state") or "idle"
+    if state in ("idle", "batch"):
+        return ""
+    since = apply.get("since") or 0.0
+    age = f" for {max(0.0, time.time() - since):.0f}s" if since else ""
+    waiting = f", waiting for {apply['waiting_for']}" if apply.get("waiting_for") else ""
+    return f"apply: {state.replace('_', ' ')}{age}{waiting}"
+
+
 def status_table(nodes: list[dict[str, Any]]) -> str:
     lines = [f"{'CAMPUS':<16}{'ADDRESS':<22}{'HEALTH':<9}{'ENGINE':<8}{'JOURNAL':>9}  ROWS"]
     for n in nodes:
@@ -133,6 +166,12 @@ def status_table(nodes: list[dict[str, Any]]) -> str:
             lines.append(f"{'':<16}{joining}")
         if conflicts := conflicts_text(n.get("conflicts", {})):
             lines.append(f"{'':<16}{conflicts}")
+        if refused := refused_text(n.get("refused", {})):
+            lines.append(f"{'':<16}{refused}")
+        if applying := apply_text(n.get("apply") or {}):
+            lines.append(f"{'':<16}{applying}")
+        for alert in n.get("alerts") or ():
+            lines.append(f"{'':<16}ALERT: {alert}")
         books = n.get("accounting") or {}
         if books and not books["balanced"]:
             lines.append(f"{'':<16}ACCOUNTING OFF: received {books['received']} != applied "

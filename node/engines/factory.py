@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from node.engines.base import Engine
-from ringsync.config import NodeConfig
+from ringsync.config import NodeConfig, connect_dsn
 from ringsync.errors import ConfigError
 
 
@@ -17,7 +17,9 @@ def make_engine(config: NodeConfig) -> Engine:
     if db.engine == "postgres" and db.dsn is not None:
         from node.engines.postgres import PostgresEngine
 
-        return PostgresEngine(db.dsn, config.cluster.tables, config.campus,
+        # The DSN with the password_file's password: the engine redacts it
+        # wherever it describes itself (see ringsync.dsn).
+        return PostgresEngine(connect_dsn(db), config.cluster.tables, config.campus,
                               config.replication.frame_max_changes,
                               sync=db.durability == "sync",
                               sets=config.cluster.set_of_table())
