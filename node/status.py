@@ -17,6 +17,7 @@ from node.replication.vectors import lag
 from node.runtime import NodeRuntime
 from ringsync import __version__
 from ringsync.dr.routes import is_set_route
+from ringsync.dsn import redact_dsn
 from ringsync.errors import RingsyncError
 from ringsync.v1 import control_pb2 as cpb
 from ringsync.v1 import replication_pb2 as rpb
@@ -103,9 +104,9 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
         campus=rt.campus,
         address=rt.config.listen,
         engine=rt.engine.name,
-        database=rt.engine.description,
+        database=redact_dsn(rt.engine.description),
         database_healthy=cache.healthy and not rt.apply_error,
-        database_error=error,
+        database_error=redact_dsn(error),
         journal_transactions=rt.journal.transactions,
         journal_bytes=rt.journal.bytes,
         journal=rpb.Vector(seqs=journal_vector),

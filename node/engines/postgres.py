@@ -47,6 +47,7 @@ from node.engines.runs import batched_writes
 from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, TableShape
 from node.schema import PG_KINDS
+from ringsync.dsn import redact_dsn
 from ringsync.errors import EngineError, SchemaError
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class PostgresEngine(PgFenceOps):
 
     @property
     def description(self) -> str:
-        return self.dsn
+        return redact_dsn(self.dsn)  # the DSN may carry the password_file's password
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
@@ -131,7 +132,8 @@ class PostgresEngine(PgFenceOps):
                                    fallback_application_name=APPLICATION_NAME,
                                    options="-c timezone=UTC -c datestyle=ISO" + local)
         except psycopg.OperationalError as e:
-            raise EngineError(f"cannot connect to PostgreSQL ({self.dsn}): {e}".strip()) from e
+            raise EngineError(
+                f"cannot connect to PostgreSQL ({self.description}): {e}".strip()) from e
         return conn
 
     def open(self) -> None:
@@ -150,8 +152,9 @@ class PostgresEngine(PgFenceOps):
         wal_level = conn.execute("SHOW wal_level").fetchone()[0]  # type: ignore[index]
         if wal_level != "logical":
             raise EngineError(
-                f"PostgreSQL at {self.dsn} has wal_level = {wal_level}; set wal_level = logical "
-                f"in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL"
+                f"PostgreSQL at {self.description} has wal_level = {wal_level}; set wal_level = "
+                f"logical in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart "
+                f"PostgreSQL"
             )
         for setting in ("max_replication_slots", "max_wal_senders"):
             value = int(conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(setting)))
@@ -174,7 +177,7 @@ class PostgresEngine(PgFenceOps):
         if row is None or row[0] is None:
             raise SchemaError(
                 f"table {table!r} is listed in cluster.tables but does not exist in "
-                f"{self.dsn}; create it with the same columns as the other campuses"
+                f"{self.description}; create it with the same columns as the other campuses"
             )
         oid = row[0]
         cols = conn.execute(

@@ -26,6 +26,7 @@ from ringsync.demo.cluster import LocalCluster
 from ringsync.demo.etcd import LocalEtcd, find_etcd
 from ringsync.demo.lis import LisWorkload
 from ringsync.demo.postgres import LocalPostgres, find_bin
+from ringsync.dsn import redact_dsn
 from ringsync.errors import RingsyncError
 
 READY_TIMEOUT_SECONDS = 30.0
@@ -125,7 +126,7 @@ async def headless(cluster: LocalCluster, workloads: list[LisWorkload], duration
             {
                 "name": c.name,
                 "engine": c.engine,
-                "database": str(c.target),
+                "database": redact_dsn(str(c.target)),
                 "rows": row_counts(c.target, cluster.tables),
             }
             for c in cluster.campuses
