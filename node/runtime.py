@@ -124,6 +124,8 @@ class NodeRuntime:
         self._engine_exec = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{self.campus}")
         self._journal_exec = ThreadPoolExecutor(1, thread_name_prefix=f"journal-{self.campus}")
         self._capture_exec = ThreadPoolExecutor(1, thread_name_prefix=f"capture-{self.campus}")
+        # DR fence writes (node.dr.agent): never queued behind apply or a waiting commit
+        self._fence_exec = ThreadPoolExecutor(1, thread_name_prefix=f"fence-{self.campus}")
         self.journal_changed = Notifier()
         self.applied_changed = Notifier()
         self.acks_changed = Notifier()  # a peer acknowledged (node.replication.syncrep)
@@ -154,6 +156,9 @@ class NodeRuntime:
     async def in_capture(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._capture_exec, fn, *args)
 
+    async def in_fence(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._fence_exec, fn, *args)
+
     async def in_journal(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._journal_exec, fn, *args)
 
@@ -176,3 +181,4 @@ class NodeRuntime:
         self._engine_exec.shutdown(wait=True, cancel_futures=True)
         self._journal_exec.shutdown(wait=True, cancel_futures=True)
         self._capture_exec.shutdown(wait=True, cancel_futures=True)
+        self._fence_exec.shutdown(wait=True, cancel_futures=True)

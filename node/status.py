@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from node.dr.agent import DRAgent
+from node.replication.syncrep import sync_alert
 from node.replication.vectors import lag
 from node.runtime import NodeRuntime
 from ringsync import __version__
@@ -128,6 +129,7 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
         routing=routing_map(agent) if agent is not None else None,
         durability=rt.durability,
         sets=rt.sets.summary() if rt.sets.enabled else "",
+        alerts=[a for a in (sync_alert(rt),) if a],
     )
 
 

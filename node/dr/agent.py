@@ -100,6 +100,7 @@ class DRAgent(SetFencing):
         self._drain_seen: dict[tuple[str, int], float] = {}  # leader: when a drain began
         self._set_fenced: dict[str, float] = {}  # set -> writable_until last stored
         self._revoke_seen: dict[tuple[str, int], float] = {}  # leader: when a revoke began
+        self._fence_wanted = Notifier()  # the lease loop (and the tick) wake the fence loop
 
     # -- what others ask ---------------------------------------------------
 
@@ -140,6 +141,7 @@ class DRAgent(SetFencing):
         for name in self.rt.sets.sets:
             await self._store_set_fence(name, 0.0)
         lease = asyncio.create_task(self._lease_loop(), name="dr-lease")
+        fence = asyncio.create_task(self._fence_loop(), name="dr-fence")
         try:
             while True:
                 if self._lease:
@@ -150,17 +152,22 @@ class DRAgent(SetFencing):
                         self._etcd_failed(e)
                     except Exception:  # a bug or an engine error: log it, keep fencing
                         log.exception("DR tick failed")
-                await self._fence_in_step()
+                self._fence_wanted.notify()
                 await asyncio.sleep(TICK_SECONDS)
         finally:
             lease.cancel()
-            await asyncio.gather(lease, return_exceptions=True)
+            fence.cancel()
+            await asyncio.gather(lease, fence, return_exceptions=True)
             await self._goodbye()
 
     async def _lease_loop(self) -> None:
         """Keep the lease alive on its own schedule (every lease_ttl / 3), never
         behind the routing work, so a slow link to etcd does not fence a
-        healthy campus; extend the database's deadline right after each refresh."""
+        healthy campus, and never behind a database write: the fence loop
+        extends the database's deadline right after each refresh. (Awaiting the
+        fence write here once let a set fence write, blocked by an application
+        whose synchronous commit waited for a dead successor, hold back the
+        keep-alive until the lease expired: sync mode fenced a healthy campus.)"""
         while True:
             try:
                 await self._refresh_lease()
@@ -172,8 +179,21 @@ class DRAgent(SetFencing):
                 log.exception("DR lease refresh failed")
                 await asyncio.sleep(TICK_SECONDS)
                 continue
-            await self._fence_in_step()
+            self._fence_wanted.notify()
             await asyncio.sleep(max(0.0, self._next_keepalive - time.time()))
+
+    async def _fence_loop(self) -> None:
+        """Extend (or close) the fences right after each lease refresh, and at
+        least every tick; on the engine's fence connection and thread
+        (``_fence_call``), so neither apply nor a commit waiting for a peer
+        delays it."""
+        while True:
+            ticket = self._fence_wanted.ticket()
+            try:
+                await self._fence_in_step()
+            except Exception:  # never let the fence extension die silently
+                log.exception("DR fence extension failed")
+            await self._fence_wanted.wait(ticket, TICK_SECONDS)
 
     def _etcd_failed(self, error: Exception) -> None:
         text = f"etcd unreachable ({type(error).__name__}: {error})".strip()
@@ -277,7 +297,7 @@ class DRAgent(SetFencing):
         await self._store_fence(until)
         if until == 0.0 and was_open and self._fenced_until == 0.0:
             try:
-                ended = await self.rt.in_engine(self.rt.engine.end_app_sessions)
+                ended = await self._fence_call(self.rt.engine.end_app_sessions)
             except Exception as e:  # e.g. the role may not end other sessions
                 log.error("campus database FENCED, but its application sessions could not "
                           "be ended: %s", e)
@@ -287,7 +307,7 @@ class DRAgent(SetFencing):
 
     async def _store_fence(self, until: float) -> None:
         try:
-            await self.rt.in_engine(self.rt.engine.set_fence, until)
+            await self._fence_call(self.rt.engine.set_fence, until)
             self._fenced_until = until
             self.view.writable_until = until
             self.view.changed.notify()
@@ -397,6 +417,12 @@ class DRAgent(SetFencing):
         await self._store_fence(0.0)
         for name in self.rt.sets.sets:
             await self._store_set_fence(name, 0.0)
+        close_fence = getattr(self.rt.engine, "close_fence", None)
+        if close_fence is not None:
+            try:
+                await self.rt.in_fence(close_fence)
+            except Exception:
+                pass
         if self.store is not None:
             try:
                 if self._lease:

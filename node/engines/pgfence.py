@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,6 +66,14 @@ GRANT_HINT = (f"GRANT EXECUTE ON FUNCTION {ORIGIN_TEST.removeprefix('pg_catalog.
               f"TO <the node's role> (as a superuser)")
 # How long end_app_sessions waits for terminated backends to be gone.
 END_SESSIONS_WAIT_SECONDS = 5.0
+# The fence connection's own settings. It never waits for a synchronous standby
+# (a fence or DR write must not wait for a peer: a dead successor would fence a
+# healthy campus), gives up on a row lock after FENCE_LOCK_TIMEOUT (an
+# application may hold one on a set's fence row while its commit waits for a
+# peer) and on any statement after FENCE_STATEMENT_TIMEOUT: a stuck write fails
+# and is retried at the next tick instead of holding the extensions behind it.
+FENCE_LOCK_TIMEOUT_MS = 400
+FENCE_STATEMENT_TIMEOUT_MS = 1500
 
 
 def _guard_body(campus: str) -> str:
@@ -218,6 +228,49 @@ class PgFenceOps(PgConflictOps):
     may_fence: bool = True
     _apply: psycopg.Connection[Any] | None
     _reader: PgoutputReader | None
+    # Fence writes (campus and set fences, ending sessions) run on a connection
+    # of their own, so the DR agent can call them from its own thread (node.
+    # runtime.in_fence) while the engine's thread is busy or blocked.
+    own_fence_connection = True
+    _fence_conn: psycopg.Connection[Any] | None = None
+    _fence_conn_lock = threading.Lock()
+
+    def _fence_connection(self) -> psycopg.Connection[Any]:
+        conn = self._fence_conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        if conn is not None:
+            conn.close()
+        try:
+            conn = psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=5,
+                fallback_application_name=APPLICATION_NAME,
+                options=("-c timezone=UTC -c synchronous_commit=local "
+                         f"-c lock_timeout={FENCE_LOCK_TIMEOUT_MS} "
+                         f"-c statement_timeout={FENCE_STATEMENT_TIMEOUT_MS}"))
+        except psycopg.OperationalError as e:
+            raise EngineError(f"cannot connect to PostgreSQL ({self.dsn}) for the fence: "
+                              f"{e}".strip()) from e
+        self._fence_conn = conn
+        weakref.finalize(self, conn.close)
+        return conn
+
+    def _fence_query(self, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """One autocommitted statement on the fence connection (reconnecting once
+        after a server restart)."""
+        with self._fence_conn_lock:
+            try:
+                return self._fence_connection().execute(query, params).fetchall()
+            except psycopg.OperationalError:
+                if self._fence_conn is not None and not self._fence_conn.broken:
+                    raise
+                return self._fence_connection().execute(query, params).fetchall()
+
+    def close_fence(self) -> None:
+        with self._fence_conn_lock:
+            if self._fence_conn is not None:
+                self._fence_conn.close()
+                self._fence_conn = None
 
     def set_fence(self, writable_until: float) -> None:
         value = float(writable_until)
@@ -228,10 +281,10 @@ class PgFenceOps(PgConflictOps):
                 f"cannot fence campus {self.campus}: the node's role may not run "
                 f"{ORIGIN_TEST}, so the fence would refuse its own apply too; {GRANT_HINT}")
         try:
-            if not self._query("UPDATE ringsync.fence SET writable_until = %s RETURNING 1",
-                               (value,)):
-                self.conn.execute("INSERT INTO ringsync.fence(writable_until) VALUES (%s)",
-                                  (value,))
+            if not self._fence_query("UPDATE ringsync.fence SET writable_until = %s "
+                                     "RETURNING 1", (value,)):
+                self._fence_query("INSERT INTO ringsync.fence(writable_until) VALUES (%s) "
+                                  "RETURNING 1", (value,))
         except psycopg.Error as e:
             raise EngineError(f"cannot set the fence on PostgreSQL: {e}") from e
 
@@ -256,7 +309,7 @@ class PgFenceOps(PgConflictOps):
                 f"{ORIGIN_TEST}, so the set's guard would refuse its own apply once closed; "
                 f"{GRANT_HINT}")
         try:
-            self._query(
+            self._fence_query(
                 "INSERT INTO ringsync.set_fence(name, writable_until, epoch) "
                 "VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
                 "writable_until = EXCLUDED.writable_until, epoch = EXCLUDED.epoch RETURNING 1",
@@ -324,7 +377,7 @@ class PgFenceOps(PgConflictOps):
 
     def _own_pids(self) -> list[int]:
         pids = []
-        for conn in (self.conn, self._apply):
+        for conn in (self.conn, self._apply, self._fence_conn):
             if conn is not None and not conn.closed and not conn.broken:
                 pids.append(int(conn.info.backend_pid))
         return pids
@@ -341,32 +394,31 @@ class PgFenceOps(PgConflictOps):
         others were ended."""
         own_name = psycopg.conninfo.conninfo_to_dict(self.dsn).get("application_name") or None
         try:
-            self._query("SELECT 1")  # reconnects after a server restart
-            conn = self.conn
-            found = conn.execute(
+            q = self._fence_query  # its own connection: never behind the engine's work
+            found = q(
                 "SELECT pid, backend_type IS NOT NULL FROM pg_stat_activity "
                 "WHERE (backend_type = 'client backend' OR (backend_type IS NULL "
                 "AND usesysid IS NOT NULL)) "
                 "AND datname = current_database() AND pid <> pg_backend_pid() "
                 "AND pid <> ALL(%s) AND NOT starts_with(coalesce(application_name, ''), %s) "
                 "AND coalesce(application_name, '') IS DISTINCT FROM %s",
-                (self._own_pids(), APPLICATION_NAME, own_name)).fetchall()
+                (self._own_pids(), APPLICATION_NAME, own_name))
             hidden = [int(pid) for pid, visible in found if not visible]
             ended: list[int] = []
             refused: list[int] = []
             for pid in (int(pid) for pid, visible in found if visible):
                 try:
-                    row = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()
+                    rows = q("SELECT pg_terminate_backend(%s)", (pid,))
                 except errors.InsufficientPrivilege:
                     refused.append(pid)
                     continue
-                if row is not None and row[0]:
+                if rows and rows[0][0]:
                     ended.append(pid)
             deadline = time.monotonic() + END_SESSIONS_WAIT_SECONDS
             left = ended
             while left and time.monotonic() < deadline:
                 time.sleep(0.02)
-                left = [int(r[0]) for r in conn.execute(
+                left = [int(r[0]) for r in q(
                     "SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", (left,))]
         except psycopg.Error as e:
             raise EngineError(f"cannot end application sessions on PostgreSQL: {e}") from e

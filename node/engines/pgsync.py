@@ -12,12 +12,15 @@ they write came from other campuses, or is bookkeeping.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import psycopg
 
 from ringsync.errors import EngineError
+
+log = logging.getLogger(__name__)
 
 RELOAD_WAIT_SECONDS = 5.0
 
@@ -70,6 +73,37 @@ def configure(conn: psycopg.Connection[Any], campus: str, sync: bool, dsn: str) 
                     f"for durability = \"sync\" it must name ringsync's capture connection "
                     f"\"{name}\" (e.g. FIRST 1 (\"{name}\")): change it, then restart the node")
             _set(conn, name, True, dsn)
+        end_unacknowledged(conn, dsn)
     elif name in names:
         # Left over from sync mode: commits would wait for a standby that never answers.
         _set(conn, name, False, dsn)
+
+
+def end_unacknowledged(conn: psycopg.Connection[Any], dsn: str) -> int:
+    """End the sessions whose commit is still waiting for the synchronous
+    standby when the node starts (before its capture connection reports).
+
+    They committed while the previous node ran (or while none did) and no peer
+    acknowledged them then: the application has not been told they committed.
+    Left waiting, they would return success once this node's capture journals
+    them and a peer acknowledges, after a failover may have moved their
+    campus's users (or a single-writer set) elsewhere: a write acknowledged by
+    a database that served nobody by then. Ended, the application sees an
+    error, like any unacknowledged commit; the transaction itself is committed
+    here and replicates."""
+    try:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE wait_event = 'SyncRep' AND datname = current_database() "
+            "AND pid <> pg_backend_pid()").fetchall()
+    except psycopg.Error as e:
+        log.error("sync: cannot end the sessions waiting for a peer's acknowledgement from "
+                  "before this node started (%s); they may return success late. GRANT "
+                  "pg_signal_backend TO <the node's role>", str(e).strip())
+        return 0
+    ended = sum(1 for (ok,) in rows if ok)
+    if ended:
+        log.warning("sync: ended %d application session(s) whose commit was waiting, since "
+                    "before this node started, for a peer's acknowledgement: committed here, "
+                    "never acknowledged to the application; they replicate now (%s)", ended, dsn)
+    return ended

@@ -32,6 +32,14 @@ def acknowledged_seq(rt: NodeRuntime) -> int:
     return max((v.get(rt.campus, 0) for c, v in rt.known.items() if c != rt.campus), default=0)
 
 
+def sync_alert(rt: NodeRuntime) -> str:
+    """The degraded-sync alert line for status (empty while synchronous or async)."""
+    if not rt.durability.startswith("sync DEGRADED"):
+        return ""
+    return ("SYNC DEGRADED: " + rt.durability.removeprefix("sync DEGRADED: ")
+            + "; RPO > 0 until a peer catches up")
+
+
 async def syncrep_loop(rt: NodeRuntime) -> None:
     db = rt.config.database
     if db.durability != "sync":

@@ -5,7 +5,12 @@ behind a load balancer: it asks every node's HTTP health endpoint
 ``/serving/<campus>`` which one serves its campus, writes to that node's
 database, and re-asks after any failure (and every ``RESOLVE_SECONDS``).
 Every write inserts a row with a unique id; the id is recorded as
-*acknowledged* only after the commit returned. After the drill, every
+*acknowledged* only after the commit returned. Like HAProxy's ``inter 1s fall
+2 on-marked-down shutdown-sessions`` (README), a watchdog shuts down the
+connection of a write in flight once the node it went to stops answering 200
+for the campus twice: in sync mode a commit at a campus whose node died waits
+for ever (its synchronous standby, the node's capture connection, is gone),
+and an application without such a load balancer would never move. After the drill, every
 acknowledged id must be present at every campus (RPO), and the times of
 failures and successes give the RTO.
 
@@ -21,12 +26,15 @@ Every drill cluster also has the single-writer set ``drill_single`` (table
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +48,9 @@ SET_NAME = "drill_single"
 SET_TABLE = "drill_set_writes"
 SET_ROUTE = SET_ROUTE_PREFIX + SET_NAME
 RESOLVE_SECONDS = 0.5
+# The load balancer's health check of the node a write is in flight at.
+LB_CHECK_SECONDS = 0.5
+LB_FALL = 2
 CONNECT_TIMEOUT_SECONDS = 2.0
 
 _PG_TABLE = (f"CREATE TABLE {TABLE} (id text PRIMARY KEY, campus text NOT NULL, "
@@ -79,25 +90,53 @@ def drill_sets(writer: str) -> list[dict[str, object]]:
 
 def serving_node(campus: str, layouts: list[CampusLayout]) -> CampusLayout | None:
     """The node whose health endpoint answers 200 for ``campus`` (as a load balancer asks)."""
-    for node in layouts:
-        try:
-            with urllib.request.urlopen(f"http://{node.health}/serving/{campus}",
-                                        timeout=0.5) as reply:
-                if reply.status == 200 and json.loads(reply.read()).get("serving"):
-                    return node
-        except (urllib.error.URLError, OSError, ValueError):
-            continue
-    return None
+    return next((node for node in layouts if node_serves(node, campus)), None)
 
 
-def write_row(node: CampusLayout, row: tuple[str, str, str, float]) -> None:
-    """One committed insert into ``node``'s database; raises on any failure."""
+def node_serves(node: CampusLayout, campus: str) -> bool:
+    """``node``'s health endpoint answers 200 for ``campus``."""
+    try:
+        with urllib.request.urlopen(f"http://{node.health}/serving/{campus}",
+                                    timeout=0.5) as reply:
+            return reply.status == 200 and bool(json.loads(reply.read()).get("serving"))
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def shutdown_session(conn: Any) -> None:
+    """Cut a database connection's TCP session under a blocked call, as a load
+    balancer's ``shutdown-sessions`` does: the call fails, the write is not
+    acknowledged."""
+    try:
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+    except (OSError, ValueError):
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def write_row(node: CampusLayout, row: tuple[str, str, str, float],
+              session: Callable[[Any], None] | None = None) -> None:
+    """One committed insert into ``node``'s database; raises on any failure.
+    ``session`` (PostgreSQL) is told the connection while the write is in
+    flight, then None."""
     if node.postgres is not None:
         import psycopg
 
         with psycopg.connect(node.postgres.dsn, connect_timeout=int(CONNECT_TIMEOUT_SECONDS),
                              application_name="drill-checker") as conn:
-            conn.execute(f"INSERT INTO {TABLE} VALUES (%s, %s, %s, %s)", row)
+            if session is not None:
+                session(conn)
+            try:
+                conn.execute(f"INSERT INTO {TABLE} VALUES (%s, %s, %s, %s)", row)
+                conn.commit()
+            finally:
+                if session is not None:
+                    session(None)
         return
     lite = sqlite3.connect(node.database, timeout=CONNECT_TIMEOUT_SECONDS)
     try:
@@ -159,9 +198,45 @@ class CampusClient(_Writer):
     acked: dict[str, str] = field(default_factory=dict)  # id -> node
     attempts: list[Attempt] = field(default_factory=list)
     last_error: str = ""
+    sessions_shut: int = 0  # writes in flight cut by the load balancer's watchdog
+    _session: tuple[CampusLayout, Any] | None = field(default=None, kw_only=True)
+    _session_lock: threading.Lock = field(default_factory=threading.Lock, kw_only=True)
 
     def _thread_name(self) -> str:
         return f"drill-{self.campus}"
+
+    def start(self) -> None:
+        super().start()
+        threading.Thread(target=self._watch, name=f"lb-{self.campus}", daemon=True).start()
+
+    def _watch(self) -> None:
+        """The load balancer: while a write is in flight at a node, check that
+        node every LB_CHECK_SECONDS; after LB_FALL failed checks in a row, shut
+        the session down."""
+        watched, fails = None, 0
+        while not self._stop.wait(LB_CHECK_SECONDS):
+            with self._session_lock:
+                current = self._session
+            if current is None or current is not watched:
+                watched, fails = current, 0
+                continue
+            node, conn = current
+            if node_serves(node, self.campus):
+                fails = 0
+                continue
+            fails += 1
+            if fails >= LB_FALL:
+                with self._session_lock:
+                    if self._session is current:
+                        shutdown_session(conn)
+                        self.sessions_shut += 1
+                watched, fails = None, 0
+
+    def _track(self, node: CampusLayout) -> Callable[[Any], None]:
+        def session(conn: Any) -> None:
+            with self._session_lock:
+                self._session = (node, conn) if conn is not None else None
+        return session
 
     def _run(self) -> None:
         node: CampusLayout | None = None
@@ -176,7 +251,8 @@ class CampusClient(_Writer):
                 continue
             row_id = f"{self.campus}-{uuid.uuid4().hex[:12]}"
             try:
-                write_row(node, (row_id, self.campus, node.name, time.time()))
+                write_row(node, (row_id, self.campus, node.name, time.time()),
+                          self._track(node))
             except Exception as e:  # any driver error: the write is not acknowledged
                 self.attempts.append(Attempt(time.time(), False, node.name))
                 self.last_error = f"{node.name}: {str(e).strip()[:200]}"

@@ -332,6 +332,10 @@ class Drill:
             "set_problems": sets.problems[:20],
             "set_route_samples": len(history),
             "spurious_failover": any(c.get("spurious_failover") for c in self.cycles),
+            # leases lost by campuses the fault did not touch (each fences itself then)
+            "healthy_lease_lost": sum(sum(c.get("healthy_lease_lost", {}).values())
+                                      for c in self.cycles),
+            "sessions_shut": sum(c.sessions_shut for c in self.clients.values()),
             "route_samples": len(self.history.samples),
             "durability": self.args.durability,
             "lost_without_failed_campus": sum(c.get("lost_without_campus", 0)
@@ -343,6 +347,7 @@ class Drill:
         report["ok"] = (not lost and report["converged"] and not report["two_writers_seen"]
                         and enough_history and sets.writes > 0
                         and not report["spurious_failover"]
+                        and not report["healthy_lease_lost"]
                         and not (self.args.durability == "sync"
                                  and report["lost_without_failed_campus"]))
         return report
@@ -387,6 +392,8 @@ def report_table(r: dict[str, Any]) -> str:
               *[f"set problem          {p}" for p in r["set_problems"][:5]],
               f"two writers seen     {'YES' if r['two_writers_seen'] else 'no'}",
               f"spurious failover    {'YES' if r['spurious_failover'] else 'no'}",
+              f"healthy lease lost   {r['healthy_lease_lost'] or 'no'} (campuses the fault "
+              f"did not touch)",
               f"verdict              {'PASS' if r['ok'] else 'FAIL'}"]
     return "\n".join(lines)
 

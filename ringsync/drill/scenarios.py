@@ -29,6 +29,22 @@ RECOVERY_TIMEOUT_SECONDS = 90.0
 # origin-crash: how long the surviving campuses get to apply what they hold
 SURVIVORS_SETTLE_SECONDS = 30.0
 NEEDS_POSTGRES = ("db-down", "origin-crash")
+# What a running node logs when its etcd lease expired under it (node.dr.agent).
+LEASE_LOST = "expired; taking a new one"
+FAULTS_AT_VICTIM = ("node-crash", "db-down", "origin-crash", "campus-isolation")
+
+
+def lease_losses(drill: Drill) -> dict[str, int]:
+    """How often each campus's node has logged losing its etcd lease so far."""
+    assert drill.cluster is not None
+    out = {}
+    for c in drill.cluster.campuses:
+        try:
+            with c.log.open(errors="replace") as fh:
+                out[c.name] = sum(1 for line in fh if LEASE_LOST in line)
+        except OSError:
+            out[c.name] = 0
+    return out
 
 
 def run_cycle(drill: Drill, n: int) -> dict[str, Any]:
@@ -45,6 +61,7 @@ def run_cycle(drill: Drill, n: int) -> dict[str, Any]:
     record: dict[str, Any] = {"cycle": n, "campus": victim.name, "fault": scenario,
                               "set_writer": writer}
     say(f"cycle {n}: {scenario} at {victim.name} (set writer: {writer})")
+    leases_before = lease_losses(drill)
     fault_at = time.time()
     if scenario == "switchover":
         _switchover(drill, victim, fault_at, record)
@@ -52,6 +69,14 @@ def run_cycle(drill: Drill, n: int) -> dict[str, Any]:
         _hold(drill, fault_at, record)
     else:
         _fail_and_recover(drill, victim, fault_at, record)
+    # A campus the fault did not touch must keep its lease (and so its fence):
+    # in sync mode a dead successor once made its predecessor lose both.
+    lost = {c: k - leases_before.get(c, 0) for c, k in lease_losses(drill).items()
+            if k > leases_before.get(c, 0)
+            and not (scenario in FAULTS_AT_VICTIM and c == victim.name)}
+    record["healthy_lease_lost"] = lost
+    if lost:
+        say(f"  a campus the fault did not touch lost its etcd lease: {lost}")
     after = drill.set_writer()
     assert drill.history is not None
     record.update(set_writer_after=after,
