@@ -125,19 +125,46 @@ def build_frame(
     return frame
 
 
+MAX_PEER_TEXT = 200
+
+
+def escape_peer_text(text: object, limit: int = MAX_PEER_TEXT) -> str:
+    """A peer's string made safe for one log line or error message: control
+    and other unprintable characters escaped (no forged log lines, no
+    terminal escapes), cut to ``limit`` characters. Escaping twice changes
+    nothing more, so a message built from escaped parts may be escaped again."""
+    s = text if isinstance(text, str) else repr(text)
+    if len(s) <= limit and s.isprintable():
+        return s
+    out = []
+    for ch in s[:limit]:
+        if ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    if len(s) > limit:
+        out.append(f"...(+{len(s) - limit} chars)")
+    return "".join(out)
+
+
 def check_frame(frame: pb.TxnFrame, known_tables: Iterable[str] | None = None) -> None:
     """Reject a structurally invalid frame from a peer (ProtocolError)."""
+    name = f"frame {escape_peer_text(frame.origin, 60)}/{frame.seq}"
     if not frame.origin or frame.seq < 1:
         raise ProtocolError(f"frame without origin or with seq {frame.seq}")
     allowed = set(known_tables) if known_tables is not None else None
+    seen = set()
     for t in frame.tables:
         if allowed is not None and t.name not in allowed:
-            raise ProtocolError(f"frame {frame.origin}/{frame.seq} names unknown table {t.name!r}")
+            raise ProtocolError(f"{name} names unknown table '{escape_peer_text(t.name, 60)}'")
+        if t.name in seen:
+            raise ProtocolError(f"{name} names table '{escape_peer_text(t.name, 60)}' twice")
+        seen.add(t.name)
         if not t.key_indexes or any(i >= len(t.columns) for i in t.key_indexes):
-            raise ProtocolError(f"frame {frame.origin}/{frame.seq}: bad key for table {t.name!r}")
+            raise ProtocolError(f"{name}: bad key for table '{escape_peer_text(t.name, 60)}'")
     for c in frame.changes:
         if c.table_index >= len(frame.tables):
-            raise ProtocolError(f"frame {frame.origin}/{frame.seq}: change names no table")
+            raise ProtocolError(f"{name}: change names no table")
         width = len(frame.tables[c.table_index].columns)
         if c.op == pb.RowChange.INSERT:
             ok = len(c.new_values) == width and not c.old_values
@@ -148,7 +175,7 @@ def check_frame(frame: pb.TxnFrame, known_tables: Iterable[str] | None = None) -
         else:
             ok = False
         if not ok:
-            raise ProtocolError(f"frame {frame.origin}/{frame.seq}: malformed {c.op} change")
+            raise ProtocolError(f"{name}: malformed {c.op} change")
 
 
 def shapes_to_pb(shapes: Iterable[TableShape]) -> list[pb.TableShape]:

@@ -21,6 +21,7 @@ from node.conflicts.driver import Resolver
 from node.dr.sets import SetGuard
 from node.engines.base import Engine
 from node.hlc import HybridClock
+from node.replication.framecheck import Refusals
 from node.replication.journal import Journal
 from node.replication.vectors import Vector, merge_max
 from ringsync.config import NodeConfig
@@ -149,6 +150,8 @@ class NodeRuntime:
         self.dead_lettered = 0
         # Single-writer sets: epochs, verdicts, stale tails (the DR agent keeps it).
         self.sets = SetGuard(config.cluster.sets, config.campus)
+        # Frames and messages refused from peers (node.replication.framecheck).
+        self.refused = Refusals()
 
     async def in_engine(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._engine_exec, fn, *args)

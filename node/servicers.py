@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from node.auth import peer_identity
 from node.conflicts.deadletter import DeadLetterQuery, DeadLetterRefused, act_in, describe
@@ -48,7 +49,10 @@ def _caller(context: grpc.aio.ServicerContext) -> str:
     return identity.name if identity is not None else ""
 
 
-async def _abort_for(context: grpc.aio.ServicerContext, error: Exception) -> None:
+async def _abort_for(context: grpc.aio.ServicerContext, error: Exception,
+                     logged: bool = False) -> None:
+    """Abort the call with the status code for ``error``; ``logged``: the
+    caller has logged it already (refusals are logged once per peer and kind)."""
     if isinstance(error, PeerRejected):
         code = grpc.StatusCode.PERMISSION_DENIED
     elif isinstance(error, SchemaMismatch):
@@ -59,7 +63,8 @@ async def _abort_for(context: grpc.aio.ServicerContext, error: Exception) -> Non
         code = grpc.StatusCode.UNAVAILABLE
     else:
         code = grpc.StatusCode.INTERNAL
-    log.warning("rejecting %s from %s: %s", code.name, context.peer(), error)
+    if not logged:
+        log.warning("rejecting %s from %s: %s", code.name, context.peer(), error)
     await context.abort(code, str(error))
 
 
@@ -68,9 +73,10 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
         self.rt = rt
 
     async def Replicate(
-        self, request_iterator: AsyncIterator[rpb.ReplicateRequest],
-        context: grpc.aio.ServicerContext,
+        self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext,
     ) -> None:
+        """Messages arrive as bytes (``add_replication_service``): the receiver
+        parses them, so random bytes get INVALID_ARGUMENT, not a traceback."""
         receiver = Receiver(self.rt, _caller(context))
         write_lock = asyncio.Lock()
 
@@ -93,13 +99,16 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
             first = await context.read()
             if first is grpc.aio.EOF:
                 return
-            await send(receiver.welcome(first))
+            await send(receiver.welcome(receiver.decode(first)))
             beat = asyncio.create_task(heartbeat())
             while True:
                 request = await context.read()
                 if request is grpc.aio.EOF:
                     return
-                await send(await receiver.accept(request))
+                await send(await receiver.accept(receiver.decode(request)))
+        except ProtocolError as e:
+            self.rt.refused.record(receiver.peer or receiver.peer_name, e)
+            await _abort_for(context, e, logged=True)
         except RingsyncError as e:
             await _abort_for(context, e)
         finally:
@@ -110,13 +119,35 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
 
 
     async def Snapshot(
-        self, request: rpb.SnapshotRequest, context: grpc.aio.ServicerContext
+        self, data: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[rpb.SnapshotChunk]:
         try:
+            try:
+                request = rpb.SnapshotRequest.FromString(data)
+            except DecodeError:
+                raise ProtocolError(f"a SnapshotRequest of {len(data)} bytes is undecodable"
+                                    ) from None
             async for chunk in serve_snapshot(self.rt, request, _caller(context)):
                 yield chunk
         except RingsyncError as e:
             await _abort_for(context, e)
+
+
+def add_replication_service(servicer: ReplicationServicer, server: grpc.aio.Server) -> None:
+    """Register the Replication service with raw-bytes requests: a message that
+    is not protobuf fails in the handler with a clear INVALID_ARGUMENT, not in
+    gRPC's deserializer (UNKNOWN, a traceback in the log)."""
+    handlers = {
+        "Replicate": grpc.stream_stream_rpc_method_handler(
+            servicer.Replicate, request_deserializer=None,
+            response_serializer=rpb.ReplicateResponse.SerializeToString),
+        "Snapshot": grpc.unary_stream_rpc_method_handler(
+            servicer.Snapshot, request_deserializer=None,
+            response_serializer=rpb.SnapshotChunk.SerializeToString),
+    }
+    name = rpb.DESCRIPTOR.services_by_name["Replication"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)
 
 
 class ControlServicer(control_pb2_grpc.ControlServicer):

@@ -129,7 +129,8 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
         routing=routing_map(agent) if agent is not None else None,
         durability=rt.durability,
         sets=rt.sets.summary() if rt.sets.enabled else "",
-        alerts=[a for a in (sync_alert(rt),) if a],
+        refused=rt.refused.to_pb(),
+        alerts=[*rt.refused.alert_lines()] + [a for a in (sync_alert(rt),) if a],
     )
 
 

@@ -8,7 +8,10 @@ ring is known to hold their transaction (see ``prune``).
 Invariants enforced on append, per origin:
 * sequence numbers are gapless: frame (o, s) is accepted only when s is the
   next sequence, or when it continues the partial transaction s;
-* duplicates (already held) are skipped, so re-delivery is harmless;
+* duplicates (already held) are skipped, so re-delivery is harmless, but a
+  duplicate whose body differs from the held one (its digest is kept) is a
+  forged or corrupted frame and refused (node.replication.framecheck); so is
+  a frame of this campus's own origin that it does not hold;
 * the vector advances only when a transaction's final frame is stored.
 
 The local capture position is stored in the same transaction as the local
@@ -30,10 +33,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.codec import build_frame
+from node.codec import build_frame, escape_peer_text
 from node.model import CapturedChunk, Change, TableShape
+from node.replication.framecheck import FrameRefused, check_duplicates, frame_digest
 from node.replication.vectors import Vector
-from ringsync.errors import JournalError, ProtocolError
+from ringsync.errors import JournalError
 from ringsync.v1 import values_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,7 @@ CREATE TABLE IF NOT EXISTS frames(
     body BLOB NOT NULL,
     position INTEGER,             -- local frames: the engine's capture position
     xid INTEGER,                  -- local frames: the engine's transaction id, if it has one
+    digest BLOB,                  -- framecheck.frame_digest(body); NULL: journaled before
     UNIQUE(origin, seq, chunk)
 );
 CREATE TABLE IF NOT EXISTS heads(
@@ -122,6 +127,8 @@ class Journal:
             conn.execute("ALTER TABLE frames ADD COLUMN position INTEGER")
         if "xid" not in columns:  # journals written before conflict handling existed
             conn.execute("ALTER TABLE frames ADD COLUMN xid INTEGER")
+        if "digest" not in columns:  # journals written before duplicates were compared
+            conn.execute("ALTER TABLE frames ADD COLUMN digest BLOB")
         if "changes" not in [r[1] for r in conn.execute("PRAGMA table_info(heads)")]:
             conn.execute("ALTER TABLE heads ADD COLUMN changes INTEGER NOT NULL DEFAULT 0")
         row = conn.execute("SELECT value FROM meta WHERE key = 'initialized'").fetchone()
@@ -193,31 +200,45 @@ class Journal:
     def append_remote(self, frames: Iterable[tuple[pb.TxnFrame, bytes]]) -> int:
         """Journal frames received from a peer; skip duplicates; return frames stored.
 
-        Raises ProtocolError on a gap, before anything of the batch is stored.
+        Raises FrameRefused (a ProtocolError) on a gap, a duplicate that differs
+        from the held frame, or a frame of this campus's own origin it does not
+        hold, before anything of the batch is stored.
         """
         now = time.time()
         heads = dict(self._heads)
         partial = dict(self._partial)
         rows = []
+        dups = []
+        pending: dict[tuple[str, int, int], bytes] = {}
         for frame, body in frames:
             origin = frame.origin
-            if origin == self.campus:
-                continue  # our own transactions come back round the ring
             head = heads.get(origin, 0)
             expected_chunk = partial.get(origin, 0)
             if frame.seq <= head or (frame.seq == head + 1 and frame.chunk < expected_chunk):
+                dups.append((frame, body))
                 continue
+            if origin == self.campus:  # no sender sends a campus its own frames
+                raise FrameRefused(
+                    "own_origin",
+                    f"frame {origin}/{frame.seq} chunk {frame.chunk} claims this campus's own "
+                    f"origin beyond its journal (head {head}): a forged frame; refused",
+                    alert="a peer sent frames claiming this campus's own origin beyond its "
+                          "journal: forged frames (refused)")
             if frame.seq != head + 1 or frame.chunk != expected_chunk:
-                raise ProtocolError(
-                    f"gap from origin {origin!r}: got seq {frame.seq} chunk {frame.chunk}, "
-                    f"expected seq {head + 1} chunk {expected_chunk}"
+                raise FrameRefused(
+                    "gap",
+                    f"gap from origin '{escape_peer_text(origin, 60)}': got seq {frame.seq} "
+                    f"chunk {frame.chunk}, expected seq {head + 1} chunk {expected_chunk}"
                 )
             rows.append((frame, body, now, None, None))
+            pending[(origin, frame.seq, frame.chunk)] = body
             if frame.final:
                 heads[origin] = frame.seq
                 partial.pop(origin, None)
             else:
                 partial[origin] = expected_chunk + 1
+        if dups:
+            check_duplicates(self.conn, dups, self.campus, pending)
         if rows:
             self._write(rows, heads, partial)
         return len(rows)
@@ -238,7 +259,7 @@ class Journal:
             added_txns += frame.final
             records.append(
                 (frame.origin, frame.seq, frame.chunk, int(frame.final), frame.commit_time, now,
-                 len(frame.changes), body, position, xid)
+                 len(frame.changes), body, position, xid, frame_digest(body))
             )
         touched: dict[str, int] = {}
         for r in records:
@@ -247,7 +268,7 @@ class Journal:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 "INSERT INTO frames(origin, seq, chunk, final, commit_time, recv_time, nchanges, "
-                "body, position, xid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "body, position, xid, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 records,
             )
             conn.executemany(

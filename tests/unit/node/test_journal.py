@@ -8,6 +8,7 @@ import pytest
 
 from node.codec import build_frame
 from node.model import CapturedChunk, Change, Op, TableShape
+from node.replication.framecheck import FrameRefused
 from node.replication.journal import Journal
 from ringsync.errors import JournalError, ProtocolError
 from ringsync.v1 import values_pb2 as pb
@@ -54,9 +55,58 @@ def test_remote_gap_is_refused_and_nothing_of_the_batch_is_stored(journal: Journ
     assert [e.origin for e in journal.entries_after(0, 100)] == ["b"]
 
 
-def test_own_origin_coming_round_the_ring_is_ignored(journal: Journal) -> None:
+def test_own_frame_coming_back_unchanged_is_ignored(journal: Journal) -> None:
     journal.append_local([local(1, 1)], SHAPES)
-    assert journal.append_remote([frame("a", 1)]) == 0
+    (own,) = journal.entries_after(0, 10)
+    assert journal.append_remote([(pb.TxnFrame.FromString(own.body), own.body)]) == 0
+
+
+def test_own_origin_differing_or_beyond_the_head_is_refused(journal: Journal) -> None:
+    journal.append_local([local(1, 1)], SHAPES)
+    with pytest.raises(FrameRefused) as e:
+        journal.append_remote([frame("a", 1)])
+    assert e.value.kind == "forged_duplicate" and "own journaled frame" in str(e.value)
+    with pytest.raises(FrameRefused) as e:
+        journal.append_remote([frame("a", 2)])
+    assert e.value.kind == "own_origin" and e.value.alert
+    assert journal.vector() == {"a": 1}
+
+
+def test_duplicate_with_other_content_is_refused_with_an_alert(journal: Journal) -> None:
+    journal.append_remote([frame("b", 1), frame("b", 2)])
+    forged = build_frame("b", 1, 0, True, 1.0, [Change("t", Op.INSERT, new=("x", 9))], SHAPES)
+    with pytest.raises(FrameRefused) as e:
+        journal.append_remote([frame("b", 3), (forged, forged.SerializeToString())])
+    assert e.value.kind == "forged_duplicate" and "b/1 chunk 0" in e.value.alert
+    assert journal.vector() == {"b": 2}  # nothing of the batch is stored
+    # the same frame twice in one batch, the second different: refused too
+    with pytest.raises(FrameRefused):
+        journal.append_remote([frame("b", 3), (build_frame(
+            "b", 3, 0, True, 2.0, [], SHAPES), b"\x10")])
+    # an identical re-delivery is still a harmless skip
+    assert journal.append_remote([frame("b", 1), frame("b", 2), frame("b", 3)]) == 1
+
+
+def test_journal_from_before_digests_is_migrated_and_compares_bodies(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    j = Journal(path, "a")
+    j.open()
+    j.append_remote([frame("b", 1)])
+    j.close()
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE frames DROP COLUMN digest")
+    conn.commit()
+    conn.close()
+    j = Journal(path, "a")
+    j.open()  # adds the column back; the old row has no digest
+    assert j.conn.execute("SELECT digest FROM frames").fetchone() == (None,)
+    assert j.append_remote([frame("b", 1)]) == 0
+    forged = build_frame("b", 1, 0, True, 1.0, [], SHAPES)
+    with pytest.raises(FrameRefused):
+        j.append_remote([(forged, forged.SerializeToString())])
+    j.close()
 
 
 def test_chunked_transaction_completes_only_on_final_frame(journal: Journal) -> None:
