@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import psycopg
@@ -48,10 +49,17 @@ def set_cluster(request: pytest.FixtureRequest, tmp_path: Path,
 def write_patient(db: Path | str, key: str) -> str:
     """'ok', or the database's refusal (SQLite file or PostgreSQL DSN)."""
     if isinstance(db, str):
+        # Not `with psycopg.connect(...)`: its exit commits and then closes, and
+        # the set's commit-time guard (a deferred constraint trigger) refuses
+        # the COMMIT itself once the fence deadline passes between the INSERT
+        # and the commit; exit then raises before close(), and the open
+        # connection is later collected with a ResourceWarning (an error
+        # under filterwarnings=error, in whichever test is running then).
         try:
-            with psycopg.connect(db, connect_timeout=5) as pg:
+            with closing(psycopg.connect(db, connect_timeout=5)) as pg:
                 pg.execute("INSERT INTO patients (patient_id, mrn, name, home_campus, "
                            "created_at) VALUES (%s, %s, 'Set', 'x', '2026-01-01')", (key, key))
+                pg.commit()
             return "ok"
         except psycopg.Error as e:
             return str(e)
@@ -84,7 +92,7 @@ def patients(db: Path | str) -> set[str]:
 
 def stale_parked(db: Path | str) -> list[tuple[str, str]]:
     if isinstance(db, str):
-        with psycopg.connect(db) as pg:
+        with closing(psycopg.connect(db)) as pg:  # closed even if the commit fails
             return [tuple(r) for r in pg.execute(
                 "SELECT key, error FROM ringsync.dlq WHERE state = 'stale'").fetchall()]
     conn = sqlite3.connect(db)
