@@ -139,7 +139,7 @@ def _bad_json(v: pb.Value) -> str:
     try:
         json.loads(v.json_value, parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:
-        return f"malformed JSON ({escape_peer_text(e, 60)})"
+        return f"malformed JSON ({escape_peer_text(str(e), 60)})"
     return ""
 
 
