@@ -1,15 +1,22 @@
 """Synchronous mode on PostgreSQL: a commit returns only once another campus
 journaled it; with no peer, `strict` keeps commits waiting and `degrade`
-releases them after degrade_after with an alert in status."""
+releases them after degrade_after with an alert in status. The fence never
+waits for a peer (nor long for an application's lock), and a node starting
+in sync mode ends the commits left waiting from before it started."""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from ringsync.demo.cluster import LocalCluster
+from node.engines.postgres import PostgresEngine
+from ringsync.demo.cluster import LocalCluster, free_port
+from ringsync.demo.postgres import LocalPostgres
+from ringsync.errors import EngineError
 from tests.helpers import wait_until
 from tests.integration.conftest import wait_ready
 from tests.integration.test_dr import ctl
@@ -93,3 +100,94 @@ def test_degrade_policy_releases_commits_and_raises_an_alert(tmp_path):
     finally:
         cluster.stop_all()
         cluster.stop_databases()
+
+
+@pytest.fixture
+def sync_engine(tmp_path) -> Iterator[tuple[PostgresEngine, str]]:
+    """A sync-mode engine on a fresh server whose peers never acknowledge
+    (nothing calls sync_release): every application commit waits."""
+    pg = LocalPostgres.create(None, free_port())
+    pg.start()
+    try:
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kv(k text PRIMARY KEY, v bigint)")
+            conn.execute("CREATE TABLE beds(k text PRIMARY KEY)")
+        engine = PostgresEngine(pg.dsn, ("kv", "beds"), "solo", sync=True,
+                                sets={"beds": "beds"})
+        engine.open()
+        engine.start_capture(0)
+        try:
+            yield engine, pg.dsn
+        finally:
+            engine.close()
+            engine.close_fence()
+    finally:
+        pg.remove()
+
+
+def _waiting_commit(dsn: str, *statements: str) -> tuple[threading.Event, list[BaseException]]:
+    done, errors = threading.Event(), []
+
+    def run() -> None:
+        try:
+            with psycopg.connect(dsn, connect_timeout=5) as conn:
+                for statement in statements:
+                    conn.execute(statement)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done, errors
+
+
+def _sync_waiters(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity "
+                            "WHERE wait_event = 'SyncRep'").fetchone()[0]
+
+
+@pytest.mark.timeout(120)
+def test_fence_writes_never_wait_for_a_peer_nor_long_for_an_application_lock(sync_engine):
+    engine, dsn = sync_engine
+    engine.set_fence(float("inf"))
+    engine.set_set_fence("beds", time.time() + 60, 1)
+    # An application transaction that read the set's fence row FOR SHARE (the
+    # drills' set writer does) and whose commit now waits for a peer that
+    # never answers: it keeps the row lock while it waits.
+    done, _ = _waiting_commit(
+        dsn, "SELECT 1 FROM ringsync.set_fence WHERE name = 'beds' FOR SHARE",
+        "INSERT INTO beds VALUES ('b1')")
+    from tests.helpers import wait_until
+    wait_until(lambda: _sync_waiters(dsn) == 1, 30, "the application's commit waiting")
+    assert not done.is_set()
+    started = time.monotonic()
+    engine.set_fence(time.time() + 5)  # the campus fence: no wait for the standby
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(EngineError):  # the set's row: gives up, is retried next tick
+        engine.set_set_fence("beds", time.time() + 5, 1)
+    assert time.monotonic() - started < 3.0
+    assert engine.fence_state() > time.time()
+
+
+@pytest.mark.timeout(120)
+def test_a_sync_node_starting_ends_commits_left_waiting_from_before(sync_engine):
+    engine, dsn = sync_engine
+    engine.set_fence(float("inf"))
+    done, errors = _waiting_commit(dsn, "INSERT INTO kv VALUES ('waits', 1)")
+    from tests.helpers import wait_until
+    wait_until(lambda: _sync_waiters(dsn) == 1, 30, "the application's commit waiting")
+    engine.close()  # the node dies: its capture connection (the standby) is gone
+    time.sleep(1.0)
+    assert not done.is_set(), "a commit returned with no synchronous standby"
+    again = PostgresEngine(dsn, ("kv", "beds"), "solo", sync=True, sets={"beds": "beds"})
+    again.open()  # the node starts again: the waiter is ended, not released
+    try:
+        assert done.wait(10), "the commit left waiting was not ended"
+        assert errors and isinstance(errors[0], psycopg.OperationalError), errors
+        with psycopg.connect(dsn) as conn:  # committed here all the same: it replicates
+            assert conn.execute("SELECT count(*) FROM kv WHERE k = 'waits'").fetchone()[0] == 1
+    finally:
+        again.close()
+        again.close_fence()
