@@ -392,7 +392,7 @@ def report_table(r: dict[str, Any]) -> str:
               *[f"set problem          {p}" for p in r["set_problems"][:5]],
               f"two writers seen     {'YES' if r['two_writers_seen'] else 'no'}",
               f"spurious failover    {'YES' if r['spurious_failover'] else 'no'}",
-              f"healthy lease lost   {r['healthy_lease_lost'] or 'no'} (campuses the fault "
+              f"healthy lease lost   {r.get('healthy_lease_lost') or 'no'} (campuses the fault "
               f"did not touch)",
               f"verdict              {'PASS' if r['ok'] else 'FAIL'}"]
     return "\n".join(lines)
