@@ -88,11 +88,16 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
             # Ack again whenever something was applied (so the sender's lag
             # figure is fresh), and at least every HEARTBEAT_SECONDS.
             ticket = self.rt.applied_changed.ticket()
-            while True:
-                await self.rt.applied_changed.wait(ticket, HEARTBEAT_SECONDS)
-                ticket = self.rt.applied_changed.ticket()
-                await send(receiver.ack())
-                await asyncio.sleep(ACK_COALESCE_SECONDS)
+            try:
+                while True:
+                    await self.rt.applied_changed.wait(ticket, HEARTBEAT_SECONDS)
+                    ticket = self.rt.applied_changed.ticket()
+                    await send(receiver.ack())
+                    await asyncio.sleep(ACK_COALESCE_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the stream ended under it (refused,
+                return  # aborted, closed): the handler reports why, once
 
         beat: asyncio.Task[None] | None = None
         try:
