@@ -34,11 +34,15 @@ def count_at(dsn: str, key: str) -> int:
                             (key,)).fetchone()[0]
 
 
-def durability_of(cluster: LocalCluster, campus: str) -> str:
+def status_of(cluster: LocalCluster, campus: str) -> dict:
     import json
 
     nodes = json.loads(ctl(cluster, "status", "--json").stdout)["nodes"]
-    return next(n.get("durability", "") for n in nodes if n["campus"] == campus)
+    return next(n for n in nodes if n["campus"] == campus)
+
+
+def durability_of(cluster: LocalCluster, campus: str) -> str:
+    return status_of(cluster, campus).get("durability", "")
 
 
 @pytest.mark.timeout(300)
@@ -91,11 +95,14 @@ def test_degrade_policy_releases_commits_and_raises_an_alert(tmp_path):
         cluster.kill(b.name)
         insert(a.postgres.dsn, "degraded")  # returns after degrade_after
         assert "DEGRADED" in durability_of(cluster, a.name)
+        # the alert line in status' alerts, with the other alert sources
+        assert any(x.startswith("SYNC DEGRADED") for x in status_of(cluster, a.name)["alerts"])
         out = ctl(cluster, "status")
         assert "SYNC DEGRADED" in out.stdout
         cluster.start(b.name)
         wait_until(lambda: durability_of(cluster, a.name) == "sync", 60,
                    "synchronous mode restored once the peer caught up")
+        assert not [x for x in status_of(cluster, a.name)["alerts"] if "SYNC" in x]
         assert count_at(b.postgres.dsn, "degraded") == 1
     finally:
         cluster.stop_all()
