@@ -21,6 +21,7 @@ from node.conflicts.driver import Resolver
 from node.dr.sets import SetGuard
 from node.engines.base import Engine
 from node.hlc import HybridClock
+from node.replication.applystate import ApplyMachine
 from node.replication.framecheck import Refusals
 from node.replication.journal import Journal
 from node.replication.vectors import Vector, merge_max
@@ -28,6 +29,9 @@ from ringsync.config import NodeConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# A foreign transaction whose final frame has not arrived after this long is an alert.
+INCOMPLETE_ALERT_SECONDS = 30.0
 
 
 class Notifier:
@@ -148,6 +152,11 @@ class NodeRuntime:
         self.conflicts_logged = 0
         self.pending_waits = 0
         self.dead_lettered = 0
+        # The applier's state machine (node.replication.applystate), for status.
+        self.apply_machine = ApplyMachine(clock=time.time)
+        # Foreign transactions whose final frame has not arrived: (origin, seq)
+        # -> when their first frame was journaled (Unix s).
+        self.incomplete: dict[tuple[str, int], float] = {}
         # Single-writer sets: epochs, verdicts, stale tails (the DR agent keeps it).
         self.sets = SetGuard(config.cluster.sets, config.campus)
         # Frames and messages refused from peers (node.replication.framecheck).
@@ -164,6 +173,17 @@ class NodeRuntime:
 
     async def in_journal(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._journal_exec, fn, *args)
+
+    def incomplete_alert(self) -> str:
+        """An alert when a foreign transaction has stayed incomplete too long."""
+        if not self.incomplete:
+            return ""
+        (origin, seq), since = min(self.incomplete.items(), key=lambda kv: kv[1])
+        age = time.time() - since
+        if age < INCOMPLETE_ALERT_SECONDS:
+            return ""
+        return (f"transaction {origin}/{seq} incomplete for {age:.0f}s (its first frames "
+                f"arrived, its final one did not); {origin}'s later transactions wait behind it")
 
     def learn(self, campus: str, journal_vector: Vector) -> None:
         """Record what a campus is known to hold (vectors only grow)."""

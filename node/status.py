@@ -36,6 +36,7 @@ class StatusCache:
         self.conflicts: dict[str, int] = {}
         self.dead_letters: dict[str, int] = {}
         self.accounting = cpb.Accounting()
+        self.recorded: dict[str, int] = {}  # the applied vector as the database holds it
 
 
 async def monitor_loop(rt: NodeRuntime, cache: StatusCache) -> None:
@@ -47,6 +48,7 @@ async def monitor_loop(rt: NodeRuntime, cache: StatusCache) -> None:
         try:
             cache.row_counts, cache.conflicts, books = await rt.in_engine(probe)
             vector, applied, cache.dead_letters = books
+            cache.recorded = dict(vector)
             received, in_flight = await rt.in_journal(rt.journal.received_and_in_flight,
                                                       vector)
             # Own stale changes (undone here) were never received: not in the books.
@@ -129,9 +131,23 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
         routing=routing_map(agent) if agent is not None else None,
         durability=rt.durability,
         sets=rt.sets.summary() if rt.sets.enabled else "",
+        apply=apply_status(rt, cache, now),
         refused=rt.refused.to_pb(),
-        alerts=[*rt.refused.alert_lines()] + [a for a in (sync_alert(rt),) if a],
+        alerts=[*rt.refused.alert_lines()] + [a for a in (
+            rt.apply_machine.alert(), rt.incomplete_alert(), sync_alert(rt)) if a],
     )
+
+
+def apply_status(rt: NodeRuntime, cache: StatusCache, now: float) -> cpb.ApplyStatus:
+    """The applier's state machine as status shows it (node.replication.applystate)."""
+    m = rt.apply_machine
+    oldest = min(rt.incomplete.values(), default=now)
+    return cpb.ApplyStatus(
+        state=m.state, waiting_for=m.waiting_for, since=m.since, alert=m.alert(),
+        transient_retries=m.transient_retries, isolations=m.isolations,
+        incomplete_transactions=len(rt.incomplete),
+        oldest_incomplete_seconds=max(0.0, now - oldest),
+        recorded=rpb.Vector(seqs=cache.recorded), last_error=m.last_error)
 
 
 def policies_text(rt: NodeRuntime) -> str:

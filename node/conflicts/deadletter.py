@@ -87,6 +87,13 @@ def dead_letter_entry(txn: TxnInfo, change: Change, shapes: Mapping[str, TableSh
             frame.SerializeToString(), error, 1, state, json.dumps(action))
 
 
+def frame_dead_letter(origin: str, seq: int, body: bytes, error: str) -> tuple[Any, ...]:
+    """A queue row for a whole frame that cannot be decoded here (table ``*``):
+    kept for the record and for ``skip``; ``retry`` tries to decode it again."""
+    action = [{"at": time.time(), "by": "apply", "action": "parked", "result": error}]
+    return (time.time(), origin, seq, "*", "", "frame", body, f"cannot decode the frame: {error}",
+            1, "parked", json.dumps(action))
+
 
 def apply_guarded(resolver: Resolver, store: DeadLetterStore, txn: TxnInfo,
                   changes: Iterable[Change], blocked: dict[tuple[str, str], int],
@@ -145,8 +152,12 @@ def _record(entry: Mapping[str, Any], who: str, action: str, result: str) -> str
 
 def describe(entry: Mapping[str, Any], resolver: Resolver) -> dict[str, Any]:
     """An entry for operators: the change's row as JSON instead of its frame."""
-    _, changes = _decode(entry)
     out = {k: v for k, v in entry.items() if k != "frame"}
+    try:
+        _, changes = _decode(entry)
+    except Exception:  # a whole frame parked because it cannot be decoded here
+        out["row"] = None
+        return out
     change = changes[0] if changes else None
     rules = resolver.rules.get(entry["tbl"])
     image = None if change is None else change.new if change.new is not None else change.old

@@ -54,7 +54,15 @@ class ApplySession(DeadLetterStore, Protocol):
     half); ``apply`` writes rows as they come, for an initial load's copy.
     """
 
+    # True: ``lock_rows`` really locks rows until the session ends (so a
+    # batch may hold them while it waits for capture: node.replication.batch).
+    holds_row_locks: bool
+
     def apply(self, changes: Iterable[Change]) -> None: ...
+
+    def lock_rows(self, shape: TableShape, keys: list[Any]) -> None:
+        """Lock these rows (those that exist) until the session ends, in key
+        order; an engine whose session locks the whole database does nothing."""
 
     def clear(self, table: str) -> None:
         """Delete every row of a table and its versions (initial load replacing local data)."""

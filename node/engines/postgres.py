@@ -52,9 +52,16 @@ from ringsync.errors import EngineError, SchemaError
 
 log = logging.getLogger(__name__)
 
+# The apply session waits this long for a row lock, then gives up (a
+# transient error: retried with jitter). Shorter than PostgreSQL's default
+# deadlock_timeout (1 s), so where apply and an application wait for each
+# other, apply is the one that yields.
+APPLY_LOCK_TIMEOUT_MS = 500
 
 
 class _PgApplySession(PgVersionStore):
+    holds_row_locks = True
+
     def __init__(self, engine: PostgresEngine, conn: psycopg.Connection[Any]) -> None:
         super().__init__(conn.cursor(), canonical_row, engine.upsert_sql, engine.delete_sql,
                          engine.stager)
@@ -68,6 +75,15 @@ class _PgApplySession(PgVersionStore):
             if upserts:
                 self.cur.executemany(self.engine.upsert_sql(shape),
                                      [tuple(to_pg(v) for v in r) for r in upserts])
+
+    def lock_rows(self, shape: TableShape, keys: list[Any]) -> None:
+        """SELECT ... ORDER BY key FOR UPDATE: rows are locked in key order."""
+        if not keys:
+            return
+        where, params = self._key_filter(shape, keys)
+        order = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
+        self.cur.execute(sql.SQL("SELECT 1 FROM {} WHERE {} ORDER BY {} FOR UPDATE").format(
+            sql.Identifier(shape.name), where, order), params)
 
     def clear(self, table: str) -> None:
         shape = self.engine.shape_of(table)
@@ -125,9 +141,10 @@ class PostgresEngine(PgFenceOps):
 
     # -- lifecycle -------------------------------------------------------
 
-    def _connect(self, autocommit: bool) -> psycopg.Connection[Any]:
+    def _connect(self, autocommit: bool, extra: str = "") -> psycopg.Connection[Any]:
         try:
             local = " -c synchronous_commit=local" if self.sync else ""
+            local += extra
             conn = psycopg.connect(self.dsn, autocommit=autocommit, connect_timeout=10,
                                    fallback_application_name=APPLICATION_NAME,
                                    options="-c timezone=UTC -c datestyle=ISO" + local)
@@ -136,15 +153,19 @@ class PostgresEngine(PgFenceOps):
                 f"cannot connect to PostgreSQL ({self.description}): {e}".strip()) from e
         return conn
 
+    def _connect_apply(self) -> psycopg.Connection[Any]:
+        conn = self._connect(autocommit=False, extra=f" -c lock_timeout={APPLY_LOCK_TIMEOUT_MS}")
+        conn.execute("SELECT pg_replication_origin_session_setup(%s)", (APPLY_ORIGIN,))
+        conn.commit()
+        return conn
+
     def open(self) -> None:
         self._conn = self._connect(autocommit=True)
         self._check_server()
         pgsync.configure(self._conn, self.campus, self.sync, self.dsn)
         self._shapes = {t: self._read_shape(t) for t in self.tables}
         self._install()
-        self._apply = self._connect(autocommit=False)
-        self._apply.execute("SELECT pg_replication_origin_session_setup(%s)", (APPLY_ORIGIN,))
-        self._apply.commit()
+        self._apply = self._connect_apply()
         self.stager = Stager()
 
     def _check_server(self) -> None:
@@ -344,9 +365,7 @@ class PostgresEngine(PgFenceOps):
             raise EngineError("the PostgreSQL engine is not open")
         conn = self._apply
         if conn.broken or conn.closed:
-            self._apply = conn = self._connect(autocommit=False)
-            conn.execute("SELECT pg_replication_origin_session_setup(%s)", (APPLY_ORIGIN,))
-            conn.commit()
+            self._apply = conn = self._connect_apply()
             self.stager = Stager()
         committed = False
         try:

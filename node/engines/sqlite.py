@@ -68,11 +68,16 @@ _UNIX_NOW = "(julianday('now') - 2440587.5) * 86400.0"
 
 
 class _SQLiteApplySession(SQLiteVersionStore):
+    holds_row_locks = False  # the session holds the database's one write lock
+
     def __init__(self, engine: SQLiteEngine) -> None:
         super().__init__(engine.conn, engine.recorded_position, engine.upsert_sql,
                          engine.delete_sql)
         self._engine = engine
         self._conn = engine.conn
+
+    def lock_rows(self, shape: TableShape, keys: list[Any]) -> None:
+        """Nothing to do: BEGIN IMMEDIATE took the write lock for the session."""
 
     def apply(self, changes: Iterable[Change]) -> None:
         for shape, deletes, upserts in batched_writes(changes, self._engine.shape_of):

@@ -3,10 +3,19 @@
 Walks the journal in arrival order (a causal order: a campus journals what
 it received before it captures what its users then wrote), skipping its own
 origin and whatever the applied vector already holds. Transactions are
-applied whole, in order per origin, several per database transaction, and
-the applied vector is advanced inside that same database transaction.
-A transaction whose final frame has not arrived yet stops the walk until it
-does, so nothing is ever applied half or out of order.
+applied whole, in order per origin, several per database transaction
+(node.replication.batch), and the applied vector is advanced inside that
+same database transaction.
+
+A transaction whose final frame has not arrived yet waits without holding
+back the others: later transactions of other origins go past it unless
+their dependency vector says they saw it. One that stays incomplete past
+``INCOMPLETE_ALERT_SECONDS`` is an alert.
+
+What to try after each outcome (isolating a failing transaction, retrying,
+parking what fails, waiting for capture or for a set writer) is decided by
+node.replication.applystate; status shows its state, what it waits for and
+since when.
 
 Every change goes through node.conflicts: a foreign change is resolved
 against the row's recorded versions, and this campus's own journaled
@@ -20,214 +29,56 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
 
-from node.codec import decode_changes
-from node.conflicts.deadletter import apply_guarded
-from node.conflicts.driver import PendingLocalChange, Resolver, TxnInfo
-from node.dr.sets import SetGuard, Verdict, reconcile_sets, stale_entry
-from node.engines.base import Engine
-from node.model import Change, TableShape
-from node.replication.journal import Journal
+from node.conflicts.driver import PendingLocalChange
+from node.dr.sets import reconcile_sets
+from node.replication import applystate
+from node.replication.applystate import ApplyMachine, Next
+from node.replication.batch import PlannedTxn, SetWriterWait, apply_planned, to_local_order
+from node.replication.journal import Entry, Journal
+from node.replication.transient import transient_reason
 from node.runtime import NodeRuntime
-from ringsync.errors import EngineError, ProtocolError, RingsyncError
+from ringsync.errors import ProtocolError, RingsyncError
 from ringsync.v1 import values_pb2 as pb
+
+__all__ = ["Applier", "to_local_order"]
 
 log = logging.getLogger(__name__)
 
-MAX_TXNS_PER_COMMIT = 2048
+MAX_LOCAL_PER_COMMIT = 2048
 MAX_FRAMES_PER_READ = 2048
 MAX_BYTES_PER_READ = 8 << 20
-IDLE_WAIT_SECONDS = 0.5
-RETRY_MIN_SECONDS = 0.2
-RETRY_MAX_SECONDS = 10.0
+# Journal windows one plan may read past transactions it cannot take yet.
+MAX_READS_PER_PLAN = 8
 
 
-PENDING_WAIT_SECONDS = 0.05
-SET_WAIT_SECONDS = 0.2
-# Tries of a transaction that fails alone before its failing changes are
-# dead-lettered: 0.2 + 0.4 + 0.8 + 1.6 s of backoff, a few seconds in all.
-MAX_ATTEMPTS = 5
-PENDING_WARN_EVERY = 100
+class OwnFeed:
+    """This campus's own journaled transactions after a seq, for a batch that
+    waits for capture while holding its row locks (node.replication.batch)."""
+
+    def __init__(self, journal: Journal, after: int) -> None:
+        self.journal, self.after = journal, after
+
+    def __call__(self) -> list[PlannedTxn]:
+        entries = self.journal.local_after(self.after, MAX_LOCAL_PER_COMMIT)
+        if entries:
+            self.after = entries[-1].seq
+        return [own_txn(e) for e in entries]
 
 
-@dataclass(slots=True)
-class PlannedTxn:
-    origin: str
-    seq: int
-    body: bytes | None  # the only frame; None: several, streamed from the journal
-    rows: int
-    local: bool = False
-    position: int | None = None
-    xid: int | None = None
-
-
-def to_local_order(
-    frame_shapes: list[TableShape], changes: list[Change], local: Mapping[str, TableShape]
-) -> list[Change]:
-    """Reorder values from the sender's column order into the local one."""
-    mapping: dict[str, list[int] | None] = {}
-    for shape in frame_shapes:
-        mine = local.get(shape.name)
-        if mine is None:
-            raise EngineError(
-                f"received a change to table {shape.name!r}, which this campus does not "
-                f"replicate; make cluster.tables the same on every campus"
-            )
-        if shape.columns == mine.columns:
-            mapping[shape.name] = None
-            continue
-        try:
-            mapping[shape.name] = [shape.columns.index(c) for c in mine.columns]
-        except ValueError as e:
-            missing = sorted(set(mine.columns) - set(shape.columns))
-            raise EngineError(
-                f"table {shape.name!r} differs between campuses: the sender lacks columns "
-                f"{missing}; align the schemas"
-            ) from e
-    if all(m is None for m in mapping.values()):
-        return changes
-    out = []
-    for c in changes:
-        order = mapping[c.table]
-        if order is None:
-            out.append(c)
-            continue
-        new = tuple(c.new[i] for i in order) if c.new is not None else None
-        old = tuple(c.old[i] for i in order) if c.old is not None else None
-        out.append(Change(c.table, c.op, new, old))
-    return out
-
-
-class SetWriterWait(RingsyncError):
-    """A transaction of a single-writer set cannot be judged yet (node.dr.sets):
-    the plan's first ``index`` transactions may go, this one waits."""
-
-    def __init__(self, index: int, reason: str) -> None:
-        super().__init__(reason)
-        self.index = index
-
-
-def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
-                  plan: list[PlannedTxn], isolate: bool = False,
-                  sets: SetGuard | None = None) -> tuple[int, int]:
-    """Apply planned transactions in one database transaction (engine thread);
-    return (conflicts logged, changes parked in the dead-letter queue).
-
-    Transactions go to the resolver together (``apply_many``: one read and
-    one write per table run, not per transaction; this campus's own ones to
-    record their versions, then remote ones) unless a row is parked in the
-    dead-letter queue (remote ones then go one by one, so changes to the
-    parked rows wait behind them) or ``isolate`` asks for change-by-change
-    savepoints. A multi-frame transaction is read from the journal frame by
-    frame, so memory stays bounded however large it is. The applied vector
-    moves once per origin, to the last transaction of the batch.
-    """
-    local = engine.shapes()
-    logged = parked = 0
-    alerts: list[tuple[int, str]] = []  # stale set changes parked (counted once committed)
-    with engine.apply_session() as session:
-        blocked = session.parked_keys()
-        # Own transactions first: once their versions are recorded (and the
-        # session told so by advance), remote changes to those rows may go.
-        for part in ([t for t in plan if t.local], [t for t in plan if not t.local]):
-            advances: dict[str, _Advance] = {}
-            group: list[tuple[TxnInfo, list[Change]]] = []
-            for index, txn in enumerate(part):
-                bodies = [txn.body] if txn.body is not None else journal.iter_frames(
-                    txn.origin, txn.seq)
-                applied = 0
-                for body in bodies:
-                    info, changes, epochs = _decode(body, txn, local)
-                    if sets is not None and not txn.local and (epochs or sets.enabled):
-                        epochs = sets.stamps_of(changes, epochs) if sets.enabled else epochs
-                        changes, stale = _judge_sets(sets, info, changes, epochs, index)
-                        if stale:
-                            session.park([stale_entry(info, c, local, why) for c, why in stale])
-                            parked += len(stale)
-                            alerts.append((len(stale), f"parked {len(stale)} change(s) of "
-                                           f"{info.origin}/{info.seq}: {stale[0][1]}"))
-                    if not isolate and txn.body is not None and (txn.local or not blocked):
-                        group.append((info, changes))
-                        applied += len(changes)
-                        continue
-                    if group:
-                        logged += resolver.apply_many(session, group)
-                        group = []
-                    done = apply_guarded(resolver, session, info, changes, blocked, isolate)
-                    logged, parked = logged + done[0], parked + done[1]
-                    applied += len(changes) - done[1]
-                advances.setdefault(txn.origin, _Advance()).add(txn, applied)
-            if group:
-                logged += resolver.apply_many(session, group)
-            for origin, adv in advances.items():
-                session.advance(origin, adv.seq, adv.position, adv.changes)
-    for count, text in alerts:
-        assert sets is not None
-        sets.stale_parked += count
-        sets.alert(text)
-    return logged, parked
-
-
-def _decode(body: bytes, txn: PlannedTxn, local: Mapping[str, TableShape],
-            ) -> tuple[TxnInfo, list[Change], dict[str, int]]:
-    frame = pb.TxnFrame.FromString(body)
-    shapes, changes = decode_changes(frame)
-    info = TxnInfo(frame.origin, frame.seq, frame.hlc, dict(frame.deps), txn.local,
-                   txn.position, txn.xid)
-    return info, to_local_order(shapes, changes, local), dict(frame.set_epochs)
-
-
-def _judge_sets(sets: SetGuard, info: TxnInfo, changes: list[Change], epochs: dict[str, int],
-                index: int) -> tuple[list[Change], list[tuple[Change, str]]]:
-    """Split a foreign frame's changes into those to apply and the stale ones
-    of single-writer sets (to park); raise SetWriterWait when undecidable."""
-    reasons: dict[str, str] = {}
-    for name, epoch in epochs.items():
-        verdict, why = sets.verdict(name, info.origin, epoch, info.seq)
-        if verdict is Verdict.WAIT:
-            raise SetWriterWait(index, f"{info.origin}/{info.seq} of set {name}: {why}")
-        if verdict is Verdict.PARK:
-            reasons[name] = why
-    if not reasons:
-        return changes, []
-    keep, stale = [], []
-    for change in changes:
-        name = sets.set_of_table.get(change.table, "")
-        if name in reasons:
-            stale.append((change, reasons[name]))
-        else:
-            keep.append(change)
-    return keep, stale
-
-
-@dataclass(slots=True)
-class _Advance:
-    """How far one origin's applied entry moves in this batch."""
-
-    seq: int = 0
-    position: int | None = None  # local: the capture position now recorded
-    changes: int = 0             # remote: changes applied (accounting)
-
-    def add(self, txn: PlannedTxn, applied: int) -> None:
-        self.seq = txn.seq
-        if txn.local:
-            if txn.position is not None:
-                self.position = max(self.position or 0, txn.position)
-        else:
-            self.changes += applied
+def own_txn(entry: Entry) -> PlannedTxn:
+    body = entry.body if entry.chunk == 0 else None
+    return PlannedTxn(entry.origin, entry.seq, body, entry.nchanges, True, entry.position,
+                      entry.xid)
 
 
 class Applier:
     def __init__(self, rt: NodeRuntime) -> None:
         self.rt = rt
         self.cursor = 0
-        self.attempts: dict[tuple[str, int], int] = {}  # failed tries of a lone transaction
-        self.one_at_a_time = False  # after a failed batch: find the transaction that fails
-        # Not None: the next plan takes at most this many foreign transactions
-        # (it stops before one of a single-writer set that must wait).
-        self.remote_limit: int | None = None
+        self.machine: ApplyMachine = rt.apply_machine
+        self.absorb_next = False  # the last try met a local change not journaled yet
+        self.alerted = ""         # the alert last logged (once per episode)
 
     async def run(self) -> None:
         rt = self.rt
@@ -236,77 +87,94 @@ class Applier:
         start = dict(rt.applied)
         start[rt.campus] = rt.journal.vector().get(rt.campus, 0)
         self.cursor = await rt.in_journal(rt.journal.start_pos, start)
-        delay = RETRY_MIN_SECONDS
-        waits = 0
         while True:
             ticket = rt.journal_changed.ticket()
-            plan: list[PlannedTxn] = []
-            head = ("", 0)
-            try:
-                if rt.sets.enabled and rt.sets.undo_due():
-                    await rt.in_engine(reconcile_sets, rt.engine, rt.journal, rt.sets,
-                                       to_local_order, rt.applied.get(rt.campus, 0))
-                plan, cursor = await rt.in_journal(self._plan)
-                if not plan:
-                    self.cursor = cursor
-                    await rt.journal_changed.wait(ticket, IDLE_WAIT_SECONDS)
-                    continue
-                head = (plan[0].origin, plan[0].seq)
-                isolate = len(plan) == 1 and self.attempts.get(head, 0) >= MAX_ATTEMPTS
-                if isolate:
-                    log.warning("%s/%s failed %d times; applying it change by change and "
-                                "parking what fails in the dead-letter queue", *head,
-                                MAX_ATTEMPTS)
-                logged, parked = await rt.in_engine(
-                    apply_planned, rt.engine, rt.journal, rt.resolver, plan, isolate, rt.sets)
-                rt.conflicts_logged += logged
-                rt.dead_lettered += parked
-            except SetWriterWait as e:
-                # The foreign transactions before it may go now; it (and,
-                # journal order being causal, everything after it) waits.
-                self.remote_limit = e.index
-                if e.index == 0:
-                    rt.apply_error = str(e)
-                    await asyncio.sleep(SET_WAIT_SECONDS)
-                continue
-            except PendingLocalChange as e:
-                # Capture journals the local change within moments; then it is
-                # recorded first and this plan goes through.
-                rt.pending_waits += 1
-                waits += 1
-                if waits % PENDING_WARN_EVERY == 0:
-                    log.warning("apply has waited %d times for capture to journal a local "
-                                "change (%s); is capture running?", waits, e)
-                await rt.journal_changed.wait(ticket, PENDING_WAIT_SECONDS)
-                continue
-            except (RingsyncError, ProtocolError, Exception) as e:
-                rt.apply_error = str(e) if isinstance(e, RingsyncError | ProtocolError) else (
-                    f"{type(e).__name__}: {e}")
-                if len(plan) > 1:
-                    # Find the transaction that fails: retry one at a time, now.
-                    self.one_at_a_time = True
-                    log.warning("apply of %d transactions failed; retrying them one by one: %s",
-                                len(plan), rt.apply_error)
-                    continue
-                attempt = self.attempts[head] = self.attempts.get(head, 0) + 1
-                log.error("apply of %s/%s failed (attempt %d of %d), retrying in %.1fs: %s",
-                          *head, attempt, MAX_ATTEMPTS, delay, rt.apply_error,
-                          exc_info=not isinstance(e, RingsyncError | ProtocolError))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
-                continue
-            delay = RETRY_MIN_SECONDS
-            waits = 0
-            rt.apply_error = ""
-            self.attempts.clear()
-            self.one_at_a_time = False
-            for txn in plan:
-                rt.applied[txn.origin] = txn.seq
-                if txn.local and txn.position is not None:
-                    rt.engine.local_recorded(txn.position)
-            rt.applied_txns += sum(not t.local for t in plan)
-            self.cursor = cursor
-            rt.applied_changed.notify()
+            step = await self._step()
+            self._report()
+            if step.delay > 0:
+                if step.wake_on_journal:
+                    await rt.journal_changed.wait(ticket, step.delay)
+                else:
+                    await asyncio.sleep(step.delay)
+
+    async def _step(self) -> Next:
+        """Plan, apply, and return what the machine says to do next."""
+        rt, machine = self.rt, self.machine
+        plan: list[PlannedTxn] = []
+        remote, head = 0, ("", 0)
+        try:
+            if rt.sets.enabled and rt.sets.undo_due():
+                await rt.in_engine(reconcile_sets, rt.engine, rt.journal, rt.sets,
+                                   to_local_order, rt.applied.get(rt.campus, 0))
+            plan, cursor = await rt.in_journal(self._plan)
+            if not plan:
+                self.cursor = cursor
+                return machine.nothing_to_do()
+            foreign = [t for t in plan if not t.local]
+            remote = len(foreign)
+            head = (foreign[0].origin, foreign[0].seq) if foreign else (plan[0].origin,
+                                                                         plan[0].seq)
+            isolate = machine.isolate(head, remote)
+            machine.started(remote, head)
+            if isolate:
+                log.warning("%s/%s failed %d times; applying it change by change and parking "
+                            "what fails in the dead-letter queue", *head, machine.max_attempts)
+            absorb = None
+            if self.absorb_next and remote:
+                own = [t.seq for t in plan if t.local]
+                absorb = OwnFeed(rt.journal, own[-1] if own else rt.applied.get(rt.campus, 0))
+            result = await rt.in_engine(apply_planned, rt.engine, rt.journal, rt.resolver, plan,
+                                        isolate, rt.sets, absorb)
+        except SetWriterWait as e:
+            if e.index == 0:
+                rt.apply_error = str(e)
+            return machine.set_writer(e.index, str(e))
+        except PendingLocalChange as e:
+            # Capture journals the local change within moments; the next try
+            # then records it first, holding the rows so no newer one slips in.
+            rt.pending_waits += 1
+            self.absorb_next = True
+            return machine.pending_local(str(e))
+        except Exception as e:  # every failure: the machine decides what next
+            known = isinstance(e, RingsyncError | ProtocolError)
+            rt.apply_error = str(e) if known else f"{type(e).__name__}: {e}"
+            transient = transient_reason(e)
+            was = machine.state
+            step = machine.failed(rt.apply_error, transient, remote, head)
+            if transient is not None:
+                log.log(logging.INFO if machine.transient_streak == 1 else logging.DEBUG,
+                        "apply hit a transient error (%s); retrying in %.2fs: %s", transient,
+                        step.delay, rt.apply_error)
+            elif machine.state == applystate.ISOLATING:
+                log.log(logging.WARNING if was != applystate.ISOLATING else logging.INFO,
+                        "apply of %d foreign transactions failed; trying %d to find the one "
+                        "that fails: %s", remote, machine.window, rt.apply_error)
+            else:
+                log.error("apply of %s/%s failed (%s), retrying in %.1fs: %s", *head,
+                          machine.waiting_for, step.delay, rt.apply_error,
+                          exc_info=not known)
+            return step
+        self.absorb_next = False
+        rt.apply_error = ""
+        rt.conflicts_logged += result.logged
+        rt.dead_lettered += result.parked
+        for txn in plan + result.absorbed:
+            if txn.local and txn.position is not None:
+                rt.engine.local_recorded(txn.position)
+            rt.applied[txn.origin] = max(rt.applied.get(txn.origin, 0), txn.seq)
+        rt.applied_txns += remote
+        self.cursor = cursor
+        rt.applied_changed.notify()
+        return machine.succeeded([(t.origin, t.seq) for t in plan if not t.local])
+
+    def _report(self) -> None:
+        """Log an alert once when it starts, and once when it clears."""
+        alert = self.machine.alert() or self.rt.incomplete_alert()
+        if alert and not self.alerted:
+            log.error("ALERT: %s", alert)
+        elif self.alerted and not alert:
+            log.warning("apply is moving again (was: %s)", self.alerted)
+        self.alerted = alert
 
     async def _start_recording(self) -> None:
         """Where recording this campus's own versions resumes. A database from
@@ -323,39 +191,69 @@ class Applier:
             rt.engine.local_recorded(rt.journal.capture_position)
 
     def _plan(self) -> tuple[list[PlannedTxn], int]:
-        """Collect the next complete transactions to apply (journal thread):
-        this campus's own journaled transactions to record first, then
-        foreign ones in journal order."""
+        """Collect the next transactions to apply (journal thread): this
+        campus's own journaled transactions to record first, then foreign
+        ones in journal order, up to the machine's window.
+
+        An incomplete foreign transaction (its final frame not here yet)
+        holds back only its origin's later transactions and those that saw
+        it (their dependency vector); the cursor stays before it, and the
+        plan reads on past it (a few journal windows at most).
+        """
         rt = self.rt
         journal = rt.journal
         heads = journal.vector()
         applied = dict(rt.applied)
-        plan: list[PlannedTxn] = []
-        limit = 1 if self.one_at_a_time else MAX_TXNS_PER_COMMIT
-        remote_limit, self.remote_limit = self.remote_limit, None
-        for entry in journal.local_after(applied.get(rt.campus, 0), limit):
-            body = entry.body if entry.chunk == 0 else None
-            plan.append(PlannedTxn(rt.campus, entry.seq, body, entry.nchanges, True,
-                                   entry.position, entry.xid))
-        cursor = self.cursor
-        for entry in journal.entries_after(cursor, MAX_FRAMES_PER_READ, MAX_BYTES_PER_READ,
-                                           only_whole_bodies=True):
-            if entry.origin == rt.campus or entry.seq <= applied.get(entry.origin, 0):
-                cursor = entry.pos
-                continue
-            if entry.seq > heads.get(entry.origin, 0):
-                break  # its final frame has not arrived yet
-            if remote_limit is not None and sum(not t.local for t in plan) >= remote_limit:
+        plan = [own_txn(e) for e in journal.local_after(applied.get(rt.campus, 0),
+                                                        MAX_LOCAL_PER_COMMIT)]
+        limit = self.machine.remote_limit()
+        cursor = pos = self.cursor
+        contiguous = True   # nothing held back so far: the cursor may move
+        held: dict[str, int] = {}  # origin -> its first transaction that waits
+        incomplete: dict[tuple[str, int], float] = {}
+        taken = 0
+        full = False
+        for _ in range(MAX_READS_PER_PLAN):
+            entries = journal.entries_after(pos, MAX_FRAMES_PER_READ, MAX_BYTES_PER_READ,
+                                            only_whole_bodies=True)
+            for entry in entries:
+                pos = entry.pos
+                origin = entry.origin
+                if origin == rt.campus or entry.seq <= applied.get(origin, 0):
+                    cursor = entry.pos if contiguous else cursor
+                    continue
+                if origin in held:
+                    continue  # behind an earlier transaction of its origin
+                if entry.seq > heads.get(origin, 0):
+                    incomplete.setdefault((origin, entry.seq), entry.recv_time)
+                    held[origin], contiguous = entry.seq, False
+                    continue
+                if held and _saw(entry, held):
+                    held[origin], contiguous = entry.seq, False
+                    continue
+                if taken >= limit:
+                    full = True
+                    break
+                if entry.seq != applied.get(origin, 0) + 1:
+                    raise ProtocolError(
+                        f"journal holds {origin}/{entry.seq} but {applied.get(origin, 0)} is "
+                        f"the last applied; the journal is inconsistent")
+                body = entry.body if entry.final and entry.chunk == 0 else None
+                plan.append(PlannedTxn(origin, entry.seq, body, entry.nchanges))
+                applied[origin] = entry.seq
+                taken += 1
+                cursor = entry.pos if contiguous else cursor
+            if full or not held or len(entries) < MAX_FRAMES_PER_READ:
                 break
-            if entry.seq != applied.get(entry.origin, 0) + 1:
-                raise ProtocolError(
-                    f"journal holds {entry.origin}/{entry.seq} but {applied.get(entry.origin, 0)} "
-                    f"is the last applied; the journal is inconsistent"
-                )
-            body = entry.body if entry.final and entry.chunk == 0 else None
-            plan.append(PlannedTxn(entry.origin, entry.seq, body, entry.nchanges))
-            applied[entry.origin] = entry.seq
-            cursor = entry.pos
-            if len(plan) >= limit:
-                break
+        rt.incomplete = incomplete
         return plan, cursor
+
+
+def _saw(entry: Entry, held: dict[str, int]) -> bool:
+    """Did this transaction's origin see a held one when it committed? (A
+    multi-frame one, whose body is not at hand, is assumed to have.)"""
+    if not (entry.final and entry.chunk == 0):
+        return True
+    deps = pb.TxnFrame.FromString(entry.body).deps
+    return any(deps.get(origin, 0) >= seq for origin, seq in held.items())
+

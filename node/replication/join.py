@@ -39,7 +39,7 @@ from google.protobuf.message import DecodeError
 from node.codec import check_frame, decode_changes, shapes_to_pb
 from node.engines.base import ApplySession
 from node.model import Change, Op, TableShape
-from node.replication.applier import to_local_order
+from node.replication.batch import to_local_order
 from node.replication.vectors import Vector
 from node.runtime import NodeRuntime
 from ringsync.client import Credentials, describe_rpc_error
