@@ -45,7 +45,7 @@ pytestmark = pytest.mark.skipif(not os.environ.get("RINGSYNC_LONG_DRILLS"),
     ("db-down", [*SYNC, "--campuses", "2"], "healthy_lease_lost"),
     ("etcd-member-loss", [*SYNC, "--campuses", "2"], "spurious_failover"),
     ("wan-soak", [*SYNC, "--campuses", "2", "--soak-seconds", "20"], "spurious_failover"),
-])
+], ids=lambda v: v if isinstance(v, str) else "sync" if "sync" in v else "async")
 def test_long_drill(tmp_path: Path, scenario: str, extra: list[str], check: str):
     result = subprocess.run([*RINGSYNC, "drill", scenario, "--json", "--seed", "5",
                              "--data-dir", str(tmp_path / "drill"), *extra],
