@@ -136,8 +136,7 @@ def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
         batch.lock(decoded)
         batch.run(own, decoded)
         batch.advance()  # own versions recorded: the foreign part may now pass their rows
-        if (absorb is not None and session.holds_row_locks and remote and not isolate
-                and not batch.blocked):
+        if absorb is not None and session.holds_row_locks and remote and not isolate:
             batch.run_absorbing(remote, decoded, absorb)
         else:
             batch.run(remote, decoded)

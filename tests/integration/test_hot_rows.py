@@ -200,3 +200,50 @@ def test_hot_counter_rows_written_everywhere_converge_without_failing_an_applica
     finally:
         cluster.stop_all()
         cluster.stop_databases()
+
+
+def test_a_foreign_change_reaches_a_row_the_campus_writes_without_pause(
+        tmp_path: Path) -> None:
+    """One campus's users update one row in a tight loop. A foreign change to
+    that row must apply while they go on: the batch holds the row while
+    capture journals what committed before it took the lock (waiting outside
+    the transaction never finds the row quiet)."""
+    cluster = LocalCluster.create(
+        tmp_path / "hot", 2, engines=["postgres", "postgres"], schema=TPCB,
+        conflict_policies=POLICIES,
+        replication={"heal_after_seconds": 2.0, "probe_interval_seconds": 0.5})
+    stop = threading.Event()
+    writes = [0]
+
+    def hammer(dsn: str) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                conn.execute("UPDATE accounts SET abalance = abalance + 1 WHERE aid = 1")
+                writes[0] += 1
+
+    try:
+        cluster.start_all()
+        wait_ready(cluster)
+        a, b = cluster.campuses
+        writer = threading.Thread(target=hammer, args=(b.target,), daemon=True)
+        writer.start()
+        wait_until(lambda: writes[0] > 200, 60, "the local writer to be running")
+        with psycopg.connect(a.target) as conn, conn.transaction():
+            conn.execute("UPDATE accounts SET abalance = abalance + 1000 WHERE aid = 1")
+            conn.execute("INSERT INTO history VALUES ('a-1', 1, 1, 1, 1000)")
+
+        def arrived() -> bool:
+            with psycopg.connect(b.target) as conn:
+                return conn.execute("SELECT 1 FROM history WHERE hid = 'a-1'").fetchone() is not None
+
+        wait_until(arrived, 90, "the foreign change to apply while the local writer runs")
+        assert writer.is_alive() and not stop.is_set()
+        stop.set()
+        writer.join(timeout=30)
+        wait_until(lambda: rows(a) == rows(b), 60, "both campuses to hold the same rows")
+        (balance,) = [r[2] for r in rows(a)["accounts"] if r[0] == 1]
+        assert balance == 1000 + writes[0]
+    finally:
+        stop.set()
+        cluster.stop_all()
+        cluster.stop_databases()
