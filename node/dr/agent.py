@@ -142,6 +142,7 @@ class DRAgent(SetFencing):
             await self._store_set_fence(name, 0.0)
         lease = asyncio.create_task(self._lease_loop(), name="dr-lease")
         fence = asyncio.create_task(self._fence_loop(), name="dr-fence")
+        reader = asyncio.create_task(self._routes_loop(), name="dr-routes")
         try:
             while True:
                 if self._lease:
@@ -157,7 +158,8 @@ class DRAgent(SetFencing):
         finally:
             lease.cancel()
             fence.cancel()
-            await asyncio.gather(lease, fence, return_exceptions=True)
+            reader.cancel()
+            await asyncio.gather(lease, fence, reader, return_exceptions=True)
             await self._goodbye()
 
     async def _lease_loop(self) -> None:
@@ -202,7 +204,10 @@ class DRAgent(SetFencing):
         self.view.error = text
         self.view.lease_ok = time.time() < self._lease_deadline
 
-    async def _tick(self) -> None:
+    async def _read_routes(self) -> dict[str, Route] | None:
+        """Read the routing map; keep it (and its freshness, dated when the read
+        began) unless the lease was re-granted meanwhile or a read begun later
+        was kept already. None if not kept."""
         assert self.store is not None
         now = time.time()
         lease = self._lease
@@ -211,9 +216,34 @@ class DRAgent(SetFencing):
             await self.store.ensure_routes(self.cluster.ring, now, self.set_writers)
             routes = await self.store.routes()
         if lease != self._lease:  # re-granted meanwhile: this read may predate a failover
-            return
+            return None
+        if now < self._routes_read_at:  # the routes loop kept a newer read meanwhile
+            return self.view.routes
         self._set_routes(routes)
         self._routes_read_at = now
+        return routes
+
+    async def _routes_loop(self) -> None:
+        """Keep the map fresh on its own schedule: the tick also leads, drains
+        and publishes, a few etcd round trips that at 200 ms per hop (the
+        wan-soak drill) took longer than the lease, so the map went stale and
+        a healthy campus's fence closed between ticks."""
+        while True:
+            if self._lease:
+                try:
+                    if await self._read_routes() is not None:
+                        self._fence_wanted.notify()
+                except (EtcdError, OSError) as e:
+                    self._etcd_failed(e)
+                except Exception:
+                    log.exception("DR routing map read failed")
+            await asyncio.sleep(TICK_SECONDS)
+
+    async def _tick(self) -> None:
+        assert self.store is not None
+        routes = await self._read_routes()
+        if routes is None:
+            return
         await self._drain(routes)
         if self.rt.sets.enabled:
             await self._sets_tick()
