@@ -77,6 +77,10 @@ class Stager:
                 "SELECT {} FROM {} WITH NO DATA").format(stage, _idents(columns), source))
             self._created.add(name)
             self._created_now.add(name)
+            if name in self._used:
+                # created before a savepoint this transaction rolled back to:
+                # it still holds what was loaded before the savepoint
+                cur.execute(sql.SQL("TRUNCATE {}").format(stage))
         elif name in self._used:
             cur.execute(sql.SQL("TRUNCATE {}").format(stage))
         self._used.add(name)

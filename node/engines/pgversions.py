@@ -294,9 +294,10 @@ class PgVersionStore:
         key_cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
         kinds = [shape.kinds[i] for i in shape.key_indexes] if shape.kinds else []
         out = {}
+        where, params = self._key_filter(shape, keys)  # staged when many (no param limit)
         query = sql.SQL("SELECT xmin::text::bigint, {} FROM {} WHERE {}").format(
-            key_cols, sql.Identifier(shape.name), _in_keys(shape, len(keys)))
-        for rec in self.cur.execute(query, [to_pg(v) for k in keys for v in k]).fetchall():
+            key_cols, sql.Identifier(shape.name), where)
+        for rec in self.cur.execute(query, params).fetchall():
             key = canonical_row(kinds, rec[1:]) if kinds else tuple(rec[1:])
             out[key] = int(rec[0])
         return out

@@ -34,7 +34,13 @@ from node.conflicts.driver import PendingLocalChange
 from node.dr.sets import reconcile_sets
 from node.replication import applystate
 from node.replication.applystate import ApplyMachine, Next
-from node.replication.batch import PlannedTxn, SetWriterWait, apply_planned, to_local_order
+from node.replication.batch import (
+    OwnRecordingFailed,
+    PlannedTxn,
+    SetWriterWait,
+    apply_planned,
+    to_local_order,
+)
 from node.replication.journal import Entry, Journal
 from node.replication.transient import transient_reason
 from node.runtime import NodeRuntime
@@ -60,7 +66,8 @@ class OwnFeed:
         self.journal, self.after = journal, after
 
     def __call__(self) -> list[PlannedTxn]:
-        entries = self.journal.local_after(self.after, MAX_LOCAL_PER_COMMIT)
+        # The engine thread calls this: a read connection of its own, not the journal's.
+        entries = self.journal.local_after(self.after, MAX_LOCAL_PER_COMMIT, private=True)
         if entries:
             self.after = entries[-1].seq
         return [own_txn(e) for e in entries]
@@ -140,7 +147,8 @@ class Applier:
             rt.apply_error = str(e) if known else f"{type(e).__name__}: {e}"
             transient = transient_reason(e)
             was = machine.state
-            step = machine.failed(rt.apply_error, transient, remote, head)
+            blamed = 0 if isinstance(e, OwnRecordingFailed) else remote
+            step = machine.failed(rt.apply_error, transient, blamed, head)
             if transient is not None:
                 log.log(logging.INFO if machine.transient_streak == 1 else logging.DEBUG,
                         "apply hit a transient error (%s); retrying in %.2fs: %s", transient,
@@ -245,7 +253,10 @@ class Applier:
                 cursor = entry.pos if contiguous else cursor
             if full or not held or len(entries) < MAX_FRAMES_PER_READ:
                 break
-        rt.incomplete = incomplete
+        if full:  # the read stopped early: what it did not reach is still as known
+            rt.incomplete.update(incomplete)
+        else:
+            rt.incomplete = incomplete
         return plan, cursor
 
 

@@ -147,7 +147,9 @@ class ApplyMachine:
         attempt = self.attempts[head] = self.attempts.get(head, 0) + 1
         self._enter(RETRYING, f"{head[0]}/{head[1]} (attempt {attempt} of "
                     f"{self.max_attempts})")
-        return Next(self._backoff(attempt) if attempt < self.max_attempts else 0.0)
+        # Past max_attempts the next try goes change by change; should even
+        # that fail (outside the per-change savepoints), it backs off further.
+        return Next(self._backoff(attempt))
 
     def pending_local(self, what: str) -> Next:
         self._enter(WAITING_CAPTURE, f"capture to journal a local change ({what})")

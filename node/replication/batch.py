@@ -66,6 +66,11 @@ class BatchResult:
     alerts: list[tuple[int, str]] = field(default_factory=list)
 
 
+class OwnRecordingFailed(RingsyncError):
+    """Recording this campus's own transactions failed: no foreign
+    transaction of the plan is to blame (nothing to isolate or park)."""
+
+
 class SetWriterWait(RingsyncError):
     """A transaction of a single-writer set cannot be judged yet (node.dr.sets):
     the plan's first ``index`` foreign transactions may go, this one waits."""
@@ -133,9 +138,13 @@ def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
         own = [t for t in plan if t.local]
         remote = [t for t in plan if not t.local]
         decoded = batch.decode(own + remote)
-        batch.lock(decoded)
-        batch.run(own, decoded)
-        batch.advance()  # own versions recorded: the foreign part may now pass their rows
+        if not isolate:  # change by change: what cannot even be locked is parked
+            batch.lock(decoded)
+        try:
+            batch.run(own, decoded)
+            batch.advance()  # own versions recorded: the foreign part may now pass their rows
+        except Exception as e:
+            raise OwnRecordingFailed(f"recording this campus's own versions failed: {e}") from e
         if absorb is not None and session.holds_row_locks and remote and not isolate:
             batch.run_absorbing(remote, decoded, absorb)
         else:

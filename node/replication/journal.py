@@ -464,14 +464,24 @@ class Journal:
             out.append(entry)
         return out
 
-    def local_after(self, seq: int, limit: int) -> list[Entry]:
+    def local_after(self, seq: int, limit: int, private: bool = False) -> list[Entry]:
         """This campus's complete transactions after ``seq``, oldest first, as
         their final frame (body only when it is the transaction's one frame;
-        ``position`` and ``xid`` as capture recorded them)."""
+        ``position`` and ``xid`` as capture recorded them). ``private``: read
+        through a connection of its own (a caller on another thread)."""
+        if private:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            try:
+                return self._local_after(conn, seq, limit)
+            finally:
+                conn.close()
+        return self._local_after(self.conn, seq, limit)
+
+    def _local_after(self, conn: sqlite3.Connection, seq: int, limit: int) -> list[Entry]:
         out = []
         heads = self._heads.get(self.campus, 0)
         for p, s, chunk, final, commit_time, recv_time, nchanges, body, position, xid in (
-            self.conn.execute(
+            conn.execute(
                 "SELECT pos, seq, chunk, final, commit_time, recv_time, nchanges, "
                 "CASE WHEN chunk = 0 THEN body ELSE x'' END, position, xid FROM frames "
                 "WHERE origin = ? AND seq > ? AND seq <= ? AND final ORDER BY seq LIMIT ?",

@@ -55,8 +55,14 @@ def _one(e: BaseException) -> str | None:
         return _PG_TRANSIENT_STATES.get(state) or _PG_TRANSIENT_CLASSES.get(state[:2])
     if type(e).__module__.startswith("psycopg") and type(e).__name__ in (
             "OperationalError", "InterfaceError"):
-        # No SQLSTATE: the client lost its connection (server gone, network).
-        return "connection lost"
+        # No SQLSTATE: the connection is lost (server gone, network), unless
+        # the client refused the query itself on a live connection (e.g. too
+        # many parameters), which the same work would hit again.
+        pgconn = getattr(e, "pgconn", None)
+        status = getattr(pgconn, "status", None)
+        if pgconn is None or status is None or int(status) != 0:  # 0: CONNECTION_OK
+            return "connection lost"
+        return None
     if isinstance(e, sqlite3.Error):
         code = getattr(e, "sqlite_errorcode", None)
         if isinstance(code, int):

@@ -285,6 +285,35 @@ def test_staging_tables_survive_a_rollback_to_savepoint(
     assert engine.read_version("t_latest", (2,))[0] == (2, "kept", "ordered", 0)
 
 
+def test_a_staging_table_loaded_before_a_savepoint_is_emptied_after_rolling_back_to_it(
+        campuses: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: a staging table created and loaded before a savepoint, then
+    used again under it and rolled back to it (apply holding hot rows retries
+    its foreign part), must not keep the rows loaded before the savepoint."""
+    monkeypatch.setattr(pgversions, "STAGE_MIN_ROWS", 1)
+    engine = campuses["b"]
+    engine._apply.execute("DISCARD TEMP")
+    engine._apply.commit()
+    engine.stager = type(engine.stager)()
+    with engine.apply_session() as session:
+        session.clear("t_latest")
+    shape = engine.shapes()["t_latest"]
+    stage = None
+    with engine.apply_session() as session:
+        keys = [(k,) for k in range(1, 70)]
+        stage = engine.stager.load(session.cur, psycopg.sql.Identifier("t_latest"), "t_latest",
+                                   shape.key_columns, keys)
+        session.savepoint()
+        engine.stager.load(session.cur, psycopg.sql.Identifier("t_latest"), "t_latest",
+                           shape.key_columns, [(500,)])
+        session.rollback_to_savepoint()
+        engine.stager.load(session.cur, psycopg.sql.Identifier("t_latest"), "t_latest",
+                           shape.key_columns, [(700,)])
+        held = [r[0] for r in session.cur.execute(
+            psycopg.sql.SQL("SELECT * FROM {}").format(stage)).fetchall()]
+    assert held == [700]
+
+
 def test_concurrent_delta_only_updates_add_count_and_log_nothing(
         campuses: dict[str, Any]) -> None:
     """SQLite (a) and PostgreSQL (b): two campuses add to a counter row without

@@ -59,6 +59,10 @@ def test_own_pending_transactions_never_keep_isolation_from_the_failing_one() ->
     assert m.isolate(HEAD, 1)
     m.started(1, HEAD)
     assert m.state == st.CHANGE_BY_CHANGE
+    # Should even change-by-change fail (outside its savepoints), it backs off, never spins.
+    again = m.failed("lock failed", None, 1, HEAD)
+    assert again.delay >= st.RETRY_MIN_SECONDS * 2 ** (st.MAX_ATTEMPTS - 1)
+    assert m.isolate(HEAD, 1)
     m.succeeded([HEAD])
     assert HEAD not in m.attempts and m.state == st.BATCH
 
@@ -167,6 +171,25 @@ def test_postgres_transient_states_are_named_through_the_engine_wrapper(
 def test_errors_the_same_change_hits_again_are_not_transient(state: str) -> None:
     assert transient_reason(_PgError(state)) is None
     assert transient_reason(ValueError("bad value")) is None
+
+
+class _PsycopgLike(Exception):
+    """A client-side error without SQLSTATE, as psycopg raises them."""
+
+    def __init__(self, status: int | None) -> None:
+        super().__init__("client error")
+        self.pgconn = None if status is None else type("PGconn", (), {"status": status})()
+
+
+_PsycopgLike.__module__ = "psycopg"
+_PsycopgLike.__name__ = "OperationalError"
+
+
+def test_a_psycopg_error_is_a_lost_connection_only_when_the_connection_is_not_ok() -> None:
+    assert transient_reason(_PsycopgLike(None)) == "connection lost"
+    assert transient_reason(_PsycopgLike(1)) == "connection lost"  # CONNECTION_BAD
+    # e.g. "number of parameters must be between 0 and 65535" on a live connection
+    assert transient_reason(_PsycopgLike(0)) is None
 
 
 def test_sqlite_busy_is_transient_and_a_constraint_is_not() -> None:
