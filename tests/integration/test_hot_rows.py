@@ -234,7 +234,8 @@ def test_a_foreign_change_reaches_a_row_the_campus_writes_without_pause(
 
         def arrived() -> bool:
             with psycopg.connect(b.target) as conn:
-                return conn.execute("SELECT 1 FROM history WHERE hid = 'a-1'").fetchone() is not None
+                found = conn.execute("SELECT 1 FROM history WHERE hid = 'a-1'").fetchone()
+            return found is not None
 
         wait_until(arrived, 90, "the foreign change to apply while the local writer runs")
         assert writer.is_alive() and not stop.is_set()
