@@ -335,6 +335,8 @@ class Drill:
             # leases lost by campuses the fault did not touch (each fences itself then)
             "healthy_lease_lost": sum(sum(c.get("healthy_lease_lost", {}).values())
                                       for c in self.cycles),
+            "healthy_fenced": sum(sum(c.get("healthy_fenced", {}).values())
+                                  for c in self.cycles),
             "sessions_shut": sum(c.sessions_shut for c in self.clients.values()),
             "route_samples": len(self.history.samples),
             "durability": self.args.durability,
@@ -348,6 +350,7 @@ class Drill:
                         and enough_history and sets.writes > 0
                         and not report["spurious_failover"]
                         and not report["healthy_lease_lost"]
+                        and not report["healthy_fenced"]
                         and not (self.args.durability == "sync"
                                  and report["lost_without_failed_campus"]))
         return report
@@ -394,6 +397,8 @@ def report_table(r: dict[str, Any]) -> str:
               f"spurious failover    {'YES' if r['spurious_failover'] else 'no'}",
               f"healthy lease lost   {r.get('healthy_lease_lost') or 'no'} (campuses the fault "
               f"did not touch)",
+              f"healthy fenced       {r.get('healthy_fenced') or 'no'} (their databases fenced "
+              f"themselves)",
               f"verdict              {'PASS' if r['ok'] else 'FAIL'}"]
     return "\n".join(lines)
 

@@ -29,22 +29,33 @@ RECOVERY_TIMEOUT_SECONDS = 90.0
 # origin-crash: how long the surviving campuses get to apply what they hold
 SURVIVORS_SETTLE_SECONDS = 30.0
 NEEDS_POSTGRES = ("db-down", "origin-crash")
-# What a running node logs when its etcd lease expired under it (node.dr.agent).
+# What a running node logs when its etcd lease expired under it, and when its
+# campus database fenced itself (node.dr.agent).
 LEASE_LOST = "expired; taking a new one"
+FENCED = "campus database FENCED"
+# Scenarios whose fault is at the victim: only the victim may lose its lease
+# or fence; in a switchover the victim fences (its users move away) but keeps
+# its lease.
 FAULTS_AT_VICTIM = ("node-crash", "db-down", "origin-crash", "campus-isolation")
+FENCES_AT_VICTIM = (*FAULTS_AT_VICTIM, "switchover")
 
 
-def lease_losses(drill: Drill) -> dict[str, int]:
-    """How often each campus's node has logged losing its etcd lease so far."""
+def log_marks(drill: Drill, mark: str) -> dict[str, int]:
+    """How often each campus's node has logged ``mark`` so far."""
     assert drill.cluster is not None
     out = {}
     for c in drill.cluster.campuses:
         try:
             with c.log.open(errors="replace") as fh:
-                out[c.name] = sum(1 for line in fh if LEASE_LOST in line)
+                out[c.name] = sum(1 for line in fh if mark in line)
         except OSError:
             out[c.name] = 0
     return out
+
+
+def lease_losses(drill: Drill) -> dict[str, int]:
+    """How often each campus's node has logged losing its etcd lease so far."""
+    return log_marks(drill, LEASE_LOST)
 
 
 def run_cycle(drill: Drill, n: int) -> dict[str, Any]:
@@ -62,6 +73,7 @@ def run_cycle(drill: Drill, n: int) -> dict[str, Any]:
                               "set_writer": writer}
     say(f"cycle {n}: {scenario} at {victim.name} (set writer: {writer})")
     leases_before = lease_losses(drill)
+    fences_before = log_marks(drill, FENCED)
     fault_at = time.time()
     if scenario == "switchover":
         _switchover(drill, victim, fault_at, record)
@@ -71,12 +83,17 @@ def run_cycle(drill: Drill, n: int) -> dict[str, Any]:
         _fail_and_recover(drill, victim, fault_at, record)
     # A campus the fault did not touch must keep its lease (and so its fence):
     # in sync mode a dead successor once made its predecessor lose both.
-    lost = {c: k - leases_before.get(c, 0) for c, k in lease_losses(drill).items()
-            if k > leases_before.get(c, 0)
-            and not (scenario in FAULTS_AT_VICTIM and c == victim.name)}
-    record["healthy_lease_lost"] = lost
-    if lost:
-        say(f"  a campus the fault did not touch lost its etcd lease: {lost}")
+    def untouched(after: dict[str, int], before: dict[str, int],
+                  at_victim: tuple[str, ...]) -> dict[str, int]:
+        return {c: k - before.get(c, 0) for c, k in after.items() if k > before.get(c, 0)
+                and not (scenario in at_victim and c == victim.name)}
+
+    lost = untouched(lease_losses(drill), leases_before, FAULTS_AT_VICTIM)
+    fenced = untouched(log_marks(drill, FENCED), fences_before, FENCES_AT_VICTIM)
+    record.update(healthy_lease_lost=lost, healthy_fenced=fenced)
+    if lost or fenced:
+        say(f"  a campus the fault did not touch lost its etcd lease {lost} or fenced its "
+            f"database {fenced}")
     after = drill.set_writer()
     assert drill.history is not None
     record.update(set_writer_after=after,

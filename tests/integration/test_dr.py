@@ -192,7 +192,8 @@ def test_drill_scenario_keeps_every_invariant(tmp_path: Path, scenario: str, ext
     assert report["rpo_lost_writes"] == 0, report
     assert report["converged"] is True, report
     assert report["two_writers_seen"] is False, report
-    assert report["healthy_lease_lost"] == 0, report  # no untouched campus fenced itself
+    assert report["healthy_lease_lost"] == 0, report  # no untouched campus lost its lease
+    assert report["healthy_fenced"] == 0, report  # nor fenced its database
     assert report["rto_seconds"]["max"] is not None
     # the single-writer set drill_single: written, one writer per epoch, nothing lost
     assert report["set_writes"] > 0 and report["set_epochs"], report

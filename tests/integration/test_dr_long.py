@@ -54,7 +54,7 @@ def test_long_drill(tmp_path: Path, scenario: str, extra: list[str], check: str)
     assert not report[check], report
     assert report["rpo_lost_writes"] == 0 and report["converged"], report
     assert not report["two_writers_seen"], report
-    assert not report["healthy_lease_lost"], report
+    assert not report["healthy_lease_lost"] and not report["healthy_fenced"], report
     if "sync" in extra:
         assert report["stale_parked"] == 0, report
     assert report["set_writes"] > 0 and report["set_problems"] == [], report
