@@ -177,7 +177,8 @@ def status_table(nodes: list[dict[str, Any]]) -> str:
             lines.append(f"{'':<16}ACCOUNTING OFF: received {books['received']} != applied "
                          f"{books['applied']} + dead letters {books['dead_lettered']} + in flight "
                          f"{books['in_flight']}")
-        if "DEGRADED" in n.get("durability", ""):
+        alerted = any("SYNC DEGRADED" in a for a in n.get("alerts") or ())
+        if "DEGRADED" in n.get("durability", "") and not alerted:  # an older node: no alerts
             lines.append(f"{'':<16}SYNC DEGRADED: {n['durability']} (RPO > 0 until a peer "
                          f"catches up)")
         if "ALERT" in (n.get("sets") or ""):
