@@ -25,6 +25,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from node.engines.pgserver import check_server, missing_table, no_primary_key, slot_name
 from ringsync.config import NodeConfig, connect_dsn
 from ringsync.dsn import redact_dsn
 from ringsync.errors import ConfigError, EngineError, SchemaError, TLSConfigError
@@ -220,21 +221,7 @@ def _postgres_checks(conn: Any, config: NodeConfig, shown: str) -> None:
     if version < MIN_POSTGRES:
         raise EngineError(f"PostgreSQL at {shown} is version {_one(conn, 'SHOW server_version')}; "
                           f"ringsync needs PostgreSQL 13 or later")
-    wal_level = _one(conn, "SHOW wal_level")
-    if wal_level != "logical":
-        raise EngineError(
-            f"PostgreSQL at {shown} has wal_level = {wal_level}; set wal_level = logical "
-            f"in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL")
-    for setting in ("max_replication_slots", "max_wal_senders"):
-        value = int(_one(conn, f"SHOW {setting}"))
-        if value < 1:
-            raise EngineError(f"PostgreSQL has {setting} = {value}; set it to at least 4")
-    role, superuser, replication = conn.execute(
-        "SELECT current_user, rolsuper, rolreplication FROM pg_roles "
-        "WHERE rolname = current_user").fetchone()
-    if not (superuser or replication):
-        raise EngineError(f"role {role} lacks the REPLICATION privilege needed for logical "
-                          f"decoding; run ALTER ROLE {role} REPLICATION as a superuser")
+    role, superuser = check_server(conn, shown)
     if not superuser:
         database = _one(conn, "SELECT current_database()")
         schema = _one(conn, "SELECT 1 FROM pg_namespace WHERE nspname = 'ringsync'")
@@ -251,21 +238,16 @@ def _postgres_checks(conn: Any, config: NodeConfig, shown: str) -> None:
     for table in config.cluster.tables:
         oid = _one(conn, "SELECT to_regclass(%s)::oid", (table,))
         if oid is None:
-            raise SchemaError(
-                f"table {table!r} is listed in cluster.tables but does not exist in "
-                f"{shown}; create it with the same columns as the other campuses")
+            raise missing_table(table, shown)
         if not _one(conn, "SELECT 1 FROM pg_index WHERE indrelid = %s AND indisprimary",
                     (oid,)):
-            raise SchemaError(
-                f"table {table!r} has no primary key, so its rows cannot be matched across "
-                f"campuses; add one (ALTER TABLE {table} ADD PRIMARY KEY (…)) or remove it "
-                f"from cluster.tables")
+            raise no_primary_key(table)
         if not superuser and not _one(conn, "SELECT pg_has_role(relowner, 'USAGE') "
                                             "FROM pg_class WHERE oid = %s", (oid,)):
             raise EngineError(f"role {role} does not own table {table!r} (the node sets "
                               f"REPLICA IDENTITY FULL and installs triggers on it); run "
                               f"ALTER TABLE {table} OWNER TO {role}")
-    slot = f"ringsync_{config.campus}".replace("-", "_")
+    slot = slot_name(config.campus)
     lost = _one(conn, "SELECT wal_status FROM pg_replication_slots WHERE slot_name = %s",
                 (slot,))
     if lost == "lost":

@@ -39,6 +39,7 @@ from node.codec import RowSetDigest
 from node.engines import pgsync
 from node.engines.pgcapture import APPLICATION_NAME, APPLY_ORIGIN, PgoutputReader
 from node.engines.pgfence import PgFenceOps, install_fence, store_reconciled
+from node.engines.pgserver import check_server, missing_table, no_primary_key, slot_name
 from node.engines.pgsnapshot import pg_snapshot
 from node.engines.pgstage import Stager, upsert_action
 from node.engines.pgtypes import canonical_row, to_pg
@@ -48,7 +49,7 @@ from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, TableShape
 from node.schema import PG_KINDS
 from ringsync.dsn import redact_dsn
-from ringsync.errors import EngineError, SchemaError
+from ringsync.errors import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class PostgresEngine(PgFenceOps):
         self.tables = tables
         self.campus = campus
         self.sets: Mapping[str, str] = dict(sets or {})  # table -> single-writer set
-        self.slot = f"ringsync_{campus}".replace("-", "_")
+        self.slot = slot_name(campus)
         self.publication = self.slot
         self.frame_max_changes = frame_max_changes
         self._conn: psycopg.Connection[Any] | None = None
@@ -169,37 +170,13 @@ class PostgresEngine(PgFenceOps):
         self.stager = Stager()
 
     def _check_server(self) -> None:
-        conn = self.conn
-        wal_level = conn.execute("SHOW wal_level").fetchone()[0]  # type: ignore[index]
-        if wal_level != "logical":
-            raise EngineError(
-                f"PostgreSQL at {self.description} has wal_level = {wal_level}; set wal_level = "
-                f"logical in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart "
-                f"PostgreSQL"
-            )
-        for setting in ("max_replication_slots", "max_wal_senders"):
-            value = int(conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(setting)))
-                        .fetchone()[0])  # type: ignore[index]
-            if value < 1:
-                raise EngineError(f"PostgreSQL has {setting} = {value}; set it to at least 4")
-        role, can = conn.execute(
-            "SELECT current_user, rolreplication OR rolsuper FROM pg_roles "
-            "WHERE rolname = current_user"
-        ).fetchone()  # type: ignore[misc]
-        if not can:
-            raise EngineError(
-                f"role {role} lacks the REPLICATION privilege needed for logical decoding; "
-                f"run ALTER ROLE {role} REPLICATION as a superuser"
-            )
+        check_server(self.conn, self.description)
 
     def _read_shape(self, table: str) -> TableShape:
         conn = self.conn
         row = conn.execute("SELECT to_regclass(%s)::oid", (table,)).fetchone()
         if row is None or row[0] is None:
-            raise SchemaError(
-                f"table {table!r} is listed in cluster.tables but does not exist in "
-                f"{self.description}; create it with the same columns as the other campuses"
-            )
+            raise missing_table(table, self.description)
         oid = row[0]
         cols = conn.execute(
             "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
@@ -213,11 +190,7 @@ class PostgresEngine(PgFenceOps):
             (oid,),
         ).fetchall()
         if not pk:
-            raise SchemaError(
-                f"table {table!r} has no primary key, so its rows cannot be matched across "
-                f"campuses; add one (ALTER TABLE {table} ADD PRIMARY KEY (…)) or remove it "
-                f"from cluster.tables"
-            )
+            raise no_primary_key(table)
         columns = tuple(c[0] for c in cols)
         kinds = tuple(PG_KINDS.get(c[1], "text") for c in cols)
         return TableShape(table, columns, tuple(columns.index(k[0]) for k in pk), kinds)
