@@ -54,6 +54,7 @@ from node.engines import pgoutput as po
 from node.engines.base import SetFence, fence_message, set_fence_message
 from node.engines.pgcapture import APPLICATION_NAME, PgoutputReader
 from node.engines.pgversions import PgConflictOps
+from ringsync.dsn import redact_dsn
 from ringsync.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -249,8 +250,8 @@ class PgFenceOps(PgConflictOps):
                          f"-c lock_timeout={FENCE_LOCK_TIMEOUT_MS} "
                          f"-c statement_timeout={FENCE_STATEMENT_TIMEOUT_MS}"))
         except psycopg.OperationalError as e:
-            raise EngineError(f"cannot connect to PostgreSQL ({self.dsn}) for the fence: "
-                              f"{e}".strip()) from e
+            raise EngineError(f"cannot connect to PostgreSQL ({redact_dsn(self.dsn)}) for the "
+                              f"fence: {e}".strip()) from e
         self._fence_conn = conn
         weakref.finalize(self, conn.close)
         return conn

@@ -18,6 +18,8 @@ from typing import Any
 
 import psycopg
 
+from node.engines.pgserver import slot_name
+from ringsync.dsn import redact_dsn
 from ringsync.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -26,14 +28,15 @@ RELOAD_WAIT_SECONDS = 5.0
 
 
 def standby_name(campus: str) -> str:
-    return f"ringsync_{campus}".replace("-", "_")
+    """The capture connection's application_name: the slot's name."""
+    return slot_name(campus)
 
 
 def _names(conn: psycopg.Connection[Any]) -> str:
     return str(conn.execute("SHOW synchronous_standby_names").fetchone()[0])  # type: ignore[index]
 
 
-def _set(conn: psycopg.Connection[Any], name: str, present: bool, dsn: str) -> None:
+def _set(conn: psycopg.Connection[Any], name: str, present: bool, shown: str) -> None:
     """Name (or stop naming) ``name`` as the synchronous standby, and wait for the reload."""
     command = (f"ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (\"{name}\")'" if present
                else "ALTER SYSTEM RESET synchronous_standby_names")
@@ -42,19 +45,21 @@ def _set(conn: psycopg.Connection[Any], name: str, present: bool, dsn: str) -> N
         conn.execute("SELECT pg_reload_conf()")
     except psycopg.errors.InsufficientPrivilege:
         raise EngineError(
-            f"PostgreSQL at {dsn}: synchronous_standby_names must {'' if present else 'not '}"
+            f"PostgreSQL at {shown}: synchronous_standby_names must {'' if present else 'not '}"
             f"name {name} for this campus's durability; the node's role may not change it: as a "
             f"superuser run  {command}; SELECT pg_reload_conf();"
         ) from None
     deadline = time.monotonic() + RELOAD_WAIT_SECONDS
     while (name in _names(conn)) != present:
         if time.monotonic() > deadline:
-            raise EngineError(f"PostgreSQL at {dsn} did not reload synchronous_standby_names")
+            raise EngineError(f"PostgreSQL at {shown} did not reload synchronous_standby_names")
         time.sleep(0.05)
 
 
 def configure(conn: psycopg.Connection[Any], campus: str, sync: bool, dsn: str) -> None:
-    """Make the server's synchronous replication match this campus's durability."""
+    """Make the server's synchronous replication match this campus's durability.
+    ``dsn`` connects; messages show it redacted (it may carry a password)."""
+    shown = redact_dsn(dsn)
     name = standby_name(campus)
     names = _names(conn)
     if sync:
@@ -63,23 +68,23 @@ def configure(conn: psycopg.Connection[Any], campus: str, sync: bool, dsn: str) 
             commit = str(plain.execute("SHOW synchronous_commit").fetchone()[0])  # type: ignore[index]
         if commit in ("off", "local"):
             raise EngineError(
-                f"PostgreSQL at {dsn} has synchronous_commit = {commit}, so commits would not "
+                f"PostgreSQL at {shown} has synchronous_commit = {commit}, so commits would not "
                 f"wait for another campus; set it to on (ALTER SYSTEM SET synchronous_commit = "
                 f"on; SELECT pg_reload_conf();) or use durability = \"async\"")
         if name not in names:
             if names.strip():
                 raise EngineError(
-                    f"PostgreSQL at {dsn} already has synchronous_standby_names = {names!r}; "
+                    f"PostgreSQL at {shown} already has synchronous_standby_names = {names!r}; "
                     f"for durability = \"sync\" it must name ringsync's capture connection "
                     f"\"{name}\" (e.g. FIRST 1 (\"{name}\")): change it, then restart the node")
-            _set(conn, name, True, dsn)
-        end_unacknowledged(conn, dsn)
+            _set(conn, name, True, shown)
+        end_unacknowledged(conn, shown)
     elif name in names:
         # Left over from sync mode: commits would wait for a standby that never answers.
-        _set(conn, name, False, dsn)
+        _set(conn, name, False, shown)
 
 
-def end_unacknowledged(conn: psycopg.Connection[Any], dsn: str) -> int:
+def end_unacknowledged(conn: psycopg.Connection[Any], shown: str) -> int:
     """End the sessions whose commit is still waiting for the synchronous
     standby when the node starts (before its capture connection reports).
 
@@ -105,5 +110,5 @@ def end_unacknowledged(conn: psycopg.Connection[Any], dsn: str) -> int:
     if ended:
         log.warning("sync: ended %d application session(s) whose commit was waiting, since "
                     "before this node started, for a peer's acknowledgement: committed here, "
-                    "never acknowledged to the application; they replicate now (%s)", ended, dsn)
+                    "never acknowledged to the application; they replicate now (%s)", ended, shown)
     return ended
