@@ -45,6 +45,7 @@ INT64_MAX = (1 << 63) - 1  # SQLite INTEGER and PostgreSQL bigint hold no more
 # commit_time is Unix seconds: before 10000-01-01 (status turns it into dates).
 MAX_COMMIT_TIME = 253_402_300_800.0
 MAX_ALERTS = 20
+MAX_PLANS = 64
 
 
 def is_ring_origin(cluster: ClusterConfig, origin: str) -> bool:
@@ -168,6 +169,9 @@ class FrameChecker:
         self.campus = campus
         self.shapes = dict(shapes)
         self.is_origin = is_origin
+        # Plans of the frame table shapes seen (every frame of a stream
+        # repeats them); only good shapes, and a bounded number of them.
+        self._plans: dict[tuple[str, tuple[str, ...], tuple[int, ...]], _TablePlan] = {}
 
     def check(self, frame: pb.TxnFrame, peer: str = "") -> None:
         """Raise FrameRefused unless every field and value of ``frame`` can be
@@ -175,17 +179,21 @@ class FrameChecker:
         where = f"frame {escape_peer_text(frame.origin, 60)}/{frame.seq}"
         if peer:
             where += f" from {escape_peer_text(peer, 60)}"
+        for table in frame.tables:
+            if table.name not in self.shapes:
+                raise FrameRefused("bad_shape", f"{where}: names table "
+                                   f"'{escape_peer_text(table.name, 60)}', which this campus "
+                                   f"does not replicate; make cluster.tables the same everywhere")
         try:
-            check_frame(frame, self.shapes)
+            check_frame(frame)
         except ProtocolError as e:
-            kind = "bad_shape" if "unknown table" in str(e) else "malformed"
-            raise FrameRefused(kind, f"{where}: {e}") from None
+            raise FrameRefused("malformed", f"{where}: {e}") from None
         if not self.is_origin(frame.origin):
             raise FrameRefused("unknown_origin", f"{where}: origin "
                                f"'{escape_peer_text(frame.origin, 60)}' is not a campus of "
                                f"this ring; frames are only taken from ring members' origins")
         self._check_fields(frame, where)
-        plans = [self._plan(t, where) for t in frame.tables]
+        plans = [self._plan_of(t, where) for t in frame.tables]
         for n, change in enumerate(frame.changes):
             plan = plans[change.table_index]
             for values in (change.new_values, change.old_values):
@@ -225,8 +233,18 @@ class FrameChecker:
         if problems:
             raise FrameRefused("out_of_range", f"{where}: " + "; ".join(problems[:3]))
 
+    def _plan_of(self, table: pb.TableShape, where: str) -> _TablePlan:
+        key = (table.name, tuple(table.columns), tuple(table.key_indexes))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(table, where)
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
     def _plan(self, table: pb.TableShape, where: str) -> _TablePlan:
-        local = self.shapes[table.name]  # check_frame refused unknown tables
+        local = self.shapes[table.name]  # check refused unknown tables
         columns = list(table.columns)
         problems = []
         if len(set(columns)) != len(columns):
