@@ -470,12 +470,16 @@ class Journal:
         ``position`` and ``xid`` as capture recorded them). ``private``: read
         through a connection of its own (a caller on another thread)."""
         if private:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            conn = self._reader()
             try:
                 return self._local_after(conn, seq, limit)
             finally:
                 conn.close()
         return self._local_after(self.conn, seq, limit)
+
+    def _reader(self) -> sqlite3.Connection:
+        """A read connection of its own (WAL lets it read beside the writer)."""
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
 
     def _local_after(self, conn: sqlite3.Connection, seq: int, limit: int) -> list[Entry]:
         out = []
@@ -535,7 +539,7 @@ class Journal:
         Uses its own read connection (WAL lets it read beside the writer), so
         the applier can walk a huge transaction without holding it in memory.
         """
-        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        conn = self._reader()
         try:
             for (body,) in conn.execute(
                 "SELECT body FROM frames WHERE origin = ? AND seq = ? ORDER BY chunk",
