@@ -121,8 +121,7 @@ class Applier:
             remote = len(foreign)
             head = (foreign[0].origin, foreign[0].seq) if foreign else (plan[0].origin,
                                                                          plan[0].seq)
-            isolate = machine.isolate(head, remote)
-            machine.started(remote, head)
+            isolate = machine.started(remote, head)
             if isolate:
                 log.warning("%s/%s failed %d times; applying it change by change and parking "
                             "what fails in the dead-letter queue", *head, machine.max_attempts)

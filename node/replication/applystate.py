@@ -104,12 +104,15 @@ class ApplyMachine:
         self._enter(IDLE, "")
         return Next(0.5, wake_on_journal=True)
 
-    def started(self, remote: int, head: tuple[str, int]) -> None:
-        """A plan with ``remote`` foreign transactions is being applied."""
+    def started(self, remote: int, head: tuple[str, int]) -> bool:
+        """A plan with ``remote`` foreign transactions is being applied;
+        return whether it goes change by change (``isolate``)."""
         if self.isolate(head, remote):
             self._enter(CHANGE_BY_CHANGE, f"{head[0]}/{head[1]}")
-        elif self.state not in (ISOLATING, RETRYING, WAITING_CAPTURE, WAITING_SET_WRITER):
+            return True
+        if self.state not in (ISOLATING, RETRYING, WAITING_CAPTURE, WAITING_SET_WRITER):
             self._enter(BATCH, "")
+        return False
 
     def succeeded(self, heads: list[tuple[str, int]]) -> Next:
         for head in heads:

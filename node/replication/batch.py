@@ -168,20 +168,29 @@ class _Batch:
         self.local, self.sets, self.isolate, self.out = local, sets, isolate, out
         self.blocked = session.parked_keys()
         self.advances: dict[str, _Advance] = {}
-        self.undecodable: dict[tuple[str, int], str] = {}
 
     def decode(self, txns: list[PlannedTxn]) -> Decoded:
+        """The single-frame transactions, decoded once for the whole batch."""
         out: Decoded = {}
         for t in txns:
-            if t.body is None:
-                continue
-            try:
-                out[(t.origin, t.seq)] = _decode(t.body, t, self.local)
-            except Exception as e:
-                if t.local or not self.isolate:
-                    raise
-                self.undecodable[(t.origin, t.seq)] = f"{type(e).__name__}: {e}"
+            if t.body is not None and (frame := self._decode(t, t.body)) is not None:
+                out[(t.origin, t.seq)] = frame
         return out
+
+    def _decode(self, txn: PlannedTxn, body: bytes,
+                ) -> tuple[TxnInfo, list[Change], dict[str, int]] | None:
+        """A frame decoded into local column order; None when, going change by
+        change, a foreign frame this campus cannot even read (a value out of
+        its range, a column it lacks) was parked whole, so the stream moves on."""
+        try:
+            return _decode(body, txn, self.local)
+        except Exception as e:
+            if txn.local or not self.isolate:
+                raise
+            self.session.park([frame_dead_letter(txn.origin, txn.seq, body,
+                                                 f"{type(e).__name__}: {e}")])
+            self.out.parked += 1
+            return None
 
     def lock(self, decoded: Decoded) -> None:
         """Lock the existing rows the batch changes, in one deterministic order."""
@@ -196,27 +205,12 @@ class _Batch:
     def frames(self, txn: PlannedTxn, decoded: Decoded,
                ) -> Iterator[tuple[TxnInfo, list[Change], dict[str, int]]]:
         if txn.body is not None:
-            error = self.undecodable.get((txn.origin, txn.seq))
-            if error is None:
-                yield decoded[(txn.origin, txn.seq)]
-            else:
-                self._park_frame(txn, txn.body, error)
+            if (frame := decoded.get((txn.origin, txn.seq))) is not None:
+                yield frame
             return
         for body in self.journal.iter_frames(txn.origin, txn.seq):
-            try:
-                frame = _decode(body, txn, self.local)
-            except Exception as e:
-                if txn.local or not self.isolate:
-                    raise
-                self._park_frame(txn, body, f"{type(e).__name__}: {e}")
-                continue
-            yield frame
-
-    def _park_frame(self, txn: PlannedTxn, body: bytes, error: str) -> None:
-        """A frame this campus cannot even read (a value out of its range, a
-        column it lacks): parked whole, so the stream moves on."""
-        self.session.park([frame_dead_letter(txn.origin, txn.seq, body, error)])
-        self.out.parked += 1
+            if (frame := self._decode(txn, body)) is not None:
+                yield frame
 
     def run(self, part: list[PlannedTxn], decoded: Decoded) -> None:
         session, out = self.session, self.out
