@@ -30,6 +30,6 @@ class ClusterMover:
 
     async def move(self, campus: str, to: str, kind: str,
                    say: Callable[[str], None]) -> dict[str, Any]:
-        from ringsync.ctl_dr import MOVE_TIMEOUT_SECONDS, move
+        from ringsync.commands.ctl.dr import MOVE_TIMEOUT_SECONDS, move
 
         return await move(self.cluster, campus, to, kind, MOVE_TIMEOUT_SECONDS, say)

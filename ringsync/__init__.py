@@ -5,8 +5,8 @@ Package map:
   ringsync.config  cluster and node TOML, validated once into frozen dataclasses
   ringsync.pki     the cluster CA and node/operator/viewer certificates
   ringsync.client  async mTLS client of the node API (ctl, console, demo)
-  ringsync.ctl     `ringsync ctl`: scripted calls with JSON output
-  ringsync.demo    `ringsync demo`: a local multi-campus cluster and workload
+  ringsync.commands.ctl.status     `ringsync ctl`: scripted calls with JSON output
+  ringsync.commands.demo    `ringsync demo`: a local multi-campus cluster and workload
   node             the campus node service (capture, journal, ring, apply)
   console          the operator TUI (Textual)
 """

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ringsync import pki
-from ringsync.demo.cluster import LocalCluster
+from ringsync.commands.demo.cluster import LocalCluster
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ringsync.demo.lis import TABLES
+from ringsync.commands.demo.lis import TABLES
 
 
 def table_rows(db: Path, tables: tuple[str, ...] = TABLES) -> dict[str, list[tuple[Any, ...]]]:
@@ -56,7 +56,7 @@ def campus_rows(target: Path | str) -> dict[str, list[tuple[Any, ...]]]:
 
 def preload_patients(target: Path | str, campus: str, count: int, prefix: str = "legacy") -> None:
     """Rows written before any node ran: in no journal, so only a copy carries them."""
-    from ringsync.demo.lis import _Db
+    from ringsync.commands.demo.lis import _Db
 
     db = _Db(target)
     try:

@@ -22,8 +22,8 @@ from node.codec import build_frame, decode_changes
 from node.engines.postgres import PostgresEngine
 from node.engines.sqlite import SQLiteEngine
 from node.model import Change, Json, Op
-from ringsync.demo.cluster import free_port
-from ringsync.demo.postgres import LocalPostgres
+from ringsync.commands.demo.cluster import free_port
+from ringsync.commands.demo.postgres import LocalPostgres
 from ringsync.v1 import values_pb2 as pb
 
 TYPED_ROWS: list[tuple[Any, ...]] = [

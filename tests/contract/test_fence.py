@@ -25,9 +25,9 @@ from node.engines.postgres import PostgresEngine
 from node.engines.sqlite import SQLiteEngine
 from node.hlc import HybridClock
 from node.model import Change, Op
+from ringsync.commands.demo.cluster import free_port
+from ringsync.commands.demo.postgres import LocalPostgres
 from ringsync.conflict_policy import ConflictSettings
-from ringsync.demo.cluster import free_port
-from ringsync.demo.postgres import LocalPostgres
 from ringsync.errors import EngineError
 
 TABLES = ("kv", "other")

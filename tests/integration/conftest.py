@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from ringsync.client import ClusterClient
+from ringsync.commands.demo.cluster import LocalCluster
+from ringsync.commands.demo.etcd import LocalEtcd
 from ringsync.config import load_cluster
-from ringsync.demo.cluster import LocalCluster
-from ringsync.demo.etcd import LocalEtcd
 from tests.helpers import async_wait_until
 
 
@@ -47,7 +47,7 @@ def running_pair(make_cluster) -> Iterator[LocalCluster]:
     yield cluster
 
 
-RINGSYNC = [sys.executable, "-m", "ringsync.cli"]
+RINGSYNC = [sys.executable, "-m", "ringsync.commands.cli"]
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import grpc
 import pytest
 
 from ringsync.client import Credentials
+from ringsync.commands.demo.cluster import LocalCluster
 from ringsync.config import TLSFiles
-from ringsync.demo.cluster import LocalCluster
 from ringsync.v1 import control_pb2, control_pb2_grpc, replication_pb2, replication_pb2_grpc
 
 

@@ -16,7 +16,7 @@ RESULT_KEYS = {"mode", "workload", "rows_per_s", "ratio_to_native", "lag_p50_ms"
 def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Path) -> None:
     out = tmp_path / "results"
     result = subprocess.run(
-        [sys.executable, "-m", "ringsync.cli", "bench", "--quick", "--json",
+        [sys.executable, "-m", "ringsync.commands.cli", "bench", "--quick", "--json",
          "--bulk-rows", "1000", "--rates", "100", "--step-seconds", "1",
          "--catchup-seconds", "1", "--ring-rate", "50", "--out", str(out)],
         capture_output=True, text=True, timeout=300,

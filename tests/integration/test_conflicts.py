@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from ringsync.demo.cluster import LocalCluster
+from ringsync.commands.demo.cluster import LocalCluster
 from tests.helpers import campus_rows, wait_until
 from tests.integration.conftest import wait_ready
 
@@ -106,7 +106,7 @@ def test_concurrent_edits_converge_by_policy_and_are_logged(mixed: LocalCluster)
         assert test_code == "CBC"
 
     out = subprocess.run(
-        [sys.executable, "-m", "ringsync.cli", "ctl", "--cluster", str(mixed.cluster_file),
+        [sys.executable, "-m", "ringsync.commands.cli", "ctl", "--cluster", str(mixed.cluster_file),
          "conflicts", "list", "--json", "--limit", "500"],
         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -136,7 +136,7 @@ def test_concurrent_edits_converge_by_policy_and_are_logged(mixed: LocalCluster)
 
 
 def ctl(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ringsync.cli", "ctl", "--cluster",
+    return subprocess.run([sys.executable, "-m", "ringsync.commands.cli", "ctl", "--cluster",
                            str(cluster.cluster_file), *args],
                           capture_output=True, text=True, timeout=60)
 

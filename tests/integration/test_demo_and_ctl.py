@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ringsync.demo.cluster import LocalCluster
+from ringsync.commands.demo.cluster import LocalCluster
 from tests.helpers import table_rows
 
-RINGSYNC = [sys.executable, "-m", "ringsync.cli"]
+RINGSYNC = [sys.executable, "-m", "ringsync.commands.cli"]
 
 
 def test_headless_demo_converges_and_files_hold_identical_rows(tmp_path: Path) -> None:

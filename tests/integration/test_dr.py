@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from ringsync.demo.cluster import LocalCluster
-from ringsync.demo.etcd import LocalEtcd
+from ringsync.commands.demo.cluster import LocalCluster
+from ringsync.commands.demo.etcd import LocalEtcd
 from tests.helpers import wait_until
 from tests.integration.conftest import ctl, wait_ready
 
-RINGSYNC = [sys.executable, "-m", "ringsync.cli"]
+RINGSYNC = [sys.executable, "-m", "ringsync.commands.cli"]
 DR_TUNING = {"heal_after_seconds": 2.0, "probe_interval_seconds": 0.5}
 
 

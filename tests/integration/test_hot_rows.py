@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from ringsync.demo.cluster import LocalCluster, Schema
+from ringsync.commands.demo.cluster import LocalCluster, Schema
 from tests.helpers import wait_until
 from tests.integration.conftest import ctl, wait_ready
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 import pytest
 
 from ringsync.client import ClusterClient
+from ringsync.commands.demo.cluster import LocalCluster
+from ringsync.commands.demo.lis import LisWorkload
 from ringsync.config import load_cluster
-from ringsync.demo.cluster import LocalCluster
-from ringsync.demo.lis import LisWorkload
 from tests.helpers import campus_rows, preload_patients, wait_until
 from tests.integration.test_ring import assert_exactly_once
 

@@ -31,9 +31,14 @@ import pytest
 from node.codec import build_frame
 from node.model import Change, Op, TableShape
 from ringsync.client import Credentials
+from ringsync.commands.demo.cluster import LocalCluster, Schema
+from ringsync.commands.demo.lis import (
+    SQLITE_SCHEMA,
+    TABLES,
+    create_postgres_schema,
+    create_sqlite_database,
+)
 from ringsync.config import TLSFiles
-from ringsync.demo.cluster import LocalCluster, Schema
-from ringsync.demo.lis import SQLITE_SCHEMA, TABLES, create_postgres_schema, create_sqlite_database
 from ringsync.v1 import replication_pb2 as rpb
 from ringsync.v1 import values_pb2 as pb
 from tests.helpers import table_rows, wait_until

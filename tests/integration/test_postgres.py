@@ -16,9 +16,9 @@ import psycopg
 import pytest
 
 from node.engines.postgres import PostgresEngine
-from ringsync.demo.cluster import LocalCluster, free_port
-from ringsync.demo.lis import LisWorkload
-from ringsync.demo.postgres import LocalPostgres
+from ringsync.commands.demo.cluster import LocalCluster, free_port
+from ringsync.commands.demo.lis import LisWorkload
+from ringsync.commands.demo.postgres import LocalPostgres
 from ringsync.errors import EngineError, SchemaError
 from tests.helpers import campus_rows, wait_until
 from tests.integration.conftest import wait_ready

@@ -12,9 +12,9 @@ import sqlite3
 import time
 
 from ringsync.client import ClusterClient
+from ringsync.commands.demo.cluster import LocalCluster
+from ringsync.commands.demo.lis import LisWorkload
 from ringsync.config import load_cluster
-from ringsync.demo.cluster import LocalCluster
-from ringsync.demo.lis import LisWorkload
 from tests.helpers import table_rows, wait_until
 from tests.integration.conftest import wait_ready
 

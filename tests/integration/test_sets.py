@@ -19,8 +19,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ringsync.demo.cluster import LocalCluster
-from ringsync.demo.etcd import LocalEtcd
+from ringsync.commands.demo.cluster import LocalCluster
+from ringsync.commands.demo.etcd import LocalEtcd
 from tests.helpers import campus_rows, wait_until
 from tests.integration.conftest import ctl, wait_ready
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ringsync.demo.cluster import CampusLayout
+from ringsync.commands.demo.cluster import CampusLayout
 from tests.helpers import wait_until
 from tests.integration.conftest import ctl, wait_ready
 

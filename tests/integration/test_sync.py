@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from node.engines.postgres import PostgresEngine
-from ringsync.demo.cluster import LocalCluster, free_port
-from ringsync.demo.postgres import LocalPostgres
+from ringsync.commands.demo.cluster import LocalCluster, free_port
+from ringsync.commands.demo.postgres import LocalPostgres
 from ringsync.errors import EngineError
 from tests.helpers import wait_until
 from tests.integration.conftest import wait_ready

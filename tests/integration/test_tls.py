@@ -16,8 +16,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from ringsync import pki
 from ringsync.client import Credentials
+from ringsync.commands.demo.cluster import LocalCluster
 from ringsync.config import TLSFiles
-from ringsync.demo.cluster import LocalCluster
 from ringsync.v1 import control_pb2, control_pb2_grpc, replication_pb2, replication_pb2_grpc
 
 

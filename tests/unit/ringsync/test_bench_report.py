@@ -6,9 +6,9 @@ import argparse
 
 import pytest
 
-from ringsync.bench import report
-from ringsync.bench.run import _choice, add_arguments
-from ringsync.bench.scenarios import Result, percentile
+from ringsync.commands.bench import report
+from ringsync.commands.bench.run import _choice, add_arguments
+from ringsync.commands.bench.scenarios import Result, percentile
 from ringsync.errors import RingsyncError
 
 

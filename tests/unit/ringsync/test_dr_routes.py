@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ringsync.commands.drill.checker import Attempt, CampusClient, RouteHistory, StaleWriter
 from ringsync.dr.routes import (
     ACTIVE,
     DRAIN_TIMEOUT_SECONDS,
@@ -21,7 +22,6 @@ from ringsync.dr.routes import (
     writable_for,
 )
 from ringsync.dr.settings import parse_dr, parse_standby
-from ringsync.drill.checker import Attempt, CampusClient, RouteHistory, StaleWriter
 from ringsync.errors import ConfigError
 
 RING = ("a", "b", "c")

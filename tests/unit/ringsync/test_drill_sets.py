@@ -1,4 +1,4 @@
-"""The drill's single-writer-set checks (ringsync.drill.sets), on made-up data,
+"""The drill's single-writer-set checks (ringsync.commands.drill.sets), on made-up data,
 and the set writer against a SQLite file that imitates the set guard."""
 
 from __future__ import annotations
@@ -9,11 +9,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ringsync.demo.cluster import CampusLayout
-from ringsync.drill.checker import DRILL_SCHEMA, SET_NAME, SET_ROUTE, SET_TABLE, RouteHistory
-from ringsync.drill.run import report_table
-from ringsync.drill.sets import SetWrite, check_sets, route_writers_from
-from ringsync.drill.setwriter import SET_REFUSAL, SetWriter, read_set_rows, read_stale_ids
+from ringsync.commands.demo.cluster import CampusLayout
+from ringsync.commands.drill.checker import (
+    DRILL_SCHEMA,
+    SET_NAME,
+    SET_ROUTE,
+    SET_TABLE,
+    RouteHistory,
+)
+from ringsync.commands.drill.run import report_table
+from ringsync.commands.drill.sets import SetWrite, check_sets, route_writers_from
+from ringsync.commands.drill.setwriter import SET_REFUSAL, SetWriter, read_set_rows, read_stale_ids
 
 A, B, C = "chaohui", "wangjiangshan", "yuecheng"
 

@@ -9,7 +9,7 @@ import pytest
 
 from node.engines.sqlite import SQLiteEngine
 from node.model import Change, Op
-from ringsync.demo.lis import create_sqlite_database
+from ringsync.commands.demo.lis import create_sqlite_database
 from ringsync.errors import EngineError, SchemaError
 
 TABLES = ("patients", "lab_orders", "specimens", "lab_results")

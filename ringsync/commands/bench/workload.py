@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ringsync.demo.lis import create_sqlite_database
-from ringsync.demo.postgres import SUPERUSER, find_bin
+from ringsync.commands.demo.lis import create_sqlite_database
+from ringsync.commands.demo.postgres import SUPERUSER, find_bin
 from ringsync.errors import RingsyncError
 
 TABLE = "bench_results"

@@ -1,6 +1,6 @@
 """The drill's single-writer-set checks, as pure functions of what it recorded.
 
-Every campus runs a set writer (ringsync.drill.checker.SetWriter) that keeps
+Every campus runs a set writer (ringsync.commands.drill.checker.SetWriter) that keeps
 trying to insert into the set's table in its own campus database; only the
 set's current writer accepts. Each row carries the writer epoch the database
 held (its set fence row) and the database's clock, read in the inserting

@@ -4,7 +4,7 @@
                               [--cycles N] [--seed S] [--failover-after 4] [--json]
 
 Builds a cluster as the demo does, plus a local etcd; runs the checker
-workload (ringsync.drill.checker) at every campus; per cycle injects the
+workload (ringsync.commands.drill.checker) at every campus; per cycle injects the
 fault at a campus picked by the seed, waits for that campus's clients to
 commit again (RTO), repairs the fault and brings the campus's users home.
 At the end: every acknowledged write must be at every campus (RPO), the
@@ -15,7 +15,7 @@ of that broke.
 Every drill cluster also has a single-writer set, ``drill_single`` (table
 ``drill_set_writes``, first writer: the ring's first campus), written at
 every campus by a writer that asks its own database (checker.SetWriter);
-ringsync.drill.sets checks one writer per epoch, in time order, as etcd's
+ringsync.commands.drill.sets checks one writer per epoch, in time order, as etcd's
 set route says, the same rows everywhere, and every acknowledged set write
 kept (or parked as stale everywhere: a deposed writer's write after its
 tenure ended).
@@ -26,7 +26,7 @@ origin-crash (kill -9 of the node and of its PostgreSQL together; before the
 campus is repaired, its acknowledged writes must already be at the others
 when --durability sync),
 campus-isolation (every link to and from the campus, etcd included, cut by
-the fault proxy: ringsync.drill.proxy), etcd-member-loss (one of three etcd
+the fault proxy: ringsync.commands.drill.proxy), etcd-member-loss (one of three etcd
 members stopped: nothing may fail over), wan-soak (200 ms latency and stalls
 on every link for --soak-seconds: nothing may fail over).
 """
@@ -46,13 +46,11 @@ from pathlib import Path
 from typing import Any
 
 from ringsync.client import ClusterClient
-from ringsync.config import load_cluster
-from ringsync.ctl_dr import move
-from ringsync.demo.cluster import CAMPUS_NAMES, LocalCluster
-from ringsync.demo.etcd import LocalEtcd
-from ringsync.demo.runner import wait_converged, wait_ready
-from ringsync.dr.store import DRStore
-from ringsync.drill.checker import (
+from ringsync.commands.ctl.dr import move
+from ringsync.commands.demo.cluster import CAMPUS_NAMES, LocalCluster
+from ringsync.commands.demo.etcd import LocalEtcd
+from ringsync.commands.demo.runner import wait_converged, wait_ready
+from ringsync.commands.drill.checker import (
     DRILL_SCHEMA,
     SET_ROUTE,
     CampusClient,
@@ -61,9 +59,11 @@ from ringsync.drill.checker import (
     drill_sets,
     read_ids,
 )
-from ringsync.drill.proxy import FaultNetwork
-from ringsync.drill.sets import check_sets, route_writers_from
-from ringsync.drill.setwriter import SetWriter, read_set_rows, read_stale_ids
+from ringsync.commands.drill.proxy import FaultNetwork
+from ringsync.commands.drill.sets import check_sets, route_writers_from
+from ringsync.commands.drill.setwriter import SetWriter, read_set_rows, read_stale_ids
+from ringsync.config import load_cluster
+from ringsync.dr.store import DRStore
 from ringsync.errors import RingsyncError
 
 SCENARIOS = ("switchover", "node-crash", "db-down", "origin-crash", "campus-isolation",
@@ -128,7 +128,7 @@ class Drill:
         if args.durability == "sync" and args.engine == "sqlite":
             raise RingsyncError("--durability sync needs PostgreSQL campuses (SQLite campuses "
                                 "are asynchronous only): use --engine postgres or mixed")
-        from ringsync.demo.runner import engines_for
+        from ringsync.commands.demo.runner import engines_for
 
         self.etcd = LocalEtcd.create(self.root / "etcd",
                                      3 if args.scenario == "etcd-member-loss" else 1)
@@ -219,7 +219,7 @@ class Drill:
                  30, "every campus serving its own users")
 
     def _serving(self, campus: str) -> str | None:
-        from ringsync.drill.checker import serving_node
+        from ringsync.commands.drill.checker import serving_node
 
         assert self.cluster is not None
         node = serving_node(campus, self.cluster.campuses)
@@ -270,7 +270,7 @@ class Drill:
     # -- scenarios -----------------------------------------------------------
 
     def cycle(self, n: int) -> None:
-        from ringsync.drill.scenarios import run_cycle
+        from ringsync.commands.drill.scenarios import run_cycle
 
         self.cycles.append(run_cycle(self, n))
 

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ringsync.bench import report
-from ringsync.bench.scenarios import FULL, QUICK, Bench, Result, Scale, say, workloads_for
-from ringsync.bench.setups import make_setup
+from ringsync.commands.bench import report
+from ringsync.commands.bench.scenarios import FULL, QUICK, Bench, Result, Scale, say, workloads_for
+from ringsync.commands.bench.setups import make_setup
 from ringsync.errors import RingsyncError
 
 MODES = ("native", "hop", "ring", "sqlite")
@@ -97,7 +97,7 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 def _machine() -> dict[str, Any]:
     import subprocess
 
-    from ringsync.demo.postgres import find_bin
+    from ringsync.commands.demo.postgres import find_bin
 
     version = subprocess.run([str(find_bin("postgres")), "--version"], capture_output=True,
                              text=True).stdout.strip()

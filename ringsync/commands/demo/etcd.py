@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ringsync.demo.cluster import free_port
+from ringsync.commands.demo.cluster import free_port
 from ringsync.errors import RingsyncError
 
 READY_TIMEOUT_SECONDS = 20.0

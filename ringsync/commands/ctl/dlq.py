@@ -26,8 +26,8 @@ from typing import Any
 import grpc
 
 from ringsync.client import ClusterClient, describe_rpc_error
+from ringsync.commands.ctl.conflicts import print_merged
 from ringsync.config import ClusterConfig
-from ringsync.ctl_conflicts import print_merged
 from ringsync.errors import ConfigError
 from ringsync.v1 import control_pb2 as cpb
 

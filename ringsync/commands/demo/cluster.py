@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ringsync import pki
-from ringsync.demo.lis import TABLES, create_postgres_schema, create_sqlite_database
-from ringsync.demo.postgres import LocalPostgres
+from ringsync.commands.demo.lis import TABLES, create_postgres_schema, create_sqlite_database
+from ringsync.commands.demo.postgres import LocalPostgres
 from ringsync.errors import RingsyncError
 
 CAMPUS_NAMES = (

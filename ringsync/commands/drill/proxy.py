@@ -24,7 +24,7 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-from ringsync.demo.cluster import free_port
+from ringsync.commands.demo.cluster import free_port
 
 
 @dataclass

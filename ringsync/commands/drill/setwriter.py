@@ -3,7 +3,7 @@
 whatever the routing map says: only the set's current writer accepts, the
 others' set guard refuses. Each row carries the set fence epoch and the clock
 of the database that took it, read in the same transaction;
-ringsync.drill.sets checks them (one writer per epoch, epochs in time order,
+ringsync.commands.drill.sets checks them (one writer per epoch, epochs in time order,
 as etcd says). Also the read-backs those checks need: the set's rows and the
 changes each campus parked as stale.
 """
@@ -18,9 +18,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ringsync.demo.cluster import CampusLayout
-from ringsync.drill.checker import CONNECT_TIMEOUT_SECONDS, SET_NAME, SET_TABLE, _Writer
-from ringsync.drill.sets import SetWrite
+from ringsync.commands.demo.cluster import CampusLayout
+from ringsync.commands.drill.checker import CONNECT_TIMEOUT_SECONDS, SET_NAME, SET_TABLE, _Writer
+from ringsync.commands.drill.sets import SetWrite
 
 # What the set guard says when a database that is not the set's writer
 # refuses (SQLite; PostgreSQL raises SQLSTATE 25006, as the campus fence does).

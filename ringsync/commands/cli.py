@@ -18,7 +18,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ringsync import ctl_conflicts, ctl_dlq, ctl_dr
+from ringsync.commands.ctl import conflicts as ctl_conflicts
+from ringsync.commands.ctl import dlq as ctl_dlq
+from ringsync.commands.ctl import dr as ctl_dr
 from ringsync.errors import RingsyncError
 
 
@@ -69,13 +71,13 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure replication beside PostgreSQL's native "
                                           "logical replication")
-    from ringsync.bench.run import add_arguments as add_bench_arguments
+    from ringsync.commands.bench.run import add_arguments as add_bench_arguments
 
     add_bench_arguments(bench)
 
     drill = sub.add_parser("drill", help="fault drills on a local cluster: RTO, RPO, "
                                          "convergence, two writers")
-    from ringsync.drill.run import add_arguments as add_drill_arguments
+    from ringsync.commands.drill.run import add_arguments as add_drill_arguments
 
     add_drill_arguments(drill)
 
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_node(args.config)
         if args.command == "ctl":
-            from ringsync import ctl
+            from ringsync.commands.ctl import status as ctl
             from ringsync.config import load_cluster
 
             if args.ctl_command == "dlq":
@@ -133,16 +135,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "pki":
             return _pki(args)
         if args.command == "bench":
-            from ringsync.bench.run import run_bench
+            from ringsync.commands.bench.run import run_bench
 
             raw = list(argv if argv is not None else sys.argv[1:])
             return run_bench(args, raw[raw.index("bench") + 1:])
         if args.command == "drill":
-            from ringsync.drill.run import run_drill
+            from ringsync.commands.drill.run import run_drill
 
             return run_drill(args)
         if args.command == "demo":
-            from ringsync.demo.runner import run_demo
+            from ringsync.commands.demo.runner import run_demo
 
             return run_demo(args)
     except RingsyncError as e:

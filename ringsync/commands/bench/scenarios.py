@@ -20,9 +20,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ringsync.bench.probe import ArrivalProbe, ProcessMeter, cpu_percent_over
-from ringsync.bench.setups import Setup
-from ringsync.bench.workload import (
+from ringsync.commands.bench.probe import ArrivalProbe, ProcessMeter, cpu_percent_over
+from ringsync.commands.bench.setups import Setup
+from ringsync.commands.bench.workload import (
     RUN_SPAN,
     TABLE,
     Block,

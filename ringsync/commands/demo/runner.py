@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from ringsync.client import ClusterClient
+from ringsync.commands.ctl.status import verify
+from ringsync.commands.demo.cluster import LocalCluster
+from ringsync.commands.demo.etcd import LocalEtcd, find_etcd
+from ringsync.commands.demo.lis import LisWorkload
+from ringsync.commands.demo.postgres import LocalPostgres, find_bin
 from ringsync.config import load_cluster
-from ringsync.ctl import verify
-from ringsync.demo.cluster import LocalCluster
-from ringsync.demo.etcd import LocalEtcd, find_etcd
-from ringsync.demo.lis import LisWorkload
-from ringsync.demo.postgres import LocalPostgres, find_bin
 from ringsync.dsn import redact_dsn
 from ringsync.errors import RingsyncError
 
@@ -209,7 +209,7 @@ def start_etcd(root: Path, disabled: bool) -> LocalEtcd | None:
 
 def follow_route(cluster: LocalCluster, campus: str) -> Callable[[], Path | str | None]:
     """The campus's serving database, as a load balancer finds it (HTTP /serving)."""
-    from ringsync.drill.checker import serving_node
+    from ringsync.commands.drill.checker import serving_node
 
     def resolve() -> Path | str | None:
         node = serving_node(campus, cluster.campuses)

@@ -20,7 +20,7 @@ through while that database serves no campus (RouteHistory, sampled from
 etcd) is a second writer: the fence failed.
 
 Every drill cluster also has the single-writer set ``drill_single`` (table
-``drill_set_writes``); its writers are in ringsync.drill.setwriter.
+``drill_set_writes``); its writers are in ringsync.commands.drill.setwriter.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ringsync.demo.cluster import CampusLayout, Schema
+from ringsync.commands.demo.cluster import CampusLayout, Schema
 from ringsync.dr.settings import SET_ROUTE_PREFIX
 
 TABLE = "drill_writes"
@@ -75,7 +75,7 @@ def _create_postgres(dsn: str) -> None:
 
 
 def _create_sqlite(path: Path) -> None:
-    from ringsync.demo.lis import create_sqlite_database
+    from ringsync.commands.demo.lis import create_sqlite_database
 
     create_sqlite_database(path, _SQLITE_TABLE + ";\n" + _SQLITE_SET_TABLE + ";")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ringsync.bench.scenarios import Result
+from ringsync.commands.bench.scenarios import Result
 
 COLOURS = {"native": "#1f77b4", "hop": "#d62728", "sqlite": "#2ca02c", "ring": "#9467bd"}
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Protocol
 
 from node.engines.pgcapture import APPLICATION_NAME as NODE_APPLICATION_NAME
-from ringsync.bench.workload import TABLE, create_postgres_table, create_sqlite_table
-from ringsync.demo.cluster import LocalCluster, Schema, free_port
-from ringsync.demo.postgres import LocalPostgres
+from ringsync.commands.bench.workload import TABLE, create_postgres_table, create_sqlite_table
+from ringsync.commands.demo.cluster import LocalCluster, Schema, free_port
+from ringsync.commands.demo.postgres import LocalPostgres
 from ringsync.errors import RingsyncError
 
 BENCH_SCHEMA = Schema((TABLE,), create_postgres_table, create_sqlite_table)
@@ -160,8 +160,8 @@ class RingsyncSetup:
 
     def _wait_ready(self) -> None:
         from ringsync.client import ClusterClient
+        from ringsync.commands.demo.runner import wait_ready
         from ringsync.config import load_cluster
-        from ringsync.demo.runner import wait_ready
 
         async def ready() -> None:
             client = ClusterClient(load_cluster(self.cluster.cluster_file,

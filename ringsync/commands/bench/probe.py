@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ringsync.bench.workload import TABLE, Block
+from ringsync.commands.bench.workload import TABLE, Block
 from ringsync.errors import RingsyncError
 
 POLL_SECONDS = 0.005
