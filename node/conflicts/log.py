@@ -2,7 +2,7 @@
 
 The log is a table in the campus database (``_rs_conflicts`` on SQLite,
 ``ringsync.conflicts`` on PostgreSQL) written by the apply transaction
-(node/engines/*versions.py). Both have the same columns, so one set of
+(node/engines/*/versions.py). Both have the same columns, so one set of
 queries serves both; only the placeholder differs.
 """
 

@@ -10,12 +10,12 @@ from ringsync.errors import ConfigError
 def make_engine(config: NodeConfig) -> Engine:
     db = config.database
     if db.engine == "sqlite" and db.path is not None:
-        from node.engines.sqlite import SQLiteEngine
+        from node.engines.sqlite.engine import SQLiteEngine
 
         return SQLiteEngine(db.path, config.cluster.tables, config.campus,
                             sets=config.cluster.set_of_table())
     if db.engine == "postgres" and db.dsn is not None:
-        from node.engines.postgres import PostgresEngine
+        from node.engines.postgres.engine import PostgresEngine
 
         # The DSN with the password_file's password: the engine redacts it
         # wherever it describes itself (see ringsync.dsn).

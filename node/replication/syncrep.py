@@ -6,7 +6,7 @@ vector (and what it knows of the others'). The highest seq of this campus
 that any other campus holds durably is *acknowledged*; its capture position
 (its commit's end LSN) goes to the engine, whose replication connection is
 PostgreSQL's synchronous standby and reports nothing flushed beyond it
-(node.engines.pgcapture). So a commit returns to its application only once
+(node.engines.postgres.capture). So a commit returns to its application only once
 another campus's journal holds it: RPO = 0 if this campus is lost.
 
 With ``sync_policy = "degrade"``, when acknowledgements make no progress for

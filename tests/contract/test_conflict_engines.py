@@ -30,9 +30,9 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from node.conflicts.deadletter import apply_guarded
 from node.conflicts.driver import Resolver, TxnInfo
-from node.engines import pgversions
-from node.engines.postgres import PostgresEngine
-from node.engines.sqlite import SQLiteEngine
+from node.engines.postgres import versions as pgversions
+from node.engines.postgres.engine import PostgresEngine
+from node.engines.sqlite.engine import SQLiteEngine
 from node.hlc import HybridClock
 from node.model import Change, Op
 from ringsync.commands.demo.cluster import free_port
@@ -120,7 +120,7 @@ class Campus:
 def test_real_engines_converge_under_concurrent_writes(
         campuses: dict[str, Any], staged: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Single and batched deliveries; ``staged``: PostgreSQL reads and writes
-    every run through COPY and staging tables (node.engines.pgstage), which
+    every run through COPY and staging tables (node.engines.postgres.stage), which
     apply otherwise uses only for long runs."""
     if staged:
         monkeypatch.setattr(pgversions, "STAGE_MIN_ROWS", 1)

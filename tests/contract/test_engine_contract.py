@@ -19,8 +19,8 @@ import psycopg
 import pytest
 
 from node.codec import build_frame, decode_changes
-from node.engines.postgres import PostgresEngine
-from node.engines.sqlite import SQLiteEngine
+from node.engines.postgres.engine import PostgresEngine
+from node.engines.sqlite.engine import SQLiteEngine
 from node.model import Change, Json, Op
 from ringsync.commands.demo.cluster import free_port
 from ringsync.commands.demo.postgres import LocalPostgres
@@ -181,7 +181,7 @@ class TestSQLiteEngine(EngineContract):
         return engine.capture(0, 1000)
 
     def app_insert_typed(self, rows: list[tuple[Any, ...]]) -> None:
-        from node.engines.sqlitetypes import to_sqlite
+        from node.engines.sqlite.values import to_sqlite
 
         conn = sqlite3.connect(self.path)
         marks = ", ".join("?" for _ in COLUMNS)
@@ -217,7 +217,7 @@ class TestPostgresEngine(EngineContract):
                 conn.execute(s)
 
     def app_insert_typed(self, rows: list[tuple[Any, ...]]) -> None:
-        from node.engines.pgtypes import to_pg
+        from node.engines.postgres.values import to_pg
 
         marks = ", ".join("%s" for _ in COLUMNS)
         with psycopg.connect(self.dsn) as conn:

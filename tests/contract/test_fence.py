@@ -21,8 +21,8 @@ from psycopg import errors
 
 from node.conflicts.driver import Resolver, TxnInfo
 from node.engines.base import SetFence, fence_message, set_fence_message
-from node.engines.postgres import PostgresEngine
-from node.engines.sqlite import SQLiteEngine
+from node.engines.postgres.engine import PostgresEngine
+from node.engines.sqlite.engine import SQLiteEngine
 from node.hlc import HybridClock
 from node.model import Change, Op
 from ringsync.commands.demo.cluster import free_port

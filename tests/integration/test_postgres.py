@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from node.engines.postgres import PostgresEngine
+from node.engines.postgres.engine import PostgresEngine
 from ringsync.commands.demo.cluster import LocalCluster, free_port
 from ringsync.commands.demo.lis import LisWorkload
 from ringsync.commands.demo.postgres import LocalPostgres

@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from node.engines.pgcapture import APPLICATION_NAME as NODE_APPLICATION_NAME
 from ringsync.commands.bench.workload import TABLE, create_postgres_table, create_sqlite_table
 from ringsync.commands.demo.cluster import LocalCluster, Schema, free_port
 from ringsync.commands.demo.postgres import LocalPostgres
 from ringsync.errors import RingsyncError
+from ringsync.names import NODE_APPLICATION_NAME
 
 BENCH_SCHEMA = Schema((TABLE,), create_postgres_table, create_sqlite_table)
 # Reconnect quickly after the catch-up scenario restarts a receiver.

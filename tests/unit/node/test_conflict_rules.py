@@ -173,7 +173,7 @@ def test_conflict_log_retention_keeps_the_newest_and_every_parked_entry() -> Non
     import time
 
     from node.conflicts.log import ConflictLog, ConflictQuery
-    from node.engines.sqliteversions import CONFLICTS_DDL
+    from node.engines.sqlite.versions import CONFLICTS_DDL
 
     conn = sqlite3.connect(":memory:")
     conn.execute(CONFLICTS_DDL)

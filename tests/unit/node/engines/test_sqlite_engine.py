@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from node.engines.sqlite import SQLiteEngine
+from node.engines.sqlite.engine import SQLiteEngine
 from node.model import Change, Op
 from ringsync.commands.demo.lis import create_sqlite_database
 from ringsync.errors import EngineError, SchemaError

@@ -1,10 +1,10 @@
 """The flush position the pgoutput reader reports in synchronous mode: it
 releases PostgreSQL's waiting commits, so it must never pass a local
-transaction no peer has acknowledged (node.engines.pgcapture)."""
+transaction no peer has acknowledged (node.engines.postgres.capture)."""
 
 from __future__ import annotations
 
-from node.engines.pgcapture import PgoutputReader
+from node.engines.postgres.capture import PgoutputReader
 from node.model import TableShape
 
 

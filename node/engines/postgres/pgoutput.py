@@ -2,7 +2,7 @@
 
 Pure functions and small dataclasses, no I/O, so they are unit-testable
 without a server. Column values arrive in text format and are turned into
-canonical values by node.engines.pgtypes.
+canonical values by node.engines.postgres.values.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ the same transaction, so the triggers skip them: applied rows are never
 re-captured as local. The applied vector (``_rs_applied``) is written in the
 same transaction as the rows.
 
-Fencing (node.engines.sqlitefence). BEFORE triggers refuse application
+Fencing (node.engines.sqlite.fence). BEFORE triggers refuse application
 writes once ``_rs_fence.writable_until`` has passed; apply sessions
 (``applying = 1``) pass. A single-writer set's tables are guarded by the
 set's row in ``_rs_set_fence`` instead: writable only while it is open.
@@ -33,10 +33,10 @@ from typing import Any
 from node.codec import RowSetDigest
 from node.engines.runs import batched_writes
 from node.engines.snapshot import ReadSnapshot
-from node.engines.sqlitefence import SQLiteFenceOps, install_fence, store_reconciled
-from node.engines.sqlitesnapshot import q, sqlite_snapshot
-from node.engines.sqlitetypes import from_sqlite, to_sqlite
-from node.engines.sqliteversions import SQLiteVersionStore, install_versions
+from node.engines.sqlite.fence import SQLiteFenceOps, install_fence, store_reconciled
+from node.engines.sqlite.snapshot import q, sqlite_snapshot
+from node.engines.sqlite.values import from_sqlite, to_sqlite
+from node.engines.sqlite.versions import SQLiteVersionStore, install_versions
 from node.model import CapturedChunk, Change, Op, TableShape
 from node.schema import sqlite_kind
 from ringsync.errors import EngineError, SchemaError

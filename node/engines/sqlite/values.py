@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from node.engines.pgtypes import canonical_json
+from node.engines.canonical import canonical_json
 from node.model import Json
 from ringsync.errors import EngineError
 

@@ -50,12 +50,13 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 
-from node.engines import pgoutput as po
 from node.engines.base import SetFence, fence_message, set_fence_message
-from node.engines.pgcapture import APPLICATION_NAME, PgoutputReader
-from node.engines.pgversions import PgConflictOps
+from node.engines.postgres import pgoutput as po
+from node.engines.postgres.capture import PgoutputReader
+from node.engines.postgres.versions import PgConflictOps
 from ringsync.dsn import redact_dsn
 from ringsync.errors import EngineError
+from ringsync.names import NODE_APPLICATION_NAME
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ class PgFenceOps(PgConflictOps):
         try:
             conn = psycopg.connect(
                 self.dsn, autocommit=True, connect_timeout=5,
-                fallback_application_name=APPLICATION_NAME,
+                fallback_application_name=NODE_APPLICATION_NAME,
                 options=("-c timezone=UTC -c synchronous_commit=local "
                          f"-c lock_timeout={FENCE_LOCK_TIMEOUT_MS} "
                          f"-c statement_timeout={FENCE_STATEMENT_TIMEOUT_MS}"))
@@ -403,7 +404,7 @@ class PgFenceOps(PgConflictOps):
                 "AND datname = current_database() AND pid <> pg_backend_pid() "
                 "AND pid <> ALL(%s) AND NOT starts_with(coalesce(application_name, ''), %s) "
                 "AND coalesce(application_name, '') IS DISTINCT FROM %s",
-                (self._own_pids(), APPLICATION_NAME, own_name))
+                (self._own_pids(), NODE_APPLICATION_NAME, own_name))
             hidden = [int(pid) for pid, visible in found if not visible]
             ended: list[int] = []
             refused: list[int] = []

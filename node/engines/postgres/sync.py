@@ -4,7 +4,7 @@ synchronous standby.
 With ``durability = "sync"`` the server's ``synchronous_standby_names``
 names the capture connection (application_name ``ringsync_<campus>``), so
 PostgreSQL returns a commit only once that connection reports it flushed;
-the reader (node.engines.pgcapture) reports a transaction flushed only
+the reader (node.engines.postgres.capture) reports a transaction flushed only
 after another campus acknowledged it in its journal (node.replication.syncrep).
 The node's own sessions commit with ``synchronous_commit = local``: what
 they write came from other campuses, or is bookkeeping.
@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from node.engines.pgserver import slot_name
+from node.engines.postgres.server import slot_name
 from ringsync.dsn import redact_dsn
 from ringsync.errors import EngineError
 

@@ -34,8 +34,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from node.engines.base import SetFence, fence_message, set_fence_message
-from node.engines.sqlitesnapshot import q
-from node.engines.sqliteversions import SQLiteConflictOps
+from node.engines.sqlite.snapshot import q
+from node.engines.sqlite.versions import SQLiteConflictOps
 from node.model import TableShape
 from ringsync.errors import EngineError
 

@@ -22,11 +22,11 @@ import psycopg
 from psycopg import pq, sql
 from psycopg.pq.abc import PGconn
 
-from node.engines import pgoutput as po
-from node.engines.pgcapture import APPLICATION_NAME
+from node.engines.postgres import pgoutput as po
 from node.engines.snapshot import ReadSnapshot
 from node.model import TableShape
 from ringsync.errors import EngineError
+from ringsync.names import NODE_APPLICATION_NAME
 
 _names = itertools.count(1)
 
@@ -35,7 +35,7 @@ CanonicalRow = Callable[[tuple[str, ...], tuple[Any, ...]], tuple[Any, ...]]
 
 def _export_snapshot(dsn: str, slot_prefix: str) -> tuple[PGconn, int, str]:
     conninfo = psycopg.conninfo.make_conninfo(dsn, replication="database",
-                                              fallback_application_name=APPLICATION_NAME)
+                                              fallback_application_name=NODE_APPLICATION_NAME)
     repl = pq.PGconn.connect(conninfo.encode())
     if repl.status != pq.ConnStatus.OK:
         raise EngineError(f"cannot open a replication connection for a snapshot: "

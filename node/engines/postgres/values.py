@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
+from node.engines.canonical import canonical_json
 from node.model import Json
 
 
@@ -27,11 +28,6 @@ def _timestamptz(s: str) -> dt.datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC)
-
-
-def canonical_json(text: str) -> Json:
-    return Json(json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"),
-                           ensure_ascii=False))
 
 
 PARSERS: dict[int, Callable[[str], Any]] = {

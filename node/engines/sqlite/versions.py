@@ -27,8 +27,8 @@ from node.conflicts.driver import (
     log_insert_sql,
 )
 from node.conflicts.log import ConflictLog, ConflictQuery
-from node.engines.sqlitesnapshot import q
-from node.engines.sqlitetypes import from_sqlite, to_sqlite
+from node.engines.sqlite.snapshot import q
+from node.engines.sqlite.values import from_sqlite, to_sqlite
 from node.model import TableShape
 
 CONFLICTS_DDL = """

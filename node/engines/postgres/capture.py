@@ -26,16 +26,15 @@ import psycopg
 from psycopg import pq
 from psycopg.pq.abc import PGconn
 
-from node.engines import pgoutput as po
-from node.engines.pgtypes import parse
+from node.engines.postgres import pgoutput as po
+from node.engines.postgres.values import parse
 from node.model import CapturedChunk, Change, Op, TableShape
 from ringsync.errors import EngineError
+from ringsync.names import NODE_APPLICATION_NAME
 
 log = logging.getLogger(__name__)
 
 APPLY_ORIGIN = "ringsync"
-# what pg_stat_activity shows for the node's connections, unless the DSN names its own
-APPLICATION_NAME = "ringsync-node"
 APPLIED_SCHEMA = "ringsync"  # ringsync.applied(origin, seq) is published for dependency vectors
 STATUS_INTERVAL_SECONDS = 1.0
 WANTED_STATUS_INTERVAL_SECONDS = 0.1
@@ -193,7 +192,7 @@ class PgoutputReader:
 
     def _stream(self, start: int, handed_out: int) -> int:
         names = ({"application_name": self.standby_name} if self.standby_name
-                 else {"fallback_application_name": APPLICATION_NAME})
+                 else {"fallback_application_name": NODE_APPLICATION_NAME})
         conninfo = psycopg.conninfo.make_conninfo(
             self.dsn, replication="database", **names,
             options="-c timezone=UTC -c datestyle=ISO "

@@ -32,8 +32,14 @@ from node.conflicts.driver import (
     log_insert_sql,
 )
 from node.conflicts.log import ConflictLog, ConflictQuery
-from node.engines.pgstage import STAGE_MIN_ROWS, Stager, insert_from, key_match, upsert_action
-from node.engines.pgtypes import canonical_row, to_pg
+from node.engines.postgres.stage import (
+    STAGE_MIN_ROWS,
+    Stager,
+    insert_from,
+    key_match,
+    upsert_action,
+)
+from node.engines.postgres.values import canonical_row, to_pg
 from node.model import TableShape
 
 CONFLICTS_DDL = """

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from node.engines.snapshot import ReadSnapshot
-from node.engines.sqlitetypes import from_sqlite
+from node.engines.sqlite.values import from_sqlite
 from node.model import TableShape
 
 

@@ -18,7 +18,7 @@ re-captured as local.
 Replicated tables get REPLICA IDENTITY FULL, so updates and deletes carry
 the whole old row (needed for key changes and for unchanged TOAST values).
 
-Fencing (node.engines.pgfence). A statement trigger refuses application
+Fencing (node.engines.postgres.fence). A statement trigger refuses application
 writes once ``ringsync.fence.writable_until`` has passed; sessions under the
 replication origin (apply) pass. A single-writer set's tables are guarded by
 the set's row in ``ringsync.set_fence`` instead: writable only while it is
@@ -36,20 +36,21 @@ import psycopg
 from psycopg import sql
 
 from node.codec import RowSetDigest
-from node.engines import pgsync
-from node.engines.pgcapture import APPLICATION_NAME, APPLY_ORIGIN, PgoutputReader
-from node.engines.pgfence import PgFenceOps, install_fence, store_reconciled
-from node.engines.pgserver import check_server, missing_table, no_primary_key, slot_name
-from node.engines.pgsnapshot import pg_snapshot
-from node.engines.pgstage import Stager, upsert_action
-from node.engines.pgtypes import canonical_row, to_pg
-from node.engines.pgversions import DLQ, PgVersionStore, install_versions
+from node.engines.postgres import sync as pgsync
+from node.engines.postgres.capture import APPLY_ORIGIN, PgoutputReader
+from node.engines.postgres.fence import PgFenceOps, install_fence, store_reconciled
+from node.engines.postgres.server import check_server, missing_table, no_primary_key, slot_name
+from node.engines.postgres.snapshot import pg_snapshot
+from node.engines.postgres.stage import Stager, upsert_action
+from node.engines.postgres.values import canonical_row, to_pg
+from node.engines.postgres.versions import DLQ, PgVersionStore, install_versions
 from node.engines.runs import batched_writes
 from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, TableShape
 from node.schema import PG_KINDS
 from ringsync.dsn import redact_dsn
 from ringsync.errors import EngineError
+from ringsync.names import NODE_APPLICATION_NAME
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class PostgresEngine(PgFenceOps):
             local = " -c synchronous_commit=local" if self.sync else ""
             local += extra
             conn = psycopg.connect(self.dsn, autocommit=autocommit, connect_timeout=10,
-                                   fallback_application_name=APPLICATION_NAME,
+                                   fallback_application_name=NODE_APPLICATION_NAME,
                                    options="-c timezone=UTC -c datestyle=ISO" + local)
         except psycopg.OperationalError as e:
             raise EngineError(
