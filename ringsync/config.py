@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ringsync.addresses import check_address
 from ringsync.conflict_policy import ConflictSettings, parse_conflicts
 from ringsync.dr.settings import (
     DR_KEYS,
@@ -326,13 +327,6 @@ def _tls(section: dict[str, Any], path: Path, where: str) -> TLSFiles:
                 f"`ringsync pki` or correct the path"
             )
     return files
-
-
-def check_address(address: str, path: Path, where: str) -> str:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{path}: {where} = {address!r} must be host:port, e.g. 127.0.0.1:7400")
-    return address
 
 
 def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConfig:

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from console.widgets.lag_chart import LagChart
 from console.widgets.ring_diagram import RingDiagram
 from ringsync.client import NodeReply
-from ringsync.commands.ctl.status import join_text
+from ringsync.statustext import join_text
 
 BAR_WIDTH = 30
 

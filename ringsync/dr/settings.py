@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ringsync.addresses import check_address
 from ringsync.errors import ConfigError
 
 FAILBACK = ("manual", "auto")
@@ -70,8 +71,6 @@ class DRSettings:
 
 
 def parse_dr(section: dict[str, Any], path: Path) -> DRSettings:
-    from ringsync.config import check_address
-
     unknown = set(section) - DR_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown key dr.{sorted(unknown)[0]}; known: "

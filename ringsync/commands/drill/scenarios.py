@@ -14,15 +14,14 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ringsync.commands.demo.cluster import CampusLayout
 from ringsync.commands.drill.checker import SET_ROUTE, read_ids
+from ringsync.commands.drill.common import say, wait_for
+from ringsync.commands.drill.harness import Drill
 from ringsync.config import load_cluster
 from ringsync.errors import RingsyncError
-
-if TYPE_CHECKING:
-    from ringsync.commands.drill.run import Drill
 
 STEADY_SECONDS = 2.0
 RECOVERY_TIMEOUT_SECONDS = 90.0
@@ -59,8 +58,6 @@ def lease_losses(drill: Drill) -> dict[str, int]:
 
 
 def run_cycle(drill: Drill, n: int) -> dict[str, Any]:
-    from ringsync.commands.drill.run import say
-
     assert drill.cluster is not None
     scenario = drill.args.scenario
     candidates = [c for c in drill.cluster.campuses
@@ -125,8 +122,6 @@ def _switch_set(drill: Drill, record: dict[str, Any]) -> None:
     """The set's writer to the next campus of the ring and back; set_rto: the
     longer of the two waits from the move's start until the new writer's
     database took a set write."""
-    from ringsync.commands.drill.run import say
-
     assert drill.cluster is not None
     writer = record["set_writer"]
     ring = [c.name for c in drill.cluster.campuses]
@@ -149,8 +144,6 @@ def _switch_set(drill: Drill, record: dict[str, Any]) -> None:
 def _wait_set_ack(drill: Drill, after: float, campus: str | None, exclude: str) -> float:
     """Wait until a set write is acknowledged after ``after`` at ``campus`` (or
     at any campus but ``exclude``); when it was."""
-    from ringsync.commands.drill.run import wait_for
-
     where = campus or f"a campus other than {exclude}"
     wait_for(lambda: drill.first_set_ack(after, campus, exclude) is not None,
              RECOVERY_TIMEOUT_SECONDS, f"a set write accepted at {where}")
@@ -161,8 +154,6 @@ def _wait_set_ack(drill: Drill, after: float, campus: str | None, exclude: str) 
 
 def _hold(drill: Drill, fault_at: float, record: dict[str, Any]) -> None:
     """A fault nothing may fail over for: the routes must not move."""
-    from ringsync.commands.drill.run import say
-
     before = drill.route_servers()
     if drill.args.scenario == "wan-soak":
         assert drill.net is not None
@@ -236,8 +227,6 @@ def _missing_without(drill: Drill, victim: CampusLayout) -> int:
 
 def _fail_and_recover(drill: Drill, victim: CampusLayout, fault_at: float,
                       record: dict[str, Any]) -> None:
-    from ringsync.commands.drill.run import say, wait_for
-
     links = [n for n in (drill.net.links if drill.net is not None else {})
              if victim.name in n.split(">")]
     _inject(drill, victim, links)

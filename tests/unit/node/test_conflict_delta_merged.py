@@ -153,7 +153,7 @@ def test_the_driver_counts_delta_merged_once_per_batch_and_logs_nothing() -> Non
 
 def test_status_text_and_console_cell_show_delta_merged() -> None:
     from console.screens.ring import conflict_cell
-    from ringsync.commands.ctl.status import conflicts_text
+    from ringsync.statustext import conflicts_text
     from ringsync.v1 import control_pb2 as cpb
 
     assert conflicts_text({"logged": 0, "delta_merged": 0}) == ""
