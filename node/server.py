@@ -121,7 +121,7 @@ class NodeService:
             rt.resolver = Resolver(engine.shapes(), config.cluster.conflicts, rt.clock)
             await rt.in_journal(journal.open)
             if rt.sets.enabled:  # capture stamps with the epochs stored in the database
-                rt.sets.load(await rt.in_engine(engine.set_fence_states))
+                rt.sets.load(await rt.in_engine(engine.fence.set_fence_states))
             agent = DRAgent(rt, lambda: self.cache.healthy and not rt.database_error)
             await start_capture(rt)
             add_replication_service(ReplicationServicer(rt), server)  # raw bytes: clean errors

@@ -203,7 +203,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
             )
 
         try:
-            sums, applied = await self.rt.in_engine(self.rt.engine.checksums, tables)
+            sums, applied = await self.rt.in_engine(self.rt.engine.inspect.checksums, tables)
         except RingsyncError as e:
             await _abort_for(context, e)
             raise
@@ -221,7 +221,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         query = ConflictQuery(request.table, request.campus, request.since, request.limit,
                               request.id, request.state)
         try:
-            rows = await self.rt.in_engine(self.rt.engine.conflicts, query)
+            rows = await self.rt.in_engine(self.rt.engine.store.conflicts, query)
         except RingsyncError as e:
             await _abort_for(context, e)
             raise
@@ -258,7 +258,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         rt = self.rt
         query = DeadLetterQuery(request.id, request.table, request.state, request.limit)
         try:
-            rows = await rt.in_engine(rt.engine.dead_letter_list, query)
+            rows = await rt.in_engine(rt.engine.store.dead_letter_list, query)
         except RingsyncError as e:
             await _abort_for(context, e)
             raise
@@ -276,7 +276,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         who = _caller(context) or "unknown"
         rt = self.rt
         try:
-            outcome = await rt.in_engine(act_in, rt.engine.apply_session(), rt.resolver,
+            outcome = await rt.in_engine(act_in, rt.engine.target.apply_session(), rt.resolver,
                                          request.id, request.action, who)
         except DeadLetterRefused as e:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))

@@ -41,8 +41,10 @@ class StatusCache:
 
 async def monitor_loop(rt: NodeRuntime, cache: StatusCache) -> None:
     def probe() -> tuple[dict[str, int], dict[str, int], tuple[Any, ...]]:
-        rt.engine.check_health()
-        return rt.engine.row_counts(), rt.engine.conflict_counts(), rt.engine.apply_accounting()
+        rt.engine.inspect.check_health()
+        engine = rt.engine
+        return (engine.inspect.row_counts(), engine.store.conflict_counts(),
+                engine.target.apply_accounting())
 
     while True:
         try:

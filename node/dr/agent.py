@@ -327,7 +327,7 @@ class DRAgent(SetFencing):
         await self._store_fence(until)
         if until == 0.0 and was_open and self._fenced_until == 0.0:
             try:
-                ended = await self._fence_call(self.rt.engine.end_app_sessions)
+                ended = await self._fence_call(self.rt.engine.fence.end_app_sessions)
             except Exception as e:  # e.g. the role may not end other sessions
                 log.error("campus database FENCED, but its application sessions could not "
                           "be ended: %s", e)
@@ -337,7 +337,7 @@ class DRAgent(SetFencing):
 
     async def _store_fence(self, until: float) -> None:
         try:
-            await self._fence_call(self.rt.engine.set_fence, until)
+            await self._fence_call(self.rt.engine.fence.set_fence, until)
             self._fenced_until = until
             self.view.writable_until = until
             self.view.changed.notify()
@@ -369,7 +369,7 @@ class DRAgent(SetFencing):
                               "it drained (retrying)", name)
                     return
                 # A transaction that wrote before the close commits before the head.
-                await rt.in_engine(rt.engine.wait_set_writers, name)
+                await rt.in_engine(rt.engine.fence.wait_set_writers, name)
             elif not writable_for(self.view.routes, self.me) and self._fenced_until != 0.0:
                 log.error("drain of %s: this database could not be fenced; not reporting it "
                           "drained (retrying)", route.campus)

@@ -90,7 +90,7 @@ class SetFencing:
         rt = self.rt
         was = self._set_fenced.get(name, 0.0)
         try:
-            await self._fence_call(rt.engine.set_set_fence, name, until,
+            await self._fence_call(rt.engine.fence.set_set_fence, name, until,
                                    rt.sets.epochs.get(name, 0))
         except Exception as e:  # the database is down: it fences itself by its clock
             log.debug("cannot store the fence of set %s (%s)", name, e)
@@ -105,7 +105,7 @@ class SetFencing:
     async def _capture_caught_up(self, why: str) -> bool:
         """Capture has journaled every transaction committed so far."""
         rt = self.rt
-        position = await rt.in_engine(rt.engine.commit_position)
+        position = await rt.in_engine(rt.engine.source.commit_position)
         deadline = time.monotonic() + DRAIN_CAPTURE_TIMEOUT_SECONDS
         while rt.journaled_through < position:
             if time.monotonic() > deadline:

@@ -237,7 +237,7 @@ def reconcile_sets(engine: Engine, journal: Journal, guard: SetGuard,
              for d in guard.undo_due()]
     if any(last > recorded for _, _, last, _ in tails):
         return
-    with engine.apply_session() as session:
+    with engine.target.apply_session() as session:
         for d, stale, _, _ in tails:
             undo_stale_tail(session, shapes, guard, d, stale)
     for d, stale, _, missing in tails:

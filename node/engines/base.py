@@ -84,20 +84,9 @@ class ApplySession(DeadLetterStore, Protocol):
         writes, or not at all."""
 
 
-class Engine(Protocol):
-    name: str
-
-    @property
-    def description(self) -> str:
-        """Where the data lives (a file path or DSN), for status and the demo."""
-
-    def open(self) -> None:
-        """Connect, validate the replicated tables and install capture."""
-
-    def close(self) -> None: ...
-
-    def shapes(self) -> Mapping[str, TableShape]:
-        """The replicated tables' shapes, as validated at open."""
+class CaptureSource(Protocol):
+    """The campus's own committed transactions, in commit order, for the journal
+    (node.replication.capture), and what synchronous mode needs of them."""
 
     def start_capture(self, position: int) -> None:
         """Prepare to capture after ``position`` (the journal's capture position)."""
@@ -120,8 +109,22 @@ class Engine(Protocol):
         """A capture position P such that every local transaction at or before P
         was returned by ``capture`` calls made so far."""
 
-    def snapshot(self) -> AbstractContextManager[ReadSnapshot]:
-        """A consistent read of every replicated table, for a joining campus."""
+    def commit_position(self) -> int:
+        """A capture position P such that every local transaction committed so far
+        is at or before P (PostgreSQL: the WAL insert position, in the LSN
+        coordinates capture positions use; SQLite: the highest ``_rs_log`` id ever
+        issued, from sqlite_sequence; 0 if none)."""
+
+    def sync_release(self, acked_position: int | None) -> None:
+        """Synchronous mode (PostgreSQL): local commits up to ``acked_position``
+        may return to their applications, a peer holds them; None: stop
+        waiting for peers. Engines without synchronous mode ignore it."""
+
+
+
+class ApplyTarget(Protocol):
+    """Foreign transactions applied atomically, with the applied vector recorded
+    in the same database transaction (node.replication.batch, join)."""
 
     def apply_session(self) -> AbstractContextManager[ApplySession]:
         """Begin a transaction; commit on normal exit, roll back on error."""
@@ -132,42 +135,11 @@ class Engine(Protocol):
         """(applied vector, foreign row changes applied, dead letters by state),
         read together."""
 
-    def check_health(self) -> None:
-        """Raise EngineError if the database cannot serve."""
 
-    def row_counts(self) -> dict[str, int]: ...
 
-    def rows(self, table: str) -> list[tuple[Any, ...]]:
-        """Every row of a table as canonical values."""
-
-    def conflicts(self, query: ConflictQuery) -> list[dict[str, Any]]:
-        """Entries of the conflict log, newest first."""
-
-    def conflict_counts(self) -> dict[str, int]:
-        """Conflict log entries by state: logged, parked, flagged."""
-
-    def prune_conflicts(self, keep_rows: int, keep_days: int) -> None: ...
-
-    def read_version(self, table: str, key: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None,
-                                                                     str | None]:
-        """A row as the table holds it and its recorded versions (text)."""
-
-    def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
-                    prior: tuple[Any, ...] | None = None) -> None:
-        """Write as this campus's own transaction (an operator's resolution)."""
-
-    def mark_conflict(self, conflict_id: int, state: str, resolution: str) -> None: ...
-
-    def dead_letter_list(self, query: DeadLetterQuery) -> list[dict[str, Any]]: ...
-
-    def dead_letter_counts(self) -> dict[str, int]:
-        """Dead-letter entries by state: parked, applied (after a retry), skipped."""
-
-    def checksums(self, tables: list[str]) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
-        """Per table (row count, order-independent digest), and the applied
-        vector, all read from one consistent snapshot."""
-
-    # -- fencing (disaster recovery) ---------------------------------------
+class Fence(Protocol):
+    """Database-enforced fencing for disaster recovery: the campus fence and the
+    single-writer sets' fences (node.dr)."""
 
     def set_fence(self, writable_until: float) -> None:
         """Application writes to the replicated tables (those of a single-writer
@@ -205,13 +177,88 @@ class Engine(Protocol):
         SQLite: 0 (it has no sessions; the guard refuses the next write of any open
         connection)."""
 
-    def sync_release(self, acked_position: int | None) -> None:
-        """Synchronous mode (PostgreSQL): local commits up to ``acked_position``
-        may return to their applications, a peer holds them; None: stop
-        waiting for peers. Engines without synchronous mode ignore it."""
 
-    def commit_position(self) -> int:
-        """A capture position P such that every local transaction committed so far
-        is at or before P (PostgreSQL: the WAL insert position, in the LSN
-        coordinates capture positions use; SQLite: the highest ``_rs_log`` id ever
-        issued, from sqlite_sequence; 0 if none)."""
+
+class ConflictStore(Protocol):
+    """The conflict log, row versions and dead letters kept in the campus database
+    (node.conflicts, the servicers' conflict and dead-letter RPCs)."""
+
+    def conflicts(self, query: ConflictQuery) -> list[dict[str, Any]]:
+        """Entries of the conflict log, newest first."""
+
+    def conflict_counts(self) -> dict[str, int]:
+        """Conflict log entries by state: logged, parked, flagged."""
+
+    def prune_conflicts(self, keep_rows: int, keep_days: int) -> None: ...
+
+    def read_version(self, table: str, key: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None,
+                                                                     str | None]:
+        """A row as the table holds it and its recorded versions (text)."""
+
+    def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
+                    prior: tuple[Any, ...] | None = None) -> None:
+        """Write as this campus's own transaction (an operator's resolution)."""
+
+    def mark_conflict(self, conflict_id: int, state: str, resolution: str) -> None: ...
+
+    def dead_letter_list(self, query: DeadLetterQuery) -> list[dict[str, Any]]: ...
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Dead-letter entries by state: parked, applied (after a retry), skipped."""
+
+
+
+class Inspection(Protocol):
+    """Read-only questions about the data: health, counts, rows, checksums and the
+    consistent snapshot a joining campus copies (status, verify, join)."""
+
+    def check_health(self) -> None:
+        """Raise EngineError if the database cannot serve."""
+
+    def row_counts(self) -> dict[str, int]: ...
+
+    def rows(self, table: str) -> list[tuple[Any, ...]]:
+        """Every row of a table as canonical values."""
+
+    def checksums(self, tables: list[str]) -> tuple[dict[str, tuple[int, str]], dict[str, int]]:
+        """Per table (row count, order-independent digest), and the applied
+        vector, all read from one consistent snapshot."""
+
+    def snapshot(self) -> AbstractContextManager[ReadSnapshot]:
+        """A consistent read of every replicated table, for a joining campus."""
+
+
+class Engine(Protocol):
+    """A campus database engine: what the node opens and closes, and one object
+    per role. Each loop takes only the role it needs (engine.source for
+    capture, engine.target for apply, ...); the contract suite tests every
+    role on every engine (tests/contract/)."""
+
+    name: str
+
+    @property
+    def description(self) -> str:
+        """Where the data lives (a file path or DSN), for status and the demo."""
+
+    def open(self) -> None:
+        """Connect, validate the replicated tables and install capture."""
+
+    def close(self) -> None: ...
+
+    def shapes(self) -> Mapping[str, TableShape]:
+        """The replicated tables' shapes, as validated at open."""
+
+    @property
+    def source(self) -> CaptureSource: ...
+
+    @property
+    def target(self) -> ApplyTarget: ...
+
+    @property
+    def fence(self) -> Fence: ...
+
+    @property
+    def store(self) -> ConflictStore: ...
+
+    @property
+    def inspect(self) -> Inspection: ...

@@ -89,7 +89,7 @@ class Applier:
 
     async def run(self) -> None:
         rt = self.rt
-        rt.applied = await rt.in_engine(rt.engine.applied_vector)
+        rt.applied = await rt.in_engine(rt.engine.target.applied_vector)
         await self._start_recording()
         start = dict(rt.applied)
         start[rt.campus] = rt.journal.vector().get(rt.campus, 0)
@@ -167,7 +167,7 @@ class Applier:
         rt.dead_lettered += result.parked
         for txn in plan + result.absorbed:
             if txn.local and txn.position is not None:
-                rt.engine.local_recorded(txn.position)
+                rt.engine.source.local_recorded(txn.position)
             rt.applied[txn.origin] = max(rt.applied.get(txn.origin, 0), txn.seq)
         rt.applied_txns += remote
         self.cursor = cursor
@@ -193,9 +193,9 @@ class Applier:
                 rt.campus, 0)
         recorded = await rt.in_journal(rt.journal.local_after, rt.applied[rt.campus] - 1, 1)
         if recorded and recorded[0].seq == rt.applied[rt.campus] and recorded[0].position:
-            rt.engine.local_recorded(recorded[0].position)
+            rt.engine.source.local_recorded(recorded[0].position)
         elif not await rt.in_journal(rt.journal.local_after, rt.applied[rt.campus], 1):
-            rt.engine.local_recorded(rt.journal.capture_position)
+            rt.engine.source.local_recorded(rt.journal.capture_position)
 
     def _plan(self) -> tuple[list[PlannedTxn], int]:
         """Collect the next transactions to apply (journal thread): this

@@ -133,7 +133,7 @@ def apply_planned(engine: Engine, journal: Journal, resolver: Resolver,
     session locks rows (``holds_row_locks``) use it.
     """
     out = BatchResult()
-    with engine.apply_session() as session:
+    with engine.target.apply_session() as session:
         batch = _Batch(session, journal, resolver, engine.shapes(), sets, isolate, out)
         own = [t for t in plan if t.local]
         remote = [t for t in plan if not t.local]

@@ -22,7 +22,7 @@ ERROR_BACKOFF_SECONDS = 1.0
 
 async def start_capture(rt: NodeRuntime) -> None:
     """Fatal on error: a missing or invalidated slot must stop the node, loudly."""
-    await rt.in_capture(rt.engine.start_capture, rt.journal.capture_position)
+    await rt.in_capture(rt.engine.source.start_capture, rt.journal.capture_position)
 
 
 async def capture_loop(rt: NodeRuntime) -> None:
@@ -30,9 +30,9 @@ async def capture_loop(rt: NodeRuntime) -> None:
     max_changes = rt.config.replication.frame_max_changes
     while True:
         try:
-            chunks = await rt.in_capture(rt.engine.capture, rt.journal.capture_position,
+            chunks = await rt.in_capture(rt.engine.source.capture, rt.journal.capture_position,
                                          max_changes)
-            through = rt.engine.captured_through()
+            through = rt.engine.source.captured_through()
             if not chunks:
                 rt.journaled_through = through
                 await asyncio.sleep(POLL_SECONDS)

@@ -103,7 +103,7 @@ class Joiner:
 
     async def _initialize(self) -> None:
         rt = self.rt
-        applied = await rt.in_engine(rt.engine.applied_vector)
+        applied = await rt.in_engine(rt.engine.target.applied_vector)
         if applied:
             log.info("the database already holds a copy at %s; initializing the journal", applied)
             await rt.in_journal(rt.journal.adopt, applied)
@@ -178,7 +178,7 @@ class Joiner:
         rt = self.rt
         rt.join.donor = donor
         await rt.in_journal(rt.journal.discard_backlog)  # of an earlier, abandoned attempt
-        counts = await rt.in_engine(rt.engine.row_counts)
+        counts = await rt.in_engine(rt.engine.inspect.row_counts)
         if not any(counts.values()):
             return await self._copy(donor, replace=False), []
         rt.join.state, rt.join.detail = "comparing", f"{sum(counts.values())} rows here"
@@ -188,7 +188,7 @@ class Joiner:
             if msg.WhichOneof("part") != "digest":
                 raise ProtocolError(f"{donor} sent rows when digests were asked for")
             theirs[msg.digest.table] = (msg.digest.rows, msg.digest.sha256)
-        local, _ = await rt.in_engine(rt.engine.checksums, list(rt.engine.shapes()))
+        local, _ = await rt.in_engine(rt.engine.inspect.checksums, list(rt.engine.shapes()))
         vector = dict(header.vector.seqs)
         if local == theirs:
             log.info("data here equals %s's at %s: joining without a copy", donor, vector)
@@ -210,14 +210,14 @@ class Joiner:
         join adopts in the journal first; this also repairs a crash in between)."""
         rt = self.rt
         adopted = await rt.in_journal(rt.journal.adopted)
-        applied = await rt.in_engine(rt.engine.applied_vector)
+        applied = await rt.in_engine(rt.engine.target.applied_vector)
         behind = {o: s for o, s in adopted.items()
                   if o != rt.campus and s > applied.get(o, 0)}
         if not behind:
             return
 
         def write() -> None:
-            with rt.engine.apply_session() as session:
+            with rt.engine.target.apply_session() as session:
                 for origin, seq in behind.items():
                     session.advance(origin, seq)
         await rt.in_engine(write)
@@ -245,7 +245,7 @@ class Joiner:
         out: list[Change] = []
         for table, shape in local.items():
             other = theirs[table]
-            for row in await rt.in_engine(rt.engine.rows, table):
+            for row in await rt.in_engine(rt.engine.inspect.rows, table):
                 old = other.pop(shape.key_of(row), None)
                 if old is None:
                     out.append(Change(table, Op.INSERT, new=row))
@@ -267,7 +267,8 @@ class Joiner:
                  dict(header.vector.seqs))
         local = rt.engine.shapes()
         stack = ExitStack()
-        session: ApplySession = await rt.in_engine(stack.enter_context, rt.engine.apply_session())
+        session: ApplySession = await rt.in_engine(stack.enter_context,
+                                                   rt.engine.target.apply_session())
         committed = False
         try:
             if replace:

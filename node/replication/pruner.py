@@ -30,7 +30,7 @@ async def prune_loop(rt: NodeRuntime) -> None:
         rounds += 1
         if rounds % CONFLICT_LOG_PRUNE_EVERY == 0:  # the conflict log's retention
             try:
-                await rt.in_engine(rt.engine.prune_conflicts, settings.log_keep_rows,
+                await rt.in_engine(rt.engine.store.prune_conflicts, settings.log_keep_rows,
                                    settings.log_keep_days)
             except Exception:
                 log.exception("conflict log prune failed; will retry")

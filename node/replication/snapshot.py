@@ -83,7 +83,7 @@ async def serve_snapshot(
     compare(rt.campus, rt.engine.shapes(), request.campus, shapes_from_pb(request.tables))
     shapes = dict(rt.engine.shapes())
     with ExitStack() as stack:
-        snap = await asyncio.to_thread(stack.enter_context, rt.engine.snapshot())
+        snap = await asyncio.to_thread(stack.enter_context, rt.engine.inspect.snapshot())
         try:
             vector = await snapshot_vector(rt, snap)
             counts = await asyncio.to_thread(snap.row_counts)

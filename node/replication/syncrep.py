@@ -66,6 +66,7 @@ async def syncrep_loop(rt: NodeRuntime) -> None:
                          f"commits do not wait" if degraded else "sync")
         position = None if degraded else await rt.in_journal(rt.journal.acked_position, acked)
         if position != released or position is None:
-            rt.engine.sync_release(position)  # sets two fields: no need for the engine thread
+            # sets two fields: no need for the engine thread
+            rt.engine.source.sync_release(position)
             released = position
         await rt.acks_changed.wait(ticket, CHECK_SECONDS)

@@ -36,6 +36,7 @@ import psycopg
 from psycopg import sql
 
 from node.codec import RowSetDigest
+from node.engines.base import ApplyTarget, CaptureSource, ConflictStore, Fence, Inspection
 from node.engines.postgres import sync as pgsync
 from node.engines.postgres.capture import APPLY_ORIGIN, PgoutputReader
 from node.engines.postgres.fence import PgFenceOps, install_fence, store_reconciled
@@ -130,6 +131,28 @@ class PostgresEngine(PgFenceOps):
         self._sql: dict[tuple[str, str], sql.Composed] = {}
         self._reader: PgoutputReader | None = None
         self.stager: Stager = Stager()
+
+    # -- roles (node.engines.base): this engine plays each one itself -------
+
+    @property
+    def source(self) -> CaptureSource:
+        return self
+
+    @property
+    def target(self) -> ApplyTarget:
+        return self
+
+    @property
+    def fence(self) -> Fence:
+        return self
+
+    @property
+    def store(self) -> ConflictStore:
+        return self
+
+    @property
+    def inspect(self) -> Inspection:
+        return self
 
     @property
     def description(self) -> str:

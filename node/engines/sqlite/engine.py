@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from node.codec import RowSetDigest
+from node.engines.base import ApplyTarget, CaptureSource, ConflictStore, Fence, Inspection
 from node.engines.runs import batched_writes
 from node.engines.snapshot import ReadSnapshot
 from node.engines.sqlite.fence import SQLiteFenceOps, install_fence, store_reconciled
@@ -132,6 +133,28 @@ class SQLiteEngine(SQLiteFenceOps):
         # Local changes up to this change-log id have their versions recorded;
         # the log keeps the rest, which is how apply sees them as pending.
         self.recorded_position = 0
+
+    # -- roles (node.engines.base): this engine plays each one itself -------
+
+    @property
+    def source(self) -> CaptureSource:
+        return self
+
+    @property
+    def target(self) -> ApplyTarget:
+        return self
+
+    @property
+    def fence(self) -> Fence:
+        return self
+
+    @property
+    def store(self) -> ConflictStore:
+        return self
+
+    @property
+    def inspect(self) -> Inspection:
+        return self
 
     @property
     def description(self) -> str:
