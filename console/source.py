@@ -23,13 +23,13 @@ class RouteMover(Protocol):
 
 
 class ClusterMover:
-    """The real mover: the same code as `ringsync ctl switchover`."""
+    """The real mover: the same code as `ringsync ctl switchover` (ringsync.dr.moves)."""
 
     def __init__(self, cluster: ClusterConfig) -> None:
         self.cluster = cluster
 
     async def move(self, campus: str, to: str, kind: str,
                    say: Callable[[str], None]) -> dict[str, Any]:
-        from ringsync.commands.ctl.dr import MOVE_TIMEOUT_SECONDS, move
+        from ringsync.dr.moves import MOVE_TIMEOUT_SECONDS, move
 
         return await move(self.cluster, campus, to, kind, MOVE_TIMEOUT_SECONDS, say)

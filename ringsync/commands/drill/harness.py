@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from ringsync.client import ClusterClient
-from ringsync.commands.ctl.dr import move
 from ringsync.commands.demo.cluster import CAMPUS_NAMES, LocalCluster
 from ringsync.commands.demo.etcd import LocalEtcd
 from ringsync.commands.demo.runner import wait_converged, wait_ready
@@ -36,6 +35,7 @@ from ringsync.commands.drill.proxy import FaultNetwork
 from ringsync.commands.drill.sets import check_sets, route_writers_from
 from ringsync.commands.drill.setwriter import SetWriter, read_set_rows, read_stale_ids
 from ringsync.config import load_cluster
+from ringsync.dr.moves import move
 from ringsync.dr.store import DRStore
 from ringsync.errors import RingsyncError
 
