@@ -100,20 +100,20 @@ class Campus:
 
     def apply(self, txn: Txn) -> None:
         info = TxnInfo(txn.origin, txn.seq, txn.hlc, txn.deps, False)
-        with self.engine.apply_session() as session:
+        with self.engine.target.apply_session() as session:
             apply_guarded(self.resolver, session, info, [txn.change], {}, False)
         self.applied[txn.origin] = txn.seq
 
     def apply_batch(self, txns: list[Txn]) -> None:
         """Several transactions in one session, resolved together as apply does."""
-        with self.engine.apply_session() as session:
+        with self.engine.target.apply_session() as session:
             self.resolver.apply_many(session, [
                 (TxnInfo(t.origin, t.seq, t.hlc, t.deps, False), [t.change]) for t in txns])
         for t in txns:
             self.applied[t.origin] = t.seq
 
     def row(self, table: str, key: int) -> tuple[Any, ...] | None:
-        return self.engine.read_version(table, (key,))[0]
+        return self.engine.store.read_version(table, (key,))[0]
 
 
 @pytest.mark.parametrize("staged", [False, True], ids=["statements", "staging-tables"])
@@ -130,7 +130,7 @@ def test_real_engines_converge_under_concurrent_writes(
             super().__init__()
             self.c: dict[str, Campus] = {}
             for name, engine in campuses.items():
-                with engine.apply_session() as session:
+                with engine.target.apply_session() as session:
                     for t in TABLES:
                         session.clear(t)
                 shapes = dict(engine.shapes())
@@ -222,7 +222,7 @@ def test_real_engines_converge_under_concurrent_writes(
                 if not moved:
                     break
             for table in TABLES:
-                held = {n: sorted(c.engine.rows(table)) for n, c in self.c.items()}
+                held = {n: sorted(c.engine.inspect.rows(table)) for n, c in self.c.items()}
                 assert held["a"] == held["b"] == held["c"], f"{table} diverged: {held}"
                 if table == "t_merge":
                     for row in held["a"]:
@@ -244,10 +244,10 @@ def test_a_row_a_user_inserts_while_apply_decides_is_not_overwritten(
     from node.conflicts.driver import PendingLocalChange
 
     engine = campuses["b"]
-    with engine.apply_session() as session:
+    with engine.target.apply_session() as session:
         session.clear("t_latest")
     resolver = Resolver(dict(engine.shapes()), POLICIES, HybridClock())
-    with pytest.raises(PendingLocalChange), engine.apply_session() as session:
+    with pytest.raises(PendingLocalChange), engine.target.apply_session() as session:
         read = session.read_versions
 
         def read_then_a_user_inserts(shape: Any, keys: Any) -> Any:
@@ -259,7 +259,7 @@ def test_a_row_a_user_inserts_while_apply_decides_is_not_overwritten(
         session.read_versions = read_then_a_user_inserts
         resolver.apply(session, TxnInfo("a", 1, 5, {}, False),
                        [Change("t_latest", Op.INSERT, new=(7, "theirs", "ordered", 0))])
-    assert engine.read_version("t_latest", (7,))[0] == (7, "mine", "ordered", 0)
+    assert engine.store.read_version("t_latest", (7,))[0] == (7, "mine", "ordered", 0)
 
 
 def test_staging_tables_survive_a_rollback_to_savepoint(
@@ -271,18 +271,18 @@ def test_staging_tables_survive_a_rollback_to_savepoint(
     engine._apply.execute("DISCARD TEMP")  # as after a reconnect: no staging table yet
     engine._apply.commit()
     engine.stager = type(engine.stager)()
-    with engine.apply_session() as session:
+    with engine.target.apply_session() as session:
         session.clear("t_latest")
     resolver = Resolver(dict(engine.shapes()), POLICIES, HybridClock())
-    with engine.apply_session() as session:
+    with engine.target.apply_session() as session:
         session.savepoint()
         resolver.apply(session, TxnInfo("a", 1, 5, {}, False),
                        [Change("t_latest", Op.INSERT, new=(1, "undone", "ordered", 0))])
         session.rollback_to_savepoint()
         resolver.apply(session, TxnInfo("a", 2, 6, {}, False),
                        [Change("t_latest", Op.INSERT, new=(2, "kept", "ordered", 0))])
-    assert engine.read_version("t_latest", (1,))[0] is None
-    assert engine.read_version("t_latest", (2,))[0] == (2, "kept", "ordered", 0)
+    assert engine.store.read_version("t_latest", (1,))[0] is None
+    assert engine.store.read_version("t_latest", (2,))[0] == (2, "kept", "ordered", 0)
 
 
 def test_a_staging_table_loaded_before_a_savepoint_is_emptied_after_rolling_back_to_it(
@@ -295,11 +295,11 @@ def test_a_staging_table_loaded_before_a_savepoint_is_emptied_after_rolling_back
     engine._apply.execute("DISCARD TEMP")
     engine._apply.commit()
     engine.stager = type(engine.stager)()
-    with engine.apply_session() as session:
+    with engine.target.apply_session() as session:
         session.clear("t_latest")
     shape = engine.shapes()["t_latest"]
     stage = None
-    with engine.apply_session() as session:
+    with engine.target.apply_session() as session:
         keys = [(k,) for k in range(1, 70)]
         stage = engine.stager.load(session.cur, psycopg.sql.Identifier("t_latest"), "t_latest",
                                    shape.key_columns, keys)
@@ -337,26 +337,26 @@ def test_concurrent_delta_only_updates_add_count_and_log_nothing(
     q, r = add("q", 20, 10, "from q"), add("r", 30, 5, "from r")
     for name, order, batched in (("a", [q, r], False), ("b", [r, q], True)):
         engine = campuses[name]
-        with engine.apply_session() as session:
+        with engine.target.apply_session() as session:
             session.clear("t_latest")
         resolver = Resolver(dict(engine.shapes()), counters, HybridClock())
-        before = engine.conflict_counts()
-        newest = engine.conflicts(ConflictQuery(limit=1))
+        before = engine.store.conflict_counts()
+        newest = engine.store.conflicts(ConflictQuery(limit=1))
         top = newest[0]["id"] if newest else 0
-        with engine.apply_session() as session:
+        with engine.target.apply_session() as session:
             resolver.apply(session, seed, rows)
         if batched:
-            with engine.apply_session() as session:
+            with engine.target.apply_session() as session:
                 resolver.apply_many(session, order)
         else:
             for txn, changes in order:
-                with engine.apply_session() as session:
+                with engine.target.apply_session() as session:
                     resolver.apply(session, txn, changes)
-        assert engine.read_version("t_latest", (1,))[0] == (1, "acct", "ordered", 115), name
-        assert engine.read_version("t_latest", (2,))[0] == (2, "from r", "ordered", 115), name
-        after = engine.conflict_counts()
+        assert engine.store.read_version("t_latest", (1,))[0] == (1, "acct", "ordered", 115), name
+        assert engine.store.read_version("t_latest", (2,))[0] == (2, "from r", "ordered", 115), name
+        after = engine.store.conflict_counts()
         assert after["delta_merged"] - before.get("delta_merged", 0) == 1, (name, after)
-        logged = [e for e in engine.conflicts(ConflictQuery(table="t_latest", limit=1000))
+        logged = [e for e in engine.store.conflicts(ConflictQuery(table="t_latest", limit=1000))
                   if e["id"] > top]
         assert [(e["key"], e["kind"]) for e in logged] == [("[2]", "update_update")], name
         assert after["logged"] - before["logged"] == 1, name

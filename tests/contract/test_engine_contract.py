@@ -60,7 +60,7 @@ class EngineContract:
     """Subclasses provide ``engine`` (opened, capture started) and ``app_write``."""
 
     def apply(self, engine: Any, changes: list[Change], origin: str = "x", seq: int = 1) -> None:
-        with engine.apply_session() as s:
+        with engine.target.apply_session() as s:
             s.apply(changes)
             s.advance(origin, seq)
 
@@ -72,7 +72,7 @@ class EngineContract:
     def test_every_type_round_trips_through_apply_and_the_wire(self, engine: Any) -> None:
         changes = [Change("typed", Op.INSERT, new=r) for r in TYPED_ROWS]
         self.apply(engine, self.wire(engine, changes))
-        assert sorted(engine.rows("typed"), key=lambda r: r[0]) == TYPED_ROWS
+        assert sorted(engine.inspect.rows("typed"), key=lambda r: r[0]) == TYPED_ROWS
 
     def test_every_type_round_trips_through_capture(self, engine: Any) -> None:
         self.app_insert_typed(TYPED_ROWS)
@@ -96,23 +96,23 @@ class EngineContract:
 
     def test_vector_commits_with_the_rows_or_not_at_all(self, engine: Any) -> None:
         self.apply(engine, [Change("kv", Op.INSERT, new=("k1", 1))], "x", 1)
-        with pytest.raises(RuntimeError), engine.apply_session() as s:
+        with pytest.raises(RuntimeError), engine.target.apply_session() as s:
             s.apply([Change("kv", Op.INSERT, new=("k2", 2))])
             s.advance("x", 2)
             raise RuntimeError("crash")
-        assert engine.applied_vector() == {"x": 1}
-        assert engine.rows("kv") == [("k1", 1)]
+        assert engine.target.applied_vector() == {"x": 1}
+        assert engine.inspect.rows("kv") == [("k1", 1)]
 
     def test_key_change_and_delete_apply(self, engine: Any) -> None:
         self.apply(engine, [Change("kv", Op.INSERT, new=("a", 1)),
                             Change("kv", Op.UPDATE, new=("b", 1), old=("a", 1)),
                             Change("kv", Op.INSERT, new=("c", 3)),
                             Change("kv", Op.DELETE, old=("c", 3))])
-        assert engine.rows("kv") == [("b", 1)]
+        assert engine.inspect.rows("kv") == [("b", 1)]
 
     def test_checksum_depends_on_content_only(self, engine: Any) -> None:
         self.apply(engine, [Change("typed", Op.INSERT, new=r) for r in TYPED_ROWS])
-        sums, applied = engine.checksums(list(TABLES))
+        sums, applied = engine.inspect.checksums(list(TABLES))
         assert sums["typed"][0] == len(TYPED_ROWS) and applied == {"x": 1}
         other = SQLiteContractTarget.fresh_sqlite_sums(TYPED_ROWS)
         assert sums["typed"] == other
@@ -121,7 +121,7 @@ class EngineContract:
             self, engine: Any) -> None:
         self.app_write("INSERT INTO kv VALUES ('before', 1)")
         self.apply(engine, [Change("kv", Op.INSERT, new=("foreign", 9))], "x", 4)
-        with engine.snapshot() as snap:
+        with engine.inspect.snapshot() as snap:
             self.app_write("INSERT INTO kv VALUES ('after', 2)")
             rows = sorted(r for batch in snap.batches("kv", 1) for r in batch)
             assert rows == [("before", 1), ("foreign", 9)]
@@ -133,7 +133,7 @@ class EngineContract:
         positions = {c.changes[0].new[0]: c.position for c in self.capture_all(engine)}
         assert set(positions) == {"before", "after"}
         assert positions["before"] <= position < positions["after"]
-        assert engine.captured_through() >= positions["after"]
+        assert engine.source.captured_through() >= positions["after"]
 
 
 class SQLiteContractTarget:
@@ -148,10 +148,10 @@ class SQLiteContractTarget:
         ref = SQLiteEngine(path, TABLES, "ref")
         ref.open()
         try:
-            with ref.apply_session() as s:
+            with ref.target.apply_session() as s:
                 s.apply([Change(table, Op.INSERT, new=r) for r in rows])
                 s.advance("x", 1)
-            return ref.checksums([table])[0][table]
+            return ref.inspect.checksums([table])[0][table]
         finally:
             ref.close()
 
@@ -165,7 +165,7 @@ class TestSQLiteEngine(EngineContract):
         conn.close()
         engine = SQLiteEngine(self.path, TABLES, "c")
         engine.open()
-        engine.start_capture(0)
+        engine.source.start_capture(0)
         yield engine
         engine.close()
 
@@ -178,7 +178,7 @@ class TestSQLiteEngine(EngineContract):
         conn.close()
 
     def capture_all(self, engine: SQLiteEngine) -> list[Any]:
-        return engine.capture(0, 1000)
+        return engine.source.capture(0, 1000)
 
     def app_insert_typed(self, rows: list[tuple[Any, ...]]) -> None:
         from node.engines.sqlite.values import to_sqlite
@@ -204,7 +204,7 @@ class TestPostgresEngine(EngineContract):
                 conn.execute(statement)
         engine = PostgresEngine(self.dsn, TABLES, db.replace("_", "-"))
         engine.open()
-        engine.start_capture(0)
+        engine.source.start_capture(0)
         yield engine
         engine.close()
         with psycopg.connect(self.dsn, autocommit=True) as conn:
@@ -230,7 +230,7 @@ class TestPostgresEngine(EngineContract):
         out: list[Any] = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            got = engine.capture(0, 1000)
+            got = engine.source.capture(0, 1000)
             out += got
             if got == [] and out:
                 break

@@ -66,7 +66,7 @@ class FenceContract:
     def _opened(self, sets: dict[str, str] | None) -> Iterator[Any]:
         engine = self.new_engine(sets)
         engine.open()
-        engine.start_capture(0)
+        engine.source.start_capture(0)
         yield engine
         engine.close()
 
@@ -99,20 +99,20 @@ class FenceContract:
         assert message in str(caught.value)
 
     def apply(self, engine: Any, changes: list[Change], seq: int = 1) -> None:
-        with engine.apply_session() as s:
+        with engine.target.apply_session() as s:
             s.apply(changes)
             s.advance("x", seq)
 
     def test_unfenced_by_default(self, engine: Any) -> None:
-        assert engine.fence_state() == math.inf
+        assert engine.fence.fence_state() == math.inf
         self.app_write("INSERT INTO kv VALUES ('a', 1)")
         assert self.app_rows() == [("a", 1)]
 
     def test_fenced_refuses_app_writes_but_not_apply(self, engine: Any) -> None:
         self.app_write("INSERT INTO kv VALUES ('a', 1)")
         until = time.time() - 1
-        engine.set_fence(until)
-        assert engine.fence_state() == until
+        engine.fence.set_fence(until)
+        assert engine.fence.fence_state() == until
         for statement in WRITES.values():
             self.assert_refused(statement)
         assert self.app_rows() == [("a", 1)]
@@ -124,20 +124,20 @@ class FenceContract:
         table, then INSERT ... SELECT), deletes, and an initial load's clear and
         copy, all through apply sessions."""
         self.app_write("INSERT INTO kv VALUES ('a', 1)", "INSERT INTO other VALUES (1, 'x')")
-        engine.set_fence(time.time() - 1)
+        engine.fence.set_fence(time.time() - 1)
         resolver = Resolver(dict(engine.shapes()), ConflictSettings(), HybridClock())
         rows = [(f"k{i:03}", i) for i in range(100)]
-        with engine.apply_session() as s:
+        with engine.target.apply_session() as s:
             resolver.apply_many(s, [(TxnInfo("x", 1, 5, {}, False),
                                      [Change("kv", Op.INSERT, new=r) for r in rows])])
             s.advance("x", 1)
         assert len(self.app_rows()) == 101
-        with engine.apply_session() as s:
+        with engine.target.apply_session() as s:
             resolver.apply_many(s, [(TxnInfo("x", 2, 6, {"x": 1}, False),
                                      [Change("kv", Op.DELETE, old=r) for r in rows[:70]])])
             s.advance("x", 2)
         assert len(self.app_rows()) == 31
-        with engine.apply_session() as s:  # a joining campus replacing its data
+        with engine.target.apply_session() as s:  # a joining campus replacing its data
             s.clear("other")
             s.apply([Change("other", Op.INSERT, new=(2, "copied"))])
             s.mark_base_versions()
@@ -145,22 +145,22 @@ class FenceContract:
         self.assert_refused("DELETE FROM other")
 
     def test_an_operators_local_write_is_refused_while_fenced(self, engine: Any) -> None:
-        engine.set_fence(time.time() - 1)
+        engine.fence.set_fence(time.time() - 1)
         with pytest.raises(EngineError, match="is fenced"):
-            engine.write_local("kv", ("op",), ("op", 1))
+            engine.store.write_local("kv", ("op",), ("op", 1))
         assert self.app_rows() == []
 
     def test_unfencing_reopens_writes(self, engine: Any) -> None:
-        engine.set_fence(time.time() - 1)
+        engine.fence.set_fence(time.time() - 1)
         self.assert_refused(WRITES["insert"])
-        engine.set_fence(math.inf)
-        assert engine.fence_state() == math.inf
+        engine.fence.set_fence(math.inf)
+        assert engine.fence.fence_state() == math.inf
         self.app_write(WRITES["insert"])
         assert self.app_rows() == [("new", 2)]
 
     def test_the_fence_closes_by_itself_when_its_time_comes(self, engine: Any) -> None:
         until = time.time() + 1.5
-        engine.set_fence(until)
+        engine.fence.set_fence(until)
         self.app_write("INSERT INTO kv VALUES ('a', 1)")
         while time.time() < until + 0.5:
             time.sleep(0.1)
@@ -169,10 +169,10 @@ class FenceContract:
 
     def test_the_fence_is_kept_across_a_restart(self, engine: Any) -> None:
         until = time.time() - 1
-        engine.set_fence(until)
+        engine.fence.set_fence(until)
         engine.close()
         engine.open()
-        assert engine.fence_state() == until
+        assert engine.fence.fence_state() == until
         self.assert_refused(WRITES["insert"])
 
     def test_commit_position_covers_every_committed_transaction(self, engine: Any) -> None:
@@ -181,20 +181,20 @@ class FenceContract:
         chunks = self.capture_all(engine)
         assert len(chunks) >= 1
         last = max(c.position for c in chunks)
-        position = engine.commit_position()
+        position = engine.source.commit_position()
         assert position >= last
         # capture confirms it has passed the position with nothing more to capture
         deadline = time.monotonic() + 10
-        while engine.captured_through() < position and time.monotonic() < deadline:
-            assert engine.capture(last, 1000) == []
-        assert engine.captured_through() >= position
+        while engine.source.captured_through() < position and time.monotonic() < deadline:
+            assert engine.source.capture(last, 1000) == []
+        assert engine.source.captured_through() >= position
 
 
     # -- single-writer sets --------------------------------------------------
 
     def test_a_set_table_is_closed_at_a_fresh_install(self, set_engine: Any) -> None:
-        assert set_engine.fence_state() == math.inf
-        assert set_engine.set_fence_states() == {"beds": SetFence(0.0, 0, 0)}
+        assert set_engine.fence.fence_state() == math.inf
+        assert set_engine.fence.set_fence_states() == {"beds": SetFence(0.0, 0, 0)}
         self.apply(set_engine, [Change("kv", Op.INSERT, new=("a", 1))])  # SQLite: rows to hit
         for statement in WRITES.values():
             self.assert_refused(statement, set_name="beds")
@@ -202,32 +202,32 @@ class FenceContract:
         assert self.app_rows() == [("a", 1)]
         assert self.app_rows("other") == [(1, "x")]
         with pytest.raises(EngineError, match="not the writer of single-writer set beds"):
-            set_engine.write_local("kv", ("op",), ("op", 1))
+            set_engine.store.write_local("kv", ("op",), ("op", 1))
         assert self.app_rows() == [("a", 1)]
 
     def test_an_open_set_takes_writes_whatever_the_campus_fence_says(
             self, set_engine: Any) -> None:
         until = time.time() + 60
-        set_engine.set_set_fence("beds", until, 7)
-        assert set_engine.set_fence_states() == {"beds": SetFence(until, 7, 0)}
+        set_engine.fence.set_set_fence("beds", until, 7)
+        assert set_engine.fence.set_fence_states() == {"beds": SetFence(until, 7, 0)}
         self.app_write("INSERT INTO kv VALUES ('a', 1)")
-        set_engine.write_local("kv", ("op",), ("op", 1))
-        set_engine.set_fence(0)  # the campus is fenced: not the set's tables
+        set_engine.store.write_local("kv", ("op",), ("op", 1))
+        set_engine.fence.set_fence(0)  # the campus is fenced: not the set's tables
         self.app_write("UPDATE kv SET v = 2 WHERE k = 'a'")
         self.assert_refused("INSERT INTO other VALUES (1, 'x')")
         assert sorted(self.app_rows()) == [("a", 2), ("op", 1)]
-        set_engine.set_set_fence("beds", 0, 8)
-        assert set_engine.set_fence_states() == {"beds": SetFence(0.0, 8, 0)}
+        set_engine.fence.set_set_fence("beds", 0, 8)
+        assert set_engine.fence.set_fence_states() == {"beds": SetFence(0.0, 8, 0)}
         for statement in WRITES.values():
             self.assert_refused(statement, set_name="beds")
-        set_engine.set_fence(math.inf)  # unfencing the campus does not open the set
+        set_engine.fence.set_fence(math.inf)  # unfencing the campus does not open the set
         self.assert_refused(WRITES["insert"], set_name="beds")
         self.app_write("INSERT INTO other VALUES (1, 'x')")
         assert sorted(self.app_rows()) == [("a", 2), ("op", 1)]
 
     def test_an_open_set_closes_by_itself_when_its_time_comes(self, set_engine: Any) -> None:
         until = time.time() + 1.5
-        set_engine.set_set_fence("beds", until, 1)
+        set_engine.fence.set_set_fence("beds", until, 1)
         self.app_write("INSERT INTO kv VALUES ('a', 1)")
         while time.time() < until + 0.5:
             time.sleep(0.1)
@@ -235,39 +235,39 @@ class FenceContract:
 
     def test_a_set_fence_time_is_a_number(self, set_engine: Any) -> None:
         with pytest.raises(EngineError, match="NaN"):
-            set_engine.set_set_fence("beds", math.nan, 1)
-        assert set_engine.set_fence_states() == {"beds": SetFence(0.0, 0, 0)}
+            set_engine.fence.set_set_fence("beds", math.nan, 1)
+        assert set_engine.fence.set_fence_states() == {"beds": SetFence(0.0, 0, 0)}
 
     def test_apply_writes_a_closed_set_and_marks_it_reconciled_on_commit(
             self, set_engine: Any) -> None:
-        set_engine.set_set_fence("beds", 0, 4)
-        with pytest.raises(RuntimeError), set_engine.apply_session() as s:
+        set_engine.fence.set_set_fence("beds", 0, 4)
+        with pytest.raises(RuntimeError), set_engine.target.apply_session() as s:
             s.apply([Change("kv", Op.INSERT, new=("lost", 1))])
             s.mark_set_reconciled("beds", 4)
             raise RuntimeError("the session fails before commit")
-        assert set_engine.set_fence_states()["beds"] == SetFence(0.0, 4, 0)
+        assert set_engine.fence.set_fence_states()["beds"] == SetFence(0.0, 4, 0)
         assert self.app_rows() == []
-        with set_engine.apply_session() as s:
+        with set_engine.target.apply_session() as s:
             s.apply([Change("kv", Op.INSERT, new=("applied", 1))])
             s.mark_set_reconciled("beds", 4)
             s.advance("x", 1)
-        assert set_engine.set_fence_states()["beds"] == SetFence(0.0, 4, 4)
+        assert set_engine.fence.set_fence_states()["beds"] == SetFence(0.0, 4, 4)
         assert self.app_rows() == [("applied", 1)]
         self.assert_refused("DELETE FROM kv", set_name="beds")
 
     def test_set_fence_rows_survive_a_restart(self, set_engine: Any) -> None:
         until = time.time() + 60
-        set_engine.set_set_fence("beds", until, 5)
-        with set_engine.apply_session() as s:
+        set_engine.fence.set_set_fence("beds", until, 5)
+        with set_engine.target.apply_session() as s:
             s.mark_set_reconciled("beds", 3)
         set_engine.close()
         set_engine.open()
-        assert set_engine.set_fence_states() == {"beds": SetFence(until, 5, 3)}
+        assert set_engine.fence.set_fence_states() == {"beds": SetFence(until, 5, 3)}
         self.app_write("INSERT INTO kv VALUES ('a', 1)")
-        set_engine.set_set_fence("beds", 0, 6)
+        set_engine.fence.set_set_fence("beds", 0, 6)
         set_engine.close()
         set_engine.open()
-        assert set_engine.set_fence_states() == {"beds": SetFence(0.0, 6, 3)}
+        assert set_engine.fence.set_fence_states() == {"beds": SetFence(0.0, 6, 3)}
         self.assert_refused(WRITES["update"], set_name="beds")
 
     def test_a_table_moving_between_sets_changes_guard(self, set_engine: Any) -> None:
@@ -277,11 +277,11 @@ class FenceContract:
             engine = self.new_engine(sets)
             engine.open()
             try:
-                engine.set_fence(time.time() + 60)  # the campus fence is open
+                engine.fence.set_fence(time.time() + 60)  # the campus fence is open
                 if refused_by is None:
                     self.app_write("INSERT INTO kv VALUES ('a', 1)", "DELETE FROM kv")
                     self.app_write("INSERT INTO other VALUES (1, 'x')", "DELETE FROM other")
-                    engine.set_fence(0)
+                    engine.fence.set_fence(0)
                     self.assert_refused("INSERT INTO kv VALUES ('a', 1)")
                     self.assert_refused("INSERT INTO other VALUES (1, 'x')")
                 else:
@@ -289,16 +289,16 @@ class FenceContract:
                     if "other" in sets:
                         self.assert_refused("INSERT INTO other VALUES (1, 'x')",
                                             set_name=refused_by)
-                    engine.set_set_fence(refused_by, time.time() + 60, 1)
-                    engine.set_fence(0)  # the campus fence does not reach set tables
+                    engine.fence.set_set_fence(refused_by, time.time() + 60, 1)
+                    engine.fence.set_fence(0)  # the campus fence does not reach set tables
                     self.app_write("INSERT INTO kv VALUES ('a', 1)", "DELETE FROM kv")
             finally:
-                engine.set_fence(math.inf)
+                engine.fence.set_fence(math.inf)
                 engine.close()
         states = self.new_engine({})
         states.open()
         try:  # rows of sets no longer configured are kept (their epochs too)
-            assert set(states.set_fence_states()) == {"beds", "rooms"}
+            assert set(states.fence.set_fence_states()) == {"beds", "rooms"}
         finally:
             states.close()
         assert self.app_rows() == [] and self.app_rows("other") == []
@@ -336,14 +336,14 @@ class TestSQLiteFence(FenceContract):
             conn.close()
 
     def capture_all(self, engine: SQLiteEngine) -> list[Any]:
-        return engine.capture(0, 1000)
+        return engine.source.capture(0, 1000)
 
     def assert_refused_error(self, error: BaseException, message: str) -> None:
         assert isinstance(error, sqlite3.IntegrityError)
         assert str(error) == message
 
     def test_end_app_sessions_has_nothing_to_end(self, engine: SQLiteEngine) -> None:
-        assert engine.end_app_sessions() == 0
+        assert engine.fence.end_app_sessions() == 0
 
     def test_an_open_connection_is_refused_on_its_next_write(
             self, engine: SQLiteEngine) -> None:
@@ -354,7 +354,7 @@ class TestSQLiteFence(FenceContract):
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
             conn.execute("INSERT INTO kv VALUES ('before', 1)")
-            engine.set_fence(time.time() - 1)
+            engine.fence.set_fence(time.time() - 1)
             conn.execute("BEGIN")
             with pytest.raises(sqlite3.IntegrityError, match="is fenced"):
                 conn.execute("INSERT INTO kv VALUES ('after', 2)")
@@ -398,7 +398,7 @@ class TestPostgresFence(FenceContract):
         out: list[Any] = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            got = engine.capture(0, 1000)
+            got = engine.source.capture(0, 1000)
             out += got
             if got == [] and out:
                 break
@@ -411,7 +411,7 @@ class TestPostgresFence(FenceContract):
 
     def test_truncate_is_refused_too(self, engine: PostgresEngine) -> None:
         self.app_write("INSERT INTO kv VALUES ('a', 1)")
-        engine.set_fence(time.time() - 1)
+        engine.fence.set_fence(time.time() - 1)
         self.assert_refused("TRUNCATE kv")
         assert self.app_rows() == [("a", 1)]
 
@@ -427,7 +427,7 @@ class TestPostgresFence(FenceContract):
             app_dsn = self.dsn.replace("user=ringsync", "user=fence_app")
             with psycopg.connect(app_dsn) as conn:
                 conn.execute("INSERT INTO kv VALUES ('a', 1)")
-            engine.set_fence(time.time() - 1)
+            engine.fence.set_fence(time.time() - 1)
             with pytest.raises(errors.ReadOnlySqlTransaction) as caught, \
                     psycopg.connect(app_dsn) as conn:
                 conn.execute("UPDATE kv SET v = 2")
@@ -442,20 +442,20 @@ class TestPostgresFence(FenceContract):
         idle = psycopg.connect(self.dsn, autocommit=True)
         try:
             idle.execute("SELECT 1")
-            ended = engine.end_app_sessions()
+            ended = engine.fence.end_app_sessions()
             assert ended >= 1
             with pytest.raises(psycopg.OperationalError):
                 idle.execute("SELECT 1")
         finally:
             idle.close()
-        assert engine.row_counts() == {"kv": 0, "other": 0}
+        assert engine.inspect.row_counts() == {"kv": 0, "other": 0}
         self.apply(engine, [Change("kv", Op.INSERT, new=("applied", 7))])
-        assert engine.rows("kv") == [("applied", 7)]
-        assert engine.end_app_sessions() == 0
+        assert engine.inspect.rows("kv") == [("applied", 7)]
+        assert engine.fence.end_app_sessions() == 0
 
     def test_truncate_of_a_closed_set_table_is_refused(self, set_engine: PostgresEngine) -> None:
         self.assert_refused("TRUNCATE kv", set_name="beds")
-        set_engine.set_set_fence("beds", time.time() + 60, 1)
+        set_engine.fence.set_set_fence("beds", time.time() + 60, 1)
         self.app_write("INSERT INTO kv VALUES ('a', 1)")
         # Its own transaction: PostgreSQL refuses TRUNCATE after writes in the same
         # one while their deferred (commit-time) checks are pending.
@@ -465,31 +465,31 @@ class TestPostgresFence(FenceContract):
             self, set_engine: PostgresEngine) -> None:
         """A drain's close must not leave a writer that passed the guard able to
         commit after the move: wait_set_writers blocks until it ends."""
-        set_engine.set_set_fence("beds", time.time() + 60, 1)
+        set_engine.fence.set_set_fence("beds", time.time() + 60, 1)
         with psycopg.connect(self.dsn) as app:
             app.execute("INSERT INTO kv VALUES ('open', 1)")  # the transaction stays open
-            set_engine.set_set_fence("beds", 0.0, 1)
+            set_engine.fence.set_set_fence("beds", 0.0, 1)
             with pytest.raises(EngineError, match="still open"):
-                set_engine.wait_set_writers("beds", timeout=0.3)
+                set_engine.fence.wait_set_writers("beds", timeout=0.3)
             with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
                 app.commit()  # and its commit is refused: the set closed meanwhile
-        set_engine.wait_set_writers("beds", timeout=0.3)
-        set_engine.wait_set_writers("no-such-set")
+        set_engine.fence.wait_set_writers("beds", timeout=0.3)
+        set_engine.fence.wait_set_writers("no-such-set")
         assert ("open", 1) not in self.app_rows()
 
     def test_a_set_write_cannot_commit_after_the_set_closed(
             self, set_engine: PostgresEngine) -> None:
         """The statement guard let the insert in; the commit-time check refuses
         the commit once the set has closed (a killed writer's open transaction)."""
-        set_engine.set_set_fence("beds", time.time() + 60, 1)
+        set_engine.fence.set_set_fence("beds", time.time() + 60, 1)
         with psycopg.connect(self.dsn) as app:
             app.execute("INSERT INTO kv VALUES ('late', 1)")
-            set_engine.set_set_fence("beds", 0.0, 1)
+            set_engine.fence.set_set_fence("beds", 0.0, 1)
             with pytest.raises(psycopg.errors.ReadOnlySqlTransaction,
                                match="not the writer of single-writer set beds"):
                 app.commit()
         assert ("late", 1) not in self.app_rows()
-        with set_engine.apply_session() as s:  # apply still passes at commit
+        with set_engine.target.apply_session() as s:  # apply still passes at commit
             s.apply([Change("kv", Op.INSERT, new=("applied", 2))])
         assert ("applied", 2) in self.app_rows()
 
@@ -509,10 +509,10 @@ class TestPostgresFence(FenceContract):
 
     def test_the_apply_sessions_reconciled_mark_is_invisible_until_commit(
             self, set_engine: PostgresEngine) -> None:
-        with set_engine.apply_session() as s:
+        with set_engine.target.apply_session() as s:
             s.mark_set_reconciled("beds", 9)
-            assert set_engine.set_fence_states()["beds"].reconciled == 0
-        assert set_engine.set_fence_states()["beds"].reconciled == 9
+            assert set_engine.fence.set_fence_states()["beds"].reconciled == 0
+        assert set_engine.fence.set_fence_states()["beds"].reconciled == 9
 
     def test_an_unprivileged_application_role_is_told_the_set_is_closed(
             self, set_engine: PostgresEngine) -> None:

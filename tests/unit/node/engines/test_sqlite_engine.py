@@ -46,12 +46,12 @@ def test_each_captured_transaction_holds_its_rows_in_commit_order(
     add_patient(conn, "p1")
     add_patient(conn, "p2")
     conn.execute("COMMIT")
-    chunks = engine.capture(0, 100)
+    chunks = engine.source.capture(0, 100)
     assert len(chunks) == 1 and chunks[0].final
     assert [c.new[0] for c in chunks[0].changes] == ["p1", "p2"]
     conn.execute("UPDATE patients SET name = 'x' WHERE patient_id = 'p1'")
     conn.execute("DELETE FROM patients WHERE patient_id = 'p2'")
-    later = engine.capture(chunks[0].position, 100)
+    later = engine.source.capture(chunks[0].position, 100)
     # both commits landed before this capture: one captured transaction, in order
     assert len(later) == 1
     ops = [(c.op, c.old[0] if c.old else None) for c in later[0].changes]
@@ -64,13 +64,13 @@ def test_transactions_after_a_capture_get_their_own_group(
 ) -> None:
     conn = app(db)
     add_patient(conn, "p1")
-    first = engine.capture(0, 100)
+    first = engine.source.capture(0, 100)
     add_patient(conn, "p2")
     add_patient(conn, "p3")
-    nothing = engine.capture(first[-1].position, 100)
+    nothing = engine.source.capture(first[-1].position, 100)
     assert [len(c.changes) for c in nothing] == [2]
     add_patient(conn, "p4")
-    again = engine.capture(nothing[-1].position, 100)
+    again = engine.source.capture(nothing[-1].position, 100)
     assert [c.changes[0].new[0] for c in again] == ["p4"]
 
 
@@ -82,7 +82,7 @@ def test_large_transaction_is_split_into_chunks(engine: SQLiteEngine, db: Path) 
     conn.execute("COMMIT")
     seen, pos, finals = [], 0, []
     while True:
-        chunks = engine.capture(pos, 10)
+        chunks = engine.source.capture(pos, 10)
         if not chunks:
             break
         for c in chunks:
@@ -97,23 +97,23 @@ def test_applied_rows_are_not_recaptured_and_vector_is_atomic(
     engine: SQLiteEngine, db: Path
 ) -> None:
     row = ("p9", "m", "n", None, "F", "b", "t")
-    with engine.apply_session() as s:
+    with engine.target.apply_session() as s:
         s.apply([Change("patients", Op.INSERT, new=row)])
         s.advance("b", 1)
-    assert engine.capture(0, 100) == []
-    assert engine.applied_vector() == {"b": 1}
-    with pytest.raises(RuntimeError), engine.apply_session() as s:
+    assert engine.source.capture(0, 100) == []
+    assert engine.target.applied_vector() == {"b": 1}
+    with pytest.raises(RuntimeError), engine.target.apply_session() as s:
         s.apply([Change("patients", Op.DELETE, old=row)])
         s.advance("b", 2)
         raise RuntimeError("crash mid-transaction")
-    assert engine.applied_vector() == {"b": 1}
-    assert engine.row_counts()["patients"] == 1
+    assert engine.target.applied_vector() == {"b": 1}
+    assert engine.inspect.row_counts()["patients"] == 1
 
 
 def test_update_that_moves_the_key_and_upsert_of_missing_row(engine: SQLiteEngine) -> None:
     old = ("p1", "m", "n", None, "F", "b", "t")
     new = ("p2", "m", "n2", None, "F", "b", "t")
-    with engine.apply_session() as s:
+    with engine.target.apply_session() as s:
         s.apply([Change("patients", Op.INSERT, new=old),
                  Change("patients", Op.UPDATE, new=new, old=old)])
         s.advance("b", 1)
@@ -131,10 +131,10 @@ def test_checksums_match_for_equal_content(tmp_path: Path) -> None:
         engines.append(e)
     rows = [("p1", "m", "n", None, "F", "b", "t"), ("p2", "m", "n", "1990-01-01", "M", "b", "t")]
     for e, order in zip(engines, (rows, rows[::-1]), strict=True):
-        with e.apply_session() as s:
+        with e.target.apply_session() as s:
             s.apply([Change("patients", Op.INSERT, new=r) for r in order])
             s.advance("z", 1)
-    a, b = (e.checksums(list(TABLES))[0] for e in engines)
+    a, b = (e.inspect.checksums(list(TABLES))[0] for e in engines)
     assert a == b and a["patients"][0] == 2
     for e in engines:
         e.close()
@@ -166,8 +166,8 @@ def test_database_of_another_campus_is_refused(db: Path) -> None:
 
 def test_capture_not_journaled_is_handed_out_again(engine: SQLiteEngine, db: Path) -> None:
     add_patient(app(db), "p1")
-    first = engine.capture(0, 100)
+    first = engine.source.capture(0, 100)
     # the journal write failed: the node asks again from the old position
-    again = engine.capture(0, 100)
+    again = engine.source.capture(0, 100)
     assert [c.changes[0].new[0] for c in again] == [c.changes[0].new[0] for c in first]
-    assert engine.capture(first[-1].position, 100) == []
+    assert engine.source.capture(first[-1].position, 100) == []
