@@ -12,15 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ringsync.config import ClusterConfig
 from ringsync.dr.routemap import open_store
 from ringsync.dr.routes import ACTIVE, DRAINING, Route
-from ringsync.dr.store import DRStore, EtcdError
+from ringsync.dr.routestore import RouteStore
+from ringsync.dr.store import EtcdError
 from ringsync.errors import RingsyncError
 
 MOVE_TIMEOUT_SECONDS = 60.0
+POLL_SECONDS = 0.1
+
+
+async def _poll_pause() -> None:
+    await asyncio.sleep(POLL_SECONDS)
 
 
 async def move(cluster: ClusterConfig, campus: str, to: str, kind: str, timeout: float,
@@ -36,7 +43,7 @@ async def move(cluster: ClusterConfig, campus: str, to: str, kind: str, timeout:
         raise RingsyncError(f"campuses are {', '.join(cluster.ring)}")
     store = open_store(cluster)
     try:
-        return await _move(store, campus, to, kind, timeout, say)
+        return await move_route(store, campus, to, kind, timeout, say)
     except EtcdError as e:
         raise RingsyncError(f"etcd did not answer ({e}); the route is where etcd last "
                             f"stored it: check with `ringsync ctl route`") from None
@@ -44,8 +51,14 @@ async def move(cluster: ClusterConfig, campus: str, to: str, kind: str, timeout:
         await store.close()
 
 
-async def _move(store: DRStore, campus: str, to: str, kind: str, timeout: float,
-                say: Any) -> dict[str, Any]:
+async def move_route(store: RouteStore, campus: str, to: str, kind: str, timeout: float,
+                     say: Any, clock: Callable[[], float] = time.monotonic,
+                     pause: Callable[[], Awaitable[None]] = _poll_pause) -> dict[str, Any]:
+    """Move ``campus``'s route on ``store``: refuse unless it is active, its
+    serving node is live and ``to`` is live and healthy; set it draining (a
+    compare-and-swap); then, after each ``pause``, read the map and report
+    the drain and the result; past ``timeout`` (on ``clock``) return the
+    route to where it was and raise."""
     routes, members = await store.routes(), await store.members()
     route = routes.get(campus) or Route(campus, campus)
     if route.state != ACTIVE:
@@ -60,7 +73,7 @@ async def _move(store: DRStore, campus: str, to: str, kind: str, timeout: float,
     if route.serving not in members:
         raise RingsyncError(f"{route.serving}, which serves {campus} now, is not live: a "
                             f"lossless move needs it; automatic failover handles a dead campus")
-    started, source = time.monotonic(), route.serving
+    started, source = clock(), route.serving
     draining = route.moved(state=DRAINING, target=to, since=time.time(),
                            reason=f"{kind} to {to} requested by an operator")
     if not await store.swap_route(draining, route.revision):
@@ -70,8 +83,8 @@ async def _move(store: DRStore, campus: str, to: str, kind: str, timeout: float,
     fenced_at = caught_at = None
     head = 0
     while True:
-        await asyncio.sleep(0.1)
-        elapsed = time.monotonic() - started
+        await pause()
+        elapsed = clock() - started
         routes, members = await store.routes(), await store.members()
         now_route = routes[campus]
         drained = members[source].drained.get(campus) if source in members else None

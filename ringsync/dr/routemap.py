@@ -31,7 +31,7 @@ async def routes_of(cluster: ClusterConfig) -> dict[str, Any]:
     store = open_store(cluster)
     try:
         routes, members = await store.routes(), await store.members()
-        leader = await store.client.get(store.keys.leader.encode())
+        leader = await store.leader()
     except EtcdError as e:
         raise RingsyncError(f"etcd at {', '.join(cluster.dr.etcd)} did not answer ({e}); "
                             f"check that its members run") from None
@@ -39,7 +39,7 @@ async def routes_of(cluster: ClusterConfig) -> dict[str, Any]:
         await store.close()
     return {
         "dr": True, "failover": f"automatic after {cluster.dr.failover_after:g}s",
-        "leader": leader.value.decode() if leader is not None else None,
+        "leader": leader,
         "live": sorted(members),
         "routes": [routes[c].to_dict() if c in routes else Route(c, c).to_dict()
                    for c in cluster.ring] + [

@@ -1,4 +1,5 @@
-"""DRStore: the routing map, members and leader key in etcd, through aetcd.
+"""DRStore: the routing map, members and leader key in etcd, through aetcd
+(the etcd RouteStore, ringsync.dr.routestore).
 
 Every write of a route is a compare-and-swap on the key's revision, so two
 writers (a leader and an operator, or two leaders around an election) can
@@ -34,6 +35,9 @@ def _target(endpoints: tuple[str, ...]) -> tuple[str, int]:
 
 
 class DRStore:
+    """The RouteStore of a real cluster: etcd at ``endpoints``, keys under
+    ``/ringsync/<cluster>/`` (ringsync.dr.routes.Keys)."""
+
     def __init__(self, cluster: str, endpoints: tuple[str, ...], timeout: float = 2.0) -> None:
         host, port = _target(endpoints)
         self.endpoints = endpoints
@@ -57,6 +61,10 @@ class DRStore:
         found = await self.client.get_prefix(self.keys.members.encode())
         return {kv.key.decode().removeprefix(self.keys.members): Member.decode(kv.value)
                 for kv in found}
+
+    async def leader(self) -> str | None:
+        found = await self.client.get(self.keys.leader.encode())
+        return found.value.decode() if found is not None else None
 
     async def ensure_routes(self, ring: tuple[str, ...], now: float,
                             set_writers: dict[str, str] | None = None) -> None:
