@@ -1,0 +1,183 @@
+"""Snapshot tests of the console: what the operator sees, pinned as SVG screenshots.
+
+Each test drives the real app (RingsyncConsole) with a scripted status source
+and compares a screenshot with the accepted one in __snapshots__/ next to
+this file (pytest-textual-snapshot, on syrupy).
+
+Determinism: the source plays a fixed list of status frames, then blocks
+forever, so the app takes exactly that many samples whatever the machine's
+speed; the test waits until the app has drawn the last one. Nothing on the
+screen reads the wall clock (no header clock; the lag chart is one sample per
+frame). The terminal size is fixed.
+
+After an intended change to what the console shows, look at the failure
+report (snapshot_report.html), then accept the new pictures with
+
+    .venv/bin/python -m pytest tests/unit/console/test_console_snapshots.py --snapshot-update
+
+and commit the changed files in __snapshots__/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import Label
+
+from console.app import RingsyncConsole
+from console.screens.switchover import SwitchoverDialog
+from ringsync.client import NodeReply
+from ringsync.config import CampusEntry, ClusterConfig
+from ringsync.dr.settings import DRSettings
+from ringsync.v1 import control_pb2 as cpb
+
+RING = ("chaohui", "wangjiangshan", "yuecheng")
+TERMINAL_SIZE = (160, 50)
+FRAMES = 40  # status polls before the screenshot: the lag chart's history
+
+
+def cluster(dr: bool) -> ClusterConfig:
+    return ClusterConfig(
+        path=Path("cluster.toml"), name="snapshots", ring=RING, tables=("patients", "visits"),
+        campuses=tuple(CampusEntry(c, f"127.0.0.1:{7000 + i}") for i, c in enumerate(RING)),
+        client_tls=None, dr=DRSettings(etcd=("127.0.0.1:2379",)) if dr else DRSettings(),
+    )
+
+
+def successor(campus: str) -> str:
+    return RING[(RING.index(campus) + 1) % len(RING)]
+
+
+def lag_at(frame: int, campus: str) -> float:
+    """A made-up but fixed lag curve per link: a burst that drains."""
+    phase = RING.index(campus)
+    return round(0.05 + 1.5 * math.exp(-((frame - 12 - 6 * phase) ** 2) / 30.0), 2)
+
+
+def streaming(campus: str, frame: int, rows: int = 1_204) -> cpb.NodeStatus:
+    return cpb.NodeStatus(
+        campus=campus, engine="sqlite", database_healthy=True,
+        journal_transactions=318 + 7 * RING.index(campus), journal_bytes=96_512,
+        row_counts={"patients": rows, "visits": 5_310},
+        links=[cpb.LinkStatus(to=successor(campus), state="streaming", lag_transactions=3,
+                              lag_seconds=lag_at(frame, campus), txns_per_second=14.0,
+                              rows_per_second=42.0, successor=True)],
+    )
+
+
+def reply(status: cpb.NodeStatus) -> NodeReply:
+    return NodeReply(status.campus, "addr", status, None)
+
+
+def with_routes(replies: list[NodeReply]) -> list[NodeReply]:
+    """DR on: every node reports the routing map, every campus served at home."""
+    for r in replies:
+        assert r.status is not None
+        r.status.routing.CopyFrom(cpb.RoutingMap(
+            dr_enabled=True, node=r.campus, leader="chaohui", lease_ok=True,
+            routes=[cpb.Route(campus=c, serving=c, state="active", epoch=1, reason="initial")
+                    for c in RING]))
+    return replies
+
+
+def healthy_ring(frame: int) -> list[NodeReply]:
+    return with_routes([reply(streaming(c, frame)) for c in RING])
+
+
+def yuecheng_down(frame: int) -> list[NodeReply]:
+    """yuecheng does not answer; wangjiangshan heals past it to chaohui."""
+    wangjiangshan = streaming("wangjiangshan", frame)
+    del wangjiangshan.links[:]
+    wangjiangshan.links.extend([
+        cpb.LinkStatus(to="yuecheng", state="down", lag_transactions=41, successor=True,
+                       error="connect: connection refused"),
+        cpb.LinkStatus(to="chaohui", state="healing", lag_transactions=2,
+                       lag_seconds=lag_at(frame, "wangjiangshan"), txns_per_second=13.0,
+                       rows_per_second=39.0, successor=False),
+    ])
+    return [reply(streaming("chaohui", frame)), reply(wangjiangshan),
+            NodeReply("yuecheng", "addr", None, "unreachable (connection refused)")]
+
+
+def yuecheng_joining(frame: int) -> list[NodeReply]:
+    """yuecheng copies its initial load from wangjiangshan, a quarter done."""
+    yuecheng = streaming("yuecheng", frame, rows=3_000)
+    yuecheng.join.CopyFrom(cpb.JoinStatus(
+        state="copying", donor="wangjiangshan", table="patients", rows_copied=3_000,
+        rows_total=12_000, rows_per_second=1_500.0, eta_seconds=6.0))
+    del yuecheng.links[:]
+    return [reply(streaming("chaohui", frame)), reply(streaming("wangjiangshan", frame)),
+            reply(yuecheng)]
+
+
+class ScriptedFrames:
+    """Plays one status frame per poll, then blocks: the number of samples is fixed."""
+
+    def __init__(self, frame: Callable[[int], list[NodeReply]], frames: int = FRAMES) -> None:
+        self.frames = [frame(i) for i in range(frames)]
+        self.played = 0
+
+    async def status_all(self) -> list[NodeReply]:
+        if self.played == len(self.frames):
+            await asyncio.Event().wait()  # never set: the app cancels this poll on exit
+        self.played += 1
+        return self.frames[self.played - 1]
+
+    async def close(self) -> None:
+        pass
+
+
+class RefusingMover:
+    """The dialog is only looked at, never confirmed."""
+
+    async def move(self, campus: str, to: str, kind: str,
+                   say: Callable[[str], None]) -> dict[str, Any]:
+        raise AssertionError("a snapshot test moved a campus")
+
+
+def console(frame: Callable[[int], list[NodeReply]], dr: bool = False) -> RingsyncConsole:
+    return RingsyncConsole(ScriptedFrames(frame), cluster(dr), poll_seconds=0.0,
+                           mover=RefusingMover() if dr else None)
+
+
+async def all_frames_drawn(pilot: Pilot[None]) -> None:
+    app = pilot.app
+    assert isinstance(app, RingsyncConsole)
+    while app.refreshes < FRAMES:  # each pause lets the app handle what is queued
+        await pilot.pause()
+
+
+async def switchover_dialog_open(pilot: Pilot[None]) -> None:
+    await all_frames_drawn(pilot)
+    await pilot.press("w")
+    while not (isinstance(pilot.app.screen, SwitchoverDialog)
+               and pilot.app.screen.query_one("#summary", Label).content):
+        await pilot.pause()  # until the dialog has mounted and summarised the choice
+
+
+SnapCompare = Callable[..., bool]
+
+
+def test_healthy_ring(snap_compare: SnapCompare) -> None:
+    assert snap_compare(console(healthy_ring, dr=True), terminal_size=TERMINAL_SIZE,
+                        run_before=all_frames_drawn)
+
+
+def test_a_campus_down(snap_compare: SnapCompare) -> None:
+    assert snap_compare(console(yuecheng_down), terminal_size=TERMINAL_SIZE,
+                        run_before=all_frames_drawn)
+
+
+def test_a_campus_joining(snap_compare: SnapCompare) -> None:
+    assert snap_compare(console(yuecheng_joining), terminal_size=TERMINAL_SIZE,
+                        run_before=all_frames_drawn)
+
+
+def test_switchover_dialog_open(snap_compare: SnapCompare) -> None:
+    assert snap_compare(console(healthy_ring, dr=True), terminal_size=TERMINAL_SIZE,
+                        run_before=switchover_dialog_open)
