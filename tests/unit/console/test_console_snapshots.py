@@ -8,7 +8,7 @@ Determinism: the source plays a fixed list of status frames, then blocks
 forever, so the app takes exactly that many samples whatever the machine's
 speed; the test waits until the app has drawn the last one. Nothing on the
 screen reads the wall clock (no header clock; the lag chart is one sample per
-frame). The terminal size is fixed.
+frame). The terminal size is fixed, and NO_COLOR is ignored.
 
 After an intended change to what the console shows, look at the failure
 report (snapshot_report.html), then accept the new pictures with
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import Label
 
@@ -161,6 +162,12 @@ async def switchover_dialog_open(pilot: Pilot[None]) -> None:
 
 
 SnapCompare = Callable[..., bool]
+
+
+@pytest.fixture(autouse=True)
+def colours_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NO_COLOR in the runner's environment would turn the app monochrome."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
 
 
 def test_healthy_ring(snap_compare: SnapCompare) -> None:
