@@ -16,7 +16,7 @@ Every tick (DR on, i.e. the cluster file lists etcd endpoints) it
    transaction committed before, and reports its journal head;
 5. as the elected leader (a lease-backed key), moves routes: automatic
    failover (ringsync.dr.routes.failovers), completing drains, and automatic
-   failback when configured;
+   failback when configured (node.dr.leading);
 6. keeps each single-writer set's fence in step: open (to the same lease
    deadline) only where the set's route is active, after this database holds
    the previous writer's tenure through its base and has undone its own stale
@@ -25,6 +25,12 @@ Every tick (DR on, i.e. the cluster file lists etcd endpoints) it
 
 With DR off the routing map is static (every campus serves itself), the
 fence is lifted for ever, and the agent only answers ``serving``.
+
+The pure decisions (is the map fresh, until when may the database take
+writes, what to drain) are node.dr.decisions; the leader's are
+node.dr.leading. The agent talks to etcd through a RouteStore
+(ringsync.dr.routestore) and reads the node through an AgentRuntime
+(node.dr.host); both, and the clock, can be given (unit tests).
 """
 
 from __future__ import annotations
@@ -35,22 +41,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from node.dr.decisions import drains_due, map_fresh, writable_until
+from node.dr.host import AgentRuntime
+from node.dr.leading import Leadership, store_moves
 from node.dr.setfencing import SetFencing
-from node.runtime import NodeRuntime, Notifier
-from ringsync.dr.routes import (
-    DRAINING,
-    REVOKING,
-    Member,
-    Route,
-    complete_drains,
-    complete_revokes,
-    down_nodes,
-    failbacks,
-    failovers,
-    is_set_route,
-    static_routes,
-    writable_for,
-)
+from node.runtime import Notifier
+from ringsync.dr.routes import Member, Route, is_set_route, static_routes, writable_for
+from ringsync.dr.routestore import RouteStore
 from ringsync.dr.store import DRStore, EtcdError
 
 log = logging.getLogger(__name__)
@@ -75,9 +72,14 @@ class DRView:
 
 
 class DRAgent(SetFencing):
-    def __init__(self, rt: NodeRuntime, db_healthy: Callable[[], bool]) -> None:
+    def __init__(self, rt: AgentRuntime, db_healthy: Callable[[], bool],
+                 store: RouteStore | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``store``: the routing store to use with DR on (default: etcd at the
+        cluster file's endpoints, opened by ``run``); ``clock``: wall time."""
         self.rt = rt
         self.db_healthy = db_healthy
+        self.clock = clock
         self.me = rt.campus
         self.cluster = rt.config.cluster
         self.settings = rt.config.dr
@@ -85,7 +87,7 @@ class DRAgent(SetFencing):
         self.set_writers = {s.route_key: s.writer for s in self.cluster.sets}
         self.view = DRView(self.settings.enabled, {} if self.settings.enabled
                            else static_routes(self.cluster.ring, self.set_writers))
-        self.store: DRStore | None = None
+        self.store: RouteStore | None = store
         self._lease = 0
         self._lease_deadline = 0.0  # wall clock: our lease is certainly alive before this
         self._next_keepalive = 0.0  # wall clock: when to refresh the lease next
@@ -93,13 +95,11 @@ class DRAgent(SetFencing):
         self._fenced_until = -1.0  # what we last stored in the database
         self._drained: dict[str, list[int]] = {}
         self._draining: set[str] = set()
-        self._down_since: dict[str, float] = {}
+        self.leadership = Leadership(self.cluster, self.settings)
         self._fence_lock = asyncio.Lock()
         self._routes_read_at = 0.0  # wall clock of the last map read under the current lease
         self._drain_tasks: set[asyncio.Task[None]] = set()
-        self._drain_seen: dict[tuple[str, int], float] = {}  # leader: when a drain began
         self._set_fenced: dict[str, float] = {}  # set -> writable_until last stored
-        self._revoke_seen: dict[tuple[str, int], float] = {}  # leader: when a revoke began
         self._fence_wanted = Notifier()  # the lease loop (and the tick) wake the fence loop
 
     # -- what others ask ---------------------------------------------------
@@ -109,12 +109,7 @@ class DRAgent(SetFencing):
         route = self.view.routes.get(campus)
         if route is None or route.serving != self.me or route.state != "active":
             return False
-        if not self.db_healthy():
-            return False
-        now = time.time()
-        return not self.settings.enabled or (
-            self.view.lease_ok and now < self._lease_deadline
-            and now - self._routes_read_at <= self.settings.lease_ttl)
+        return self.db_healthy() and self.map_fresh()
 
     # -- the loop ----------------------------------------------------------
 
@@ -134,8 +129,9 @@ class DRAgent(SetFencing):
         log.info("disaster recovery on: etcd %s, failover after %.1fs, lease %ds",
                  ",".join(self.settings.etcd), self.settings.failover_after,
                  self.settings.lease_ttl)
-        self.store = DRStore(self.cluster.name, self.settings.etcd,
-                             timeout=max(1.0, self.settings.lease_ttl / 3))
+        if self.store is None:
+            self.store = DRStore(self.cluster.name, self.settings.etcd,
+                                 timeout=max(1.0, self.settings.lease_ttl / 3))
         # Until the lease is proven, this database takes no application writes.
         await self._store_fence(0.0)
         for name in self.rt.sets.sets:
@@ -182,7 +178,7 @@ class DRAgent(SetFencing):
                 await asyncio.sleep(TICK_SECONDS)
                 continue
             self._fence_wanted.notify()
-            await asyncio.sleep(max(0.0, self._next_keepalive - time.time()))
+            await asyncio.sleep(max(0.0, self._next_keepalive - self.clock()))
 
     async def _fence_loop(self) -> None:
         """Extend (or close) the fences right after each lease refresh, and at
@@ -202,14 +198,14 @@ class DRAgent(SetFencing):
         if text != self.view.error:
             log.warning("%s; this campus stops claiming routes when its lease would expire", text)
         self.view.error = text
-        self.view.lease_ok = time.time() < self._lease_deadline
+        self.view.lease_ok = self.clock() < self._lease_deadline
 
     async def _read_routes(self) -> dict[str, Route] | None:
         """Read the routing map; keep it (and its freshness, dated when the read
         began) unless the lease was re-granted meanwhile or a read begun later
         was kept already. None if not kept."""
         assert self.store is not None
-        now = time.time()
+        now = self.clock()
         lease = self._lease
         routes = await self.store.routes()
         if len(routes) < len(self.cluster.ring) + len(self.set_writers):
@@ -247,7 +243,7 @@ class DRAgent(SetFencing):
         await self._drain(routes)
         if self.rt.sets.enabled:
             await self._sets_tick()
-        if time.time() >= self._next_member:
+        if self.clock() >= self._next_member:
             await self._publish_member()
         leader = await self.store.campaign(self.me, self._lease)
         if leader != self.view.leader:
@@ -257,19 +253,17 @@ class DRAgent(SetFencing):
         if leader == self.me:
             await self._lead(routes)
         else:  # a leader's timers are its own observations: start afresh next time
-            self._down_since.clear()
-            self._drain_seen.clear()
-            self._revoke_seen.clear()
+            self.leadership.forget()
 
     async def _refresh_lease(self) -> None:
         assert self.store is not None
         ttl = self.settings.lease_ttl
-        sent = time.time()
+        sent = self.clock()
         left = await self.store.keepalive(self._lease) if self._lease else 0
         if left <= 0:
             if self._lease:
                 log.warning("etcd lease %x expired; taking a new one", self._lease)
-            sent = time.time()
+            sent = self.clock()
             self._lease = await self.store.grant(ttl)
             self._next_member = 0.0  # the member key went with the old lease
             # The map read under the old lease may be stale (we may have been failed
@@ -299,20 +293,15 @@ class DRAgent(SetFencing):
     def map_fresh(self) -> bool:
         """The routing map was read under the current, live lease within one
         lease length (always, with DR off)."""
-        now = time.time()
-        return not self.settings.enabled or (
-            self.view.lease_ok and now < self._lease_deadline
-            and now - self._routes_read_at <= self.settings.lease_ttl)
+        return map_fresh(self.clock(), enabled=self.settings.enabled,
+                         lease_ok=self.view.lease_ok, lease_deadline=self._lease_deadline,
+                         routes_read_at=self._routes_read_at, lease_ttl=self.settings.lease_ttl)
 
     def _writable_until(self) -> float:
-        """Open only on a map read under the current lease within one lease
-        length, with a route active here and the database reported healthy
-        (a node reporting it down is being failed over)."""
-        now = time.time()
-        if (not writable_for(self.view.routes, self.me) or not self.db_healthy()
-                or now - self._routes_read_at > self.settings.lease_ttl):
-            return 0.0
-        return self._lease_deadline if now < self._lease_deadline else 0.0
+        return writable_until(self.view.routes, self.me, self.clock(),
+                              db_healthy=self.db_healthy(), lease_deadline=self._lease_deadline,
+                              routes_read_at=self._routes_read_at,
+                              lease_ttl=self.settings.lease_ttl)
 
     async def _fence_in_step(self) -> None:
         async with self._fence_lock:
@@ -347,14 +336,11 @@ class DRAgent(SetFencing):
     # -- drains ------------------------------------------------------------
 
     async def _drain(self, routes: dict[str, Route]) -> None:
-        for campus, route in routes.items():
-            if (route.state == DRAINING and route.serving == self.me
-                    and self._drained.get(campus, [0])[0] != route.epoch
-                    and campus not in self._draining):
-                self._draining.add(campus)
-                task = asyncio.create_task(self._drain_one(route))
-                self._drain_tasks.add(task)
-                task.add_done_callback(self._drain_tasks.discard)
+        for route in drains_due(routes, self.me, self._drained, self._draining):
+            self._draining.add(route.campus)
+            task = asyncio.create_task(self._drain_one(route))
+            self._drain_tasks.add(task)
+            task.add_done_callback(self._drain_tasks.discard)
 
     async def _drain_one(self, route: Route) -> None:
         """Fence if this database now serves nobody, then report the head that
@@ -397,50 +383,22 @@ class DRAgent(SetFencing):
         rt = self.rt
         member = Member(
             campus=self.me, db_healthy=self.db_healthy(),
-            initialized=rt.initialized.is_set(), writable=self._writable_until() > time.time(),
+            initialized=rt.initialized.is_set(), writable=self._writable_until() > self.clock(),
             journal=rt.journal.vector() if rt.initialized.is_set() else {},
             applied=rt.applied_vector() if rt.initialized.is_set() else {},
             drained=dict(self._drained),
             sets_open=sorted(self.rt.sets.sets[n].route_key for n, until in
-                             self._set_fenced.items() if until > time.time()),
+                             self._set_fenced.items() if until > self.clock()),
             seen={k: r.epoch for k, r in self.view.routes.items() if is_set_route(k)},
-            at=time.time())
+            at=self.clock())
         await self.store.put_member(member, self._lease)
-        self._next_member = time.time() + MEMBER_REFRESH_SECONDS
+        self._next_member = self.clock() + MEMBER_REFRESH_SECONDS
 
     async def _lead(self, routes: dict[str, Route]) -> None:
         assert self.store is not None
         members = await self.store.members()
-        now = time.time()
-        down = down_nodes(members, self.cluster.ring)
-        for campus in self.cluster.ring:
-            if campus in down:
-                self._down_since.setdefault(campus, now)
-            else:
-                self._down_since.pop(campus, None)
-        standby = {c.name: c.standby for c in self.cluster.campuses}
-        # A set's writer may fail over to any standby, or back to its configured writer.
-        standby.update({s.route_key: (s.writer, *s.standby) for s in self.cluster.sets})
-        moves = failovers(routes, members, self._down_since, now,
-                          self.settings.failover_after, standby)
-        draining = {(c, r.epoch) for c, r in routes.items() if r.state == DRAINING}
-        self._drain_seen = {k: self._drain_seen.get(k, now) for k in draining}
-        moves += complete_drains(routes, members, now,
-                                 {c: t for (c, _), t in self._drain_seen.items()})
-        revoking = {(c, r.epoch) for c, r in routes.items() if r.state == REVOKING}
-        self._revoke_seen = {k: self._revoke_seen.get(k, now) for k in revoking}
-        moves += complete_revokes(routes, members, now,
-                                  {c: t for (c, _), t in self._revoke_seen.items()})
-        if self.settings.failback == "auto":
-            moves += failbacks(routes, members, now)
-        done = set()
-        for new in moves:
-            if new.campus in done:
-                continue
-            if await self.store.swap_route(new, routes[new.campus].revision):
-                done.add(new.campus)
-                log.warning("route %s -> %s (%s, epoch %d): %s", new.campus, new.serving,
-                            new.state, new.epoch, new.reason)
+        await store_moves(self.store, routes,
+                          self.leadership.moves(routes, members, self.clock()))
 
     async def _goodbye(self) -> None:
         """Stopping cleanly: fence, and give the lease back so failover need not wait."""

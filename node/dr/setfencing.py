@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from node.runtime import NodeRuntime
+from node.dr.host import AgentRuntime
 from ringsync.dr.routes import ACTIVE, Route
 from ringsync.dr.settings import DRSettings
 
@@ -31,10 +31,11 @@ DRAIN_CAPTURE_TIMEOUT_SECONDS = 30.0
 class SetFencing:
     """State and steps of the set fences; DRAgent provides the attributes below."""
 
-    rt: NodeRuntime
+    rt: AgentRuntime
     me: str
     settings: DRSettings
     db_healthy: Callable[[], bool]
+    clock: Callable[[], float]  # wall time
     _fence_lock: asyncio.Lock
     _lease_deadline: float
     _set_fenced: dict[str, float]
@@ -96,9 +97,9 @@ class SetFencing:
             log.debug("cannot store the fence of set %s (%s)", name, e)
             return
         self._set_fenced[name] = until
-        if (until > time.time()) != (was > time.time()):
+        if (until > self.clock()) != (was > self.clock()):
             log.warning("set %s: %s (epoch %d)", name,
-                        "this campus is its WRITER now" if until > time.time() else
+                        "this campus is its WRITER now" if until > self.clock() else
                         "writes here are refused (not its writer)",
                         rt.sets.epochs.get(name, 0))
 
