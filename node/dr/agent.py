@@ -28,7 +28,8 @@ fence is lifted for ever, and the agent only answers ``serving``.
 
 The pure decisions (is the map fresh, until when may the database take
 writes, what to drain) are node.dr.decisions; the leader's are
-node.dr.leading. The agent talks to etcd through a RouteStore
+node.dr.leading; the drains (4.) are node.dr.draining and the set fences
+(6.) node.dr.setfencing, both mixed in. The agent talks to etcd through a RouteStore
 (ringsync.dr.routestore) and reads the node through an AgentRuntime
 (node.dr.host); both, and the clock, can be given (unit tests).
 """
@@ -41,12 +42,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from node.dr.decisions import drains_due, map_fresh, writable_until
+from node.dr.decisions import map_fresh, writable_until
+from node.dr.draining import Draining
 from node.dr.host import AgentRuntime
 from node.dr.leading import Leadership, store_moves
-from node.dr.setfencing import SetFencing
 from node.runtime import Notifier
-from ringsync.dr.routes import Member, Route, is_set_route, static_routes, writable_for
+from ringsync.dr.routes import Member, Route, is_set_route, static_routes
 from ringsync.dr.routestore import RouteStore
 from ringsync.dr.store import DRStore, EtcdError
 
@@ -71,7 +72,7 @@ class DRView:
     changed: Notifier = field(default_factory=Notifier)
 
 
-class DRAgent(SetFencing):
+class DRAgent(Draining):
     def __init__(self, rt: AgentRuntime, db_healthy: Callable[[], bool],
                  store: RouteStore | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -332,49 +333,6 @@ class DRAgent(SetFencing):
             self.view.changed.notify()
         except Exception as e:  # the database is down: it fences itself by its clock
             log.debug("cannot store the fence (%s); the stored deadline stands", e)
-
-    # -- drains ------------------------------------------------------------
-
-    async def _drain(self, routes: dict[str, Route]) -> None:
-        for route in drains_due(routes, self.me, self._drained, self._draining):
-            self._draining.add(route.campus)
-            task = asyncio.create_task(self._drain_one(route))
-            self._drain_tasks.add(task)
-            task.add_done_callback(self._drain_tasks.discard)
-
-    async def _drain_one(self, route: Route) -> None:
-        """Fence if this database now serves nobody, then report the head that
-        the route's target must apply before the route moves."""
-        rt = self.rt
-        try:
-            await self._fence_in_step()
-            if is_set_route(route.campus):
-                name = route.campus.removeprefix("set:")
-                if self._set_fenced.get(name, 0.0) != 0.0:
-                    log.error("drain of set %s: its fence could not be closed; not reporting "
-                              "it drained (retrying)", name)
-                    return
-                # A transaction that wrote before the close commits before the head.
-                await rt.in_engine(rt.engine.fence.wait_set_writers, name)
-            elif not writable_for(self.view.routes, self.me) and self._fenced_until != 0.0:
-                log.error("drain of %s: this database could not be fenced; not reporting it "
-                          "drained (retrying)", route.campus)
-                return
-            if not await self._capture_caught_up(f"drain of {route.campus}"):
-                return
-            head = rt.journal.vector().get(self.me, 0)
-            self._drained[route.campus] = [route.epoch, head]
-            log.info("route %s draining to %s: %s captured through seq %d", route.campus,
-                     route.target, self.me, head)
-            self._next_member = 0.0
-            if self.store is not None:
-                await self._publish_member()
-        except (EtcdError, OSError) as e:
-            self._etcd_failed(e)
-        except Exception:
-            log.exception("drain of %s failed; retrying", route.campus)
-        finally:
-            self._draining.discard(route.campus)
 
     # -- membership and leadership -----------------------------------------
 
