@@ -1,16 +1,22 @@
 """gRPC servicers: translate messages, call the domain, map errors to status codes.
 
 Kept thin on purpose: replication logic is in node.replication.receiver,
-status in node.status. ``_abort_for`` is the one place that maps domain
-exceptions to gRPC status codes.
+status in node.status. The replication, checksum, conflict and dead-letter
+RPCs are wrapped in ``answers_errors``: a RingsyncError escaping one ends the
+call with the code its class names (``RingsyncError.grpc_code``,
+ringsync/errors.py) and its message as the details. (The status and routes
+RPCs only read in-memory state and are not wrapped.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -24,14 +30,7 @@ from node.replication.receiver import Receiver
 from node.replication.snapshot import serve_snapshot
 from node.runtime import NodeRuntime
 from node.status import StatusCache, build_status, routing_map
-from ringsync.errors import (
-    JournalError,
-    NotReady,
-    PeerRejected,
-    ProtocolError,
-    RingsyncError,
-    SchemaMismatch,
-)
+from ringsync.errors import ProtocolError, RingsyncError
 from ringsync.v1 import control_pb2 as cpb
 from ringsync.v1 import control_pb2_grpc, replication_pb2_grpc
 from ringsync.v1 import replication_pb2 as rpb
@@ -42,6 +41,8 @@ HEARTBEAT_SECONDS = 0.5
 ACK_COALESCE_SECONDS = 0.02
 WATCH_INTERVAL_SECONDS = 1.0
 
+RpcMethod = TypeVar("RpcMethod", bound=Callable[..., Any])
+
 
 def _caller(context: grpc.aio.ServicerContext) -> str:
     """The name in the caller's certificate (campus, operator or script)."""
@@ -49,29 +50,59 @@ def _caller(context: grpc.aio.ServicerContext) -> str:
     return identity.name if identity is not None else ""
 
 
-async def _abort_for(context: grpc.aio.ServicerContext, error: Exception,
-                     logged: bool = False) -> None:
-    """Abort the call with the status code for ``error``; ``logged``: the
-    caller has logged it already (refusals are logged once per peer and kind)."""
-    if isinstance(error, PeerRejected):
-        code = grpc.StatusCode.PERMISSION_DENIED
-    elif isinstance(error, SchemaMismatch):
-        code = grpc.StatusCode.FAILED_PRECONDITION
-    elif isinstance(error, ProtocolError):
-        code = grpc.StatusCode.INVALID_ARGUMENT
-    elif isinstance(error, (JournalError, NotReady)):
-        code = grpc.StatusCode.UNAVAILABLE
-    else:
-        code = grpc.StatusCode.INTERNAL
-    if not logged:
+def status_code_for(error: RingsyncError) -> grpc.StatusCode:
+    """The status code a call refused because of ``error`` ends with."""
+    return grpc.StatusCode[error.grpc_code]
+
+
+async def abort_for(context: grpc.aio.ServicerContext, error: RingsyncError,
+                    quiet: bool = False) -> None:
+    """End the call with ``error``'s status code and message. ``quiet``: do not
+    log it (logged already, or an operator's request refused in the reply)."""
+    code = status_code_for(error)
+    if not quiet:
         log.warning("rejecting %s from %s: %s", code.name, context.peer(), error)
     await context.abort(code, str(error))
+
+
+def answers_errors(
+    quiet: tuple[type[RingsyncError], ...] = (),
+) -> Callable[[RpcMethod], RpcMethod]:
+    """Decorate an RPC method (a coroutine, or an async generator for a
+    server stream) so that a RingsyncError escaping it aborts the call through
+    ``abort_for``; errors of the ``quiet`` classes are not logged."""
+
+    def decorate(method: RpcMethod) -> RpcMethod:
+        if inspect.isasyncgenfunction(method):
+
+            @functools.wraps(method)
+            async def streaming(self: Any, request: Any, context: grpc.aio.ServicerContext,
+                                ) -> AsyncIterator[Any]:
+                try:
+                    async for item in method(self, request, context):
+                        yield item
+                except RingsyncError as e:
+                    await abort_for(context, e, quiet=isinstance(e, quiet))
+
+            return cast(RpcMethod, streaming)
+
+        @functools.wraps(method)
+        async def unary(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await method(self, request, context)
+            except RingsyncError as e:
+                await abort_for(context, e, quiet=isinstance(e, quiet))
+
+        return cast(RpcMethod, unary)
+
+    return decorate
 
 
 class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
     def __init__(self, rt: NodeRuntime) -> None:
         self.rt = rt
 
+    @answers_errors()
     async def Replicate(
         self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext,
     ) -> None:
@@ -111,31 +142,26 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
                 if request is grpc.aio.EOF:
                     return
                 await send(await receiver.accept(receiver.decode(request)))
-        except ProtocolError as e:
+        except ProtocolError as e:  # logged once per peer and kind, in the refusal book
             self.rt.refused.record(receiver.peer or receiver.peer_name, e)
-            await _abort_for(context, e, logged=True)
-        except RingsyncError as e:
-            await _abort_for(context, e)
+            await abort_for(context, e, quiet=True)
         finally:
             if beat is not None:
                 beat.cancel()
             if receiver.peer:
                 log.info("replication stream from %s closed", receiver.peer)
 
-
+    @answers_errors()
     async def Snapshot(
         self, data: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[rpb.SnapshotChunk]:
         try:
-            try:
-                request = rpb.SnapshotRequest.FromString(data)
-            except DecodeError:
-                raise ProtocolError(f"a SnapshotRequest of {len(data)} bytes is undecodable"
-                                    ) from None
-            async for chunk in serve_snapshot(self.rt, request, _caller(context)):
-                yield chunk
-        except RingsyncError as e:
-            await _abort_for(context, e)
+            request = rpb.SnapshotRequest.FromString(data)
+        except DecodeError:
+            raise ProtocolError(f"a SnapshotRequest of {len(data)} bytes is undecodable"
+                                ) from None
+        async for chunk in serve_snapshot(self.rt, request, _caller(context)):
+            yield chunk
 
 
 def add_replication_service(servicer: ReplicationServicer, server: grpc.aio.Server) -> None:
@@ -192,6 +218,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
                 last = current
             await self.agent.view.changed.wait(ticket, WATCH_INTERVAL_SECONDS)
 
+    @answers_errors()
     async def Checksum(
         self, request: cpb.ChecksumRequest, context: grpc.aio.ServicerContext
     ) -> cpb.ChecksumResponse:
@@ -202,16 +229,13 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, f"tables {unknown} are not replicated"
             )
 
-        try:
-            sums, applied = await self.rt.in_engine(self.rt.engine.inspect.checksums, tables)
-        except RingsyncError as e:
-            await _abort_for(context, e)
-            raise
+        sums, applied = await self.rt.in_engine(self.rt.engine.inspect.checksums, tables)
         out = [cpb.TableChecksum(table=t, rows=n, sha256=d) for t, (n, d) in sums.items()]
         return cpb.ChecksumResponse(
             campus=self.rt.campus, tables=out, applied=rpb.Vector(seqs=applied)
         )
 
+    @answers_errors()
     async def ListConflicts(
         self, request: cpb.ConflictsRequest, context: grpc.aio.ServicerContext
     ) -> cpb.ConflictsResponse:
@@ -220,70 +244,52 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
                                 f"table {request.table!r} is not replicated")
         query = ConflictQuery(request.table, request.campus, request.since, request.limit,
                               request.id, request.state)
-        try:
-            rows = await self.rt.in_engine(self.rt.engine.store.conflicts, query)
-        except RingsyncError as e:
-            await _abort_for(context, e)
-            raise
+        rows = await self.rt.in_engine(self.rt.engine.store.conflicts, query)
         return cpb.ConflictsResponse(campus=self.rt.campus, conflicts=[
             cpb.ConflictEntry(
-                id=r["id"], at=r["at"], table=r["tbl"], key=r["key"], kind=r["kind"],
-                rule=r["rule"], winner=r["winner"], local_origin=r["local_origin"],
-                local_hlc=r["local_hlc"], remote_origin=r["remote_origin"],
-                remote_seq=r["remote_seq"], remote_hlc=r["remote_hlc"],
-                local_row=r["local_row"] or "", remote_row=r["remote_row"] or "",
-                skew_ms=r["skew_ms"], state=r["state"], resolution=r["resolution"] or "")
+                id=r.id, at=r.at, table=r.table, key=r.key, kind=r.kind, rule=r.rule,
+                winner=r.winner, local_origin=r.local_origin, local_hlc=r.local_hlc,
+                remote_origin=r.remote_origin, remote_seq=r.remote_seq,
+                remote_hlc=r.remote_hlc, local_row=r.local_row or "",
+                remote_row=r.remote_row or "", skew_ms=r.skew_ms, state=r.state,
+                resolution=r.resolution or "")
             for r in rows])
 
+    @answers_errors(quiet=(ResolveRefused,))
     async def ResolveConflict(
         self, request: cpb.ResolveConflictRequest, context: grpc.aio.ServicerContext
     ) -> cpb.ResolveConflictResponse:
         who = _caller(context) or "unknown"
         rt = self.rt
-        try:
-            done = await rt.in_engine(resolve_parked, rt.engine, rt.resolver.rules,
-                                      request.id, request.take, who)
-        except ResolveRefused as e:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
-            raise
-        except RingsyncError as e:
-            await _abort_for(context, e)
-            raise
+        done = await rt.in_engine(resolve_parked, rt.engine.store, rt.resolver.rules,
+                                  request.id, request.take, who)
         log.info("conflict %d resolved by %s: %s", request.id, who, request.take[:200])
-        return cpb.ResolveConflictResponse(campus=rt.campus, **done)
+        return cpb.ResolveConflictResponse(campus=rt.campus, table=done.table, key=done.key,
+                                           row=done.row)
 
+    @answers_errors()
     async def ListDeadLetters(
         self, request: cpb.DeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> cpb.DeadLettersResponse:
         rt = self.rt
         query = DeadLetterQuery(request.id, request.table, request.state, request.limit)
-        try:
-            rows = await rt.in_engine(rt.engine.store.dead_letter_list, query)
-        except RingsyncError as e:
-            await _abort_for(context, e)
-            raise
-        entries = [describe(r, rt.resolver) for r in rows]
+        rows = await rt.in_engine(rt.engine.store.dead_letter_list, query)
+        described = [describe(r, rt.resolver) for r in rows]
         return cpb.DeadLettersResponse(campus=rt.campus, entries=[
-            cpb.DeadLetter(id=e["id"], at=e["at"], origin=e["origin"], seq=e["seq"],
-                           table=e["tbl"], key=e["key"], op=e["op"], error=e["error"],
-                           attempts=e["attempts"], state=e["state"], actions=e["actions"],
-                           row=e["row"] or "")
-            for e in entries])
+            cpb.DeadLetter(id=e.id, at=e.at, origin=e.origin, seq=e.seq, table=e.table,
+                           key=e.key, op=e.op, error=e.error, attempts=e.attempts,
+                           state=e.state, actions=e.actions, row=d.row or "")
+            for d in described for e in (d.entry,)])
 
+    @answers_errors(quiet=(DeadLetterRefused,))
     async def ActOnDeadLetter(
         self, request: cpb.DeadLetterAction, context: grpc.aio.ServicerContext
     ) -> cpb.DeadLetterActionResult:
         who = _caller(context) or "unknown"
         rt = self.rt
-        try:
-            outcome = await rt.in_engine(act_in, rt.engine.target.apply_session(), rt.resolver,
-                                         request.id, request.action, who)
-        except DeadLetterRefused as e:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
-            raise
-        except RingsyncError as e:
-            await _abort_for(context, e)
-            raise
-        log.info("dead letter %d: %s by %s: %s", request.id, request.action, who, outcome)
+        outcome = await rt.in_engine(act_in, rt.engine.target.apply_session(), rt.resolver,
+                                     request.id, request.action, who)
+        results = [o.to_json_obj() for o in outcome]
+        log.info("dead letter %d: %s by %s: %s", request.id, request.action, who, results)
         rt.journal_changed.notify()  # the applier re-reads which rows are still parked
-        return cpb.DeadLetterActionResult(campus=rt.campus, outcome=json.dumps(outcome))
+        return cpb.DeadLetterActionResult(campus=rt.campus, outcome=json.dumps(results))

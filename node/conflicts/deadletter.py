@@ -12,7 +12,8 @@ Parked changes live in the campus database (``_rs_dlq`` / ``ringsync.dlq``),
 written in the apply transaction. An operator retries one (after fixing the
 cause: it and the changes waiting behind it are applied in order) or skips
 it (it is dropped; those behind it are then retried); every action is kept
-with the entry.
+with the entry. Entries and action results are the typed records of
+node.conflicts.entries.
 """
 
 from __future__ import annotations
@@ -33,18 +34,24 @@ from node.conflicts.driver import (
     VersionStore,
     row_to_json,
 )
+from node.conflicts.entries import (
+    DEAD_LETTER_COLUMNS,
+    DeadLetterEntry,
+    DeadLetterOutcome,
+    DescribedDeadLetter,
+)
 from node.conflicts.log import select
 from node.model import Change, TableShape
 from ringsync.errors import RingsyncError
 from ringsync.v1 import values_pb2 as pb
 
-DLQ_COLUMNS = ("id", "at", "origin", "seq", "tbl", "key", "op", "frame", "error", "attempts",
-               "state", "actions")
 WAITING = "waiting behind an earlier parked change of this row{ahead}"
 
 
 class DeadLetterRefused(RingsyncError):
     """An operator action that cannot be carried out; the message says why."""
+
+    grpc_code = "FAILED_PRECONDITION"
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ class DeadLetterStore(VersionStore, Protocol):
         """Insert entries: (at, origin, seq, tbl, key, op, frame, error, attempts, state,
         actions)."""
 
-    def dead_letters(self, query: DeadLetterQuery) -> list[dict[str, Any]]: ...
+    def dead_letters(self, query: DeadLetterQuery) -> list[DeadLetterEntry]: ...
 
     def update_dead_letter(self, entry_id: int, state: str, error: str, attempts: int,
                            actions: str) -> None: ...
@@ -138,35 +145,33 @@ def apply_guarded(resolver: Resolver, store: DeadLetterStore, txn: TxnInfo,
     return logged, len(parked)
 
 
-def _decode(entry: Mapping[str, Any]) -> tuple[TxnInfo, list[Change]]:
-    frame = pb.TxnFrame.FromString(bytes(entry["frame"]))
+def _decode(entry: DeadLetterEntry) -> tuple[TxnInfo, list[Change]]:
+    frame = pb.TxnFrame.FromString(entry.frame)
     _, changes = decode_changes(frame)
     return TxnInfo(frame.origin, frame.seq, frame.hlc, dict(frame.deps), False), changes
 
 
-def _record(entry: Mapping[str, Any], who: str, action: str, result: str) -> str:
-    actions = json.loads(entry["actions"] or "[]")
+def _record(entry: DeadLetterEntry, who: str, action: str, result: str) -> str:
+    actions = json.loads(entry.actions or "[]")
     actions.append({"at": time.time(), "by": who, "action": action, "result": result})
     return json.dumps(actions)
 
 
-def describe(entry: Mapping[str, Any], resolver: Resolver) -> dict[str, Any]:
-    """An entry for operators: the change's row as JSON instead of its frame."""
-    out = {k: v for k, v in entry.items() if k != "frame"}
+def describe(entry: DeadLetterEntry, resolver: Resolver) -> DescribedDeadLetter:
+    """An entry for operators: the change's row as JSON beside it."""
     try:
         _, changes = _decode(entry)
     except Exception:  # a whole frame parked because it cannot be decoded here
-        out["row"] = None
-        return out
+        return DescribedDeadLetter(entry, None)
     change = changes[0] if changes else None
-    rules = resolver.rules.get(entry["tbl"])
+    rules = resolver.rules.get(entry.table)
     image = None if change is None else change.new if change.new is not None else change.old
-    out["row"] = row_to_json(rules.shape.columns, image) if rules is not None else None
-    return out
+    return DescribedDeadLetter(
+        entry, row_to_json(rules.shape.columns, image) if rules is not None else None)
 
 
 def act_in(session: AbstractContextManager[DeadLetterStore], resolver: Resolver, entry_id: int,
-           action: str, who: str) -> list[dict[str, Any]]:
+           action: str, who: str) -> list[DeadLetterOutcome]:
     """``act`` inside a fresh apply session (committed when it returns)."""
     if action not in ("retry", "skip"):
         raise DeadLetterRefused(f"action {action!r}: use retry or skip")
@@ -175,25 +180,25 @@ def act_in(session: AbstractContextManager[DeadLetterStore], resolver: Resolver,
 
 
 def act(resolver: Resolver, store: DeadLetterStore, entry_id: int, action: str,
-        who: str) -> list[dict[str, Any]]:
+        who: str) -> list[DeadLetterOutcome]:
     """Retry or skip a parked change, then retry the changes waiting behind it
     on the same row, in order, until one fails. Returns what happened to each."""
     found = store.dead_letters(DeadLetterQuery(id=entry_id, limit=1))
     if not found:
         raise DeadLetterRefused(f"no dead letter {entry_id} here")
     first = found[0]
-    if first["state"] != "parked":
-        raise DeadLetterRefused(f"dead letter {entry_id} is {first['state']}, not parked")
+    if first.state != "parked":
+        raise DeadLetterRefused(f"dead letter {entry_id} is {first.state}, not parked")
     same_row = [e for e in store.dead_letters(
-        DeadLetterQuery(table=first["tbl"], state="parked", limit=10_000))
-        if e["key"] == first["key"] and e["id"] >= entry_id]
-    same_row.sort(key=lambda e: e["id"])
-    outcome: list[dict[str, Any]] = []
+        DeadLetterQuery(table=first.table, state="parked", limit=10_000))
+        if e.key == first.key and e.id >= entry_id]
+    same_row.sort(key=lambda e: e.id)
+    outcome: list[DeadLetterOutcome] = []
     for n, entry in enumerate(same_row):
         if n == 0 and action == "skip":
-            store.update_dead_letter(entry["id"], "skipped", entry["error"], entry["attempts"],
+            store.update_dead_letter(entry.id, "skipped", entry.error, entry.attempts,
                                      _record(entry, who, "skip", "dropped"))
-            outcome.append({"id": entry["id"], "state": "skipped"})
+            outcome.append(DeadLetterOutcome(entry.id, "skipped"))
             continue
         txn, changes = _decode(entry)
         store.savepoint()
@@ -202,15 +207,15 @@ def act(resolver: Resolver, store: DeadLetterStore, entry_id: int, action: str,
         except Exception as e:
             store.rollback_to_savepoint()
             error = f"{type(e).__name__}: {e}".strip()
-            store.update_dead_letter(entry["id"], "parked", error, entry["attempts"] + 1,
+            store.update_dead_letter(entry.id, "parked", error, entry.attempts + 1,
                                      _record(entry, who, "retry", f"failed: {error}"))
-            outcome.append({"id": entry["id"], "state": "parked", "error": error})
+            outcome.append(DeadLetterOutcome(entry.id, "parked", error))
             break
         store.release_savepoint()
-        store.update_dead_letter(entry["id"], "applied", "", entry["attempts"] + 1,
+        store.update_dead_letter(entry.id, "applied", "", entry.attempts + 1,
                                  _record(entry, who, "retry" if n == 0 else "retry (behind)",
                                          "applied"))
-        outcome.append({"id": entry["id"], "state": "applied"})
+        outcome.append(DeadLetterOutcome(entry.id, "applied"))
     return outcome
 
 
@@ -232,13 +237,14 @@ class DeadLetterTable:
             f"GROUP BY tbl, key").fetchall()}
 
     def insert_sql(self) -> str:
-        cols = DLQ_COLUMNS[1:]
+        cols = DEAD_LETTER_COLUMNS[1:]
         return (f"INSERT INTO {self.table}({', '.join(cols)}) "
                 f"VALUES ({', '.join(self.mark for _ in cols)})")
 
-    def query(self, conn: Any, q: DeadLetterQuery) -> list[dict[str, Any]]:
+    def query(self, conn: Any, q: DeadLetterQuery) -> list[DeadLetterEntry]:
         filters = [("id = {m}", q.id), ("tbl = {m}", q.table), ("state = {m}", q.state)]
-        return select(conn, self.table, DLQ_COLUMNS, self.mark, filters, "id", q.limit)
+        rows = select(conn, self.table, DEAD_LETTER_COLUMNS, self.mark, filters, "id", q.limit)
+        return [DeadLetterEntry.from_row(r) for r in rows]
 
     def update(self, conn: Any, entry_id: int, state: str, error: str, attempts: int,
                actions: str) -> None:

@@ -3,7 +3,8 @@
 The log is a table in the campus database (``_rs_conflicts`` on SQLite,
 ``ringsync.conflicts`` on PostgreSQL) written by the apply transaction
 (node/engines/*/versions.py). Both have the same columns, so one set of
-queries serves both; only the placeholder differs.
+queries serves both; only the placeholder differs. Entries come back as
+node.conflicts.entries.ConflictEntry.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-COLUMNS = ("id", "at", "tbl", "key", "kind", "rule", "winner", "local_origin", "local_hlc",
-           "remote_origin", "remote_seq", "remote_hlc", "local_row", "remote_row", "skew_ms",
-           "state", "resolution")
+from node.conflicts.entries import CONFLICT_COLUMNS, ConflictEntry
 
 
 class _Conn(Protocol):
@@ -22,9 +21,9 @@ class _Conn(Protocol):
 
 
 def select(conn: _Conn, table: str, columns: tuple[str, ...], mark: str,
-           filters: list[tuple[str, Any]], order: str, limit: int) -> list[dict[str, Any]]:
-    """Rows of a log table as dicts: each filter whose value is set applies
-    (its ``{m}`` placeholders all take that value); at most ``limit`` rows."""
+           filters: list[tuple[str, Any]], order: str, limit: int) -> list[tuple[Any, ...]]:
+    """Rows of a log table, ``columns`` in order: each filter whose value is set
+    applies (its ``{m}`` placeholders all take that value); at most ``limit`` rows."""
     where, params = ["1 = 1"], []  # type: list[str], list[Any]
     for clause, value in filters:
         if value:
@@ -33,7 +32,7 @@ def select(conn: _Conn, table: str, columns: tuple[str, ...], mark: str,
     params.append(max(1, min(limit or 100, 10_000)))
     rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE "
                         f"{' AND '.join(where)} ORDER BY {order} LIMIT {mark}", params).fetchall()
-    return [dict(zip(columns, r, strict=True)) for r in rows]
+    return [tuple(r) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -62,12 +61,13 @@ class ConflictLog:
         return (f"INSERT INTO {self.tally}(name, n) VALUES ({m}, {m}) "
                 f"ON CONFLICT(name) DO UPDATE SET n = {self.tally}.n + excluded.n")
 
-    def query(self, conn: _Conn, q: ConflictQuery) -> list[dict[str, Any]]:
+    def query(self, conn: _Conn, q: ConflictQuery) -> list[ConflictEntry]:
         m = self.mark
         filters = [("id = {m}", q.id), ("tbl = {m}", q.table), ("at >= {m}", q.since),
                    ("state = {m}", q.state),
                    ("(local_origin = {m} OR remote_origin = {m})", q.campus)]
-        return select(conn, self.table, COLUMNS, m, filters, "id DESC", q.limit)
+        rows = select(conn, self.table, CONFLICT_COLUMNS, m, filters, "id DESC", q.limit)
+        return [ConflictEntry.from_row(r) for r in rows]
 
     def counts(self, conn: _Conn) -> dict[str, int]:
         out = {"logged": 0, "parked": 0, "flagged": 0, "resolved": 0, "delta_merged": 0}

@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from node.conflicts.driver import ConflictRecord, row_to_json
+from node.conflicts.entries import ConflictEntry, ResolvedConflict
 from node.conflicts.log import ConflictQuery
 from node.conflicts.metacodec import decode_meta
 from node.conflicts.resolve import LIVE, RowRules
@@ -31,9 +32,11 @@ Row = tuple[Any, ...]
 class ResolveRefused(RingsyncError):
     """The request cannot be carried out as asked; the message says why."""
 
+    grpc_code = "FAILED_PRECONDITION"
+
 
 class ManualStore(Protocol):
-    def conflicts(self, query: ConflictQuery) -> list[dict[str, Any]]: ...
+    def conflicts(self, query: ConflictQuery) -> list[ConflictEntry]: ...
 
     def read_version(self, table: str, key: Row) -> tuple[Row | None, str | None]: ...
 
@@ -90,22 +93,22 @@ def row_from_json(shape: TableShape, obj: Any) -> Row:
 
 
 def resolve_parked(store: ManualStore, rules: Mapping[str, RowRules], conflict_id: int,
-                   take: str, who: str) -> dict[str, Any]:
+                   take: str, who: str) -> ResolvedConflict:
     """Write the operator's choice for a parked conflict; return what was written."""
     found = store.conflicts(ConflictQuery(id=conflict_id, limit=1))
     if not found:
         raise ResolveRefused(f"no conflict {conflict_id} here (it may be past retention)")
     entry = found[0]
-    if entry["state"] != "parked":
+    if entry.state != "parked":
         raise ResolveRefused(
-            f"conflict {conflict_id} is {entry['state']}, not parked: the "
-            f"{entry['rule']} policy decided it; edit the row itself to change the outcome")
-    table_rules = rules[entry["tbl"]]
+            f"conflict {conflict_id} is {entry.state}, not parked: the "
+            f"{entry.rule} policy decided it; edit the row itself to change the outcome")
+    table_rules = rules[entry.table]
     shape = table_rules.shape
     key = row_from_json(
         TableShape(shape.name, shape.key_columns, tuple(range(len(shape.key_indexes))),
                    tuple(shape.kinds[i] for i in shape.key_indexes) if shape.kinds else ()),
-        dict(zip(shape.key_columns, json.loads(entry["key"]), strict=True)))
+        dict(zip(shape.key_columns, json.loads(entry.key), strict=True)))
     current, meta_text = store.read_version(shape.name, key)
     remote_row: Row | None = None
     if take == "local":
@@ -113,7 +116,7 @@ def resolve_parked(store: ManualStore, rules: Mapping[str, RowRules], conflict_i
     elif take == "remote":
         meta = decode_meta(meta_text, current, table_rules.delta) if meta_text else None
         rec = next((r for r in (meta.recs if meta else [])
-                    if (r.origin, r.seq) == (entry["remote_origin"], entry["remote_seq"])), None)
+                    if (r.origin, r.seq) == (entry.remote_origin, entry.remote_seq)), None)
         if rec is None:
             raise ResolveRefused(f"the remote version of conflict {conflict_id} is no longer "
                                  f"held: a later edit of the row superseded it")
@@ -137,8 +140,8 @@ def resolve_parked(store: ManualStore, rules: Mapping[str, RowRules], conflict_i
         store.write_local(shape.name, key, chosen)
     what = take if take in ("local", "remote") else "an operator's row"
     store.mark_conflict(conflict_id, "resolved", f"{what} taken by {who}")
-    return {"table": shape.name, "key": ConflictRecord.key_json_of(key),
-            "row": row_to_json(shape.columns, chosen) or ""}
+    return ResolvedConflict(shape.name, ConflictRecord.key_json_of(key),
+                            row_to_json(shape.columns, chosen) or "")
 
 
 def _any_version(meta_text: str | None, rules: RowRules, key: Row) -> Row:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from node.conflicts.deadletter import DeadLetterQuery, DeadLetterStore
+from node.conflicts.entries import ConflictEntry, DeadLetterEntry
 from node.conflicts.log import ConflictQuery
 from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, TableShape
@@ -183,7 +184,7 @@ class ConflictStore(Protocol):
     """The conflict log, row versions and dead letters kept in the campus database
     (node.conflicts, the servicers' conflict and dead-letter RPCs)."""
 
-    def conflicts(self, query: ConflictQuery) -> list[dict[str, Any]]:
+    def conflicts(self, query: ConflictQuery) -> list[ConflictEntry]:
         """Entries of the conflict log, newest first."""
 
     def conflict_counts(self) -> dict[str, int]:
@@ -201,7 +202,7 @@ class ConflictStore(Protocol):
 
     def mark_conflict(self, conflict_id: int, state: str, resolution: str) -> None: ...
 
-    def dead_letter_list(self, query: DeadLetterQuery) -> list[dict[str, Any]]: ...
+    def dead_letter_list(self, query: DeadLetterQuery) -> list[DeadLetterEntry]: ...
 
     def dead_letter_counts(self) -> dict[str, int]:
         """Dead-letter entries by state: parked, applied (after a retry), skipped."""

@@ -31,6 +31,7 @@ from node.conflicts.driver import (
     TxnInfo,
     log_insert_sql,
 )
+from node.conflicts.entries import ConflictEntry, DeadLetterEntry
 from node.conflicts.log import ConflictLog, ConflictQuery
 from node.engines.postgres.stage import (
     STAGE_MIN_ROWS,
@@ -274,7 +275,7 @@ class PgVersionStore:
     def park(self, rows: list[tuple[Any, ...]]) -> None:
         self.cur.executemany(DLQ.insert_sql(), rows)
 
-    def dead_letters(self, query: DeadLetterQuery) -> list[dict[str, Any]]:
+    def dead_letters(self, query: DeadLetterQuery) -> list[DeadLetterEntry]:
         return DLQ.query(self.cur, query)
 
     def update_dead_letter(self, entry_id: int, state: str, error: str, attempts: int,
@@ -353,7 +354,7 @@ class PgConflictOps:
     delete_sql: Callable[[TableShape], sql.Composed]
     _query: Callable[..., list[Any]]
 
-    def conflicts(self, query: ConflictQuery) -> list[dict[str, Any]]:
+    def conflicts(self, query: ConflictQuery) -> list[ConflictEntry]:
         self._query("SELECT 1")  # reconnects after a server restart
         return CONFLICT_LOG.query(self.conn, query)
 
@@ -388,7 +389,7 @@ class PgConflictOps:
         self.conn.execute("UPDATE ringsync.conflicts SET state = %s, resolution = %s "
                           "WHERE id = %s", (state, resolution, conflict_id))
 
-    def dead_letter_list(self, query: DeadLetterQuery) -> list[dict[str, Any]]:
+    def dead_letter_list(self, query: DeadLetterQuery) -> list[DeadLetterEntry]:
         return DLQ.query(self.conn, query)
 
     def dead_letter_counts(self) -> dict[str, int]:

@@ -26,6 +26,7 @@ from node.conflicts.driver import (
     TxnInfo,
     log_insert_sql,
 )
+from node.conflicts.entries import ConflictEntry, DeadLetterEntry
 from node.conflicts.log import ConflictLog, ConflictQuery
 from node.engines.sqlite.snapshot import q
 from node.engines.sqlite.values import from_sqlite, to_sqlite
@@ -144,7 +145,7 @@ class SQLiteVersionStore:
     def park(self, rows: list[tuple[Any, ...]]) -> None:
         self.conn.executemany(DLQ.insert_sql(), rows)
 
-    def dead_letters(self, query: DeadLetterQuery) -> list[dict[str, Any]]:
+    def dead_letters(self, query: DeadLetterQuery) -> list[DeadLetterEntry]:
         return DLQ.query(self.conn, query)
 
     def update_dead_letter(self, entry_id: int, state: str, error: str, attempts: int,
@@ -189,7 +190,7 @@ class SQLiteConflictOps:
     upsert_sql: Callable[[TableShape], str]
     delete_sql: Callable[[TableShape], str]
 
-    def conflicts(self, query: ConflictQuery) -> list[dict[str, Any]]:
+    def conflicts(self, query: ConflictQuery) -> list[ConflictEntry]:
         return CONFLICT_LOG.query(self.conn, query)
 
     def read_version(self, table: str, key: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None,
@@ -224,7 +225,7 @@ class SQLiteConflictOps:
         self.conn.execute("UPDATE _rs_conflicts SET state = ?, resolution = ? WHERE id = ?",
                           (state, resolution, conflict_id))
 
-    def dead_letter_list(self, query: DeadLetterQuery) -> list[dict[str, Any]]:
+    def dead_letter_list(self, query: DeadLetterQuery) -> list[DeadLetterEntry]:
         return DLQ.query(self.conn, query)
 
     def dead_letter_counts(self) -> dict[str, int]:

@@ -187,14 +187,14 @@ def test_conflict_log_retention_keeps_the_newest_and_every_parked_entry() -> Non
             (now - (10 - i) * 86400 - 3600, f'["k{i}"]', i + 1, state))
     log = ConflictLog("_rs_conflicts", "?")
     log.prune(conn, keep_rows=3, keep_days=30)
-    kept = [r["key"] for r in log.query(conn, ConflictQuery(limit=100))]
+    kept = [r.key for r in log.query(conn, ConflictQuery(limit=100))]
     assert kept == ['["k9"]', '["k8"]', '["k7"]', '["k0"]']  # newest three, and the parked one
     log.prune(conn, keep_rows=100, keep_days=3)  # k7 is 3 days and an hour old
-    assert [r["key"] for r in log.query(conn, ConflictQuery(limit=100))] == [
+    assert [r.key for r in log.query(conn, ConflictQuery(limit=100))] == [
         '["k9"]', '["k8"]', '["k0"]']
     assert log.counts(conn) == {"logged": 2, "parked": 1, "flagged": 0, "resolved": 0,
                                 "delta_merged": 0}
-    assert [r["key"] for r in log.query(conn, ConflictQuery(state="parked"))] == ['["k0"]']
+    assert [r.key for r in log.query(conn, ConflictQuery(state="parked"))] == ['["k0"]']
 
 
 class _MemoryStore:
