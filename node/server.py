@@ -48,10 +48,10 @@ REPLICATION_SERVICE = replication_pb2.DESCRIPTOR.services_by_name["Replication"]
 CONTROL_SERVICE = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
 
 
-async def after_join(rt: NodeRuntime, loop: Coroutine[Any, Any, None]) -> None:
+async def after_join(initialized: asyncio.Event, loop: Coroutine[Any, Any, None]) -> None:
     """Run a replication loop once the journal is initialized (see node.replication.join)."""
     try:
-        await rt.initialized.wait()
+        await initialized.wait()
     except asyncio.CancelledError:
         loop.close()
         raise
@@ -123,7 +123,7 @@ class NodeService:
             if rt.sets.enabled:  # capture stamps with the epochs stored in the database
                 rt.sets.load(await rt.in_engine(engine.fence.set_fence_states))
             agent = DRAgent(rt, lambda: self.cache.healthy and not rt.database_error)
-            await start_capture(rt)
+            await start_capture(rt.res)
             add_replication_service(ReplicationServicer(rt), server)  # raw bytes: clean errors
             control_pb2_grpc.add_ControlServicer_to_server(
                 ControlServicer(rt, self.cache, agent), server)
@@ -153,18 +153,20 @@ class NodeService:
             rt.shutdown_threads()
             raise
         self.rt, self.server = rt, server
-        sender = RingSender(rt, client_creds)
-        applier = Applier(rt)
+        # Each loop gets the parts it uses (node.runtime); status and DR read them all.
+        res, state, joined = rt.res, rt.state, rt.state.initialized
+        sender = RingSender(config, res, state, client_creds)
+        applier = Applier(res, state, rt.sets, rt.resolver)
         for name, coro in (
-            ("join", Joiner(rt, client_creds).run()),
-            ("capture", after_join(rt, capture_loop(rt))),
-            ("apply", after_join(rt, applier.run())),
-            ("send", after_join(rt, sender.run())),
-            ("prune", after_join(rt, prune_loop(rt))),
+            ("join", Joiner(config, res, state, rt.clock, client_creds).run()),
+            ("capture", after_join(joined, capture_loop(config, res, state, rt.sets, rt.clock))),
+            ("apply", after_join(joined, applier.run())),
+            ("send", after_join(joined, sender.run())),
+            ("prune", after_join(joined, prune_loop(config, res, state, rt.sets))),
             ("monitor", monitor_loop(rt, self.cache)),
             ("health", self._health_loop()),
             ("dr", agent.run()),
-            ("syncrep", after_join(rt, syncrep_loop(rt))),
+            ("syncrep", after_join(joined, syncrep_loop(config, res, state))),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))
         log.info(

@@ -1,4 +1,10 @@
-"""Replication machinery: journal, vectors, ring sender, receiver, applier."""
+"""Replication machinery: journal, vectors, ring sender, receiver, applier.
+
+The loops (capture, applier, sender, pruner, syncrep, join) and the stream
+handlers (receiver, snapshot) share two parts, created by node.runtime:
+``resources.NodeResources`` (engine, journal, worker threads, notifiers)
+and ``state.ReplicationState`` (vectors, links, counters, errors).
+"""
 
 # Bumped whenever the replication stream changes incompatibly.
 PROTOCOL_VERSION = 1

@@ -30,8 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from node.conflicts.driver import PendingLocalChange
-from node.dr.sets import reconcile_sets
+from node.conflicts.driver import PendingLocalChange, Resolver
+from node.dr.sets import SetGuard, reconcile_sets
 from node.replication import applystate
 from node.replication.applystate import ApplyMachine, Next
 from node.replication.batch import (
@@ -42,8 +42,9 @@ from node.replication.batch import (
     to_local_order,
 )
 from node.replication.journal import Entry, Journal
+from node.replication.resources import NodeResources
+from node.replication.state import ReplicationState
 from node.replication.transient import transient_reason
-from node.runtime import NodeRuntime
 from ringsync.errors import ProtocolError, RingsyncError
 from ringsync.v1 import values_pb2 as pb
 
@@ -80,40 +81,54 @@ def own_txn(entry: Entry) -> PlannedTxn:
 
 
 class Applier:
-    def __init__(self, rt: NodeRuntime) -> None:
-        self.rt = rt
+    """The apply loop: works through ``res`` (engine, journal, their threads),
+    keeps its books in ``state`` (the applied vector, the machine, counters)."""
+
+    def __init__(self, res: NodeResources, state: ReplicationState, sets: SetGuard,
+                 resolver: Resolver) -> None:
+        self.res, self.state, self.sets, self.resolver = res, state, sets, resolver
+        self.campus = state.campus
         self.cursor = 0
-        self.machine: ApplyMachine = rt.apply_machine
+        self.machine: ApplyMachine = state.apply_machine
         self.absorb_next = False  # the last try met a local change not journaled yet
         self.alerted = ""         # the alert last logged (once per episode)
 
     async def run(self) -> None:
-        rt = self.rt
-        rt.applied = await rt.in_engine(rt.engine.target.applied_vector)
-        await self._start_recording()
-        start = dict(rt.applied)
-        start[rt.campus] = rt.journal.vector().get(rt.campus, 0)
-        self.cursor = await rt.in_journal(rt.journal.start_pos, start)
+        await self.start()
         while True:
-            ticket = rt.journal_changed.ticket()
-            step = await self._step()
-            self._report()
+            ticket = self.res.journal_changed.ticket()
+            step = await self.step()
             if step.delay > 0:
                 if step.wake_on_journal:
-                    await rt.journal_changed.wait(ticket, step.delay)
+                    await self.res.journal_changed.wait(ticket, step.delay)
                 else:
                     await asyncio.sleep(step.delay)
 
+    async def start(self) -> None:
+        """Read the applied vector from the database; place the cursor after it."""
+        res, state = self.res, self.state
+        state.applied = await res.in_engine(res.engine.target.applied_vector)
+        await self._start_recording()
+        start = dict(state.applied)
+        start[self.campus] = res.journal.vector().get(self.campus, 0)
+        self.cursor = await res.in_journal(res.journal.start_pos, start)
+
+    async def step(self) -> Next:
+        """One round: plan, apply, log an alert that starts or clears; what next."""
+        step = await self._step()
+        self._report()
+        return step
+
     async def _step(self) -> Next:
         """Plan, apply, and return what the machine says to do next."""
-        rt, machine = self.rt, self.machine
+        res, state, machine = self.res, self.state, self.machine
         plan: list[PlannedTxn] = []
         remote, head = 0, ("", 0)
         try:
-            if rt.sets.enabled and rt.sets.undo_due():
-                await rt.in_engine(reconcile_sets, rt.engine, rt.journal, rt.sets,
-                                   to_local_order, rt.applied.get(rt.campus, 0))
-            plan, cursor = await rt.in_journal(self._plan)
+            if self.sets.enabled and self.sets.undo_due():
+                await res.in_engine(reconcile_sets, res.engine, res.journal, self.sets,
+                                    to_local_order, state.applied.get(self.campus, 0))
+            plan, cursor = await res.in_journal(self._plan)
             if not plan:
                 self.cursor = cursor
                 return machine.nothing_to_do()
@@ -128,55 +143,56 @@ class Applier:
             absorb = None
             if self.absorb_next and remote:
                 own = [t.seq for t in plan if t.local]
-                absorb = OwnFeed(rt.journal, own[-1] if own else rt.applied.get(rt.campus, 0))
-            result = await rt.in_engine(apply_planned, rt.engine, rt.journal, rt.resolver, plan,
-                                        isolate, rt.sets, absorb)
+                absorb = OwnFeed(res.journal,
+                                 own[-1] if own else state.applied.get(self.campus, 0))
+            result = await res.in_engine(apply_planned, res.engine, res.journal, self.resolver,
+                                         plan, isolate, self.sets, absorb)
         except SetWriterWait as e:
             if e.index == 0:
-                rt.apply_error = str(e)
+                state.apply_error = str(e)
             return machine.set_writer(e.index, str(e))
         except PendingLocalChange as e:
             # Capture journals the local change within moments; the next try
             # then records it first, holding the rows so no newer one slips in.
-            rt.pending_waits += 1
+            state.pending_waits += 1
             self.absorb_next = True
             return machine.pending_local(str(e))
         except Exception as e:  # every failure: the machine decides what next
             known = isinstance(e, RingsyncError | ProtocolError)
-            rt.apply_error = str(e) if known else f"{type(e).__name__}: {e}"
+            state.apply_error = str(e) if known else f"{type(e).__name__}: {e}"
             transient = transient_reason(e)
             was = machine.state
             blamed = 0 if isinstance(e, OwnRecordingFailed) else remote
-            step = machine.failed(rt.apply_error, transient, blamed, head)
+            step = machine.failed(state.apply_error, transient, blamed, head)
             if transient is not None:
                 log.log(logging.INFO if machine.transient_streak == 1 else logging.DEBUG,
                         "apply hit a transient error (%s); retrying in %.2fs: %s", transient,
-                        step.delay, rt.apply_error)
+                        step.delay, state.apply_error)
             elif machine.state == applystate.ISOLATING:
                 log.log(logging.WARNING if was != applystate.ISOLATING else logging.INFO,
                         "apply of %d foreign transactions failed; trying %d to find the one "
-                        "that fails: %s", remote, machine.window, rt.apply_error)
+                        "that fails: %s", remote, machine.window, state.apply_error)
             else:
                 log.error("apply of %s/%s failed (%s), retrying in %.1fs: %s", *head,
-                          machine.waiting_for, step.delay, rt.apply_error,
+                          machine.waiting_for, step.delay, state.apply_error,
                           exc_info=not known)
             return step
         self.absorb_next = False
-        rt.apply_error = ""
-        rt.conflicts_logged += result.logged
-        rt.dead_lettered += result.parked
+        state.apply_error = ""
+        state.conflicts_logged += result.logged
+        state.dead_lettered += result.parked
         for txn in plan + result.absorbed:
             if txn.local and txn.position is not None:
-                rt.engine.source.local_recorded(txn.position)
-            rt.applied[txn.origin] = max(rt.applied.get(txn.origin, 0), txn.seq)
-        rt.applied_txns += remote
+                res.engine.source.local_recorded(txn.position)
+            state.applied[txn.origin] = max(state.applied.get(txn.origin, 0), txn.seq)
+        state.applied_txns += remote
         self.cursor = cursor
-        rt.applied_changed.notify()
+        res.applied_changed.notify()
         return machine.succeeded([(t.origin, t.seq) for t in plan if not t.local])
 
     def _report(self) -> None:
         """Log an alert once when it starts, and once when it clears."""
-        alert = self.machine.alert() or self.rt.incomplete_alert()
+        alert = self.machine.alert() or self.state.incomplete_alert()
         if alert and not self.alerted:
             log.error("ALERT: %s", alert)
         elif self.alerted and not alert:
@@ -186,16 +202,15 @@ class Applier:
     async def _start_recording(self) -> None:
         """Where recording this campus's own versions resumes. A database from
         before conflict handling has none recorded: its rows are base versions."""
-        rt = self.rt
-        if rt.campus not in rt.applied:
-            first = await rt.in_journal(rt.journal.first_local_seq)
-            rt.applied[rt.campus] = (first - 1) if first else rt.journal.vector().get(
-                rt.campus, 0)
-        recorded = await rt.in_journal(rt.journal.local_after, rt.applied[rt.campus] - 1, 1)
-        if recorded and recorded[0].seq == rt.applied[rt.campus] and recorded[0].position:
-            rt.engine.source.local_recorded(recorded[0].position)
-        elif not await rt.in_journal(rt.journal.local_after, rt.applied[rt.campus], 1):
-            rt.engine.source.local_recorded(rt.journal.capture_position)
+        res, state, campus = self.res, self.state, self.campus
+        if campus not in state.applied:
+            first = await res.in_journal(res.journal.first_local_seq)
+            state.applied[campus] = (first - 1) if first else res.journal.vector().get(campus, 0)
+        recorded = await res.in_journal(res.journal.local_after, state.applied[campus] - 1, 1)
+        if recorded and recorded[0].seq == state.applied[campus] and recorded[0].position:
+            res.engine.source.local_recorded(recorded[0].position)
+        elif not await res.in_journal(res.journal.local_after, state.applied[campus], 1):
+            res.engine.source.local_recorded(res.journal.capture_position)
 
     def _plan(self) -> tuple[list[PlannedTxn], int]:
         """Collect the next transactions to apply (journal thread): this
@@ -207,11 +222,10 @@ class Applier:
         it (their dependency vector); the cursor stays before it, and the
         plan reads on past it (a few journal windows at most).
         """
-        rt = self.rt
-        journal = rt.journal
+        journal = self.res.journal
         heads = journal.vector()
-        applied = dict(rt.applied)
-        plan = [own_txn(e) for e in journal.local_after(applied.get(rt.campus, 0),
+        applied = dict(self.state.applied)
+        plan = [own_txn(e) for e in journal.local_after(applied.get(self.campus, 0),
                                                         MAX_LOCAL_PER_COMMIT)]
         limit = self.machine.remote_limit()
         cursor = pos = self.cursor
@@ -226,7 +240,7 @@ class Applier:
             for entry in entries:
                 pos = entry.pos
                 origin = entry.origin
-                if origin == rt.campus or entry.seq <= applied.get(origin, 0):
+                if origin == self.campus or entry.seq <= applied.get(origin, 0):
                     cursor = entry.pos if contiguous else cursor
                     continue
                 if origin in held:
@@ -253,9 +267,9 @@ class Applier:
             if full or not held or len(entries) < MAX_FRAMES_PER_READ:
                 break
         if full:  # the read stopped early: what it did not reach is still as known
-            rt.incomplete.update(incomplete)
+            self.state.incomplete.update(incomplete)
         else:
-            rt.incomplete = incomplete
+            self.state.incomplete = incomplete
         return plan, cursor
 
 

@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from node.runtime import NodeRuntime
+from node.dr.sets import SetGuard
+from node.hlc import HybridClock
+from node.replication.resources import NodeResources
+from node.replication.state import ReplicationState
+from ringsync.config import NodeConfig
 from ringsync.errors import RingsyncError
 
 log = logging.getLogger(__name__)
@@ -20,34 +24,38 @@ POLL_SECONDS = 0.02
 ERROR_BACKOFF_SECONDS = 1.0
 
 
-async def start_capture(rt: NodeRuntime) -> None:
+async def start_capture(res: NodeResources) -> None:
     """Fatal on error: a missing or invalidated slot must stop the node, loudly."""
-    await rt.in_capture(rt.engine.source.start_capture, rt.journal.capture_position)
+    await res.in_capture(res.engine.source.start_capture, res.journal.capture_position)
 
 
-async def capture_loop(rt: NodeRuntime) -> None:
-    shapes = dict(rt.engine.shapes())
-    max_changes = rt.config.replication.frame_max_changes
+async def capture_loop(config: NodeConfig, res: NodeResources, state: ReplicationState,
+                       sets: SetGuard, clock: HybridClock) -> None:
+    """Journal local transactions as they commit (``clock`` dates them, ``sets``
+    stamps them with their set's epoch); progress and errors go to ``state``."""
+    engine, journal = res.engine, res.journal
+    shapes = dict(engine.shapes())
+    max_changes = config.replication.frame_max_changes
     while True:
         try:
-            chunks = await rt.in_capture(rt.engine.source.capture, rt.journal.capture_position,
-                                         max_changes)
-            through = rt.engine.source.captured_through()
+            chunks = await res.in_capture(engine.source.capture, journal.capture_position,
+                                          max_changes)
+            through = engine.source.captured_through()
             if not chunks:
-                rt.journaled_through = through
+                state.journaled_through = through
                 await asyncio.sleep(POLL_SECONDS)
                 continue
-            done = await rt.in_journal(rt.journal.append_local, chunks, shapes, rt.clock.now,
-                                       rt.sets.stamp if rt.sets.enabled else None)
-            rt.journaled_through = through
-            rt.captured_txns += done
-            rt.database_error = ""
-            rt.journal_changed.notify()
+            done = await res.in_journal(journal.append_local, chunks, shapes, clock.now,
+                                        sets.stamp if sets.enabled else None)
+            state.journaled_through = through
+            state.captured_txns += done
+            state.database_error = ""
+            res.journal_changed.notify()
         except RingsyncError as e:
             log.error("capture failed, retrying in %.0fs: %s", ERROR_BACKOFF_SECONDS, e)
-            rt.database_error = str(e)
+            state.database_error = str(e)
             await asyncio.sleep(ERROR_BACKOFF_SECONDS)
         except Exception as e:  # a driver error we did not anticipate: log, carry on
             log.exception("capture failed unexpectedly, retrying: %s", e)
-            rt.database_error = f"capture: {e}"
+            state.database_error = f"capture: {e}"
             await asyncio.sleep(ERROR_BACKOFF_SECONDS)

@@ -38,11 +38,14 @@ from google.protobuf.message import DecodeError
 
 from node.codec import check_frame, decode_changes, shapes_to_pb
 from node.engines.base import ApplySession
+from node.hlc import HybridClock
 from node.model import Change, Op, TableShape
 from node.replication.batch import to_local_order
+from node.replication.resources import NodeResources
+from node.replication.state import ReplicationState
 from node.replication.vectors import Vector
-from node.runtime import NodeRuntime
 from ringsync.client import Credentials, describe_rpc_error
+from ringsync.config import NodeConfig
 from ringsync.errors import JoinRefused, ProtocolError, RingsyncError
 from ringsync.v1 import control_pb2, control_pb2_grpc, replication_pb2_grpc
 from ringsync.v1 import replication_pb2 as rpb
@@ -76,45 +79,48 @@ def mismatch_report(campus: str, donor: str, local: dict[str, tuple[int, str]],
 
 
 class Joiner:
-    def __init__(self, rt: NodeRuntime, credentials: Credentials) -> None:
-        self.rt = rt
+    """Initializes the journal (``res``), reporting progress in ``state.join``
+    and setting ``state.initialized`` when the campus is in the ring."""
+
+    def __init__(self, config: NodeConfig, res: NodeResources, state: ReplicationState,
+                 clock: HybridClock, credentials: Credentials) -> None:
+        self.config, self.res, self.state, self.clock = config, res, state, clock
         self.credentials = credentials
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     def _channel(self, campus: str) -> grpc.aio.Channel:
         if campus not in self._channels:
             self._channels[campus] = self.credentials.channel(
-                self.rt.config.peer_address(campus), campus,
+                self.config.peer_address(campus), campus,
                 [("grpc.max_receive_message_length",
-                  self.rt.config.replication.max_message_bytes)])
+                  self.config.replication.max_message_bytes)])
         return self._channels[campus]
 
     async def run(self) -> None:
-        rt = self.rt
         try:
-            if not rt.journal.initialized:
+            if not self.res.journal.initialized:
                 await self._initialize()
         finally:
             for channel in self._channels.values():
                 await channel.close()
         await self._record_adopted()
-        rt.join.state, rt.join.detail = IN_RING, ""
-        rt.initialized.set()
+        self.state.join.state, self.state.join.detail = IN_RING, ""
+        self.state.initialized.set()
 
     async def _initialize(self) -> None:
-        rt = self.rt
-        applied = await rt.in_engine(rt.engine.target.applied_vector)
+        res, state = self.res, self.state
+        applied = await res.in_engine(res.engine.target.applied_vector)
         if applied:
             log.info("the database already holds a copy at %s; initializing the journal", applied)
-            await rt.in_journal(rt.journal.adopt, applied)
+            await res.in_journal(res.journal.adopt, applied)
             return
         first_round = True
         while True:
             donor = await self._find_donor()
-            if donor is None and rt.config.join.seed and first_round:
+            if donor is None and self.config.join.seed and first_round:
                 log.info("no initialized campus answers and join.seed is set: this campus's data "
                          "starts the ring")
-                await rt.in_journal(rt.journal.adopt, {})
+                await res.in_journal(res.journal.adopt, {})
                 return
             first_round = False
             if donor is None:
@@ -126,17 +132,17 @@ class Joiner:
                 raise
             except (RingsyncError, grpc.aio.AioRpcError) as e:
                 text = describe_rpc_error(e) if isinstance(e, grpc.aio.AioRpcError) else str(e)
-                rt.join.state, rt.join.detail = "waiting", f"copy from {donor} failed: {text}"
+                state.join.state, state.join.detail = "waiting", f"copy from {donor} failed: {text}"
                 log.warning("initial load from %s failed, retrying: %s", donor, text)
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            await rt.in_journal(rt.journal.adopt, vector, local_changes,
-                                dict(rt.engine.shapes()), rt.clock.now())
+            await res.in_journal(res.journal.adopt, vector, local_changes,
+                                 dict(res.engine.shapes()), self.clock.now())
             log.info("joined the ring from %s at %s", donor, vector)
             return
 
     def _candidates(self) -> list[str]:
-        config = self.rt.config
+        config = self.config
         if config.join.donor:
             return [config.join.donor]
         ring = config.cluster.ring
@@ -144,7 +150,7 @@ class Joiner:
         return [ring[(i - k) % len(ring)] for k in range(1, len(ring))]  # nearest predecessor first
 
     async def _find_donor(self) -> str | None:
-        rt = self.rt
+        state = self.state
         notes = []
         for campus in self._candidates():
             stub = control_pb2_grpc.ControlStub(self._channel(campus))
@@ -157,16 +163,16 @@ class Joiner:
             if status.join.state == IN_RING:
                 return campus
             notes.append(f"{campus} is {status.join.state or 'not in the ring'}")
-        rt.join.state = "waiting"
-        rt.join.detail = "waiting for an initialized campus to copy from: " + "; ".join(notes)
+        state.join.state = "waiting"
+        state.join.detail = "waiting for an initialized campus to copy from: " + "; ".join(notes)
         return None
 
     async def _open(self, donor: str, digests_only: bool
                     ) -> tuple[grpc.aio.UnaryStreamCall, rpb.SnapshotHeader]:
-        rt = self.rt
+        res, state = self.res, self.state
         stub = replication_pb2_grpc.ReplicationStub(self._channel(donor))
         call = stub.Snapshot(rpb.SnapshotRequest(
-            campus=rt.campus, tables=shapes_to_pb(rt.engine.shapes().values()),
+            campus=state.campus, tables=shapes_to_pb(res.engine.shapes().values()),
             digests_only=digests_only))
         first = await call.read()
         if first is grpc.aio.EOF or first.WhichOneof("part") != "header":
@@ -175,26 +181,26 @@ class Joiner:
 
     async def _join_from(self, donor: str) -> tuple[Vector, list[list[Change]]]:
         """The vector to adopt, and changes to journal as this campus's own."""
-        rt = self.rt
-        rt.join.donor = donor
-        await rt.in_journal(rt.journal.discard_backlog)  # of an earlier, abandoned attempt
-        counts = await rt.in_engine(rt.engine.inspect.row_counts)
+        res, state = self.res, self.state
+        state.join.donor = donor
+        await res.in_journal(res.journal.discard_backlog)  # of an earlier, abandoned attempt
+        counts = await res.in_engine(res.engine.inspect.row_counts)
         if not any(counts.values()):
             return await self._copy(donor, replace=False), []
-        rt.join.state, rt.join.detail = "comparing", f"{sum(counts.values())} rows here"
+        state.join.state, state.join.detail = "comparing", f"{sum(counts.values())} rows here"
         call, header = await self._open(donor, digests_only=True)
         theirs = {}
-        async for msg in _rest(call, _Backlog(rt, donor)):
+        async for msg in _rest(call, _Backlog(res, donor)):
             if msg.WhichOneof("part") != "digest":
                 raise ProtocolError(f"{donor} sent rows when digests were asked for")
             theirs[msg.digest.table] = (msg.digest.rows, msg.digest.sha256)
-        local, _ = await rt.in_engine(rt.engine.inspect.checksums, list(rt.engine.shapes()))
+        local, _ = await res.in_engine(res.engine.inspect.checksums, list(res.engine.shapes()))
         vector = dict(header.vector.seqs)
         if local == theirs:
             log.info("data here equals %s's at %s: joining without a copy", donor, vector)
             return vector, []
-        report = mismatch_report(rt.campus, donor, local, theirs)
-        policy = rt.config.join.on_mismatch
+        report = mismatch_report(state.campus, donor, local, theirs)
+        policy = self.config.join.on_mismatch
         if policy == "take-donor":
             log.warning("%s\njoin.on_mismatch = take-donor: replacing this campus's rows", report)
             return await self._copy(donor, replace=True), []
@@ -202,25 +208,25 @@ class Joiner:
             log.warning("%s\njoin.on_mismatch = keep-local: sending the difference to the ring",
                         report)
             return await self._difference(donor)
-        rt.join.state, rt.join.detail = "refused", report
+        state.join.state, state.join.detail = "refused", report
         raise JoinRefused(report)
 
     async def _record_adopted(self) -> None:
         """Make the database record the vector the journal adopted (a keep-local
         join adopts in the journal first; this also repairs a crash in between)."""
-        rt = self.rt
-        adopted = await rt.in_journal(rt.journal.adopted)
-        applied = await rt.in_engine(rt.engine.target.applied_vector)
+        res, state = self.res, self.state
+        adopted = await res.in_journal(res.journal.adopted)
+        applied = await res.in_engine(res.engine.target.applied_vector)
         behind = {o: s for o, s in adopted.items()
-                  if o != rt.campus and s > applied.get(o, 0)}
+                  if o != state.campus and s > applied.get(o, 0)}
         if not behind:
             return
 
         def write() -> None:
-            with rt.engine.target.apply_session() as session:
+            with res.engine.target.apply_session() as session:
                 for origin, seq in behind.items():
                     session.advance(origin, seq)
-        await rt.in_engine(write)
+        await res.in_engine(write)
 
     async def _difference(self, donor: str) -> tuple[Vector, list[list[Change]]]:
         """Changes that turn the donor's snapshot into this campus's data.
@@ -228,15 +234,15 @@ class Joiner:
         Journaled as this campus's next transaction, they reach every campus,
         so this campus's rows win. Holds the donor's rows in memory.
         """
-        rt = self.rt
-        progress = rt.join
+        res, state = self.res, self.state
+        progress = state.join
         call, header = await self._open(donor, digests_only=False)
         progress.state, progress.detail = "copying", "reading the donor's rows to compare"
         progress.rows_copied, progress.rows_total = 0, sum(header.row_counts.values())
         progress.copy_started = time.monotonic()
-        local = rt.engine.shapes()
+        local = res.engine.shapes()
         theirs: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]] = {t: {} for t in local}
-        async for changes in _copied_rows(call, _Backlog(rt, donor), local):
+        async for changes in _copied_rows(call, _Backlog(res, donor), local):
             for c in changes:
                 assert c.new is not None  # _copied_rows lets only inserts through
                 theirs[c.table][local[c.table].key_of(c.new)] = c.new
@@ -245,51 +251,51 @@ class Joiner:
         out: list[Change] = []
         for table, shape in local.items():
             other = theirs[table]
-            for row in await rt.in_engine(rt.engine.inspect.rows, table):
+            for row in await res.in_engine(res.engine.inspect.rows, table):
                 old = other.pop(shape.key_of(row), None)
                 if old is None:
                     out.append(Change(table, Op.INSERT, new=row))
                 elif old != row:
                     out.append(Change(table, Op.UPDATE, new=row, old=old))
             out.extend(Change(table, Op.DELETE, old=old) for old in other.values())
-        size = rt.config.replication.frame_max_changes
+        size = self.config.replication.frame_max_changes
         log.info("keep-local: %d changes make %s's data into this campus's", len(out), donor)
         return dict(header.vector.seqs), [out[i:i + size] for i in range(0, len(out), size)]
 
     async def _copy(self, donor: str, replace: bool) -> Vector:
-        rt = self.rt
-        progress = rt.join
+        res, state = self.res, self.state
+        progress = state.join
         call, header = await self._open(donor, digests_only=False)
         progress.state, progress.detail = "copying", ""
         progress.rows_copied, progress.rows_total = 0, sum(header.row_counts.values())
         progress.copy_started = time.monotonic()
         log.info("copying %d rows from %s at %s", progress.rows_total, donor,
                  dict(header.vector.seqs))
-        local = rt.engine.shapes()
+        local = res.engine.shapes()
         stack = ExitStack()
-        session: ApplySession = await rt.in_engine(stack.enter_context,
-                                                   rt.engine.target.apply_session())
+        session: ApplySession = await res.in_engine(stack.enter_context,
+                                                    res.engine.target.apply_session())
         committed = False
         try:
             if replace:
                 for table in local:
-                    await rt.in_engine(session.clear, table)
-            async for changes in _copied_rows(call, _Backlog(rt, donor), local):
-                await rt.in_engine(session.apply, changes)
+                    await res.in_engine(session.clear, table)
+            async for changes in _copied_rows(call, _Backlog(res, donor), local):
+                await res.in_engine(session.apply, changes)
                 if changes:
                     progress.table = changes[-1].table
                 progress.rows_copied += len(changes)
                 progress.rows.add(len(changes))
-            await rt.in_engine(session.mark_base_versions)
+            await res.in_engine(session.mark_base_versions)
             vector = dict(header.vector.seqs)
             for origin, seq in vector.items():
                 if seq > 0:
-                    await rt.in_engine(session.advance, origin, seq)
-            await rt.in_engine(stack.close)  # commit
+                    await res.in_engine(session.advance, origin, seq)
+            await res.in_engine(stack.close)  # commit
             committed = True
         finally:
             if not committed:
-                await rt.in_engine(_roll_back, stack)
+                await res.in_engine(_roll_back, stack)
         log.info("copied %d rows from %s", progress.rows_copied, donor)
         return vector
 
@@ -297,8 +303,8 @@ class Joiner:
 class _Backlog:
     """Stores the donor's journal frames that arrive after the copy's rows."""
 
-    def __init__(self, rt: NodeRuntime, donor: str) -> None:
-        self.rt, self.donor = rt, donor
+    def __init__(self, res: NodeResources, donor: str) -> None:
+        self.res, self.donor = res, donor
         self.pending: list[tuple[pb.TxnFrame, bytes]] = []
 
     async def add(self, body: bytes) -> None:
@@ -306,14 +312,14 @@ class _Backlog:
             frame = pb.TxnFrame.FromString(body)
         except DecodeError as e:
             raise ProtocolError(f"{self.donor} sent an undecodable journal frame") from e
-        check_frame(frame, self.rt.engine.shapes())
+        check_frame(frame, self.res.engine.shapes())
         self.pending.append((frame, body))
         if len(self.pending) >= 256:
             await self.flush()
 
     async def flush(self) -> None:
         if self.pending:
-            await self.rt.in_journal(self.rt.journal.add_backlog, self.pending)
+            await self.res.in_journal(self.res.journal.add_backlog, self.pending)
             self.pending = []
 
 

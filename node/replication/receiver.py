@@ -24,7 +24,7 @@ from node.replication.framecheck import (
     check_hello_tables,
     is_ring_origin,
 )
-from node.runtime import NodeRuntime
+from node.replication.parts import NodeParts
 from node.schema import compare
 from ringsync.errors import NotReady, PeerRejected
 from ringsync.v1 import replication_pb2 as rpb
@@ -34,12 +34,16 @@ log = logging.getLogger(__name__)
 
 
 class Receiver:
-    def __init__(self, rt: NodeRuntime, peer_name: str) -> None:
-        self.rt = rt
+    """One inbound stream: checks and journals through ``node.res``, reports
+    what this campus holds from ``node.state``."""
+
+    def __init__(self, node: NodeParts, peer_name: str) -> None:
+        self.config, self.res, self.state = node.config, node.res, node.state
+        self.campus = self.config.campus
         self.peer_name = peer_name
         self.peer: str | None = None
-        cluster = rt.config.cluster
-        self.checker = FrameChecker(rt.campus, rt.engine.shapes(),
+        cluster = self.config.cluster
+        self.checker = FrameChecker(self.campus, self.res.engine.shapes(),
                                     lambda origin: is_ring_origin(cluster, origin))
 
     @staticmethod
@@ -56,18 +60,18 @@ class Receiver:
             raise FrameRefused("malformed",
                                "the first message of a replication stream must be Hello")
         hello = request.hello
-        rt = self.rt
+        cluster_name, campus, state = self.config.cluster.name, self.campus, self.state
         if hello.campus != self.peer_name:
             raise PeerRejected(
                 f"Hello says campus '{escape_peer_text(hello.campus, 60)}' but the certificate "
                 f"is for '{escape_peer_text(self.peer_name, 60)}'"
             )
-        if hello.cluster != rt.config.cluster.name:
+        if hello.cluster != cluster_name:
             raise PeerRejected(
                 f"sender belongs to cluster '{escape_peer_text(hello.cluster, 60)}', this node "
-                f"to {rt.config.cluster.name!r}"
+                f"to {cluster_name!r}"
             )
-        if hello.campus == rt.campus:
+        if hello.campus == campus:
             raise PeerRejected("a node cannot replicate to itself")
         if hello.protocol_version != PROTOCOL_VERSION:
             raise FrameRefused(
@@ -77,16 +81,16 @@ class Receiver:
             )
         if hello.tables:
             check_hello_tables(hello.tables)
-            compare(rt.campus, rt.engine.shapes(), hello.campus, shapes_from_pb(hello.tables))
-        if not rt.initialized.is_set():
+            compare(campus, self.res.engine.shapes(), hello.campus, shapes_from_pb(hello.tables))
+        if not state.initialized.is_set():
             raise NotReady(
-                f"campus {rt.campus} is joining the ring ({rt.join.state} from "
-                f"{rt.join.donor or 'a donor'}); it takes replication once its copy is done"
+                f"campus {campus} is joining the ring ({state.join.state} from "
+                f"{state.join.donor or 'a donor'}); it takes replication once its copy is done"
             )
         self.peer = hello.campus
         log.info("replication stream from %s opened", self.peer)
         return rpb.ReplicateResponse(
-            welcome=rpb.Welcome(campus=rt.campus, journal=rpb.Vector(seqs=rt.journal.vector()))
+            welcome=rpb.Welcome(campus=campus, journal=rpb.Vector(seqs=self.res.journal.vector()))
         )
 
     def parse(self, batch: rpb.Batch) -> list[tuple[pb.TxnFrame, bytes]]:
@@ -105,25 +109,25 @@ class Receiver:
     def _journal(self, batch: rpb.Batch) -> int:
         # Journal thread: checking every value of a big batch is CPU work that
         # must not hold up the event loop's other streams.
-        return self.rt.journal.append_remote(self.parse(batch))
+        return self.res.journal.append_remote(self.parse(batch))
 
     async def accept(self, request: rpb.ReplicateRequest) -> rpb.ReplicateResponse:
         if request.WhichOneof("msg") != "batch":
             raise FrameRefused("malformed", "expected Batch after Hello")
         batch = request.batch
-        stored = await self.rt.in_journal(self._journal, batch)
+        stored = await self.res.in_journal(self._journal, batch)
         if stored:
-            self.rt.journal_changed.notify()
+            self.res.journal_changed.notify()
         return self.ack(batch.batch_id)
 
     def ack(self, batch_id: int = 0) -> rpb.ReplicateResponse:
-        rt = self.rt
-        known = {c: rpb.Vector(seqs=v) for c, v in rt.known_snapshot().items()}
+        journal = self.res.journal.vector()
+        known = {c: rpb.Vector(seqs=v) for c, v in self.state.known_snapshot(journal).items()}
         return rpb.ReplicateResponse(
             ack=rpb.Ack(
                 batch_id=batch_id,
-                journal=rpb.Vector(seqs=rt.journal.vector()),
-                applied=rpb.Vector(seqs=rt.applied_vector()),
+                journal=rpb.Vector(seqs=journal),
+                applied=rpb.Vector(seqs=self.state.applied_vector(journal)),
                 known=known,
             )
         )

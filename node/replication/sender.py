@@ -27,9 +27,11 @@ import grpc
 
 from node.codec import shapes_to_pb
 from node.replication import PROTOCOL_VERSION
+from node.replication.resources import NodeResources
+from node.replication.state import LinkState, ReplicationState
 from node.replication.vectors import Vector
-from node.runtime import LinkState, NodeRuntime
 from ringsync.client import Credentials, describe_rpc_error
+from ringsync.config import NodeConfig
 from ringsync.errors import JournalError
 from ringsync.v1 import replication_pb2 as rpb
 from ringsync.v1 import replication_pb2_grpc
@@ -47,13 +49,18 @@ class LinkLost(Exception):
 
 
 class RingSender:
-    def __init__(self, rt: NodeRuntime, credentials: Credentials) -> None:
-        self.rt = rt
+    """The sending loop: reads the journal through ``res``, keeps the links and
+    what it learns from acknowledgements in ``state``."""
+
+    def __init__(self, config: NodeConfig, res: NodeResources, state: ReplicationState,
+                 credentials: Credentials) -> None:
+        self.config, self.res, self.state = config, res, state
+        self.campus = config.campus
         self.credentials = credentials
-        self.tuning = rt.config.replication
-        self.successors = rt.config.cluster.successors(rt.campus)
+        self.tuning = config.replication
+        self.successors = config.cluster.successors(config.campus)
         for i, peer in enumerate(self.successors):
-            rt.links[peer] = LinkState(to=peer, successor=(i == 0))
+            state.links[peer] = LinkState(to=peer, successor=(i == 0))
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._switch = asyncio.Event()
         self.target: str | None = None
@@ -72,7 +79,7 @@ class RingSender:
                  int(self.tuning.reconnect_min_seconds * 1000)),
                 ("grpc.max_reconnect_backoff_ms", int(self.tuning.reconnect_max_seconds * 1000)),
             ]
-            address = self.rt.config.peer_address(peer)
+            address = self.config.peer_address(peer)
             channel = self.credentials.channel(address, peer, opts)
             self._channels[peer] = channel
         return channel
@@ -80,7 +87,7 @@ class RingSender:
     def choose_target(self, now: float) -> str:
         """The first campus in ring order that is up or not yet given up on."""
         for peer in self.successors:
-            down = self.rt.links[peer].down_since
+            down = self.state.links[peer].down_since
             if down is None or now - down < self.tuning.heal_after_seconds:
                 return peer
         return self.successors[0]
@@ -92,7 +99,7 @@ class RingSender:
             while True:
                 target = self.choose_target(time.monotonic())
                 self.target = target
-                link = self.rt.links[target]
+                link = self.state.links[target]
                 self._switch.clear()
                 streamed = False
                 try:
@@ -119,7 +126,7 @@ class RingSender:
     def _mark_down(self, link: LinkState, error: str) -> None:
         if link.down_since is None:
             link.down_since = time.monotonic()
-            log.warning("link %s -> %s down: %s", self.rt.campus, link.to, error)
+            log.warning("link %s -> %s down: %s", self.campus, link.to, error)
         link.state = "down"
         link.error = error
 
@@ -133,7 +140,7 @@ class RingSender:
             for peer in self.successors:
                 if peer == current:
                     break  # only campuses ahead of the current target matter
-                link = self.rt.links[peer]
+                link = self.state.links[peer]
                 if link.down_since is None:
                     continue
                 try:
@@ -151,7 +158,7 @@ class RingSender:
                     break
 
     async def _stream(self, target: str, link: LinkState) -> bool:
-        rt = self.rt
+        res, state = self.res, self.state
         link.state = "connecting"
         stub = replication_pb2_grpc.ReplicationStub(self._channel(target))
         call = stub.Replicate()
@@ -159,10 +166,10 @@ class RingSender:
             await call.write(
                 rpb.ReplicateRequest(
                     hello=rpb.Hello(
-                        campus=rt.campus,
-                        cluster=rt.config.cluster.name,
+                        campus=self.campus,
+                        cluster=self.config.cluster.name,
                         protocol_version=PROTOCOL_VERSION,
-                        tables=shapes_to_pb(rt.engine.shapes().values()),
+                        tables=shapes_to_pb(res.engine.shapes().values()),
                     )
                 )
             )
@@ -171,13 +178,13 @@ class RingSender:
                 raise LinkLost(f"{target} did not answer Hello with Welcome")
             peer_journal = dict(first.welcome.journal.seqs)
             link.peer_journal = peer_journal
-            rt.learn(target, peer_journal)
-            rt.acks_changed.notify()
-            cursor = await rt.in_journal(rt.journal.start_pos, peer_journal)
+            state.learn(target, peer_journal)
+            res.acks_changed.notify()
+            cursor = await res.in_journal(res.journal.start_pos, peer_journal)
             link.down_since = None
             link.state = "streaming" if link.successor else "healing"
             link.error = ""
-            log.info("streaming %s -> %s from journal position %d", rt.campus, target, cursor)
+            log.info("streaming %s -> %s from journal position %d", self.campus, target, cursor)
             await self._pump(call, target, link, cursor, peer_journal)
             return True
         finally:
@@ -189,7 +196,7 @@ class RingSender:
         self, call: grpc.aio.StreamStreamCall, target: str, link: LinkState,
         cursor: int, peer_journal: Vector,
     ) -> None:
-        rt = self.rt
+        res, state = self.res, self.state
         in_flight: deque[tuple[int, int, int]] = deque()  # (batch_id, txns, rows)
         window_open = asyncio.Event()
         window_open.set()
@@ -208,10 +215,10 @@ class RingSender:
                 link.peer_journal = dict(ack.journal.seqs)
                 link.peer_applied = dict(ack.applied.seqs)
                 link.last_ack = time.time()
-                rt.learn(target, link.peer_journal)
+                state.learn(target, link.peer_journal)
                 for campus, vector in ack.known.items():
-                    rt.learn(campus, dict(vector.seqs))
-                rt.acks_changed.notify()
+                    state.learn(campus, dict(vector.seqs))
+                res.acks_changed.notify()
                 while ack.batch_id and in_flight and in_flight[0][0] <= ack.batch_id:
                     _, txns, rows = in_flight.popleft()
                     link.txns.add(txns)
@@ -232,13 +239,14 @@ class RingSender:
                     window_open.clear()
                     await self._wait_any(window_open.wait(), reader)
                     continue
-                ticket = rt.journal_changed.ticket()
-                entries = await rt.in_journal(
-                    rt.journal.entries_after, cursor, self.tuning.batch_max_frames,
+                ticket = res.journal_changed.ticket()
+                entries = await res.in_journal(
+                    res.journal.entries_after, cursor, self.tuning.batch_max_frames,
                     self.tuning.batch_max_bytes,
                 )
                 if not entries:
-                    await self._wait_any(rt.journal_changed.wait(ticket, IDLE_WAIT_SECONDS), reader)
+                    await self._wait_any(res.journal_changed.wait(ticket, IDLE_WAIT_SECONDS),
+                                         reader)
                     continue
                 cursor = entries[-1].pos
                 sent = [

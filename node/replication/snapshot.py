@@ -27,8 +27,10 @@ from typing import Any
 from node.codec import build_frame, shapes_from_pb
 from node.engines.snapshot import ReadSnapshot
 from node.model import Change, Op
+from node.replication.parts import NodeParts
+from node.replication.resources import NodeResources
+from node.replication.state import ReplicationState
 from node.replication.vectors import Vector
-from node.runtime import NodeRuntime
 from node.schema import compare
 from ringsync.errors import JournalError, NotReady, PeerRejected
 from ringsync.v1 import replication_pb2 as rpb
@@ -44,28 +46,30 @@ def _next_batch(batches: Iterator[list[tuple[Any, ...]]]) -> list[tuple[Any, ...
     return next(batches, None)
 
 
-async def snapshot_vector(rt: NodeRuntime, snap: ReadSnapshot) -> Vector:
+async def snapshot_vector(res: NodeResources, state: ReplicationState,
+                          snap: ReadSnapshot) -> Vector:
     """The ring vector the snapshot holds (waits for capture to pass it)."""
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_SECONDS
-    while rt.journaled_through < snap.position:
+    campus = state.campus
+    while state.journaled_through < snap.position:
         if time.monotonic() > deadline:
             raise JournalError(
-                f"capture at {rt.campus} has not reached the snapshot point after "
-                f"{CATCH_UP_TIMEOUT_SECONDS:.0f}s ({rt.database_error or 'no error reported'}); "
-                f"the joining campus will retry"
+                f"capture at {campus} has not reached the snapshot point after "
+                f"{CATCH_UP_TIMEOUT_SECONDS:.0f}s ({state.database_error or 'no error reported'}"
+                f"); the joining campus will retry"
             )
         await asyncio.sleep(0.05)
-    own = await rt.in_journal(rt.journal.local_seq_through, snap.position)
-    vector = {o: s for o, s in snap.applied.items() if o != rt.campus}
-    vector[rt.campus] = own
+    own = await res.in_journal(res.journal.local_seq_through, snap.position)
+    vector = {o: s for o, s in snap.applied.items() if o != campus}
+    vector[campus] = own
     return vector
 
 
-async def _backlog(rt: NodeRuntime, vector: Vector) -> AsyncIterator[bytes]:
+async def _backlog(res: NodeResources, vector: Vector) -> AsyncIterator[bytes]:
     """Journal frames of transactions the copy holds, in arrival order. The
     joiner keeps them so it can serve campuses that still lack them."""
     after = 0
-    while batch := await rt.in_journal(rt.journal.held_upto, vector, after, BACKLOG_BATCH):
+    while batch := await res.in_journal(res.journal.held_upto, vector, after, BACKLOG_BATCH):
         after = batch[-1][0]
         for _, body in batch:
             if body:
@@ -73,24 +77,27 @@ async def _backlog(rt: NodeRuntime, vector: Vector) -> AsyncIterator[bytes]:
 
 
 async def serve_snapshot(
-    rt: NodeRuntime, request: rpb.SnapshotRequest, peer_name: str
+    node: NodeParts, request: rpb.SnapshotRequest, peer_name: str
 ) -> AsyncIterator[rpb.SnapshotChunk]:
+    """The snapshot stream for one joining campus (``node``: the donor's parts)."""
+    res, state = node.res, node.state
+    campus, engine = state.campus, res.engine
     if request.campus != peer_name:
         raise PeerRejected(
             f"snapshot requested for {request.campus!r} by a certificate for {peer_name!r}")
-    if not rt.initialized.is_set():
-        raise NotReady(f"campus {rt.campus} is itself joining the ring; copy from another campus")
-    compare(rt.campus, rt.engine.shapes(), request.campus, shapes_from_pb(request.tables))
-    shapes = dict(rt.engine.shapes())
+    if not state.initialized.is_set():
+        raise NotReady(f"campus {campus} is itself joining the ring; copy from another campus")
+    compare(campus, engine.shapes(), request.campus, shapes_from_pb(request.tables))
+    shapes = dict(engine.shapes())
     with ExitStack() as stack:
-        snap = await asyncio.to_thread(stack.enter_context, rt.engine.inspect.snapshot())
+        snap = await asyncio.to_thread(stack.enter_context, engine.inspect.snapshot())
         try:
-            vector = await snapshot_vector(rt, snap)
+            vector = await snapshot_vector(res, state, snap)
             counts = await asyncio.to_thread(snap.row_counts)
             log.info("snapshot for %s at %s: %d rows%s", request.campus, vector,
                      sum(counts.values()), " (digests only)" if request.digests_only else "")
             yield rpb.SnapshotChunk(header=rpb.SnapshotHeader(
-                donor=rt.campus, vector=rpb.Vector(seqs=vector), row_counts=counts))
+                donor=campus, vector=rpb.Vector(seqs=vector), row_counts=counts))
             for table in shapes:
                 if request.digests_only:
                     rows, digest = await asyncio.to_thread(snap.digest, table)
@@ -100,12 +107,12 @@ async def serve_snapshot(
                 batches = snap.batches(table, FRAME_ROWS)
                 chunk = 0
                 while (batch := await asyncio.to_thread(_next_batch, batches)) is not None:
-                    frame = build_frame(rt.campus, 0, chunk, False, 0.0,
+                    frame = build_frame(campus, 0, chunk, False, 0.0,
                                         [Change(table, Op.INSERT, new=row) for row in batch],
                                         shapes)
                     chunk += 1
                     yield rpb.SnapshotChunk(frame=frame.SerializeToString())
-            async for body in _backlog(rt, vector):
+            async for body in _backlog(res, vector):
                 yield rpb.SnapshotChunk(journal_frame=body)
         finally:
             # Close the read transaction off the event loop.

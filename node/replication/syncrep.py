@@ -19,54 +19,67 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 
-from node.runtime import NodeRuntime
+from node.replication.resources import NodeResources
+from node.replication.state import ReplicationState
+from ringsync.config import NodeConfig
 
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 0.05
 
 
-def acknowledged_seq(rt: NodeRuntime) -> int:
+class HasDurability(Protocol):
+    """Anything that says the durability mode (the state, or the node's runtime)."""
+
+    @property
+    def durability(self) -> str: ...
+
+
+def acknowledged_seq(state: ReplicationState) -> int:
     """The highest of this campus's transactions that another campus holds."""
-    return max((v.get(rt.campus, 0) for c, v in rt.known.items() if c != rt.campus), default=0)
+    return max((v.get(state.campus, 0) for c, v in state.known.items() if c != state.campus),
+               default=0)
 
 
-def sync_alert(rt: NodeRuntime) -> str:
+def sync_alert(node: HasDurability) -> str:
     """The degraded-sync alert line for status (empty while synchronous or async)."""
-    if not rt.durability.startswith("sync DEGRADED"):
+    if not node.durability.startswith("sync DEGRADED"):
         return ""
-    return ("SYNC DEGRADED: " + rt.durability.removeprefix("sync DEGRADED: ")
+    return ("SYNC DEGRADED: " + node.durability.removeprefix("sync DEGRADED: ")
             + "; RPO > 0 until a peer catches up")
 
 
-async def syncrep_loop(rt: NodeRuntime) -> None:
-    db = rt.config.database
+async def syncrep_loop(config: NodeConfig, res: NodeResources, state: ReplicationState) -> None:
+    """Release waiting commits as peers acknowledge them; degrade per the policy."""
+    db = config.database
     if db.durability != "sync":
-        rt.durability = "async"
+        state.durability = "async"
         return
-    rt.durability = "sync"
+    state.durability = "sync"
+    campus, journal = state.campus, res.journal
     acked, progress_at, released = -1, time.monotonic(), None
     while True:
-        ticket = rt.acks_changed.ticket()
+        ticket = res.acks_changed.ticket()
         now = time.monotonic()
-        head = rt.journal.vector().get(rt.campus, 0)
-        seen = acknowledged_seq(rt)
+        head = journal.vector().get(campus, 0)
+        seen = acknowledged_seq(state)
         if seen > acked or seen >= head:
             acked, progress_at = seen, now
         stalled = now - progress_at
         degraded = db.sync_policy == "degrade" and acked < head and stalled > db.degrade_after
-        if degraded and not rt.durability.startswith("sync DEGRADED"):
+        if degraded and not state.durability.startswith("sync DEGRADED"):
             log.error("SYNC DEGRADED: no campus acknowledged this campus's transactions for "
                       "%.0fs (%d waiting); commits no longer wait for another campus (RPO > 0 "
                       "until a peer catches up)", stalled, head - acked)
-        if not degraded and rt.durability != "sync":
+        if not degraded and state.durability != "sync":
             log.warning("synchronous mode restored: a peer holds every local transaction")
-        rt.durability = (f"sync DEGRADED: no peer acknowledgement for {stalled:.0f}s, "
-                         f"commits do not wait" if degraded else "sync")
-        position = None if degraded else await rt.in_journal(rt.journal.acked_position, acked)
+        state.durability = (f"sync DEGRADED: no peer acknowledgement for {stalled:.0f}s, "
+                            f"commits do not wait" if degraded else "sync")
+        position = None if degraded else await res.in_journal(journal.acked_position, acked)
         if position != released or position is None:
             # sets two fields: no need for the engine thread
-            rt.engine.source.sync_release(position)
+            res.engine.source.sync_release(position)
             released = position
-        await rt.acks_changed.wait(ticket, CHECK_SECONDS)
+        await res.acks_changed.wait(ticket, CHECK_SECONDS)

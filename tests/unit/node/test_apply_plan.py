@@ -6,16 +6,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from node.codec import build_frame
+from node.dr.sets import SetGuard
 from node.model import Change, Op, TableShape
 from node.replication.applier import Applier
-from node.replication.applystate import ApplyMachine
 from node.replication.journal import Journal
-from node.runtime import INCOMPLETE_ALERT_SECONDS, NodeRuntime
+from node.replication.resources import NodeResources
+from node.replication.state import INCOMPLETE_ALERT_SECONDS, ReplicationState
 from ringsync.v1 import values_pb2 as pb
 
 SHAPES = {"t": TableShape("t", ("id", "v"), (0,))}
@@ -38,9 +39,10 @@ def journal(tmp_path: Path) -> Any:
 
 
 def applier(journal: Journal) -> Applier:
-    rt = SimpleNamespace(journal=journal, applied={}, campus="c", incomplete={},
-                         apply_machine=ApplyMachine(clock=time.time))
-    return Applier(rt)  # type: ignore[arg-type]
+    # Planning reads only the journal (on the calling thread) and the state.
+    res = cast(NodeResources, SimpleNamespace(journal=journal))
+    return Applier(res, ReplicationState("c", ("c",)), SetGuard((), "c"),
+                   resolver=None)  # type: ignore[arg-type]
 
 
 def planned(a: Applier) -> list[tuple[str, int]]:
@@ -56,16 +58,16 @@ def test_an_incomplete_transaction_holds_back_only_its_origin_and_those_that_saw
     journal.append_remote([frame("d", 1)])
     a = applier(journal)
     assert planned(a) == [("b", 1), ("d", 1)]
-    assert set(a.rt.incomplete) == {("a", 1)}
+    assert set(a.state.incomplete) == {("a", 1)}
     _, cursor = a._plan()
     assert cursor == 0  # it stays before the incomplete transaction
 
     # Once applied, the next plan skips what it took, and waits on.
-    a.rt.applied.update(b=1, d=1)
+    a.state.applied.update(b=1, d=1)
     assert planned(a) == []
     journal.append_remote([frame("a", 1, 1, final=True)])
     assert planned(a) == [("a", 1), ("b", 2)]
-    assert a.rt.incomplete == {}
+    assert a.state.incomplete == {}
 
 
 def test_the_window_limits_foreign_transactions_only(journal: Journal) -> None:
@@ -75,8 +77,8 @@ def test_the_window_limits_foreign_transactions_only(journal: Journal) -> None:
     assert planned(a) == [("b", 1), ("b", 2)]
 
 
-def test_an_incomplete_transaction_becomes_an_alert_after_the_threshold(tmp_path: Path) -> None:
-    rt = NodeRuntime.__new__(NodeRuntime)
+def test_an_incomplete_transaction_becomes_an_alert_after_the_threshold() -> None:
+    rt = ReplicationState("c", ("c",))
     rt.incomplete = {("a", 1): time.time() - INCOMPLETE_ALERT_SECONDS - 5}
     assert "a/1 incomplete for" in rt.incomplete_alert()
     rt.incomplete = {("a", 1): time.time()}
