@@ -4,8 +4,9 @@ Kept thin on purpose: replication logic is in node.replication.receiver,
 status in node.status. The replication, checksum, conflict and dead-letter
 RPCs are wrapped in ``answers_errors``: a RingsyncError escaping one ends the
 call with the code its class names (``RingsyncError.grpc_code``,
-ringsync/errors.py) and its message as the details. (The status and routes
-RPCs only read in-memory state and are not wrapped.)
+ringsync/errors.py) and its message as the details. The status and routes
+RPCs are not wrapped: an error there was never given a code (the caller sees
+UNKNOWN), and that stays so.
 """
 
 from __future__ import annotations
