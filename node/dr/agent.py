@@ -46,7 +46,7 @@ from node.dr.decisions import map_fresh, writable_until
 from node.dr.draining import Draining
 from node.dr.host import AgentRuntime
 from node.dr.leading import Leadership, store_moves
-from node.runtime import Notifier
+from node.replication.resources import Notifier
 from ringsync.dr.routes import Member, Route, is_set_route, static_routes
 from ringsync.dr.routestore import RouteStore
 from ringsync.dr.store import DRStore, EtcdError
