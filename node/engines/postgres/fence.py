@@ -51,9 +51,9 @@ import psycopg
 from psycopg import errors, sql
 
 from node.engines.base import SetFence, fence_message, set_fence_message
-from node.engines.postgres import pgoutput as po
-from node.engines.postgres.capture import PgoutputReader
-from node.engines.postgres.versions import PgConflictOps
+from node.engines.fencing import check_fence_time, set_fences_of
+from node.engines.postgres.connections import PgContext
+from node.engines.postgres.versions import PG
 from ringsync.dsn import redact_dsn
 from ringsync.errors import EngineError
 from ringsync.names import NODE_APPLICATION_NAME
@@ -220,22 +220,21 @@ def install_fence(conn: psycopg.Connection[Any], tables: tuple[str, ...], campus
     return bool(may_fence)
 
 
-class PgFenceOps(PgConflictOps):
-    """Fencing for PostgresEngine (which supplies the connections, the campus
-    and ``sets``: table -> single-writer set name)."""
+class PgFence:
+    """The Fence role of PostgresEngine: the campus fence and the set fences,
+    written on a connection of its own (the context supplies the DSN, the
+    campus, ``sets``: table -> single-writer set name, and the engine's
+    connections, for reads and for telling the node's own sessions)."""
 
-    campus: str
-    sets: Mapping[str, str]
-    dsn: str
-    may_fence: bool = True
-    _apply: psycopg.Connection[Any] | None
-    _reader: PgoutputReader | None
     # Fence writes (campus and set fences, ending sessions) run on a connection
     # of their own, so the DR agent can call them from its own thread (node.
     # runtime.in_fence) while the engine's thread is busy or blocked.
     own_fence_connection = True
-    _fence_conn: psycopg.Connection[Any] | None = None
     _fence_conn_lock = threading.Lock()
+
+    def __init__(self, ctx: PgContext) -> None:
+        self.ctx = ctx
+        self._fence_conn: psycopg.Connection[Any] | None = None
 
     def _fence_connection(self) -> psycopg.Connection[Any]:
         conn = self._fence_conn
@@ -245,14 +244,14 @@ class PgFenceOps(PgConflictOps):
             conn.close()
         try:
             conn = psycopg.connect(
-                self.dsn, autocommit=True, connect_timeout=5,
+                self.ctx.dsn, autocommit=True, connect_timeout=5,
                 fallback_application_name=NODE_APPLICATION_NAME,
                 options=("-c timezone=UTC -c synchronous_commit=local "
                          f"-c lock_timeout={FENCE_LOCK_TIMEOUT_MS} "
                          f"-c statement_timeout={FENCE_STATEMENT_TIMEOUT_MS}"))
         except psycopg.OperationalError as e:
-            raise EngineError(f"cannot connect to PostgreSQL ({redact_dsn(self.dsn)}) for the "
-                              f"fence: {e}".strip()) from e
+            raise EngineError(f"cannot connect to PostgreSQL ({redact_dsn(self.ctx.dsn)}) for "
+                              f"the fence: {e}".strip()) from e
         self._fence_conn = conn
         weakref.finalize(self, conn.close)
         return conn
@@ -275,12 +274,10 @@ class PgFenceOps(PgConflictOps):
                 self._fence_conn = None
 
     def set_fence(self, writable_until: float) -> None:
-        value = float(writable_until)
-        if math.isnan(value):
-            raise EngineError("a fence time must be a number of Unix seconds or inf, not NaN")
-        if value != math.inf and not self.may_fence:
+        value = check_fence_time(writable_until)
+        if value != math.inf and not self.ctx.may_fence:
             raise EngineError(
-                f"cannot fence campus {self.campus}: the node's role may not run "
+                f"cannot fence campus {self.ctx.campus}: the node's role may not run "
                 f"{ORIGIN_TEST}, so the fence would refuse its own apply too; {GRANT_HINT}")
         try:
             if not self._fence_query("UPDATE ringsync.fence SET writable_until = %s "
@@ -292,7 +289,7 @@ class PgFenceOps(PgConflictOps):
 
     def fence_state(self) -> float:
         try:
-            rows = self._query("SELECT writable_until FROM ringsync.fence LIMIT 1")
+            rows = self.ctx.query("SELECT writable_until FROM ringsync.fence LIMIT 1")
         except psycopg.Error as e:
             raise EngineError(f"cannot read the fence on PostgreSQL: {e}") from e
         return float(rows[0][0]) if rows else math.inf
@@ -302,35 +299,30 @@ class PgFenceOps(PgConflictOps):
         Opening needs the origin test, as fencing does (an open row closes by
         itself when its time comes, and apply must still pass then); closing
         is never refused."""
-        value = float(writable_until)
-        if math.isnan(value):
-            raise EngineError("a fence time must be a number of Unix seconds or inf, not NaN")
-        if value > time.time() and not self.may_fence:
+        value = check_fence_time(writable_until)
+        if value > time.time() and not self.ctx.may_fence:
             raise EngineError(
-                f"cannot open set {name} at campus {self.campus}: the node's role may not run "
-                f"{ORIGIN_TEST}, so the set's guard would refuse its own apply once closed; "
+                f"cannot open set {name} at campus {self.ctx.campus}: the node's role may not "
+                f"run {ORIGIN_TEST}, so the set's guard would refuse its own apply once closed; "
                 f"{GRANT_HINT}")
         try:
-            self._fence_query(
-                "INSERT INTO ringsync.set_fence(name, writable_until, epoch) "
-                "VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
-                "writable_until = EXCLUDED.writable_until, epoch = EXCLUDED.epoch RETURNING 1",
-                (name, value, int(epoch)))
+            self._fence_query(PG.set_set_fence_sql() + " RETURNING 1", (name, value, int(epoch)))
         except psycopg.Error as e:
             raise EngineError(f"cannot set the fence of set {name} on PostgreSQL: {e}") from e
 
     def wait_set_writers(self, name: str, timeout: float = 5.0) -> None:
         """A SHARE lock on the set's tables waits out every transaction that
         wrote to them (ROW EXCLUSIVE until it ends), and is released at once."""
-        tables = sorted(t for t, s in self.sets.items() if s == name)
+        ctx = self.ctx
+        tables = sorted(t for t, s in ctx.sets.items() if s == name)
         if not tables:
             return
         try:
-            self._query("SELECT 1")  # reconnects after a server restart
-            with self.conn.transaction():
-                self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+            ctx.query("SELECT 1")  # reconnects after a server restart
+            with ctx.conn.transaction():
+                ctx.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
                     sql.Literal(f"{int(timeout * 1000)}ms")))
-                self.conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
+                ctx.conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
                     sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
         except errors.LockNotAvailable as e:
             raise EngineError(
@@ -342,44 +334,14 @@ class PgFenceOps(PgConflictOps):
 
     def set_fence_states(self) -> dict[str, SetFence]:
         try:
-            rows = self._query(
-                "SELECT name, writable_until, epoch, reconciled FROM ringsync.set_fence")
+            rows = self.ctx.query(PG.set_fences_sql())
         except psycopg.Error as e:
             raise EngineError(f"cannot read the set fences on PostgreSQL: {e}") from e
-        return {name: SetFence(float(until), int(epoch), int(reconciled))
-                for name, until, epoch, reconciled in rows}
-
-    def commit_position(self) -> int:
-        """The WAL insert position, read in a transaction that then commits
-        with a local flush.
-
-        Not pg_current_wal_lsn() (the write position): with synchronous_commit
-        = off a commit is visible before its WAL is written, so that can be
-        behind a committed transaction's end LSN, while every commit record
-        inserted so far ends at or before the insert position. The insert
-        position itself may lie in WAL nobody flushes soon (a running
-        autovacuum, an open transaction), which logical decoding, reading only
-        flushed WAL, would not pass; this transaction's own commit (it takes
-        an xid) flushes everything before it, so capture's
-        ``captured_through`` reaches the position. The reader is asked for
-        keepalives until it does, as for a snapshot."""
-        try:
-            self._query("SELECT 1")  # reconnects after a server restart
-            with self.conn.transaction():
-                self.conn.execute("SET LOCAL synchronous_commit = local")
-                row = self.conn.execute("SELECT pg_current_wal_insert_lsn()::text, "
-                                        "txid_current()").fetchone()
-        except psycopg.Error as e:
-            raise EngineError(f"cannot read the WAL position on PostgreSQL: {e}") from e
-        assert row is not None
-        position = po.str_to_lsn(row[0])
-        if self._reader is not None:
-            self._reader.wanted = max(self._reader.wanted, position)
-        return position
+        return set_fences_of(rows)
 
     def _own_pids(self) -> list[int]:
         pids = []
-        for conn in (self.conn, self._apply, self._fence_conn):
+        for conn in (self.ctx.conn, self.ctx.apply, self._fence_conn):
             if conn is not None and not conn.closed and not conn.broken:
                 pids.append(int(conn.info.backend_pid))
         return pids
@@ -394,7 +356,7 @@ class PgFenceOps(PgConflictOps):
         backend_type is hidden) and pg_signal_backend (to end them); sessions
         it could not see or end are reported as an EngineError after the
         others were ended."""
-        own_name = psycopg.conninfo.conninfo_to_dict(self.dsn).get("application_name") or None
+        own_name = psycopg.conninfo.conninfo_to_dict(self.ctx.dsn).get("application_name") or None
         try:
             q = self._fence_query  # its own connection: never behind the engine's work
             found = q(
@@ -426,29 +388,11 @@ class PgFenceOps(PgConflictOps):
             raise EngineError(f"cannot end application sessions on PostgreSQL: {e}") from e
         if left:
             log.warning("%d terminated sessions of campus %s had not exited after %.0f s: %s",
-                        len(left), self.campus, END_SESSIONS_WAIT_SECONDS, left)
+                        len(left), self.ctx.campus, END_SESSIONS_WAIT_SECONDS, left)
         if refused or hidden:
             raise EngineError(
-                f"ended {len(ended)} application sessions of campus {self.campus}, but "
+                f"ended {len(ended)} application sessions of campus {self.ctx.campus}, but "
                 f"{len(refused)} could not be signalled and {len(hidden)} of other roles are "
                 f"hidden from the node's role (pids {(refused + hidden)[:10]}); "
                 f"GRANT pg_signal_backend, pg_read_all_stats TO <the node's role>")
         return len(ended)
-
-    def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
-                    prior: tuple[Any, ...] | None = None) -> None:
-        """An operator's resolution is an ordinary local write: while fenced (or,
-        for a table of a single-writer set, while the set is closed here) the
-        database refuses it like an application's (as EngineError)."""
-        try:
-            super().write_local(table, key, row, prior)
-        except errors.ReadOnlySqlTransaction as e:
-            raise EngineError(e.diag.message_primary or str(e).strip()) from e
-
-
-def store_reconciled(cur: psycopg.Cursor[Any], name: str, epoch: int) -> None:
-    """``reconciled = epoch`` for set ``name``, in the cursor's (apply)
-    transaction; a missing row is created closed."""
-    cur.execute("INSERT INTO ringsync.set_fence(name, reconciled) VALUES (%s, %s) "
-                "ON CONFLICT (name) DO UPDATE SET reconciled = EXCLUDED.reconciled",
-                (name, int(epoch)))

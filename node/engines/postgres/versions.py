@@ -19,20 +19,20 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import errors, sql
 
 from node.conflicts.deadletter import DeadLetterQuery, DeadLetterTable
 from node.conflicts.driver import (
-    ConflictRecord,
     Key,
     PendingLocalChange,
     Row,
     StoredRow,
     TxnInfo,
-    log_insert_sql,
 )
 from node.conflicts.entries import ConflictEntry, DeadLetterEntry
 from node.conflicts.log import ConflictLog, ConflictQuery
+from node.engines.dialect import Dialect, write_local_rows
+from node.engines.postgres.connections import PgContext
 from node.engines.postgres.stage import (
     STAGE_MIN_ROWS,
     Stager,
@@ -41,7 +41,9 @@ from node.engines.postgres.stage import (
     upsert_action,
 )
 from node.engines.postgres.values import canonical_row, to_pg
+from node.engines.sessionbase import ApplySessionBase
 from node.model import TableShape
+from ringsync.errors import EngineError
 
 CONFLICTS_DDL = """
 CREATE TABLE IF NOT EXISTS ringsync.conflicts(
@@ -67,8 +69,8 @@ CREATE TABLE IF NOT EXISTS ringsync.conflicts(
 XID_SQL = "SELECT txid_current() % 4294967296"
 CONFLICT_LOG = ConflictLog("ringsync.conflicts", "%s", "ringsync.conflict_tally")
 DLQ = DeadLetterTable("ringsync.dlq", "%s")
-
-LOG_INSERT = log_insert_sql("ringsync.conflicts", "%s")
+PG = Dialect(mark="%s", applied="ringsync.applied", set_fence="ringsync.set_fence",
+             log=CONFLICT_LOG, dlq=DLQ, native=to_pg)
 
 
 def meta_ident(table: str) -> sql.Composable:
@@ -107,18 +109,17 @@ def _in_keys(shape: TableShape, count: int) -> sql.Composable:
     return sql.SQL("({}) IN ({})").format(cols, sql.SQL(", ").join([one] * count))
 
 
-class PgVersionStore:
+class PgVersionStore(ApplySessionBase):
     """The version-store half of a PostgreSQL apply session."""
 
-    def __init__(self, cur: psycopg.Cursor[Any], canonical: Callable[..., Row],
+    def __init__(self, cur: psycopg.Cursor[Any], shape_of: Callable[[str], TableShape],
                  upsert_sql: Callable[[TableShape], sql.Composed],
                  delete_sql: Callable[[TableShape], sql.Composed],
                  stager: Stager | None = None) -> None:
+        super().__init__(cur, PG, shape_of, upsert_sql, delete_sql)
         self.cur = cur
         self._stager = stager
-        self._canonical = canonical
-        self._upsert_sql = upsert_sql
-        self._delete_sql = delete_sql
+        self._canonical = canonical_row
         self._xid: int | None = None
         self._savepoints = 0
 
@@ -263,24 +264,8 @@ class PgVersionStore:
         self.cur.executemany(sql.SQL("INSERT INTO {} ({}, xid, live, meta) VALUES ({}) {}").format(
             meta_ident(shape.name), keys, marks, update), records)
 
-    def log_conflicts(self, records: list[ConflictRecord]) -> None:
-        self.cur.executemany(LOG_INSERT, [r.params() for r in records])
-
-    def count_delta_merged(self, n: int) -> None:
-        self.cur.execute(CONFLICT_LOG.tally_add_sql(), ("delta_merged", n))
-
-    def parked_keys(self) -> dict[tuple[str, str], int]:
-        return DLQ.parked_keys(self.cur)
-
-    def park(self, rows: list[tuple[Any, ...]]) -> None:
-        self.cur.executemany(DLQ.insert_sql(), rows)
-
     def dead_letters(self, query: DeadLetterQuery) -> list[DeadLetterEntry]:
         return DLQ.query(self.cur, query)
-
-    def update_dead_letter(self, entry_id: int, state: str, error: str, attempts: int,
-                           actions: str) -> None:
-        DLQ.update(self.cur, entry_id, state, error, attempts, actions)
 
     def savepoint(self) -> None:
         self.cur.execute("SAVEPOINT rs_change")
@@ -327,12 +312,6 @@ class PgVersionStore:
                 "SET xid = EXCLUDED.xid, live = EXCLUDED.live, meta = EXCLUDED.meta").format(
                 meta_ident(shape.name), keys, marks, keys), kept)
 
-    def close_parked(self, shape: TableShape, keys: list[Key], note: str) -> None:
-        self.cur.executemany(
-            "UPDATE ringsync.conflicts SET state = 'resolved', resolution = %s "
-            "WHERE state = 'parked' AND tbl = %s AND key = %s",
-            [(note, shape.name, ConflictRecord.key_json_of(k)) for k in keys])
-
     def clear_versions(self, shape: TableShape) -> None:
         self.cur.execute(sql.SQL("DELETE FROM {}").format(meta_ident(shape.name)))
 
@@ -340,66 +319,62 @@ class PgVersionStore:
         mark_base_versions(self.cur.connection, shape)
 
 
-class PgConflictOps:
-    """The engine's conflict-log queries and an operator's local write (a mixin
-    of PostgresEngine, which supplies the connections and the SQL builders)."""
+class PgConflictStore:
+    """The ConflictStore role of PostgresEngine: the conflict log and dead-letter
+    queries and an operator's local write, on the engine's main connection
+    (from the shared context, with the shapes and the SQL builders)."""
 
-    @property
-    def conn(self) -> psycopg.Connection[Any]:
-        raise NotImplementedError
-
-    campus: str
-    shape_of: Callable[[str], TableShape]
-    upsert_sql: Callable[[TableShape], sql.Composed]
-    delete_sql: Callable[[TableShape], sql.Composed]
-    _query: Callable[..., list[Any]]
+    def __init__(self, ctx: PgContext) -> None:
+        self.ctx = ctx
 
     def conflicts(self, query: ConflictQuery) -> list[ConflictEntry]:
-        self._query("SELECT 1")  # reconnects after a server restart
-        return CONFLICT_LOG.query(self.conn, query)
+        self.ctx.query("SELECT 1")  # reconnects after a server restart
+        return CONFLICT_LOG.query(self.ctx.conn, query)
 
     def read_version(self, table: str, key: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None,
                                                                      str | None]:
-        shape = self.shape_of(table)
+        shape = self.ctx.shape_of(table)
         where = sql.SQL(" AND ").join(
             sql.SQL("{} = %s").format(sql.Identifier(c)) for c in shape.key_columns)
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns)
         params = tuple(to_pg(v) for v in key)
-        rows = self._query(sql.SQL("SELECT {} FROM {} WHERE {}").format(
+        rows = self.ctx.query(sql.SQL("SELECT {} FROM {} WHERE {}").format(
             cols, sql.Identifier(table), where), params)
-        metas = self._query(sql.SQL("SELECT meta FROM {} WHERE {}").format(
+        metas = self.ctx.query(sql.SQL("SELECT meta FROM {} WHERE {}").format(
             meta_ident(table), where), params)
         return (canonical_row(shape.kinds, rows[0]) if rows else None), (
             metas[0][0] if metas else None)
 
     def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
                     prior: tuple[Any, ...] | None = None) -> None:
-        """An ordinary local write (no replication origin: captured like a user's)."""
-        shape = self.shape_of(table)
-        self._query("SELECT 1")
-        with self.conn.transaction():
-            for image in (prior, row):
-                if image is not None:
-                    self.conn.execute(self.upsert_sql(shape), tuple(to_pg(v) for v in image))
-            if row is None:
-                self.conn.execute(self.delete_sql(shape), tuple(to_pg(v) for v in key))
+        """An ordinary local write (no replication origin: captured like a user's).
+        An operator's resolution, so while fenced (or, for a table of a
+        single-writer set, while the set is closed here) the database refuses
+        it like an application's (as EngineError)."""
+        shape = self.ctx.shape_of(table)
+        self.ctx.query("SELECT 1")
+        try:
+            with self.ctx.conn.transaction():
+                write_local_rows(self.ctx.conn, PG, self.ctx.upsert_sql(shape),
+                                 self.ctx.delete_sql(shape), key, row, prior)
+        except errors.ReadOnlySqlTransaction as e:
+            raise EngineError(e.diag.message_primary or str(e).strip()) from e
 
     def mark_conflict(self, conflict_id: int, state: str, resolution: str) -> None:
-        self._query("SELECT 1")
-        self.conn.execute("UPDATE ringsync.conflicts SET state = %s, resolution = %s "
-                          "WHERE id = %s", (state, resolution, conflict_id))
+        self.ctx.query("SELECT 1")
+        self.ctx.conn.execute(PG.mark_conflict_sql(), (state, resolution, conflict_id))
 
     def dead_letter_list(self, query: DeadLetterQuery) -> list[DeadLetterEntry]:
-        return DLQ.query(self.conn, query)
+        return DLQ.query(self.ctx.conn, query)
 
     def dead_letter_counts(self) -> dict[str, int]:
-        return DLQ.counts(self.conn, self.campus)
+        return DLQ.counts(self.ctx.conn, self.ctx.campus)
 
     def conflict_counts(self) -> dict[str, int]:
-        self._query("SELECT 1")
-        return CONFLICT_LOG.counts(self.conn)
+        self.ctx.query("SELECT 1")
+        return CONFLICT_LOG.counts(self.ctx.conn)
 
     def prune_conflicts(self, keep_rows: int, keep_days: int) -> None:
-        self._query("SELECT 1")
-        CONFLICT_LOG.prune(self.conn, keep_rows, keep_days)
+        self.ctx.query("SELECT 1")
+        CONFLICT_LOG.prune(self.ctx.conn, keep_rows, keep_days)
 

@@ -31,13 +31,13 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from node.engines.base import SetFence, fence_message, set_fence_message
+from node.engines.fencing import check_fence_time, set_fences_of
+from node.engines.sqlite.connections import SQLiteContext
 from node.engines.sqlite.snapshot import q
-from node.engines.sqlite.versions import SQLiteConflictOps
+from node.engines.sqlite.versions import SQLITE
 from node.model import TableShape
-from ringsync.errors import EngineError
 
 FENCE_DDL = "CREATE TABLE IF NOT EXISTS _rs_fence(writable_until REAL NOT NULL)"
 # 9e999 overflows to +Inf: the row a cluster that never fences keeps forever.
@@ -119,31 +119,16 @@ def install_fence(conn: sqlite3.Connection, shapes: Iterable[TableShape], campus
             conn.execute(f"DROP TRIGGER IF EXISTS {q(name)}")
 
 
-def store_reconciled(conn: sqlite3.Connection, name: str, epoch: int) -> None:
-    """``reconciled = epoch`` for set ``name``, in the caller's (apply) transaction;
-    a missing row is created closed."""
-    conn.execute("INSERT INTO _rs_set_fence(name, reconciled) VALUES (?, ?) "
-                 "ON CONFLICT(name) DO UPDATE SET reconciled = excluded.reconciled",
-                 (name, int(epoch)))
+class SQLiteFence:
+    """The Fence role of SQLiteEngine: the campus fence and the set fences, on
+    the engine's main connection (from the shared context)."""
 
-
-def check_fence_time(writable_until: float) -> float:
-    value = float(writable_until)
-    if math.isnan(value):
-        raise EngineError("a fence time must be a number of Unix seconds or inf, not NaN")
-    return value
-
-
-class SQLiteFenceOps(SQLiteConflictOps):
-    """Fencing for SQLiteEngine (which supplies the connection, the campus and
-    ``sets``: table -> single-writer set name)."""
-
-    campus: str
-    sets: Mapping[str, str]
+    def __init__(self, ctx: SQLiteContext) -> None:
+        self.ctx = ctx
 
     def set_fence(self, writable_until: float) -> None:
         value = check_fence_time(writable_until)
-        conn = self.conn
+        conn = self.ctx.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             if conn.execute("UPDATE _rs_fence SET writable_until = ?", (value,)).rowcount == 0:
@@ -155,18 +140,15 @@ class SQLiteFenceOps(SQLiteConflictOps):
             raise
 
     def fence_state(self) -> float:
-        row = self.conn.execute("SELECT writable_until FROM _rs_fence LIMIT 1").fetchone()
+        row = self.ctx.conn.execute("SELECT writable_until FROM _rs_fence LIMIT 1").fetchone()
         return math.inf if row is None or row[0] is None else float(row[0])
 
     def set_set_fence(self, name: str, writable_until: float, epoch: int) -> None:
         value = check_fence_time(writable_until)
-        conn = self.conn
+        conn = self.ctx.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(
-                "INSERT INTO _rs_set_fence(name, writable_until, epoch) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET writable_until = excluded.writable_until, "
-                "epoch = excluded.epoch", (name, value, int(epoch)))
+            conn.execute(SQLITE.set_set_fence_sql(), (name, value, int(epoch)))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -178,33 +160,9 @@ class SQLiteFenceOps(SQLiteConflictOps):
         any open write transaction to end."""
 
     def set_fence_states(self) -> dict[str, SetFence]:
-        return {name: SetFence(float(until), int(epoch), int(reconciled))
-                for name, until, epoch, reconciled in self.conn.execute(
-                    "SELECT name, writable_until, epoch, reconciled FROM _rs_set_fence")}
+        return set_fences_of(self.ctx.conn.execute(SQLITE.set_fences_sql()))
 
     def end_app_sessions(self) -> int:
         """SQLite has no sessions to end: the guard refuses the next write of
         every open connection."""
         return 0
-
-    def commit_position(self) -> int:
-        """The highest change-log id ever issued: every committed local change
-        has one at or below it (AUTOINCREMENT never reuses an id)."""
-        row = self.conn.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = '_rs_log'").fetchone()
-        return int(row[0]) if row else 0
-
-    def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
-                    prior: tuple[Any, ...] | None = None) -> None:
-        """An operator's resolution is an ordinary local write: while fenced (or,
-        for a table of a single-writer set, while the set is closed here) the
-        database refuses it like an application's (as EngineError)."""
-        try:
-            super().write_local(table, key, row, prior)
-        except sqlite3.IntegrityError as e:
-            refusals = {fence_message(self.campus)}
-            if table in self.sets:
-                refusals.add(set_fence_message(self.campus, self.sets[table]))
-            if str(e) in refusals:
-                raise EngineError(str(e)) from e
-            raise

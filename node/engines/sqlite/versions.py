@@ -19,18 +19,21 @@ from typing import Any
 
 from node.conflicts.deadletter import DeadLetterQuery, DeadLetterTable
 from node.conflicts.driver import (
-    ConflictRecord,
     Key,
     Row,
     StoredRow,
     TxnInfo,
-    log_insert_sql,
 )
 from node.conflicts.entries import ConflictEntry, DeadLetterEntry
 from node.conflicts.log import ConflictLog, ConflictQuery
+from node.engines.base import fence_message, set_fence_message
+from node.engines.dialect import Dialect, write_local_rows
+from node.engines.sessionbase import ApplySessionBase
+from node.engines.sqlite.connections import SQLiteContext
 from node.engines.sqlite.snapshot import q
 from node.engines.sqlite.values import from_sqlite, to_sqlite
 from node.model import TableShape
+from ringsync.errors import EngineError
 
 CONFLICTS_DDL = """
 CREATE TABLE IF NOT EXISTS _rs_conflicts(
@@ -54,9 +57,10 @@ CREATE TABLE IF NOT EXISTS _rs_conflicts(
 )
 """
 
-LOG_INSERT = log_insert_sql("_rs_conflicts", "?")
 CONFLICT_LOG = ConflictLog("_rs_conflicts", "?", "_rs_conflict_tally")
 DLQ = DeadLetterTable("_rs_dlq", "?")
+SQLITE = Dialect(mark="?", applied="_rs_applied", set_fence="_rs_set_fence",
+                 log=CONFLICT_LOG, dlq=DLQ, native=to_sqlite)
 
 
 def meta_table(table: str) -> str:
@@ -78,15 +82,16 @@ def _key_where(shape: TableShape, prefix: str = "") -> str:
     return " AND ".join(f"{q(prefix + c)} = ?" for c in shape.key_columns)
 
 
-class SQLiteVersionStore:
+class SQLiteVersionStore(ApplySessionBase):
     """The version-store half of a SQLite apply session (see node.conflicts.driver)."""
 
     def __init__(self, conn: sqlite3.Connection, recorded_position: int,
-                 upsert_sql: Any, delete_sql: Any) -> None:
+                 shape_of: Callable[[str], TableShape],
+                 upsert_sql: Callable[[TableShape], str],
+                 delete_sql: Callable[[TableShape], str]) -> None:
+        super().__init__(conn, SQLITE, shape_of, upsert_sql, delete_sql)
         self.conn = conn
         self.recorded_position = recorded_position
-        self._upsert_sql = upsert_sql
-        self._delete_sql = delete_sql
 
     def read_versions(self, shape: TableShape,
                       keys: Mapping[Key, TxnInfo]) -> dict[Key, StoredRow]:
@@ -133,24 +138,8 @@ class SQLiteVersionStore:
              if text is not None],
         )
 
-    def log_conflicts(self, records: list[ConflictRecord]) -> None:
-        self.conn.executemany(LOG_INSERT, [r.params() for r in records])
-
-    def count_delta_merged(self, n: int) -> None:
-        self.conn.execute(CONFLICT_LOG.tally_add_sql(), ("delta_merged", n))
-
-    def parked_keys(self) -> dict[tuple[str, str], int]:
-        return DLQ.parked_keys(self.conn)
-
-    def park(self, rows: list[tuple[Any, ...]]) -> None:
-        self.conn.executemany(DLQ.insert_sql(), rows)
-
     def dead_letters(self, query: DeadLetterQuery) -> list[DeadLetterEntry]:
         return DLQ.query(self.conn, query)
-
-    def update_dead_letter(self, entry_id: int, state: str, error: str, attempts: int,
-                           actions: str) -> None:
-        DLQ.update(self.conn, entry_id, state, error, attempts, actions)
 
     def savepoint(self) -> None:
         self.conn.execute("SAVEPOINT rs_change")
@@ -167,73 +156,74 @@ class SQLiteVersionStore:
             f"DELETE FROM {meta_table(shape.name)} WHERE {_key_where(shape)}",
             [tuple(to_sqlite(v) for v in k) for k in rows])
 
-    def close_parked(self, shape: TableShape, keys: list[Key], note: str) -> None:
-        self.conn.executemany(
-            "UPDATE _rs_conflicts SET state = 'resolved', resolution = ? "
-            "WHERE state = 'parked' AND tbl = ? AND key = ?",
-            [(note, shape.name, ConflictRecord.key_json_of(k)) for k in keys])
-
     def clear_versions(self, shape: TableShape) -> None:
         self.conn.execute(f"DELETE FROM {meta_table(shape.name)}")
 
 
-class SQLiteConflictOps:
-    """The engine's conflict-log queries and an operator's local write (a mixin
-    of SQLiteEngine, which supplies the connection and the SQL builders)."""
+class SQLiteConflictStore:
+    """The ConflictStore role of SQLiteEngine: the conflict log and dead-letter
+    queries and an operator's local write, on the engine's main connection
+    (from the shared context, with the shapes and the SQL builders)."""
 
-    @property
-    def conn(self) -> sqlite3.Connection:
-        raise NotImplementedError
-
-    campus: str
-    shape_of: Callable[[str], TableShape]
-    upsert_sql: Callable[[TableShape], str]
-    delete_sql: Callable[[TableShape], str]
+    def __init__(self, ctx: SQLiteContext) -> None:
+        self.ctx = ctx
 
     def conflicts(self, query: ConflictQuery) -> list[ConflictEntry]:
-        return CONFLICT_LOG.query(self.conn, query)
+        return CONFLICT_LOG.query(self.ctx.conn, query)
 
     def read_version(self, table: str, key: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None,
                                                                      str | None]:
-        shape = self.shape_of(table)
+        shape = self.ctx.shape_of(table)
         native = tuple(to_sqlite(v) for v in key)
         where = _key_where(shape)
         cols = ", ".join(q(c) for c in shape.columns)
-        row = self.conn.execute(f"SELECT {cols} FROM {q(table)} WHERE {where}", native).fetchone()
-        meta = self.conn.execute(f"SELECT meta FROM {q('_rs_meta_' + table)} WHERE {where}",
-                                 native).fetchone()
+        conn = self.ctx.conn
+        row = conn.execute(f"SELECT {cols} FROM {q(table)} WHERE {where}", native).fetchone()
+        meta = conn.execute(f"SELECT meta FROM {q('_rs_meta_' + table)} WHERE {where}",
+                            native).fetchone()
         return (from_sqlite(shape.kinds, row) if row else None), (meta[0] if meta else None)
 
     def write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
                     prior: tuple[Any, ...] | None = None) -> None:
-        """An ordinary local write (captured and replicated like a user's)."""
-        shape = self.shape_of(table)
-        conn = self.conn
+        """An ordinary local write (captured and replicated like a user's). An
+        operator's resolution, so while fenced (or, for a table of a
+        single-writer set, while the set is closed here) the database refuses
+        it like an application's (as EngineError)."""
+        try:
+            self._write_local(table, key, row, prior)
+        except sqlite3.IntegrityError as e:
+            refusals = {fence_message(self.ctx.campus)}
+            if table in self.ctx.sets:
+                refusals.add(set_fence_message(self.ctx.campus, self.ctx.sets[table]))
+            if str(e) in refusals:
+                raise EngineError(str(e)) from e
+            raise
+
+    def _write_local(self, table: str, key: tuple[Any, ...], row: tuple[Any, ...] | None,
+                     prior: tuple[Any, ...] | None) -> None:
+        shape = self.ctx.shape_of(table)
+        conn = self.ctx.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for image in (prior, row):
-                if image is not None:
-                    conn.execute(self.upsert_sql(shape), tuple(to_sqlite(v) for v in image))
-            if row is None:
-                conn.execute(self.delete_sql(shape), tuple(to_sqlite(v) for v in key))
+            write_local_rows(conn, SQLITE, self.ctx.upsert_sql(shape), self.ctx.delete_sql(shape),
+                             key, row, prior)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
     def mark_conflict(self, conflict_id: int, state: str, resolution: str) -> None:
-        self.conn.execute("UPDATE _rs_conflicts SET state = ?, resolution = ? WHERE id = ?",
-                          (state, resolution, conflict_id))
+        self.ctx.conn.execute(SQLITE.mark_conflict_sql(), (state, resolution, conflict_id))
 
     def dead_letter_list(self, query: DeadLetterQuery) -> list[DeadLetterEntry]:
-        return DLQ.query(self.conn, query)
+        return DLQ.query(self.ctx.conn, query)
 
     def dead_letter_counts(self) -> dict[str, int]:
-        return DLQ.counts(self.conn, self.campus)
+        return DLQ.counts(self.ctx.conn, self.ctx.campus)
 
     def conflict_counts(self) -> dict[str, int]:
-        return CONFLICT_LOG.counts(self.conn)
+        return CONFLICT_LOG.counts(self.ctx.conn)
 
     def prune_conflicts(self, keep_rows: int, keep_days: int) -> None:
-        CONFLICT_LOG.prune(self.conn, keep_rows, keep_days)
+        CONFLICT_LOG.prune(self.ctx.conn, keep_rows, keep_days)
 

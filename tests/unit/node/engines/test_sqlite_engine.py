@@ -117,7 +117,7 @@ def test_update_that_moves_the_key_and_upsert_of_missing_row(engine: SQLiteEngin
         s.apply([Change("patients", Op.INSERT, new=old),
                  Change("patients", Op.UPDATE, new=new, old=old)])
         s.advance("b", 1)
-    rows = engine.conn.execute("SELECT patient_id, name FROM patients").fetchall()
+    rows = engine.ctx.conn.execute("SELECT patient_id, name FROM patients").fetchall()
     assert rows == [("p2", "n2")]
 
 

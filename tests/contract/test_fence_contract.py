@@ -2,8 +2,10 @@
 
 Each test writes through a plain application connection (``sqlite3`` on the
 file, ``psycopg`` on the DSN), never through the engine, so what is asserted
-is what the database itself enforces. PostgreSQL runs on a real server made
-with initdb; SQLite on a file.
+is what the database itself enforces (tests/contract/campuses.py). PostgreSQL
+runs on a real server made with initdb; SQLite on a file. The Fence role's
+contract; ``end_app_sessions`` and what only PostgreSQL has (TRUNCATE,
+privileges, waiting out a set's writers) are tested per engine.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import math
 import sqlite3
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -25,10 +26,9 @@ from node.engines.postgres.engine import PostgresEngine
 from node.engines.sqlite.engine import SQLiteEngine
 from node.hlc import HybridClock
 from node.model import Change, Op
-from ringsync.commands.demo.cluster import free_port
-from ringsync.commands.demo.postgres import LocalPostgres
 from ringsync.conflict_policy import ConflictSettings
 from ringsync.errors import EngineError
+from tests.contract.campuses import Campus, PostgresCampus, SQLiteCampus
 
 TABLES = ("kv", "other")
 SQLITE_DDL = """CREATE TABLE kv(k TEXT PRIMARY KEY, v INTEGER);
@@ -43,52 +43,18 @@ WRITES = {
 SETS = {"kv": "beds"}  # "other" is in no set
 
 
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[LocalPostgres]:
-    pg = LocalPostgres.create(None, free_port())
-    pg.start()
-    yield pg
-    pg.remove()
+class FenceContract(Campus):
+    """Each test class mixes this with an engine's campus (tests/contract/campuses.py);
+    ``engine`` (opened, capture started) comes from there, ``set_engine`` (the
+    same with ``SETS``) is built here."""
 
-
-class FenceContract:
-    """Subclasses provide the ``db`` fixture (a fresh database), ``new_engine``,
-    ``campus``, ``app_write``, ``app_rows``, ``capture_all`` and
-    ``assert_refused_error``; ``engine`` (opened, capture started) and
-    ``set_engine`` (the same with ``SETS``) are built here from them."""
-
-    campus: str
-
-    def new_engine(self, sets: dict[str, str] | None) -> Any:
-        """Another engine on the same database (not opened)."""
-        raise NotImplementedError
-
-    def _opened(self, sets: dict[str, str] | None) -> Iterator[Any]:
-        engine = self.new_engine(sets)
-        engine.open()
-        engine.source.start_capture(0)
-        yield engine
-        engine.close()
-
-    @pytest.fixture
-    def engine(self, db: None) -> Iterator[Any]:
-        yield from self._opened(None)
+    TABLES = TABLES
+    SQLITE_DDL = SQLITE_DDL
+    POSTGRES_DDL = POSTGRES_DDL
 
     @pytest.fixture
     def set_engine(self, db: None) -> Iterator[Any]:
         yield from self._opened(SETS)
-
-    def app_write(self, *statements: str) -> None:
-        raise NotImplementedError
-
-    def app_rows(self, table: str = "kv") -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def capture_all(self, engine: Any) -> list[Any]:
-        raise NotImplementedError
-
-    def assert_refused_error(self, error: BaseException, message: str) -> None:
-        raise NotImplementedError
 
     def assert_refused(self, *statements: str, set_name: str | None = None) -> None:
         message = (fence_message(self.campus) if set_name is None
@@ -174,21 +140,6 @@ class FenceContract:
         engine.open()
         assert engine.fence.fence_state() == until
         self.assert_refused(WRITES["insert"])
-
-    def test_commit_position_covers_every_committed_transaction(self, engine: Any) -> None:
-        self.app_write("INSERT INTO kv VALUES ('a', 1)")
-        self.app_write("UPDATE kv SET v = 2 WHERE k = 'a'")
-        chunks = self.capture_all(engine)
-        assert len(chunks) >= 1
-        last = max(c.position for c in chunks)
-        position = engine.source.commit_position()
-        assert position >= last
-        # capture confirms it has passed the position with nothing more to capture
-        deadline = time.monotonic() + 10
-        while engine.source.captured_through() < position and time.monotonic() < deadline:
-            assert engine.source.capture(last, 1000) == []
-        assert engine.source.captured_through() >= position
-
 
     # -- single-writer sets --------------------------------------------------
 
@@ -304,44 +255,7 @@ class FenceContract:
         assert self.app_rows() == [] and self.app_rows("other") == []
 
 
-class TestSQLiteFence(FenceContract):
-    @pytest.fixture
-    def db(self, tmp_path: Path) -> None:
-        self.path = tmp_path / "c.db"
-        self.campus = "c"
-        conn = sqlite3.connect(self.path)
-        conn.executescript(SQLITE_DDL)
-        conn.close()
-
-    def new_engine(self, sets: dict[str, str] | None) -> SQLiteEngine:
-        return SQLiteEngine(self.path, TABLES, self.campus, sets=sets)
-
-    def app_write(self, *statements: str) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            conn.execute("BEGIN")
-            for s in statements:
-                conn.execute(s)
-            conn.execute("COMMIT")
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            conn.close()
-
-    def app_rows(self, table: str = "kv") -> list[tuple[Any, ...]]:
-        conn = sqlite3.connect(self.path)
-        try:
-            return sorted(conn.execute(f"SELECT * FROM {table}").fetchall())
-        finally:
-            conn.close()
-
-    def capture_all(self, engine: SQLiteEngine) -> list[Any]:
-        return engine.source.capture(0, 1000)
-
-    def assert_refused_error(self, error: BaseException, message: str) -> None:
-        assert isinstance(error, sqlite3.IntegrityError)
-        assert str(error) == message
-
+class TestSQLiteFence(SQLiteCampus, FenceContract):
     def test_end_app_sessions_has_nothing_to_end(self, engine: SQLiteEngine) -> None:
         assert engine.fence.end_app_sessions() == 0
 
@@ -365,50 +279,7 @@ class TestSQLiteFence(FenceContract):
         assert self.app_rows() == [("before", 1)]
 
 
-class TestPostgresFence(FenceContract):
-    @pytest.fixture
-    def db(self, pg_server: LocalPostgres, request: Any) -> Iterator[None]:
-        db = f"f_{request.node.name.lower().replace('test_', '')[:40]}"
-        with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}"')
-            conn.execute(f'CREATE DATABASE "{db}"')
-        self.dsn = pg_server.dsn.replace("dbname=postgres", f"dbname={db}")
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            for statement in POSTGRES_DDL.split(";"):
-                conn.execute(statement)
-        self.campus = db.replace("_", "-")
-        yield
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                         "WHERE database = current_database()")
-
-    def new_engine(self, sets: dict[str, str] | None) -> PostgresEngine:
-        return PostgresEngine(self.dsn, TABLES, self.campus, sets=sets)
-
-    def app_write(self, *statements: str) -> None:
-        with psycopg.connect(self.dsn) as conn:
-            for s in statements:
-                conn.execute(s)
-
-    def app_rows(self, table: str = "kv") -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.dsn) as conn:
-            return sorted(conn.execute(f"SELECT * FROM {table}").fetchall())
-
-    def capture_all(self, engine: PostgresEngine) -> list[Any]:
-        out: list[Any] = []
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            got = engine.source.capture(0, 1000)
-            out += got
-            if got == [] and out:
-                break
-        return out
-
-    def assert_refused_error(self, error: BaseException, message: str) -> None:
-        assert isinstance(error, errors.ReadOnlySqlTransaction)
-        assert error.sqlstate == "25006"
-        assert error.diag.message_primary == message
-
+class TestPostgresFence(PostgresCampus, FenceContract):
     def test_truncate_is_refused_too(self, engine: PostgresEngine) -> None:
         self.app_write("INSERT INTO kv VALUES ('a', 1)")
         engine.fence.set_fence(time.time() - 1)

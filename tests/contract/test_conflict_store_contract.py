@@ -1,4 +1,9 @@
-"""Convergence with real engines: two SQLite campuses and one PostgreSQL.
+"""The ConflictStore contract, and convergence with real engines: two SQLite
+campuses and one PostgreSQL.
+
+ConflictStoreContract runs on every engine (tests/contract/campuses.py): an
+operator's local write, and the conflict log's entries listed, counted,
+marked and pruned.
 
 The same Hypothesis state machine idea as tests/unit/node/test_conflict_convergence.py,
 but every replica is a real campus database: each write and each delivery
@@ -10,7 +15,7 @@ campus had applied. At the end every campus must hold identical rows, read
 back from its database, and the delta and monotonic columns must hold what
 the campuses wrote.
 
-More examples: RINGSYNC_ENGINE_EXAMPLES=300 pytest tests/contract/test_conflict_engines.py
+More examples: RINGSYNC_ENGINE_EXAMPLES=300 pytest tests/contract/test_conflict_store_contract.py
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from node.model import Change, Op
 from ringsync.commands.demo.cluster import free_port
 from ringsync.commands.demo.postgres import LocalPostgres
 from ringsync.conflict_policy import ConflictSettings, TablePolicy
+from tests.contract.campuses import Campus as CampusDatabase
+from tests.contract.campuses import PostgresCampus, SQLiteCampus
 
 STATUS = ("ordered", "collected", "resulted", "verified", "amended")
 TABLES = ("t_latest", "t_rank", "t_merge")
@@ -62,6 +69,8 @@ def sqlite_campus(path: Path, campus: str) -> SQLiteEngine:
 
 @pytest.fixture(scope="module")
 def campuses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A server of its own: engine b's apply connection holds the replication
+    origin (one session per server) for the whole module."""
     root = tmp_path_factory.mktemp("engines")
     pg = LocalPostgres.create(None, free_port())
     pg.start()
@@ -252,7 +261,7 @@ def test_a_row_a_user_inserts_while_apply_decides_is_not_overwritten(
 
         def read_then_a_user_inserts(shape: Any, keys: Any) -> Any:
             out = read(shape, keys)
-            with psycopg.connect(engine.dsn, autocommit=True) as user:
+            with psycopg.connect(engine.ctx.dsn, autocommit=True) as user:
                 user.execute("INSERT INTO t_latest VALUES (7, 'mine', 'ordered', 0)")
             return out
 
@@ -268,9 +277,9 @@ def test_staging_tables_survive_a_rollback_to_savepoint(
     rolled back (apply isolating a failing change) is made again on next use."""
     monkeypatch.setattr(pgversions, "STAGE_MIN_ROWS", 1)
     engine = campuses["b"]
-    engine._apply.execute("DISCARD TEMP")  # as after a reconnect: no staging table yet
-    engine._apply.commit()
-    engine.stager = type(engine.stager)()
+    engine.ctx.apply.execute("DISCARD TEMP")  # as after a reconnect: no staging table yet
+    engine.ctx.apply.commit()
+    engine.ctx.stager = type(engine.ctx.stager)()
     with engine.target.apply_session() as session:
         session.clear("t_latest")
     resolver = Resolver(dict(engine.shapes()), POLICIES, HybridClock())
@@ -292,22 +301,22 @@ def test_a_staging_table_loaded_before_a_savepoint_is_emptied_after_rolling_back
     its foreign part), must not keep the rows loaded before the savepoint."""
     monkeypatch.setattr(pgversions, "STAGE_MIN_ROWS", 1)
     engine = campuses["b"]
-    engine._apply.execute("DISCARD TEMP")
-    engine._apply.commit()
-    engine.stager = type(engine.stager)()
+    engine.ctx.apply.execute("DISCARD TEMP")
+    engine.ctx.apply.commit()
+    engine.ctx.stager = type(engine.ctx.stager)()
     with engine.target.apply_session() as session:
         session.clear("t_latest")
     shape = engine.shapes()["t_latest"]
     stage = None
     with engine.target.apply_session() as session:
         keys = [(k,) for k in range(1, 70)]
-        stage = engine.stager.load(session.cur, psycopg.sql.Identifier("t_latest"), "t_latest",
+        stage = engine.ctx.stager.load(session.cur, psycopg.sql.Identifier("t_latest"), "t_latest",
                                    shape.key_columns, keys)
         session.savepoint()
-        engine.stager.load(session.cur, psycopg.sql.Identifier("t_latest"), "t_latest",
+        engine.ctx.stager.load(session.cur, psycopg.sql.Identifier("t_latest"), "t_latest",
                            shape.key_columns, [(500,)])
         session.rollback_to_savepoint()
-        engine.stager.load(session.cur, psycopg.sql.Identifier("t_latest"), "t_latest",
+        engine.ctx.stager.load(session.cur, psycopg.sql.Identifier("t_latest"), "t_latest",
                            shape.key_columns, [(700,)])
         held = [r[0] for r in session.cur.execute(
             psycopg.sql.SQL("SELECT * FROM {}").format(stage)).fetchall()]
@@ -360,3 +369,53 @@ def test_concurrent_delta_only_updates_add_count_and_log_nothing(
                   if e["id"] > top]
         assert [(e["key"], e["kind"]) for e in logged] == [("[2]", "update_update")], name
         assert after["logged"] - before["logged"] == 1, name
+
+
+class ConflictStoreContract(CampusDatabase):
+    def test_an_operators_write_is_an_ordinary_local_write(self, engine: Any) -> None:
+        engine.store.write_local("kv", ("op",), ("op", 1))
+        assert self.app_rows() == [("op", 1)]
+        assert engine.store.read_version("kv", ("op",)) == (("op", 1), None)
+        engine.store.write_local("kv", ("op",), ("op", 2), prior=("op", 1))
+        engine.store.write_local("kv", ("gone",), None, prior=("gone", 5))
+        assert self.app_rows() == [("op", 2)]
+        changes = [c for chunk in self.capture_all(engine) for c in chunk.changes]
+        assert [(c.op, c.new or c.old) for c in changes] == [
+            (Op.INSERT, ("op", 1)), (Op.UPDATE, ("op", 1)), (Op.UPDATE, ("op", 2)),
+            (Op.INSERT, ("gone", 5)), (Op.DELETE, ("gone", 5))]
+
+    def test_a_logged_conflict_is_listed_counted_marked_and_pruned(self, engine: Any) -> None:
+        from node.conflicts.deadletter import DeadLetterQuery
+        from node.conflicts.log import ConflictQuery
+
+        store = engine.store
+        assert store.conflicts(ConflictQuery()) == []
+        assert store.dead_letter_list(DeadLetterQuery()) == []
+        assert sum(store.dead_letter_counts().values()) == 0
+        resolver = Resolver(dict(engine.shapes()), ConflictSettings(), HybridClock())
+        base = ("a", 1)
+        with engine.target.apply_session() as session:
+            resolver.apply(session, TxnInfo("p", 1, 10, {}, False),
+                           [Change("kv", Op.INSERT, new=base)])
+        for origin, hlc, v in (("q", 20, 2), ("r", 30, 3)):  # neither saw the other
+            with engine.target.apply_session() as session:
+                resolver.apply(session, TxnInfo(origin, 1, hlc, {"p": 1}, False),
+                               [Change("kv", Op.UPDATE, new=("a", v), old=base)])
+        assert engine.inspect.rows("kv") == [("a", 3)]
+        [entry] = store.conflicts(ConflictQuery(table="kv"))
+        assert (entry["key"], entry["kind"], entry["state"]) == ('["a"]', "update_update",
+                                                                 "logged")
+        assert store.conflict_counts()["logged"] == 1
+        store.mark_conflict(entry["id"], "resolved", "kept by the operator")
+        [marked] = store.conflicts(ConflictQuery(table="kv"))
+        assert (marked["state"], marked["resolution"]) == ("resolved", "kept by the operator")
+        store.prune_conflicts(0, 0)
+        assert store.conflicts(ConflictQuery()) == []
+
+
+class TestSQLiteConflictStore(SQLiteCampus, ConflictStoreContract):
+    pass
+
+
+class TestPostgresConflictStore(PostgresCampus, ConflictStoreContract):
+    pass

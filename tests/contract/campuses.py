@@ -1,0 +1,179 @@
+"""Campus databases for the role contracts: one class per engine.
+
+A contract (capture, apply, fence, inspection...) is a class of tests that
+uses only what these classes offer: ``db`` (a fresh database with the test
+class's ``SQLITE_DDL``/``POSTGRES_DDL`` and ``TABLES``), ``new_engine``,
+``engine`` (opened, capture started) and how an application writes and
+reads through a plain connection of its own (``sqlite3`` on the file,
+``psycopg`` on the DSN), never through the engine. A test class is a
+contract mixed with one of these, so every role's contract runs on every
+engine. PostgreSQL runs on a real server made with initdb (the session's
+``pg_server``, tests/contract/conftest.py); SQLite on a file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from node.engines.postgres.engine import PostgresEngine
+from node.engines.postgres.values import to_pg
+from node.engines.sqlite.engine import SQLiteEngine
+from node.engines.sqlite.values import to_sqlite
+from ringsync.commands.demo.postgres import LocalPostgres
+
+TYPED_COLUMNS = ("id", "b", "i", "d", "f", "t", "by", "ts", "dt", "u", "j")
+TYPED_SQLITE_DDL = """CREATE TABLE typed(id INTEGER PRIMARY KEY, b BOOLEAN, i INTEGER,
+  d DECIMAL_TEXT, f REAL, t TEXT, "by" BLOB, ts TIMESTAMPTZ, dt DATE, u UUID, j JSON);
+CREATE TABLE kv(k TEXT PRIMARY KEY, v INTEGER)"""
+TYPED_POSTGRES_DDL = """CREATE TABLE typed(id bigint PRIMARY KEY, b boolean, i bigint, d numeric,
+  f double precision, t text, "by" bytea, ts timestamptz, dt date, u uuid, j jsonb);
+CREATE TABLE kv(k text PRIMARY KEY, v bigint)"""
+TYPED_TABLES = ("typed", "kv")
+
+
+class Campus:
+    """What every engine's campus class offers a contract."""
+
+    TABLES: tuple[str, ...] = TYPED_TABLES
+    SQLITE_DDL: str = TYPED_SQLITE_DDL
+    POSTGRES_DDL: str = TYPED_POSTGRES_DDL
+    campus: str
+
+    def new_engine(self, sets: dict[str, str] | None = None) -> Any:
+        """Another engine on the same database (not opened)."""
+        raise NotImplementedError
+
+    def _opened(self, sets: dict[str, str] | None) -> Iterator[Any]:
+        engine = self.new_engine(sets)
+        engine.open()
+        engine.source.start_capture(0)
+        yield engine
+        engine.close()
+
+    @pytest.fixture
+    def engine(self, db: None) -> Iterator[Any]:
+        yield from self._opened(None)
+
+    def app_write(self, *statements: str) -> None:
+        raise NotImplementedError
+
+    def app_rows(self, table: str = "kv") -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def app_insert(self, table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
+        """Canonical rows inserted by an application, in one transaction."""
+        raise NotImplementedError
+
+    def capture_all(self, engine: Any) -> list[Any]:
+        raise NotImplementedError
+
+    def assert_refused_error(self, error: BaseException, message: str) -> None:
+        raise NotImplementedError
+
+
+class SQLiteCampus(Campus):
+    @pytest.fixture
+    def db(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "c.db"
+        self.campus = "c"
+        conn = sqlite3.connect(self.path)
+        conn.executescript(self.SQLITE_DDL)
+        conn.close()
+
+    def new_engine(self, sets: dict[str, str] | None = None) -> SQLiteEngine:
+        return SQLiteEngine(self.path, self.TABLES, self.campus, sets=sets)
+
+    def app_write(self, *statements: str) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("BEGIN")
+            for s in statements:
+                conn.execute(s)
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+
+    def app_rows(self, table: str = "kv") -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(self.path)
+        try:
+            return sorted(conn.execute(f"SELECT * FROM {table}").fetchall())
+        finally:
+            conn.close()
+
+    def app_insert(self, table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
+        conn = sqlite3.connect(self.path)
+        marks = ", ".join("?" for _ in range(width))
+        conn.executemany(f"INSERT INTO {table} VALUES ({marks})",
+                         [tuple(to_sqlite(v) for v in r) for r in rows])
+        conn.commit()
+        conn.close()
+
+    def capture_all(self, engine: SQLiteEngine) -> list[Any]:
+        return engine.source.capture(0, 1000)
+
+    def assert_refused_error(self, error: BaseException, message: str) -> None:
+        assert isinstance(error, sqlite3.IntegrityError)
+        assert str(error) == message
+
+
+class PostgresCampus(Campus):
+    @pytest.fixture
+    def db(self, pg_server: LocalPostgres) -> Iterator[None]:
+        # Slots are the server's, not a database's: every test gets a campus
+        # (and so a slot name) of its own.
+        db = f"c_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{db}"')
+        self.dsn = pg_server.dsn.replace("dbname=postgres", f"dbname={db}")
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            for statement in self.POSTGRES_DDL.split(";"):
+                conn.execute(statement)
+        self.campus = db.replace("_", "-")
+        yield
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                         "WHERE database = current_database()")
+
+    def new_engine(self, sets: dict[str, str] | None = None) -> PostgresEngine:
+        return PostgresEngine(self.dsn, self.TABLES, self.campus, sets=sets)
+
+    def app_write(self, *statements: str) -> None:
+        with psycopg.connect(self.dsn) as conn:
+            for s in statements:
+                conn.execute(s)
+
+    def app_rows(self, table: str = "kv") -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.dsn) as conn:
+            return sorted(conn.execute(f"SELECT * FROM {table}").fetchall())
+
+    def app_insert(self, table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
+        marks = ", ".join("%s" for _ in range(width))
+        with psycopg.connect(self.dsn) as conn:
+            conn.cursor().executemany(f"INSERT INTO {table} VALUES ({marks})",
+                                      [tuple(to_pg(v) for v in r) for r in rows])
+
+    def capture_all(self, engine: PostgresEngine) -> list[Any]:
+        out: list[Any] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            got = engine.source.capture(0, 1000)
+            out += got
+            if got == [] and out:
+                break
+        return out
+
+    def assert_refused_error(self, error: BaseException, message: str) -> None:
+        assert isinstance(error, errors.ReadOnlySqlTransaction)
+        assert error.sqlstate == "25006"
+        assert error.diag.message_primary == message
