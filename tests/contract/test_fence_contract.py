@@ -14,6 +14,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -286,16 +287,25 @@ class TestPostgresFence(PostgresCampus, FenceContract):
         self.assert_refused("TRUNCATE kv")
         assert self.app_rows() == [("a", 1)]
 
+    @contextmanager
+    def app_role(self, role: str) -> Iterator[str]:
+        """An application role that may write kv and nothing of ringsync's; its DSN."""
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+            conn.execute(f"CREATE ROLE {role} LOGIN")
+            conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON kv TO {role}")
+        try:
+            yield self.dsn.replace("user=ringsync", f"user={role}")
+        finally:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute(f"DROP OWNED BY {role}")
+                conn.execute(f"DROP ROLE {role}")
+
     def test_an_unprivileged_application_role_is_told_it_is_fenced(
             self, engine: PostgresEngine) -> None:
         """The guard reads ringsync.fence as the node's role (SECURITY DEFINER):
         an application role needs no access to the ringsync schema."""
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute("DROP ROLE IF EXISTS fence_app")
-            conn.execute("CREATE ROLE fence_app LOGIN")
-            conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON kv TO fence_app")
-        try:
-            app_dsn = self.dsn.replace("user=ringsync", "user=fence_app")
+        with self.app_role("fence_app") as app_dsn:
             with psycopg.connect(app_dsn) as conn:
                 conn.execute("INSERT INTO kv VALUES ('a', 1)")
             engine.fence.set_fence(time.time() - 1)
@@ -303,10 +313,6 @@ class TestPostgresFence(PostgresCampus, FenceContract):
                     psycopg.connect(app_dsn) as conn:
                 conn.execute("UPDATE kv SET v = 2")
             assert caught.value.diag.message_primary == fence_message(self.campus)
-        finally:
-            with psycopg.connect(self.dsn, autocommit=True) as conn:
-                conn.execute("DROP OWNED BY fence_app")
-                conn.execute("DROP ROLE fence_app")
 
     def test_end_app_sessions_terminates_application_connections(
             self, engine: PostgresEngine) -> None:
@@ -387,17 +393,8 @@ class TestPostgresFence(PostgresCampus, FenceContract):
 
     def test_an_unprivileged_application_role_is_told_the_set_is_closed(
             self, set_engine: PostgresEngine) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute("DROP ROLE IF EXISTS set_app")
-            conn.execute("CREATE ROLE set_app LOGIN")
-            conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON kv TO set_app")
-        try:
-            app_dsn = self.dsn.replace("user=ringsync", "user=set_app")
+        with self.app_role("set_app") as app_dsn:
             with pytest.raises(errors.ReadOnlySqlTransaction) as caught, \
                     psycopg.connect(app_dsn) as conn:
                 conn.execute("INSERT INTO kv VALUES ('a', 1)")
             assert caught.value.diag.message_primary == set_fence_message(self.campus, "beds")
-        finally:
-            with psycopg.connect(self.dsn, autocommit=True) as conn:
-                conn.execute("DROP OWNED BY set_app")
-                conn.execute("DROP ROLE set_app")
