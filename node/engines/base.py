@@ -4,6 +4,15 @@ An engine captures the campus's own committed transactions, applies foreign
 transactions atomically while recording the applied vector in the same
 database transaction, and answers health, counting and checksum questions.
 Engines are synchronous; the node runs each on its own worker thread.
+
+An Engine only opens, closes, describes itself and gives its tables' shapes;
+the work is done by one object per role (CaptureSource, ApplyTarget, Fence,
+ConflictStore, Inspection), each reached as an attribute of the engine
+(engine.source, engine.target, ...). An engine's role objects share one
+context object (node.engines.postgres.connections, node.engines.sqlite.
+connections), never a base class. What both engines do alike is written once
+beside them: node.engines.dialect (statements and an operator's write),
+sessionbase (the shared half of an apply session), fencing, runs, snapshot.
 """
 
 from __future__ import annotations
