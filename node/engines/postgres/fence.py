@@ -1,5 +1,8 @@
 """Database-enforced fencing of a PostgreSQL campus database (disaster recovery).
 
+``install_fence`` runs at open; PgFence is the engine's Fence role, writing
+on a connection of its own (the DR agent calls it from its fence thread).
+
 ``ringsync.fence(writable_until)`` holds one Unix time; 'Infinity' means
 never fenced. ``ringsync.fence_guard()`` runs BEFORE every INSERT, UPDATE,
 DELETE and TRUNCATE statement on a replicated table (FOR EACH STATEMENT, so

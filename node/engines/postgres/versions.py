@@ -1,5 +1,10 @@
 """Row versions and the conflict log in a PostgreSQL campus database.
 
+PgVersionStore is the version-store half of an apply session
+(node.engines.postgres.apply); PgConflictStore is the engine's
+ConflictStore role (the conflict log and dead letters as the servicers ask
+for them, and an operator's local write).
+
 ``ringsync."meta_<table>"`` holds each row's recorded versions keyed like the
 table, plus the xid of the row version they describe and whether the row
 exists. Rows already there when ringsync first starts (or copied in when a

@@ -1,5 +1,8 @@
 """Database-enforced fencing of a SQLite campus database (disaster recovery).
 
+``install_fence`` runs in the engine's install transaction; SQLiteFence is
+the engine's Fence role, on the main connection (the engine thread).
+
 ``_rs_fence(writable_until)`` holds one Unix time; +infinity (stored as
 SQLite's REAL Inf, written ``9e999``) means never fenced. BEFORE INSERT /
 UPDATE / DELETE triggers on every replicated table abort the statement once

@@ -1,5 +1,10 @@
 """Row versions and the conflict log in a SQLite campus database.
 
+SQLiteVersionStore is the version-store half of an apply session
+(node.engines.sqlite.apply); SQLiteConflictStore is the engine's
+ConflictStore role (the conflict log and dead letters as the servicers ask
+for them, and an operator's local write).
+
 ``_rs_meta_<table>`` holds each row's recorded versions (node/conflicts),
 keyed like the table; a row without an entry predates ringsync (a base
 version every later write supersedes). ``_rs_conflicts`` is the conflict
