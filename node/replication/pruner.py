@@ -15,7 +15,7 @@ import logging
 from node.dr.sets import SetGuard
 from node.replication.resources import NodeResources
 from node.replication.state import ReplicationState
-from node.replication.vectors import meet
+from node.replication.vectors import Vector, meet
 from ringsync.config import NodeConfig
 
 log = logging.getLogger(__name__)
@@ -26,37 +26,54 @@ CONFLICT_LOG_PRUNE_EVERY = 30  # rounds: once a minute
 
 async def prune_loop(config: NodeConfig, res: NodeResources, state: ReplicationState,
                      sets: SetGuard) -> None:
-    """Every few seconds: prune what every campus holds, per ``state.known``."""
-    ring = config.cluster.ring
-    settings = config.cluster.conflicts
-    campus, journal = state.campus, res.journal
+    """Every few seconds: prune what every campus holds, per ``state.known``;
+    once a minute, the conflict log."""
     rounds = 0
     while True:
         await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
         rounds += 1
         if rounds % CONFLICT_LOG_PRUNE_EVERY == 0:  # the conflict log's retention
+            settings = config.cluster.conflicts
             try:
                 await res.in_engine(res.engine.store.prune_conflicts, settings.log_keep_rows,
                                     settings.log_keep_days)
             except Exception:
                 log.exception("conflict log prune failed; will retry")
-        known = state.known_snapshot(journal.vector())
-        if any(c not in known for c in ring):
-            continue
-        # Never drop what this campus has not applied yet (nor its own
-        # transactions whose row versions are not recorded yet).
-        local = state.applied_vector(journal.vector())
-        local[campus] = min(local.get(campus, 0), state.applied.get(campus, 0))
-        everywhere = meet([*(known[c] for c in ring), local], journal.vector())
-        if sets.enabled:  # keep own frames a stale-tail undo may still need
-            if sets.own_frames_prunable():
-                sets.own_prune_cap = everywhere.get(campus, 0)
-            else:
-                everywhere[campus] = min(everywhere.get(campus, 0), sets.own_prune_cap)
-        try:
-            removed = await res.in_journal(journal.prune, everywhere)
-        except Exception:
-            log.exception("journal prune failed; will retry")
-            continue
-        if removed:
-            log.debug("pruned %d transactions from the journal", removed)
+        await prune_journal(config.cluster.ring, res, state, sets)
+
+
+def held_everywhere(ring: tuple[str, ...], state: ReplicationState, sets: SetGuard,
+                    journal_vector: Vector) -> Vector | None:
+    """What the journal may drop: what every campus of ``ring`` is known to
+    hold and this one has applied (None while a campus was never heard from)."""
+    campus = state.campus
+    known = state.known_snapshot(journal_vector)
+    if any(c not in known for c in ring):
+        return None
+    # Never drop what this campus has not applied yet (nor its own
+    # transactions whose row versions are not recorded yet).
+    local = state.applied_vector(journal_vector)
+    local[campus] = min(local.get(campus, 0), state.applied.get(campus, 0))
+    everywhere = meet([*(known[c] for c in ring), local], journal_vector)
+    if sets.enabled:  # keep own frames a stale-tail undo may still need
+        if sets.own_frames_prunable():
+            sets.own_prune_cap = everywhere.get(campus, 0)
+        else:
+            everywhere[campus] = min(everywhere.get(campus, 0), sets.own_prune_cap)
+    return everywhere
+
+
+async def prune_journal(ring: tuple[str, ...], res: NodeResources, state: ReplicationState,
+                        sets: SetGuard) -> int:
+    """One round: drop what is held everywhere; the transactions removed."""
+    everywhere = held_everywhere(ring, state, sets, res.journal.vector())
+    if everywhere is None:
+        return 0
+    try:
+        removed = await res.in_journal(res.journal.prune, everywhere)
+    except Exception:
+        log.exception("journal prune failed; will retry")
+        return 0
+    if removed:
+        log.debug("pruned %d transactions from the journal", removed)
+    return removed

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from node.replication.resources import NodeResources
 from node.replication.state import ReplicationState
-from ringsync.config import NodeConfig
+from ringsync.config import DatabaseConfig, NodeConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,43 @@ def sync_alert(node: HasDurability) -> str:
             + "; RPO > 0 until a peer catches up")
 
 
+class SyncRelease:
+    """Synchronous mode's rounds: what the engine may release, and whether
+    the campus runs degraded. ``step(now)`` is one round (the loop's clock is
+    passed in)."""
+
+    def __init__(self, db: DatabaseConfig, res: NodeResources, state: ReplicationState,
+                 now: float) -> None:
+        self.db, self.res, self.state = db, res, state
+        self.acked = -1             # the highest own seq another campus holds, as last seen
+        self.progress_at = now      # when that last moved (or caught up)
+        self.released: int | None = None  # the capture position last handed to the engine
+
+    async def step(self, now: float) -> None:
+        db, res, state = self.db, self.res, self.state
+        head = res.journal.vector().get(state.campus, 0)
+        seen = acknowledged_seq(state)
+        if seen > self.acked or seen >= head:
+            self.acked, self.progress_at = seen, now
+        stalled = now - self.progress_at
+        degraded = (db.sync_policy == "degrade" and self.acked < head
+                    and stalled > db.degrade_after)
+        if degraded and not state.durability.startswith("sync DEGRADED"):
+            log.error("SYNC DEGRADED: no campus acknowledged this campus's transactions for "
+                      "%.0fs (%d waiting); commits no longer wait for another campus (RPO > 0 "
+                      "until a peer catches up)", stalled, head - self.acked)
+        if not degraded and state.durability != "sync":
+            log.warning("synchronous mode restored: a peer holds every local transaction")
+        state.durability = (f"sync DEGRADED: no peer acknowledgement for {stalled:.0f}s, "
+                            f"commits do not wait" if degraded else "sync")
+        position = None if degraded else await res.in_journal(res.journal.acked_position,
+                                                              self.acked)
+        if position != self.released or position is None:
+            # sets two fields: no need for the engine thread
+            res.engine.source.sync_release(position)
+            self.released = position
+
+
 async def syncrep_loop(config: NodeConfig, res: NodeResources, state: ReplicationState) -> None:
     """Release waiting commits as peers acknowledge them; degrade per the policy."""
     db = config.database
@@ -58,28 +95,8 @@ async def syncrep_loop(config: NodeConfig, res: NodeResources, state: Replicatio
         state.durability = "async"
         return
     state.durability = "sync"
-    campus, journal = state.campus, res.journal
-    acked, progress_at, released = -1, time.monotonic(), None
+    release = SyncRelease(db, res, state, time.monotonic())
     while True:
         ticket = res.acks_changed.ticket()
-        now = time.monotonic()
-        head = journal.vector().get(campus, 0)
-        seen = acknowledged_seq(state)
-        if seen > acked or seen >= head:
-            acked, progress_at = seen, now
-        stalled = now - progress_at
-        degraded = db.sync_policy == "degrade" and acked < head and stalled > db.degrade_after
-        if degraded and not state.durability.startswith("sync DEGRADED"):
-            log.error("SYNC DEGRADED: no campus acknowledged this campus's transactions for "
-                      "%.0fs (%d waiting); commits no longer wait for another campus (RPO > 0 "
-                      "until a peer catches up)", stalled, head - acked)
-        if not degraded and state.durability != "sync":
-            log.warning("synchronous mode restored: a peer holds every local transaction")
-        state.durability = (f"sync DEGRADED: no peer acknowledgement for {stalled:.0f}s, "
-                            f"commits do not wait" if degraded else "sync")
-        position = None if degraded else await res.in_journal(journal.acked_position, acked)
-        if position != released or position is None:
-            # sets two fields: no need for the engine thread
-            res.engine.source.sync_release(position)
-            released = position
+        await release.step(time.monotonic())
         await res.acks_changed.wait(ticket, CHECK_SECONDS)
