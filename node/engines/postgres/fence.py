@@ -137,6 +137,21 @@ def _drop_trigger(conn: psycopg.Connection[Any], trigger: str, table: str) -> No
                                                          sql.SQL(table)))
 
 
+def _keep_set_guards(conn: psycopg.Connection[Any], trigger: str, wanted: Mapping[int, str],
+                     sets: Mapping[str, str]) -> set[int]:
+    """Drop the set guard ``trigger`` wherever it is not wanted (a table no
+    longer replicated, in no set, or guarded for another set); return the
+    tables (oids) keeping it."""
+    kept = set()
+    for oid, (name, args) in _guarded(conn, trigger, "ringsync.set_fence_guard()").items():
+        member = wanted.get(oid)
+        if member is None or member not in sets or args != sets[member].encode() + b"\0":
+            _drop_trigger(conn, trigger, name)
+        else:
+            kept.add(oid)
+    return kept
+
+
 def install_fence(conn: psycopg.Connection[Any], tables: tuple[str, ...], campus: str,
                   sets: Mapping[str, str] | None = None) -> bool:
     """Create the fence row ('Infinity') if missing, a closed row for every set
@@ -168,21 +183,11 @@ def install_fence(conn: psycopg.Connection[Any], tables: tuple[str, ...], campus
             if found is not None and found[0] is not None:
                 wanted[int(found[0])] = table
         campus_guarded = _guarded(conn, TRIGGER, "ringsync.fence_guard()")
-        set_guarded = _guarded(conn, SET_TRIGGER, "ringsync.set_fence_guard()")
         for oid, (name, _) in campus_guarded.items():
             if oid not in wanted or wanted[oid] in sets:
                 _drop_trigger(conn, TRIGGER, name)
-        for oid, (name, args) in list(set_guarded.items()):
-            member = wanted.get(oid)
-            if member is None or member not in sets or args != sets[member].encode() + b"\0":
-                _drop_trigger(conn, SET_TRIGGER, name)
-                set_guarded.pop(oid)
-        commit_guarded = _guarded(conn, SET_COMMIT_TRIGGER, "ringsync.set_fence_guard()")
-        for oid, (name, args) in list(commit_guarded.items()):
-            member = wanted.get(oid)
-            if member is None or member not in sets or args != sets[member].encode() + b"\0":
-                _drop_trigger(conn, SET_COMMIT_TRIGGER, name)
-                commit_guarded.pop(oid)
+        set_guarded = _keep_set_guards(conn, SET_TRIGGER, wanted, sets)
+        commit_guarded = _keep_set_guards(conn, SET_COMMIT_TRIGGER, wanted, sets)
         for oid, table in wanted.items():
             if table in sets and oid not in commit_guarded:
                 # The same check again at commit, for every row the transaction

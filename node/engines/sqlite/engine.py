@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from node.engines.sqlite.apply import SQLiteApplyTarget
-from node.engines.sqlite.connections import SQLiteContext
+from node.engines.sqlite.connections import SQLiteContext, write_transaction
 from node.engines.sqlite.fence import SQLiteFence, install_fence
 from node.engines.sqlite.inspection import SQLiteInspection
 from node.engines.sqlite.snapshot import q
@@ -129,9 +129,7 @@ class SQLiteEngine:
         return TableShape(table, columns, tuple(i for _, i in pk), kinds)
 
     def _install(self) -> None:
-        conn = self.ctx.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self.ctx.conn) as conn:
             for statement in INTERNAL_DDL.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -152,8 +150,3 @@ class SQLiteEngine:
                 install_capture(conn, shape)
                 install_versions(conn, shape)
             install_fence(conn, self.ctx.shapes.values(), self.ctx.campus, self.ctx.sets)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise

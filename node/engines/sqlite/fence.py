@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping
 
 from node.engines.base import SetFence, fence_message, set_fence_message
 from node.engines.fencing import check_fence_time, set_fences_of
-from node.engines.sqlite.connections import SQLiteContext
+from node.engines.sqlite.connections import SQLiteContext, write_transaction
 from node.engines.sqlite.snapshot import q
 from node.engines.sqlite.versions import SQLITE
 from node.model import TableShape
@@ -131,16 +131,9 @@ class SQLiteFence:
 
     def set_fence(self, writable_until: float) -> None:
         value = check_fence_time(writable_until)
-        conn = self.ctx.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self.ctx.conn) as conn:
             if conn.execute("UPDATE _rs_fence SET writable_until = ?", (value,)).rowcount == 0:
                 conn.execute("INSERT INTO _rs_fence(writable_until) VALUES (?)", (value,))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     def fence_state(self) -> float:
         row = self.ctx.conn.execute("SELECT writable_until FROM _rs_fence LIMIT 1").fetchone()
@@ -148,15 +141,8 @@ class SQLiteFence:
 
     def set_set_fence(self, name: str, writable_until: float, epoch: int) -> None:
         value = check_fence_time(writable_until)
-        conn = self.ctx.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self.ctx.conn) as conn:
             conn.execute(SQLITE.set_set_fence_sql(), (name, value, int(epoch)))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     def wait_set_writers(self, name: str, timeout: float = 5.0) -> None:
         """Nothing to wait for: closing the set (BEGIN IMMEDIATE) waited for
