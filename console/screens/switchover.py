@@ -1,7 +1,7 @@
 """The switchover dialog: pick a campus and the campus to serve it, confirm.
 
 It only collects the operator's choice; the app runs the move
-(ringsync.commands.ctl.dr.move, through the injected RouteMover) and the ring
+(ringsync.dr.moves.move, through the injected RouteMover) and the ring
 screen shows its progress, the lag draining and the route moving.
 """
 
