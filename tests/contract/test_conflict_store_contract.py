@@ -351,7 +351,7 @@ def test_concurrent_delta_only_updates_add_count_and_log_nothing(
         resolver = Resolver(dict(engine.shapes()), counters, HybridClock())
         before = engine.store.conflict_counts()
         newest = engine.store.conflicts(ConflictQuery(limit=1))
-        top = newest[0]["id"] if newest else 0
+        top = newest[0].id if newest else 0
         with engine.target.apply_session() as session:
             resolver.apply(session, seed, rows)
         if batched:
@@ -366,8 +366,8 @@ def test_concurrent_delta_only_updates_add_count_and_log_nothing(
         after = engine.store.conflict_counts()
         assert after["delta_merged"] - before.get("delta_merged", 0) == 1, (name, after)
         logged = [e for e in engine.store.conflicts(ConflictQuery(table="t_latest", limit=1000))
-                  if e["id"] > top]
-        assert [(e["key"], e["kind"]) for e in logged] == [("[2]", "update_update")], name
+                  if e.id > top]
+        assert [(e.key, e.kind) for e in logged] == [("[2]", "update_update")], name
         assert after["logged"] - before["logged"] == 1, name
 
 
@@ -403,12 +403,11 @@ class ConflictStoreContract(CampusDatabase):
                                [Change("kv", Op.UPDATE, new=("a", v), old=base)])
         assert engine.inspect.rows("kv") == [("a", 3)]
         [entry] = store.conflicts(ConflictQuery(table="kv"))
-        assert (entry["key"], entry["kind"], entry["state"]) == ('["a"]', "update_update",
-                                                                 "logged")
+        assert (entry.key, entry.kind, entry.state) == ('["a"]', "update_update", "logged")
         assert store.conflict_counts()["logged"] == 1
-        store.mark_conflict(entry["id"], "resolved", "kept by the operator")
+        store.mark_conflict(entry.id, "resolved", "kept by the operator")
         [marked] = store.conflicts(ConflictQuery(table="kv"))
-        assert (marked["state"], marked["resolution"]) == ("resolved", "kept by the operator")
+        assert (marked.state, marked.resolution) == ("resolved", "kept by the operator")
         store.prune_conflicts(0, 0)
         assert store.conflicts(ConflictQuery()) == []
 
