@@ -48,11 +48,6 @@ class ConflictEntry:
     def from_row(cls, row: Sequence[Any]) -> ConflictEntry:
         return cls(*row)
 
-    def __getitem__(self, column: str) -> Any:
-        """A field by its column name, as when entries were dicts. Transitional:
-        kept for tests/contract/test_conflict_engines.py, which still reads
-        entries that way; use the attributes."""
-        return getattr(self, "table" if column == "tbl" else column)
 
 
 @dataclass(frozen=True)

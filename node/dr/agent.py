@@ -363,10 +363,10 @@ class DRAgent(Draining):
         await self._store_fence(0.0)
         for name in self.rt.sets.sets:
             await self._store_set_fence(name, 0.0)
-        close_fence = getattr(self.rt.engine, "close_fence", None)
-        if close_fence is not None:
+        fence = self.rt.engine.fence
+        if fence.own_fence_connection:
             try:
-                await self.rt.in_fence(close_fence)
+                await self.rt.in_fence(fence.close_fence)
             except Exception:
                 pass
         if self.store is not None:

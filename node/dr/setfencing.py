@@ -73,7 +73,7 @@ class SetFencing:
         synchronous standby, nor long for a lock), so apply batches and
         commits waiting for a peer never delay it; else on the engine thread
         (SQLite: one connection)."""
-        if getattr(self.rt.engine, "own_fence_connection", False):
+        if self.rt.engine.fence.own_fence_connection:
             return await self.rt.in_fence(fn, *args)
         return await self.rt.in_engine(fn, *args)
 

@@ -151,6 +151,14 @@ class Fence(Protocol):
     """Database-enforced fencing for disaster recovery: the campus fence and the
     single-writer sets' fences (node.dr)."""
 
+    # True: fence writes run on a connection of their own (PostgreSQL), so the
+    # node runs them on its fence thread, never behind an apply batch or a
+    # commit waiting for a synchronous standby; False: on the engine thread.
+    own_fence_connection: bool
+
+    def close_fence(self) -> None:
+        """Close the fence's own connection, if it has one (the node is stopping)."""
+
     def set_fence(self, writable_until: float) -> None:
         """Application writes to the replicated tables (those of a single-writer
         set excepted: see ``set_set_fence``) are refused by the database once its

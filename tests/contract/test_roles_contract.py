@@ -26,11 +26,7 @@ from node.engines.sqlite.engine import SQLiteEngine
 ROLES = {"source": base.CaptureSource, "target": base.ApplyTarget, "fence": base.Fence,
          "store": base.ConflictStore, "inspect": base.Inspection}
 ENGINE_TOP_LEVEL = {"name", "description", "open", "close", "shapes", *ROLES}
-# What PostgresEngine still forwards to its fence and capture roles for callers
-# that ask the engine (node.dr: getattr(engine, "own_fence_connection"/"close_fence");
-# tests/integration/test_sync.py); to go once they ask engine.fence / engine.source.
-PG_FORWARDERS = {"own_fence_connection", "close_fence", "start_capture", "set_fence",
-                 "fence_state", "set_set_fence"}
+
 
 
 def members(protocol: type) -> dict[str, Any]:
@@ -97,5 +93,4 @@ def test_apply_sessions_satisfy_the_session_protocol() -> None:
 def test_the_engine_protocol_is_small_and_engines_add_nothing_else(engine: Any) -> None:
     assert set(members(base.Engine)) == ENGINE_TOP_LEVEL
     public = {n for n in dir(engine) if not n.startswith("_")}
-    extra = PG_FORWARDERS if isinstance(engine, PostgresEngine) else set()
-    assert public == ENGINE_TOP_LEVEL | {"ctx"} | extra
+    assert public == ENGINE_TOP_LEVEL | {"ctx"}

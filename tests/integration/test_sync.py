@@ -122,12 +122,12 @@ def sync_engine(tmp_path) -> Iterator[tuple[PostgresEngine, str]]:
         engine = PostgresEngine(pg.dsn, ("kv", "beds"), "solo", sync=True,
                                 sets={"beds": "beds"})
         engine.open()
-        engine.start_capture(0)
+        engine.source.start_capture(0)
         try:
             yield engine, pg.dsn
         finally:
             engine.close()
-            engine.close_fence()
+            engine.fence.close_fence()
     finally:
         pg.remove()
 
@@ -158,8 +158,8 @@ def _sync_waiters(dsn: str) -> int:
 @pytest.mark.timeout(120)
 def test_fence_writes_never_wait_for_a_peer_nor_long_for_an_application_lock(sync_engine):
     engine, dsn = sync_engine
-    engine.set_fence(float("inf"))
-    engine.set_set_fence("beds", time.time() + 60, 1)
+    engine.fence.set_fence(float("inf"))
+    engine.fence.set_set_fence("beds", time.time() + 60, 1)
     # An application transaction that read the set's fence row FOR SHARE (the
     # drills' set writer does) and whose commit now waits for a peer that
     # never answers: it keeps the row lock while it waits.
@@ -170,18 +170,18 @@ def test_fence_writes_never_wait_for_a_peer_nor_long_for_an_application_lock(syn
     wait_until(lambda: _sync_waiters(dsn) == 1, 30, "the application's commit waiting")
     assert not done.is_set()
     started = time.monotonic()
-    engine.set_fence(time.time() + 5)  # the campus fence: no wait for the standby
+    engine.fence.set_fence(time.time() + 5)  # the campus fence: no wait for the standby
     assert time.monotonic() - started < 1.0
     with pytest.raises(EngineError):  # the set's row: gives up, is retried next tick
-        engine.set_set_fence("beds", time.time() + 5, 1)
+        engine.fence.set_set_fence("beds", time.time() + 5, 1)
     assert time.monotonic() - started < 3.0
-    assert engine.fence_state() > time.time()
+    assert engine.fence.fence_state() > time.time()
 
 
 @pytest.mark.timeout(120)
 def test_a_sync_node_starting_ends_commits_left_waiting_from_before(sync_engine):
     engine, dsn = sync_engine
-    engine.set_fence(float("inf"))
+    engine.fence.set_fence(float("inf"))
     done, errors = _waiting_commit(dsn, "INSERT INTO kv VALUES ('waits', 1)")
     from tests.helpers import wait_until
     wait_until(lambda: _sync_waiters(dsn) == 1, 30, "the application's commit waiting")
@@ -197,4 +197,4 @@ def test_a_sync_node_starting_ends_commits_left_waiting_from_before(sync_engine)
             assert conn.execute("SELECT count(*) FROM kv WHERE k = 'waits'").fetchone()[0] == 1
     finally:
         again.close()
-        again.close_fence()
+        again.fence.close_fence()

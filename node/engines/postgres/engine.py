@@ -158,23 +158,3 @@ class PostgresEngine:
 
     def shapes(self) -> Mapping[str, TableShape]:
         return self.ctx.shapes
-
-    # -- for callers that still ask the engine, not its fence role ---------
-    # node.dr (getattr on the engine) and tests/integration/test_sync.py.
-
-    own_fence_connection = True
-
-    def close_fence(self) -> None:
-        self.fence.close_fence()
-
-    def start_capture(self, position: int) -> None:
-        self.source.start_capture(position)
-
-    def set_fence(self, writable_until: float) -> None:
-        self.fence.set_fence(writable_until)
-
-    def fence_state(self) -> float:
-        return self.fence.fence_state()
-
-    def set_set_fence(self, name: str, writable_until: float, epoch: int) -> None:
-        self.fence.set_set_fence(name, writable_until, epoch)

@@ -126,8 +126,13 @@ class SQLiteFence:
     """The Fence role of SQLiteEngine: the campus fence and the set fences, on
     the engine's main connection (from the shared context)."""
 
+    own_fence_connection = False
+
     def __init__(self, ctx: SQLiteContext) -> None:
         self.ctx = ctx
+
+    def close_fence(self) -> None:
+        """Nothing to close: the fence uses the engine's main connection."""
 
     def set_fence(self, writable_until: float) -> None:
         value = check_fence_time(writable_until)

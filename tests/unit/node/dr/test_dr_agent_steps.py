@@ -44,6 +44,8 @@ class Clock:
 class Fence:
     """The database's fences as the engine keeps them: what was last stored."""
 
+    own_fence_connection = False
+
     def __init__(self) -> None:
         self.until: float | None = None
         self.set_until: dict[str, tuple[float, int]] = {}
@@ -60,6 +62,9 @@ class Fence:
         self.set_until[name] = (until, epoch)
 
     def wait_set_writers(self, name: str) -> None:
+        return None
+
+    def close_fence(self) -> None:
         return None
 
 
