@@ -53,7 +53,7 @@ async def serve(config_path: Path) -> None:
     if config.database.dsn is not None and dsn_has_password(config.database.dsn):
         log.warning("database.dsn in %s carries a password: anyone who can read the file "
                     "reads it; move it to database.password_file or a libpq passfile "
-                    "(README, \"Database password\")", config.path)
+                    "(docs/operations.md, \"Database password\")", config.path)
     service = NodeService(config)
     await service.start()
     stop = asyncio.Event()

@@ -233,8 +233,8 @@ def _postgres_checks(conn: Any, config: NodeConfig, shown: str) -> None:
                          "pg_replication_origin_session_setup(text)"):
             if not _one(conn, "SELECT has_function_privilege(%s, 'EXECUTE')", (function,)):
                 raise EngineError(f"role {role} may not call {function}; run GRANT EXECUTE ON "
-                                  f"FUNCTION {function} TO {role} (see README, \"PostgreSQL "
-                                  f"campuses\")")
+                                  f"FUNCTION {function} TO {role} (see docs/operations.md, "
+                                  f"\"PostgreSQL campuses\")")
     for table in config.cluster.tables:
         oid = _one(conn, "SELECT to_regclass(%s)::oid", (table,))
         if oid is None:

@@ -20,8 +20,8 @@ cluster.toml (shared by every node, `ringsync console` and `ringsync ctl`)::
     cert = "pki/operator.crt"
     key = "pki/operator.key"
 
-node.toml (one per campus): see NodeConfig and the README's "Running real
-campuses"; [dr] and per-campus health/standby: ringsync.dr.settings.
+node.toml (one per campus): see NodeConfig and docs/operations.md ("Running real
+campuses"); [dr] and per-campus health/standby: ringsync.dr.settings.
 """
 
 from __future__ import annotations
@@ -491,8 +491,8 @@ def load_node(path: Path | str) -> NodeConfig:
             if dsn_has_password(dsn):
                 raise ConfigError(
                     f"{path}: database.dsn carries a password and database.password_file is "
-                    f"set too; remove the password from the DSN (see README, \"Database "
-                    f"password\")")
+                    f"set too; remove the password from the DSN (see docs/operations.md, "
+                    f"\"Database password\")")
             try:
                 password_from_file(password_file)  # exists, private, not empty
             except ConfigError as e:

@@ -17,8 +17,8 @@ def open_store(cluster: ClusterConfig) -> DRStore:
     if not cluster.dr.enabled:
         raise RingsyncError(
             f"disaster recovery is off in {cluster.path} (no [dr] etcd endpoints): every campus "
-            f"serves its own users and nothing can move; see the README's disaster-recovery "
-            f"section")
+            f"serves its own users and nothing can move; see docs/dr.md "
+            f"(\"Who serves whom\")")
     return DRStore(cluster.name, cluster.dr.etcd)
 
 

@@ -6,13 +6,13 @@ behind a load balancer: it asks every node's HTTP health endpoint
 database, and re-asks after any failure (and every ``RESOLVE_SECONDS``).
 Every write inserts a row with a unique id; the id is recorded as
 *acknowledged* only after the commit returned. Like HAProxy's ``inter 1s fall
-2 on-marked-down shutdown-sessions`` (README), a watchdog shuts down the
-connection of a write in flight once the node it went to stops answering 200
-for the campus twice: in sync mode a commit at a campus whose node died waits
-for ever (its synchronous standby, the node's capture connection, is gone),
-and an application without such a load balancer would never move. After the drill, every
-acknowledged id must be present at every campus (RPO), and the times of
-failures and successes give the RTO.
+2 on-marked-down shutdown-sessions`` (docs/dr.md, "Behind a load balancer"), a
+watchdog shuts down the connection of a write in flight once the node it went
+to stops answering 200 for the campus twice: in sync mode a commit at a campus
+whose node died waits for ever (its synchronous standby, the node's capture
+connection, is gone), and an application without such a load balancer would
+never move. After the drill, every acknowledged id must be present at every
+campus (RPO), and the times of failures and successes give the RTO.
 
 A StaleWriter is the application that did not follow: it keeps writing to
 one campus's own database whatever the routing map says. Any write it gets
