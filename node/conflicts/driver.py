@@ -144,9 +144,10 @@ class VersionStore(Protocol):
 
     def write_versions(self, shape: TableShape, metas: Mapping[Key, tuple[str | None, bool]],
                        stored: Mapping[Key, StoredRow], written: set[Key],
-                       keys: Mapping[Key, TxnInfo]) -> None:
+                       owners: Mapping[Key, TxnInfo]) -> None:
         """Store each key's versions (text, row exists); ``written``: keys whose
-        row this session wrote; ``keys`` as read_versions was given them."""
+        row this session wrote; ``owners``: each key's transaction, as
+        read_versions was given them."""
 
     def log_conflicts(self, records: list[ConflictRecord]) -> None: ...
 

@@ -44,17 +44,17 @@ def members(protocol: type) -> dict[str, Any]:
     return out
 
 
-def assert_satisfies(obj: Any, protocol: type, names: bool = True) -> None:
-    """``names``: the parameters are named as in the Protocol too (not only as
-    many, of the same kinds)."""
+def assert_satisfies(obj: Any, protocol: type) -> None:
+    """``obj`` has every member of ``protocol``, its methods taking the same
+    parameters (names and kinds) in the same order."""
     for name, wanted in members(protocol).items():
         assert hasattr(obj, name), f"{type(obj).__name__} lacks {protocol.__name__}.{name}"
         if inspect.isfunction(wanted):
             have = inspect.signature(getattr(obj, name))
             want = inspect.signature(wanted)
             bound = 1 if inspect.isclass(obj) else 0  # a class's methods still take self
-            got = [(p.kind, p.name if names else "") for p in have.parameters.values()]
-            wants = [(p.kind, p.name if names else "") for p in want.parameters.values()]
+            got = [(p.kind, p.name) for p in have.parameters.values()]
+            wants = [(p.kind, p.name) for p in want.parameters.values()]
             assert got[bound:] == wants[1:], (
                 f"{type(obj).__name__}.{name}{have} is not {protocol.__name__}.{name}{want}")
 
@@ -83,11 +83,8 @@ def test_role_objects_are_separate_and_inherit_no_other_role(engine: Any) -> Non
 
 
 def test_apply_sessions_satisfy_the_session_protocol() -> None:
-    # Not by name: node.conflicts.driver.VersionStore.write_versions calls its
-    # last parameter ``keys``, the engines ``owners`` (the driver passes it
-    # positionally).
     for session in (PgApplySession, SQLiteApplySession):
-        assert_satisfies(session, base.ApplySession, names=False)
+        assert_satisfies(session, base.ApplySession)
 
 
 def test_the_engine_protocol_is_small_and_engines_add_nothing_else(engine: Any) -> None:
