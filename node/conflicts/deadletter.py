@@ -200,7 +200,14 @@ def act(resolver: Resolver, store: DeadLetterStore, entry_id: int, action: str,
                                      _record(entry, who, "skip", "dropped"))
             outcome.append(DeadLetterOutcome(entry.id, "skipped"))
             continue
-        txn, changes = _decode(entry)
+        try:
+            txn, changes = _decode(entry)
+        except Exception as e:  # a whole frame that still cannot be decoded here
+            error = f"cannot decode the frame: {type(e).__name__}: {e}".strip()
+            store.update_dead_letter(entry.id, "parked", error, entry.attempts + 1,
+                                     _record(entry, who, "retry", f"failed: {error}"))
+            outcome.append(DeadLetterOutcome(entry.id, "parked", error))
+            break
         store.savepoint()
         try:
             resolver.apply(store, txn, changes)

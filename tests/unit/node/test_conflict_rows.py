@@ -132,6 +132,21 @@ def test_retry_applies_the_change_and_says_so(engine: SQLiteEngine,
         ("apply", "parked"), ("alice", "retry")]
 
 
+def test_retrying_a_frame_that_still_cannot_be_decoded_keeps_it_parked_and_says_why(
+        engine: SQLiteEngine, resolver: Resolver) -> None:
+    with engine.target.apply_session() as store:
+        store.park([frame_dead_letter("south", 9, b"\xff garbage", "bad")])
+    [outcome] = act_in(engine.target.apply_session(), resolver, 1, "retry", "alice")
+    assert (outcome.id, outcome.state) == (1, "parked")
+    assert outcome.error.startswith("cannot decode the frame: ")
+    [entry] = engine.store.dead_letter_list(DeadLetterQuery(id=1))
+    assert (entry.state, entry.attempts, entry.error) == ("parked", 2, outcome.error)
+    assert [(a["by"], a["action"]) for a in json.loads(entry.actions)] == [
+        ("apply", "parked"), ("alice", "retry")]
+    [skipped] = act_in(engine.target.apply_session(), resolver, 1, "skip", "alice")
+    assert skipped == DeadLetterOutcome(1, "skipped")
+
+
 def test_skip_drops_the_first_and_retries_those_behind_it(engine: SQLiteEngine,
                                                           resolver: Resolver) -> None:
     park_patient(engine, 5)
