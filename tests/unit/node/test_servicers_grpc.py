@@ -30,34 +30,12 @@ from ringsync.commands.demo.lis import create_sqlite_database
 from ringsync.config import TLSFiles, load_node
 from ringsync.v1 import control_pb2 as cpb
 from ringsync.v1 import control_pb2_grpc
+from tests.unit.configs import cluster_toml, node_toml
 
 TABLES = ("patients", "lab_orders", "specimens", "lab_results")
 PATIENT = ("p1", "m-p1", "Ada", None, "F", "b", "2026-01-01T00:00:00Z")
-CLUSTER = """
-[cluster]
-name = "unit"
-ring = ["a", "b"]
-tables = ["patients", "lab_orders", "specimens", "lab_results"]
-
-[[campus]]
-name = "a"
-address = "127.0.0.1:7001"
-
-[[campus]]
-name = "b"
-address = "127.0.0.1:7002"
-"""
-NODE = """
-campus = "a"
-cluster_file = "cluster.toml"
-[database]
-engine = "sqlite"
-path = "a.db"
-[tls]
-ca = "pki/ca.crt"
-cert = "pki/a.crt"
-key = "pki/a.key"
-"""
+CLUSTER = cluster_toml(("a", "b"))
+NODE = node_toml("a", pki="pki/")
 
 
 @dataclass

@@ -18,42 +18,15 @@ from ringsync import __version__
 from ringsync.commands.demo.lis import create_sqlite_database
 from ringsync.config import load_node
 from ringsync.v1 import control_pb2 as cpb
+from tests.unit.configs import cluster_toml, node_toml
 
 TABLES = ("patients", "lab_orders", "specimens", "lab_results")
-CLUSTER = """
-[cluster]
-name = "unit"
-ring = ["a", "b", "c"]
-tables = ["patients", "lab_orders", "specimens", "lab_results"]
-
+CLUSTER = cluster_toml(("a", "b", "c"), extra='''
 [conflicts.tables.lab_orders]
 rule = "rank"
 rank = { column = "priority", order = ["STAT", "routine"] }
-
-[[campus]]
-name = "a"
-address = "127.0.0.1:7001"
-
-[[campus]]
-name = "b"
-address = "127.0.0.1:7002"
-
-[[campus]]
-name = "c"
-address = "127.0.0.1:7003"
-"""
-NODE = """
-campus = "a"
-cluster_file = "cluster.toml"
-listen = "127.0.0.1:7001"
-[database]
-engine = "sqlite"
-path = "a.db"
-[tls]
-ca = "ca.crt"
-cert = "a.crt"
-key = "a.key"
-"""
+''')
+NODE = node_toml("a", extra='listen = "127.0.0.1:7001"\n')
 
 
 @pytest.fixture

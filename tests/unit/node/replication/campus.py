@@ -14,40 +14,14 @@ from node.replication.resources import NodeResources
 from node.replication.state import ReplicationState
 from ringsync.config import NodeConfig
 from ringsync.v1 import values_pb2 as pb
+from tests.unit.configs import cluster_toml, node_toml
 
 TABLES = ("patients", "lab_orders", "specimens", "lab_results")
 RING = ("a", "b", "c")
 
-CLUSTER = """
-[cluster]
-name = "unit"
-ring = ["a", "b", "c"]
-tables = ["patients", "lab_orders", "specimens", "lab_results"]
+CLUSTER = cluster_toml(RING)
 
-[[campus]]
-name = "a"
-address = "127.0.0.1:7001"
-
-[[campus]]
-name = "b"
-address = "127.0.0.1:7002"
-
-[[campus]]
-name = "c"
-address = "127.0.0.1:7003"
-"""
-
-NODE = """
-campus = "a"
-cluster_file = "cluster.toml"
-[database]
-engine = "sqlite"
-path = "a.db"
-[tls]
-ca = "ca.crt"
-cert = "a.crt"
-key = "a.key"
-"""
+NODE = node_toml("a")
 
 
 @dataclass
