@@ -83,7 +83,7 @@ class PgApplyTarget:
         """The applied vector, foreign row changes applied, and dead letters by
         state, from one snapshot."""
         ctx = self.ctx
-        ctx.query("SELECT 1")  # reconnects after a server restart
+        ctx.ensure_connected()
         with ctx.conn.transaction():  # status asks every second: no new connection
             ctx.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             rows = ctx.conn.execute(

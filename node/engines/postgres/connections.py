@@ -94,6 +94,11 @@ class PgContext:
             self.main = self.connect(autocommit=True)  # server restarted: reconnect once
             return self.conn.execute(query, params).fetchall()
 
+    def ensure_connected(self) -> None:
+        """A cheap round trip through ``query``, so that after a server restart
+        the statements that follow on ``conn`` directly find a new connection."""
+        self.query("SELECT 1")
+
     def applied_vector(self) -> dict[str, int]:
         return {o: int(s) for o, s in self.query("SELECT origin, seq FROM ringsync.applied")}
 

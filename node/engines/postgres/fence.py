@@ -326,7 +326,7 @@ class PgFence:
         if not tables:
             return
         try:
-            ctx.query("SELECT 1")  # reconnects after a server restart
+            ctx.ensure_connected()
             with ctx.conn.transaction():
                 ctx.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
                     sql.Literal(f"{int(timeout * 1000)}ms")))

@@ -31,7 +31,7 @@ class PgInspection:
 
     def check_health(self) -> None:
         try:
-            self.ctx.query("SELECT 1")
+            self.ctx.ensure_connected()
         except psycopg.Error as e:
             raise EngineError(f"PostgreSQL is not answering: {e}") from e
         reader = self.ctx.reader

@@ -93,7 +93,7 @@ class PgCaptureSource:
         keepalives until it does, as for a snapshot."""
         ctx = self.ctx
         try:
-            ctx.query("SELECT 1")  # reconnects after a server restart
+            ctx.ensure_connected()
             with ctx.conn.transaction():
                 ctx.conn.execute("SET LOCAL synchronous_commit = local")
                 row = ctx.conn.execute("SELECT pg_current_wal_insert_lsn()::text, "

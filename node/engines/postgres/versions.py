@@ -333,7 +333,7 @@ class PgConflictStore:
         self.ctx = ctx
 
     def conflicts(self, query: ConflictQuery) -> list[ConflictEntry]:
-        self.ctx.query("SELECT 1")  # reconnects after a server restart
+        self.ctx.ensure_connected()
         return CONFLICT_LOG.query(self.ctx.conn, query)
 
     def read_version(self, table: str, key: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None,
@@ -357,7 +357,7 @@ class PgConflictStore:
         single-writer set, while the set is closed here) the database refuses
         it like an application's (as EngineError)."""
         shape = self.ctx.shape_of(table)
-        self.ctx.query("SELECT 1")
+        self.ctx.ensure_connected()
         try:
             with self.ctx.conn.transaction():
                 write_local_rows(self.ctx.conn, PG, self.ctx.upsert_sql(shape),
@@ -366,7 +366,7 @@ class PgConflictStore:
             raise EngineError(e.diag.message_primary or str(e).strip()) from e
 
     def mark_conflict(self, conflict_id: int, state: str, resolution: str) -> None:
-        self.ctx.query("SELECT 1")
+        self.ctx.ensure_connected()
         self.ctx.conn.execute(PG.mark_conflict_sql(), (state, resolution, conflict_id))
 
     def dead_letter_list(self, query: DeadLetterQuery) -> list[DeadLetterEntry]:
@@ -376,10 +376,10 @@ class PgConflictStore:
         return DLQ.counts(self.ctx.conn, self.ctx.campus)
 
     def conflict_counts(self) -> dict[str, int]:
-        self.ctx.query("SELECT 1")
+        self.ctx.ensure_connected()
         return CONFLICT_LOG.counts(self.ctx.conn)
 
     def prune_conflicts(self, keep_rows: int, keep_days: int) -> None:
-        self.ctx.query("SELECT 1")
+        self.ctx.ensure_connected()
         CONFLICT_LOG.prune(self.ctx.conn, keep_rows, keep_days)
 
