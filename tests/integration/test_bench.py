@@ -10,7 +10,20 @@ import sys
 from pathlib import Path
 
 RESULT_KEYS = {"mode", "workload", "rows_per_s", "ratio_to_native", "lag_p50_ms", "lag_p99_ms",
-               "cpu_percent", "peak_rss_mb"}
+               "cpu_percent", "peak_rss_mb", "cpu_us_per_row", "cpu_us_per_txn"}
+CPU_PER = ("cpu_us_per_row", "cpu_us_per_txn")
+# the targets of issue 16 that a run of every mode reports (the ring's names its rate)
+TARGET_NAMES = {
+    "bulk rows/s per hop vs native", "bulk rows/s PostgreSQL -> SQLite vs native",
+    "stream: hop at native's highest sustained rate, p99 lag <= 300 ms",
+    "catch-up: drain rate per hop vs native",
+    "catch-up: first row after the receiver answers again",
+    "CPU per row, bulk, hop vs native", "CPU per transaction, stream, hop vs native",
+    "node peak RSS under the stream load", "node peak RSS over every workload"}
+
+
+def is_count(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
 
 
 def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Path) -> None:
@@ -31,6 +44,18 @@ def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Pa
         assert RESULT_KEYS <= set(r), r
         assert r["rows_per_s"] > 0, r  # every row arrived (the probe waited for each)
         assert r["cpu_percent"] >= 0 and r["peak_rss_mb"] >= 0
+        # every workload counts its transactions (bulk: one), so neither figure is null
+        assert all(is_count(r[k]) for k in CPU_PER), r
+        for s in r["detail"].get("steps", []):
+            assert all(is_count(s[k]) for k in CPU_PER) and s["txns"] > 0, s
+    bulks = [r for r in results if r["workload"] == "bulk"]
+    # one transaction: its CPU per transaction is all the CPU, per row that over 1,000 rows
+    assert all(abs(r["cpu_us_per_txn"] - 1000 * r["cpu_us_per_row"]) <= 0.01 * r["cpu_us_per_txn"]
+               + 10 for r in bulks), bulks
+    for r in results:
+        if r["workload"] == "catchup":  # pgbench's 1-3-row transactions, counted at the source
+            d = r["detail"]
+            assert d["backlog_rows"] / 3 <= d["backlog_txns"] <= d["backlog_rows"], d
     native = {r["workload"]: r for r in results if r["mode"] == "native"}
     assert all(r["ratio_to_native"] == 1.0 for r in native.values())
     for r in results:
@@ -39,12 +64,14 @@ def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Pa
             assert abs(r["ratio_to_native"] - expected) < 0.01 * expected + 0.01
     stream = next(r for r in results if r["mode"] == "hop" and r["workload"] == "stream")
     assert stream["detail"]["steps"][0]["rate"] == 100
-    assert {t["name"] for t in doc["targets"]} >= {
-        "bulk rows/s per hop vs native", "node peak RSS under the stream load"}
+    names = {t["name"] for t in doc["targets"]}
+    assert names >= TARGET_NAMES, TARGET_NAMES - names
+    assert any(n.startswith("ring: p99 lag to the farthest campus") for n in names), names
     assert all(isinstance(t["met"], bool) and t["measured"] for t in doc["targets"])
     written = sorted(p.name for p in out.iterdir())
     stem = written[0].split(".")[0].removesuffix("-lag")
     assert written == sorted([f"{stem}.json", f"{stem}.md", f"{stem}-lag.svg"])
     assert json.loads((out / f"{stem}.json").read_text())["results"] == results
-    assert "| hop | bulk |" in (out / f"{stem}.md").read_text()
+    table = (out / f"{stem}.md").read_text()
+    assert "| hop | bulk |" in table and "| CPU µs/row | CPU µs/txn |" in table
     assert (out / f"{stem}-lag.svg").read_text().startswith("<svg")

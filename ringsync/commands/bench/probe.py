@@ -11,6 +11,9 @@ lags the targets care about.
 ``ProcessMeter`` samples CPU time and resident memory of a set of process
 ids from /proc, so the figures cover exactly the processes doing the
 replication work (the nodes, or PostgreSQL's walsender and apply worker).
+Its ``Usage`` carries the raw CPU seconds of the window as well as the
+percentage, so the scenarios can divide them by the rows and transactions
+the window carried.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ringsync.commands.bench.workload import TABLE, Block
 from ringsync.errors import RingsyncError
@@ -165,6 +168,14 @@ def _connect_sqlite(path: Path) -> tuple[Any, Any, Any]:
     return query_max, query_new, conn.close
 
 
+class Usage(NamedTuple):
+    """What the replication processes used over one metered window."""
+
+    cpu_percent: float  # of one core, summed over the processes
+    peak_rss_mb: float  # of the largest memory process
+    cpu_seconds: float  # user + system, summed over the processes
+
+
 class ProcessMeter:
     """CPU and resident memory of the processes doing replication work."""
 
@@ -189,9 +200,8 @@ class ProcessMeter:
         self._thread = threading.Thread(target=self._sample, name="meter", daemon=True)
         self._thread.start()
 
-    def stop(self) -> tuple[float, float]:
-        """(CPU percent of one core summed over the processes, peak RSS MB of the
-        largest memory process)."""
+    def stop(self) -> Usage:
+        """CPU and peak memory since ``start``."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -200,7 +210,7 @@ class ProcessMeter:
         for pid in self._cpu_pids():
             # a process restarted during the window (catch-up) counts from zero
             used += _cpu_seconds(pid, self._ticks) - self._start_cpu.get(pid, 0.0)
-        return 100.0 * used / elapsed, self._peak_kb / 1024.0
+        return Usage(100.0 * used / elapsed, self._peak_kb / 1024.0, used)
 
     def _sample(self) -> None:
         while not self._stop.is_set():

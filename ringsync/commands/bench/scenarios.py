@@ -10,6 +10,13 @@
   the receiver is started; how much faster it drains than it was written.
 - ``ring``: every campus writes at a fixed rate at once; lag is measured at
   the campus farthest downstream of each origin.
+
+CPU per row and per transaction is the CPU the replication processes used
+over a workload's metered window divided by the rows and the transactions
+that window carried. Transactions are counted at the source: the distinct
+``xmin`` (the inserting transaction's id) over the rows each writer
+committed, so a 1-3-row pgbench transaction counts once whatever its size;
+the bulk load is one transaction.
 """
 
 from __future__ import annotations
@@ -64,6 +71,8 @@ class Result:
     cpu_percent: float
     peak_rss_mb: float
     txn_per_s: float | None = None
+    cpu_us_per_row: float | None = None
+    cpu_us_per_txn: float | None = None  # bulk: the whole load is one transaction
     seconds: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
     ratio_to_native: float | None = None
@@ -85,6 +94,25 @@ def lag_summary(lags: list[float]) -> tuple[float | None, float | None, float | 
     if not lags:
         return None, None, None
     return (1000 * statistics.median(lags), 1000 * percentile(lags, 0.99), 1000 * max(lags))
+
+
+def cpu_us_per(cpu_seconds: float, count: int | None) -> float | None:
+    """CPU microseconds per row or transaction; None when there were none."""
+    return 1e6 * cpu_seconds / count if count else None
+
+
+def source_transactions(dsn: str, last_ids: dict[Block, int]) -> int:
+    """How many transactions committed the rows each writer wrote at the
+    source up to its last id: the distinct ids of the inserting transactions."""
+    import psycopg
+
+    txns = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for b, top in last_ids.items():
+            row = conn.execute(f"SELECT count(DISTINCT xmin::text) FROM {TABLE} "
+                               "WHERE id > %s AND id <= %s", (b.lo, top)).fetchone()
+            txns += int(row[0]) if row else 0
+    return txns
 
 
 def source_last_ids(dsn: str, blocks: list[Block]) -> dict[Block, int]:
@@ -152,12 +180,15 @@ class Bench:
         started, committed = bulk_insert(self.setup.source_dsn(origin), base, rows)
         arrived = probe.wait_for({block: base + rows}, ARRIVAL_TIMEOUT_SECONDS,
                                  f"the {rows}-row transaction")
-        cpu, rss = self.meter.stop()
+        used = self.meter.stop()
         seconds = max(1e-6, arrived - committed)
         lag_ms = 1000 * seconds
-        return Result(self.setup.mode, "bulk", rows / seconds, lag_ms, lag_ms, lag_ms, cpu, rss,
-                      txn_per_s=None, seconds=seconds,
-                      detail={"rows": rows, "source_write_seconds": committed - started})
+        return Result(self.setup.mode, "bulk", rows / seconds, lag_ms, lag_ms, lag_ms,
+                      used.cpu_percent, used.peak_rss_mb, txn_per_s=None,
+                      cpu_us_per_row=cpu_us_per(used.cpu_seconds, rows),
+                      cpu_us_per_txn=cpu_us_per(used.cpu_seconds, 1), seconds=seconds,
+                      detail={"rows": rows, "txns": 1, "cpu_seconds": used.cpu_seconds,
+                              "source_write_seconds": committed - started})
 
     def _stream_step(self, rate: int, seconds: int, origins: list[str]) -> dict[str, Any]:
         runs: list[StreamRun] = []
@@ -177,20 +208,27 @@ class Bench:
         arrived = started
         rows = 0
         lags: list[float] = []
+        committed: list[tuple[str, dict[Block, int]]] = []
         for origin, run in zip(origins, runs, strict=True):
             last = source_last_ids(self.setup.source_dsn(origin), run.blocks)
+            committed.append((origin, last))
             rows += sum(top - b.lo for b, top in last.items())
             probe = self.probe_for(origin)
             at = probe.wait_for(last, ARRIVAL_TIMEOUT_SECONDS, f"the {rate} tx/s stream")
             arrived = max(arrived, at)
             lags += probe.lags_between(started, at + 1, origin)
-        cpu, rss = self.meter.stop()
+        used = self.meter.stop()
+        # counted after the window, so the count's own reads are not in it
+        txns = sum(source_transactions(self.setup.source_dsn(o), last) for o, last in committed)
         p50, p99, worst = lag_summary(lags)
         return {"rate": rate, "achieved_tps": sum(achieved) / len(achieved),
-                "rows_per_s": rows / max(1e-6, ended - started), "rows": rows,
+                "rows_per_s": rows / max(1e-6, ended - started), "rows": rows, "txns": txns,
                 "lag_p50_ms": p50, "lag_p99_ms": p99, "lag_max_ms": worst,
-                "drain_seconds": max(0.0, arrived - ended), "cpu_percent": cpu,
-                "peak_rss_mb": rss, "started": started,
+                "drain_seconds": max(0.0, arrived - ended), "cpu_percent": used.cpu_percent,
+                "cpu_seconds": used.cpu_seconds,
+                "cpu_us_per_row": cpu_us_per(used.cpu_seconds, rows),
+                "cpu_us_per_txn": cpu_us_per(used.cpu_seconds, txns),
+                "peak_rss_mb": used.peak_rss_mb, "started": started,
                 "sustained": (min(achieved) >= 0.9 * rate and p99 is not None
                               and p99 <= STREAM_BOUND_MS)}
 
@@ -215,6 +253,8 @@ class Bench:
         return Result(self.setup.mode, "stream", chosen["rows_per_s"], chosen["lag_p50_ms"],
                       chosen["lag_p99_ms"], chosen["lag_max_ms"], chosen["cpu_percent"],
                       chosen["peak_rss_mb"], txn_per_s=chosen["achieved_tps"] if best else 0.0,
+                      cpu_us_per_row=chosen["cpu_us_per_row"],
+                      cpu_us_per_txn=chosen["cpu_us_per_txn"],
                       seconds=float(self.scale.step_seconds),
                       detail={"sustained_rate": best["rate"] if best else 0,
                               "steps": list(self.steps)})
@@ -244,22 +284,32 @@ class Bench:
             raise
         last = source_last_ids(self.setup.source_dsn(origin), run.blocks)
         rows = sum(top - b.lo for b, top in last.items())
+        txns = source_transactions(self.setup.source_dsn(origin), last)
         probe = self.probe_for(origin)
         probe.watch(run.blocks, lags=False)
         self.meter.start()
         restarted = time.time()
         self.setup.start_receiver()
+        answered = self.setup.wait_receiver_answering(ARRIVAL_TIMEOUT_SECONDS)
         first = probe.wait_for({b: min(top, b.lo + 1) for b, top in last.items()},
                                ARRIVAL_TIMEOUT_SECONDS, "the first row of the backlog")
         arrived = probe.wait_for(last, ARRIVAL_TIMEOUT_SECONDS, "the catch-up backlog")
-        cpu, rss = self.meter.stop()
+        used = self.meter.stop()
         drain = max(1e-6, arrived - restarted)
-        return Result(self.setup.mode, "catchup", rows / drain, None, None, None, cpu, rss,
-                      txn_per_s=achieved * written / drain, seconds=drain,
-                      detail={"backlog_rows": rows, "backlog_written_seconds": written,
+        return Result(self.setup.mode, "catchup", rows / drain, None, None, None,
+                      used.cpu_percent, used.peak_rss_mb, txn_per_s=txns / drain,
+                      cpu_us_per_row=cpu_us_per(used.cpu_seconds, rows),
+                      cpu_us_per_txn=cpu_us_per(used.cpu_seconds, txns), seconds=drain,
+                      detail={"backlog_rows": rows, "backlog_txns": txns,
+                              "backlog_written_seconds": written,
+                              "source_achieved_tps": achieved, "cpu_seconds": used.cpu_seconds,
                               "drain_seconds": drain, "speedup": written / drain,
                               # restart to first row: process start, reconnect
-                              "first_row_seconds": max(0.0, first - restarted)})
+                              "first_row_seconds": max(0.0, first - restarted),
+                              # restart until the receiver answers (a node's process start)
+                              "answered_seconds": max(0.0, answered - restarted),
+                              # answering to first row: reconnect, first batch
+                              "first_row_after_answer_seconds": max(0.0, first - answered)})
 
     def ring(self) -> Result:
         step = self._stream_step(self.scale.ring_rate, self.scale.ring_seconds,
@@ -268,8 +318,12 @@ class Bench:
         return Result(self.setup.mode, "ring", step["rows_per_s"], step["lag_p50_ms"],
                       step["lag_p99_ms"], step["lag_max_ms"], step["cpu_percent"],
                       step["peak_rss_mb"], txn_per_s=step["achieved_tps"] * len(self.setup.writers),
+                      cpu_us_per_row=step["cpu_us_per_row"],
+                      cpu_us_per_txn=step["cpu_us_per_txn"],
                       seconds=float(self.scale.ring_seconds),
                       detail={"rate_per_campus": self.scale.ring_rate,
+                              "rows": step["rows"], "txns": step["txns"],
+                              "cpu_seconds": step["cpu_seconds"],
                               "campuses": len(self.setup.writers),
                               "drain_seconds": step["drain_seconds"],
                               "sustained": step["sustained"]})
@@ -284,7 +338,8 @@ class Bench:
         return Result(self.setup.mode, "soak", step["rows_per_s"], step["lag_p50_ms"],
                       step["lag_p99_ms"], step["lag_max_ms"], step["cpu_percent"],
                       step["peak_rss_mb"], txn_per_s=step["achieved_tps"],
-                      seconds=float(seconds),
+                      cpu_us_per_row=step["cpu_us_per_row"],
+                      cpu_us_per_txn=step["cpu_us_per_txn"], seconds=float(seconds),
                       detail={"rate": rate, "rss_first_tenth_mb": first,
                               "rss_last_tenth_mb": last,
                               "rss_growth_percent": 100 * (last - first) / max(first, 1e-6)})

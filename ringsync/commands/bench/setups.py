@@ -10,7 +10,9 @@
 
 Both expose the same small surface to the scenarios: where writers connect,
 where a writer's rows are watched, which processes do the replication work,
-and how to stop and restart the receiving side (catch-up).
+how to stop and restart the receiving side (catch-up), and when the
+restarted receiver answers again (the native apply worker is running; a
+node's HTTP health endpoint responds).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +33,7 @@ from ringsync.errors import RingsyncError
 from ringsync.names import NODE_APPLICATION_NAME
 
 BENCH_SCHEMA = Schema((TABLE,), create_postgres_table, create_sqlite_table)
+ANSWER_POLL_SECONDS = 0.01
 # Reconnect quickly after the catch-up scenario restarts a receiver.
 BENCH_TUNING: dict[str, float | int] = {"heal_after_seconds": 3.0,
                                         "reconnect_max_seconds": 0.5}
@@ -45,7 +51,18 @@ class Setup(Protocol):
     def rss_pids(self) -> list[int]: ...
     def stop_receiver(self) -> None: ...
     def start_receiver(self) -> None: ...
+    def wait_receiver_answering(self, timeout: float) -> float: ...
     def close(self) -> None: ...
+
+
+def _poll_until(answers: Callable[[], bool], timeout: float, what: str) -> float:
+    """Ask ``answers`` every few ms; the wall time it first said yes."""
+    deadline = time.monotonic() + timeout
+    while not answers():
+        if time.monotonic() > deadline:
+            raise RingsyncError(f"{what} did not answer within {timeout:.0f}s")
+        time.sleep(ANSWER_POLL_SECONDS)
+    return time.time()
 
 
 class _BackendPids:
@@ -132,6 +149,15 @@ class NativeSetup:
     def start_receiver(self) -> None:
         self._sql(self.target.dsn, "ALTER SUBSCRIPTION bench_sub ENABLE")
 
+    def wait_receiver_answering(self, timeout: float) -> float:
+        """When the subscription's apply worker is running again."""
+        import psycopg
+
+        with psycopg.connect(self.target.dsn, autocommit=True) as conn:
+            return _poll_until(lambda: conn.execute(
+                "SELECT 1 FROM pg_stat_subscription WHERE subname = 'bench_sub' "
+                "AND pid IS NOT NULL").fetchone() is not None, timeout, "the apply worker")
+
     def close(self) -> None:
         if self._backends is not None:
             self._backends.close()
@@ -204,6 +230,23 @@ class RingsyncSetup:
 
     def start_receiver(self) -> None:
         self.cluster.start(self.campuses[1])
+
+    def wait_receiver_answering(self, timeout: float) -> float:
+        """When the restarted node's HTTP health endpoint first responds (it
+        starts listening just before the node's gRPC server starts)."""
+        url = f"http://{self.cluster.campus(self.campuses[1]).health}/health"
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+        def answers() -> bool:
+            try:
+                with direct.open(url, timeout=1.0):
+                    return True
+            except urllib.error.HTTPError:  # 503: up, its database not yet healthy
+                return True
+            except OSError:  # not listening yet
+                return False
+
+        return _poll_until(answers, timeout, f"node {self.campuses[1]}")
 
     def close(self) -> None:
         if self._backends is not None:
