@@ -118,7 +118,8 @@ class NodeService:
         rt = NodeRuntime(config, engine, journal)
         try:
             await rt.in_engine(engine.open)
-            rt.resolver = Resolver(engine.shapes(), config.cluster.conflicts, rt.clock)
+            rt.resolver = Resolver(engine.shapes(), config.cluster.conflicts, rt.clock,
+                                   fast=config.replication.fast_apply)
             await rt.in_journal(journal.open)
             if rt.sets.enabled:  # capture stamps with the epochs stored in the database
                 rt.sets.load(await rt.in_engine(engine.fence.set_fence_states))

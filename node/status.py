@@ -144,12 +144,16 @@ def apply_status(rt: NodeRuntime, cache: StatusCache, now: float) -> cpb.ApplySt
     """The applier's state machine as status shows it (node.replication.applystate)."""
     m = rt.apply_machine
     oldest = min(rt.incomplete.values(), default=now)
+    resolver = getattr(rt, "resolver", None)  # None until the engine is open
     return cpb.ApplyStatus(
         state=m.state, waiting_for=m.waiting_for, since=m.since, alert=m.alert(),
         transient_retries=m.transient_retries, isolations=m.isolations,
         incomplete_transactions=len(rt.incomplete),
         oldest_incomplete_seconds=max(0.0, now - oldest),
-        recorded=rpb.Vector(seqs=cache.recorded), last_error=m.last_error)
+        recorded=rpb.Vector(seqs=cache.recorded), last_error=m.last_error,
+        fast_apply=rt.config.replication.fast_apply,
+        fresh_rows=resolver.fresh_rows if resolver else 0,
+        fresh_fallbacks=resolver.fresh_fallbacks if resolver else 0)
 
 
 def policies_text(rt: NodeRuntime) -> str:

@@ -136,6 +136,9 @@ class ReplicationTuning:
     frame_max_changes: int = 2000
     reconnect_min_seconds: float = 0.2
     reconnect_max_seconds: float = 5.0
+    # Runs of fresh inserts are written set-wise, without per-row resolution
+    # (node.conflicts.fresh); false sends every change through the exact path.
+    fast_apply: bool = True
 
 
 ON_MISMATCH = ("refuse", "take-donor", "keep-local")
@@ -401,6 +404,11 @@ def _tuning(section: dict[str, Any], path: Path) -> ReplicationTuning:
         if not hasattr(defaults, key):
             raise ConfigError(f"{path}: unknown key replication.{key}")
         expected = type(getattr(defaults, key))
+        if expected is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{path}: replication.{key} must be true or false")
+            values[key] = value
+            continue
         if expected is float and isinstance(value, int):
             value = float(value)
         if not isinstance(value, expected) or isinstance(value, bool) or value <= 0:

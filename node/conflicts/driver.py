@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+from node.conflicts.fresh import FreshRun, fresh_run
 from node.conflicts.metacodec import decode_meta, encode_meta
 from node.conflicts.policy import check_policies
 from node.conflicts.resolve import Conflict, RowMeta, RowRules, Version
@@ -163,13 +164,29 @@ class VersionStore(Protocol):
         their recorded versions go, so they count as base versions that any
         later change supersedes (node.dr.sets: undoing a stale tail)."""
 
+    def insert_fresh(self, shape: TableShape, run: FreshRun) -> bool:
+        """Insert a remote run of fresh rows and their versions set-wise
+        (node.conflicts.fresh). False, with nothing written, when a key has
+        a version entry or a row the exact path must see; a local row that
+        appears meanwhile is ``PendingLocalChange``."""
+
+    def record_fresh(self, shape: TableShape, run: FreshRun) -> bool:
+        """Record the versions of this campus's own fresh rows (already in the
+        table) set-wise. False, with nothing written, when a key already has a
+        version entry."""
+
 
 class Resolver:
     def __init__(self, shapes: Mapping[str, TableShape], settings: ConflictSettings,
-                 clock: HybridClock) -> None:
+                 clock: HybridClock, fast: bool = True) -> None:
         check_policies(settings, shapes)
         self.settings = settings
         self.clock = clock
+        # Runs of fresh inserts go set-wise (node.conflicts.fresh); False: every
+        # run takes the exact path (``[replication] fast_apply = false``).
+        self.fast = fast
+        self.fresh_rows = 0       # rows written by the fast path
+        self.fresh_fallbacks = 0  # eligible runs the database sent to the exact path
         self.rules = {t: RowRules(s, settings.policy(t)) for t, s in shapes.items()}
         self.conflicts = 0
         self.parked = 0
@@ -243,6 +260,13 @@ class Resolver:
         first = run[0].txn
         rules = self.rules[run[0].change.table]
         shape = rules.shape
+        if self.fast and (fresh := fresh_run(rules, run)) is not None:
+            done = (store.record_fresh(shape, fresh) if first.local
+                    else store.insert_fresh(shape, fresh))
+            if done:
+                self.fresh_rows += len(fresh.rows)
+                return 0, 0
+            self.fresh_fallbacks += 1
         # each key with its transaction; local: the last one that changed it
         owner = {shape.key_of(_image(i.change)): i.txn for i in run}
         keys = list(owner)

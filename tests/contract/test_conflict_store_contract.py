@@ -246,29 +246,34 @@ def test_real_engines_converge_under_concurrent_writes(
     Machine.TestCase().runTest()
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["exact", "fast"])
 def test_a_row_a_user_inserts_while_apply_decides_is_not_overwritten(
-        campuses: dict[str, Any]) -> None:
+        campuses: dict[str, Any], fast: bool) -> None:
     """PostgreSQL: apply read the key as absent (no row to lock); a user inserts
-    it before apply writes. Apply must wait for capture, not overwrite it."""
+    it before apply writes. Apply must wait for capture, not overwrite it: on
+    the exact path (the user writes after read_versions) and on the fast path
+    for fresh rows (after its check that no key has a row or versions)."""
     from node.conflicts.driver import PendingLocalChange
 
     engine = campuses["b"]
     with engine.target.apply_session() as session:
         session.clear("t_latest")
-    resolver = Resolver(dict(engine.shapes()), POLICIES, HybridClock())
+    resolver = Resolver(dict(engine.shapes()), POLICIES, HybridClock(), fast=fast)
     with pytest.raises(PendingLocalChange), engine.target.apply_session() as session:
-        read = session.read_versions
+        name = "_taken" if fast else "read_versions"
+        decide = getattr(session, name)
 
-        def read_then_a_user_inserts(shape: Any, keys: Any) -> Any:
-            out = read(shape, keys)
+        def decide_then_a_user_inserts(*args: Any) -> Any:
+            out = decide(*args)
             with psycopg.connect(engine.ctx.dsn, autocommit=True) as user:
                 user.execute("INSERT INTO t_latest VALUES (7, 'mine', 'ordered', 0)")
             return out
 
-        session.read_versions = read_then_a_user_inserts
+        setattr(session, name, decide_then_a_user_inserts)
         resolver.apply(session, TxnInfo("a", 1, 5, {}, False),
                        [Change("t_latest", Op.INSERT, new=(7, "theirs", "ordered", 0))])
     assert engine.store.read_version("t_latest", (7,))[0] == (7, "mine", "ordered", 0)
+    assert resolver.fresh_rows == 0
 
 
 def test_staging_tables_survive_a_rollback_to_savepoint(

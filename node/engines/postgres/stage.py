@@ -26,6 +26,10 @@ from node.model import TableShape
 
 # Runs at least this long go through a staging table.
 STAGE_MIN_ROWS = 64
+# Staging tables this full are analysed before they are joined: the planner
+# then knows their size, so a key semi-join probes the table's primary key
+# instead of scanning a table that grows inside the transaction.
+ANALYZE_MIN_ROWS = 512
 
 
 def upsert_action(shape: TableShape) -> sql.Composable:
@@ -65,16 +69,24 @@ class Stager:
         self._created_now.clear()
 
     def load(self, cur: psycopg.Cursor[Any], source: sql.Composable, source_name: str,
-             columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> sql.Identifier:
-        """COPY ``rows`` (values for ``columns``) into the staging table for
-        ``source``; return its name."""
-        digest = hashlib.sha1(f"{source_name}|{','.join(columns)}".encode()).hexdigest()[:16]
+             columns: Sequence[str], rows: Sequence[Sequence[Any]],
+             extra: Sequence[tuple[str, str]] = ()) -> sql.Identifier:
+        """COPY ``rows`` (values for ``columns``, then for the ``extra`` columns,
+        given as (name, SQL type)) into the staging table for ``source``;
+        return its name."""
+        spec = ",".join(f"{n} {t}" for n, t in extra)
+        digest = hashlib.sha1(f"{source_name}|{','.join(columns)}|{spec}".encode()
+                              ).hexdigest()[:16]
         name = f"rs_stage_{digest}"
         stage = sql.Identifier(name)
         if name not in self._created:
+            added = sql.SQL("").join(
+                sql.SQL(", NULL::{} AS {}").format(sql.SQL(t), sql.Identifier(n))
+                for n, t in extra)
             cur.execute(sql.SQL(
                 "CREATE TEMPORARY TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
-                "SELECT {} FROM {} WITH NO DATA").format(stage, _idents(columns), source))
+                "SELECT {}{} FROM {} WITH NO DATA").format(stage, _idents(columns), added,
+                                                           source))
             self._created.add(name)
             self._created_now.add(name)
             if name in self._used:
@@ -84,9 +96,12 @@ class Stager:
         elif name in self._used:
             cur.execute(sql.SQL("TRUNCATE {}").format(stage))
         self._used.add(name)
-        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _idents(columns))) as cp:
+        copied = (*columns, *(n for n, _ in extra))
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _idents(copied))) as cp:
             for row in rows:
                 cp.write_row(row)
+        if len(rows) >= ANALYZE_MIN_ROWS:
+            cur.execute(sql.SQL("ANALYZE {}").format(stage))
         return stage
 
 
@@ -97,6 +112,27 @@ def key_match(shape: TableShape, stage: sql.Identifier,
             for c in shape.key_columns]
     return sql.SQL("({}) IN (SELECT {} FROM {})").format(
         sql.SQL(", ").join(cols), _idents(shape.key_columns), stage)
+
+
+def probe(shape: TableShape, stage: sql.Identifier, target: sql.Composable,
+          inner: sql.Composable, lock: bool = False) -> sql.Composed:
+    """``SELECT t.* FROM stage`` joined, key by key, to what ``inner`` (a
+    select list over ``target``) gives for that key; ``lock``: FOR UPDATE.
+
+    Each staged key is a primary-key probe of ``target`` whatever the
+    statistics say: the lateral subquery is fenced (``OFFSET 0``), so the
+    planner cannot turn it into a join that scans ``target``. A plain
+    ``IN (SELECT ...)`` semi-join is planned from statistics, and a table
+    that grows inside the apply transaction (a bulk load into a new table)
+    keeps the statistics of an empty one: one staged run after another then
+    scans the whole table, a cost that grows with every run.
+    """
+    match = sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier("rs_t", c), sql.Identifier("rs_s", c))
+        for c in shape.key_columns)
+    return sql.SQL("SELECT t.* FROM {} rs_s CROSS JOIN LATERAL (SELECT {} FROM {} rs_t "
+                   "WHERE {} OFFSET 0{}) t").format(
+        stage, inner, target, match, sql.SQL(" FOR UPDATE" if lock else ""))
 
 
 def insert_from(target: sql.Composable, columns: Sequence[str], stage: sql.Identifier,

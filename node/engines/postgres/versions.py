@@ -38,6 +38,7 @@ from node.conflicts.entries import ConflictEntry, DeadLetterEntry
 from node.conflicts.log import ConflictLog, ConflictQuery
 from node.engines.dialect import Dialect, write_local_rows
 from node.engines.postgres.connections import PgContext
+from node.engines.postgres.fresh import PgFreshWrites, in_keys, meta_ident
 from node.engines.postgres.stage import (
     STAGE_MIN_ROWS,
     Stager,
@@ -78,10 +79,6 @@ PG = Dialect(mark="%s", applied="ringsync.applied", set_fence="ringsync.set_fenc
              log=CONFLICT_LOG, dlq=DLQ, native=to_pg)
 
 
-def meta_ident(table: str) -> sql.Composable:
-    return sql.Identifier("ringsync", f"meta_{table}")
-
-
 def install_versions(conn: psycopg.Connection[Any], shape: TableShape) -> None:
     """Create the version table and give every unrecorded row a base entry."""
     types = dict(conn.execute(
@@ -108,13 +105,7 @@ def mark_base_versions(conn: psycopg.Connection[Any], shape: TableShape) -> None
                                          sql.Identifier(shape.name)))
 
 
-def _in_keys(shape: TableShape, count: int) -> sql.Composable:
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
-    one = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in shape.key_columns))
-    return sql.SQL("({}) IN ({})").format(cols, sql.SQL(", ").join([one] * count))
-
-
-class PgVersionStore(ApplySessionBase):
+class PgVersionStore(PgFreshWrites, ApplySessionBase):
     """The version-store half of a PostgreSQL apply session."""
 
     def __init__(self, cur: psycopg.Cursor[Any], shape_of: Callable[[str], TableShape],
@@ -177,7 +168,7 @@ class PgVersionStore(ApplySessionBase):
                                       shape.key_columns,
                                       [tuple(to_pg(v) for v in k) for k in keys])
             return key_match(shape, stage), []
-        return _in_keys(shape, len(keys)), [to_pg(v) for k in keys for v in k]
+        return in_keys(shape, len(keys)), [to_pg(v) for k in keys for v in k]
 
     def _stage_rows(self, shape: TableShape, rows: list[tuple[Any, ...]]) -> sql.Identifier:
         assert self._stager is not None
@@ -306,7 +297,7 @@ class PgVersionStore(ApplySessionBase):
         gone = [tuple(to_pg(v) for v in k) for k, exists in rows.items() if not exists]
         if gone:
             self.cur.executemany(sql.SQL("DELETE FROM {} WHERE {}").format(
-                meta_ident(shape.name), _in_keys(shape, 1)), gone)
+                meta_ident(shape.name), in_keys(shape, 1)), gone)
         kept = [(*(to_pg(v) for v in k), self._session_xid(), True, None)
                 for k, exists in rows.items() if exists]
         if kept:

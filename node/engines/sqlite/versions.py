@@ -35,6 +35,7 @@ from node.engines.base import fence_message, set_fence_message
 from node.engines.dialect import Dialect, write_local_rows
 from node.engines.sessionbase import ApplySessionBase
 from node.engines.sqlite.connections import SQLiteContext
+from node.engines.sqlite.fresh import SQLiteFreshWrites, meta_table
 from node.engines.sqlite.snapshot import q
 from node.engines.sqlite.values import from_sqlite, to_sqlite
 from node.model import TableShape
@@ -68,10 +69,6 @@ SQLITE = Dialect(mark="?", applied="_rs_applied", set_fence="_rs_set_fence",
                  log=CONFLICT_LOG, dlq=DLQ, native=to_sqlite)
 
 
-def meta_table(table: str) -> str:
-    return q(f"_rs_meta_{table}")
-
-
 def install_versions(conn: sqlite3.Connection, shape: TableShape) -> None:
     info = {r[1]: r[2] for r in conn.execute(f"PRAGMA table_info({q(shape.name)})")}
     keys = ", ".join(f"{q(c)} {info.get(c) or ''}".strip() for c in shape.key_columns)
@@ -87,7 +84,7 @@ def _key_where(shape: TableShape, prefix: str = "") -> str:
     return " AND ".join(f"{q(prefix + c)} = ?" for c in shape.key_columns)
 
 
-class SQLiteVersionStore(ApplySessionBase):
+class SQLiteVersionStore(SQLiteFreshWrites, ApplySessionBase):
     """The version-store half of a SQLite apply session (see node.conflicts.driver)."""
 
     def __init__(self, conn: sqlite3.Connection, recorded_position: int,

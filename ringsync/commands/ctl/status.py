@@ -78,7 +78,9 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
                "incomplete_transactions": s.apply.incomplete_transactions,
                "oldest_incomplete_seconds": round(s.apply.oldest_incomplete_seconds, 1),
                "recorded": dict(s.apply.recorded.seqs),
-               "last_error": redact_dsn(s.apply.last_error) or None},
+               "last_error": redact_dsn(s.apply.last_error) or None,
+               "fast_apply": s.apply.fast_apply, "fresh_rows": s.apply.fresh_rows,
+               "fresh_fallbacks": s.apply.fresh_fallbacks},
         links=[
             {
                 "to": link.to,

@@ -225,6 +225,19 @@ class _MemoryStore:
     def close_parked(self, shape, keys, note):
         pass
 
+    def insert_fresh(self, shape, run):
+        if any(k in self.rows or k in self.metas for k in run.keys):
+            return False
+        for k, row, text in zip(run.keys, run.rows, run.metas, strict=True):
+            self.rows[k], self.metas[k] = row, text
+        return True
+
+    def record_fresh(self, shape, run):
+        if any(k in self.metas for k in run.keys):
+            return False
+        self.metas.update(zip(run.keys, run.metas, strict=True))
+        return True
+
 
 def test_a_stamp_from_a_clock_far_ahead_is_flagged_and_not_adopted() -> None:
     import time
