@@ -6,8 +6,10 @@ acknowledging it. Nothing is acknowledged that is not durably journaled,
 and nothing is journaled that was not checked whole first (every value
 against the local column it goes to, the origin against the ring: see
 node.replication.framecheck). Messages arrive as bytes and are parsed here,
-so undecodable ones are refused with a clear INVALID_ARGUMENT. Stream
-plumbing (reading, writing, heartbeats) lives in node.servicers.
+so undecodable ones are refused with a clear INVALID_ARGUMENT. A welcomed
+Hello is also a sign that its campus is back: it wakes this node's own
+sender if that waits to redial the campus (ReplicationState.peer_back).
+Stream plumbing (reading, writing, heartbeats) lives in node.servicers.
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ class Receiver:
             )
         self.peer = hello.campus
         log.info("replication stream from %s opened", self.peer)
+        # It is back: a sender waiting out its backoff to reach it dials now.
+        state.peer_back(self.peer, "its Hello")
+        self.res.peer_returned.notify()
         return rpb.ReplicateResponse(
             welcome=rpb.Welcome(campus=campus, journal=rpb.Vector(seqs=self.res.journal.vector()))
         )

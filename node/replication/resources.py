@@ -9,7 +9,9 @@ fence writes get threads of their own, so neither waits behind apply.
 Notifiers carry "something changed" between loops: capture and the
 receiver wake the applier and the sender (``journal_changed``), the applier
 wakes the receiver's acknowledgements (``applied_changed``), the sender
-wakes synchronous-mode release (``acks_changed``).
+wakes synchronous-mode release (``acks_changed``), the receiver and the
+sender's probe wake a sender waiting to redial a campus that is back
+(``peer_returned``; which campus is in ReplicationState.returns).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class NodeResources:
         self.journal_changed = Notifier()
         self.applied_changed = Notifier()
         self.acks_changed = Notifier()  # a peer acknowledged (node.replication.syncrep)
+        self.peer_returned = Notifier()  # a campus is back (ReplicationState.peer_back)
 
     async def in_engine(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._engine_exec, fn, *args)

@@ -6,6 +6,12 @@ next one, and so on, so the ring heals around a dead campus. A probe keeps
 trying the skipped campuses and the sender returns to the successor as soon
 as it answers.
 
+After a failed attempt the sender waits out a growing backoff (``Redial``),
+but a campus that is back ends the wait at once: its Hello reaching this
+node's receiver, or the probe (which also tries the target while the sender
+waits) finding it serving. Before each attempt a channel stuck in gRPC's own
+reconnect backoff is replaced, so our backoff alone paces the redials.
+
 On each connection the receiver first says which transactions it holds
 (its journal vector); the sender walks its journal from the first frame the
 receiver lacks and sends batches of frames, keeping at most ``window``
@@ -18,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -28,7 +33,7 @@ import grpc
 from node.codec import shapes_to_pb
 from node.replication import PROTOCOL_VERSION
 from node.replication.resources import NodeResources
-from node.replication.state import LinkState, ReplicationState
+from node.replication.state import LinkState, Redial, ReplicationState
 from node.replication.vectors import Vector
 from ringsync.client import Credentials, describe_rpc_error
 from ringsync.config import NodeConfig
@@ -64,6 +69,12 @@ class RingSender:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._switch = asyncio.Event()
         self.target: str | None = None
+        self.redial = Redial(self.tuning.reconnect_min_seconds,
+                             self.tuning.reconnect_max_seconds)
+        self._waiting = False  # in the wait before redialling self.target
+        self._took_hold = False  # the current attempt's stream was acknowledged
+        # Campus -> the down_since of the outage its SERVING answer was reported for.
+        self._probe_reported: dict[str, float] = {}
 
     def _channel(self, peer: str) -> grpc.aio.Channel:
         channel = self._channels.get(peer)
@@ -71,8 +82,12 @@ class RingSender:
             # gRPC's own reconnect backoff grows to two minutes while a peer is
             # down; keep it within ours, so a campus back up is found soon.
             # (grpc.min_reconnect_backoff_ms is left alone: gRPC uses it as
-            # the connect timeout, which a slow WAN link needs.)
+            # the connect timeout, which a slow WAN link needs.) Its own pool
+            # of subchannels: a channel made to replace one stuck in that
+            # backoff must not inherit the old one's subchannel (gRPC shares
+            # subchannels between channels of the same address and options).
             opts = [
+                ("grpc.use_local_subchannel_pool", 1),
                 ("grpc.max_send_message_length", self.tuning.max_message_bytes),
                 ("grpc.max_receive_message_length", self.tuning.max_message_bytes),
                 ("grpc.initial_reconnect_backoff_ms",
@@ -84,6 +99,20 @@ class RingSender:
             self._channels[peer] = channel
         return channel
 
+    async def _renew_channel(self, peer: str, woken: bool = False) -> None:
+        """Replace the channel to ``peer`` if it sits in gRPC's reconnect
+        backoff (TRANSIENT_FAILURE) or, after a sign that the peer is back,
+        in a connection attempt begun before it was (CONNECTING)."""
+        channel = self._channels.get(peer)
+        if channel is None:
+            return
+        stuck = {grpc.ChannelConnectivity.TRANSIENT_FAILURE}
+        if woken:
+            stuck.add(grpc.ChannelConnectivity.CONNECTING)
+        if channel.get_state(try_to_connect=False) in stuck:
+            del self._channels[peer]  # before the await: nobody picks up the closing one
+            await channel.close()
+
     def choose_target(self, now: float) -> str:
         """The first campus in ring order that is up or not yet given up on."""
         for peer in self.successors:
@@ -94,14 +123,18 @@ class RingSender:
 
     async def run(self) -> None:
         probe = asyncio.create_task(self._probe_loop(), name="ring-probe")
-        backoff = self.tuning.reconnect_min_seconds
+        redial = self.redial
+        woken: str | None = None  # a campus that is back: dial it next
         try:
             while True:
-                target = self.choose_target(time.monotonic())
+                target = woken or self.choose_target(time.monotonic())
                 self.target = target
                 link = self.state.links[target]
                 self._switch.clear()
-                streamed = False
+                await self._renew_channel(target, woken=woken is not None)
+                woken = None
+                redial.attempt(self.state.returns)
+                self._took_hold = streamed = False
                 try:
                     streamed = await self._stream(target, link)
                 except asyncio.CancelledError:
@@ -114,14 +147,41 @@ class RingSender:
                     log.exception("link to %s failed unexpectedly", target)
                     self._mark_down(link, f"{type(e).__name__}: {e}")
                 if streamed:
-                    backoff = self.tuning.reconnect_min_seconds
+                    redial.streamed()
                     continue
-                await asyncio.sleep(backoff * (0.5 + random.random()))
-                backoff = min(backoff * 2, self.tuning.reconnect_max_seconds)
+                back = await self._wait_to_redial(redial.failed(self._took_hold), target)
+                if back is not None:
+                    woken, sign = back
+                    log.info("%s is back (%s); reconnecting now", woken, sign)
         finally:
             probe.cancel()
-            for channel in self._channels.values():
+            channels, self._channels = list(self._channels.values()), {}
+            for channel in channels:
                 await channel.close()
+
+    async def _wait_to_redial(self, delay: float, target: str) -> tuple[str, str] | None:
+        """Wait ``delay`` seconds, or until ``target`` or a campus before it in
+        the ring is back: then that campus and the sign (see ``Redial``)."""
+        wanted = self.successors[: self.successors.index(target) + 1]
+        deadline = time.monotonic() + delay
+        self._waiting = True
+        try:
+            while True:
+                ticket = self.res.peer_returned.ticket()
+                back = self.redial.wake_for(self.state.returns, wanted)
+                if back is not None:
+                    return back
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.redial.ran_out()
+                    return None
+                await self.res.peer_returned.wait(ticket, left)
+        finally:
+            self._waiting = False
+
+    def _peer_back(self, peer: str, sign: str) -> None:
+        self.state.peer_back(peer, sign)
+        self.res.peer_returned.notify()
 
     def _mark_down(self, link: LinkState, error: str) -> None:
         if link.down_since is None:
@@ -131,31 +191,47 @@ class RingSender:
         link.error = error
 
     async def _probe_loop(self) -> None:
-        """Retry skipped campuses; switch back as soon as a better one answers."""
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+        """Retry skipped campuses; switch back as soon as a better one answers.
+        While the sender waits to redial its target, probe the target too: its
+        answering SERVING is a sign it is back (reported once per outage)."""
         while True:
             await asyncio.sleep(self.tuning.probe_interval_seconds)
             current = self.target
             for peer in self.successors:
-                if peer == current:
-                    break  # only campuses ahead of the current target matter
+                if peer == current and not self._waiting:
+                    break  # streaming or dialling it: only campuses ahead matter
                 link = self.state.links[peer]
                 if link.down_since is None:
                     continue
-                try:
-                    stub = health_pb2_grpc.HealthStub(self._channel(peer))
-                    reply = await stub.Check(
-                        health_pb2.HealthCheckRequest(service="ringsync.v1.Replication"),
-                        timeout=1.0,
-                    )
-                except grpc.aio.AioRpcError:
-                    continue
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                serving = await self._probe(peer)
+                if peer == current:
+                    down_since = link.down_since
+                    if (serving and self._waiting and down_since is not None
+                            and self._probe_reported.get(peer) != down_since):
+                        self._probe_reported[peer] = down_since  # once per outage
+                        self._peer_back(peer, "its health check answers SERVING")
+                    break
+                if serving:
                     log.info("%s answers again; returning the ring to it", peer)
                     link.down_since = None
                     self._switch.set()
+                    self._peer_back(peer, "its health check answers SERVING")
                     break
+
+    async def _probe(self, peer: str) -> bool:
+        """Does ``peer`` answer that it takes replication? (one cheap Health Check)"""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        await self._renew_channel(peer)
+        try:
+            stub = health_pb2_grpc.HealthStub(self._channel(peer))
+            reply = await stub.Check(
+                health_pb2.HealthCheckRequest(service="ringsync.v1.Replication"),
+                timeout=1.0,
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     async def _stream(self, target: str, link: LinkState) -> bool:
         res, state = self.res, self.state
@@ -212,6 +288,7 @@ class RingSender:
                 if resp is grpc.aio.EOF:
                     raise LinkLost(f"{target} closed the stream")
                 ack = resp.ack
+                self._took_hold = True
                 link.peer_journal = dict(ack.journal.seqs)
                 link.peer_applied = dict(ack.applied.seqs)
                 link.last_ack = time.time()

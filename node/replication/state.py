@@ -4,18 +4,21 @@ One ``ReplicationState`` per node. Each field has one writer (named below)
 and any number of readers (status, the console through status, the DR
 agent): the applied vector and the applier's books (node.replication.applier),
 what is known of every campus's journal and the outbound links
-(node.replication.sender), capture's progress (node.replication.capture),
+(node.replication.sender), the signs that a campus is back (the receiver
+and the sender's probe), capture's progress (node.replication.capture),
 join progress (node.replication.join), refusals (node.replication.receiver
 through node.servicers) and the durability mode (node.replication.syncrep).
-Nothing here touches the engine or the journal: methods that need the
-journal's vector take it as an argument.
+``Redial`` is the sender's own bookkeeping of when to dial again. Nothing
+here touches the engine or the journal: methods that need the journal's
+vector take it as an argument.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from node.replication.applystate import ApplyMachine
@@ -66,6 +69,81 @@ class LinkState:
 
 
 @dataclass
+class PeerReturn:
+    """The signs that a campus is back (its Hello reached this node, or the
+    sender's probe found it serving): how many so far, and the latest."""
+
+    count: int = 0
+    sign: str = ""
+
+
+class Redial:
+    """When the sender dials again after a failed attempt: its backoff, and
+    the signs of a campus's return (``PeerReturn``) that cut the wait short.
+
+    Pure bookkeeping (no clock, no I/O); node.replication.sender does the
+    waiting. The backoff doubles with each failed attempt up to ``maximum``
+    and is back at ``minimum`` after a good stream or a wake. A sign wakes
+    the sender once: ``attempt`` spends the signs seen before an attempt
+    starts, ``wake_for`` the one it returns. A campus that gives signs but
+    fails the stream at once (before it acknowledged anything) cannot make
+    the sender spin: after such a woken attempt, waking is disarmed until a
+    wait has run its course, and later wakes no longer reset the backoff
+    (it keeps growing) until a stream takes hold; so at most one extra
+    attempt per wait.
+    """
+
+    def __init__(self, minimum: float, maximum: float,
+                 jitter: Callable[[], float] = random.random) -> None:
+        self.minimum, self.maximum, self._jitter = minimum, maximum, jitter
+        self.backoff = minimum
+        self.armed = True
+        self._seen: dict[str, int] = {}
+        self._woken = False
+        self._wake_failed = False  # a woken attempt failed at once since the last good stream
+
+    def attempt(self, returns: Mapping[str, PeerReturn]) -> None:
+        """An attempt starts: the signs seen so far are spent."""
+        self._seen = {campus: back.count for campus, back in returns.items()}
+
+    def streamed(self) -> None:
+        """The stream ended well (the sender left it for another campus)."""
+        self.backoff, self.armed, self._woken, self._wake_failed = self.minimum, True, False, False
+
+    def failed(self, took_hold: bool) -> float:
+        """The attempt failed (``took_hold``: after the campus acknowledged
+        something): how long to wait before the next one."""
+        delay = self.backoff * (0.5 + self._jitter())
+        self.backoff = min(self.backoff * 2, self.maximum)
+        if took_hold:
+            self._wake_failed = False
+        elif self._woken:
+            self.armed, self._wake_failed = False, True
+        self._woken = False
+        return delay
+
+    def ran_out(self) -> None:
+        """A wait ended on its own: signs wake the sender again."""
+        self.armed = True
+
+    def wake_for(self, returns: Mapping[str, PeerReturn],
+                 wanted: Sequence[str]) -> tuple[str, str] | None:
+        """The first of ``wanted`` (ring order) with a sign not yet spent, and
+        the sign; None when there is none or waking is disarmed."""
+        if not self.armed:
+            return None
+        for campus in wanted:
+            back = returns.get(campus)
+            if back is not None and back.count > self._seen.get(campus, 0):
+                self._seen[campus] = back.count
+                self._woken = True
+                if not self._wake_failed:
+                    self.backoff = self.minimum
+                return campus, back.sign
+        return None
+
+
+@dataclass
 class JoinProgress:
     """Where this campus is in joining the ring, for status and the console."""
 
@@ -109,6 +187,10 @@ class ReplicationState:
         # The sender: what every campus's journal is known to hold, the links.
         self.known: dict[str, Vector] = {}
         self.links: dict[str, LinkState] = {}
+        # Campus -> its signs of return; written by the receiver (a Hello) and
+        # the sender's probe, read by the sender to redial without waiting
+        # out its backoff (node.replication.sender.Redial).
+        self.returns: dict[str, PeerReturn] = {}
         # Capture: it has journaled every local transaction at or before this
         # engine position (a donor waits for it to date its snapshot).
         self.journaled_through = 0
@@ -126,6 +208,13 @@ class ReplicationState:
         """Record what a campus is known to hold (vectors only grow)."""
         if campus in self.ring:
             self.known[campus] = merge_max(self.known.get(campus, {}), journal_vector)
+
+    def peer_back(self, campus: str, sign: str) -> None:
+        """Record a sign that ``campus`` is back (``sign`` says which, for the log)."""
+        if campus in self.ring and campus != self.campus:
+            back = self.returns.setdefault(campus, PeerReturn())
+            back.count += 1
+            back.sign = sign
 
     def applied_vector(self, journal_vector: Vector) -> Vector:
         """What this campus's database holds: applied foreign txns plus its own
