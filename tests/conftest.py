@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +28,10 @@ def make_cluster(tmp_path: Path) -> Iterator:
     def make(count: int = 3, engines: list[str] | None = None,
              conflict_policies: str | None = None, **tuning: float | int) -> LocalCluster:
         root = tmp_path / f"cluster{len(clusters)}"
-        replication = {"heal_after_seconds": 2.0, "probe_interval_seconds": 0.5, **tuning}
+        replication: dict[str, float | int | bool] = {
+            "heal_after_seconds": 2.0, "probe_interval_seconds": 0.5, **tuning}
+        if os.environ.get("RINGSYNC_FAST_APPLY") == "0":  # the exact path only
+            replication["fast_apply"] = False
         cluster = LocalCluster.create(root, count, replication=replication, engines=engines,
                                       conflict_policies=conflict_policies)
         clusters.append(cluster)

@@ -125,12 +125,15 @@ class Campus:
         return self.engine.store.read_version(table, (key,))[0]
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["exact", "fast"])
 @pytest.mark.parametrize("staged", [False, True], ids=["statements", "staging-tables"])
 def test_real_engines_converge_under_concurrent_writes(
-        campuses: dict[str, Any], staged: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+        campuses: dict[str, Any], staged: bool, fast: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Single and batched deliveries; ``staged``: PostgreSQL reads and writes
     every run through COPY and staging tables (node.engines.postgres.stage), which
-    apply otherwise uses only for long runs."""
+    apply otherwise uses only for long runs; ``fast``: runs of fresh inserts take
+    the fast path (node.conflicts.fresh), or every run the exact one."""
     if staged:
         monkeypatch.setattr(pgversions, "STAGE_MIN_ROWS", 1)
 
@@ -143,7 +146,8 @@ def test_real_engines_converge_under_concurrent_writes(
                     for t in TABLES:
                         session.clear(t)
                 shapes = dict(engine.shapes())
-                self.c[name] = Campus(engine, Resolver(shapes, POLICIES, HybridClock()))
+                self.c[name] = Campus(engine, Resolver(shapes, POLICIES, HybridClock(),
+                                                       fast=fast))
             self.history: list[Txn] = []
             self.wall = 1_000_000
             self.increments: dict[tuple[str, int], int] = {}

@@ -107,7 +107,7 @@ class LocalCluster:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     name: str = "demo"
     schema: Schema = LIS_SCHEMA
-    replication: dict[str, float | int] = field(default_factory=dict)
+    replication: dict[str, float | int | bool] = field(default_factory=dict)
     conflict_policies: str = DEMO_CONFLICT_POLICIES
     # The [dr] section: etcd endpoints and settings; empty: DR off.
     dr: dict[str, Any] = field(default_factory=dict)
@@ -118,7 +118,7 @@ class LocalCluster:
 
     @classmethod
     def create(
-        cls, root: Path, count: int, replication: dict[str, float | int] | None = None,
+        cls, root: Path, count: int, replication: dict[str, float | int | bool] | None = None,
         engines: list[str] | None = None, conflict_policies: str | None = None,
         schema: Schema = LIS_SCHEMA, dr: dict[str, Any] | None = None,
         postgres_settings: dict[str, Any] | None = None,
@@ -213,7 +213,8 @@ class LocalCluster:
             else:
                 self.schema.create_sqlite(c.database)
                 database = 'engine = "sqlite"\npath = "lis.db"\n'
-            tuning = "\n".join(f"{k} = {v}" for k, v in self.replication.items())
+            tuning = "\n".join(f"{k} = {str(v).lower() if isinstance(v, bool) else v}"
+                               for k, v in self.replication.items())
             c.config.write_text(
                 f'campus = "{c.name}"\n'
                 f'cluster_file = "../cluster.toml"\n'
