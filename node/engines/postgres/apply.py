@@ -35,10 +35,9 @@ class PgApplySession(PgVersionStore):
         """SELECT ... ORDER BY key FOR UPDATE: rows are locked in key order."""
         if not keys:
             return
-        where, params = self._key_filter(shape, keys)
-        order = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
-        self.cur.execute(sql.SQL("SELECT 1 FROM {} WHERE {} ORDER BY {} FOR UPDATE").format(
-            sql.Identifier(shape.name), where, order), params)
+        self.cur.execute(*self._keyed(shape, self._key_source(shape, keys),
+                                      sql.Identifier(shape.name), [sql.SQL("1")], lock=True,
+                                      ordered=True))
 
     def clear(self, table: str) -> None:
         shape = self.ctx.shape_of(table)

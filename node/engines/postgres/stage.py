@@ -4,8 +4,9 @@ Apply writes and reads rows in runs (node.conflicts.driver). A run of a few
 rows is cheapest as plain statements; a long one (a bulk transaction, a
 catch-up backlog) is far cheaper as ``COPY ... FROM STDIN`` into a
 temporary table followed by one ``INSERT ... SELECT ... ON CONFLICT`` or
-one ``... WHERE key IN (SELECT ...)``: no per-row statement, no giant
-parameter list for the server to parse.
+one statement that probes the table's primary key for every staged key
+(``probe``): no per-row statement, no giant parameter list for the server
+to parse, and no plan that depends on statistics a bulk load has outgrown.
 
 Staging tables are per connection (``ON COMMIT DELETE ROWS``: empty at the
 start of every transaction), typed exactly like the table they stage for
@@ -105,19 +106,11 @@ class Stager:
         return stage
 
 
-def key_match(shape: TableShape, stage: sql.Identifier,
-              qualifier: str | None = None) -> sql.Composable:
-    """``(k1, k2) IN (SELECT k1, k2 FROM stage)`` for the table's key."""
-    cols = [sql.Identifier(qualifier, c) if qualifier else sql.Identifier(c)
-            for c in shape.key_columns]
-    return sql.SQL("({}) IN (SELECT {} FROM {})").format(
-        sql.SQL(", ").join(cols), _idents(shape.key_columns), stage)
-
-
 def probe(shape: TableShape, stage: sql.Identifier, target: sql.Composable,
-          inner: sql.Composable, lock: bool = False) -> sql.Composed:
+          inner: sql.Composable, lock: bool = False, ordered: bool = False) -> sql.Composed:
     """``SELECT t.* FROM stage`` joined, key by key, to what ``inner`` (a
-    select list over ``target``) gives for that key; ``lock``: FOR UPDATE.
+    select list over ``target`` as ``rs_t``) gives for that key; ``lock``: FOR
+    UPDATE; ``ordered``: the keys taken (so rows locked) in key order.
 
     Each staged key is a primary-key probe of ``target`` whatever the
     statistics say: the lateral subquery is fenced (``OFFSET 0``), so the
@@ -130,9 +123,12 @@ def probe(shape: TableShape, stage: sql.Identifier, target: sql.Composable,
     match = sql.SQL(" AND ").join(
         sql.SQL("{} = {}").format(sql.Identifier("rs_t", c), sql.Identifier("rs_s", c))
         for c in shape.key_columns)
+    keys = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
+    source = (sql.SQL("(SELECT * FROM {} ORDER BY {})").format(stage, keys) if ordered
+              else stage)
     return sql.SQL("SELECT t.* FROM {} rs_s CROSS JOIN LATERAL (SELECT {} FROM {} rs_t "
                    "WHERE {} OFFSET 0{}) t").format(
-        stage, inner, target, match, sql.SQL(" FOR UPDATE" if lock else ""))
+        source, inner, target, match, sql.SQL(" FOR UPDATE" if lock else ""))
 
 
 def insert_from(target: sql.Composable, columns: Sequence[str], stage: sql.Identifier,

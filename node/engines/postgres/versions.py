@@ -20,7 +20,7 @@ locks the rows it reads (FOR UPDATE) so none changes before it writes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -43,7 +43,7 @@ from node.engines.postgres.stage import (
     STAGE_MIN_ROWS,
     Stager,
     insert_from,
-    key_match,
+    probe,
     upsert_action,
 )
 from node.engines.postgres.values import canonical_row, to_pg
@@ -127,20 +127,20 @@ class PgVersionStore(PgFreshWrites, ApplySessionBase):
     def read_versions(self, shape: TableShape,
                       keys: Mapping[Key, TxnInfo]) -> dict[Key, StoredRow]:
         cur = self.cur
-        where, params = self._key_filter(shape, list(keys))
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.columns)
+        source = self._key_source(shape, list(keys))
+        table = [sql.SQL("rs_t.xmin::text::bigint"),
+                 *(sql.Identifier("rs_t", c) for c in shape.columns)]
         found: dict[Key, tuple[int, Row]] = {}
-        for rec in cur.execute(sql.SQL(
-                "SELECT xmin::text::bigint, {} FROM {} WHERE {} FOR UPDATE").format(
-                cols, sql.Identifier(shape.name), where), params).fetchall():
+        for rec in cur.execute(*self._keyed(shape, source, sql.Identifier(shape.name), table,
+                                            lock=True)).fetchall():
             row = self._canonical(shape.kinds, rec[1:])
             found[shape.key_of(row)] = (int(rec[0]), row)
-        key_cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
         key_kinds = [shape.kinds[i] for i in shape.key_indexes] if shape.kinds else []
         metas: dict[Key, tuple[int | None, bool, str | None]] = {}
         width = len(shape.key_columns)
-        for rec in cur.execute(sql.SQL("SELECT {}, xid, live, meta FROM {} WHERE {}").format(
-                key_cols, meta_ident(shape.name), where), params).fetchall():
+        versions = [sql.Identifier("rs_t", c) for c in (*shape.key_columns, "xid", "live", "meta")]
+        for rec in cur.execute(*self._keyed(shape, source, meta_ident(shape.name),
+                                            versions)).fetchall():
             key = self._canonical(key_kinds, rec[:width]) if key_kinds else tuple(rec[:width])
             metas[key] = (rec[width], bool(rec[width + 1]), rec[width + 2])
         out: dict[Key, StoredRow] = {}
@@ -159,16 +159,31 @@ class PgVersionStore(PgFreshWrites, ApplySessionBase):
             out[key] = StoredRow(current, entry[2] if entry else None, pending, xmin)
         return out
 
-    def _key_filter(self, shape: TableShape,
-                    keys: list[Key]) -> tuple[sql.Composable, list[Any]]:
-        """A WHERE clause matching ``keys``, with its parameters: a parameter
-        list for a few, a staging table for many."""
+    def _key_source(self, shape: TableShape, keys: list[Key]) -> sql.Identifier | list[Any]:
+        """Where statements find ``keys``: a staging table for many, else their
+        values as parameters."""
         if self._stager is not None and len(keys) >= STAGE_MIN_ROWS:
-            stage = self._stager.load(self.cur, sql.Identifier(shape.name), shape.name,
-                                      shape.key_columns,
-                                      [tuple(to_pg(v) for v in k) for k in keys])
-            return key_match(shape, stage), []
-        return in_keys(shape, len(keys)), [to_pg(v) for k in keys for v in k]
+            return self._stager.load(self.cur, sql.Identifier(shape.name), shape.name,
+                                     shape.key_columns,
+                                     [tuple(to_pg(v) for v in k) for k in keys])
+        return [to_pg(v) for k in keys for v in k]
+
+    def _keyed(self, shape: TableShape, source: sql.Identifier | list[Any],
+               target: sql.Composable, columns: Sequence[sql.Composable], lock: bool = False,
+               ordered: bool = False) -> tuple[sql.Composed, list[Any]]:
+        """A statement selecting ``columns`` (over ``rs_t``) of ``target``'s rows
+        with the keys of ``source`` (see _key_source), and its parameters;
+        ``lock``: FOR UPDATE, ``ordered``: rows taken in key order. Staged keys
+        are primary-key probes whatever the statistics say (stage.probe)."""
+        inner = sql.SQL(", ").join(columns)
+        keys = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
+        if isinstance(source, sql.Identifier):
+            return probe(shape, source, target, inner, lock, ordered), []
+        width = len(shape.key_columns)
+        return sql.SQL("SELECT {} FROM {} rs_t WHERE {}{}{}").format(
+            inner, target, in_keys(shape, len(source) // width),
+            sql.SQL(" ORDER BY {}").format(keys) if ordered else sql.SQL(""),
+            sql.SQL(" FOR UPDATE" if lock else "")), source
 
     def _stage_rows(self, shape: TableShape, rows: list[tuple[Any, ...]]) -> sql.Identifier:
         assert self._stager is not None
@@ -186,9 +201,11 @@ class PgVersionStore(PgFreshWrites, ApplySessionBase):
         inserts = [tuple(to_pg(v) for v in r) for k, r in rows.items()
                    if r is not None and k in absent]
         table = sql.Identifier(shape.name)
-        if self._bulk(deletes):
-            where, _ = self._key_filter(shape, deletes)
-            self.cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(table, where), [])
+        if self._bulk(deletes):  # rows already locked: their ctids cannot move
+            select, _ = self._keyed(shape, self._key_source(shape, deletes), table,
+                                    [sql.SQL("rs_t.ctid")])
+            self.cur.execute(sql.SQL("DELETE FROM {} WHERE ctid = ANY (ARRAY({}))").format(
+                table, select))
         elif deletes:
             self.cur.executemany(self._delete_sql(shape),
                                  [tuple(to_pg(v) for v in k) for k in deletes])
@@ -279,13 +296,13 @@ class PgVersionStore(PgFreshWrites, ApplySessionBase):
             self._stager.rolled_back()
 
     def _xmins(self, shape: TableShape, keys: list[Key]) -> dict[Key, int]:
-        key_cols = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
         kinds = [shape.kinds[i] for i in shape.key_indexes] if shape.kinds else []
         out = {}
-        where, params = self._key_filter(shape, keys)  # staged when many (no param limit)
-        query = sql.SQL("SELECT xmin::text::bigint, {} FROM {} WHERE {}").format(
-            key_cols, sql.Identifier(shape.name), where)
-        for rec in self.cur.execute(query, params).fetchall():
+        columns = [sql.SQL("rs_t.xmin::text::bigint"),
+                   *(sql.Identifier("rs_t", c) for c in shape.key_columns)]
+        for rec in self.cur.execute(*self._keyed(  # staged when many (no parameter limit)
+                shape, self._key_source(shape, keys), sql.Identifier(shape.name),
+                columns)).fetchall():
             key = canonical_row(kinds, rec[1:]) if kinds else tuple(rec[1:])
             out[key] = int(rec[0])
         return out
