@@ -124,7 +124,8 @@ class DatabaseConfig:
 class ReplicationTuning:
     # How long the successor may be unreachable before the ring heals around it.
     heal_after_seconds: float = 3.0
-    # While bypassing, how often to try the successor again.
+    # While bypassing, or waiting out the backoff to the target, how often to
+    # try the successor again (a campus that answers is redialled at once).
     probe_interval_seconds: float = 1.0
     batch_max_frames: int = 256
     batch_max_bytes: int = 1 << 20
