@@ -68,7 +68,7 @@ class RowChange(_message.Message):
     def __init__(self, table_index: _Optional[int] = ..., op: _Optional[_Union[RowChange.Op, str]] = ..., new_values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., old_values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ...) -> None: ...
 
 class TxnFrame(_message.Message):
-    __slots__ = ("origin", "seq", "chunk", "final", "commit_time", "hlc", "tables", "changes", "deps", "set_epochs")
+    __slots__ = ("origin", "seq", "chunk", "final", "commit_time", "hlc", "tables", "changes", "deps", "set_epochs", "raw_inserts")
     class DepsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,7 @@ class TxnFrame(_message.Message):
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     DEPS_FIELD_NUMBER: _ClassVar[int]
     SET_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    RAW_INSERTS_FIELD_NUMBER: _ClassVar[int]
     origin: str
     seq: int
     chunk: int
@@ -103,4 +104,15 @@ class TxnFrame(_message.Message):
     changes: _containers.RepeatedCompositeFieldContainer[RowChange]
     deps: _containers.ScalarMap[str, int]
     set_epochs: _containers.ScalarMap[str, int]
-    def __init__(self, origin: _Optional[str] = ..., seq: _Optional[int] = ..., chunk: _Optional[int] = ..., final: _Optional[bool] = ..., commit_time: _Optional[float] = ..., hlc: _Optional[int] = ..., tables: _Optional[_Iterable[_Union[TableShape, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[RowChange, _Mapping]]] = ..., deps: _Optional[_Mapping[str, int]] = ..., set_epochs: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    raw_inserts: _containers.RepeatedCompositeFieldContainer[RawRun]
+    def __init__(self, origin: _Optional[str] = ..., seq: _Optional[int] = ..., chunk: _Optional[int] = ..., final: _Optional[bool] = ..., commit_time: _Optional[float] = ..., hlc: _Optional[int] = ..., tables: _Optional[_Iterable[_Union[TableShape, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[RowChange, _Mapping]]] = ..., deps: _Optional[_Mapping[str, int]] = ..., set_epochs: _Optional[_Mapping[str, int]] = ..., raw_inserts: _Optional[_Iterable[_Union[RawRun, _Mapping]]] = ...) -> None: ...
+
+class RawRun(_message.Message):
+    __slots__ = ("table_index", "rows", "copy_text")
+    TABLE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COPY_TEXT_FIELD_NUMBER: _ClassVar[int]
+    table_index: int
+    rows: int
+    copy_text: bytes
+    def __init__(self, table_index: _Optional[int] = ..., rows: _Optional[int] = ..., copy_text: _Optional[bytes] = ...) -> None: ...
