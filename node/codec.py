@@ -1,7 +1,9 @@
 """Mapping between domain changes (node.model) and wire frames (TxnFrame).
 
 This is the only place that knows both the canonical Python values and the
-protobuf Value kinds. It also defines the canonical row digest used by
+protobuf Value kinds. Frames of INSERTs only may instead carry raw insert
+runs, COPY text per table (build_raw_frame; node.rawcopy encodes, checks and
+decodes them), which decode_changes turns into the same Changes. It also defines the canonical row digest used by
 checksums, so that equal rows hash equally on every engine.
 """
 
@@ -15,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from node.model import Change, Json, Op, TableShape
+from node.rawcopy import KINDS, check_raw, decode_rows
 from ringsync.errors import ProtocolError
 from ringsync.v1 import values_pb2 as pb
 
@@ -125,6 +128,39 @@ def build_frame(
     return frame
 
 
+def build_raw_frame(
+    origin: str,
+    seq: int,
+    chunk: int,
+    final: bool,
+    commit_time: float,
+    runs: Iterable[tuple[TableShape, int, bytes]],
+    hlc: int = 0,
+    deps: dict[str, int] | None = None,
+) -> pb.TxnFrame:
+    """A frame of INSERTs only, as COPY text runs (node.rawcopy.encode_rows):
+    ``runs`` is (shape, rows, copy_text) in capture order. Each table appears
+    once in ``tables``, with its column kinds, however many runs it has."""
+    frame = pb.TxnFrame(origin=origin, seq=seq, chunk=chunk, final=final, commit_time=commit_time,
+                        hlc=hlc, deps=deps or {})
+    table_index: dict[str, int] = {}
+    for shape, rows, copy_text in runs:
+        idx = table_index.get(shape.name)
+        if idx is None:
+            if len(shape.kinds) != len(shape.columns):
+                raise ValueError(f"table {shape.name}: a raw frame needs every column's kind")
+            idx = table_index[shape.name] = len(frame.tables)
+            frame.tables.add(name=shape.name, columns=shape.columns, key_indexes=shape.key_indexes,
+                             column_kinds=shape.kinds)
+        frame.raw_inserts.add(table_index=idx, rows=rows, copy_text=copy_text)
+    return frame
+
+
+def frame_rows(frame: pb.TxnFrame) -> int:
+    """How many row changes a frame carries, as Values or as raw insert runs."""
+    return len(frame.changes) + sum(run.rows for run in frame.raw_inserts)
+
+
 MAX_PEER_TEXT = 200
 
 
@@ -176,6 +212,29 @@ def check_frame(frame: pb.TxnFrame, known_tables: Iterable[str] | None = None) -
             ok = False
         if not ok:
             raise ProtocolError(f"{name}: malformed {c.op} change")
+    if frame.raw_inserts:
+        _check_raw_inserts(frame, name)
+
+
+def _check_raw_inserts(frame: pb.TxnFrame, name: str) -> None:
+    if frame.changes:
+        raise ProtocolError(f"{name} carries both changes and raw inserts")
+    for number, run in enumerate(frame.raw_inserts):
+        if run.table_index >= len(frame.tables):
+            raise ProtocolError(f"{name}: raw insert run {number} names no table")
+        table = frame.tables[run.table_index]
+        table_name = escape_peer_text(table.name, 60)
+        if len(table.column_kinds) != len(table.columns):
+            raise ProtocolError(f"{name}: table '{table_name}' has {len(table.columns)} columns "
+                                f"but {len(table.column_kinds)} column kinds")
+        for i, kind in enumerate(table.column_kinds):
+            if kind not in KINDS:
+                raise ProtocolError(f"{name}: column {i} of table '{table_name}' has unknown "
+                                    f"kind '{escape_peer_text(kind, 30)}'")
+        try:
+            check_raw(run.copy_text, run.rows, len(table.columns))
+        except ProtocolError as e:
+            raise ProtocolError(f"{name}, table '{table_name}', run {number}: {e}") from None
 
 
 def shapes_to_pb(shapes: Iterable[TableShape]) -> list[pb.TableShape]:
@@ -190,6 +249,8 @@ def shapes_from_pb(shapes: Iterable[pb.TableShape]) -> list[TableShape]:
 
 
 def decode_changes(frame: pb.TxnFrame) -> tuple[list[TableShape], list[Change]]:
+    if frame.raw_inserts:
+        return _decode_raw_inserts(frame)
     shapes = [TableShape(t.name, tuple(t.columns), tuple(t.key_indexes)) for t in frame.tables]
     changes = []
     for c in frame.changes:
@@ -201,6 +262,28 @@ def decode_changes(frame: pb.TxnFrame) -> tuple[list[TableShape], list[Change]]:
                 old=tuple([from_value(v) for v in c.old_values]) if c.old_values else None,
             )
         )
+    return shapes, changes
+
+
+def _decode_raw_inserts(frame: pb.TxnFrame) -> tuple[list[TableShape], list[Change]]:
+    if frame.changes:
+        raise ProtocolError("frame carries both changes and raw inserts")
+    shapes = shapes_from_pb(frame.tables)
+    changes: list[Change] = []
+    insert = Op.INSERT
+    for run in frame.raw_inserts:
+        if run.table_index >= len(shapes):
+            raise ProtocolError("raw insert run names no table")
+        shape = shapes[run.table_index]
+        if len(shape.kinds) != len(shape.columns):
+            raise ProtocolError(f"table '{escape_peer_text(shape.name, 60)}' has "
+                                f"{len(shape.columns)} columns but {len(shape.kinds)} kinds")
+        table = shape.name
+        try:
+            rows = decode_rows(run.copy_text, shape.kinds, run.rows)
+        except ProtocolError as e:
+            raise ProtocolError(f"table '{escape_peer_text(table, 60)}': {e}") from None
+        changes.extend([Change(table, insert, row) for row in rows])
     return shapes, changes
 
 
