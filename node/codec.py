@@ -3,8 +3,9 @@
 This is the only place that knows both the canonical Python values and the
 protobuf Value kinds. Frames of INSERTs only may instead carry raw insert
 runs, COPY text per table (build_raw_frame; node.rawcopy encodes, checks and
-decodes them), which decode_changes turns into the same Changes. It also defines the canonical row digest used by
-checksums, so that equal rows hash equally on every engine.
+decodes them), which decode_changes turns into the same Changes. It also
+defines the canonical row digest used by checksums, so that equal rows hash
+equally on every engine.
 """
 
 from __future__ import annotations

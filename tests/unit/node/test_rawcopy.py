@@ -3,6 +3,8 @@ equal to what the Value path gives; every malformed run refused with ProtocolErr
 
 from __future__ import annotations
 
+import os
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -259,3 +261,72 @@ def test_the_error_names_the_line() -> None:
         decode_rows(blob, ["int"], 4)
     with pytest.raises(ProtocolError, match="line 2 does not have 2 fields"):
         check_raw(b"1\t2\n3\n4\t\t5\n", 3, 2)
+
+
+# -- fuzz: whatever a peer sends, ProtocolError or rows ---------------------------------
+
+FUZZ_EXAMPLES = int(os.environ.get("RINGSYNC_FUZZ_EXAMPLES", "3000"))
+FUZZ_SHAPE = TableShape("f", tuple(f"c{i}" for i in range(len(SPELLINGS))), (0,),
+                        tuple(sorted(SPELLINGS)))
+FUZZ_BYTES = b"\\\t\n\r\0.Nx01789afgtv\xc3\xa9\xff\xed\xa0\x80{}[]\"-:+ e"
+
+
+def _fuzz_frame() -> pb.TxnFrame:
+    rows = []
+    for i in range(6):
+        rows.append(tuple(None if (i * 3 + j) % 7 == 0 else
+                          SPELLINGS[k][i % len(SPELLINGS[k])][:60]
+                          for j, k in enumerate(FUZZ_SHAPE.kinds)))
+    return build_raw_frame("a", 1, 0, True, 0.0, [(FUZZ_SHAPE, len(rows), encode_rows(rows))])
+
+
+def _mutate(rng: random.Random, blob: bytes, rows: int) -> tuple[bytes, int]:
+    b = bytearray(blob)
+    for _ in range(rng.choice((1, 1, 1, 2, 3))):
+        at = rng.randrange(len(b) + 1)
+        what = rng.randrange(7)
+        if what == 0 and b:
+            del b[min(at, len(b) - 1)]
+        elif what == 1:
+            b[at:at] = bytes([rng.choice(FUZZ_BYTES)])
+        elif what == 2 and at < len(b):
+            b[at] = rng.choice(FUZZ_BYTES)
+        elif what == 3 and at < len(b):
+            b[at] = rng.randrange(256)
+        elif what == 4:
+            size = rng.randrange(1, 40)
+            b[at:at] = b[max(0, at - size):at]
+        elif what == 5:
+            del b[at:]
+        else:
+            rows = max(0, rows + rng.choice((-1, 1)))
+    return bytes(b), rows
+
+
+def test_fuzzed_raw_runs_decode_or_raise_protocol_error() -> None:
+    rng = random.Random(16)
+    base = _fuzz_frame()
+    check_frame(base, ["f"])
+    assert len(decode_changes(base)[1]) == 6
+    outcomes = {"refused": 0, "decoded": 0}
+    for _ in range(FUZZ_EXAMPLES):
+        frame = pb.TxnFrame()
+        frame.CopyFrom(base)
+        run = frame.raw_inserts[0]
+        run.copy_text, run.rows = _mutate(rng, run.copy_text, run.rows)
+        try:
+            check_frame(frame, ["f"])
+        except ProtocolError:
+            outcomes["refused"] += 1
+            with pytest.raises(ProtocolError):  # without check_frame first: refused too
+                decode_changes(frame)
+            continue
+        try:
+            _, changes = decode_changes(frame)
+        except ProtocolError:  # well formed, but a value its kind cannot read
+            outcomes["refused"] += 1
+            continue
+        assert len(changes) == run.rows == frame_rows(frame)
+        assert all(len(c.new or ()) == len(FUZZ_SHAPE.columns) for c in changes)
+        outcomes["decoded"] += 1
+    assert outcomes["refused"] and outcomes["decoded"]  # the mutations hit both ways
