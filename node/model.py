@@ -65,6 +65,22 @@ class Change:
 
 
 @dataclass(slots=True)
+class RawInserts:
+    """INSERTs of one table as PostgreSQL COPY text (TxnFrame.raw_inserts),
+    kept as bytes on the way through apply: a PostgreSQL campus copies them
+    in without making a Python value of any row (node.conflicts.fresh);
+    anything else decodes them into Changes (node.rawcopy). Stands among a
+    transaction's changes where its rows would."""
+
+    table: str
+    rows: int
+    copy_text: bytes
+    op: Op = Op.INSERT
+    new: None = None
+    old: None = None
+
+
+@dataclass(slots=True)
 class CapturedChunk:
     """Part or all of one committed local transaction, as capture read it.
 
@@ -87,3 +103,10 @@ class CapturedChunk:
     # What the campus had applied of every other campus when this chunk's
     # transaction committed (at least that much): its dependency vector.
     deps: dict[str, int] | None = None
+    # The chunk's rows as COPY text instead of ``changes`` (every one an
+    # INSERT): (table, rows, copy_text) runs in commit order.
+    raw: list[tuple[str, int, bytes]] | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.changes) + sum(n for _, n, _ in self.raw or ())

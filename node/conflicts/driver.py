@@ -26,12 +26,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from node.conflicts.fresh import FreshRun, fresh_run
+from node.conflicts.fresh import FreshRun, fresh_meta, fresh_run, raw_changes
 from node.conflicts.metacodec import decode_meta, encode_meta
 from node.conflicts.policy import check_policies
 from node.conflicts.resolve import Conflict, RowMeta, RowRules, Version
 from node.hlc import HybridClock
-from node.model import Change, Op, TableShape
+from node.model import Change, Op, RawInserts, TableShape
 from ringsync.conflict_policy import ConflictSettings
 from ringsync.errors import RingsyncError
 
@@ -175,6 +175,11 @@ class VersionStore(Protocol):
         table) set-wise. False, with nothing written, when a key already has a
         version entry."""
 
+    # Optional, looked up by name: ``insert_raw(shape, items)`` and
+    # ``record_raw(shape, items)``, the same for rows as COPY text, items
+    # (text, rows, version text, xid) per transaction. An engine without them
+    # (SQLite) gets those rows decoded (node.conflicts.fresh.raw_changes).
+
 
 class Resolver:
     def __init__(self, shapes: Mapping[str, TableShape], settings: ConflictSettings,
@@ -225,6 +230,8 @@ class Resolver:
                 # Flagged, never silently trusted; the decision itself stays the
                 # same on every campus (it cannot depend on one campus's clock).
                 shape = self.rules[first.table].shape
+                if isinstance(first, RawInserts):
+                    first = raw_changes(first, shape, limit=1)[0]
                 flagged.append(ConflictRecord(
                     shape.name, shape.key_of(_image(first)), txn.seq,
                     Conflict("clock_skew", f"stamp {skew} ms ahead of this campus's clock "
@@ -246,6 +253,8 @@ class Resolver:
         last = run[-1]
         if last.change.table != change.table:
             return True
+        if isinstance(last.change, RawInserts) != isinstance(change, RawInserts):
+            return True
         if last.txn is not txn:
             # Local versions are recorded against what the table holds, remote
             # ones resolved against it; a manual table settles and parks in
@@ -260,6 +269,8 @@ class Resolver:
         first = run[0].txn
         rules = self.rules[run[0].change.table]
         shape = rules.shape
+        if isinstance(run[0].change, RawInserts):
+            return self._apply_raw_run(store, run, rules)
         if self.fast and (fresh := fresh_run(rules, run)) is not None:
             done = (store.record_fresh(shape, fresh) if first.local
                     else store.insert_fresh(shape, fresh))
@@ -340,6 +351,31 @@ class Resolver:
             self.conflicts += len(records)
             self.parked += sum(r.conflict.winner == "parked" for r in records)
         return len(records), merged
+
+
+    def _apply_raw_run(self, store: VersionStore, run: list[_Item],
+                       rules: RowRules) -> tuple[int, int]:
+        """A run of rows as COPY text: copied in set-wise when the engine can
+        and every key is fresh; otherwise decoded and applied as changes."""
+        shape, local = rules.shape, run[0].txn.local
+        write = getattr(store, "record_raw" if local else "insert_raw", None)
+        if self.fast and not rules.delta and write is not None:
+            blank = (None,) * len(shape.columns)
+            texts: dict[int, str] = {}
+            items: list[tuple[bytes, int, str, int | None]] = []
+            for txn, raw, _ in run:
+                assert isinstance(raw, RawInserts)
+                text = texts.get(id(txn))
+                if text is None:
+                    text = texts[id(txn)] = fresh_meta(rules, txn, blank)
+                items.append((raw.copy_text, raw.rows, text, txn.xid))
+            if write(shape, items):
+                self.fresh_rows += sum(n for _, n, _, _ in items)
+                return 0, 0
+            self.fresh_fallbacks += 1
+        decoded = [_Item(i.txn, c, i.skew) for i in run
+                   for c in raw_changes(i.change, shape)]  # type: ignore[arg-type]
+        return self._apply_run(store, decoded) if decoded else (0, 0)
 
 
 class _Item(NamedTuple):

@@ -28,7 +28,8 @@ from typing import Any
 
 from node.conflicts.metacodec import encode_meta
 from node.conflicts.resolve import RowRules, Version
-from node.model import Op
+from node.model import Change, Op, RawInserts, TableShape
+from node.rawcopy import decode_rows
 
 Key = tuple[Any, ...]
 Row = tuple[Any, ...]
@@ -87,3 +88,16 @@ def fresh_meta(rules: RowRules, txn: Any, row: Row) -> str:
         raise AssertionError(f"an insert of a fresh key of {rules.shape.name} did not resolve "
                              f"to the row as sent: {outcome!r}")
     return encode_meta(outcome.meta, outcome.row)
+
+
+def raw_changes(raw: RawInserts, shape: TableShape, limit: int | None = None) -> list[Change]:
+    """Rows carried as COPY text, decoded into INSERT changes (the first
+    ``limit`` of them): for every path that needs values."""
+    text, rows = raw.copy_text, raw.rows
+    if limit is not None and limit < rows:
+        cut = 0
+        for _ in range(limit):
+            cut = text.index(b"\n", cut) + 1
+        text, rows = text[:cut], limit
+    return [Change(raw.table, Op.INSERT, new=row)
+            for row in decode_rows(text, shape.kinds, rows)]

@@ -7,4 +7,5 @@ and ``state.ReplicationState`` (vectors, links, counters, errors).
 """
 
 # Bumped whenever the replication stream changes incompatibly.
-PROTOCOL_VERSION = 1
+# 2: frames may carry INSERTs as COPY text (TxnFrame.raw_inserts).
+PROTOCOL_VERSION = 2

@@ -37,7 +37,7 @@ from node.conflicts.deadletter import apply_guarded, frame_dead_letter
 from node.conflicts.driver import Key, PendingLocalChange, Resolver, TxnInfo
 from node.dr.sets import SetGuard, Verdict, stale_entry
 from node.engines.base import ApplySession, Engine
-from node.model import Change, Op, TableShape
+from node.model import Change, Op, RawInserts, TableShape
 from node.replication.journal import Journal
 from ringsync.errors import EngineError, RingsyncError
 from ringsync.v1 import values_pb2 as pb
@@ -183,7 +183,7 @@ class _Batch:
         change, a foreign frame this campus cannot even read (a value out of
         its range, a column it lacks) was parked whole, so the stream moves on."""
         try:
-            return _decode(body, txn, self.local)
+            return _decode(body, txn, self.local, self._raw_ok(txn))
         except Exception as e:
             if txn.local or not self.isolate:
                 raise
@@ -191,6 +191,14 @@ class _Batch:
                                                  f"{type(e).__name__}: {e}")])
             self.out.parked += 1
             return None
+
+    def _raw_ok(self, txn: PlannedTxn) -> bool:
+        """May this transaction's COPY text rows stay undecoded? Not when going
+        change by change, nor behind parked rows, nor when single-writer sets
+        must judge its changes (node.dr.sets)."""
+        if self.isolate or (self.blocked and not txn.local):
+            return False
+        return self.sets is None or not self.sets.enabled
 
     def lock(self, decoded: Decoded) -> None:
         """Lock the existing rows the batch changes, in one deterministic order."""
@@ -222,7 +230,7 @@ class _Batch:
                     changes = self._judge(info, changes, epochs, index)
                 if not self.isolate and txn.body is not None and (txn.local or not self.blocked):
                     group.append((info, changes))
-                    applied += len(changes)
+                    applied += _rows(changes)
                     continue
                 if group:
                     out.logged += self.resolver.apply_many(session, group)
@@ -230,7 +238,7 @@ class _Batch:
                 done = apply_guarded(self.resolver, session, info, changes, self.blocked,
                                      self.isolate)
                 out.logged, out.parked = out.logged + done[0], out.parked + done[1]
-                applied += len(changes) - done[1]
+                applied += _rows(changes) - done[1]
             self.advances.setdefault(txn.origin, _Advance()).add(txn, applied)
         if group:
             out.logged += self.resolver.apply_many(session, group)
@@ -283,13 +291,26 @@ class _Batch:
         return keep
 
 
-def _decode(body: bytes, txn: PlannedTxn, local: Mapping[str, TableShape],
+def _decode(body: bytes, txn: PlannedTxn, local: Mapping[str, TableShape], raw_ok: bool = False,
             ) -> tuple[TxnInfo, list[Change], dict[str, int]]:
+    """A frame as changes in local column order; with ``raw_ok``, rows that
+    came as COPY text in this campus's column order stay COPY text
+    (node.model.RawInserts, one per run) unless they are set-stamped."""
     frame = pb.TxnFrame.FromString(body)
-    shapes, changes = decode_changes(frame)
     info = TxnInfo(frame.origin, frame.seq, frame.hlc, dict(frame.deps), txn.local,
                    txn.position, txn.xid)
+    if raw_ok and frame.raw_inserts and not frame.set_epochs and all(
+            t.name in local and tuple(t.columns) == local[t.name].columns for t in frame.tables):
+        raw: list[Change] = [RawInserts(frame.tables[r.table_index].name, r.rows,  # type: ignore[misc]
+                                        r.copy_text) for r in frame.raw_inserts]
+        return info, raw, {}
+    shapes, changes = decode_changes(frame)
     return info, to_local_order(shapes, changes, local), dict(frame.set_epochs)
+
+
+def _rows(changes: list[Change]) -> int:
+    """Row changes in a list where COPY text runs stand for their rows."""
+    return sum(c.rows if isinstance(c, RawInserts) else 1 for c in changes)
 
 
 def judge_sets(sets: SetGuard, info: TxnInfo, changes: list[Change], epochs: dict[str, int],

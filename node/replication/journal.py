@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from node.codec import build_frame, escape_peer_text
+from node.codec import build_frame, build_raw_frame, escape_peer_text, frame_rows
 from node.model import CapturedChunk, Change, TableShape
 from node.replication.framecheck import FrameRefused, check_duplicates, frame_digest
 from node.replication.journal_reads import Entry, JournalReads
@@ -167,10 +167,15 @@ class Journal(JournalReads):
                 )
             position = max(position, chunk.position)
             own = {o: n for o, n in (chunk.deps or {}).items() if o != self.campus and n}
-            frame = build_frame(
-                self.campus, seq, index, chunk.final, chunk.commit_time, chunk.changes, shapes,
-                hlc=stamp(), deps=own,
-            )
+            if chunk.raw:
+                frame = build_raw_frame(
+                    self.campus, seq, index, chunk.final, chunk.commit_time,
+                    [(shapes[t], n, text) for t, n, text in chunk.raw], hlc=stamp(), deps=own)
+            else:
+                frame = build_frame(
+                    self.campus, seq, index, chunk.final, chunk.commit_time, chunk.changes,
+                    shapes, hlc=stamp(), deps=own,
+                )
             if set_epochs is not None:
                 frame.set_epochs.update(set_epochs(t.name for t in frame.tables))
             rows.append((frame, frame.SerializeToString(), now, chunk.position, chunk.xid))
@@ -246,7 +251,7 @@ class Journal(JournalReads):
             added_txns += frame.final
             records.append(
                 (frame.origin, frame.seq, frame.chunk, int(frame.final), frame.commit_time, now,
-                 len(frame.changes), body, position, xid, frame_digest(body))
+                 frame_rows(frame), body, position, xid, frame_digest(body))
             )
         touched: dict[str, int] = {}
         for r in records:
@@ -345,7 +350,7 @@ class Journal(JournalReads):
         if self.initialized:
             raise JournalError("backlog frames go into a journal that is not initialized yet")
         now = time.time()
-        records = [(f.origin, f.seq, f.chunk, int(f.final), f.commit_time, now, len(f.changes),
+        records = [(f.origin, f.seq, f.chunk, int(f.final), f.commit_time, now, frame_rows(f),
                     body, None) for f, body in frames]
         conn = self.conn
         try:

@@ -13,6 +13,7 @@ engine. PostgreSQL runs on a real server made with initdb (the session's
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 import uuid
@@ -24,10 +25,12 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from node.conflicts.fresh import raw_changes
 from node.engines.postgres.engine import PostgresEngine
 from node.engines.postgres.values import to_pg
 from node.engines.sqlite.engine import SQLiteEngine
 from node.engines.sqlite.values import to_sqlite
+from node.model import CapturedChunk, RawInserts
 from ringsync.commands.demo.postgres import LocalPostgres
 
 TYPED_COLUMNS = ("id", "b", "i", "d", "f", "t", "by", "ts", "dt", "u", "j")
@@ -127,6 +130,16 @@ class SQLiteCampus(Campus):
         assert str(error) == message
 
 
+def as_changes(chunk: CapturedChunk, engine: Any) -> CapturedChunk:
+    """A captured chunk with its COPY text runs (if any) as INSERT changes."""
+    if not chunk.raw:
+        return chunk
+    shapes = engine.shapes()
+    changes = [c for table, rows, text in chunk.raw
+               for c in raw_changes(RawInserts(table, rows, text), shapes[table])]
+    return dataclasses.replace(chunk, changes=changes, raw=None)
+
+
 class PostgresCampus(Campus):
     @pytest.fixture
     def db(self, pg_server: LocalPostgres) -> Iterator[None]:
@@ -164,6 +177,8 @@ class PostgresCampus(Campus):
                                       [tuple(to_pg(v) for v in r) for r in rows])
 
     def capture_all(self, engine: PostgresEngine) -> list[Any]:
+        """Chunks as capture hands them over, rows sent as COPY text decoded
+        (node.rawcopy) so that contracts compare canonical values."""
         out: list[Any] = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -171,7 +186,7 @@ class PostgresCampus(Campus):
             out += got
             if got == [] and out:
                 break
-        return out
+        return [as_changes(c, engine) for c in out]
 
     def assert_refused_error(self, error: BaseException, message: str) -> None:
         assert isinstance(error, errors.ReadOnlySqlTransaction)

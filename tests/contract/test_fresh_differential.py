@@ -2,8 +2,10 @@
 
 One random history (seeded) runs twice on the same engine: into one
 database with ``Resolver(fast=False)``, into another with ``fast=True``.
-A history mixes foreign transactions from two campuses (fresh inserts,
-runs long enough to be staged, inserts of existing keys, updates, deletes,
+A history mixes foreign transactions from two campuses (fresh inserts, some
+as COPY text the way a PostgreSQL campus sends them, runs long enough to be
+staged, inserts of existing keys (some concurrent, of one key from both
+campuses in one batch), updates, deletes,
 re-inserts over tombstones, stamps and dependency vectors that make some
 of them concurrent) with this campus's own writes: recorded at once, or
 left unrecorded while a foreign transaction reaches the same key (apply
@@ -30,7 +32,8 @@ from node.conflicts.driver import PendingLocalChange, Resolver, TxnInfo
 from node.engines.postgres.engine import PostgresEngine
 from node.engines.sqlite.engine import SQLiteEngine
 from node.hlc import HybridClock, pack
-from node.model import Change, Json, Op
+from node.model import Change, Json, Op, RawInserts
+from node.rawcopy import encode_rows
 from ringsync.commands.demo.postgres import LocalPostgres
 from ringsync.conflict_policy import ConflictSettings
 
@@ -158,6 +161,8 @@ class History:
                         live[table][key] = row
                     else:
                         changes.append(Change(table, Op.DELETE, old=live[table].pop(key)))
+                if changes and all(c.op is Op.INSERT for c in changes) and rnd.random() < 0.5:
+                    changes = as_copy_text(table, changes)  # as a PostgreSQL campus sends them
                 self.steps.append(("remote", (origin, seqs[origin], pack(1_000 + len(self.steps)),
                                               deps, changes)))
             else:  # this campus's own write
@@ -168,6 +173,15 @@ class History:
                 live[table][key] = row
                 mode = rnd.choice(["record", "record", "pending", "savepoint"])
                 self.steps.append(("local", (table, row, mode)))
+
+
+def as_copy_text(table: str, changes: list[Change]) -> list[Any]:
+    """INSERTs as one COPY text run (node.model.RawInserts), values in
+    PostgreSQL's text spelling."""
+    def text(v: Any) -> str | None:
+        return None if v is None else v.text if isinstance(v, Json) else str(v)
+    rows = [[text(v) for v in c.new or ()] for c in changes]
+    return [RawInserts(table, len(rows), encode_rows(rows))]
 
 
 def _row(table: str, key: int, rnd: random.Random) -> tuple[Any, ...]:
@@ -194,8 +208,9 @@ def replay(db: Database, history: History, fast: bool) -> tuple[list[str], Resol
             local_seq += 1
             info = TxnInfo(CAMPUS, local_seq, pack(1_000 + local_seq), {}, True,
                            chunk.position, chunk.xid)
+            changes = chunk.changes or [RawInserts(t, n, text) for t, n, text in chunk.raw]
             with engine.target.apply_session() as s:
-                resolver.apply(s, info, chunk.changes)
+                resolver.apply(s, info, changes)
                 s.advance(CAMPUS, local_seq, chunk.position)
             engine.source.local_recorded(chunk.position)
             db.position = chunk.position
@@ -233,7 +248,7 @@ def capture(db: Database, expected: int) -> list[Any]:
     deadline = time.monotonic() + 30
     sqlite = isinstance(db, SQLiteDatabase)  # its capture reads what is committed, at once
     while True:
-        got = [c for c in db.engine.source.capture(position, 1000) if c.changes]
+        got = [c for c in db.engine.source.capture(position, 1000) if c.rows]
         out += got
         position = got[-1].position if got else position
         if sqlite and not got or not sqlite and len(out) >= expected:

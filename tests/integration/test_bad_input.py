@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from node.replication import PROTOCOL_VERSION
 from ringsync.client import Credentials
 from ringsync.commands.demo.cluster import LocalCluster
 from ringsync.config import TLSFiles
@@ -27,7 +28,8 @@ async def open_stream(cluster: LocalCluster, options=()):
     channel = node_creds(cluster, sender.name).channel(receiver.address, receiver.name, options)
     call = replication_pb2_grpc.ReplicationStub(channel).Replicate(timeout=10)
     await call.write(replication_pb2.ReplicateRequest(
-        hello=replication_pb2.Hello(campus=sender.name, cluster="demo", protocol_version=1)))
+        hello=replication_pb2.Hello(campus=sender.name, cluster="demo",
+                                    protocol_version=PROTOCOL_VERSION)))
     welcome = await call.read()
     assert welcome.WhichOneof("msg") == "welcome"
     return channel, call

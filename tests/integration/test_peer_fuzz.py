@@ -30,6 +30,7 @@ import pytest
 
 from node.codec import build_frame
 from node.model import Change, Op, TableShape
+from node.replication import PROTOCOL_VERSION
 from ringsync.client import Credentials
 from ringsync.commands.demo.cluster import LocalCluster, Schema
 from ringsync.commands.demo.lis import (
@@ -195,7 +196,7 @@ class Fuzzer:
 
     def hello(self, tables: list[pb.TableShape] | None = None) -> bytes:
         return rpb.ReplicateRequest(hello=rpb.Hello(
-            campus=self.attacker, cluster=self.cluster.name, protocol_version=1,
+            campus=self.attacker, cluster=self.cluster.name, protocol_version=PROTOCOL_VERSION,
             tables=tables or [])).SerializeToString()
 
     async def exchange(self, messages: list[bytes]) -> tuple[str, dict[str, int]]:

@@ -14,6 +14,7 @@ import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from node.replication import PROTOCOL_VERSION
 from ringsync import pki
 from ringsync.client import Credentials
 from ringsync.commands.demo.cluster import LocalCluster
@@ -45,7 +46,7 @@ async def replicate_hello(channel: grpc.aio.Channel, campus: str | None) -> tupl
     try:
         if campus is not None:
             await call.write(replication_pb2.ReplicateRequest(hello=replication_pb2.Hello(
-                campus=campus, cluster="demo", protocol_version=1)))
+                campus=campus, cluster="demo", protocol_version=PROTOCOL_VERSION)))
         await call.read()
     except grpc.aio.AioRpcError:
         pass

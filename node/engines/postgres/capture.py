@@ -29,6 +29,8 @@ from psycopg.pq.abc import PGconn
 from node.engines.postgres import pgoutput as po
 from node.engines.postgres.values import parse
 from node.model import CapturedChunk, Change, Op, TableShape
+from node.rawcopy import encode_rows
+from node.schema import PG_KINDS
 from ringsync.errors import EngineError
 from ringsync.names import NODE_APPLICATION_NAME
 
@@ -60,7 +62,7 @@ class ChunkQueue:
 
     @staticmethod
     def _weight(item: CapturedChunk) -> int:
-        return len(item.changes)
+        return item.rows
 
     def put(self, item: CapturedChunk, timeout: float) -> bool:
         """Queue ``item``, waiting while the queue is full; False on timeout."""
@@ -127,6 +129,9 @@ class PgoutputReader:
         # ringsync.applied are published too, so a local transaction's
         # dependency vector is exact, read in commit order (node/conflicts).
         self.applied: dict[str, int] = {}
+        # Chunks of INSERTs only go as COPY text (node.rawcopy); False: as Changes.
+        self.raw_inserts = True
+        self._raw_tables: dict[int, tuple[po.Relation, bool]] = {}
 
     def start(self, position: int, applied: dict[str, int] | None = None) -> None:
         self.applied = dict(applied or {})
@@ -209,7 +214,7 @@ class PgoutputReader:
             self.error = ""
             log.info("streaming changes from slot %s at %s", self.slot, po.lsn_to_str(start))
             relations: dict[int, po.Relation] = {}
-            txn: list[Change] = []
+            txn: list[tuple[po.Relation, po.RowMessage]] = []
             begin: po.Begin | None = None
             foreign = False
             chunk_index = 0
@@ -273,18 +278,21 @@ class PgoutputReader:
                         continue
                     if foreign or begin is None or begin.final_lsn < handed_out:
                         continue
-                    txn.append(self._change(relations[event.relid], event))
+                    txn.append((rel, event))
                     if len(txn) >= self.frame_max_changes:
-                        self._put(CapturedChunk(txn, False, begin.commit_time, 0, chunk_index,
-                                                xid=begin.xid, deps=dict(self.applied)),
+                        changes, raw = self._body(txn)
+                        self._put(CapturedChunk(changes, False, begin.commit_time, 0, chunk_index,
+                                                xid=begin.xid, deps=dict(self.applied), raw=raw),
                                   pgconn, write_lsn)
                         txn, chunk_index = [], chunk_index + 1
                 elif isinstance(event, po.Commit):
                     if begin is not None and not foreign and event.end_lsn > handed_out and (
                             txn or chunk_index):
-                        self._put(CapturedChunk(txn, True, event.commit_time, event.end_lsn,
+                        changes, raw = self._body(txn)
+                        self._put(CapturedChunk(changes, True, event.commit_time, event.end_lsn,
                                                 chunk_index, xid=begin.xid,
-                                                deps=dict(self.applied)), pgconn, write_lsn)
+                                                deps=dict(self.applied), raw=raw),
+                                  pgconn, write_lsn)
                         handed_out = self._handed_out = event.end_lsn
                     begin, txn = None, []
                     self._decoded = max(self._decoded, event.end_lsn)
@@ -308,11 +316,41 @@ class PgoutputReader:
         origin, seq = msg.new[0], int(msg.new[1])
         self.applied[origin] = max(self.applied.get(origin, 0), seq)
 
-    def _change(self, rel: po.Relation, msg: po.RowMessage) -> Change:
+    def _body(self, pending: list[tuple[po.Relation, po.RowMessage]],
+              ) -> tuple[list[Change], list[tuple[str, int, bytes]] | None]:
+        """A chunk's rows: as COPY text runs when every one is an INSERT into a
+        table whose every column type has a canonical kind (the text
+        pgoutput sent is then what COPY takes, with no Python value made);
+        otherwise as Changes of canonical values."""
+        if self.raw_inserts and pending and all(
+                msg.op == "I" and self._raw_ok(rel) for rel, msg in pending):
+            runs: list[tuple[str, int, bytes]] = []
+            start = 0
+            for i in range(1, len(pending) + 1):
+                if i == len(pending) or pending[i][0] is not pending[start][0]:
+                    rel = pending[start][0]
+                    self._check_columns(rel)
+                    rows = [msg.new for _, msg in pending[start:i]]
+                    runs.append((rel.name, i - start, encode_rows(rows)))  # type: ignore[arg-type]
+                    start = i
+            return [], runs
+        return [self._change(rel, msg) for rel, msg in pending], None
+
+    def _raw_ok(self, rel: po.Relation) -> bool:
+        ok = self._raw_tables.get(rel.relid)
+        if ok is None or ok[0] is not rel:
+            ok = self._raw_tables[rel.relid] = (rel, all(o in PG_KINDS for o in rel.type_oids))
+        return ok[1]
+
+    def _check_columns(self, rel: po.Relation) -> TableShape:
         shape = self.shape_of(rel.name)
         if list(shape.columns) != rel.columns:
             raise EngineError(f"table {rel.name!r} changed columns while replicating; restart "
                               f"the node so it re-reads the schema")
+        return shape
+
+    def _change(self, rel: po.Relation, msg: po.RowMessage) -> Change:
+        self._check_columns(rel)
         old = None
         if msg.old is not None:
             old = tuple(parse(o, v if isinstance(v, str) else None)

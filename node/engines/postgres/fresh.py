@@ -28,8 +28,15 @@ from node.conflicts.fresh import FreshRun
 from node.engines.postgres.stage import Stager, insert_from, probe
 from node.engines.postgres.values import to_pg
 from node.model import TableShape
+from node.rawcopy import encode_field
 
 META_COLUMNS = ("xid", "live", "meta")
+# One transaction's rows as COPY text: (text, rows, version text, xid).
+RawItem = tuple[bytes, int, str, "int | None"]
+
+
+def _field(text: str) -> bytes:
+    return encode_field(text).encode()
 STAGED_META = "rs_meta"
 
 
@@ -56,7 +63,14 @@ def pg_values(shape: TableShape) -> Any:
     return tuple
 
 
-def _not_holding(shape: TableShape, stage: sql.Identifier) -> sql.Composed:
+def _duplicates(shape: TableShape, stage: sql.Identifier) -> sql.Composed:
+    """Keys staged twice (two campuses' concurrent inserts of one key)."""
+    keys = _idents(shape.key_columns)
+    return sql.SQL("SELECT 1 FROM {} GROUP BY {} HAVING count(*) > 1").format(stage, keys)
+
+
+def _not_holding(shape: TableShape, stage: sql.Identifier,
+                 xid_column: str = "xid") -> sql.Composed:
     """Staged (key, xid) pairs whose row is gone or has another xmin, each key
     a primary-key probe (see node.engines.postgres.stage.probe)."""
     match = sql.SQL(" AND ").join(
@@ -64,8 +78,8 @@ def _not_holding(shape: TableShape, stage: sql.Identifier) -> sql.Composed:
         for c in shape.key_columns)
     return sql.SQL("SELECT 1 FROM {} rs_s LEFT JOIN LATERAL (SELECT rs_t.xmin::text::bigint "
                    "AS x FROM {} rs_t WHERE {} OFFSET 0) t ON true "
-                   "WHERE t.x IS DISTINCT FROM rs_s.xid").format(
-        stage, sql.Identifier(shape.name), match)
+                   "WHERE t.x IS DISTINCT FROM rs_s.{}").format(
+        stage, sql.Identifier(shape.name), match, sql.Identifier(xid_column))
 
 
 class PgFreshWrites:
@@ -143,6 +157,51 @@ class PgFreshWrites:
         if self._xmins(shape, run.keys) != dict(zip(run.keys, run.xids, strict=True)):
             return False
         self._insert_versions(shape, records)
+        return True
+
+    def insert_raw(self, shape: TableShape, items: list[RawItem]) -> bool:
+        """``insert_fresh`` for rows as COPY text (node.model.RawInserts): the
+        text goes to the staging table as it came, each line given its
+        transaction's version text as one more column (a byte replace, no
+        per-row Python)."""
+        if self._stager is None:
+            return False
+        table = sql.Identifier(shape.name)
+        blob = b"".join(text.replace(b"\n", b"\t" + _field(meta) + b"\n")
+                        for text, _, meta, _ in items)
+        rows = sum(n for _, n, _, _ in items)
+        stage = self._stager.load(self.cur, table, shape.name, shape.columns, range(rows),
+                                  extra=((STAGED_META, "text"),), text=blob)
+        one = sql.SQL("1")
+        if self._taken(sql.SQL("SELECT EXISTS ({}) OR EXISTS ({}) OR EXISTS ({})").format(
+                probe(shape, stage, meta_ident(shape.name), one), probe(shape, stage, table, one),
+                _duplicates(shape, stage)), []):
+            return False
+        self.cur.execute(insert_from(table, shape.columns, stage,
+                                     sql.SQL("ON CONFLICT DO NOTHING")))
+        self._check_inserted(shape, self.cur.rowcount, rows)
+        self._stage_versions(shape, stage)
+        return True
+
+    def record_raw(self, shape: TableShape, items: list[RawItem]) -> bool:
+        """``record_fresh`` for this campus's own rows as COPY text."""
+        if self._stager is None or any(xid is None for _, _, _, xid in items):
+            return False
+        meta = meta_ident(shape.name)
+        blob = b"".join(text.replace(b"\n", b"\t%d\t" % (xid or 0) + _field(m) + b"\n")
+                        for text, _, m, xid in items)  # (no xid is None here)
+        rows = sum(n for _, n, _, _ in items)
+        stage = self._stager.load(self.cur, sql.Identifier(shape.name), shape.name,
+                                  shape.columns, range(rows),
+                                  extra=(("rs_xid", "bigint"), (STAGED_META, "text")), text=blob)
+        if self._taken(sql.SQL("SELECT EXISTS ({}) OR EXISTS ({}) OR EXISTS ({})").format(
+                probe(shape, stage, meta, sql.SQL("1")), _not_holding(shape, stage, "rs_xid"),
+                _duplicates(shape, stage)), []):
+            return False
+        self.cur.execute(sql.SQL("INSERT INTO {} ({}, xid, live, meta) SELECT {}, rs_xid, true, "
+                                 "{} FROM {}").format(meta, _idents(shape.key_columns),
+                                                      _idents(shape.key_columns),
+                                                      sql.Identifier(STAGED_META), stage))
         return True
 
     def _taken(self, query: sql.Composed, params: list[Any]) -> bool:

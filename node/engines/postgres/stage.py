@@ -70,11 +70,13 @@ class Stager:
         self._created_now.clear()
 
     def load(self, cur: psycopg.Cursor[Any], source: sql.Composable, source_name: str,
-             columns: Sequence[str], rows: Sequence[Sequence[Any]],
-             extra: Sequence[tuple[str, str]] = ()) -> sql.Identifier:
+             columns: Sequence[str], rows: Sequence[Any],
+             extra: Sequence[tuple[str, str]] = (), text: bytes | None = None,
+             ) -> sql.Identifier:
         """COPY ``rows`` (values for ``columns``, then for the ``extra`` columns,
         given as (name, SQL type)) into the staging table for ``source``;
-        return its name."""
+        return its name. ``text``: the rows as COPY text instead (``rows``
+        then only says how many)."""
         spec = ",".join(f"{n} {t}" for n, t in extra)
         digest = hashlib.sha1(f"{source_name}|{','.join(columns)}|{spec}".encode()
                               ).hexdigest()[:16]
@@ -99,8 +101,11 @@ class Stager:
         self._used.add(name)
         copied = (*columns, *(n for n, _ in extra))
         with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _idents(copied))) as cp:
-            for row in rows:
-                cp.write_row(row)
+            if text is not None:
+                cp.write(text)
+            else:
+                for row in rows:
+                    cp.write_row(row)
         if len(rows) >= ANALYZE_MIN_ROWS:
             cur.execute(sql.SQL("ANALYZE {}").format(stage))
         return stage

@@ -201,3 +201,58 @@ def test_escape_peer_text_is_one_line_bounded_and_idempotent() -> None:
     assert once.isprintable() and "\n" not in once and once.endswith("(+460 chars)")
     assert escape_peer_text(once, 500) == once
     assert escape_peer_text("plain campus") == "plain campus"
+
+
+# -- rows as COPY text (TxnFrame.raw_inserts) ---------------------------------
+
+RAW_GOOD = ["k1", "9223372036854775807", "Infinity", "-12.5", "t", "2026-11-22 05:06:07+00",
+            "2026-11-22", "00000000-0000-0000-0000-000000000007", '{"a": 1}', "\\x00ff"]
+
+
+def raw_frame(*rows: list, shape: TableShape = SHAPE) -> pb.TxnFrame:
+    from node.codec import build_raw_frame
+    from node.rawcopy import encode_rows
+    f = build_raw_frame("b", 1, 0, True, 1_700_000_000.0,
+                        [(shape, len(rows), encode_rows(rows))])
+    return pb.TxnFrame.FromString(f.SerializeToString())
+
+
+def with_raw(column: str, text: str | None) -> pb.TxnFrame:
+    row = list(RAW_GOOD)
+    row[COLUMNS.index(column)] = text
+    return raw_frame(RAW_GOOD, row)
+
+
+def test_good_copy_text_rows_pass_nulls_included() -> None:
+    nulls = [RAW_GOOD[0]] + [None] * (len(COLUMNS) - 1)
+    checker().check(raw_frame(RAW_GOOD, nulls), "b")
+
+
+@pytest.mark.parametrize(("column", "text", "says"), [
+    ("id", None, "NULL in a primary-key column"),
+    ("f", "NaN", "float NaN"),
+    ("d", "NaN", "non-finite decimal"),
+    ("ts", "infinity", "column 5 (timestamp)"),
+    ("day", "2026-11-22 BC", "column 6 (date)"),
+    ("day", "12026-11-22", "column 6 (date)"),
+])
+def test_copy_text_values_the_wire_would_refuse_are_refused(column: str, text: str | None,
+                                                            says: str) -> None:
+    e = refused(with_raw(column, text))
+    assert e.kind == "bad_value" and says in str(e), str(e)
+
+
+def test_copy_text_read_by_other_kinds_than_this_campus_is_refused() -> None:
+    other = TableShape("t", COLUMNS, (0,), ("text", "text", *KINDS[2:]))
+    e = refused(raw_frame(RAW_GOOD, shape=other))
+    assert e.kind == "bad_shape" and "column n is int here" in str(e)
+
+
+def test_a_null_key_is_found_wherever_the_key_is() -> None:
+    late_key = TableShape("t", COLUMNS, (1,), KINDS)
+    row = list(RAW_GOOD)
+    row[1] = None
+    checker_late = FrameChecker("a", {"t": late_key}, lambda origin: origin in RING)
+    with pytest.raises(FrameRefused) as e:
+        checker_late.check(raw_frame(RAW_GOOD, row, shape=late_key), "b")
+    assert e.value.kind == "bad_value" and "NULL in a primary-key column" in str(e.value)
