@@ -21,6 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 from psycopg import pq
@@ -29,7 +30,7 @@ from psycopg.pq.abc import PGconn
 from node.engines.postgres import pgoutput as po
 from node.engines.postgres.values import parse
 from node.model import CapturedChunk, Change, Op, TableShape
-from node.rawcopy import encode_rows
+from node.rawcopy import encode_byte_rows, encode_rows
 from node.schema import PG_KINDS
 from ringsync.errors import EngineError
 from ringsync.names import NODE_APPLICATION_NAME
@@ -48,6 +49,24 @@ SYNC_STATUS_INTERVAL_SECONDS = 0.005
 QUEUE_FRAMES_OF_CHANGES = 4
 TAKE_FRAMES_OF_CHANGES = 2
 _ROW_KINDS = frozenset(b"IUD")
+
+
+def _copy_text(rows: list[Any]) -> bytes | None:
+    """COPY text of rows whose values are the bytes (fast path) or the str
+    (general parser) pgoutput sent."""
+    if rows and rows[0] and any(isinstance(v, bytes) for v in rows[0]):
+        return encode_byte_rows(rows)
+    try:
+        return encode_rows(rows)
+    except ValueError:
+        return None
+
+
+def _as_text(msg: po.RowMessage) -> po.RowMessage:
+    """A message from the fast path with its values as str, for parsing."""
+    if msg.new is not None and any(isinstance(v, bytes) for v in msg.new):
+        msg.new = [v.decode() if isinstance(v, bytes) else v for v in msg.new]
+    return msg
 
 
 class ChunkQueue:
@@ -245,57 +264,69 @@ class PgoutputReader:
                 if nbytes < 0:
                     raise EngineError(pgconn.get_error_message()
                                       or "replication stream ended")
-                msg = po.parse_copy_message(data)
-                if isinstance(msg, po.Keepalive):
-                    idle_end = msg.end
-                    if begin is None:  # the server has sent every commit before msg.end
-                        self._decoded = max(self._decoded, msg.end)
-                    if msg.reply_requested:
-                        # A stopping server waits for us to confirm all it sent:
-                        # with nothing in flight, everything up to msg.end is done.
-                        if begin is None and self._queue.empty() and (
-                                self._flushed >= handed_out):
-                            self._flushed = max(self._flushed, msg.end)
-                        self._send_status(pgconn, write_lsn, reply=False)
-                        last_status = time.monotonic()
-                    continue
-                if msg is None:
-                    continue
-                write_lsn = max(write_lsn, msg.end)
-                if foreign and self._skippable(msg.payload, relations):
-                    continue
-                event = po.parse_pgoutput(msg.payload)
-                if isinstance(event, po.Begin):
-                    begin, txn, foreign, chunk_index = event, [], False, 0
-                elif isinstance(event, po.Origin):
-                    foreign = event.name == APPLY_ORIGIN
-                elif isinstance(event, po.Relation):
-                    relations[event.relid] = event
-                elif isinstance(event, po.RowMessage):
-                    rel = relations[event.relid]
-                    if rel.schema == APPLIED_SCHEMA:
-                        self._note_applied(event)
+                row = None
+                if (self.raw_inserts and begin is not None and not foreign and len(data) > 33
+                        and data[0] == 119 and data[25] == 73):  # XLogData of an Insert
+                    row = self._fast_insert(bytes(data), relations)
+                    if row is not None:
+                        write_lsn = max(write_lsn, int.from_bytes(data[9:17], "big"))
+                        if begin.final_lsn < handed_out:
+                            continue
+                if row is None:
+                    msg = po.parse_copy_message(data)
+                    if isinstance(msg, po.Keepalive):
+                        idle_end = msg.end
+                        if begin is None:  # the server has sent every commit before msg.end
+                            self._decoded = max(self._decoded, msg.end)
+                        if msg.reply_requested:
+                            # A stopping server waits for us to confirm all it sent:
+                            # with nothing in flight, everything up to msg.end is done.
+                            if begin is None and self._queue.empty() and (
+                                    self._flushed >= handed_out):
+                                self._flushed = max(self._flushed, msg.end)
+                            self._send_status(pgconn, write_lsn, reply=False)
+                            last_status = time.monotonic()
                         continue
-                    if foreign or begin is None or begin.final_lsn < handed_out:
+                    if msg is None:
                         continue
-                    txn.append((rel, event))
+                    write_lsn = max(write_lsn, msg.end)
+                    if foreign and self._skippable(msg.payload, relations):
+                        continue
+                    event = po.parse_pgoutput(msg.payload)
+                    if isinstance(event, po.Begin):
+                        begin, txn, foreign, chunk_index = event, [], False, 0
+                    elif isinstance(event, po.Origin):
+                        foreign = event.name == APPLY_ORIGIN
+                    elif isinstance(event, po.Relation):
+                        relations[event.relid] = event
+                    elif isinstance(event, po.RowMessage):
+                        rel = relations[event.relid]
+                        if rel.schema == APPLIED_SCHEMA:
+                            self._note_applied(event)
+                            continue
+                        if foreign or begin is None or begin.final_lsn < handed_out:
+                            continue
+                        row = (rel, event)
+                    elif isinstance(event, po.Commit):
+                        if begin is not None and not foreign and event.end_lsn > handed_out and (
+                                txn or chunk_index):
+                            changes, raw = self._body(txn)
+                            self._put(CapturedChunk(changes, True, event.commit_time, event.end_lsn,
+                                                    chunk_index, xid=begin.xid,
+                                                    deps=dict(self.applied), raw=raw),
+                                      pgconn, write_lsn)
+                            handed_out = self._handed_out = event.end_lsn
+                        begin, txn = None, []
+                        self._decoded = max(self._decoded, event.end_lsn)
+                if row is not None:
+                    assert begin is not None  # rows are only read inside a transaction
+                    txn.append(row)
                     if len(txn) >= self.frame_max_changes:
                         changes, raw = self._body(txn)
                         self._put(CapturedChunk(changes, False, begin.commit_time, 0, chunk_index,
                                                 xid=begin.xid, deps=dict(self.applied), raw=raw),
                                   pgconn, write_lsn)
                         txn, chunk_index = [], chunk_index + 1
-                elif isinstance(event, po.Commit):
-                    if begin is not None and not foreign and event.end_lsn > handed_out and (
-                            txn or chunk_index):
-                        changes, raw = self._body(txn)
-                        self._put(CapturedChunk(changes, True, event.commit_time, event.end_lsn,
-                                                chunk_index, xid=begin.xid,
-                                                deps=dict(self.applied), raw=raw),
-                                  pgconn, write_lsn)
-                        handed_out = self._handed_out = event.end_lsn
-                    begin, txn = None, []
-                    self._decoded = max(self._decoded, event.end_lsn)
             return handed_out
         finally:
             pgconn.finish()
@@ -330,11 +361,26 @@ class PgoutputReader:
                 if i == len(pending) or pending[i][0] is not pending[start][0]:
                     rel = pending[start][0]
                     self._check_columns(rel)
-                    rows = [msg.new for _, msg in pending[start:i]]
-                    runs.append((rel.name, i - start, encode_rows(rows)))  # type: ignore[arg-type]
+                    text = _copy_text([msg.new for _, msg in pending[start:i]])
+                    if text is None:  # not UTF-8 (or worse): the general path says so
+                        return [self._change(r, _as_text(m)) for r, m in pending], None
+                    runs.append((rel.name, i - start, text))
                     start = i
             return [], runs
-        return [self._change(rel, msg) for rel, msg in pending], None
+        return [self._change(rel, _as_text(msg)) for rel, msg in pending], None
+
+    def _fast_insert(self, data: bytes, relations: dict[int, po.Relation],
+                     ) -> tuple[po.Relation, po.RowMessage] | None:
+        """An Insert read straight from the CopyData bytes, its values kept as
+        bytes, when it is bound for COPY text (a captured table every column of
+        which has a canonical kind); None: the general parser reads it."""
+        rel = relations.get(int.from_bytes(data[26:30], "big"))
+        if rel is None or rel.schema == APPLIED_SCHEMA or not self._raw_ok(rel) or data[30] != 78:
+            return None
+        fields = po.insert_fields(data, 31)
+        if fields is None or len(fields) != len(rel.columns):
+            return None
+        return rel, po.RowMessage("I", rel.relid, new=fields)  # type: ignore[arg-type]
 
     def _raw_ok(self, rel: po.Relation) -> bool:
         ok = self._raw_tables.get(rel.relid)

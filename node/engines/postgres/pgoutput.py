@@ -206,3 +206,25 @@ def parse_pgoutput(
         r.byte()
         return Truncate([r.uint32() for _ in range(n)])
     return None  # 'Y' (type), 'M' (message): nothing to do
+
+
+def insert_fields(data: bytes, pos: int) -> list[bytes | None] | None:
+    """The column values of an Insert's tuple starting at ``pos`` (its column
+    count), as the bytes sent; None for anything but text and NULL values
+    (the general parser then reads the message)."""
+    count = (data[pos] << 8) | data[pos + 1]
+    pos += 2
+    out: list[bytes | None] = []
+    append = out.append
+    for _ in range(count):
+        kind = data[pos]
+        if kind == 116:  # 't'
+            end = pos + 5 + int.from_bytes(data[pos + 1:pos + 5], "big")
+            append(data[pos + 5:end])
+            pos = end
+        elif kind == 110:  # 'n'
+            append(None)
+            pos += 1
+        else:
+            return None
+    return out if pos == len(data) else None
