@@ -330,3 +330,44 @@ def test_fuzzed_raw_runs_decode_or_raise_protocol_error() -> None:
         assert all(len(c.new or ()) == len(FUZZ_SHAPE.columns) for c in changes)
         outcomes["decoded"] += 1
     assert outcomes["refused"] and outcomes["decoded"]  # the mutations hit both ways
+
+
+# -- capture's byte path ---------------------------------------------------------------
+
+def test_byte_rows_encode_exactly_as_text_rows() -> None:
+    import random
+
+    from node.rawcopy import encode_byte_rows
+    rnd = random.Random(5)
+    alphabet = ["a", "\t", "\n", "\r", "\\", "N", "ü", "检", " ", "\\N", "."]
+    for _ in range(300):
+        width = rnd.randint(1, 6)
+        rows = [[None if rnd.random() < 0.2 else "".join(rnd.choices(alphabet, k=rnd.randint(0, 6)))
+                 for _ in range(width)] for _ in range(rnd.randint(1, 5))]
+        as_bytes = [[None if v is None else v.encode() for v in row] for row in rows]
+        assert encode_byte_rows(as_bytes) == encode_rows(rows), rows
+
+
+@pytest.mark.parametrize("value", [b"\x00", b"\xfe", b"\xff", b"\xc3", b"ok\xe2\x82"])
+def test_byte_rows_with_a_marker_byte_or_broken_utf8_go_the_general_way(value: bytes) -> None:
+    from node.rawcopy import encode_byte_rows
+    assert encode_byte_rows([[b"1", value]]) is None
+
+
+def test_an_insert_read_from_the_copydata_bytes_equals_the_general_parser() -> None:
+    import struct
+
+    from node.engines.postgres import pgoutput as po
+    values = [b"42", None, "a\tb ü".encode(), b""]
+    payload = b"I" + struct.pack("!I", 16384) + b"N" + struct.pack("!h", len(values))
+    for v in values:
+        payload += b"n" if v is None else b"t" + struct.pack("!i", len(v)) + v
+    data = b"w" + struct.pack("!QQq", 1, 2, 3) + payload
+    general = po.parse_pgoutput(memoryview(payload))
+    assert isinstance(general, po.RowMessage)
+    fields = po.insert_fields(data, 31)
+    assert fields is not None
+    assert [None if f is None else f.decode() for f in fields] == general.new
+    unchanged = data[:33] + b"u" + data[34:]
+    assert po.insert_fields(unchanged, 31) is None  # not text or NULL: the general parser
+    assert po.insert_fields(data + b"x", 31) is None  # trailing bytes: the general parser
