@@ -79,7 +79,9 @@ class Drill:
             self.root / "cluster", args.campuses, engines=engines_for(args.engine, args.campuses),
             schema=DRILL_SCHEMA, conflict_policies="",
             replication={"heal_after_seconds": 2.0, "probe_interval_seconds": 0.5,
-                         "reconnect_max_seconds": 1.0},
+                         "reconnect_max_seconds": 1.0,
+                         **({"fast_apply": False} if getattr(args, "exact_apply", False)
+                            else {})},
             dr={"etcd": self.etcd.endpoints, "failover_after": args.failover_after,
                 "lease_ttl": ttl},
             postgres_settings={"durability": args.durability, "degrade_after": 10.0},

@@ -62,6 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="wan-soak: how long the links carry 200 ms latency and stalls")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--exact-apply", action="store_true",
+                   help="every campus applies through the exact path only ([replication] "
+                        "fast_apply = false): the drill with the fast path for fresh rows off")
 
 
 def report_table(r: dict[str, Any]) -> str:

@@ -129,3 +129,13 @@ def test_node_peers_and_etcd_overrides_are_checked(tmp_path: Path) -> None:
         load_node(_node_with(tmp_path, sqlite, '[dr]\nfailover_after = 3\n', dr))
     with pytest.raises(ConfigError, match="has no \\[dr\\] etcd"):
         load_node(_node_with(tmp_path, sqlite, '[dr]\netcd = ["127.0.0.1:9100"]\n'))
+
+
+def test_fast_apply_is_a_boolean_on_by_default(tmp_path: Path) -> None:
+    sqlite = 'engine = "sqlite"\npath = "a.db"'
+    assert load_node(_node_with(tmp_path, sqlite)).replication.fast_apply is True
+    off = load_node(_node_with(tmp_path, sqlite, "[replication]\nfast_apply = false\n"))
+    assert off.replication.fast_apply is False
+    for wrong in ('"no"', "0"):
+        with pytest.raises(ConfigError, match="replication.fast_apply must be true or false"):
+            load_node(_node_with(tmp_path, sqlite, f"[replication]\nfast_apply = {wrong}\n"))
