@@ -230,14 +230,15 @@ class Resolver:
                 # Flagged, never silently trusted; the decision itself stays the
                 # same on every campus (it cannot depend on one campus's clock).
                 shape = self.rules[first.table].shape
-                if isinstance(first, RawInserts):
-                    first = raw_changes(first, shape, limit=1)[0]
-                flagged.append(ConflictRecord(
-                    shape.name, shape.key_of(_image(first)), txn.seq,
-                    Conflict("clock_skew", f"stamp {skew} ms ahead of this campus's clock "
-                             f"(bound {self.settings.max_clock_skew_ms} ms)", "flagged",
-                             None, _image(first), "", 0, txn.origin, txn.hlc),
-                    time.time(), skew, shape.columns))
+                if isinstance(first, RawInserts):  # the first row's key names the record
+                    first = next(iter(raw_changes(first, shape, limit=1)), None)
+                if first is not None:
+                    flagged.append(ConflictRecord(
+                        shape.name, shape.key_of(_image(first)), txn.seq,
+                        Conflict("clock_skew", f"stamp {skew} ms ahead of this campus's clock "
+                                 f"(bound {self.settings.max_clock_skew_ms} ms)", "flagged",
+                                 None, _image(first), "", 0, txn.origin, txn.hlc),
+                        time.time(), skew, shape.columns))
         if run:
             n, m = self._apply_run(store, run)
             logged, merged = logged + n, merged + m
@@ -264,14 +265,16 @@ class Resolver:
             return self.rules[change.table].policy.rule == "manual"
         return False
 
-    def _apply_run(self, store: VersionStore, run: list[_Item]) -> tuple[int, int]:
-        """Resolve and write one run; return (conflicts logged, delta-merged)."""
+    def _apply_run(self, store: VersionStore, run: list[_Item],
+                   try_fresh: bool = True) -> tuple[int, int]:
+        """Resolve and write one run; return (conflicts logged, delta-merged).
+        ``try_fresh``: a run of fresh inserts may take the fast path first."""
         first = run[0].txn
         rules = self.rules[run[0].change.table]
         shape = rules.shape
         if isinstance(run[0].change, RawInserts):
             return self._apply_raw_run(store, run, rules)
-        if self.fast and (fresh := fresh_run(rules, run)) is not None:
+        if self.fast and try_fresh and (fresh := fresh_run(rules, run)) is not None:
             done = (store.record_fresh(shape, fresh) if first.local
                     else store.insert_fresh(shape, fresh))
             if done:
@@ -352,14 +355,14 @@ class Resolver:
             self.parked += sum(r.conflict.winner == "parked" for r in records)
         return len(records), merged
 
-
     def _apply_raw_run(self, store: VersionStore, run: list[_Item],
                        rules: RowRules) -> tuple[int, int]:
         """A run of rows as COPY text: copied in set-wise when the engine can
         and every key is fresh; otherwise decoded and applied as changes."""
         shape, local = rules.shape, run[0].txn.local
         write = getattr(store, "record_raw" if local else "insert_raw", None)
-        if self.fast and not rules.delta and write is not None:
+        attempted = self.fast and not rules.delta and write is not None
+        if attempted and write is not None:
             blank = (None,) * len(shape.columns)
             texts: dict[int, str] = {}
             items: list[tuple[bytes, int, str, int | None]] = []
@@ -375,7 +378,7 @@ class Resolver:
             self.fresh_fallbacks += 1
         decoded = [_Item(i.txn, c, i.skew) for i in run
                    for c in raw_changes(i.change, shape)]  # type: ignore[arg-type]
-        return self._apply_run(store, decoded) if decoded else (0, 0)
+        return self._apply_run(store, decoded, try_fresh=not attempted) if decoded else (0, 0)
 
 
 class _Item(NamedTuple):

@@ -263,6 +263,31 @@ def test_a_stamp_from_a_clock_far_ahead_is_flagged_and_not_adopted() -> None:
     assert normal == 0
 
 
+def test_rows_as_copy_text_are_decoded_where_the_store_cannot_copy_them() -> None:
+    """A store without insert_raw (SQLite, this fake) gets COPY text rows as
+    changes; a skewed stamp on them is flagged with the first row's key."""
+    import time
+
+    from node.conflicts.driver import Resolver, TxnInfo
+    from node.hlc import HybridClock, pack
+    from node.model import RawInserts
+    from node.rawcopy import encode_rows
+    from ringsync.conflict_policy import ConflictSettings
+
+    resolver = Resolver({"orders": SHAPE}, ConflictSettings(max_clock_skew_ms=60_000),
+                        HybridClock(max_skew_ms=60_000))
+    store = _MemoryStore()
+    text = encode_rows([["7", "STAT", "ordered", "tab\there", "2"],
+                        ["8", "routine", "x", None, "0"]])
+    ahead = pack(int(time.time() * 1000) + 10 * 60_000)
+    logged = resolver.apply(store, TxnInfo("south", 1, ahead, {}, False),
+                            [RawInserts("orders", 2, text)])
+    assert logged == 1 and store.logged[0].key == (7,) and store.logged[0].state() == "flagged"
+    assert store.rows == {(7,): (7, "STAT", "ordered", "tab\there", 2),
+                          (8,): (8, "routine", "x", None, 0)}
+    assert resolver.fresh_rows == 2 and resolver.fresh_fallbacks == 0  # the fake's insert_fresh
+
+
 POLICIES_FOR_FAST_PATH = (
     TablePolicy(),
     TablePolicy(rule="rank", rank_column="priority", rank_order=("STAT", "routine")),
