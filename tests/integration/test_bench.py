@@ -20,6 +20,7 @@ TARGET_NAMES = {
     "catch-up: first row after the receiver answers again",
     "CPU per row, bulk, hop vs native", "CPU per transaction, stream, hop vs native",
     "node peak RSS under the stream load", "node peak RSS over every workload"}
+COMMIT_FIGURES = ("p50_ms", "p99_ms", "max_ms", "achieved_tps")
 
 
 def is_count(v: object) -> bool:
@@ -31,7 +32,8 @@ def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Pa
     result = subprocess.run(
         [sys.executable, "-m", "ringsync.commands.cli", "bench", "--quick", "--json",
          "--bulk-rows", "1000", "--rates", "100", "--step-seconds", "1",
-         "--catchup-seconds", "1", "--ring-rate", "50", "--out", str(out)],
+         "--catchup-seconds", "1", "--ring-rate", "50", "--sync-rate", "20",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -39,7 +41,7 @@ def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Pa
     results = doc["results"]
     assert {(r["mode"], r["workload"]) for r in results} == {
         (m, w) for m in ("native", "hop", "sqlite") for w in ("bulk", "stream", "catchup")
-    } | {("ring", "ring")}
+    } | {("ring", "ring"), ("hop", "sync")}
     for r in results:
         assert RESULT_KEYS <= set(r), r
         assert r["rows_per_s"] > 0, r  # every row arrived (the probe waited for each)
@@ -59,14 +61,32 @@ def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Pa
     native = {r["workload"]: r for r in results if r["mode"] == "native"}
     assert all(r["ratio_to_native"] == 1.0 for r in native.values())
     for r in results:
-        if r["mode"] in ("hop", "sqlite"):
+        if r["mode"] in ("hop", "sqlite") and r["workload"] in native:
             expected = r["rows_per_s"] / native[r["workload"]]["rows_per_s"]
             assert abs(r["ratio_to_native"] - expected) < 0.01 * expected + 0.01
     stream = next(r for r in results if r["mode"] == "hop" and r["workload"] == "stream")
     assert stream["detail"]["steps"][0]["rate"] == 100
+    sync = next(r for r in results if r["workload"] == "sync")["detail"]
+    assert sync["rate"] == 20 and sync["clients"] > 0
+    for durability in ("async", "sync"):  # pgbench logged every transaction of both runs
+        run = sync[durability]
+        assert all(is_count(run[k]) for k in COMMIT_FIGURES) and run["transactions"] > 0, run
+        assert run["p50_ms"] <= run["p99_ms"] <= run["max_ms"], run
+    # the second hop really ran sync: its node says so, and PostgreSQL waits for the
+    # node's capture connection as its synchronous standby; the first hop did not
+    assert (sync["sync"]["node_durability"], sync["sync"]["standby_sync_state"]) == (
+        "sync", "sync")
+    assert (sync["async"]["node_durability"], sync["async"]["standby_sync_state"]) == (
+        "async", "async")
+    assert abs(sync["added_p99_ms"] - (sync["sync"]["p99_ms"] - sync["async"]["p99_ms"])) < 1e-6
+    # pgbench's log holds every transaction the sync origin committed (a client's last
+    # one may be committed there as pgbench stops without being logged)
+    logged = sync["sync"]["transactions"]
+    assert logged <= sync["txns"] <= logged + sync["clients"], sync
     names = {t["name"] for t in doc["targets"]}
     assert names >= TARGET_NAMES, TARGET_NAMES - names
     assert any(n.startswith("ring: p99 lag to the farthest campus") for n in names), names
+    assert "sync mode: commit latency added at 20 tx/s, p99" in names, names
     assert all(isinstance(t["met"], bool) and t["measured"] for t in doc["targets"])
     written = sorted(p.name for p in out.iterdir())
     stem = written[0].split(".")[0].removesuffix("-lag")
@@ -74,4 +94,5 @@ def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Pa
     assert json.loads((out / f"{stem}.json").read_text())["results"] == results
     table = (out / f"{stem}.md").read_text()
     assert "| hop | bulk |" in table and "| CPU µs/row | CPU µs/txn |" in table
+    assert "| hop | sync |" in table and "| sync adds |" in table
     assert (out / f"{stem}-lag.svg").read_text().startswith("<svg")

@@ -3,8 +3,8 @@
 Every ratio is taken against the native run of the same workload in the same
 invocation, so a noisy machine moves both sides together. Targets (issue 16:
 throughput, stream lag at native's best rate, catch-up, ring lag, memory,
-CPU per row and per transaction) are reported as met or not; nothing here
-fails a build.
+CPU per row and per transaction, the commit latency sync durability adds)
+are reported as met or not; nothing here fails a build.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ SUSTAINED_SHARE = 0.9  # of an offered rate the source must reach for it to coun
 STREAM_P99_GOAL_MS = 300.0
 RING_P99_GOAL_MS = 1000.0
 RSS_GOAL_MB = 200.0
+SYNC_ADDED_P99_GOAL_MS = 50.0
+SYNC_GOAL_RATE = 1000  # tx/s the sync target is stated at
 
 
 def _target(name: str, measured: str, goal: str, met: bool) -> Target:
@@ -130,6 +132,27 @@ def _stream_cpu(results: list[Result]) -> Target | None:
                           f" at {step['rate']:,} tx/s")
 
 
+def _sync_commit(results: list[Result]) -> Target | None:
+    """The p99 commit latency sync durability adds at the origin, both runs at
+    the same offered rate, which must be 1,000 tx/s and reached."""
+    r = _find(results, "hop", "sync")
+    if r is None:
+        return None
+    d = r.detail
+    rate, added, sync, base = d["rate"], d["added_p99_ms"], d["sync"], d["async"]
+    if added is None:
+        measured = "no transactions logged"
+    else:
+        measured = (f"{added:+,.1f} ms (p99 sync {sync['p99_ms']:,.1f} vs async "
+                    f"{base['p99_ms']:,.1f} ms; {sync['achieved_tps']:,.0f} of {rate:,} tx/s "
+                    f"reached)")
+    reached = min(sync["achieved_tps"], base["achieved_tps"]) >= SUSTAINED_SHARE * rate
+    return _target(f"sync mode: commit latency added at {rate:,} tx/s, p99", measured,
+                   f"<= {SYNC_ADDED_P99_GOAL_MS:g} ms at {SYNC_GOAL_RATE:,} tx/s",
+                   added is not None and added <= SYNC_ADDED_P99_GOAL_MS
+                   and rate >= SYNC_GOAL_RATE and reached)
+
+
 def targets(results: list[Result]) -> list[Target]:
     """The goals of issue 16, each read from this run's results."""
     hop_bulk, native_bulk = _find(results, "hop", "bulk"), _find(results, "native", "bulk")
@@ -147,6 +170,7 @@ def targets(results: list[Result]) -> list[Target]:
                        hop_bulk.cpu_us_per_row if hop_bulk else None,
                        native_bulk.cpu_us_per_row if native_bulk else None, 3),
         _stream_cpu(results),
+        _sync_commit(results),
     ]
     out = [t for t in found if t is not None]
     stream = _find(results, "hop", "stream")
@@ -174,6 +198,25 @@ def _num(v: float | None, fmt: str = "{:,.0f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def _commit_latency_table(results: list[Result]) -> list[str]:
+    """The sync workload's commit latency at the origin, async beside sync."""
+    r = _find(results, "hop", "sync")
+    if r is None:
+        return []
+    d = r.detail
+    lines = ["", f"Commit latency at the origin, hop, {d['rate']:,} tx/s offered "
+             f"({d['clients']} pgbench clients):", "",
+             "| durability | tx/s | commit p50 ms | commit p99 ms | commit max ms |",
+             "|---|--:|--:|--:|--:|"]
+    for name in ("async", "sync"):
+        run = d[name]
+        lines.append(f"| {name} | {_num(run['achieved_tps'])} | {_num(run['p50_ms'], '{:,.1f}')} | "
+                     f"{_num(run['p99_ms'], '{:,.1f}')} | {_num(run['max_ms'], '{:,.1f}')} |")
+    lines.append(f"| sync adds | | {_num(d.get('added_p50_ms'), '{:+,.1f}')} | "
+                 f"{_num(d['added_p99_ms'], '{:+,.1f}')} | |")
+    return lines
+
+
 def markdown(results: list[Result], goals: list[dict[str, Any]], command: str) -> str:
     lines = [f"Produced by `{command}`.", "",
              "| mode | workload | rows/s | x native | tx/s | lag p50 ms | lag p99 ms | "
@@ -186,6 +229,7 @@ def markdown(results: list[Result], goals: list[dict[str, Any]], command: str) -
             f"{_num(r.lag_p50_ms)} | {_num(r.lag_p99_ms)} | {_num(r.lag_max_ms)} | "
             f"{_num(r.cpu_percent)} | {_num(r.cpu_us_per_row, '{:,.1f}')} | "
             f"{_num(r.cpu_us_per_txn)} | {_num(r.peak_rss_mb)} |")
+    lines += _commit_latency_table(results)
     lines += ["", "| target | measured | goal | met |", "|---|---|---|---|"]
     for g in goals:
         lines.append(f"| {g['name']} | {g['measured']} | {g['goal']} | "

@@ -1,6 +1,7 @@
 """`ringsync bench`: build each system, run the workloads, write the results.
 
     ringsync bench [--quick] [--json] [--modes native,hop,ring,sqlite]
+                   [--workloads bulk,stream,catchup,ring,sync,soak]
 
 Everything is made and torn down inside one run on this machine: PostgreSQL
 clusters (initdb on free ports), the native subscription, ringsync nodes.
@@ -23,13 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ringsync.commands.bench import report
+from ringsync.commands.bench import durability, report
 from ringsync.commands.bench.scenarios import FULL, QUICK, Bench, Result, Scale, say, workloads_for
 from ringsync.commands.bench.setups import make_setup
 from ringsync.errors import RingsyncError
 
 MODES = ("native", "hop", "ring", "sqlite")
-WORKLOADS = ("bulk", "stream", "catchup", "ring", "soak")
+WORKLOADS = ("bulk", "stream", "catchup", "ring", "sync", "soak")
 
 
 def _positive(text: str) -> int:
@@ -62,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--step-seconds", type=_positive, help="seconds per stream rate")
     p.add_argument("--catchup-seconds", type=_positive, help="seconds of backlog to write")
     p.add_argument("--ring-rate", type=_positive, help="tx/s per campus in the ring workload")
+    p.add_argument("--sync-rate", type=_positive,
+                   help="tx/s of the sync workload (hop: commit latency, async vs sync; "
+                        "default 1000, for --step-seconds)")
     p.add_argument("--soak-seconds", type=_positive, default=0,
                    help="also run a memory soak on the hop for this long (600 for the target; "
                         "--modes native,hop --workloads soak runs only the soak)")
@@ -82,6 +86,8 @@ def _scale(args: argparse.Namespace) -> Scale:
         changes["catchup_seconds"] = args.catchup_seconds
     if args.ring_rate:
         changes["ring_rate"] = args.ring_rate
+    if args.sync_rate:
+        changes["sync_rate"] = args.sync_rate
     return dataclasses.replace(scale, **changes)
 
 
@@ -132,7 +138,8 @@ def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
                     for workload in chosen:
                         bench.settle()
                         say(f"{mode}: {workload}")
-                        result = getattr(bench, workload)()
+                        result = (durability.sync(bench) if workload == "sync"
+                                  else getattr(bench, workload)())
                         results.append(result)
                         say(f"{mode} {workload}: {result.rows_per_s:,.0f} rows/s")
                     if mode == "hop" and args.soak_seconds and "soak" in workloads:

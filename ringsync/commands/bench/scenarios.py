@@ -10,6 +10,8 @@
   the receiver is started; how much faster it drains than it was written.
 - ``ring``: every campus writes at a fixed rate at once; lag is measured at
   the campus farthest downstream of each origin.
+- ``sync`` (hop only; ringsync.commands.bench.durability): the origin's
+  commit latency at a fixed rate, durability async and then sync.
 
 CPU per row and per transaction is the CPU the replication processes used
 over a workload's metered window divided by the rows and the transactions
@@ -31,6 +33,7 @@ from ringsync.commands.bench.probe import ArrivalProbe, ProcessMeter, cpu_percen
 from ringsync.commands.bench.setups import Setup
 from ringsync.commands.bench.workload import (
     RUN_SPAN,
+    STREAM_CLIENTS,
     TABLE,
     Block,
     IdAllocator,
@@ -54,6 +57,7 @@ class Scale:
     catchup_seconds: int
     ring_rate: int
     ring_seconds: int
+    sync_rate: int = 1000  # the sync workload's rate; it runs for step_seconds
 
 
 FULL = Scale(300_000, (1000, 2000, 3000, 5000, 7500, 10000), 10, 1000, 20, 1000, 20)
@@ -190,17 +194,23 @@ class Bench:
                       detail={"rows": rows, "txns": 1, "cpu_seconds": used.cpu_seconds,
                               "source_write_seconds": committed - started})
 
-    def _stream_step(self, rate: int, seconds: int, origins: list[str]) -> dict[str, Any]:
+    def stream_step(self, rate: int, seconds: int, origins: list[str],
+                    clients: int = STREAM_CLIENTS, log_latencies: bool = False) -> dict[str, Any]:
+        """pgbench at ``rate`` tx/s at each origin for ``seconds``, until every row
+        arrived; ``log_latencies``: the step also holds ``transaction_times``,
+        every transaction's (own ms, schedule lag ms) at the origins."""
         runs: list[StreamRun] = []
         try:
             for origin in origins:
                 runs.append(start_stream(self.setup.source_port(origin),
-                                         self.ids.run_base(origin), origin, rate, seconds))
+                                         self.ids.run_base(origin), origin, rate, seconds,
+                                         clients, log_latencies))
                 self.probe_for(origin).watch(runs[-1].blocks)
             self.meter.start()
             started = time.time()
             achieved = [r.wait() for r in runs]
             ended = time.time()
+            times = [t for r in runs for t in r.transaction_times()] if log_latencies else None
         except BaseException:
             for r in runs:
                 r.stop()
@@ -221,7 +231,8 @@ class Bench:
         # counted after the window, so the count's own reads are not in it
         txns = sum(source_transactions(self.setup.source_dsn(o), last) for o, last in committed)
         p50, p99, worst = lag_summary(lags)
-        return {"rate": rate, "achieved_tps": sum(achieved) / len(achieved),
+        logged = {} if times is None else {"transaction_times": times}
+        return {**logged, "rate": rate, "achieved_tps": sum(achieved) / len(achieved),
                 "rows_per_s": rows / max(1e-6, ended - started), "rows": rows, "txns": txns,
                 "lag_p50_ms": p50, "lag_p99_ms": p99, "lag_max_ms": worst,
                 "drain_seconds": max(0.0, arrived - ended), "cpu_percent": used.cpu_percent,
@@ -240,7 +251,7 @@ class Bench:
         for rate in self.scale.stream_rates:
             if self.steps:
                 self.settle(vacuum=False)
-            step = self._stream_step(rate, self.scale.step_seconds, [origin])
+            step = self.stream_step(rate, self.scale.step_seconds, [origin])
             self.steps.append({k: v for k, v in step.items() if k != "started"})
             self._add_timeline(probe, origin, step["started"], stream_start, rate)
             say(f"{self.setup.mode} stream {rate} tx/s: achieved {step['achieved_tps']:.0f}, "
@@ -312,8 +323,8 @@ class Bench:
                               "first_row_after_answer_seconds": max(0.0, first - answered)})
 
     def ring(self) -> Result:
-        step = self._stream_step(self.scale.ring_rate, self.scale.ring_seconds,
-                                 list(self.setup.writers))
+        step = self.stream_step(self.scale.ring_rate, self.scale.ring_seconds,
+                                list(self.setup.writers))
         self.steps.append({k: v for k, v in step.items() if k != "started"})
         return Result(self.setup.mode, "ring", step["rows_per_s"], step["lag_p50_ms"],
                       step["lag_p99_ms"], step["lag_max_ms"], step["cpu_percent"],
@@ -331,7 +342,7 @@ class Bench:
     def soak(self, rate: int, seconds: int) -> Result:
         """A long stream at a fixed rate: does the nodes' memory stay flat?"""
         origin = self.setup.writers[0]
-        step = self._stream_step(rate, seconds, [origin])
+        step = self.stream_step(rate, seconds, [origin])
         sizes = [mb for _, mb in self.meter.rss_timeline]
         tenth = max(1, len(sizes) // 10)
         first, last = statistics.median(sizes[:tenth]), statistics.median(sizes[-tenth:])
@@ -346,4 +357,6 @@ class Bench:
 
 
 def workloads_for(mode: str) -> tuple[str, ...]:
-    return ("ring",) if mode == "ring" else ("bulk", "stream", "catchup")
+    if mode == "ring":
+        return ("ring",)
+    return ("bulk", "stream", "catchup") + (("sync",) if mode == "hop" else ())

@@ -13,6 +13,11 @@ where a writer's rows are watched, which processes do the replication work,
 how to stop and restart the receiving side (catch-up), and when the
 restarted receiver answers again (the native apply worker is running; a
 node's HTTP health endpoint responds).
+
+``sync_twin`` builds a second hop beside the first, the same in every way
+but with ``durability = "sync"`` on its PostgreSQL campuses, for the sync
+workload; ``RingsyncSetup.durability`` says what an origin really runs (the
+node's status, and PostgreSQL's view of the node's capture connection).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ringsync.commands.bench.workload import TABLE, create_postgres_table, create_sqlite_table
 from ringsync.commands.demo.cluster import LocalCluster, Schema, free_port
@@ -32,8 +37,14 @@ from ringsync.commands.demo.postgres import LocalPostgres
 from ringsync.errors import RingsyncError
 from ringsync.names import NODE_APPLICATION_NAME
 
+if TYPE_CHECKING:
+    from ringsync.client import ClusterClient
+
 BENCH_SCHEMA = Schema((TABLE,), create_postgres_table, create_sqlite_table)
 ANSWER_POLL_SECONDS = 0.01
+# Every commit at a sync origin waits for a peer's journal: never released
+# early by degrading, so the sync workload measures only synchronous commits.
+SYNC_SETTINGS: dict[str, Any] = {"durability": "sync", "sync_policy": "strict"}
 # Reconnect quickly after the catch-up scenario restarts a receiver.
 BENCH_TUNING: dict[str, float | int] = {"heal_after_seconds": 3.0,
                                         "reconnect_max_seconds": 0.5}
@@ -166,11 +177,14 @@ class NativeSetup:
 
 
 class RingsyncSetup:
-    def __init__(self, mode: str, root: Path, engines: list[str], writers: int) -> None:
+    def __init__(self, mode: str, root: Path, engines: list[str], writers: int,
+                 postgres_settings: dict[str, Any] | None = None) -> None:
         self.mode = mode
+        self.engines = engines
         self.cluster = LocalCluster.create(root, len(engines), replication=dict(BENCH_TUNING),
                                            engines=engines, conflict_policies="",
-                                           schema=BENCH_SCHEMA)
+                                           schema=BENCH_SCHEMA,
+                                           postgres_settings=postgres_settings)
         self.campuses = [c.name for c in self.cluster.campuses]
         self.writers = self.campuses[:writers]
         self._backends: _BackendPids | None = None
@@ -185,19 +199,46 @@ class RingsyncSetup:
             raise
 
     def _wait_ready(self) -> None:
-        from ringsync.client import ClusterClient
         from ringsync.commands.demo.runner import wait_ready
-        from ringsync.config import load_cluster
 
         async def ready() -> None:
-            client = ClusterClient(load_cluster(self.cluster.cluster_file,
-                                                need_client_tls=True))
+            client = self._client()
             try:
                 await wait_ready(self.cluster, client)
             finally:
                 await client.close()
 
         asyncio.run(ready())
+
+    def _client(self) -> ClusterClient:
+        from ringsync.client import ClusterClient
+        from ringsync.config import load_cluster
+
+        return ClusterClient(load_cluster(self.cluster.cluster_file, need_client_tls=True))
+
+    def durability(self, origin: str) -> dict[str, str | None]:
+        """What ``origin`` runs: its node's durability as its status reports it
+        ("async", "sync", "sync DEGRADED: ..."), and PostgreSQL's sync_state of
+        the node's capture connection ("sync" when commits wait for it)."""
+        import psycopg
+
+        from node.engines.postgres.sync import standby_name
+
+        async def status() -> str | None:
+            client = self._client()
+            try:
+                reply = await client.status_of(origin)
+            finally:
+                await client.close()
+            return None if reply.status is None else reply.status.durability or "async"
+
+        with psycopg.connect(self.source_dsn(origin), autocommit=True) as conn:
+            # the capture connection: named as the standby in sync, the node's fallback name
+            row = conn.execute("SELECT string_agg(DISTINCT sync_state, ',') FROM "
+                               "pg_stat_replication WHERE application_name IN (%s, %s)",
+                               (standby_name(origin), NODE_APPLICATION_NAME)).fetchone()
+        return {"node_durability": asyncio.run(status()),
+                "standby_sync_state": None if row is None or row[0] is None else str(row[0])}
 
     def _postgres(self, origin: str) -> LocalPostgres:
         pg = self.cluster.campus(origin).postgres
@@ -253,6 +294,17 @@ class RingsyncSetup:
             self._backends.close()
         self.cluster.stop_all()
         self.cluster.stop_databases()
+
+
+def sync_twin(setup: Setup) -> RingsyncSetup:
+    """A second ``hop`` beside ``setup`` (its own campuses, databases and
+    nodes, under the same root), every PostgreSQL campus in sync durability."""
+    if not isinstance(setup, RingsyncSetup) or "sqlite" in setup.engines:
+        raise RingsyncError(f"sync durability needs a ringsync setup of PostgreSQL campuses, "
+                            f"not {setup.mode}")
+    return RingsyncSetup(setup.mode, setup.cluster.root.parent / f"{setup.mode}-sync",
+                         setup.engines, writers=len(setup.writers),
+                         postgres_settings=SYNC_SETTINGS)
 
 
 def make_setup(mode: str, root: Path) -> Setup:

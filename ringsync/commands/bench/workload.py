@@ -14,12 +14,15 @@ was written, so a receiver computes a row's lag as "now - created_epoch"
 
 Streams are written by PostgreSQL's own ``pgbench`` (C, throttled with
 ``--rate``), so the load generator costs little CPU and behaves the same
-for every mode being measured.
+for every mode being measured. Asked to, pgbench also logs every
+transaction's latency (``pgbench -l``), which is how the sync workload reads
+the origin's commit latency.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -123,6 +126,22 @@ def bulk_insert(dsn: str, base: int, rows: int) -> tuple[float, float]:
         return started, time.time()
 
 
+def transaction_times(log: str) -> list[tuple[float, float]]:
+    """(ms the transaction took, ms it started behind schedule) per line of a
+    pgbench per-transaction log written with ``--rate``: ``client_id
+    transaction_no latency_us script_no epoch_s epoch_us schedule_lag_us``.
+    pgbench measures a throttled transaction's latency from its scheduled
+    start, so the transaction's own time is the latency minus the lag."""
+    times = []
+    for line in log.splitlines():
+        fields = line.split()
+        if len(fields) < 7 or not fields[2].isdigit():  # "skipped": only with --latency-limit
+            continue
+        latency_us, lag_us = float(fields[2]), float(fields[6])
+        times.append(((latency_us - lag_us) / 1000, lag_us / 1000))
+    return times
+
+
 @dataclass
 class StreamRun:
     """One pgbench process writing small transactions at a fixed rate."""
@@ -132,6 +151,7 @@ class StreamRun:
     blocks: list[Block]
     rate: float
     seconds: float
+    latency_log: Path | None = None  # the directory pgbench logs every transaction into
 
     def wait(self) -> float:
         """Wait for pgbench to finish; the transactions/s it really achieved."""
@@ -146,11 +166,24 @@ class StreamRun:
             raise RingsyncError(f"pgbench printed no tps line:\n{out[-800:]}")
         return float(found.group(1))
 
+    def transaction_times(self) -> list[tuple[float, float]]:
+        """Every transaction's (own ms, schedule lag ms) from pgbench's log (one
+        file per pgbench thread), read once pgbench finished; the log is removed."""
+        if self.latency_log is None:
+            raise RingsyncError("this pgbench run was started without a latency log")
+        try:
+            return [t for f in sorted(self.latency_log.iterdir())
+                    for t in transaction_times(f.read_text())]
+        finally:
+            shutil.rmtree(self.latency_log, ignore_errors=True)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.script.unlink(missing_ok=True)
+        if self.latency_log is not None:
+            shutil.rmtree(self.latency_log, ignore_errors=True)
 
 
 # pgbench clients per stream: enough for group commit to let the source reach
@@ -160,8 +193,9 @@ STREAM_CLIENTS = 8
 
 
 def start_stream(port: int, base: int, origin: str, rate: float, seconds: float,
-                 clients: int = STREAM_CLIENTS) -> StreamRun:
-    """Start pgbench against 127.0.0.1:port, ``rate`` transactions/s for ``seconds``."""
+                 clients: int = STREAM_CLIENTS, log_latencies: bool = False) -> StreamRun:
+    """Start pgbench against 127.0.0.1:port, ``rate`` transactions/s for ``seconds``;
+    ``log_latencies``: pgbench also logs every transaction (``StreamRun.transaction_times``)."""
     fd, name = tempfile.mkstemp(prefix="ringsync-bench-", suffix=".sql")
     script = Path(name)
     with open(fd, "w") as fh:
@@ -169,8 +203,12 @@ def start_stream(port: int, base: int, origin: str, rate: float, seconds: float,
     args = [str(find_bin("pgbench")), "-n", "-h", "127.0.0.1", "-p", str(port),
             "-U", SUPERUSER, "-c", str(clients), "-j", str(min(clients, 2)),
             "-T", str(max(1, round(seconds))), "-R", str(rate),
-            "-D", "n=0", "-D", f"base={base}", "-f", str(script), "postgres"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+            "-D", "n=0", "-D", f"base={base}", "-f", str(script)]
+    latency_log = None
+    if log_latencies:
+        latency_log = Path(tempfile.mkdtemp(prefix="ringsync-bench-latency-"))
+        args += ["-l", f"--log-prefix={latency_log / 'txn'}"]
+    proc = subprocess.Popen(args + ["postgres"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, stdin=subprocess.DEVNULL)
     return StreamRun(proc, script, IdAllocator.client_blocks(base, clients, origin), rate,
-                     seconds)
+                     seconds, latency_log)

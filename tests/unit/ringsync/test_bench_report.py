@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from ringsync.commands.bench import report
+from ringsync.commands.bench.durability import commit_summary
 from ringsync.commands.bench.run import _choice, add_arguments
 from ringsync.commands.bench.scenarios import Result, cpu_us_per, percentile
+from ringsync.commands.bench.workload import transaction_times
 from ringsync.errors import RingsyncError
 
 
@@ -159,3 +161,52 @@ def test_percentile_and_the_lag_plot() -> None:
     assert "no lag samples" in report.lag_svg({}, "t")
     chart = report.terminal_chart({"hop": [(0.2, 10.0, 1000), (1.5, 40.0, 1000)]})
     assert chart.startswith("    hop |") and "max 40 ms" in chart
+
+
+def sync_result(rate: int = 1000, async_p99: float = 12.0, sync_p99: float = 55.0,
+                sync_tps: float = 990.0) -> Result:
+    """A `hop`/`sync` result as durability.sync reports it (hand-made figures)."""
+    def run(p50: float, p99: float, tps: float, mode: str) -> dict[str, Any]:
+        return {"transactions": 3000, "p50_ms": p50, "p99_ms": p99, "max_ms": p99 + 10,
+                "schedule_lag_p99_ms": 1.0, "achieved_tps": tps, "node_durability": mode,
+                "standby_sync_state": mode}
+    return Result("hop", "sync", 2_000, 30, 90, 120, 80, 75, txn_per_s=sync_tps,
+                  cpu_us_per_row=400.0, cpu_us_per_txn=800.0,
+                  detail={"rate": rate, "clients": 40, "async": run(4, async_p99, 1000, "async"),
+                          "sync": run(20, sync_p99, sync_tps, "sync"), "added_p50_ms": 16.0,
+                          "added_p99_ms": sync_p99 - async_p99})
+
+
+def test_pgbench_transaction_log_gives_each_transactions_own_time() -> None:
+    # client_id transaction_no latency_us script_no epoch_s epoch_us schedule_lag_us
+    log = ("0 0 5200 0 1764640000 123456 200\n"
+           "3 7 48000 0 1764640001 5 40000\n"  # 40 ms behind schedule: 8 ms its own
+           "1 2 skipped 0 1764640001 9 900\n"  # --latency-limit only: not a transaction
+           "\n2 1 900 0 1764640002 7\n")  # no schedule lag: written without --rate
+    assert transaction_times(log) == [(5.0, 0.2), (8.0, 40.0)]
+    times = [(float(i), 0.5) for i in range(1, 101)] + [(400.0, 30.0)]
+    summary = commit_summary(times)
+    assert summary["transactions"] == 101 and summary["max_ms"] == 400.0
+    assert summary["p50_ms"] == 51.0 and summary["p99_ms"] == 100.0
+    assert summary["schedule_lag_p99_ms"] == 0.5
+    assert commit_summary([])["p99_ms"] is None
+
+
+def test_sync_target_is_the_p99_sync_adds_at_1000_tx_s_reached() -> None:
+    name = "sync mode: commit latency added at 1,000 tx/s, p99"
+    got = by_name(results() + [sync_result()])[name]  # 55 - 12 ms
+    assert got["met"] is True and got["measured"].startswith("+43.0 ms (p99 sync 55.0 vs async")
+    assert "990 of 1,000 tx/s reached" in got["measured"]
+    assert got["goal"] == "<= 50 ms at 1,000 tx/s"
+    assert by_name([sync_result(sync_p99=70.0)])[name]["met"] is False  # adds 58 ms
+    # within 50 ms, but sync reached only 800 of the 1,000 tx/s offered
+    assert by_name([sync_result(sync_tps=800.0)])[name]["met"] is False
+    low = by_name([sync_result(rate=20)])["sync mode: commit latency added at 20 tx/s, p99"]
+    assert low["met"] is False  # not measured at the target's rate
+    table = report.markdown([sync_result()], report.targets([sync_result()]), "ringsync bench")
+    assert "| hop | sync | 2,000 | - | 990 |" in table
+    assert "| async | 1,000 | 4.0 | 12.0 | 22.0 |" in table
+    assert "| sync | 990 | 20.0 | 55.0 | 65.0 |" in table
+    assert "| sync adds | | +16.0 | +43.0 | |" in table
+    assert "Commit latency at the origin" in table
+    assert "Commit latency" not in report.markdown(results(), [], "ringsync bench")
