@@ -11,23 +11,16 @@ from typing import Any
 
 from node.engines.canonical import canonical_json
 from node.model import Json
+from node.rawcopy import parse_bytea, parse_timestamp
 
 
 def _bool(s: str) -> bool:
     return s == "t"
 
 
-def _bytea(s: str) -> bytes:
-    if s.startswith("\\x"):
-        return bytes.fromhex(s[2:])
-    raise ValueError("bytea must arrive in hex format (bytea_output = hex)")
-
-
-def _timestamptz(s: str) -> dt.datetime:
-    value = dt.datetime.fromisoformat(s)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+# bytea (hex) and timestamps read as COPY text rows read them (node.rawcopy)
+_bytea = parse_bytea
+_timestamptz = parse_timestamp
 
 
 PARSERS: dict[int, Callable[[str], Any]] = {
