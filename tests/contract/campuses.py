@@ -130,6 +130,25 @@ class SQLiteCampus(Campus):
         assert str(error) == message
 
 
+def drop_slots(dsn: str, timeout: float = 30.0) -> None:
+    """Drop the test database's replication slots. On a loaded machine a
+    closed engine's walsender may still hold its slot for a moment: end it
+    (this test server's own backend) and try again, within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            try:
+                conn.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                             "WHERE database = current_database() AND active_pid IS NOT NULL")
+                conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM "
+                             "pg_replication_slots WHERE database = current_database()")
+                return
+            except errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+
 def as_changes(chunk: CapturedChunk, engine: Any) -> CapturedChunk:
     """A captured chunk with its COPY text runs (if any) as INSERT changes."""
     if not chunk.raw:
@@ -154,9 +173,7 @@ class PostgresCampus(Campus):
                 conn.execute(statement)
         self.campus = db.replace("_", "-")
         yield
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                         "WHERE database = current_database()")
+        drop_slots(self.dsn)
 
     def new_engine(self, sets: dict[str, str] | None = None) -> PostgresEngine:
         return PostgresEngine(self.dsn, self.TABLES, self.campus, sets=sets)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.model import Change, Op
-from tests.contract.campuses import Campus, PostgresCampus, SQLiteCampus
+from node.model import Change, Json, Op
+from tests.contract.campuses import TYPED_COLUMNS, Campus, PostgresCampus, SQLiteCampus
 from tests.contract.typed import TYPED_ROWS, apply, fresh_sqlite_sums
 
 
@@ -35,6 +35,17 @@ class InspectionContract(Campus):
         assert set(positions) == {"before", "after"}
         assert positions["before"] <= position < positions["after"]
         assert engine.source.captured_through() >= positions["after"]
+
+
+    def test_a_json_null_is_not_a_sql_null(self, engine: Any) -> None:
+        """The JSON document ``null`` and SQL NULL are two values: read back,
+        captured and checksummed apart, as on every engine."""
+        rows = [(1, *([None] * 9), Json("null")), (2, *([None] * 10))]
+        self.app_insert("typed", len(TYPED_COLUMNS), rows)
+        assert sorted(engine.inspect.rows("typed"), key=lambda r: r[0]) == rows
+        captured = [c.new for chunk in self.capture_all(engine) for c in chunk.changes]
+        assert sorted(captured, key=lambda r: r[0]) == rows
+        assert engine.inspect.checksums(["typed"])[0]["typed"] == fresh_sqlite_sums(rows)
 
 
 class TestSQLiteInspection(SQLiteCampus, InspectionContract):

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.string import TextLoader
 
 from node.engines.postgres.capture import APPLY_ORIGIN, PgoutputReader
 from node.engines.postgres.server import slot_name
@@ -30,6 +31,14 @@ from ringsync.names import NODE_APPLICATION_NAME
 # deadlock_timeout (1 s), so where apply and an application wait for each
 # other, apply is the one that yields.
 APPLY_LOCK_TIMEOUT_MS = 500
+
+
+def json_as_text(conn: psycopg.Connection[Any]) -> None:
+    """json and jsonb come back as their text (made canonical by
+    values.canonical_row): psycopg's own loader would read the document
+    ``null`` as Python None, the same as SQL NULL."""
+    for name in ("json", "jsonb"):
+        conn.adapters.register_loader(name, TextLoader)
 
 
 class PgContext:
@@ -78,6 +87,7 @@ class PgContext:
         except psycopg.OperationalError as e:
             raise EngineError(
                 f"cannot connect to PostgreSQL ({self.description}): {e}".strip()) from e
+        json_as_text(conn)
         return conn
 
     def connect_apply(self) -> psycopg.Connection[Any]:

@@ -61,8 +61,9 @@ def canonical_row(kinds: Iterable[str], row: Iterable[Any]) -> tuple[Any, ...]:
     """A row as psycopg loaded it, as canonical values (JSON by column kind)."""
     out = []
     for kind, v in zip(kinds, row, strict=True):
-        if v is not None and kind == "json":
-            v = Json(json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+        if v is not None and kind == "json":  # engine connections load it as text
+            v = canonical_json(v) if isinstance(v, str) else Json(
+                json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
         elif isinstance(v, dt.datetime) and v.tzinfo is None:
             v = v.replace(tzinfo=dt.UTC)
         elif isinstance(v, dt.datetime):

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg.adapt import Loader
 
+from node.engines.postgres.connections import json_as_text
 from node.engines.postgres.values import canonical_row
 from node.rawcopy import check_raw, decode_rows, encode_rows
 from node.schema import PG_KINDS
@@ -44,9 +45,8 @@ ROWS: list[tuple[Any, ...]] = [
      "[]", '"text"'),
     (4, True, "\\x", 0, 0, 1, "3.4028235e+38", "-0", "NaN", "", "      ", "\\", "\\\\",
      "2026-11-22 05:06:07.123456", "2026-03-29 01:30:00+02", "2026-11-22",
-     # not a top-level JSON null: psycopg loads it as None, which canonical_row keeps as
-     # SQL NULL, while parse (and decode_rows) give Json("null")
-     "12345678-1234-5678-1234-567812345678", "[null]", "1e400"),
+     # a top-level JSON null is a value, not SQL NULL (engine connections load json as text)
+     "12345678-1234-5678-1234-567812345678", "null", "1e400"),
     (5, False, "\\x5c6e", 1, -1, 2, "1.17549435e-38", "0.1", "1e-30", "\b\f\v", "\\N", ".",
      "\\.", "1970-01-01 00:00:00", "1970-01-01 00:00:00+00", "1970-01-01",
      "7f1d5a3c-1234-5678-1234-567812345678", '"\\u00e9\\n"', "{}"),
@@ -96,6 +96,8 @@ def text_values(conn: psycopg.Connection[Any], table: str) -> list[tuple[str | N
 
 
 def loaded(conn: psycopg.Connection[Any], table: str) -> list[tuple[Any, ...]]:
+    """The rows as the engine reads them (json as text: engine connections)."""
+    json_as_text(conn)
     rows = conn.execute(TEXT_SELECT.format(table)).fetchall()
     return [canonical_row(KINDS, row) for row in rows]
 
