@@ -27,16 +27,14 @@ import hashlib
 import json
 import logging
 import math
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from node.codec import EPOCH, EPOCH_DATE, MAX_PEER_TEXT, check_frame, escape_peer_text
 from node.model import TableShape
-from node.rawcopy import decode_rows
+from node.replication.rawcheck import raw_refusal
 from ringsync.config import ClusterConfig
 from ringsync.errors import ProtocolError
 from ringsync.v1 import control_pb2 as cpb
@@ -198,8 +196,9 @@ class FrameChecker:
         self._check_fields(frame, where)
         plans = [self._plan_of(t, where) for t in frame.tables]
         if frame.raw_inserts:
-            self._check_raw_kinds(frame, where)
-            self._check_raw_values(frame, where)
+            refusal = raw_refusal(frame, self.shapes)
+            if refusal is not None:
+                raise FrameRefused(refusal[0], f"{where}: {refusal[1]}")
         for n, change in enumerate(frame.changes):
             plan = plans[change.table_index]
             for values in (change.new_values, change.old_values):
@@ -219,39 +218,6 @@ class FrameChecker:
                     if problem:
                         raise FrameRefused("bad_value", f"{where}: change {n}, "
                                            f"{plan.name}.{plan.columns[i]}: {problem}")
-
-    def _check_raw_kinds(self, frame: pb.TxnFrame, where: str) -> None:
-        """COPY text is read by the column kinds the frame names: they must be
-        this campus's own (values themselves are checked where they are read:
-        a PostgreSQL campus's COPY, or node.rawcopy's decoder)."""
-        for table in frame.tables:
-            local = self.shapes[table.name]
-            mine = dict(zip(local.columns, local.kinds, strict=False))
-            for column, kind in zip(table.columns, table.column_kinds, strict=False):
-                if mine.get(column, kind) != kind:
-                    raise FrameRefused("bad_shape", f"{where}: table {table.name}: column "
-                                       f"{column} is {mine[column]} here, the frame says "
-                                       f"'{escape_peer_text(kind, 20)}' (align the schemas)")
-
-    def _check_raw_values(self, frame: pb.TxnFrame, where: str) -> None:
-        """The values of COPY text runs that the wire's Value checks would
-        refuse: NULL in a key column, NaN or infinite numbers, dates outside
-        years 1-9999. Found by scanning the whole text for what they would
-        be spelled with (C-level, no per-row Python); only a run where one
-        might be is decoded and checked value by value."""
-        for n, run in enumerate(frame.raw_inserts):
-            table = frame.tables[run.table_index]
-            if not _raw_suspect(run.copy_text, table):
-                continue
-            try:
-                rows = decode_rows(run.copy_text, table.column_kinds, run.rows)
-            except ProtocolError as e:
-                raise FrameRefused("bad_value", f"{where}: run {n}, {table.name}: {e}") from None
-            for i, row in enumerate(rows):
-                problem = _raw_row_problem(row, table)
-                if problem:
-                    raise FrameRefused("bad_value", f"{where}: run {n} row {i}, "
-                                       f"{table.name}.{problem}")
 
     def _check_fields(self, frame: pb.TxnFrame, where: str) -> None:
         problems = []
@@ -305,37 +271,6 @@ class FrameChecker:
         kinds = dict(zip(local.columns, local.kinds, strict=False))
         allowed = [ALLOWED_KINDS.get(kinds.get(c, ""), _ANY_KIND) for c in columns]
         return _TablePlan(table.name, columns, allowed, [c in key for c in columns])
-
-
-_FIVE_DIGIT_YEAR = re.compile(rb"(?:^|[\t\n])-?\d{5,}-")
-
-
-def _raw_suspect(text: bytes, table: pb.TableShape) -> bool:
-    """Might this COPY text hold a value _raw_row_problem refuses?"""
-    kinds = set(table.column_kinds)
-    if kinds & {"float", "decimal"} and (b"NaN" in text or b"nfinity" in text):
-        return True
-    if kinds & {"timestamp", "date"} and (b" BC" in text or b"nfinity" in text
-                                          or _FIVE_DIGIT_YEAR.search(text)):
-        return True
-    if list(table.key_indexes) != [0]:
-        return b"\\N" in text
-    end = b"\t" if len(table.columns) > 1 else b"\n"
-    return text.startswith(b"\\N" + end) or b"\n\\N" + end in text
-
-
-def _raw_row_problem(row: tuple[Any, ...], table: pb.TableShape) -> str:
-    for i in table.key_indexes:
-        if row[i] is None:
-            return f"{table.columns[i]}: NULL in a primary-key column"
-    for column, value in zip(table.columns, row, strict=True):
-        if isinstance(value, float) and math.isnan(value):
-            return f"{column}: a float NaN (never equal to itself: rows could not be compared)"
-        if isinstance(value, float) and not math.isfinite(value):
-            continue  # +-infinity: a float like any other
-        if isinstance(value, Decimal) and not value.is_finite():
-            return f"{column}: a non-finite decimal"
-    return ""
 
 
 def check_hello_tables(tables: Iterable[pb.TableShape]) -> None:
