@@ -19,7 +19,6 @@ import logging
 import select
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +27,7 @@ from psycopg import pq
 from psycopg.pq.abc import PGconn
 
 from node.engines.postgres import pgoutput as po
+from node.engines.postgres.chunkqueue import ChunkQueue
 from node.engines.postgres.values import parse
 from node.model import CapturedChunk, Change, Op, TableShape
 from node.rawcopy import encode_byte_rows, encode_rows
@@ -67,51 +67,6 @@ def _as_text(msg: po.RowMessage) -> po.RowMessage:
     if msg.new is not None and any(isinstance(v, bytes) for v in msg.new):
         msg.new = [v.decode() if isinstance(v, bytes) else v for v in msg.new]
     return msg
-
-
-class ChunkQueue:
-    """Decoded chunks between the reader thread and capture, bounded by the
-    row changes they hold."""
-
-    def __init__(self, max_changes: int) -> None:
-        self.max_changes = max_changes
-        self._items: deque[CapturedChunk] = deque()
-        self._changes = 0
-        self._cond = threading.Condition()
-
-    @staticmethod
-    def _weight(item: CapturedChunk) -> int:
-        return item.rows
-
-    def put(self, item: CapturedChunk, timeout: float) -> bool:
-        """Queue ``item``, waiting while the queue is full; False on timeout."""
-        with self._cond:
-            if not self._cond.wait_for(
-                    lambda: not self._items or self._changes < self.max_changes, timeout):
-                return False
-            self._items.append(item)
-            self._changes += self._weight(item)
-            self._cond.notify_all()
-            return True
-
-    def take(self, timeout: float, max_changes: int) -> list[CapturedChunk]:
-        """What is queued, up to about ``max_changes``; waits up to ``timeout`` for one."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: bool(self._items), timeout):
-                return []
-            out: list[CapturedChunk] = []
-            taken = 0
-            while self._items and (not out or taken < max_changes):
-                item = self._items.popleft()
-                out.append(item)
-                taken += self._weight(item)
-            self._changes -= taken
-            self._cond.notify_all()
-            return out
-
-    def empty(self) -> bool:
-        with self._cond:
-            return not self._items
 
 
 class PgoutputReader:
