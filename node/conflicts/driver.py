@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from node.conflicts.fresh import FreshRun, fresh_meta, fresh_run, raw_changes
+from node.conflicts.fresh import FreshRun, RawItem, fresh_meta, fresh_run, raw_changes
 from node.conflicts.metacodec import decode_meta, encode_meta
 from node.conflicts.policy import check_policies
 from node.conflicts.resolve import Conflict, RowMeta, RowRules, Version
@@ -365,7 +365,7 @@ class Resolver:
         if attempted and write is not None:
             blank = (None,) * len(shape.columns)
             texts: dict[int, str] = {}
-            items: list[tuple[bytes, int, str, int | None]] = []
+            items: list[RawItem] = []
             for txn, raw, _ in run:
                 assert isinstance(raw, RawInserts)
                 text = texts.get(id(txn))

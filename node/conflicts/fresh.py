@@ -33,6 +33,9 @@ from node.rawcopy import decode_rows
 
 Key = tuple[Any, ...]
 Row = tuple[Any, ...]
+# One transaction's rows as COPY text for an engine's set-wise write
+# (insert_raw / record_raw): (text, rows, version text, xid).
+RawItem = tuple[bytes, int, str, int | None]
 
 
 @dataclass(slots=True)

@@ -53,12 +53,15 @@ _ROW_KINDS = frozenset(b"IUD")
 
 def _copy_text(rows: list[Any]) -> bytes | None:
     """COPY text of rows whose values are the bytes (fast path) or the str
-    (general parser) pgoutput sent."""
-    if rows and rows[0] and any(isinstance(v, bytes) for v in rows[0]):
-        return encode_byte_rows(rows)
+    (general parser) pgoutput sent; None when they are not text COPY can take."""
     try:
-        return encode_rows(rows)
-    except ValueError:
+        return encode_byte_rows(rows)
+    except TypeError:  # some came through the general parser, as str
+        pass
+    try:
+        return encode_rows([[v.decode() if isinstance(v, bytes) else v for v in r]
+                            for r in rows])
+    except (ValueError, UnicodeDecodeError):
         return None
 
 
@@ -308,16 +311,17 @@ class PgoutputReader:
         table whose every column type has a canonical kind (the text
         pgoutput sent is then what COPY takes, with no Python value made);
         otherwise as Changes of canonical values."""
-        if self.raw_inserts and pending and all(
-                msg.op == "I" and self._raw_ok(rel) for rel, msg in pending):
+        if self.raw_inserts and pending and all(msg.op == "I" for _, msg in pending):
             runs: list[tuple[str, int, bytes]] = []
             start = 0
             for i in range(1, len(pending) + 1):
                 if i == len(pending) or pending[i][0] is not pending[start][0]:
                     rel = pending[start][0]
-                    self._check_columns(rel)
-                    text = _copy_text([msg.new for _, msg in pending[start:i]])
-                    if text is None:  # not UTF-8 (or worse): the general path says so
+                    text = None
+                    if self._raw_ok(rel):  # once per run of one table
+                        self._check_columns(rel)
+                        text = _copy_text([msg.new for _, msg in pending[start:i]])
+                    if text is None:  # another type, not UTF-8...: the general path says
                         return [self._change(r, _as_text(m)) for r, m in pending], None
                     runs.append((rel.name, i - start, text))
                     start = i
@@ -343,12 +347,10 @@ class PgoutputReader:
             ok = self._raw_tables[rel.relid] = (rel, all(o in PG_KINDS for o in rel.type_oids))
         return ok[1]
 
-    def _check_columns(self, rel: po.Relation) -> TableShape:
-        shape = self.shape_of(rel.name)
-        if list(shape.columns) != rel.columns:
+    def _check_columns(self, rel: po.Relation) -> None:
+        if list(self.shape_of(rel.name).columns) != rel.columns:
             raise EngineError(f"table {rel.name!r} changed columns while replicating; restart "
                               f"the node so it re-reads the schema")
-        return shape
 
     def _change(self, rel: po.Relation, msg: po.RowMessage) -> Change:
         self._check_columns(rel)

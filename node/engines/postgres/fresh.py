@@ -2,9 +2,9 @@
 
 A run of inserts of distinct keys is written with no per-row statement and
 no per-row resolution: the rows, each with its transaction's version text
-in one extra column, go by COPY into a staging table (analysed, see
-node.engines.postgres.stage); one statement asks whether any key already
-has a version entry or a row; one ``INSERT ... SELECT`` writes the rows and
+in one extra column, go by COPY into a staging table; one statement asks,
+key by key through the primary key (node.engines.postgres.stage.probe),
+whether any key already has a version entry or a row; one ``INSERT ... SELECT`` writes the rows and
 one writes their version rows. A short run uses parameter lists instead of
 a staging table. Anything already there sends the run, untouched, to the
 exact path; a row that a local user inserts between the check and the
@@ -24,20 +24,18 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from node.conflicts.fresh import FreshRun
-from node.engines.postgres.stage import Stager, insert_from, probe
+from node.conflicts.fresh import FreshRun, RawItem
+from node.engines.postgres.stage import Stager, insert_from, probe, probe_match
 from node.engines.postgres.values import to_pg
 from node.model import TableShape
 from node.rawcopy import encode_field
 
 META_COLUMNS = ("xid", "live", "meta")
-# One transaction's rows as COPY text: (text, rows, version text, xid).
-RawItem = tuple[bytes, int, str, "int | None"]
+STAGED_META = "rs_meta"
 
 
 def _field(text: str) -> bytes:
     return encode_field(text).encode()
-STAGED_META = "rs_meta"
 
 
 def _idents(columns: tuple[str, ...]) -> sql.Composable:
@@ -73,13 +71,10 @@ def _not_holding(shape: TableShape, stage: sql.Identifier,
                  xid_column: str = "xid") -> sql.Composed:
     """Staged (key, xid) pairs whose row is gone or has another xmin, each key
     a primary-key probe (see node.engines.postgres.stage.probe)."""
-    match = sql.SQL(" AND ").join(
-        sql.SQL("{} = {}").format(sql.Identifier("rs_t", c), sql.Identifier("rs_s", c))
-        for c in shape.key_columns)
     return sql.SQL("SELECT 1 FROM {} rs_s LEFT JOIN LATERAL (SELECT rs_t.xmin::text::bigint "
                    "AS x FROM {} rs_t WHERE {} OFFSET 0) t ON true "
                    "WHERE t.x IS DISTINCT FROM rs_s.{}").format(
-        stage, sql.Identifier(shape.name), match, sql.Identifier(xid_column))
+        stage, sql.Identifier(shape.name), probe_match(shape), sql.Identifier(xid_column))
 
 
 class PgFreshWrites:
@@ -109,15 +104,7 @@ class PgFreshWrites:
             staged = [(*values(r), m) for r, m in zip(run.rows, run.metas, strict=True)]
             stage = self._stager.load(self.cur, table, shape.name, shape.columns, staged,
                                       extra=((STAGED_META, "text"),))
-            one = sql.SQL("1")
-            if self._taken(sql.SQL("SELECT EXISTS ({}) OR EXISTS ({})").format(
-                    probe(shape, stage, meta, one), probe(shape, stage, table, one)), []):
-                return False
-            self.cur.execute(insert_from(table, shape.columns, stage,
-                                         sql.SQL("ON CONFLICT DO NOTHING")))
-            self._check_inserted(shape, self.cur.rowcount, len(run.rows))
-            self._stage_versions(shape, stage)
-            return True
+            return self._write_staged(shape, stage, len(run.rows))
         params = [to_pg(v) for k in run.keys for v in k]
         where = in_keys(shape, len(run.keys))
         if self._taken(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {}) OR "
@@ -136,11 +123,11 @@ class PgFreshWrites:
         """Only while every row still holds its own transaction's version (its
         xmin is that xid): a row written under a savepoint, or changed or
         deleted since, is for the exact path, which records what the row holds."""
+        if any(x is None for x in run.xids):
+            return False
         meta = meta_ident(shape.name)
         records = [(*(to_pg(v) for v in k), x, True, m)
                    for k, x, m in zip(run.keys, run.xids, run.metas, strict=True)]
-        if any(x is None for x in run.xids):
-            return False
         if self._bulk(records) and self._stager is not None:
             columns = (*shape.key_columns, *META_COLUMNS)
             stage = self._stager.load(self.cur, meta, f"meta_{shape.name}", columns, records)
@@ -172,16 +159,7 @@ class PgFreshWrites:
         rows = sum(n for _, n, _, _ in items)
         stage = self._stager.load(self.cur, table, shape.name, shape.columns, range(rows),
                                   extra=((STAGED_META, "text"),), text=blob)
-        one = sql.SQL("1")
-        if self._taken(sql.SQL("SELECT EXISTS ({}) OR EXISTS ({}) OR EXISTS ({})").format(
-                probe(shape, stage, meta_ident(shape.name), one), probe(shape, stage, table, one),
-                _duplicates(shape, stage)), []):
-            return False
-        self.cur.execute(insert_from(table, shape.columns, stage,
-                                     sql.SQL("ON CONFLICT DO NOTHING")))
-        self._check_inserted(shape, self.cur.rowcount, rows)
-        self._stage_versions(shape, stage)
-        return True
+        return self._write_staged(shape, stage, rows, distinct_checked=False)
 
     def record_raw(self, shape: TableShape, items: list[RawItem]) -> bool:
         """``record_fresh`` for this campus's own rows as COPY text."""
@@ -204,6 +182,25 @@ class PgFreshWrites:
                                                       sql.Identifier(STAGED_META), stage))
         return True
 
+    def _write_staged(self, shape: TableShape, stage: sql.Identifier, rows: int,
+                      distinct_checked: bool = True) -> bool:
+        """The staged rows (each with its version text) into the table and the
+        version table, unless a key already has a row or versions there, or
+        (``distinct_checked`` False: the keys were not compared yet) is staged
+        twice; False, with nothing written, then."""
+        table, one = sql.Identifier(shape.name), sql.SQL("1")
+        checks = [probe(shape, stage, meta_ident(shape.name), one), probe(shape, stage, table, one)]
+        if not distinct_checked:
+            checks.append(_duplicates(shape, stage))
+        if self._taken(sql.SQL("SELECT ") + sql.SQL(" OR ").join(
+                sql.SQL("EXISTS ({})").format(c) for c in checks), []):
+            return False
+        self.cur.execute(insert_from(table, shape.columns, stage,
+                                     sql.SQL("ON CONFLICT DO NOTHING")))
+        self._check_inserted(shape, self.cur.rowcount, rows)
+        self._stage_versions(shape, stage)
+        return True
+
     def _taken(self, query: sql.Composed, params: list[Any]) -> bool:
         row = self.cur.execute(query, params).fetchone()
         return bool(row and row[0])
@@ -215,11 +212,10 @@ class PgFreshWrites:
         target = sql.SQL("INSERT INTO {} ({}, xid, live, meta) ").format(
             meta_ident(shape.name), keys)
         if self._savepoints:
-            cols = sql.SQL(", ").join(sql.Identifier("s", c) for c in shape.key_columns)
-            self.cur.execute(target + sql.SQL(
-                "SELECT {}, t.xmin::text::bigint, true, s.{} FROM {} s JOIN {} t USING ({})"
-            ).format(cols, sql.Identifier(STAGED_META), stage, sql.Identifier(shape.name),
-                     keys))
+            inner = sql.SQL(", ").join([
+                *(sql.Identifier("rs_t", c) for c in shape.key_columns),
+                sql.SQL("rs_t.xmin::text::bigint, true"), sql.Identifier("rs_s", STAGED_META)])
+            self.cur.execute(target + probe(shape, stage, sql.Identifier(shape.name), inner))
             return
         self.cur.execute(target + sql.SQL("SELECT {}, %s, true, {} FROM {}").format(
             keys, sql.Identifier(STAGED_META), stage), (self._session_xid(),))

@@ -27,10 +27,6 @@ from node.model import TableShape
 
 # Runs at least this long go through a staging table.
 STAGE_MIN_ROWS = 64
-# Staging tables this full are analysed before they are joined: the planner
-# then knows their size, so a key semi-join probes the table's primary key
-# instead of scanning a table that grows inside the transaction.
-ANALYZE_MIN_ROWS = 512
 
 
 def upsert_action(shape: TableShape) -> sql.Composable:
@@ -106,8 +102,6 @@ class Stager:
             else:
                 for row in rows:
                     cp.write_row(row)
-        if len(rows) >= ANALYZE_MIN_ROWS:
-            cur.execute(sql.SQL("ANALYZE {}").format(stage))
         return stage
 
 
@@ -125,15 +119,20 @@ def probe(shape: TableShape, stage: sql.Identifier, target: sql.Composable,
     keeps the statistics of an empty one: one staged run after another then
     scans the whole table, a cost that grows with every run.
     """
-    match = sql.SQL(" AND ").join(
-        sql.SQL("{} = {}").format(sql.Identifier("rs_t", c), sql.Identifier("rs_s", c))
-        for c in shape.key_columns)
     keys = sql.SQL(", ").join(sql.Identifier(c) for c in shape.key_columns)
     source = (sql.SQL("(SELECT * FROM {} ORDER BY {})").format(stage, keys) if ordered
               else stage)
     return sql.SQL("SELECT t.* FROM {} rs_s CROSS JOIN LATERAL (SELECT {} FROM {} rs_t "
                    "WHERE {} OFFSET 0{}) t").format(
-        source, inner, target, match, sql.SQL(" FOR UPDATE" if lock else ""))
+        source, inner, target, probe_match(shape), sql.SQL(" FOR UPDATE" if lock else ""))
+
+
+def probe_match(shape: TableShape) -> sql.Composed:
+    """``rs_t.k1 = rs_s.k1 AND ...``: a row of the probed table (``rs_t``)
+    with the key of a staged row (``rs_s``)."""
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier("rs_t", c), sql.Identifier("rs_s", c))
+        for c in shape.key_columns)
 
 
 def insert_from(target: sql.Composable, columns: Sequence[str], stage: sql.Identifier,
