@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +25,13 @@ def wait_ready(cluster: LocalCluster, timeout: float = 30.0) -> None:
         async def ready() -> bool:
             cluster.check_alive()
             replies = await client.status_all()
+            now = time.time()
             return all(
                 r.status is not None and any(
                     link.successor and link.state == "streaming" for link in r.status.links)
+                # With DR on, a database starts fenced and opens once its node holds
+                # a lease and has read the routing map: writes before then are refused.
+                and (not r.status.routing.dr_enabled or r.status.routing.writable_until > now)
                 for r in replies if r.campus in cluster.processes
                 and cluster.processes[r.campus].poll() is None
             )
