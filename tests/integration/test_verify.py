@@ -1,0 +1,165 @@
+"""ctl verify on a mixed ring of real nodes: PostgreSQL, SQLite, PostgreSQL.
+
+Differences are made behind replication's back (SQLite with the apply flag
+set in the writer's own transaction, PostgreSQL under the ringsync
+replication origin while its node is stopped), so capture never sees them.
+verify must then name exactly those rows, with their kind, and an
+independent row comparison must agree. A campus that is down is named and
+the rest compared; a live workload during the check gives in_flight, never
+diverged.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from ringsync.commands.demo.cluster import LocalCluster
+from ringsync.commands.demo.lis import LisWorkload
+from tests.helpers import campus_rows, wait_until
+from tests.integration.conftest import RINGSYNC, wait_ready
+
+
+@pytest.fixture
+def ring(make_cluster) -> Iterator[LocalCluster]:
+    cluster = make_cluster(3, engines=["postgres", "sqlite", "postgres"])
+    cluster.start_all()
+    wait_ready(cluster)
+    yield cluster
+    cluster.stop_all()
+    cluster.stop_databases()
+
+
+def verify(cluster: LocalCluster, *extra: str) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run([*RINGSYNC, "ctl", "--cluster", str(cluster.cluster_file), "verify",
+                           "--json", *extra], capture_output=True, text=True, timeout=300)
+    assert done.stdout, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def converged(cluster: LocalCluster) -> bool:
+    first, *rest = (campus_rows(c.target) for c in cluster.campuses)
+    return all(r == first for r in rest)
+
+
+def behind_sqlite(path: Any, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    """Writes capture never sees: the apply flag set in this transaction only."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE _rs_state SET applying = 1 WHERE id = 1")
+        for sql, params in statements:
+            conn.execute(sql, params)
+        conn.execute("UPDATE _rs_state SET applying = 0 WHERE id = 1")
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def behind_postgres(dsn: str, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    """Writes capture skips: made under the replication origin apply uses."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SELECT pg_replication_origin_session_setup('ringsync')")
+        for sql, params in statements:
+            conn.execute(sql.replace("?", "%s"), params)
+        conn.commit()
+        conn.execute("SELECT pg_replication_origin_session_reset()")
+
+
+def first_keys(target: Any, table: str, n: int) -> list[str]:
+    return sorted(r[0] for r in campus_rows(target)[table])[:n]
+
+
+def test_verify_finds_exactly_the_rows_changed_behind_replication(ring: LocalCluster) -> None:
+    a, b, c = ring.campuses
+    workloads = [LisWorkload(x.name, x.target, 30.0, seed=i + 1)
+                 for i, x in enumerate(ring.campuses)]
+    for w in workloads:
+        w.start()
+    time.sleep(2.0)
+    for w in workloads:
+        w.stop()
+    wait_until(lambda: converged(ring), 60, "the ring converging")
+
+    code, report = verify(ring)
+    assert code == 0 and report["consistent"] and report["differences"] == [], report
+    for table, campuses in report["tables"].items():
+        assert set(campuses) == {a.name, b.name, c.name}
+        assert len({json.dumps(v, sort_keys=True) for v in campuses.values()}) == 1, table
+        assert next(iter(campuses.values()))["rows"] == len(campus_rows(a.target)[table])
+
+    # A campus that is down is named; the rest are still compared.
+    ring.stop(c.name)
+    code, report = verify(ring)
+    assert code == 2 and not report["consistent"]
+    assert "error" in report["campuses"][c.name]
+    assert all(set(t) == {a.name, b.name} for t in report["tables"].values())
+
+    # Differences behind replication's back, at the SQLite campus (its node
+    # running) and at a PostgreSQL one (its node stopped: the origin is free).
+    orders, patients = first_keys(b.target, "lab_orders", 1), first_keys(b.target, "patients", 2)
+    behind_sqlite(b.target,
+                  ("DELETE FROM lab_orders WHERE order_id = ?", (orders[0],)),
+                  ("UPDATE patients SET name = 'Changed behind' WHERE patient_id = ?",
+                   (patients[0],)),
+                  ("INSERT INTO specimens VALUES ('only-at-b', 'o', 'blood', NULL, NULL)", ()))
+    ring.stop(a.name)
+    behind_postgres(a.target,
+                    ("DELETE FROM patients WHERE patient_id = ?", (patients[1],)),
+                    ("INSERT INTO lab_results VALUES ('only-at-a', 'o', 'K', 4.1, NULL, "
+                     "'mmol/L', NULL, 'final', '2026-01-01T00:00:00Z', 1)", ()))
+    ring.start(a.name)
+    ring.start(c.name)
+    wait_ready(ring)
+
+    code, report = verify(ring, "--settle", "5")
+    assert code == 1 and not report["consistent"], report
+    got = {(d["table"], json.dumps(d["key"]), d["kind"], d["state"],
+            json.dumps(d["campuses"], sort_keys=True)) for d in report["differences"]}
+
+    def row(table: str, column: str, key: str, kind: str, marks: dict[str, str]) -> tuple:
+        return (table, json.dumps({column: key}), kind, "diverged",
+                json.dumps(marks, sort_keys=True))
+
+    assert got == {
+        row("lab_orders", "order_id", orders[0], "missing",
+            {a.name: "present", b.name: "absent", c.name: "present"}),
+        row("patients", "patient_id", patients[0], "changed",
+            {a.name: "present", b.name: "differs", c.name: "present"}),
+        row("specimens", "specimen_id", "only-at-b", "extra",
+            {a.name: "absent", b.name: "present", c.name: "absent"}),
+        row("patients", "patient_id", patients[1], "missing",
+            {a.name: "absent", b.name: "present", c.name: "present"}),
+        row("lab_results", "result_id", "only-at-a", "extra",
+            {a.name: "present", b.name: "absent", c.name: "absent"}),
+    }
+    # ... and an independent comparison of the rows says the same tables differ.
+    rows = {x.name: campus_rows(x.target) for x in ring.campuses}
+    differing = {t for t in rows[a.name]
+                 if not rows[a.name][t] == rows[b.name][t] == rows[c.name][t]}
+    assert differing == {d["table"] for d in report["differences"]}
+
+
+def test_a_live_workload_is_in_flight_never_diverged(ring: LocalCluster) -> None:
+    workloads = [LisWorkload(x.name, x.target, 40.0, seed=i + 7)
+                 for i, x in enumerate(ring.campuses)]
+    for w in workloads:
+        w.start()
+    try:
+        time.sleep(1.0)
+        code, report = verify(ring, "--settle", "20")
+    finally:
+        for w in workloads:
+            w.stop()
+    assert code == 0, report
+    assert all(d["state"] == "in_flight" for d in report["differences"]), report
+    wait_until(lambda: converged(ring), 60, "the ring converging")
+    code, report = verify(ring)
+    assert code == 0 and report["consistent"] and report["differences"] == [], report
