@@ -1,8 +1,8 @@
 """gRPC servicers: translate messages, call the domain, map errors to status codes.
 
 Kept thin on purpose: replication logic is in node.replication.receiver,
-status in node.status. The replication, checksum, conflict and dead-letter
-RPCs are wrapped in ``answers_errors``: a RingsyncError escaping one ends the
+status in node.status. The replication, checksum, verify, conflict and
+dead-letter RPCs are wrapped in ``answers_errors``: a RingsyncError escaping one ends the
 call with the code its class names (``RingsyncError.grpc_code``,
 ringsync/errors.py) and its message as the details. The status and routes
 RPCs are not wrapped: an error there was never given a code (the caller sees
@@ -31,6 +31,7 @@ from node.replication.receiver import Receiver
 from node.replication.snapshot import serve_snapshot
 from node.runtime import NodeRuntime
 from node.status import StatusCache, build_status, routing_map
+from node.verify.answer import answer_verify
 from ringsync.errors import ProtocolError, RingsyncError
 from ringsync.v1 import control_pb2 as cpb
 from ringsync.v1 import control_pb2_grpc, replication_pb2_grpc
@@ -235,6 +236,12 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         return cpb.ChecksumResponse(
             campus=self.rt.campus, tables=out, applied=rpb.Vector(seqs=applied)
         )
+
+    @answers_errors()
+    async def Verify(
+        self, request: cpb.VerifyRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.VerifyResponse:
+        return await answer_verify(self.rt, request)
 
     @answers_errors()
     async def ListConflicts(

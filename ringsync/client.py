@@ -106,6 +106,13 @@ class ClusterClient:
             control_pb2.ChecksumRequest(), timeout=max(self.timeout, 30.0)
         )
 
+    async def verify(self, campus: str, table: str, bits: int,
+                     buckets: list[int] | None = None) -> control_pb2.VerifyResponse:
+        """One verification scan of one table at one campus (no deadline
+        shorter than a big table's scan: ten minutes)."""
+        return await self._stub(campus).Verify(control_pb2.VerifyRequest(
+            table=table, bits=bits, buckets=buckets or []), timeout=max(self.timeout, 600.0))
+
     async def conflicts(self, campus: str,
                         request: control_pb2.ConflictsRequest) -> control_pb2.ConflictsResponse:
         return await self._stub(campus).ListConflicts(request, timeout=max(self.timeout, 10.0))

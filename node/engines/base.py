@@ -17,7 +17,7 @@ sessionbase (the shared half of an apply session), fencing, runs, snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +27,7 @@ from node.conflicts.entries import ConflictEntry, DeadLetterEntry
 from node.conflicts.log import ConflictQuery
 from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, TableShape
+from node.verify.snapshot import TableVerify
 
 
 def fence_message(campus: str) -> str:
@@ -246,6 +247,18 @@ class Inspection(Protocol):
         """A consistent read of every replicated table, for a joining campus."""
 
 
+class Verifier(Protocol):
+    """Verification's questions about one table (node.verify), each answered
+    from one read snapshot on a connection of the verifier's own, so a long
+    scan never holds up apply; rows hashed as node.verify.rowhash says."""
+
+    def bucket_digests(self, table: str, bits: int) -> TableVerify:
+        """Per key-hash bucket (``bits`` deep): row count and digest."""
+
+    def row_hashes(self, table: str, bits: int, buckets: Sequence[int]) -> TableVerify:
+        """The (key, row hash) of every row in ``buckets``."""
+
+
 class Engine(Protocol):
     """A campus database engine: what the node opens and closes, and one object
     per role. Each loop takes only the role it needs (engine.source for
@@ -280,3 +293,6 @@ class Engine(Protocol):
 
     @property
     def inspect(self) -> Inspection: ...
+
+    @property
+    def verifier(self) -> Verifier: ...

@@ -21,6 +21,7 @@ from pathlib import Path
 from ringsync.commands.ctl import conflicts as ctl_conflicts
 from ringsync.commands.ctl import dlq as ctl_dlq
 from ringsync.commands.ctl import dr as ctl_dr
+from ringsync.commands.ctl import verify as ctl_verify
 from ringsync.errors import RingsyncError
 
 
@@ -61,10 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     ctl = sub.add_parser("ctl", help="scripted calls to the nodes")
     ctl.add_argument("--cluster", type=Path, required=True, help="cluster.toml")
     ctl_sub = ctl.add_subparsers(dest="ctl_command", required=True)
-    for name, text in (("status", "status of every node and link"),
-                       ("verify", "compare table digests across campuses")):
-        c = ctl_sub.add_parser(name, help=text)
-        c.add_argument("--json", action="store_true", help="print JSON")
+    status = ctl_sub.add_parser("status", help="status of every node and link")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    ctl_verify.add_parser(ctl_sub)
     ctl_conflicts.add_parser(ctl_sub)
     ctl_dlq.add_parser(ctl_sub)
     ctl_dr.add_parser(ctl_sub)
@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                 return ctl_dlq.run(load_cluster(args.cluster, need_client_tls=True), args)
             if args.ctl_command in ("route", "switchover", "switchback", "failback"):
                 return ctl_dr.run(load_cluster(args.cluster), args)
+            if args.ctl_command == "verify":
+                return ctl_verify.run(load_cluster(args.cluster, need_client_tls=True), args)
             if args.ctl_command == "conflicts":
                 return ctl_conflicts.run(load_cluster(args.cluster, need_client_tls=True), args)
             return ctl.run(load_cluster(args.cluster, need_client_tls=True), args.ctl_command,

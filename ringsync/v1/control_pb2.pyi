@@ -351,6 +351,58 @@ class ChecksumResponse(_message.Message):
     applied: _replication_pb2.Vector
     def __init__(self, campus: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[TableChecksum, _Mapping]]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ...) -> None: ...
 
+class VerifyRequest(_message.Message):
+    __slots__ = ("table", "bits", "buckets")
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    BITS_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    table: str
+    bits: int
+    buckets: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, table: _Optional[str] = ..., bits: _Optional[int] = ..., buckets: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class BucketDigest(_message.Message):
+    __slots__ = ("bucket", "rows", "digest")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    bucket: int
+    rows: int
+    digest: bytes
+    def __init__(self, bucket: _Optional[int] = ..., rows: _Optional[int] = ..., digest: _Optional[bytes] = ...) -> None: ...
+
+class RowDigest(_message.Message):
+    __slots__ = ("key", "bucket", "digest", "key_json")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    KEY_JSON_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    bucket: int
+    digest: bytes
+    key_json: str
+    def __init__(self, key: _Optional[str] = ..., bucket: _Optional[int] = ..., digest: _Optional[bytes] = ..., key_json: _Optional[str] = ...) -> None: ...
+
+class VerifyResponse(_message.Message):
+    __slots__ = ("campus", "table", "bits", "applied", "journal", "buckets", "rows", "seconds")
+    CAMPUS_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    BITS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    campus: str
+    table: str
+    bits: int
+    applied: _replication_pb2.Vector
+    journal: _replication_pb2.Vector
+    buckets: _containers.RepeatedCompositeFieldContainer[BucketDigest]
+    rows: _containers.RepeatedCompositeFieldContainer[RowDigest]
+    seconds: float
+    def __init__(self, campus: _Optional[str] = ..., table: _Optional[str] = ..., bits: _Optional[int] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., buckets: _Optional[_Iterable[_Union[BucketDigest, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[RowDigest, _Mapping]]] = ..., seconds: _Optional[float] = ...) -> None: ...
+
 class DeadLettersRequest(_message.Message):
     __slots__ = ("id", "table", "state", "limit")
     ID_FIELD_NUMBER: _ClassVar[int]

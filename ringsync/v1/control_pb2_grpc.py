@@ -49,6 +49,11 @@ class ControlStub:
                 request_serializer=ringsync_dot_v1_dot_control__pb2.ChecksumRequest.SerializeToString,
                 response_deserializer=ringsync_dot_v1_dot_control__pb2.ChecksumResponse.FromString,
                 _registered_method=True)
+        self.Verify = channel.unary_unary(
+                '/ringsync.v1.Control/Verify',
+                request_serializer=ringsync_dot_v1_dot_control__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=ringsync_dot_v1_dot_control__pb2.VerifyResponse.FromString,
+                _registered_method=True)
         self.ListConflicts = channel.unary_unary(
                 '/ringsync.v1.Control/ListConflicts',
                 request_serializer=ringsync_dot_v1_dot_control__pb2.ConflictsRequest.SerializeToString,
@@ -99,6 +104,13 @@ class ControlServicer:
 
     def Checksum(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Verify(self, request, context):
+        """Bucket digests or row hashes of one table (one verification scan at a time).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -162,6 +174,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Checksum,
                     request_deserializer=ringsync_dot_v1_dot_control__pb2.ChecksumRequest.FromString,
                     response_serializer=ringsync_dot_v1_dot_control__pb2.ChecksumResponse.SerializeToString,
+            ),
+            'Verify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=ringsync_dot_v1_dot_control__pb2.VerifyRequest.FromString,
+                    response_serializer=ringsync_dot_v1_dot_control__pb2.VerifyResponse.SerializeToString,
             ),
             'ListConflicts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListConflicts,
@@ -275,6 +292,33 @@ class Control:
             '/ringsync.v1.Control/Checksum',
             ringsync_dot_v1_dot_control__pb2.ChecksumRequest.SerializeToString,
             ringsync_dot_v1_dot_control__pb2.ChecksumResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ringsync.v1.Control/Verify',
+            ringsync_dot_v1_dot_control__pb2.VerifyRequest.SerializeToString,
+            ringsync_dot_v1_dot_control__pb2.VerifyResponse.FromString,
             options,
             channel_credentials,
             insecure,

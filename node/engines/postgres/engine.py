@@ -4,8 +4,8 @@ PostgresEngine opens and closes the database (checks the server, reads the
 replicated tables' shapes, installs the publication, version tables and
 fence) and holds one object per role, all sharing one PgContext
 (node.engines.postgres.connections): ``source`` (node.engines.postgres.source),
-``target`` (apply), ``fence`` (fence), ``store`` (versions) and ``inspect``
-(inspection).
+``target`` (apply), ``fence`` (fence), ``store`` (versions), ``inspect``
+(inspection) and ``verifier`` (verification).
 
 Capture. The node owns a publication and a logical slot per campus
 (``ringsync_<campus>``), created at first start. A reader thread speaks the
@@ -49,6 +49,7 @@ from node.engines.postgres.inspection import PgInspection
 from node.engines.postgres.server import check_server, missing_table, no_primary_key
 from node.engines.postgres.source import PgCaptureSource
 from node.engines.postgres.stage import Stager
+from node.engines.postgres.verifying import PgVerifier
 from node.engines.postgres.versions import PgConflictStore, install_versions
 from node.model import TableShape
 from node.schema import PG_KINDS
@@ -69,6 +70,7 @@ class PostgresEngine:
         self.fence = PgFence(self.ctx)
         self.store = PgConflictStore(self.ctx)
         self.inspect = PgInspection(self.ctx)
+        self.verifier = PgVerifier(self.ctx)
 
     @property
     def description(self) -> str:

@@ -4,8 +4,8 @@ SQLiteEngine opens and closes the database (reads the replicated tables'
 shapes, installs ringsync's tables, the capture triggers, version tables
 and fence) and holds one object per role, all sharing one SQLiteContext
 (node.engines.sqlite.connections): ``source`` (node.engines.sqlite.source),
-``target`` (apply), ``fence`` (fence), ``store`` (versions) and ``inspect``
-(inspection).
+``target`` (apply), ``fence`` (fence), ``store`` (versions), ``inspect``
+(inspection) and ``verifier`` (verification).
 
 Capture. Triggers on every replicated table append to ``_rs_log`` (one row
 per changed row, in commit order) and store the old and new images in
@@ -40,6 +40,7 @@ from node.engines.sqlite.fence import SQLiteFence, install_fence
 from node.engines.sqlite.inspection import SQLiteInspection
 from node.engines.sqlite.snapshot import q
 from node.engines.sqlite.source import SQLiteCaptureSource, install_capture
+from node.engines.sqlite.verifying import SQLiteVerifier
 from node.engines.sqlite.versions import SQLiteConflictStore, install_versions
 from node.model import TableShape
 from node.schema import sqlite_kind
@@ -80,6 +81,7 @@ class SQLiteEngine:
         self.fence = SQLiteFence(self.ctx)
         self.store = SQLiteConflictStore(self.ctx)
         self.inspect = SQLiteInspection(self.ctx)
+        self.verifier = SQLiteVerifier(self.ctx)
 
     @property
     def description(self) -> str:

@@ -1,14 +1,14 @@
 """`ringsync ctl`: scripted calls to every node of a cluster, JSON or tables.
 
     ringsync ctl --cluster cluster.toml status [--json]
-    ringsync ctl --cluster cluster.toml verify [--json]
 
 ``status --json`` prints {"nodes": [...]}, one object per campus with
 campus, address, healthy, engine, database, journal, applied, join
 ({state: waiting|comparing|copying|in-ring, donor, rows_copied, rows_total,
 rows_per_second, eta_seconds, ...}), conflicts ({logged, parked, flagged,
 delta_merged, policies}) and links ({to, state, lag_transactions, lag_seconds,
-...}). ``verify`` compares per-table row digests across campuses and exits 1 if any differ.
+...}).
+(``verify`` is ringsync.commands.ctl.verify.)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import sys
 from typing import Any
 
-from ringsync.client import ClusterClient, NodeReply, describe_rpc_error
+from ringsync.client import ClusterClient, NodeReply
 from ringsync.config import ClusterConfig
 from ringsync.dsn import redact_dsn
 from ringsync.statustext import apply_text, conflicts_text, join_text, refused_text
@@ -164,57 +164,11 @@ async def _status(cluster: ClusterConfig, as_json: bool) -> int:
     return 0 if all(n["healthy"] for n in nodes) else 1
 
 
-async def verify(client: ClusterClient) -> dict[str, Any]:
-    """Compare table digests across campuses (the wire-level consistency check)."""
-    import grpc
-
-    campuses: dict[str, Any] = {}
-    for campus in client.cluster.ring:
-        try:
-            reply = await client.checksum(campus)
-            campuses[campus] = {
-                t.table: {"rows": t.rows, "sha256": t.sha256} for t in reply.tables
-            }
-        except grpc.aio.AioRpcError as e:
-            campuses[campus] = {"error": describe_rpc_error(e)}
-    tables = client.cluster.tables
-    mismatched = []
-    for table in tables:
-        seen = {json.dumps(v.get(table), sort_keys=True) for v in campuses.values()}
-        if len(seen) != 1 or any("error" in v for v in campuses.values()):
-            mismatched.append(table)
-    return {"consistent": not mismatched, "mismatched_tables": mismatched, "campuses": campuses}
-
-
-async def _verify(cluster: ClusterConfig, as_json: bool) -> int:
-    client = ClusterClient(cluster)
-    try:
-        result = await verify(client)
-    finally:
-        await client.close()
-    if as_json:
-        print(json.dumps(result, indent=2))
-    else:
-        for campus, tables in result["campuses"].items():
-            if "error" in tables:
-                print(f"{campus:<16}{tables['error']}")
-                continue
-            desc = ", ".join(f"{t}={v['rows']}:{v['sha256'][:10]}" for t, v in tables.items())
-            print(f"{campus:<16}{desc}")
-        verdict = "consistent" if result["consistent"] else (
-            "DIFFERENT: " + ", ".join(result["mismatched_tables"])
-        )
-        print(f"\n{verdict}")
-    return 0 if result["consistent"] else 1
-
-
 def run(cluster: ClusterConfig, command: str, as_json: bool) -> int:
     if command == "status":
         return asyncio.run(_status(cluster, as_json))
-    if command == "verify":
-        return asyncio.run(_verify(cluster, as_json))
     print(f"unknown ctl command {command!r}", file=sys.stderr)
     return 2
 
 
-__all__ = ["run", "node_to_dict", "status_table", "verify"]
+__all__ = ["run", "node_to_dict", "status_table"]

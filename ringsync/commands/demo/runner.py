@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from ringsync.client import ClusterClient
-from ringsync.commands.ctl.status import verify
 from ringsync.commands.demo.cluster import LocalCluster
 from ringsync.commands.demo.etcd import LocalEtcd, find_etcd
 from ringsync.commands.demo.lis import LisWorkload
@@ -28,6 +27,7 @@ from ringsync.commands.demo.postgres import LocalPostgres, find_bin
 from ringsync.config import load_cluster
 from ringsync.dsn import redact_dsn
 from ringsync.errors import RingsyncError
+from ringsync.verification import Verification
 
 READY_TIMEOUT_SECONDS = 30.0
 CONVERGE_TIMEOUT_SECONDS = 60.0
@@ -71,7 +71,8 @@ async def wait_converged(client: ClusterClient, timeout: float) -> bool:
                 r.status.applied.seqs.get(origin, 0) >= seq  # type: ignore[union-attr]
                 for r in replies for origin, seq in heads.items() if origin != r.campus
             )
-            if caught_up and (await verify(client))["consistent"]:
+            if caught_up and (await Verification(client, list(client.cluster.tables),
+                                                 settle=0.0).run())["consistent"]:
                 return True
         await asyncio.sleep(0.5)
     return False
