@@ -153,7 +153,8 @@ def apply_status(rt: NodeRuntime, cache: StatusCache, now: float) -> cpb.ApplySt
         recorded=rpb.Vector(seqs=cache.recorded), last_error=m.last_error,
         fast_apply=rt.config.replication.fast_apply,
         fresh_rows=resolver.fresh_rows if resolver else 0,
-        fresh_fallbacks=resolver.fresh_fallbacks if resolver else 0)
+        fresh_fallbacks=resolver.fresh_fallbacks if resolver else 0,
+        outside_changes=resolver.outside_changes if resolver else 0)
 
 
 def policies_text(rt: NodeRuntime) -> str:

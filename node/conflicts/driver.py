@@ -21,6 +21,7 @@ Two kinds of transaction pass through:
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from node.hlc import HybridClock
 from node.model import Change, Op, RawInserts, TableShape
 from ringsync.conflict_policy import ConflictSettings
 from ringsync.errors import RingsyncError
+
+log = logging.getLogger(__name__)
 
 Key = tuple[Any, ...]
 Row = tuple[Any, ...]
@@ -192,6 +195,11 @@ class Resolver:
         self.fast = fast
         self.fresh_rows = 0       # rows written by the fast path
         self.fresh_fallbacks = 0  # eligible runs the database sent to the exact path
+        # Set by the applier for one try once capture has journaled and recorded
+        # every local change committed before a wait began: a row still pending
+        # then was changed outside replication (node.replication.outside).
+        self.adopt_outside = False
+        self.outside_changes = 0  # such rows taken as they stand
         self.rules = {t: RowRules(s, settings.policy(t)) for t, s in shapes.items()}
         self.conflicts = 0
         self.parked = 0
@@ -274,7 +282,8 @@ class Resolver:
         shape = rules.shape
         if isinstance(run[0].change, RawInserts):
             return self._apply_raw_run(store, run, rules)
-        if self.fast and try_fresh and (fresh := fresh_run(rules, run)) is not None:
+        fast = self.fast and not self.adopt_outside
+        if fast and try_fresh and (fresh := fresh_run(rules, run)) is not None:
             done = (store.record_fresh(shape, fresh) if first.local
                     else store.insert_fresh(shape, fresh))
             if done:
@@ -285,16 +294,25 @@ class Resolver:
         owner = {shape.key_of(_image(i.change)): i.txn for i in run}
         keys = list(owner)
         stored = store.read_versions(shape, owner)
+        outside: set[Key] = set()
         if not first.local:
             waiting = [k for k in keys if stored[k].pending]
-            if waiting:
+            if waiting and not self.adopt_outside:
                 raise PendingLocalChange(
                     f"{shape.name} {waiting[0]!r} has a local change not yet journaled")
+            outside = set(waiting)
+            for k in waiting:
+                self.outside_changes += 1
+                log.warning("%s %r was changed outside replication at this campus (no "
+                            "capture saw it); taken as it stands, as a row with no history: "
+                            "the change now applied is resolved against it (ctl verify "
+                            "shows where campuses differ)", shape.name, k)
         state: dict[Key, tuple[Row | None, RowMeta | None]] = {}
         if not first.local:
             for k in keys:
                 s = stored[k]
-                meta = decode_meta(s.meta, s.row, rules.delta) if s.meta is not None else None
+                meta = (decode_meta(s.meta, s.row, rules.delta)
+                        if s.meta is not None and k not in outside else None)
                 state[k] = (s.row, meta)
         records: list[ConflictRecord] = []
         merged = 0
@@ -361,7 +379,8 @@ class Resolver:
         and every key is fresh; otherwise decoded and applied as changes."""
         shape, local = rules.shape, run[0].txn.local
         write = getattr(store, "record_raw" if local else "insert_raw", None)
-        attempted = self.fast and not rules.delta and write is not None
+        attempted = (self.fast and not self.adopt_outside and not rules.delta
+                     and write is not None)
         if attempted and write is not None:
             blank = (None,) * len(shape.columns)
             texts: dict[int, str] = {}

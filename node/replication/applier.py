@@ -31,6 +31,7 @@ import asyncio
 import logging
 
 from node.conflicts.driver import PendingLocalChange, Resolver
+from node.replication.outside import OutsideWatch
 from node.dr.sets import SetGuard, reconcile_sets
 from node.replication import applystate
 from node.replication.applystate import ApplyMachine, Next
@@ -91,6 +92,7 @@ class Applier:
         self.cursor = 0
         self.machine: ApplyMachine = state.apply_machine
         self.absorb_next = False  # the last try met a local change not journaled yet
+        self.outside = OutsideWatch()  # ... or a row changed outside replication
         self.alerted = ""         # the alert last logged (once per episode)
 
     async def run(self) -> None:
@@ -145,8 +147,12 @@ class Applier:
                 own = [t.seq for t in plan if t.local]
                 absorb = OwnFeed(res.journal,
                                  own[-1] if own else state.applied.get(self.campus, 0))
-            result = await res.in_engine(apply_planned, res.engine, res.journal, self.resolver,
-                                         plan, isolate, self.sets, absorb)
+            self.resolver.adopt_outside = await self._outside_shown(bool(remote))
+            try:
+                result = await res.in_engine(apply_planned, res.engine, res.journal,
+                                             self.resolver, plan, isolate, self.sets, absorb)
+            finally:
+                self.resolver.adopt_outside = False
         except SetWriterWait as e:
             if e.index == 0:
                 state.apply_error = str(e)
@@ -156,6 +162,8 @@ class Applier:
             # then records it first, holding the rows so no newer one slips in.
             state.pending_waits += 1
             self.absorb_next = True
+            if not self.outside.waiting:
+                self.outside.began(await res.in_engine(res.engine.source.commit_position))
             return machine.pending_local(str(e))
         except Exception as e:  # every failure: the machine decides what next
             known = isinstance(e, RingsyncError | ProtocolError)
@@ -178,6 +186,7 @@ class Applier:
                           exc_info=not known)
             return step
         self.absorb_next = False
+        self.outside.ended()
         state.apply_error = ""
         state.conflicts_logged += result.logged
         state.dead_lettered += result.parked
@@ -189,6 +198,15 @@ class Applier:
         self.cursor = cursor
         res.applied_changed.notify()
         return machine.succeeded([(t.origin, t.seq) for t in plan if not t.local])
+
+    async def _outside_shown(self, remote: bool) -> bool:
+        """Take still-pending rows as changed outside replication on this try?"""
+        if not remote or not self.outside.waiting:
+            return False
+        res = self.res
+        return self.outside.outside(res.engine.source.captured_through(),
+                                    self.state.applied.get(self.campus, 0),
+                                    res.journal.vector().get(self.campus, 0))
 
     def _report(self) -> None:
         """Log an alert once when it starts, and once when it clears."""

@@ -115,7 +115,7 @@ class NodeStatus(_message.Message):
     def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ..., dead_letters: _Optional[_Union[DeadLetterCounts, _Mapping]] = ..., accounting: _Optional[_Union[Accounting, _Mapping]] = ..., routing: _Optional[_Union[RoutingMap, _Mapping]] = ..., durability: _Optional[str] = ..., sets: _Optional[str] = ..., apply: _Optional[_Union[ApplyStatus, _Mapping]] = ..., refused: _Optional[_Union[RefusedFrames, _Mapping]] = ..., alerts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ApplyStatus(_message.Message):
-    __slots__ = ("state", "waiting_for", "since", "alert", "transient_retries", "isolations", "incomplete_transactions", "oldest_incomplete_seconds", "recorded", "last_error", "fast_apply", "fresh_rows", "fresh_fallbacks")
+    __slots__ = ("state", "waiting_for", "since", "alert", "transient_retries", "isolations", "incomplete_transactions", "oldest_incomplete_seconds", "recorded", "last_error", "fast_apply", "fresh_rows", "fresh_fallbacks", "outside_changes")
     STATE_FIELD_NUMBER: _ClassVar[int]
     WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,7 @@ class ApplyStatus(_message.Message):
     FAST_APPLY_FIELD_NUMBER: _ClassVar[int]
     FRESH_ROWS_FIELD_NUMBER: _ClassVar[int]
     FRESH_FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    OUTSIDE_CHANGES_FIELD_NUMBER: _ClassVar[int]
     state: str
     waiting_for: str
     since: float
@@ -142,7 +143,8 @@ class ApplyStatus(_message.Message):
     fast_apply: bool
     fresh_rows: int
     fresh_fallbacks: int
-    def __init__(self, state: _Optional[str] = ..., waiting_for: _Optional[str] = ..., since: _Optional[float] = ..., alert: _Optional[str] = ..., transient_retries: _Optional[int] = ..., isolations: _Optional[int] = ..., incomplete_transactions: _Optional[int] = ..., oldest_incomplete_seconds: _Optional[float] = ..., recorded: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., last_error: _Optional[str] = ..., fast_apply: _Optional[bool] = ..., fresh_rows: _Optional[int] = ..., fresh_fallbacks: _Optional[int] = ...) -> None: ...
+    outside_changes: int
+    def __init__(self, state: _Optional[str] = ..., waiting_for: _Optional[str] = ..., since: _Optional[float] = ..., alert: _Optional[str] = ..., transient_retries: _Optional[int] = ..., isolations: _Optional[int] = ..., incomplete_transactions: _Optional[int] = ..., oldest_incomplete_seconds: _Optional[float] = ..., recorded: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., last_error: _Optional[str] = ..., fast_apply: _Optional[bool] = ..., fresh_rows: _Optional[int] = ..., fresh_fallbacks: _Optional[int] = ..., outside_changes: _Optional[int] = ...) -> None: ...
 
 class RefusedFrames(_message.Message):
     __slots__ = ("by_kind", "total", "last")
@@ -402,6 +404,28 @@ class VerifyResponse(_message.Message):
     rows: _containers.RepeatedCompositeFieldContainer[RowDigest]
     seconds: float
     def __init__(self, campus: _Optional[str] = ..., table: _Optional[str] = ..., bits: _Optional[int] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., buckets: _Optional[_Iterable[_Union[BucketDigest, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[RowDigest, _Mapping]]] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class RepairRequest(_message.Message):
+    __slots__ = ("table", "key", "action")
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    table: str
+    key: str
+    action: str
+    def __init__(self, table: _Optional[str] = ..., key: _Optional[str] = ..., action: _Optional[str] = ...) -> None: ...
+
+class RepairResponse(_message.Message):
+    __slots__ = ("campus", "table", "key", "row")
+    CAMPUS_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    campus: str
+    table: str
+    key: str
+    row: str
+    def __init__(self, campus: _Optional[str] = ..., table: _Optional[str] = ..., key: _Optional[str] = ..., row: _Optional[str] = ...) -> None: ...
 
 class DeadLettersRequest(_message.Message):
     __slots__ = ("id", "table", "state", "limit")

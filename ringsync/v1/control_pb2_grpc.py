@@ -54,6 +54,11 @@ class ControlStub:
                 request_serializer=ringsync_dot_v1_dot_control__pb2.VerifyRequest.SerializeToString,
                 response_deserializer=ringsync_dot_v1_dot_control__pb2.VerifyResponse.FromString,
                 _registered_method=True)
+        self.RepairRow = channel.unary_unary(
+                '/ringsync.v1.Control/RepairRow',
+                request_serializer=ringsync_dot_v1_dot_control__pb2.RepairRequest.SerializeToString,
+                response_deserializer=ringsync_dot_v1_dot_control__pb2.RepairResponse.FromString,
+                _registered_method=True)
         self.ListConflicts = channel.unary_unary(
                 '/ringsync.v1.Control/ListConflicts',
                 request_serializer=ringsync_dot_v1_dot_control__pb2.ConflictsRequest.SerializeToString,
@@ -110,6 +115,13 @@ class ControlServicer:
 
     def Verify(self, request, context):
         """Bucket digests or row hashes of one table (one verification scan at a time).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RepairRow(self, request, context):
+        """Operators only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,6 +191,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Verify,
                     request_deserializer=ringsync_dot_v1_dot_control__pb2.VerifyRequest.FromString,
                     response_serializer=ringsync_dot_v1_dot_control__pb2.VerifyResponse.SerializeToString,
+            ),
+            'RepairRow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RepairRow,
+                    request_deserializer=ringsync_dot_v1_dot_control__pb2.RepairRequest.FromString,
+                    response_serializer=ringsync_dot_v1_dot_control__pb2.RepairResponse.SerializeToString,
             ),
             'ListConflicts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListConflicts,
@@ -319,6 +336,33 @@ class Control:
             '/ringsync.v1.Control/Verify',
             ringsync_dot_v1_dot_control__pb2.VerifyRequest.SerializeToString,
             ringsync_dot_v1_dot_control__pb2.VerifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RepairRow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ringsync.v1.Control/RepairRow',
+            ringsync_dot_v1_dot_control__pb2.RepairRequest.SerializeToString,
+            ringsync_dot_v1_dot_control__pb2.RepairResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -80,7 +80,8 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
                "recorded": dict(s.apply.recorded.seqs),
                "last_error": redact_dsn(s.apply.last_error) or None,
                "fast_apply": s.apply.fast_apply, "fresh_rows": s.apply.fresh_rows,
-               "fresh_fallbacks": s.apply.fresh_fallbacks},
+               "fresh_fallbacks": s.apply.fresh_fallbacks,
+               "outside_changes": s.apply.outside_changes},
         links=[
             {
                 "to": link.to,
