@@ -32,6 +32,7 @@ from node.replication.snapshot import serve_snapshot
 from node.runtime import NodeRuntime
 from node.status import StatusCache, build_status, routing_map
 from node.verify.answer import answer_verify
+from node.verify.repair import RepairRefused, repair_row
 from ringsync.errors import ProtocolError, RingsyncError
 from ringsync.v1 import control_pb2 as cpb
 from ringsync.v1 import control_pb2_grpc, replication_pb2_grpc
@@ -242,6 +243,18 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self, request: cpb.VerifyRequest, context: grpc.aio.ServicerContext
     ) -> cpb.VerifyResponse:
         return await answer_verify(self.rt, request)
+
+    @answers_errors(quiet=(RepairRefused,))
+    async def RepairRow(
+        self, request: cpb.RepairRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.RepairResponse:
+        who = _caller(context) or "unknown"
+        rt = self.rt
+        done = await rt.in_engine(repair_row, rt.engine.store, rt.resolver.rules,
+                                  request.table, request.key, request.action)
+        log.warning("repair: %s %s %s by %s", request.action, done.table, done.key, who)
+        return cpb.RepairResponse(campus=rt.campus, table=done.table, key=done.key,
+                                  row=done.row)
 
     @answers_errors()
     async def ListConflicts(

@@ -113,6 +113,11 @@ class ClusterClient:
         return await self._stub(campus).Verify(control_pb2.VerifyRequest(
             table=table, bits=bits, buckets=buckets or []), timeout=max(self.timeout, 600.0))
 
+    async def repair_row(self, campus: str, table: str, key: str,
+                         action: str) -> control_pb2.RepairResponse:
+        return await self._stub(campus).RepairRow(control_pb2.RepairRequest(
+            table=table, key=key, action=action), timeout=max(self.timeout, 30.0))
+
     async def conflicts(self, campus: str,
                         request: control_pb2.ConflictsRequest) -> control_pb2.ConflictsResponse:
         return await self._stub(campus).ListConflicts(request, timeout=max(self.timeout, 10.0))

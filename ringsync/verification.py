@@ -119,6 +119,7 @@ class Verification:
     applied: dict[str, dict[str, int]] = field(default_factory=dict)
     journal: dict[str, dict[str, int]] = field(default_factory=dict)
     row_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    found: list[tuple[Difference, str]] = field(default_factory=list)  # with its state
 
     @property
     def up(self) -> list[str]:
@@ -219,8 +220,9 @@ class Verification:
                     break
             settled_count = len(set(first) - set(latest))
             for ident, diff in sorted(latest.items()):
-                differences.append(_report(diff, "diverged" if settled and ident in stable
-                                           else "in_flight"))
+                state = "diverged" if settled and ident in stable else "in_flight"
+                self.found.append((diff, state))
+                differences.append(_report(diff, state))
         diverged = any(d["state"] == "diverged" for d in differences)
         return {
             "consistent": not differences and not self.errors,

@@ -34,10 +34,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import struct
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+
+from node.model import Json
 
 # 16,384 buckets: a table's bucket digests stay well under a megabyte (the depth a
 # table gets is ringsync.verification.bits_for's choice, about 64 rows a bucket)
@@ -127,6 +130,32 @@ def display_field(kind: str, text: str | None) -> Any:
         return (_EPOCH + int(text) * _MICRO).isoformat()
     if kind == "bytes":
         return "\\x" + text
+    return text
+
+
+def value_of_field(kind: str, text: str | None) -> Any:
+    """The canonical value a verification field was written from (field_text's
+    inverse): how a node finds the row a report's key names."""
+    if text is None:
+        return None
+    if kind == "int":
+        return int(text)
+    if kind == "bool":
+        return text == "t"
+    if kind == "float":
+        return struct.unpack(">d", bytes.fromhex(text))[0]
+    if kind == "decimal":
+        return Decimal(text)
+    if kind == "timestamp":
+        return _EPOCH + int(text) * _MICRO
+    if kind == "bytes":
+        return bytes.fromhex(text)
+    if kind == "date":
+        return dt.date.fromisoformat(text)
+    if kind == "uuid":
+        return uuid.UUID(text)
+    if kind == "json":
+        return Json(text)
     return text
 
 

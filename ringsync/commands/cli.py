@@ -21,6 +21,7 @@ from pathlib import Path
 from ringsync.commands.ctl import conflicts as ctl_conflicts
 from ringsync.commands.ctl import dlq as ctl_dlq
 from ringsync.commands.ctl import dr as ctl_dr
+from ringsync.commands.ctl import repair as ctl_repair
 from ringsync.commands.ctl import verify as ctl_verify
 from ringsync.errors import RingsyncError
 
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     status = ctl_sub.add_parser("status", help="status of every node and link")
     status.add_argument("--json", action="store_true", help="print JSON")
     ctl_verify.add_parser(ctl_sub)
+    ctl_repair.add_parser(ctl_sub)
     ctl_conflicts.add_parser(ctl_sub)
     ctl_dlq.add_parser(ctl_sub)
     ctl_dr.add_parser(ctl_sub)
@@ -123,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                 return ctl_dlq.run(load_cluster(args.cluster, need_client_tls=True), args)
             if args.ctl_command in ("route", "switchover", "switchback", "failback"):
                 return ctl_dr.run(load_cluster(args.cluster), args)
+            if args.ctl_command == "repair":
+                return ctl_repair.run(load_cluster(args.cluster, need_client_tls=True), args)
             if args.ctl_command == "verify":
                 return ctl_verify.run(load_cluster(args.cluster, need_client_tls=True), args)
             if args.ctl_command == "conflicts":

@@ -5,8 +5,9 @@ set in the writer's own transaction, PostgreSQL under the ringsync
 replication origin while its node is stopped), so capture never sees them.
 verify must then name exactly those rows, with their kind, and an
 independent row comparison must agree. A campus that is down is named and
-the rest compared; a live workload during the check gives in_flight, never
-diverged.
+the rest compared; ``ctl repair`` plans, then writes, one ordinary change
+per row, after which every campus holds the same rows; a live workload
+during the check gives in_flight, never diverged.
 """
 
 from __future__ import annotations
@@ -37,11 +38,15 @@ def ring(make_cluster) -> Iterator[LocalCluster]:
     cluster.stop_databases()
 
 
-def verify(cluster: LocalCluster, *extra: str) -> tuple[int, dict[str, Any]]:
-    done = subprocess.run([*RINGSYNC, "ctl", "--cluster", str(cluster.cluster_file), "verify",
-                           "--json", *extra], capture_output=True, text=True, timeout=300)
+def run_json(cluster: LocalCluster, *args: str) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run([*RINGSYNC, "ctl", "--cluster", str(cluster.cluster_file), *args,
+                           "--json"], capture_output=True, text=True, timeout=300)
     assert done.stdout, done.stderr
     return done.returncode, json.loads(done.stdout)
+
+
+def verify(cluster: LocalCluster, *extra: str) -> tuple[int, dict[str, Any]]:
+    return run_json(cluster, "verify", *extra)
 
 
 def converged(cluster: LocalCluster) -> bool:
@@ -145,6 +150,30 @@ def test_verify_finds_exactly_the_rows_changed_behind_replication(ring: LocalClu
     differing = {t for t in rows[a.name]
                  if not rows[a.name][t] == rows[b.name][t] == rows[c.name][t]}
     assert differing == {d["table"] for d in report["differences"]}
+
+    # Repair: a dry run plans one write per row and changes nothing ...
+    code, plan = run_json(ring, "repair", "--all", "--dry-run", "--settle", "5")
+    assert code == 0 and plan["after"] is None, plan
+    actions = {(r["table"], r["action"], r["state"]) for r in plan["repairs"]}
+    assert actions == {("lab_orders", "reassert", "planned"), ("patients", "reassert", "planned"),
+                       ("specimens", "delete", "planned"), ("lab_results", "delete", "planned")}
+    assert len(plan["repairs"]) == 5
+    deletes = {r["table"]: r["at"] for r in plan["repairs"] if r["action"] == "delete"}
+    assert deletes == {"specimens": b.name, "lab_results": a.name}
+    assert {x.name: campus_rows(x.target) for x in ring.campuses} == rows
+    # ... and the repair writes them through the ring: every campus then holds
+    # the same rows, by verify and by an independent comparison.
+    code, done = run_json(ring, "repair", "--all", "--settle", "10")
+    assert code == 0 and all(r["state"] == "done" for r in done["repairs"]), json.dumps(done)
+    assert done["after"]["consistent"] and done["after"]["differences"] == []
+    wait_until(lambda: converged(ring), 30, "every campus holding the same rows")
+    assert orders[0] in {r[0] for r in campus_rows(b.target)["lab_orders"]}
+    assert "only-at-b" not in {r[0] for r in campus_rows(c.target)["specimens"]}
+    # The row deleted behind replication at a did not stall a's apply: the
+    # repair's update met it, waited for capture, and took it as it stood.
+    status = {n["campus"]: n for n in run_json(ring, "status")[1]["nodes"]}
+    assert status[a.name]["apply"]["outside_changes"] >= 1
+    assert status[a.name]["apply"]["state"] == "idle"
 
 
 def test_a_live_workload_is_in_flight_never_diverged(ring: LocalCluster) -> None:

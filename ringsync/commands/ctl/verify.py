@@ -40,14 +40,15 @@ def add_parser(ctl_sub: Any) -> None:
     v.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _progress(line: str) -> None:
+def progress(line: str) -> None:
+    """A progress line on stderr (stdout stays the report)."""
     print(f"verify: {line}", file=sys.stderr, flush=True)
 
 
 async def _run(cluster: ClusterConfig, tables: list[str], settle: float) -> dict[str, Any]:
     client = ClusterClient(cluster)
     try:
-        return await Verification(client, tables, settle=settle, progress=_progress).run()
+        return await Verification(client, tables, settle=settle, progress=progress).run()
     finally:
         await client.close()
 
