@@ -31,7 +31,6 @@ import asyncio
 import logging
 
 from node.conflicts.driver import PendingLocalChange, Resolver
-from node.replication.outside import OutsideWatch
 from node.dr.sets import SetGuard, reconcile_sets
 from node.replication import applystate
 from node.replication.applystate import ApplyMachine, Next
@@ -43,6 +42,7 @@ from node.replication.batch import (
     to_local_order,
 )
 from node.replication.journal import Entry, Journal
+from node.replication.outside import OutsideWatch
 from node.replication.resources import NodeResources
 from node.replication.state import ReplicationState
 from node.replication.transient import transient_reason
