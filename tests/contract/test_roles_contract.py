@@ -1,7 +1,7 @@
 """Every engine is composed of role objects that satisfy the role Protocols.
 
-node.engines.base names five roles (CaptureSource, ApplyTarget, Fence,
-ConflictStore, Inspection) and an Engine that only opens, closes, describes
+node.engines.base names six roles (CaptureSource, ApplyTarget, Fence,
+ConflictStore, Inspection, Verifier) and an Engine that only opens, closes, describes
 itself, gives its tables' shapes and holds one object per role. This checks,
 structurally and on every engine, that each role object offers every method
 of its Protocol with the same parameters, that the apply session does the
@@ -24,7 +24,7 @@ from node.engines.sqlite.apply import SQLiteApplySession
 from node.engines.sqlite.engine import SQLiteEngine
 
 ROLES = {"source": base.CaptureSource, "target": base.ApplyTarget, "fence": base.Fence,
-         "store": base.ConflictStore, "inspect": base.Inspection}
+         "store": base.ConflictStore, "inspect": base.Inspection, "verifier": base.Verifier}
 ENGINE_TOP_LEVEL = {"name", "description", "open", "close", "shapes", *ROLES}
 
 

@@ -7,7 +7,8 @@ vector read in the same snapshot:
 
 * ``bucket_digests``: per key-hash bucket, the row count and the four word
   sums of the row hashes, computed by the server in one scan (a parallel
-  scan where the server's settings allow one); no row reaches Python;
+  scan where the server's settings allow one: max_parallel_workers_per_gather
+  and the table's size decide); no row reaches Python;
 * ``row_hashes``: the (key, row hash) of every row in some buckets, for the
   buckets whose digests differ between campuses.
 
@@ -58,33 +59,47 @@ def _record(shape: TableShape, indexes: Sequence[int]) -> sql.Composable:
         field_sql(shape.columns[i], shape.kinds[i]) for i in indexes))
 
 
-def _hashed(shape: TableShape) -> sql.Composed:
-    """The table with, per row, ``x.kh`` (key hash) and ``x.h`` (row hash):
-    unnest keeps each hash computed once per row (a subquery's would be
-    inlined into every use) and, unlike OFFSET 0, allows a parallel scan."""
-    return sql.SQL(
-        "{t}, unnest(ARRAY[sha256(convert_to({key}, 'UTF8'))], "
-        "ARRAY[sha256(convert_to({row}, 'UTF8'))]) AS x(kh, h)").format(
-            t=sql.Identifier(shape.name), key=_record(shape, shape.key_indexes),
-            row=_record(shape, range(len(shape.columns))))
+# A volatile, parallel-safe output column keeps a subquery from being pulled
+# up into its parent, so each hash is computed once per row and every later
+# reference reads the column (pulled up, each reference would recompute it);
+# unlike OFFSET 0 it still lets the server scan in parallel.
+_ONCE = sql.SQL("clock_timestamp() AS rs_once")
 
 
 def _bucket(bits: int) -> sql.Composed:
-    return sql.SQL("((get_byte(x.kh, 0) << 8 | get_byte(x.kh, 1)) >> {})").format(
+    return sql.SQL("((get_byte(kh, 0) << 8 | get_byte(kh, 1)) >> {})").format(
         sql.Literal(16 - bits))
 
 
+def _sha(text: sql.Composable) -> sql.Composed:
+    return sql.SQL("sha256(convert_to({}, 'UTF8'))").format(text)
+
+
 def digest_sql(shape: TableShape, bits: int) -> sql.Composed:
+    """Per bucket: rows and the four word sums, in one scan."""
     words = sql.SQL(", ").join(
-        sql.SQL("sum(substring(('x' || encode(x.h, 'hex'))::bit(256) FROM {} FOR 64)::bigint)")
-        .format(sql.Literal(1 + 64 * i)) for i in range(4))
-    return sql.SQL("SELECT {b}, count(*), {w} FROM {t} GROUP BY 1").format(
-        b=_bucket(bits), w=words, t=_hashed(shape))
+        sql.SQL("sum(substring(hb FROM {} FOR 64)::bigint)").format(sql.Literal(1 + 64 * i))
+        for i in range(4))
+    return sql.SQL(
+        "SELECT b, count(*), {w} FROM ("
+        "SELECT {b} AS b, ('x' || encode(h, 'hex'))::bit(256) AS hb, {once} FROM ("
+        "SELECT {kh} AS kh, {h} AS h, {once} FROM {t}) AS hashed) AS words GROUP BY 1").format(
+            w=words, b=_bucket(bits), once=_ONCE, t=sql.Identifier(shape.name),
+            kh=_sha(_record(shape, shape.key_indexes)),
+            h=_sha(_record(shape, range(len(shape.columns)))))
 
 
 def rows_sql(shape: TableShape, bits: int) -> sql.Composed:
-    return sql.SQL("SELECT {k}, {b}, x.h FROM {t} WHERE {b} = ANY(%s)").format(
-        k=_record(shape, shape.key_indexes), b=_bucket(bits), t=_hashed(shape))
+    """(key record, bucket, row hash) of the rows in the buckets given as %s."""
+    return sql.SQL(
+        "SELECT k, b, h FROM ("
+        "SELECT k, {b} AS b, h, {once} FROM ("
+        "SELECT k, {kh} AS kh, {h} AS h, {once} FROM ("
+        "SELECT {k} AS k, {r} AS r, {once} FROM {t}) AS texts) AS hashed) AS placed "
+        "WHERE b = ANY(%s)").format(
+            b=_bucket(bits), once=_ONCE, kh=_sha(sql.SQL("k")), h=_sha(sql.SQL("r")),
+            k=_record(shape, shape.key_indexes), r=_record(shape, range(len(shape.columns))),
+            t=sql.Identifier(shape.name))
 
 
 class PgVerifier:

@@ -154,7 +154,7 @@ def _sync_commit(results: list[Result]) -> Target | None:
 
 
 def targets(results: list[Result]) -> list[Target]:
-    """The goals of issue 16, each read from this run's results."""
+    """The goals of issues 16 (speed) and 17 (verification), each read from this run's results."""
     hop_bulk, native_bulk = _find(results, "hop", "bulk"), _find(results, "native", "bulk")
     found = [
         _rate_vs_native(results, "hop", "bulk", "bulk rows/s per hop vs native", 0.7,
@@ -184,6 +184,13 @@ def targets(results: list[Result]) -> list[Target]:
         out.append(_target("node peak RSS over every workload",
                            f"{top.peak_rss_mb:.0f} MB ({top.mode} {top.workload})", "<= 200 MB",
                            top.peak_rss_mb <= RSS_GOAL_MB))
+    check = _find(results, "hop", "verify")
+    if check is not None:  # issue 17
+        ratio = check.detail["ratio_to_copy"]
+        out.append(_target("stock verification: rows hashed per second per campus",
+                           f"{check.rows_per_s:,.0f} rows/s ({ratio:.2f}x COPY TO STDOUT, "
+                           f"{check.detail['rows']:,} rows)", ">= 500,000 rows/s and >= 0.5x",
+                           check.rows_per_s >= 500_000 and ratio >= 0.5))
     soak = _find(results, "hop", "soak")
     if soak is not None:
         growth = soak.detail["rss_growth_percent"]

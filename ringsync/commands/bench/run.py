@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ringsync.commands.bench import durability, report
+from ringsync.commands.bench import durability, report, verifying
 from ringsync.commands.bench.scenarios import FULL, QUICK, Bench, Result, Scale, say, workloads_for
 from ringsync.commands.bench.setups import make_setup
 from ringsync.errors import RingsyncError
 
 MODES = ("native", "hop", "ring", "sqlite")
-WORKLOADS = ("bulk", "stream", "catchup", "ring", "sync", "soak")
+WORKLOADS = ("bulk", "stream", "catchup", "ring", "sync", "verify", "soak")
 
 
 def _positive(text: str) -> int:
@@ -138,7 +138,8 @@ def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
                     for workload in chosen:
                         bench.settle()
                         say(f"{mode}: {workload}")
-                        result = (durability.sync(bench) if workload == "sync"
+                        apart = {"sync": durability.sync, "verify": verifying.verify}
+                        result = (apart[workload](bench) if workload in apart
                                   else getattr(bench, workload)())
                         results.append(result)
                         say(f"{mode} {workload}: {result.rows_per_s:,.0f} rows/s")

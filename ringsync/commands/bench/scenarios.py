@@ -359,4 +359,4 @@ class Bench:
 def workloads_for(mode: str) -> tuple[str, ...]:
     if mode == "ring":
         return ("ring",)
-    return ("bulk", "stream", "catchup") + (("sync",) if mode == "hop" else ())
+    return ("bulk", "stream", "catchup") + (("sync", "verify") if mode == "hop" else ())
