@@ -41,7 +41,7 @@ def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Pa
     results = doc["results"]
     assert {(r["mode"], r["workload"]) for r in results} == {
         (m, w) for m in ("native", "hop", "sqlite") for w in ("bulk", "stream", "catchup")
-    } | {("ring", "ring"), ("hop", "sync")}
+    } | {("ring", "ring"), ("hop", "sync"), ("hop", "verify")}
     for r in results:
         assert RESULT_KEYS <= set(r), r
         assert r["rows_per_s"] > 0, r  # every row arrived (the probe waited for each)
@@ -64,6 +64,10 @@ def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Pa
         if r["mode"] in ("hop", "sqlite") and r["workload"] in native:
             expected = r["rows_per_s"] / native[r["workload"]]["rows_per_s"]
             assert abs(r["ratio_to_native"] - expected) < 0.01 * expected + 0.01
+    check = next(r for r in results if r["workload"] == "verify")["detail"]
+    assert check["consistent"] is True and check["rows"] >= 1000, check
+    assert check["copy_rows_per_s"] > 0 and len(check["campuses"]) == 2  # the hop's two
+    assert any(t["name"].startswith("stock verification") for t in doc["targets"])
     stream = next(r for r in results if r["mode"] == "hop" and r["workload"] == "stream")
     assert stream["detail"]["steps"][0]["rate"] == 100
     sync = next(r for r in results if r["workload"] == "sync")["detail"]

@@ -14,8 +14,9 @@ answer would be worthless.
 Result: rows/s hashed per campus (the mean of the campuses), with
 ``detail`` holding the COPY rate, the ratio to it, and each campus's
 figures. The node processes' CPU is not the cost here (the database
-servers do the hashing), so ``cpu_us_per_row`` is each campus server's scan
-time per row.
+servers do the hashing), so ``cpu_us_per_row`` is a campus server's scan
+time per row and ``cpu_us_per_txn`` that of the whole scan (one read
+transaction).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def verify(bench: Bench) -> Result:
     mean_scan = sum(scan.values()) / len(scan)
     return Result(setup.mode, "verify", rate, None, None, None, used.cpu_percent,
                   used.peak_rss_mb, txn_per_s=None, cpu_us_per_row=1e6 * mean_scan / rows,
-                  cpu_us_per_txn=None, seconds=mean_scan,
+                  cpu_us_per_txn=1e6 * mean_scan, seconds=mean_scan,
                   detail={"rows": rows, "bits": bits_for(rows), "copy_rows_per_s": copy_rate,
                           "ratio_to_copy": rate / copy_rate, "campuses": per_campus,
                           "consistent": report["consistent"]})
