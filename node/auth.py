@@ -32,6 +32,8 @@ POLICY: dict[str, frozenset[str]] = {
     "/ringsync.v1.Control/Checksum": READERS,
     "/ringsync.v1.Control/Verify": READERS,  # read-only; one scan at a time per node
     "/ringsync.v1.Control/RepairRow": OPERATORS,
+    "/ringsync.v1.Control/RecordVerification": NODES,
+    "/ringsync.v1.Control/ListVerifications": READERS,
     "/ringsync.v1.Control/ListConflicts": READERS,
     "/ringsync.v1.Control/ResolveConflict": OPERATORS,
     "/ringsync.v1.Control/ListDeadLetters": READERS,

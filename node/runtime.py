@@ -37,6 +37,8 @@ from node.replication.state import (
     ReplicationState,
 )
 from node.replication.vectors import Vector
+from node.verify.reports import ReportStore
+from node.verify.schedule import VerifyScheduler
 from ringsync.config import NodeConfig
 
 __all__ = ["INCOMPLETE_ALERT_SECONDS", "JoinProgress", "LinkState", "NodeRuntime", "Notifier",
@@ -110,6 +112,9 @@ class NodeRuntime:
         self.clock = HybridClock(config.cluster.conflicts.max_clock_skew_ms)
         # Single-writer sets: epochs, verdicts, stale tails (the DR agent keeps it).
         self.sets = SetGuard(config.cluster.sets, config.campus)
+        # Scheduled verification ([verify]) and the reports kept here (node.verify).
+        self.verifier = VerifyScheduler(config, ReportStore(
+            config.data_dir / "verify-reports.jsonl", config.cluster.verify.keep_reports))
 
     async def in_engine(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.res.in_engine(fn, *args)

@@ -168,6 +168,7 @@ class NodeService:
             ("health", self._health_loop()),
             ("dr", agent.run()),
             ("syncrep", after_join(joined, syncrep_loop(config, res, state))),
+            ("verify", after_join(joined, rt.verifier.run())),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))
         log.info(

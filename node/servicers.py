@@ -33,6 +33,7 @@ from node.runtime import NodeRuntime
 from node.status import StatusCache, build_status, routing_map
 from node.verify.answer import answer_verify
 from node.verify.repair import RepairRefused, repair_row
+from node.verify.reports import parse_report
 from ringsync.errors import ProtocolError, RingsyncError
 from ringsync.v1 import control_pb2 as cpb
 from ringsync.v1 import control_pb2_grpc, replication_pb2_grpc
@@ -255,6 +256,22 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         log.warning("repair: %s %s %s by %s", request.action, done.table, done.key, who)
         return cpb.RepairResponse(campus=rt.campus, table=done.table, key=done.key,
                                   row=done.row)
+
+    @answers_errors()
+    async def RecordVerification(
+        self, request: cpb.VerificationReport, context: grpc.aio.ServicerContext
+    ) -> cpb.RecordVerificationResponse:
+        await asyncio.to_thread(self.rt.verifier.reports.add, parse_report(request.json))
+        return cpb.RecordVerificationResponse()
+
+    @answers_errors()
+    async def ListVerifications(
+        self, request: cpb.VerificationsRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.VerificationsResponse:
+        reports = await asyncio.to_thread(self.rt.verifier.reports.history)
+        newest = reports[::-1][:request.limit or 10]
+        return cpb.VerificationsResponse(
+            campus=self.rt.campus, reports=[json.dumps(r, ensure_ascii=False) for r in newest])
 
     @answers_errors()
     async def ListConflicts(

@@ -16,6 +16,8 @@ from node.dr.agent import DRAgent
 from node.replication.syncrep import sync_alert
 from node.replication.vectors import lag
 from node.runtime import NodeRuntime
+from node.verify.reports import summarize
+from node.verify.schedule import VerifyScheduler
 from ringsync import __version__
 from ringsync.dr.routes import is_set_route
 from ringsync.dsn import redact_dsn
@@ -64,6 +66,33 @@ async def monitor_loop(rt: NodeRuntime, cache: StatusCache) -> None:
         except Exception as e:  # driver errors: report, keep monitoring
             cache.healthy, cache.error = False, f"{type(e).__name__}: {e}"
         await asyncio.sleep(MONITOR_INTERVAL_SECONDS)
+
+
+def verify_summary(scheduler: VerifyScheduler, now: float) -> cpb.VerifySummary:
+    latest = scheduler.reports.latest()
+    due = scheduler.next_due(now) if scheduler.schedule.enabled else None
+    out = cpb.VerifySummary(scheduled=scheduler.schedule.enabled, next_due=due or 0.0,
+                            running=scheduler.running, error=scheduler.last_error)
+    if latest is not None:
+        s = summarize(latest)
+        out.last_at, out.coordinator, out.consistent = float(s["at"]), s["coordinator"], \
+            s["consistent"]
+        out.diverged, out.in_flight = s["diverged"], s["in_flight"]
+        out.campuses_failed.extend(s["campuses_failed"])
+    return out
+
+
+def verify_alert(scheduler: VerifyScheduler) -> str:
+    """An alert while the newest verification report found diverged rows."""
+    latest = scheduler.reports.latest()
+    if latest is None:
+        return ""
+    s = summarize(latest)
+    if not s["diverged"]:
+        return ""
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(s["at"])))
+    return (f"verification at {when} (run by {s['coordinator']}) found {s['diverged']} "
+            f"diverged row(s): ringsync ctl verify lists them, ctl repair fixes them")
 
 
 def routing_map(agent: DRAgent) -> cpb.RoutingMap:
@@ -136,7 +165,9 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
         apply=apply_status(rt, cache, now),
         refused=rt.refused.to_pb(),
         alerts=[*rt.refused.alert_lines()] + [a for a in (
-            rt.apply_machine.alert(), rt.incomplete_alert(), sync_alert(rt)) if a],
+            rt.apply_machine.alert(), rt.incomplete_alert(), sync_alert(rt),
+            verify_alert(rt.verifier)) if a],
+        verify=verify_summary(rt.verifier, now),
     )
 
 

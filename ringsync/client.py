@@ -9,6 +9,7 @@ Create channels inside the running event loop (grpc/grpc#32480).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,16 @@ class ClusterClient:
         shorter than a big table's scan: ten minutes)."""
         return await self._stub(campus).Verify(control_pb2.VerifyRequest(
             table=table, bits=bits, buckets=buckets or []), timeout=max(self.timeout, 600.0))
+
+    async def record_verification(self, campus: str, report: dict[str, Any]) -> None:
+        """Hand a scheduled verification's report to a node to keep (nodes only)."""
+        await self._stub(campus).RecordVerification(control_pb2.VerificationReport(
+            json=json.dumps(report, ensure_ascii=False)), timeout=max(self.timeout, 30.0))
+
+    async def verifications(self, campus: str, limit: int = 10
+                            ) -> control_pb2.VerificationsResponse:
+        return await self._stub(campus).ListVerifications(
+            control_pb2.VerificationsRequest(limit=limit), timeout=max(self.timeout, 10.0))
 
     async def repair_row(self, campus: str, table: str, key: str,
                          action: str) -> control_pb2.RepairResponse:

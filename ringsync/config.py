@@ -46,6 +46,7 @@ from ringsync.dr.settings import (
 )
 from ringsync.dsn import dsn_has_password, password_from_file, with_password
 from ringsync.errors import ConfigError
+from ringsync.verify_schedule import VERIFY_KEYS, VerifySchedule, parse_verify
 
 CAMPUS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -80,6 +81,7 @@ class ClusterConfig:
     conflicts: ConflictSettings = ConflictSettings()
     dr: DRSettings = DRSettings()
     sets: tuple[ReplicationSet, ...] = ()
+    verify: VerifySchedule = VerifySchedule()
 
     def set_of_table(self) -> dict[str, str]:
         """table -> the single-writer set it belongs to (tables in no set: absent)."""
@@ -219,6 +221,7 @@ CLUSTER_SCHEMA: dict[str, Any] = {
     },
     "dr": dict.fromkeys(sorted(DR_KEYS)),
     "set": [dict.fromkeys(sorted(SET_KEYS))],
+    "verify": dict.fromkeys(sorted(VERIFY_KEYS)),
 }
 
 NODE_SCHEMA: dict[str, Any] = {
@@ -385,6 +388,7 @@ def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConf
     conflicts = parse_conflicts(data.get("conflicts", {}), str(path), tuple(tables), tuple(ring))
     dr = parse_dr(_section(data, "dr", path, required=False), path)
     sets = parse_sets(data.get("set"), tables, ring, path)
+    verify = parse_verify(_section(data, "verify", path, required=False), tuple(tables), path)
     return ClusterConfig(
         path=path,
         name=name,
@@ -395,6 +399,7 @@ def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConf
         conflicts=conflicts,
         dr=dr,
         sets=sets,
+        verify=verify,
     )
 
 

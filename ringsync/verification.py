@@ -239,6 +239,22 @@ class Verification:
         }
 
 
+def summarize(report: dict[str, Any]) -> dict[str, Any]:
+    """What status and ``ctl verify --history`` show of a kept report."""
+    states = [d.get("state") for d in report.get("differences", []) if isinstance(d, dict)]
+    hidden = report.get("diverged_not_listed", 0)
+    return {
+        "at": report.get("at", 0.0), "coordinator": str(report.get("coordinator", "")),
+        "consistent": bool(report.get("consistent")),
+        "diverged": states.count("diverged") + (hidden if isinstance(hidden, int) else 0),
+        "in_flight": states.count("in_flight"),
+        "campuses_failed": sorted(c for c, v in report.get("campuses", {}).items()
+                                  if isinstance(v, dict) and "error" in v),
+        "tables": sorted(report.get("tables", {})),
+        "seconds": report.get("seconds", 0.0),
+    }
+
+
 def _newest(vectors: Iterable[dict[str, int]]) -> dict[str, int]:
     """Per origin, the newest transaction any of the vectors holds."""
     out: dict[str, int] = {}

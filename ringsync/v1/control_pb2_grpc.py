@@ -59,6 +59,16 @@ class ControlStub:
                 request_serializer=ringsync_dot_v1_dot_control__pb2.RepairRequest.SerializeToString,
                 response_deserializer=ringsync_dot_v1_dot_control__pb2.RepairResponse.FromString,
                 _registered_method=True)
+        self.RecordVerification = channel.unary_unary(
+                '/ringsync.v1.Control/RecordVerification',
+                request_serializer=ringsync_dot_v1_dot_control__pb2.VerificationReport.SerializeToString,
+                response_deserializer=ringsync_dot_v1_dot_control__pb2.RecordVerificationResponse.FromString,
+                _registered_method=True)
+        self.ListVerifications = channel.unary_unary(
+                '/ringsync.v1.Control/ListVerifications',
+                request_serializer=ringsync_dot_v1_dot_control__pb2.VerificationsRequest.SerializeToString,
+                response_deserializer=ringsync_dot_v1_dot_control__pb2.VerificationsResponse.FromString,
+                _registered_method=True)
         self.ListConflicts = channel.unary_unary(
                 '/ringsync.v1.Control/ListConflicts',
                 request_serializer=ringsync_dot_v1_dot_control__pb2.ConflictsRequest.SerializeToString,
@@ -122,6 +132,20 @@ class ControlServicer:
 
     def RepairRow(self, request, context):
         """Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordVerification(self, request, context):
+        """Nodes only: keep a scheduled verification's report.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVerifications(self, request, context):
+        """The scheduled verification reports this node keeps.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -196,6 +220,16 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.RepairRow,
                     request_deserializer=ringsync_dot_v1_dot_control__pb2.RepairRequest.FromString,
                     response_serializer=ringsync_dot_v1_dot_control__pb2.RepairResponse.SerializeToString,
+            ),
+            'RecordVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordVerification,
+                    request_deserializer=ringsync_dot_v1_dot_control__pb2.VerificationReport.FromString,
+                    response_serializer=ringsync_dot_v1_dot_control__pb2.RecordVerificationResponse.SerializeToString,
+            ),
+            'ListVerifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVerifications,
+                    request_deserializer=ringsync_dot_v1_dot_control__pb2.VerificationsRequest.FromString,
+                    response_serializer=ringsync_dot_v1_dot_control__pb2.VerificationsResponse.SerializeToString,
             ),
             'ListConflicts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListConflicts,
@@ -363,6 +397,60 @@ class Control:
             '/ringsync.v1.Control/RepairRow',
             ringsync_dot_v1_dot_control__pb2.RepairRequest.SerializeToString,
             ringsync_dot_v1_dot_control__pb2.RepairResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ringsync.v1.Control/RecordVerification',
+            ringsync_dot_v1_dot_control__pb2.VerificationReport.SerializeToString,
+            ringsync_dot_v1_dot_control__pb2.RecordVerificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVerifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ringsync.v1.Control/ListVerifications',
+            ringsync_dot_v1_dot_control__pb2.VerificationsRequest.SerializeToString,
+            ringsync_dot_v1_dot_control__pb2.VerificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,6 +14,7 @@ delta_merged, policies}) and links ({to, state, lag_transactions, lag_seconds,
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import sys
 from typing import Any
@@ -82,6 +83,7 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
                "fast_apply": s.apply.fast_apply, "fresh_rows": s.apply.fresh_rows,
                "fresh_fallbacks": s.apply.fresh_fallbacks,
                "outside_changes": s.apply.outside_changes},
+        verify=verify_to_dict(s.verify),
         links=[
             {
                 "to": link.to,
@@ -97,6 +99,37 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
         ],
     )
     return out
+
+
+def _when(unix: float) -> str | None:
+    return (dt.datetime.fromtimestamp(unix, dt.UTC).isoformat(timespec="seconds")
+            if unix else None)
+
+
+def verify_to_dict(v: Any) -> dict[str, Any]:
+    """Scheduled verification as ``ctl status --json`` shows it."""
+    return {"scheduled": v.scheduled, "last_at": _when(v.last_at),
+            "coordinator": v.coordinator or None,
+            "consistent": v.consistent if v.last_at else None,
+            "diverged": v.diverged, "in_flight": v.in_flight,
+            "campuses_failed": list(v.campuses_failed), "next_due": _when(v.next_due),
+            "running": v.running, "error": v.error or None}
+
+
+def verify_text(v: dict[str, Any]) -> str:
+    if not v or not v.get("scheduled"):
+        return ""
+    if v.get("last_at") is None:
+        last = "no verification yet"
+    elif v["consistent"]:
+        last = f"last {v['last_at']} consistent"
+    else:
+        failed = f", {', '.join(v['campuses_failed'])} did not answer" \
+            if v["campuses_failed"] else ""
+        last = (f"last {v['last_at']}: {v['diverged']} diverged, {v['in_flight']} in "
+                f"flight{failed}")
+    running = ", running now" if v.get("running") else ""
+    return f"verify: {last}; next {v.get('next_due') or '-'}{running}"
 
 
 def status_table(nodes: list[dict[str, Any]]) -> str:
@@ -118,6 +151,8 @@ def status_table(nodes: list[dict[str, Any]]) -> str:
             lines.append(f"{'':<16}{refused}")
         if applying := apply_text(n.get("apply") or {}):
             lines.append(f"{'':<16}{applying}")
+        if checked := verify_text(n.get("verify") or {}):
+            lines.append(f"{'':<16}{checked}")
         for alert in n.get("alerts") or ():
             lines.append(f"{'':<16}ALERT: {alert}")
         books = n.get("accounting") or {}

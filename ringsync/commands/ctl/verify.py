@@ -1,6 +1,7 @@
 """`ringsync ctl verify`: do all campuses hold the same rows? Which rows differ?
 
     ringsync ctl --cluster cluster.toml verify [--table T]... [--full] [--settle S] [--json]
+    ringsync ctl --cluster cluster.toml verify --history [--json]
 
 Every campus hashes its own copy (in SQL on PostgreSQL) into key-hash
 buckets; buckets that differ are narrowed down to the rows; a confirm pass
@@ -19,12 +20,15 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from typing import Any
 
-from ringsync.client import ClusterClient
+import grpc
+
+from ringsync.client import ClusterClient, describe_rpc_error
 from ringsync.config import ClusterConfig
 from ringsync.errors import ConfigError
-from ringsync.verification import SETTLE_SECONDS, Verification
+from ringsync.verification import SETTLE_SECONDS, Verification, summarize
 
 
 def add_parser(ctl_sub: Any) -> None:
@@ -37,6 +41,9 @@ def add_parser(ctl_sub: Any) -> None:
     v.add_argument("--settle", type=float, default=SETTLE_SECONDS,
                    help="seconds the confirm pass waits for in-flight changes to arrive "
                         f"(default {SETTLE_SECONDS:.0f})")
+    v.add_argument("--history", action="store_true",
+                   help="list the scheduled verifications' reports the nodes keep "
+                        "([verify]), newest first, instead of verifying")
     v.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -73,7 +80,47 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+async def _history(cluster: ClusterConfig) -> dict[str, Any]:
+    """The reports kept by the first campus (ring order) whose node has any."""
+    client = ClusterClient(cluster)
+    errors: dict[str, str] = {}
+    try:
+        for campus in cluster.ring:
+            try:
+                reply = await client.verifications(campus)
+            except grpc.aio.AioRpcError as e:
+                errors[campus] = describe_rpc_error(e)
+                continue
+            if reply.reports:
+                return {"campus": campus, "reports": [json.loads(r) for r in reply.reports],
+                        "errors": errors}
+        return {"campus": None, "reports": [], "errors": errors}
+    finally:
+        await client.close()
+
+
+def history_text(doc: dict[str, Any]) -> str:
+    if not doc["reports"]:
+        return "no scheduled verification has run yet ([verify] in cluster.toml)"
+    lines = [f"reports kept at {doc['campus']}, newest first:"]
+    for r in doc["reports"]:
+        s = summarize(r)
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(s["at"])))
+        verdict = "consistent" if s["consistent"] else (
+            f"{s['diverged']} diverged, {s['in_flight']} in flight"
+            + (f", not answering: {', '.join(s['campuses_failed'])}"
+               if s["campuses_failed"] else ""))
+        lines.append(f"  {when}  by {s['coordinator']:<14} {float(s['seconds']):6.1f} s  "
+                     f"{verdict}")
+    return "\n".join(lines)
+
+
 def run(cluster: ClusterConfig, args: argparse.Namespace) -> int:
+    if args.history:
+        doc = asyncio.run(_history(cluster))
+        print(json.dumps(doc, indent=2, ensure_ascii=False) if args.json
+              else history_text(doc))
+        return 0 if doc["reports"] or not doc["errors"] else 2
     unknown = [t for t in args.table if t not in cluster.tables]
     if unknown:
         raise ConfigError(f"--table {unknown} not replicated (tables: {list(cluster.tables)})")
