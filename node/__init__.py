@@ -11,3 +11,5 @@ Data flow inside one node::
 
 The node never imports textual or console.
 """
+
+import ringsync  # noqa: F401,E402  (first: it turns gRPC's fork handlers off, see there)

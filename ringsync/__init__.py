@@ -21,4 +21,15 @@ Beside it: node (the campus node service) and console (the operator TUI).
 tests/unit/test_layers.py enforces who may import whom.
 """
 
+import os
+
+# Our processes fork only to exec another program at once (pg_ctl, etcd,
+# pgbench, node processes). gRPC's fork handlers are for children that go on
+# using gRPC; with them on, a fork while gRPC's threads run can abort the
+# child before it execs (seen: pg_ctl killed by SIGABRT in a drill, "epoll_wait
+# error: Bad file descriptor"). Read when grpc is first imported, so this is
+# set by the packages' __init__ (ringsync, node), which run before any of
+# their modules import grpc. An explicit setting in the environment wins.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 __version__ = "0.1.0"
