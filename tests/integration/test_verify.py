@@ -12,6 +12,7 @@ during the check gives in_flight, never diverged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import subprocess
@@ -22,6 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from node.verify.rowhash import record_text
 from ringsync.commands.demo.cluster import LocalCluster
 from ringsync.commands.demo.lis import LisWorkload
 from tests.helpers import campus_rows, wait_until
@@ -192,3 +194,65 @@ def test_a_live_workload_is_in_flight_never_diverged(ring: LocalCluster) -> None
     wait_until(lambda: converged(ring), 60, "the ring converging")
     code, report = verify(ring)
     assert code == 0 and report["consistent"] and report["differences"] == [], report
+
+
+def _keys_in_edge_buckets(prefix: str, count: int, last: bool) -> list[str]:
+    """Patient ids whose key hash starts with 14 ones (the last bucket at every
+    depth) or 14 zeros (the first): the buckets at the ends of the table."""
+    found, i = [], 0
+    while len(found) < count:
+        key = f"{prefix}-{i}"
+        top = int.from_bytes(hashlib.sha256(record_text([key]).encode()).digest()[:2], "big") >> 2
+        if top == ((1 << 14) - 1 if last else 0):
+            found.append(key)
+        i += 1
+    return found
+
+
+def test_a_hundred_differences_found_exactly_while_the_workload_writes(
+        ring: LocalCluster) -> None:
+    a, b, c = ring.campuses
+    seeded = [f"seed-{i:04d}" for i in range(400)]
+    conn = sqlite3.connect(b.target, timeout=30)
+    try:
+        conn.executemany("INSERT INTO patients VALUES (?, ?, 'Seed', NULL, 'F', 'b', "
+                         "'2026-01-01T00:00:00Z')", [(k, k) for k in seeded])
+        conn.commit()
+    finally:
+        conn.close()
+    wait_until(lambda: converged(ring), 60, "the seeded patients everywhere")
+    extra_b = _keys_in_edge_buckets("extra-b", 5, True) + _keys_in_edge_buckets("extra-b", 5, False)
+    extra_c = _keys_in_edge_buckets("extra-c", 5, True) + _keys_in_edge_buckets("extra-c", 5, False)
+    insert = "INSERT INTO patients VALUES (?, 'x', 'Extra', NULL, 'F', 'x', '2026-01-01T00:00:00Z')"
+    update = "UPDATE patients SET name = 'Changed behind' WHERE patient_id = ?"
+    delete = "DELETE FROM patients WHERE patient_id = ?"
+    # 100 differences: at the SQLite campus b and the PostgreSQL campus c,
+    # 20 changed, 20 missing and 10 extra each (the extra ones in edge buckets).
+    at_b = {"changed": seeded[0:20], "missing": seeded[20:40], "extra": extra_b}
+    at_c = {"changed": seeded[40:60], "missing": seeded[60:80], "extra": extra_c}
+    workloads = [LisWorkload(x.name, x.target, 30.0, seed=i + 11)
+                 for i, x in enumerate(ring.campuses)]
+    for w in workloads:
+        w.start()
+    try:
+        behind_sqlite(b.target, *[(update, (k,)) for k in at_b["changed"]],
+                      *[(delete, (k,)) for k in at_b["missing"]],
+                      *[(insert, (k,)) for k in at_b["extra"]])
+        ring.stop(c.name)
+        behind_postgres(c.target, *[(update, (k,)) for k in at_c["changed"]],
+                        *[(delete, (k,)) for k in at_c["missing"]],
+                        *[(insert, (k,)) for k in at_c["extra"]])
+        ring.start(c.name)
+        wait_ready(ring)
+        code, report = verify(ring, "--settle", "30")
+    finally:
+        for w in workloads:
+            w.stop()
+    assert code == 1, report
+    diverged = {(d["key"]["patient_id"], d["kind"]) for d in report["differences"]
+                if d["state"] == "diverged"}
+    wanted = {(k, kind) for where in (at_b, at_c) for kind, keys in where.items() for k in keys}
+    assert len(wanted) == 100
+    assert diverged == wanted  # all 100 found, and nothing else called diverged
+    assert all(d["table"] == "patients" for d in report["differences"]
+               if d["state"] == "diverged")
