@@ -1,10 +1,13 @@
-"""The ring screen: the ring picture, lag over time, links and nodes tables."""
+"""The ring screen: the ring picture, alerts, the last verification, lag over
+time, links and nodes tables."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.css.query import NoMatches
@@ -57,6 +60,38 @@ def conflict_cell(counts: Any, dead: Any = None) -> str:
     return text
 
 
+def alerts_text(replies: Sequence[NodeReply]) -> str:
+    """Every node's alerts, each text once with the campuses that raise it."""
+    raised: dict[str, list[str]] = {}
+    for r in replies:
+        if r.status is not None:
+            for alert in r.status.alerts:
+                raised.setdefault(alert, []).append(r.campus)
+    return "\n".join(f"[bold red]ALERT[/] [red]{', '.join(campuses)}: {escape(alert)}[/]"
+                     for alert, campuses in raised.items())
+
+
+def verify_text(replies: Sequence[NodeReply]) -> str:
+    """The newest scheduled verification any node holds ([verify])."""
+    summaries = [r.status.verify for r in replies
+                 if r.status is not None and r.status.verify.scheduled]
+    if not summaries:
+        return ""
+    v = max(summaries, key=lambda s: s.last_at)
+    running = " [cyan](running now)[/]" if any(s.running for s in summaries) else ""
+    if not v.last_at:
+        return f"[dim]verification: none yet{running}[/]"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(v.last_at))
+    if v.consistent:
+        verdict = "[green]every campus holds the same rows[/]"
+    elif v.diverged:
+        verdict = f"[bold red]{v.diverged} diverged row(s)[/] (ctl verify; ctl repair)"
+    else:
+        verdict = (f"[yellow]{v.in_flight} row(s) in flight, "
+                   f"{len(v.campuses_failed)} campus(es) not answering[/]")
+    return f"verification {when} by {v.coordinator}: {verdict}{running}"
+
+
 class RingScreen(Screen[None]):
     def __init__(self, ring: Sequence[str], tables: Sequence[str]) -> None:
         super().__init__(name="ring")
@@ -77,6 +112,8 @@ class RingScreen(Screen[None]):
         yield Header()
         with VerticalScroll():
             yield RingDiagram(self.ring, id="ring")
+            yield Static("", id="alerts", classes="hidden-when-empty")
+            yield Static("", id="verify", classes="hidden-when-empty")
             yield Static("", id="joins")
             yield Static("", id="routes")
             yield Static("", id="moves")
@@ -128,6 +165,10 @@ class RingScreen(Screen[None]):
 
     def _show(self, replies: Sequence[NodeReply]) -> None:
         self.query_one(RingDiagram).show(replies)
+        for name, text in (("#alerts", alerts_text(replies)), ("#verify", verify_text(replies))):
+            line = self.query_one(name, Static)
+            line.update(text)
+            line.display = bool(text)  # no blank line when there is nothing to say
         bars = [join_bar(r.campus, r.status.join) for r in replies
                 if r.status is not None and r.status.join.state not in ("", "in-ring")]
         self.query_one("#joins", Static).update("\n".join(bars))

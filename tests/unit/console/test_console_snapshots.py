@@ -116,6 +116,24 @@ def yuecheng_joining(frame: int) -> list[NodeReply]:
             reply(yuecheng)]
 
 
+def diverged_verification(frame: int) -> list[NodeReply]:
+    """The last scheduled verification found rows that differ: every node holds
+    the report and raises its alert; chaohui's apply also waits."""
+    replies = [reply(streaming(c, frame)) for c in RING]
+    alert = ("verification at 2026-12-02 02:30 UTC (run by chaohui) found 3 diverged row(s): "
+             "ringsync ctl verify lists them, ctl repair fixes them")
+    for r in replies:
+        assert r.status is not None
+        r.status.verify.CopyFrom(cpb.VerifySummary(
+            scheduled=True, last_at=1_796_178_600.0, coordinator="chaohui", consistent=False,
+            diverged=3, in_flight=1, next_due=1_796_265_000.0))
+        r.status.alerts.append(alert)
+    assert replies[0].status is not None
+    replies[0].status.alerts.append("apply waiting capture for 35s, waiting for capture to "
+                                    "journal a local change (patients ['P-1'] [sic])")
+    return replies
+
+
 class ScriptedFrames:
     """Plays one status frame per poll, then blocks: the number of samples is fixed."""
 
@@ -182,6 +200,11 @@ def test_a_campus_down(snap_compare: SnapCompare) -> None:
 
 def test_a_campus_joining(snap_compare: SnapCompare) -> None:
     assert snap_compare(console(yuecheng_joining), terminal_size=TERMINAL_SIZE,
+                        run_before=all_frames_drawn)
+
+
+def test_alerts_and_a_diverged_verification(snap_compare: SnapCompare) -> None:
+    assert snap_compare(console(diverged_verification), terminal_size=TERMINAL_SIZE,
                         run_before=all_frames_drawn)
 
 
