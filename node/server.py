@@ -36,6 +36,7 @@ from node.replication.syncrep import syncrep_loop
 from node.runtime import NodeRuntime
 from node.servicers import ControlServicer, ReplicationServicer, add_replication_service
 from node.status import StatusCache, monitor_loop
+from node.verify.folding import fold_loop
 from ringsync.client import KEEPALIVE_OPTIONS, Credentials
 from ringsync.config import NodeConfig
 from ringsync.errors import ConfigError, TLSConfigError
@@ -169,6 +170,7 @@ class NodeService:
             ("dr", agent.run()),
             ("syncrep", after_join(joined, syncrep_loop(config, res, state))),
             ("verify", after_join(joined, rt.verifier.run())),
+            ("fold", after_join(joined, fold_loop(engine.verifier))),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))
         log.info(

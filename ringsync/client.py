@@ -108,11 +108,13 @@ class ClusterClient:
         )
 
     async def verify(self, campus: str, table: str, bits: int,
-                     buckets: list[int] | None = None) -> control_pb2.VerifyResponse:
+                     buckets: list[int] | None = None,
+                     incremental: bool = False) -> control_pb2.VerifyResponse:
         """One verification scan of one table at one campus (no deadline
         shorter than a big table's scan: ten minutes)."""
         return await self._stub(campus).Verify(control_pb2.VerifyRequest(
-            table=table, bits=bits, buckets=buckets or []), timeout=max(self.timeout, 600.0))
+            table=table, bits=bits, buckets=buckets or [], incremental=incremental),
+            timeout=max(self.timeout, 600.0))
 
     async def record_verification(self, campus: str, report: dict[str, Any]) -> None:
         """Hand a scheduled verification's report to a node to keep (nodes only)."""

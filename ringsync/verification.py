@@ -114,12 +114,14 @@ class Verification:
     client: ClusterClient
     tables: list[str]
     settle: float = SETTLE_SECONDS
+    full: bool = False  # hash every row, even where campuses keep incremental digests
     progress: Callable[[str], None] = lambda line: None
     errors: dict[str, str] = field(default_factory=dict)
     applied: dict[str, dict[str, int]] = field(default_factory=dict)
     journal: dict[str, dict[str, int]] = field(default_factory=dict)
     row_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     found: list[tuple[Difference, str]] = field(default_factory=list)  # with its state
+    drift: dict[str, list[str]] = field(default_factory=dict)  # campus -> tables
 
     @property
     def up(self) -> list[str]:
@@ -135,12 +137,12 @@ class Verification:
             self.journal[reply.campus] = dict(s.journal.seqs)
             self.row_counts[reply.campus] = dict(s.row_counts)
 
-    async def _ask(self, table: str, bits: int, buckets: list[int] | None = None
-                   ) -> dict[str, Any]:
+    async def _ask(self, table: str, bits: int, buckets: list[int] | None = None,
+                   incremental: bool = False) -> dict[str, Any]:
         """Each answering campus's reply; a campus that fails is recorded and dropped."""
         campuses = self.up
         replies = await asyncio.gather(
-            *(self.client.verify(c, table, bits, buckets) for c in campuses),
+            *(self.client.verify(c, table, bits, buckets, incremental) for c in campuses),
             return_exceptions=True)
         out = {}
         for campus, reply in zip(campuses, replies, strict=True):
@@ -183,15 +185,20 @@ class Verification:
             largest = max((self.row_counts.get(c, {}).get(table, 0) for c in self.up), default=0)
             bits = bits_for(largest)
             started = time.monotonic()
-            answers = await self._ask(table, bits)
+            answers = await self._ask(table, bits, incremental=not self.full)
             digests = {c: {b.bucket: (b.rows, b.digest) for b in a.buckets}
                        for c, a in answers.items() if c in self.up}
-            tables[table] = {c: _table_summary(d) for c, d in digests.items()}
-            hashed = sum(r["rows"] for r in tables[table].values())
+            tables[table] = {c: {**_table_summary(d), "mode": answers[c].mode or "stock"}
+                             for c, d in digests.items()}
+            for c, a in answers.items():
+                if a.drift:
+                    self.drift.setdefault(c, []).append(table)
+            hashed = sum(r["rows"] for r in tables[table].values() if r["mode"] == "stock")
+            kept = sum(r["mode"] == "incremental" for r in tables[table].values())
             elapsed = time.monotonic() - started
-            self.progress(f"{table}: {len(digests)} campuses, {hashed:,} rows hashed in "
-                          f"{elapsed:.1f} s ({hashed / max(elapsed, 1e-6):,.0f} rows/s), "
-                          f"{1 << bits:,} buckets")
+            self.progress(f"{table}: {len(digests)} campuses ({kept} from kept digests), "
+                          f"{hashed:,} rows hashed in {elapsed:.1f} s "
+                          f"({hashed / max(elapsed, 1e-6):,.0f} rows/s), {1 << bits:,} buckets")
             wrong = differing_buckets(digests)
             if not wrong:
                 continue
@@ -233,7 +240,8 @@ class Verification:
             "mismatched_tables": sorted({d["table"] for d in differences}),
             "differences": differences,
             "campuses": {c: ({"error": self.errors[c]} if c in self.errors else
-                             {"applied": self.applied.get(c, {})})
+                             {"applied": self.applied.get(c, {}),
+                              **({"drift": self.drift[c]} if c in self.drift else {})})
                          for c in self.client.cluster.ring},
             "exit": 1 if diverged else 2 if self.errors else 0,
         }

@@ -6,6 +6,8 @@
     tables = ["lab_results"]  # default: every replicated table
     settle_seconds = 30       # the confirm pass's wait for changes in flight
     keep_reports = 30         # reports each node keeps (the newest)
+    incremental = true        # PostgreSQL campuses keep bucket digests as they write:
+                              # a verification reads them instead of hashing every row
 
 Without the section nothing runs on a schedule; ``ctl verify`` still runs on
 demand. When a verification is due, the first campus in ring order whose
@@ -24,7 +26,8 @@ from typing import Any
 
 from ringsync.errors import ConfigError
 
-VERIFY_KEYS = {"every_minutes", "daily_at", "tables", "settle_seconds", "keep_reports"}
+VERIFY_KEYS = {"every_minutes", "daily_at", "tables", "settle_seconds", "keep_reports",
+               "incremental"}
 _DAILY = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -35,6 +38,7 @@ class VerifySchedule:
     tables: tuple[str, ...] = ()   # empty: every replicated table
     settle_seconds: float = 30.0
     keep_reports: int = 30
+    incremental: bool = False      # PostgreSQL campuses keep bucket digests as they write
 
     @property
     def enabled(self) -> bool:
@@ -92,8 +96,13 @@ def parse_verify(section: dict[str, Any], tables: tuple[str, ...], path: Path) -
     keep = section.get("keep_reports", 30)
     if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= 10_000:
         raise ConfigError(f"{path}: verify.keep_reports must be 1..10000, not {keep!r}")
-    schedule = VerifySchedule(float(every), daily, tuple(chosen), float(settle), keep)
-    if not schedule.enabled:
-        raise ConfigError(f"{path}: [verify] schedules nothing: set every_minutes > 0 "
-                          f"and/or daily_at, or remove the section")
+    incremental = section.get("incremental", False)
+    if not isinstance(incremental, bool):
+        raise ConfigError(f"{path}: verify.incremental must be true or false, not "
+                          f"{incremental!r}")
+    schedule = VerifySchedule(float(every), daily, tuple(chosen), float(settle), keep,
+                              incremental)
+    if not schedule.enabled and not incremental:
+        raise ConfigError(f"{path}: [verify] says nothing: set every_minutes > 0, daily_at "
+                          f"or incremental = true, or remove the section")
     return schedule

@@ -252,11 +252,16 @@ class Verifier(Protocol):
     from one read snapshot on a connection of the verifier's own, so a long
     scan never holds up apply; rows hashed as node.verify.rowhash says."""
 
-    def bucket_digests(self, table: str, bits: int) -> TableVerify:
-        """Per key-hash bucket (``bits`` deep): row count and digest."""
+    def bucket_digests(self, table: str, bits: int, incremental: bool = False) -> TableVerify:
+        """Per key-hash bucket (``bits`` deep): row count and digest; with
+        ``incremental``, from digests the database keeps, where it keeps them
+        (``TableVerify.mode`` says which)."""
 
     def row_hashes(self, table: str, bits: int, buckets: Sequence[int]) -> TableVerify:
         """The (key, row hash) of every row in ``buckets``."""
+
+    def fold_digests(self) -> int:
+        """Fold kept digests' deltas (node.engines.postgres.digests); how many."""
 
 
 class Engine(Protocol):

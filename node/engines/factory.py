@@ -22,5 +22,6 @@ def make_engine(config: NodeConfig) -> Engine:
         return PostgresEngine(connect_dsn(db), config.cluster.tables, config.campus,
                               config.replication.frame_max_changes,
                               sync=db.durability == "sync",
-                              sets=config.cluster.set_of_table())
+                              sets=config.cluster.set_of_table(),
+                              digests=config.cluster.verify.incremental)
     raise ConfigError(f"{config.path}: database.engine {db.engine!r} is not supported")

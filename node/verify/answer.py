@@ -52,7 +52,7 @@ async def answer_verify(rt: NodeRuntime, request: cpb.VerifyRequest) -> cpb.Veri
                                              list(request.buckets))
         else:
             result = await asyncio.to_thread(verifier.bucket_digests, request.table,
-                                             request.bits)
+                                             request.bits, request.incremental)
         seconds = time.monotonic() - started
     shape = rt.engine.shapes()[request.table]
     key_kinds = tuple(shape.kinds[i] for i in shape.key_indexes)
@@ -64,4 +64,4 @@ async def answer_verify(rt: NodeRuntime, request: cpb.VerifyRequest) -> cpb.Veri
         rows=[cpb.RowDigest(key=r.key_text, bucket=r.bucket, digest=r.digest,
                             key_json=_key_json(key_kinds, shape.key_columns, r.key_text))
               for r in result.rows],
-        seconds=seconds)
+        seconds=seconds, mode=result.mode, drift=result.drift)

@@ -17,3 +17,7 @@ class TableVerify:
     applied: dict[str, int]
     buckets: dict[int, Digest] = field(default_factory=dict)
     rows: list[RowHash] = field(default_factory=list)
+    mode: str = "stock"   # stock: hashed from the rows; incremental: the kept digests
+    # stock, where digests are kept too: they disagreed with the rows (and were
+    # rebuilt from them): a write bypassed the triggers
+    drift: bool = False

@@ -380,14 +380,16 @@ class ChecksumResponse(_message.Message):
     def __init__(self, campus: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[TableChecksum, _Mapping]]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("table", "bits", "buckets")
+    __slots__ = ("table", "bits", "buckets", "incremental")
     TABLE_FIELD_NUMBER: _ClassVar[int]
     BITS_FIELD_NUMBER: _ClassVar[int]
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    INCREMENTAL_FIELD_NUMBER: _ClassVar[int]
     table: str
     bits: int
     buckets: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, table: _Optional[str] = ..., bits: _Optional[int] = ..., buckets: _Optional[_Iterable[int]] = ...) -> None: ...
+    incremental: bool
+    def __init__(self, table: _Optional[str] = ..., bits: _Optional[int] = ..., buckets: _Optional[_Iterable[int]] = ..., incremental: _Optional[bool] = ...) -> None: ...
 
 class BucketDigest(_message.Message):
     __slots__ = ("bucket", "rows", "digest")
@@ -412,7 +414,7 @@ class RowDigest(_message.Message):
     def __init__(self, key: _Optional[str] = ..., bucket: _Optional[int] = ..., digest: _Optional[bytes] = ..., key_json: _Optional[str] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("campus", "table", "bits", "applied", "journal", "buckets", "rows", "seconds")
+    __slots__ = ("campus", "table", "bits", "applied", "journal", "buckets", "rows", "seconds", "mode", "drift")
     CAMPUS_FIELD_NUMBER: _ClassVar[int]
     TABLE_FIELD_NUMBER: _ClassVar[int]
     BITS_FIELD_NUMBER: _ClassVar[int]
@@ -421,6 +423,8 @@ class VerifyResponse(_message.Message):
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_FIELD_NUMBER: _ClassVar[int]
     campus: str
     table: str
     bits: int
@@ -429,7 +433,9 @@ class VerifyResponse(_message.Message):
     buckets: _containers.RepeatedCompositeFieldContainer[BucketDigest]
     rows: _containers.RepeatedCompositeFieldContainer[RowDigest]
     seconds: float
-    def __init__(self, campus: _Optional[str] = ..., table: _Optional[str] = ..., bits: _Optional[int] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., buckets: _Optional[_Iterable[_Union[BucketDigest, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[RowDigest, _Mapping]]] = ..., seconds: _Optional[float] = ...) -> None: ...
+    mode: str
+    drift: bool
+    def __init__(self, campus: _Optional[str] = ..., table: _Optional[str] = ..., bits: _Optional[int] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., buckets: _Optional[_Iterable[_Union[BucketDigest, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[RowDigest, _Mapping]]] = ..., seconds: _Optional[float] = ..., mode: _Optional[str] = ..., drift: _Optional[bool] = ...) -> None: ...
 
 class RepairRequest(_message.Message):
     __slots__ = ("table", "key", "action")

@@ -63,6 +63,10 @@ class PgContext:
         # Whether the node's role may run the origin test (set at open, by
         # node.engines.postgres.fence.install_fence).
         self.may_fence = True
+        # Incremental verification digests ([verify] incremental; node.engines.postgres
+        # .digests): wanted, and the tables they cover once installed.
+        self.digests_wanted = False
+        self.digest_tables: set[str] = set()
         self._sql: dict[tuple[str, str], sql.Composed] = {}
 
     @property

@@ -44,6 +44,7 @@ from node.engines.postgres import sync as pgsync
 from node.engines.postgres.apply import PgApplyTarget
 from node.engines.postgres.capture import APPLY_ORIGIN
 from node.engines.postgres.connections import PgContext
+from node.engines.postgres.digests import install_digests
 from node.engines.postgres.fence import PgFence, install_fence
 from node.engines.postgres.inspection import PgInspection
 from node.engines.postgres.server import check_server, missing_table, no_primary_key
@@ -63,8 +64,9 @@ class PostgresEngine:
 
     def __init__(self, dsn: str, tables: tuple[str, ...], campus: str,
                  frame_max_changes: int = 2000, sync: bool = False,
-                 sets: Mapping[str, str] | None = None) -> None:
+                 sets: Mapping[str, str] | None = None, digests: bool = False) -> None:
         self.ctx = PgContext(dsn, tables, campus, frame_max_changes, sync, sets)
+        self.ctx.digests_wanted = digests
         self.source = PgCaptureSource(self.ctx)
         self.target = PgApplyTarget(self.ctx)
         self.fence = PgFence(self.ctx)
@@ -148,6 +150,7 @@ class PostgresEngine:
                             (APPLY_ORIGIN,)).fetchone():
             conn.execute("SELECT pg_replication_origin_create(%s)", (APPLY_ORIGIN,))
         self.ctx.may_fence = install_fence(conn, self.ctx.tables, self.ctx.campus, self.ctx.sets)
+        self.ctx.digest_tables = install_digests(conn, self.ctx.shapes, self.ctx.digests_wanted)
 
     def close(self) -> None:
         ctx = self.ctx

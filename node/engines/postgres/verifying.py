@@ -12,15 +12,19 @@ vector read in the same snapshot:
 * ``row_hashes``: the (key, row hash) of every row in some buckets, for the
   buckets whose digests differ between campuses.
 
-Each row's fields are written by SQL exactly as node.verify.rowhash writes
-them from canonical values (``field_sql``), so the record text, and so the
-hash, is the one a SQLite campus computes for the same row. A table with a
-JSON column is hashed in Python instead (rows streamed, canonical_row, then
+The SQL is node.engines.postgres.rowsql's. A table with a JSON column is
+hashed in Python instead (rows streamed, canonical_row, then
 node.verify.rowhash): SQL has no spelling of the canonical JSON form.
+
+With ``[verify] incremental`` (node.engines.postgres.digests) a covered
+table's bucket digests are read from the digests the database keeps, not
+hashed from the rows, unless a stock check is asked for; a stock check
+also compares them with the rows and rebuilds them when they drifted.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -29,77 +33,20 @@ import psycopg
 from psycopg import sql
 
 from node.engines.postgres.connections import PgContext
+from node.engines.postgres.digests import fold, read_digests, reseed
+from node.engines.postgres.rowsql import digest_sql, rows_sql
 from node.engines.postgres.values import canonical_row
 from node.model import TableShape
 from node.verify.rowhash import Digest, RowHash, hash_row
 from node.verify.snapshot import TableVerify
 from ringsync.errors import EngineError
 
-
-def field_sql(column: str, kind: str) -> sql.Composable:
-    """The SQL for one column's verification field (NULL stays NULL)."""
-    c = sql.Identifier(column)
-    if kind == "float":
-        return sql.SQL("encode(float8send({}::float8), 'hex')").format(c)
-    if kind == "bytes":
-        return sql.SQL("encode({}, 'hex')").format(c)
-    if kind == "timestamp":
-        # exact on every version (extract gives a double before PostgreSQL 14)
-        return sql.SQL(
-            "CASE WHEN isfinite({c}) THEN (extract(epoch FROM date_trunc('second', {c}))"
-            "::bigint * 1000000 + mod(extract(microseconds FROM {c})::bigint, 1000000))::text"
-            " ELSE {c}::text END").format(c=c)
-    # int, decimal, text (character keeps its padding), bool (t/f), uuid, date
-    # (DateStyle ISO, set by the transaction): the type's own output
-    return c
+log = logging.getLogger(__name__)
 
 
-def _record(shape: TableShape, indexes: Sequence[int]) -> sql.Composable:
-    return sql.SQL("ROW({})::text").format(sql.SQL(", ").join(
-        field_sql(shape.columns[i], shape.kinds[i]) for i in indexes))
-
-
-# A volatile, parallel-safe output column keeps a subquery from being pulled
-# up into its parent, so each hash is computed once per row and every later
-# reference reads the column (pulled up, each reference would recompute it);
-# unlike OFFSET 0 it still lets the server scan in parallel.
-_ONCE = sql.SQL("clock_timestamp() AS rs_once")
-
-
-def _bucket(bits: int) -> sql.Composed:
-    return sql.SQL("((get_byte(kh, 0) << 8 | get_byte(kh, 1)) >> {})").format(
-        sql.Literal(16 - bits))
-
-
-def _sha(text: sql.Composable) -> sql.Composed:
-    return sql.SQL("sha256(convert_to({}, 'UTF8'))").format(text)
-
-
-def digest_sql(shape: TableShape, bits: int) -> sql.Composed:
-    """Per bucket: rows and the four word sums, in one scan."""
-    words = sql.SQL(", ").join(
-        sql.SQL("sum(substring(hb FROM {} FOR 64)::bigint)").format(sql.Literal(1 + 64 * i))
-        for i in range(4))
-    return sql.SQL(
-        "SELECT b, count(*), {w} FROM ("
-        "SELECT {b} AS b, ('x' || encode(h, 'hex'))::bit(256) AS hb, {once} FROM ("
-        "SELECT {kh} AS kh, {h} AS h, {once} FROM {t}) AS hashed) AS words GROUP BY 1").format(
-            w=words, b=_bucket(bits), once=_ONCE, t=sql.Identifier(shape.name),
-            kh=_sha(_record(shape, shape.key_indexes)),
-            h=_sha(_record(shape, range(len(shape.columns)))))
-
-
-def rows_sql(shape: TableShape, bits: int) -> sql.Composed:
-    """(key record, bucket, row hash) of the rows in the buckets given as %s."""
-    return sql.SQL(
-        "SELECT k, b, h FROM ("
-        "SELECT k, {b} AS b, h, {once} FROM ("
-        "SELECT k, {kh} AS kh, {h} AS h, {once} FROM ("
-        "SELECT {k} AS k, {r} AS r, {once} FROM {t}) AS texts) AS hashed) AS placed "
-        "WHERE b = ANY(%s)").format(
-            b=_bucket(bits), once=_ONCE, kh=_sha(sql.SQL("k")), h=_sha(sql.SQL("r")),
-            k=_record(shape, shape.key_indexes), r=_record(shape, range(len(shape.columns))),
-            t=sql.Identifier(shape.name))
+def _differ(a: dict[int, Digest], b: dict[int, Digest]) -> bool:
+    return ({k: (d.rows, d.hex()) for k, d in a.items()}
+            != {k: (d.rows, d.hex()) for k, d in b.items()})
 
 
 class PgVerifier:
@@ -138,9 +85,13 @@ class PgVerifier:
                 yield hash_row(shape.kinds, shape.key_indexes,
                                canonical_row(shape.kinds, row), bits)
 
-    def bucket_digests(self, table: str, bits: int) -> TableVerify:
+    def bucket_digests(self, table: str, bits: int, incremental: bool = False) -> TableVerify:
         shape = self.ctx.shape_of(table)
+        kept = table in self.ctx.digest_tables
         with self._snapshot() as (conn, applied):
+            if incremental and kept:
+                return TableVerify(table, bits, applied, buckets=read_digests(conn, table, bits),
+                                   mode="incremental")
             buckets: dict[int, Digest] = {}
             if "json" in shape.kinds:
                 for rh in self._python_rows(conn, shape, bits):
@@ -148,7 +99,29 @@ class PgVerifier:
             else:
                 for b, n, *words in conn.execute(digest_sql(shape, bits)):
                     buckets[b] = Digest(int(n), [int(w) % (1 << 64) for w in words])
-        return TableVerify(table, bits, applied, buckets=buckets)
+            drift = kept and _differ(buckets, read_digests(conn, table, bits))
+        if drift:
+            log.warning("the incremental digests of %s disagree with its rows (a write "
+                        "bypassed their triggers, e.g. with them disabled); rebuilt", table)
+            self._rebuild(shape)
+        return TableVerify(table, bits, applied, buckets=buckets, drift=drift)
+
+    def _rebuild(self, shape: TableShape) -> None:
+        try:
+            with self.ctx.connect(autocommit=True) as conn:
+                reseed(conn, shape)
+        except psycopg.Error as e:
+            raise EngineError(f"could not rebuild the digests of {shape.name}: {e}") from e
+
+    def fold_digests(self) -> int:
+        """Fold every covered table's deltas into its base; delta rows folded."""
+        if not self.ctx.digest_tables:
+            return 0
+        try:
+            with self.ctx.connect(autocommit=True) as conn:
+                return sum(fold(conn, t) for t in sorted(self.ctx.digest_tables))
+        except psycopg.Error as e:
+            raise EngineError(f"folding verification digests failed: {e}") from e
 
     def row_hashes(self, table: str, bits: int, buckets: Sequence[int]) -> TableVerify:
         shape = self.ctx.shape_of(table)

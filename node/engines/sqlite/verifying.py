@@ -51,9 +51,13 @@ class SQLiteVerifier:
             conn.close()
         return applied, buckets, rows
 
-    def bucket_digests(self, table: str, bits: int) -> TableVerify:
+    def bucket_digests(self, table: str, bits: int, incremental: bool = False) -> TableVerify:
+        """Always hashed from the rows: SQLite keeps no incremental digests."""
         applied, buckets, _ = self._read(self.ctx.shape_of(table), bits, None)
         return TableVerify(table, bits, applied, buckets=buckets)
+
+    def fold_digests(self) -> int:
+        return 0
 
     def row_hashes(self, table: str, bits: int, buckets: Sequence[int]) -> TableVerify:
         applied, _, rows = self._read(self.ctx.shape_of(table), bits, set(buckets))

@@ -36,8 +36,9 @@ def add_parser(ctl_sub: Any) -> None:
     v.add_argument("--table", action="append", default=[],
                    help="only this table (repeatable; default: every replicated table)")
     v.add_argument("--full", action="store_true",
-                   help="re-hash every row from the data itself (what every check does "
-                        "today: there are no incremental digests yet)")
+                   help="hash every row from the data itself, also where campuses keep "
+                        "incremental digests ([verify] incremental), and check those "
+                        "against the rows")
     v.add_argument("--settle", type=float, default=SETTLE_SECONDS,
                    help="seconds the confirm pass waits for in-flight changes to arrive "
                         f"(default {SETTLE_SECONDS:.0f})")
@@ -52,10 +53,12 @@ def progress(line: str) -> None:
     print(f"verify: {line}", file=sys.stderr, flush=True)
 
 
-async def _run(cluster: ClusterConfig, tables: list[str], settle: float) -> dict[str, Any]:
+async def _run(cluster: ClusterConfig, tables: list[str], settle: float,
+               full: bool) -> dict[str, Any]:
     client = ClusterClient(cluster)
     try:
-        return await Verification(client, tables, settle=settle, progress=progress).run()
+        return await Verification(client, tables, settle=settle, full=full,
+                                  progress=progress).run()
     finally:
         await client.close()
 
@@ -68,6 +71,9 @@ def format_report(report: dict[str, Any]) -> str:
     for campus, state in report["campuses"].items():
         if "error" in state:
             lines.append(f"{campus}: could not answer: {state['error']}")
+        if state.get("drift"):
+            lines.append(f"{campus}: kept digests of {', '.join(state['drift'])} disagreed "
+                         f"with the rows (a write bypassed their triggers); rebuilt")
     for d in report["differences"]:
         where = ", ".join(f"{c} {m}" for c, m in d["campuses"].items())
         lines.append(f"{d['state'].upper():<10}{d['kind']:<8}{d['table']} "
@@ -124,7 +130,8 @@ def run(cluster: ClusterConfig, args: argparse.Namespace) -> int:
     unknown = [t for t in args.table if t not in cluster.tables]
     if unknown:
         raise ConfigError(f"--table {unknown} not replicated (tables: {list(cluster.tables)})")
-    report = asyncio.run(_run(cluster, args.table or list(cluster.tables), args.settle))
+    report = asyncio.run(_run(cluster, args.table or list(cluster.tables), args.settle,
+                              args.full))
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json
           else format_report(report))
     return int(report["exit"])
