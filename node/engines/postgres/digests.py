@@ -6,12 +6,14 @@ instead of hashing the table:
 
 * ``ringsync.vdigest_base(tbl, bucket, rows, w0..w3)``: per table and
   bucket (MAX_BITS deep), the row count and word sums at the last fold;
-* ``ringsync.vdigest_delta(id, tbl, bucket, rows, w0..w3)``: what each
-  statement since added (+) or removed (-), appended by statement-level
-  AFTER triggers that hash the statement's transition tables with the same
-  SQL as a full verification (node.engines.postgres.rowsql.digest_sql).
-  Writers only ever INSERT here: no two transactions wait on each other,
-  whatever buckets they touch. The triggers are ENABLE ALWAYS, so they fire
+* ``ringsync.vdigest_delta(tbl, xact, bucket, rows, w0..w3)``: what each
+  transaction since added (+) or removed (-), per bucket, written by
+  statement-level AFTER triggers that hash the statement's transition
+  tables with the same SQL as a full verification
+  (node.engines.postgres.rowsql.digest_sql). The rows are keyed by the
+  writing transaction: no two transactions ever touch the same row (none
+  waits on another, whatever buckets they touch), and a transaction of many
+  statements keeps one row per bucket it touched. The triggers are ENABLE ALWAYS, so they fire
   for apply, for applications, for a DBA's session with
   session_replication_role = replica, and for COPY; a TRUNCATE trigger
   empties the table's digests in the same transaction;
@@ -45,10 +47,10 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS ringsync.vdigest_base(tbl text NOT NULL, bucket int NOT NULL, "
     "rows bigint NOT NULL, w0 numeric NOT NULL, w1 numeric NOT NULL, w2 numeric NOT NULL, "
     "w3 numeric NOT NULL, PRIMARY KEY (tbl, bucket))",
-    "CREATE TABLE IF NOT EXISTS ringsync.vdigest_delta(id bigserial PRIMARY KEY, "
-    "tbl text NOT NULL, bucket int NOT NULL, rows bigint NOT NULL, w0 numeric NOT NULL, "
-    "w1 numeric NOT NULL, w2 numeric NOT NULL, w3 numeric NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS vdigest_delta_tbl ON ringsync.vdigest_delta(tbl, id)",
+    "CREATE TABLE IF NOT EXISTS ringsync.vdigest_delta(tbl text NOT NULL, "
+    "xact bigint NOT NULL, bucket int NOT NULL, rows bigint NOT NULL, w0 numeric NOT NULL, "
+    "w1 numeric NOT NULL, w2 numeric NOT NULL, w3 numeric NOT NULL, "
+    "PRIMARY KEY (tbl, xact, bucket))",
 )
 EVENTS = {"i": "INSERT", "u": "UPDATE", "d": "DELETE"}
 
@@ -62,12 +64,18 @@ def _name(prefix: str, table: str) -> str:
 
 
 def _delta_insert(shape: TableShape, source: str, sign: int) -> sql.Composed:
-    """INSERT the per-bucket sums of ``source`` (a transition table), signed."""
+    """Add the per-bucket sums of ``source`` (a transition table), signed, to
+    this transaction's delta rows: keyed by the transaction, so no other
+    writer ever touches them, and a transaction of many statements (apply's
+    batches) keeps at most one row per bucket."""
     s = sql.Literal(sign)
     return sql.SQL(
-        "INSERT INTO ringsync.vdigest_delta(tbl, bucket, rows, w0, w1, w2, w3) "
-        "SELECT {tbl}, d.b, {s} * d.n, {s} * d.w0, {s} * d.w1, {s} * d.w2, {s} * d.w3 "
-        "FROM ({digest}) AS d(b, n, w0, w1, w2, w3)").format(
+        "INSERT INTO ringsync.vdigest_delta AS v(tbl, xact, bucket, rows, w0, w1, w2, w3) "
+        "SELECT {tbl}, txid_current(), d.b, {s} * d.n, {s} * d.w0, {s} * d.w1, {s} * d.w2, "
+        "{s} * d.w3 FROM ({digest}) AS d(b, n, w0, w1, w2, w3) "
+        "ON CONFLICT (tbl, xact, bucket) DO UPDATE SET rows = v.rows + excluded.rows, "
+        "w0 = v.w0 + excluded.w0, w1 = v.w1 + excluded.w1, w2 = v.w2 + excluded.w2, "
+        "w3 = v.w3 + excluded.w3").format(
             tbl=sql.Literal(shape.name), s=s,
             digest=digest_sql(shape, MAX_BITS, sql.Identifier(source)))
 
