@@ -191,6 +191,10 @@ def targets(results: list[Result]) -> list[Target]:
                            f"{check.rows_per_s:,.0f} rows/s ({ratio:.2f}x COPY TO STDOUT, "
                            f"{check.detail['rows']:,} rows)", ">= 500,000 rows/s and >= 0.5x",
                            check.rows_per_s >= 500_000 and ratio >= 0.5))
+        for run in check.detail.get("incremental", []):
+            out.append(_target(f"incremental check after {run['changes']:,} changes, "
+                               f"{run['rows']:,} rows", f"{run['check_seconds']:.2f} s",
+                               "< 2 s", run["check_seconds"] < 2.0))
     soak = _find(results, "hop", "soak")
     if soak is not None:
         growth = soak.detail["rss_growth_percent"]

@@ -178,13 +178,17 @@ class NativeSetup:
 
 class RingsyncSetup:
     def __init__(self, mode: str, root: Path, engines: list[str], writers: int,
-                 postgres_settings: dict[str, Any] | None = None) -> None:
+                 postgres_settings: dict[str, Any] | None = None,
+                 cluster_extra: str = "") -> None:
         self.mode = mode
         self.engines = engines
         self.cluster = LocalCluster.create(root, len(engines), replication=dict(BENCH_TUNING),
                                            engines=engines, conflict_policies="",
                                            schema=BENCH_SCHEMA,
                                            postgres_settings=postgres_settings)
+        if cluster_extra:  # more sections for cluster.toml (e.g. [verify])
+            with self.cluster.cluster_file.open("a") as f:
+                f.write("\n" + cluster_extra)
         self.campuses = [c.name for c in self.cluster.campuses]
         self.writers = self.campuses[:writers]
         self._backends: _BackendPids | None = None
@@ -305,6 +309,16 @@ def sync_twin(setup: Setup) -> RingsyncSetup:
     return RingsyncSetup(setup.mode, setup.cluster.root.parent / f"{setup.mode}-sync",
                          setup.engines, writers=len(setup.writers),
                          postgres_settings=SYNC_SETTINGS)
+
+
+def digests_twin(setup: Setup) -> RingsyncSetup:
+    """A second hop beside ``setup`` whose PostgreSQL campuses keep incremental
+    verification digests ([verify] incremental = true)."""
+    if not isinstance(setup, RingsyncSetup) or "sqlite" in setup.engines:
+        raise RingsyncError(f"incremental digests need PostgreSQL campuses, not {setup.mode}")
+    return RingsyncSetup(setup.mode, setup.cluster.root.parent / f"{setup.mode}-digests",
+                         setup.engines, writers=len(setup.writers),
+                         cluster_extra="[verify]\nincremental = true\n")
 
 
 def make_setup(mode: str, root: Path) -> Setup:

@@ -11,12 +11,20 @@ the two servers do not share the cores. A full ``ctl verify`` comparison
 then has to find the campuses consistent: a bench that measured a wrong
 answer would be worthless.
 
+Then, on a second hop beside it whose campuses keep incremental digests
+([verify] incremental = true; setups.digests_twin), at two table sizes
+(``bulk_rows`` and ten times that): load the rows, make CHANGES changes at
+the origin (updates of existing rows, in transactions of 1,000), wait until
+the other campus holds them, and time a whole ``ctl verify`` comparison
+(both campuses answering from their kept digests, which it checks, and
+finding them consistent): the incremental check after 10,000 changes.
+
 Result: rows/s hashed per campus (the mean of the campuses), with
-``detail`` holding the COPY rate, the ratio to it, and each campus's
-figures. The node processes' CPU is not the cost here (the database
-servers do the hashing), so ``cpu_us_per_row`` is a campus server's scan
-time per row and ``cpu_us_per_txn`` that of the whole scan (one read
-transaction).
+``detail`` holding the COPY rate, the ratio to it, each campus's figures,
+and ``incremental``: per table size, the check's seconds. The node
+processes' CPU is not the cost here (the database servers do the hashing),
+so ``cpu_us_per_row`` is a campus server's scan time per row and
+``cpu_us_per_txn`` that of the whole scan (one read transaction).
 """
 
 from __future__ import annotations
@@ -26,8 +34,8 @@ import time
 from typing import Any
 
 from ringsync.commands.bench.scenarios import Bench, Result, say
-from ringsync.commands.bench.setups import RingsyncSetup
-from ringsync.commands.bench.workload import TABLE
+from ringsync.commands.bench.setups import RingsyncSetup, digests_twin
+from ringsync.commands.bench.workload import TABLE, bulk_insert
 from ringsync.errors import RingsyncError
 from ringsync.verification import Verification, bits_for
 
@@ -67,6 +75,62 @@ async def _verify(setup: RingsyncSetup, rows: int) -> tuple[dict[str, float], di
         await client.close()
 
 
+CHANGES = 10_000
+CHANGE_BATCH = 1_000
+ARRIVAL_SECONDS = 600.0
+
+
+def _changed_at(dsn: str, marker: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        (count,) = conn.execute(f"SELECT count(*) FROM {TABLE} WHERE status = %s",
+                                (marker,)).fetchall()[0]
+        return int(count)
+
+
+def _wait_for(what: str, done: Any) -> None:
+    deadline = time.monotonic() + ARRIVAL_SECONDS
+    while not done():
+        if time.monotonic() > deadline:
+            raise RingsyncError(f"verify bench: timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _incremental_check(twin: RingsyncSetup, rows: int, base: int) -> dict[str, Any]:
+    """Load up to ``rows`` rows, make CHANGES changes, time the incremental check."""
+    import psycopg
+
+    origin, far = twin.campuses[0], twin.campuses[-1]
+    have = _count(twin.source_dsn(origin))
+    if have < rows:
+        bulk_insert(twin.source_dsn(origin), base + have, rows - have)
+    _wait_for(f"{rows:,} rows at {far}", lambda: _count(twin.source_dsn(far)) >= rows)
+    marker = f"changed-{rows}"
+    with psycopg.connect(twin.source_dsn(origin), autocommit=True) as conn:
+        for lo in range(0, CHANGES, CHANGE_BATCH):
+            conn.execute(f"UPDATE {TABLE} SET status = %s WHERE id IN (SELECT id FROM {TABLE} "
+                         f"ORDER BY id OFFSET %s LIMIT %s)", (marker, lo, CHANGE_BATCH))
+    _wait_for(f"the {CHANGES:,} changes at {far}",
+              lambda: _changed_at(twin.source_dsn(far), marker) >= CHANGES)
+
+    async def check() -> tuple[float, dict[str, Any]]:
+        client = twin._client()
+        try:
+            started = time.perf_counter()
+            report = await Verification(client, [TABLE], settle=0.0).run()
+            return time.perf_counter() - started, report
+        finally:
+            await client.close()
+
+    seconds, report = asyncio.run(check())
+    modes = {v["mode"] for v in report["tables"][TABLE].values()}
+    if not report["consistent"] or modes != {"incremental"}:
+        raise RingsyncError(f"the incremental check did not find the twin consistent from "
+                            f"kept digests: {report}")
+    return {"rows": rows, "changes": CHANGES, "check_seconds": seconds}
+
+
 def verify(bench: Bench) -> Result:
     setup = bench.setup
     if not isinstance(setup, RingsyncSetup):
@@ -89,9 +153,17 @@ def verify(bench: Bench) -> Result:
     rate = sum(p["rows_per_s"] for p in per_campus.values()) / len(per_campus)
     copy_rate = sum(p["copy_rows_per_s"] for p in per_campus.values()) / len(per_campus)
     mean_scan = sum(scan.values()) / len(scan)
+    say("verify: a second hop keeping incremental digests")
+    twin = digests_twin(setup)
+    try:
+        base = 9 * 10**15  # ids of their own, far from the other workloads'
+        incremental = [_incremental_check(twin, n, base)
+                       for n in (bench.scale.bulk_rows, 10 * bench.scale.bulk_rows)]
+    finally:
+        twin.close()
     return Result(setup.mode, "verify", rate, None, None, None, used.cpu_percent,
                   used.peak_rss_mb, txn_per_s=None, cpu_us_per_row=1e6 * mean_scan / rows,
                   cpu_us_per_txn=1e6 * mean_scan, seconds=mean_scan,
                   detail={"rows": rows, "bits": bits_for(rows), "copy_rows_per_s": copy_rate,
                           "ratio_to_copy": rate / copy_rate, "campuses": per_campus,
-                          "consistent": report["consistent"]})
+                          "consistent": report["consistent"], "incremental": incremental})
