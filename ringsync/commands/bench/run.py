@@ -66,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sync-rate", type=_positive,
                    help="tx/s of the sync workload (hop: commit latency, async vs sync; "
                         "default 1000, for --step-seconds)")
+    p.add_argument("--incremental-digests", action="store_true",
+                   help="every ringsync campus keeps incremental verification digests "
+                        "([verify] incremental = true): what they cost the data path")
     p.add_argument("--soak-seconds", type=_positive, default=0,
                    help="also run a memory soak on the hop for this long (600 for the target; "
                         "--modes native,hop --workloads soak runs only the soak)")
@@ -131,7 +134,7 @@ def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
             if not chosen and not (mode == "hop" and args.soak_seconds):
                 continue
             say(f"{mode}: setting up")
-            setup = make_setup(mode, root)
+            setup = make_setup(mode, root, digests=args.incremental_digests)
             try:
                 bench = Bench(setup, scale)
                 try:

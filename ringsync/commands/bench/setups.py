@@ -318,16 +318,25 @@ def digests_twin(setup: Setup) -> RingsyncSetup:
         raise RingsyncError(f"incremental digests need PostgreSQL campuses, not {setup.mode}")
     return RingsyncSetup(setup.mode, setup.cluster.root.parent / f"{setup.mode}-digests",
                          setup.engines, writers=len(setup.writers),
-                         cluster_extra="[verify]\nincremental = true\n")
+                         cluster_extra=DIGESTS)
 
 
-def make_setup(mode: str, root: Path) -> Setup:
+DIGESTS = "[verify]\nincremental = true\n"
+
+
+def make_setup(mode: str, root: Path, digests: bool = False) -> Setup:
+    """``digests``: every PostgreSQL campus keeps incremental verification
+    digests (what they cost the data path)."""
+    extra = DIGESTS if digests else ""
     if mode == "native":
         return NativeSetup()
     if mode == "hop":
-        return RingsyncSetup(mode, root / mode, ["postgres", "postgres"], writers=1)
+        return RingsyncSetup(mode, root / mode, ["postgres", "postgres"], writers=1,
+                             cluster_extra=extra)
     if mode == "ring":
-        return RingsyncSetup(mode, root / mode, ["postgres"] * 3, writers=3)
+        return RingsyncSetup(mode, root / mode, ["postgres"] * 3, writers=3,
+                             cluster_extra=extra)
     if mode == "sqlite":
-        return RingsyncSetup(mode, root / mode, ["postgres", "sqlite"], writers=1)
+        return RingsyncSetup(mode, root / mode, ["postgres", "sqlite"], writers=1,
+                             cluster_extra=extra)
     raise RingsyncError(f"unknown bench mode {mode!r}")
