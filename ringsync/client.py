@@ -85,7 +85,8 @@ class ClusterClient:
     def _stub(self, campus: str) -> control_pb2_grpc.ControlStub:
         channel = self._channels.get(campus)
         if channel is None:
-            channel = self._creds.channel(self.cluster.address_of(campus), campus)
+            channel = self._creds.channel(self.cluster.address_of(campus), campus,
+                                          [("grpc.max_receive_message_length", 16 << 20)])
             self._channels[campus] = channel
         return control_pb2_grpc.ControlStub(channel)
 

@@ -43,7 +43,7 @@ from ringsync.client import ClusterClient, describe_rpc_error
 
 MAX_BITS = 14
 ROWS_PER_BUCKET = 64
-ROWS_PER_REQUEST = 20_000  # expected rows per row-hash answer (a few MB at most)
+ROWS_PER_REQUEST = 10_000  # expected rows per row-hash answer (a megabyte or two)
 SETTLE_SECONDS = 30.0
 CONFIRM_ROUNDS = 2
 
@@ -154,15 +154,37 @@ class Verification:
                 out[campus] = reply
         return out
 
+    async def _campus_rows(self, campus: str, table: str, bits: int, part: list[int],
+                           into: dict[str, tuple[bytes, str]]) -> None:
+        """One campus's rows of ``part``; an answer too big for one message is
+        asked again in halves."""
+        try:
+            reply = await self.client.verify(campus, table, bits, part)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and len(part) > 1:
+                half = len(part) // 2
+                await self._campus_rows(campus, table, bits, part[:half], into)
+                await self._campus_rows(campus, table, bits, part[half:], into)
+                return
+            raise
+        for r in reply.rows:
+            into[r.key] = (r.digest, r.key_json)
+
     async def _rows(self, table: str, bits: int, buckets: list[int], rows: int
                     ) -> dict[str, dict[str, tuple[bytes, str]]]:
-        out: dict[str, dict[str, tuple[bytes, str]]] = {}
+        out: dict[str, dict[str, tuple[bytes, str]]] = {c: {} for c in self.up}
         for part in chunks(buckets, bits, rows):
-            for campus, reply in (await self._ask(table, bits, part)).items():
-                got = out.setdefault(campus, {})
-                for r in reply.rows:
-                    got[r.key] = (r.digest, r.key_json)
-        return {c: r for c, r in out.items() if c in self.up}
+            campuses = list(out)
+            done = await asyncio.gather(
+                *(self._campus_rows(c, table, bits, part, out[c]) for c in campuses),
+                return_exceptions=True)
+            for campus, result in zip(campuses, done, strict=True):
+                if isinstance(result, grpc.aio.AioRpcError):
+                    self.errors[campus] = describe_rpc_error(result)
+                    out.pop(campus)
+                elif isinstance(result, BaseException):
+                    raise result
+        return out
 
     async def _settled(self, target: dict[str, int]) -> bool:
         deadline = time.monotonic() + self.settle
@@ -186,6 +208,11 @@ class Verification:
             bits = bits_for(largest)
             started = time.monotonic()
             answers = await self._ask(table, bits, incremental=not self.full)
+            actual = max((sum(b.rows for b in a.buckets) for a in answers.values()), default=0)
+            if bits_for(actual) > bits:  # the status's row counts were stale: go deeper
+                largest, bits = actual, bits_for(actual)
+                answers = await self._ask(table, bits, incremental=not self.full)
+            largest = max(largest, actual)
             digests = {c: {b.bucket: (b.rows, b.digest) for b in a.buckets}
                        for c, a in answers.items() if c in self.up}
             tables[table] = {c: {**_table_summary(d), "mode": answers[c].mode or "stock"}

@@ -14,11 +14,18 @@ import time
 from node.runtime import NodeRuntime
 from node.verify.rowhash import MAX_BITS, display_field, parse_record
 from node.verify.snapshot import TableVerify
-from ringsync.errors import NotReady, ProtocolError
+from ringsync.errors import NotReady, ProtocolError, RingsyncError
 from ringsync.v1 import control_pb2 as cpb
 from ringsync.v1 import replication_pb2 as rpb
 
 _ONE_AT_A_TIME = asyncio.Lock()
+ANSWER_BYTES = 6 << 20  # below the 8 MB a node sends by default ([replication] max_message_bytes)
+
+
+class AnswerTooLarge(RingsyncError):
+    """The rows of the buckets asked for do not fit one message: ask for fewer."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"
 
 
 def check_request(request: cpb.VerifyRequest, tables: list[str]) -> None:
@@ -56,7 +63,7 @@ async def answer_verify(rt: NodeRuntime, request: cpb.VerifyRequest) -> cpb.Veri
         seconds = time.monotonic() - started
     shape = rt.engine.shapes()[request.table]
     key_kinds = tuple(shape.kinds[i] for i in shape.key_indexes)
-    return cpb.VerifyResponse(
+    answer = cpb.VerifyResponse(
         campus=rt.campus, table=request.table, bits=request.bits,
         applied=rpb.Vector(seqs=result.applied), journal=rpb.Vector(seqs=rt.journal.vector()),
         buckets=[cpb.BucketDigest(bucket=b, rows=d.rows, digest=bytes.fromhex(d.hex()))
@@ -65,3 +72,8 @@ async def answer_verify(rt: NodeRuntime, request: cpb.VerifyRequest) -> cpb.Veri
                             key_json=_key_json(key_kinds, shape.key_columns, r.key_text))
               for r in result.rows],
         seconds=seconds, mode=result.mode, drift=result.drift)
+    limit = min(ANSWER_BYTES, rt.config.replication.max_message_bytes - (64 << 10))
+    if len(request.buckets) and answer.ByteSize() > limit:
+        raise AnswerTooLarge(f"the rows of the {len(request.buckets)} bucket(s) asked for take "
+                             f"{answer.ByteSize():,} bytes, more than {limit:,}: ask for fewer")
+    return answer

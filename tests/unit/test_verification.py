@@ -86,10 +86,10 @@ def test_differing_buckets_count_a_missing_bucket_as_empty() -> None:
     assert differing_buckets({"a": {1: same}, "b": {1: (3, b"y")}, "c": {}}) == [1]
 
 
-def test_chunks_hold_about_twenty_thousand_rows() -> None:
+def test_chunks_hold_about_ten_thousand_rows() -> None:
     assert chunks(list(range(10)), 14, 1_000_000) == [list(range(10))]
     parts = chunks(list(range(1000)), 10, 640_000)  # 625 rows a bucket
-    assert all(len(p) == 32 for p in parts[:-1]) and sum(map(len, parts)) == 1000
+    assert all(len(p) == 16 for p in parts[:-1]) and sum(map(len, parts)) == 1000
 
 
 @pytest.mark.parametrize("digests, kind, marks", [
@@ -120,3 +120,37 @@ def test_a_campus_has_reached_a_vector_by_what_it_applied_and_its_own_journal() 
     assert vector_reached({"b": 3}, {"a": 5}, "a", target)
     assert not vector_reached({"b": 2}, {"a": 5}, "a", target)
     assert not vector_reached({"a": 4, "b": 3}, {"b": 3}, "b", target)
+
+
+def test_rows_too_many_for_one_answer_are_asked_again_in_halves() -> None:
+    import asyncio
+
+    import grpc
+    from grpc.aio import AioRpcError, Metadata
+
+    from ringsync.v1 import control_pb2 as cpb
+    from ringsync.verification import Verification
+
+    asked: list[list[int]] = []
+
+    class Cluster:
+        ring = ("a", "b")
+
+    class Client:
+        cluster = Cluster()
+
+        async def verify(self, campus, table, bits, buckets=None, incremental=False):
+            asked.append(list(buckets))
+            if len(buckets) > 2:  # a node refusing an answer past its message size
+                raise AioRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, Metadata(), Metadata(),
+                                  "ask for fewer")
+            return cpb.VerifyResponse(rows=[cpb.RowDigest(key=f"({b})", bucket=b,
+                                                          digest=b"h", key_json="{}")
+                                            for b in buckets])
+
+    check = Verification(Client(), ["t"])  # type: ignore[arg-type]
+    got = asyncio.run(check._rows("t", 3, [0, 1, 2, 3, 4], 5))
+    assert set(got) == {"a", "b"} and not check.errors
+    assert sorted(got["a"]) == [f"({b})" for b in range(5)]
+    answered = [b for part in asked if len(part) <= 2 for b in part]
+    assert sorted(answered) == sorted(list(range(5)) * 2)  # each bucket once per campus
