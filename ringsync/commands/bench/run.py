@@ -127,6 +127,7 @@ def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
     results: list[Result] = []
     timelines: dict[str, list[tuple[float, float, int]]] = {}
     root = Path(tempfile.mkdtemp(prefix="ringsync-bench-"))
+    machine = _machine()  # now: the commit whose code this process runs
     began = time.monotonic()
     try:
         for mode in modes:
@@ -163,7 +164,7 @@ def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
     doc = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": command, "quick": args.quick, "scale": dataclasses.asdict(scale),
-        "machine": _machine(), "wall_seconds": round(time.monotonic() - began, 1),
+        "machine": machine, "wall_seconds": round(time.monotonic() - began, 1),
         "results": [r.as_json() for r in results], "targets": goals,
         "stream_lag_timeline": {m: [[round(t, 2), round(lag, 1), rate] for t, lag, rate in s]
                                 for m, s in timelines.items()},
