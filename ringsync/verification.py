@@ -46,6 +46,7 @@ ROWS_PER_BUCKET = 64
 ROWS_PER_REQUEST = 10_000  # expected rows per row-hash answer (a megabyte or two)
 SETTLE_SECONDS = 30.0
 CONFIRM_ROUNDS = 2
+TICK_SECONDS = 5.0
 
 
 def bits_for(rows: int) -> int:
@@ -122,6 +123,7 @@ class Verification:
     row_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     found: list[tuple[Difference, str]] = field(default_factory=list)  # with its state
     drift: dict[str, list[str]] = field(default_factory=dict)  # campus -> tables
+    rate: float = 0.0  # rows a campus hashed per second, on the tables so far
 
     @property
     def up(self) -> list[str]:
@@ -186,6 +188,18 @@ class Verification:
                     raise result
         return out
 
+    async def _tick(self, table: str, rows: int, started: float) -> None:
+        """While campuses hash a table: a line every TICK_SECONDS with the time so
+        far and, from the rate of the tables hashed before, the time left."""
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            elapsed = time.monotonic() - started
+            left = ""
+            if self.rate and rows:
+                left = f", about {max(0.0, rows / self.rate - elapsed):.0f} s left"
+            self.progress(f"{table}: hashing about {rows:,} rows a campus, {elapsed:.0f} s so "
+                          f"far{left}")
+
     async def _settled(self, target: dict[str, int]) -> bool:
         deadline = time.monotonic() + self.settle
         while True:
@@ -207,7 +221,11 @@ class Verification:
             largest = max((self.row_counts.get(c, {}).get(table, 0) for c in self.up), default=0)
             bits = bits_for(largest)
             started = time.monotonic()
-            answers = await self._ask(table, bits, incremental=not self.full)
+            ticker = asyncio.create_task(self._tick(table, largest, started))
+            try:
+                answers = await self._ask(table, bits, incremental=not self.full)
+            finally:
+                ticker.cancel()
             actual = max((sum(b.rows for b in a.buckets) for a in answers.values()), default=0)
             if bits_for(actual) > bits:  # the status's row counts were stale: go deeper
                 largest, bits = actual, bits_for(actual)
@@ -223,6 +241,8 @@ class Verification:
             hashed = sum(r["rows"] for r in tables[table].values() if r["mode"] == "stock")
             kept = sum(r["mode"] == "incremental" for r in tables[table].values())
             elapsed = time.monotonic() - started
+            if hashed and elapsed > 0.5:  # campuses answer at once: their slowest sets it
+                self.rate = (hashed / max(1, len(digests) - kept)) / elapsed
             self.progress(f"{table}: {len(digests)} campuses ({kept} from kept digests), "
                           f"{hashed:,} rows hashed in {elapsed:.1f} s "
                           f"({hashed / max(elapsed, 1e-6):,.0f} rows/s), {1 << bits:,} buckets")

@@ -154,3 +154,36 @@ def test_rows_too_many_for_one_answer_are_asked_again_in_halves() -> None:
     assert sorted(got["a"]) == [f"({b})" for b in range(5)]
     answered = [b for part in asked if len(part) <= 2 for b in part]
     assert sorted(answered) == sorted(list(range(5)) * 2)  # each bucket once per campus
+
+
+def test_a_long_scan_says_how_long_so_far_and_how_long_is_left(monkeypatch) -> None:
+    import asyncio
+
+    import ringsync.verification as verification
+    from ringsync.client import NodeReply
+    from ringsync.v1 import control_pb2 as cpb
+
+    monkeypatch.setattr(verification, "TICK_SECONDS", 0.01)
+
+    class Cluster:
+        ring = ("a",)
+
+    class Client:
+        cluster = Cluster()
+
+        async def status_all(self):
+            return [NodeReply("a", "addr", cpb.NodeStatus(campus="a", row_counts={"t": 500}),
+                              None)]
+
+        async def verify(self, campus, table, bits, buckets=None, incremental=False):
+            await asyncio.sleep(0.1)
+            return cpb.VerifyResponse(buckets=[cpb.BucketDigest(bucket=0, rows=500,
+                                                                digest=bytes(32))])
+
+    lines: list[str] = []
+    check = verification.Verification(Client(), ["t"], progress=lines.append)  # type: ignore
+    check.rate = 1000.0  # as if an earlier table had been hashed at that rate
+    report = asyncio.run(check.run())
+    assert report["consistent"] and report["tables"]["t"]["a"]["rows"] == 500
+    ticks = [line for line in lines if "so far" in line]
+    assert ticks and "hashing about 500 rows a campus" in ticks[0] and "left" in ticks[0]
