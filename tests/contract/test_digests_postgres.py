@@ -70,6 +70,25 @@ class TestIncrementalDigests(PostgresCampus):
             conn.execute("INSERT INTO plain (id, tag) VALUES (1, 'after-truncate')")
         self.assert_kept_equal_rows(engine)
 
+    def test_an_application_role_without_rights_on_ringsync_still_writes(
+            self, engine: Any) -> None:
+        role = f"app_{self.campus.replace('-', '_')}"
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE ROLE "{role}" LOGIN')
+            conn.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON plain TO "{role}"')
+        try:
+            with psycopg.connect(self.dsn.replace("user=ringsync", f"user={role}"),
+                                 autocommit=True) as app:
+                app.execute("INSERT INTO plain (id, tag, i) VALUES (7, 'app', 1)")
+                app.execute("UPDATE plain SET i = 2 WHERE id = 7")
+                app.execute("DELETE FROM plain WHERE id = 7 AND tag = 'app'")
+                app.execute("INSERT INTO plain (id, tag) VALUES (8, 'app')")
+            self.assert_kept_equal_rows(engine)
+        finally:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute(f'DROP OWNED BY "{role}"')
+                conn.execute(f'DROP ROLE "{role}"')
+
     def test_a_write_past_the_triggers_is_caught_and_the_digests_rebuilt(
             self, engine: Any) -> None:
         apply(engine, [Change("plain", Op.INSERT, new=r) for r in PLAIN_ROWS[:10]])

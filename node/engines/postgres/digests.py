@@ -87,10 +87,13 @@ def _function_sql(shape: TableShape, op: str) -> sql.Composed:
         "u": [_delta_insert(shape, "rs_old", -1), _delta_insert(shape, "rs_new", 1)],
     }[op]
     statements = sql.SQL("; ").join(body)
+    # SECURITY DEFINER (the node's role) with a fixed search_path, as the fence's
+    # function: an application role needs no privilege on the ringsync schema.
     # SET DateStyle: a date's output must not depend on the writer's session.
     return sql.SQL(
         "CREATE OR REPLACE FUNCTION ringsync.{fn}() RETURNS trigger LANGUAGE plpgsql "
-        "SET DateStyle = 'ISO, YMD' AS $rs$ BEGIN {body}; RETURN NULL; END $rs$").format(
+        "SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET DateStyle = 'ISO, YMD' "
+        "AS $rs$ BEGIN {body}; RETURN NULL; END $rs$").format(
             fn=sql.Identifier(_name(op, shape.name)), body=statements)
 
 
@@ -113,6 +116,7 @@ def _truncate_sql(shape: TableShape) -> list[sql.Composed]:
     name = sql.Literal(shape.name)
     return [
         sql.SQL("CREATE OR REPLACE FUNCTION ringsync.{fn}() RETURNS trigger LANGUAGE plpgsql "
+                "SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
                 "AS $rs$ BEGIN DELETE FROM ringsync.vdigest_base WHERE tbl = {n}; "
                 "DELETE FROM ringsync.vdigest_delta WHERE tbl = {n}; RETURN NULL; END $rs$"
                 ).format(fn=fn, n=name),
