@@ -203,10 +203,15 @@ class Applier:
         """Take still-pending rows as changed outside replication on this try?"""
         if not remote or not self.outside.waiting:
             return False
-        res = self.res
-        return self.outside.outside(res.engine.source.captured_through(),
-                                    self.state.applied.get(self.campus, 0),
-                                    res.journal.vector().get(self.campus, 0))
+        res, source = self.res, self.res.engine.source
+
+        def books() -> tuple[int, int]:
+            return (self.state.applied.get(self.campus, 0),
+                    res.journal.vector().get(self.campus, 0))
+        if not self.outside.outside(source.captured_through(), *books()):
+            return False
+        now = await res.in_engine(source.commit_position)
+        return self.outside.confirm(source.captured_through(), now, *books())
 
     def _report(self) -> None:
         """Log an alert once when it starts, and once when it clears."""

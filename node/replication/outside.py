@@ -10,13 +10,17 @@ pending for ever, and apply of that row would wait for ever.
 
 OutsideWatch ends that wait without guessing: when a wait begins it takes
 the database's commit position (every local transaction committed so far is
-at or before it); once capture has passed that position, every local
-transaction the journal holds has been recorded by apply, and that has held
-for GRACE_SECONDS (capture hands a chunk over before the journal holds it),
-a row still pending was not changed by any local transaction capture will
-ever report. The next try then takes such rows as they stand, as rows with
-no history (Resolver.adopt_outside), logs each one, and counts it
-(status: apply.outside_changes).
+at or before it); once capture has passed that position and every local
+transaction the journal holds has been recorded by apply, continuously for
+GRACE_SECONDS (capture hands a chunk over before the journal holds it), the
+applier takes the commit position again and checks that capture has passed
+that one too (``confirm``): then no local transaction committed before the
+wait's last try is still unreported, and a row still pending was changed
+outside replication. (If capture has not passed it, local writes go on: the
+watch starts again from the new position.) The next try takes such rows as
+they stand, as rows with no history (Resolver.adopt_outside), logs each
+one, and counts it (status: apply.outside_changes). The commit position is
+read once when a wait begins and once per grace period, not on every try.
 """
 
 from __future__ import annotations
@@ -51,6 +55,15 @@ class OutsideWatch:
         if self.caught_up_since is None:
             self.caught_up_since = now
         return now - self.caught_up_since >= GRACE_SECONDS
+
+    def confirm(self, captured_through: int, commit_position: int, own_recorded: int,
+                own_journaled: int) -> bool:
+        """After ``outside``: does capture also cover the commit position read
+        now? If not, the watch starts again from it."""
+        if captured_through >= commit_position and own_recorded >= own_journaled:
+            return True
+        self.began(commit_position)
+        return False
 
     def ended(self) -> None:
         self.mark, self.caught_up_since = None, None

@@ -39,3 +39,16 @@ def test_falling_behind_again_restarts_the_grace_period() -> None:
     assert watch.outside(50, 6, 6)
     watch.ended()
     assert not watch.waiting and not watch.outside(99, 9, 9)
+
+
+def test_local_writes_after_the_wait_began_restart_it() -> None:
+    clock = Clock()
+    watch = OutsideWatch(clock)
+    watch.began(50)
+    assert not watch.outside(50, 5, 5)
+    clock.now += GRACE_SECONDS
+    assert watch.outside(50, 5, 5)
+    assert not watch.confirm(55, 60, 5, 5)  # committed since: capture not past it yet
+    assert watch.mark == 60 and not watch.outside(60, 5, 5)  # a new grace period
+    clock.now += GRACE_SECONDS
+    assert watch.outside(61, 6, 6) and watch.confirm(61, 61, 6, 6)
