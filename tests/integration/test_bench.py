@@ -31,6 +31,7 @@ def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Pa
     out = tmp_path / "results"
     result = subprocess.run(
         [sys.executable, "-m", "ringsync.commands.cli", "bench", "--quick", "--json",
+         "--workloads", "bulk,stream,catchup,ring,sync",
          "--bulk-rows", "1000", "--rates", "100", "--step-seconds", "1",
          "--catchup-seconds", "1", "--ring-rate", "50", "--sync-rate", "20",
          "--out", str(out)],
@@ -41,7 +42,7 @@ def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Pa
     results = doc["results"]
     assert {(r["mode"], r["workload"]) for r in results} == {
         (m, w) for m in ("native", "hop", "sqlite") for w in ("bulk", "stream", "catchup")
-    } | {("ring", "ring"), ("hop", "sync"), ("hop", "verify")}
+    } | {("ring", "ring"), ("hop", "sync")}
     for r in results:
         assert RESULT_KEYS <= set(r), r
         assert r["rows_per_s"] > 0, r  # every row arrived (the probe waited for each)
@@ -64,10 +65,6 @@ def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Pa
         if r["mode"] in ("hop", "sqlite") and r["workload"] in native:
             expected = r["rows_per_s"] / native[r["workload"]]["rows_per_s"]
             assert abs(r["ratio_to_native"] - expected) < 0.01 * expected + 0.01
-    check = next(r for r in results if r["workload"] == "verify")["detail"]
-    assert check["consistent"] is True and check["rows"] >= 1000, check
-    assert check["copy_rows_per_s"] > 0 and len(check["campuses"]) == 2  # the hop's two
-    assert any(t["name"].startswith("stock verification") for t in doc["targets"])
     stream = next(r for r in results if r["mode"] == "hop" and r["workload"] == "stream")
     assert stream["detail"]["steps"][0]["rate"] == 100
     sync = next(r for r in results if r["workload"] == "sync")["detail"]
@@ -100,3 +97,26 @@ def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Pa
     assert "| hop | bulk |" in table and "| CPU µs/row | CPU µs/txn |" in table
     assert "| hop | sync |" in table and "| sync adds |" in table
     assert (out / f"{stem}-lag.svg").read_text().startswith("<svg")
+
+
+def test_bench_verify_workload_measures_the_stock_pass_and_the_incremental_check(
+        tmp_path: Path) -> None:
+    """The verify workload on its own, on a hop that keeps digests (no second hop)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ringsync.commands.cli", "bench", "--quick", "--json",
+         "--modes", "hop", "--workloads", "verify", "--incremental-digests",
+         "--bulk-rows", "1000", "--out", str(tmp_path / "results")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    doc = json.loads(result.stdout)
+    (check,) = [r for r in doc["results"] if r["workload"] == "verify"]
+    detail = check["detail"]
+    assert detail["consistent"] is True and detail["rows"] >= 1000, detail
+    assert detail["copy_rows_per_s"] > 0 and len(detail["campuses"]) == 2  # the hop's two
+    assert [(run["rows"], run["changes"]) for run in detail["incremental"]] == [
+        (1000, 1000), (10000, 10000)]
+    assert all(run["check_seconds"] > 0 for run in detail["incremental"])
+    names = [t["name"] for t in doc["targets"]]
+    assert any(n.startswith("stock verification") for n in names)
+    assert sum(n.startswith("incremental check") for n in names) == 2

@@ -45,7 +45,7 @@ def test_both_take_the_earlier() -> None:
     ({"every_minutes": 5, "tables": ["nope"]}, "not in cluster.tables"),
     ({"every_minutes": 5, "settle_seconds": -1}, "settle_seconds"),
     ({"every_minutes": 5, "keep_reports": 0}, "keep_reports"),
-    ({"tables": ["patients"]}, "schedules nothing"),
+    ({"tables": ["patients"]}, "says nothing"),
 ])
 def test_bad_sections_are_refused_saying_what_to_write(section: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -186,6 +186,7 @@ class RingsyncSetup:
                                            engines=engines, conflict_policies="",
                                            schema=BENCH_SCHEMA,
                                            postgres_settings=postgres_settings)
+        self.digests = "incremental = true" in cluster_extra
         if cluster_extra:  # more sections for cluster.toml (e.g. [verify])
             with self.cluster.cluster_file.open("a") as f:
                 f.write("\n" + cluster_extra)
