@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from node.conflicts.driver import display
 from node.model import Json
 
 # 16,384 buckets: a table's bucket digests stay well under a megabyte (the depth a
@@ -116,23 +117,6 @@ def parse_record(text: str) -> list[str | None]:
         i += 1  # the comma
 
 
-def display_field(kind: str, text: str | None) -> Any:
-    """A verification field as an operator reads it in a report (JSON-able)."""
-    if text is None:
-        return None
-    if kind == "int":
-        return int(text)
-    if kind == "bool":
-        return text == "t"
-    if kind == "float":
-        return struct.unpack(">d", bytes.fromhex(text))[0]
-    if kind == "timestamp" and text.lstrip("-").isdigit():
-        return (_EPOCH + int(text) * _MICRO).isoformat()
-    if kind == "bytes":
-        return "\\x" + text
-    return text
-
-
 def value_of_field(kind: str, text: str | None) -> Any:
     """The canonical value a verification field was written from (field_text's
     inverse): how a node finds the row a report's key names."""
@@ -157,6 +141,12 @@ def value_of_field(kind: str, text: str | None) -> Any:
     if kind == "json":
         return Json(text)
     return text
+
+
+def display_field(kind: str, text: str | None) -> Any:
+    """A verification field as an operator reads it in a report (JSON-able):
+    its canonical value, shown as the conflict log shows values."""
+    return display(value_of_field(kind, text))
 
 
 def bucket_of(key_hash: bytes, bits: int) -> int:
