@@ -13,7 +13,8 @@ def make_engine(config: NodeConfig) -> Engine:
         from node.engines.sqlite.engine import SQLiteEngine
 
         return SQLiteEngine(db.path, config.cluster.tables, config.campus,
-                            sets=config.cluster.set_of_table())
+                            sets=config.cluster.set_of_table(),
+                            digests=config.cluster.verify.incremental)
     if db.engine == "postgres" and db.dsn is not None:
         from node.engines.postgres.engine import PostgresEngine
 

@@ -51,6 +51,8 @@ class SQLiteContext:
         # Local changes up to this change-log id have their versions recorded;
         # the log keeps the rest, which is how apply sees them as pending.
         self.recorded_position = 0
+        self.digests_wanted = False  # [verify] incremental (node.engines.sqlite.digests)
+        self.digest_tables: set[str] = set()  # the tables whose digests are kept
         self._sql_cache: dict[tuple[str, str], str] = {}
 
     @property

@@ -26,6 +26,10 @@ Fencing (node.engines.sqlite.fence). BEFORE triggers refuse application
 writes once ``_rs_fence.writable_until`` has passed; apply sessions
 (``applying = 1``) pass. A single-writer set's tables are guarded by the
 set's row in ``_rs_set_fence`` instead: writable only while it is open.
+
+Verification digests (node.engines.sqlite.digests), with ``[verify]
+incremental``: triggers log the keys every write touches; the verifier
+folds them into kept bucket digests.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pathlib import Path
 
 from node.engines.sqlite.apply import SQLiteApplyTarget
 from node.engines.sqlite.connections import SQLiteContext, write_transaction
+from node.engines.sqlite.digests import install_digests
 from node.engines.sqlite.fence import SQLiteFence, install_fence
 from node.engines.sqlite.inspection import SQLiteInspection
 from node.engines.sqlite.snapshot import q
@@ -74,8 +79,9 @@ class SQLiteEngine:
     name = "sqlite"
 
     def __init__(self, path: Path, tables: tuple[str, ...], campus: str,
-                 sets: Mapping[str, str] | None = None) -> None:
+                 sets: Mapping[str, str] | None = None, digests: bool = False) -> None:
         self.ctx = SQLiteContext(path, tables, campus, sets)
+        self.ctx.digests_wanted = digests
         self.source = SQLiteCaptureSource(self.ctx)
         self.target = SQLiteApplyTarget(self.ctx)
         self.fence = SQLiteFence(self.ctx)
@@ -152,3 +158,5 @@ class SQLiteEngine:
                 install_capture(conn, shape)
                 install_versions(conn, shape)
             install_fence(conn, self.ctx.shapes.values(), self.ctx.campus, self.ctx.sets)
+            self.ctx.digest_tables = install_digests(conn, self.ctx.shapes,
+                                                     self.ctx.digests_wanted)

@@ -7,20 +7,29 @@ read in it. SQLite has no SHA-256 in SQL, so each row is read as canonical
 values (node.engines.sqlite.values) and hashed by node.verify.rowhash: the
 definition the SQL on PostgreSQL matches. SQLite campuses are the small
 ones; the cost is one pass of Python per row.
+
+With ``[verify] incremental`` (node.engines.sqlite.digests) the bucket
+digests are read from the ones the database keeps, unless a stock check is
+asked for; a stock check also compares them with the rows, in the same
+snapshot, and rebuilds them when they drifted.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Sequence
 
-from node.engines.sqlite.connections import SQLiteContext
+from node.engines.sqlite.connections import SQLiteContext, write_transaction
+from node.engines.sqlite.digests import fold, read_digests, seed
 from node.engines.sqlite.snapshot import q
 from node.engines.sqlite.values import from_sqlite
 from node.model import TableShape
 from node.verify.rowhash import Digest, RowHash, hash_row
 from node.verify.snapshot import TableVerify
 from ringsync.errors import EngineError
+
+log = logging.getLogger(__name__)
 
 
 class SQLiteVerifier:
@@ -29,14 +38,19 @@ class SQLiteVerifier:
     def __init__(self, ctx: SQLiteContext) -> None:
         self.ctx = ctx
 
-    def _read(self, shape: TableShape, bits: int,
-              keep: set[int] | None) -> tuple[dict[str, int], dict[int, Digest], list[RowHash]]:
+    def _read(self, shape: TableShape, bits: int, keep: set[int] | None, kept: bool = False
+              ) -> tuple[dict[str, int], dict[int, Digest], list[RowHash], dict[int, Digest]]:
+        """One read snapshot: the applied vector, and either the bucket digests
+        (keep None; with ``kept``, the kept digests too) or some buckets' rows."""
         conn = self.ctx.connect()
         buckets: dict[int, Digest] = {}
         rows: list[RowHash] = []
+        held: dict[int, Digest] = {}
         try:
             conn.execute("BEGIN")  # one read snapshot: the vector and the rows
             applied = {o: int(s) for o, s in conn.execute("SELECT origin, seq FROM _rs_applied")}
+            if kept:
+                held = read_digests(conn, shape, bits)
             cols = ", ".join(q(c) for c in shape.columns)
             for row in conn.execute(f"SELECT {cols} FROM {q(shape.name)}"):
                 rh = hash_row(shape.kinds, shape.key_indexes, from_sqlite(shape.kinds, row), bits)
@@ -49,16 +63,60 @@ class SQLiteVerifier:
             raise EngineError(f"verification read of {shape.name} failed: {e}") from e
         finally:
             conn.close()
-        return applied, buckets, rows
+        return applied, buckets, rows, held
+
+    def _kept(self, shape: TableShape, bits: int) -> TableVerify:
+        conn = self.ctx.connect()
+        try:
+            conn.execute("BEGIN")
+            applied = {o: int(s) for o, s in conn.execute("SELECT origin, seq FROM _rs_applied")}
+            buckets = read_digests(conn, shape, bits)
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise EngineError(f"reading the kept digests of {shape.name} failed: {e}") from e
+        finally:
+            conn.close()
+        return TableVerify(shape.name, bits, applied, buckets=buckets, mode="incremental")
 
     def bucket_digests(self, table: str, bits: int, incremental: bool = False) -> TableVerify:
-        """Always hashed from the rows: SQLite keeps no incremental digests."""
-        applied, buckets, _ = self._read(self.ctx.shape_of(table), bits, None)
-        return TableVerify(table, bits, applied, buckets=buckets)
+        shape = self.ctx.shape_of(table)
+        kept = table in self.ctx.digest_tables
+        if incremental and kept:
+            return self._kept(shape, bits)
+        applied, buckets, _, held = self._read(shape, bits, None, kept)
+        drift = kept and _as_hex(buckets) != _as_hex(held)
+        if drift:
+            log.warning("the incremental digests of %s disagree with its rows (a write the "
+                        "triggers did not see, or a restored file); rebuilt", table)
+            self._rebuild(shape)
+        return TableVerify(table, bits, applied, buckets=buckets, drift=drift)
+
+    def _rebuild(self, shape: TableShape) -> None:
+        conn = self.ctx.connect()
+        try:
+            with write_transaction(conn):
+                seed(conn, shape)
+        except sqlite3.Error as e:
+            raise EngineError(f"could not rebuild the digests of {shape.name}: {e}") from e
+        finally:
+            conn.close()
 
     def fold_digests(self) -> int:
-        return 0
+        """Fold every covered table's dirty keys into its digests; entries folded."""
+        if not self.ctx.digest_tables:
+            return 0
+        conn = self.ctx.connect()
+        try:
+            return sum(fold(conn, self.ctx.shape_of(t)) for t in sorted(self.ctx.digest_tables))
+        except sqlite3.Error as e:
+            raise EngineError(f"folding verification digests failed: {e}") from e
+        finally:
+            conn.close()
 
     def row_hashes(self, table: str, bits: int, buckets: Sequence[int]) -> TableVerify:
-        applied, _, rows = self._read(self.ctx.shape_of(table), bits, set(buckets))
+        applied, _, rows, _ = self._read(self.ctx.shape_of(table), bits, set(buckets))
         return TableVerify(table, bits, applied, rows=rows)
+
+
+def _as_hex(buckets: dict[int, Digest]) -> dict[int, tuple[int, str]]:
+    return {b: (d.rows, d.hex()) for b, d in buckets.items() if d.rows}
