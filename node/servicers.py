@@ -253,6 +253,11 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         rt = self.rt
         done = await rt.in_engine(repair_row, rt.engine.store, rt.resolver.rules,
                                   request.table, request.key, request.action)
+        if done.standing is not None:  # inspect: nothing changed
+            st = done.standing
+            return cpb.RepairResponse(campus=rt.campus, table=done.table, key=done.key,
+                                      row=done.row, recorded=st.recorded, rank=st.rank,
+                                      hlc=st.hlc, origin=st.origin)
         log.warning("repair: %s %s %s by %s", request.action, done.table, done.key, who)
         return cpb.RepairResponse(campus=rt.campus, table=done.table, key=done.key,
                                   row=done.row)

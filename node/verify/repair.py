@@ -11,6 +11,13 @@ rules, the conflict log and every campus stay consistent):
 * ``delete`` at a campus holding a row that should not exist: the delete
   replicates, and campuses without the row have nothing to do.
 
+``inspect`` changes nothing: it says where this campus's copy stands under
+the table's conflict policy, so ``ctl repair`` can keep, by default, the
+copy the policy would choose (``standing``): whether the copy is what its
+recorded versions say the row is (a copy edited or deleted behind
+replication's back is not, and ranks below every recorded one), and the
+winning version's policy rank, hybrid timestamp and origin.
+
 ``reassert`` is refused, with the reason, where writing the row again would
 not carry its contents: a ``merge`` table (an update carries only the
 columns it changes) and a table with delta columns (an update carries only
@@ -22,14 +29,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from node.conflicts.driver import ConflictRecord, row_to_json
 from node.conflicts.manual import ManualStore
-from node.conflicts.resolve import RowRules
+from node.conflicts.metacodec import decode_meta
+from node.conflicts.resolve import LIVE, Rec, RowRules
 from node.verify.rowhash import parse_record, value_of_field
 from ringsync.errors import RingsyncError
 
-ACTIONS = ("reassert", "delete")
+ACTIONS = ("reassert", "delete", "inspect")
 
 
 class RepairRefused(RingsyncError):
@@ -39,10 +48,73 @@ class RepairRefused(RingsyncError):
 
 
 @dataclass(frozen=True)
+class Standing:
+    """Where one campus's copy of a row stands under its table's policy."""
+
+    recorded: bool  # the copy is what its recorded versions make the row
+    rank: int       # campus-priority / rank rules: the winning version's rank (else 0)
+    hlc: int        # the winning version's hybrid timestamp (0: none recorded)
+    origin: str     # the campus that wrote it ("" : none recorded)
+
+
+@dataclass(frozen=True)
 class RepairDone:
     table: str
     key: str   # JSON array
-    row: str   # JSON object written; empty: deleted
+    row: str   # JSON object written (inspect: held); empty: deleted (inspect: absent)
+    standing: Standing | None = None  # inspect only
+
+
+def standing(rules: RowRules, current: tuple[Any, ...] | None, meta_text: str | None
+             ) -> Standing:
+    """The copy's standing: the version that wins the row's existence by the
+    policy, and whether the copy's existence and values are the ones its
+    versions pick. Where the versions imply a value from the row itself
+    (node.conflicts.metacodec: one writer, row present) only existence can
+    be checked; copies with the same winning version then tie, and the
+    choice falls to the majority."""
+    if not meta_text:
+        return Standing(False, 0, 0, "")
+    # Decoded against a row of unknowns: a register the versions imply from the
+    # row (written while it existed) reads as live with an unknown value.
+    meta = decode_meta(meta_text, (_UNKNOWN,) * len(rules.shape.columns), rules.delta)
+    live = [r for r in meta.recs if LIVE in r.regs]
+    if not live:
+        return Standing(False, 0, 0, "")
+    winner = rules.pick(live, LIVE)
+    rank = _rank(rules, winner, current)
+    recorded = bool(winner.regs[LIVE]) == (current is not None)
+    if recorded and current is not None:
+        for g in rules.values:
+            writes = [r for r in meta.recs if g in r.regs]
+            if writes and not _same(rules.pick(writes, g).regs[g], current[g]):
+                recorded = False
+        for c in rules.delta:
+            if not _same(meta.counters.get(c, _UNKNOWN), current[c]):
+                recorded = False
+    return Standing(recorded, int(rank), winner.hlc, winner.origin)
+
+
+_UNKNOWN: Any = object()  # a value the versions leave to the row
+
+
+def _rank(rules: RowRules, winner: Rec, current: tuple[Any, ...] | None) -> int:
+    """The policy's rank of the winning version (RowRules.sort_key's first
+    part), with a value the versions leave to the row read from the copy."""
+    if rules.policy.rule == "campus-priority":
+        return rules.priority.get(winner.origin, 0)
+    if rules.policy.rule != "rank":
+        return 0
+    if not winner.regs[LIVE]:
+        return -1
+    value = winner.regs.get(rules.rank_index)
+    if value is _UNKNOWN:
+        value = current[rules.rank_index] if current is not None else None
+    return rules.rank.get(value, 0)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is _UNKNOWN or a == b or (a != a and b != b)  # NaN equals NaN here
 
 
 def repair_row(store: ManualStore, rules: Mapping[str, RowRules], table: str,
@@ -64,7 +136,11 @@ def repair_row(store: ManualStore, rules: Mapping[str, RowRules], table: str,
                     for i, f in zip(shape.key_indexes, fields, strict=True))
     except (ValueError, IndexError) as e:
         raise RepairRefused(f"not a key of {table}: {key_text[:80]!r} ({e})") from e
-    current, _ = store.read_version(table, key)
+    current, meta_text = store.read_version(table, key)
+    if action == "inspect":
+        return RepairDone(table, ConflictRecord.key_json_of(key),
+                          row_to_json(shape.columns, current) or "" if current else "",
+                          standing(table_rules, current, meta_text))
     if current is None:
         raise RepairRefused(f"{table} {ConflictRecord.key_json_of(key)} is not here: "
                             f"repair from a campus that holds it")

@@ -448,16 +448,24 @@ class RepairRequest(_message.Message):
     def __init__(self, table: _Optional[str] = ..., key: _Optional[str] = ..., action: _Optional[str] = ...) -> None: ...
 
 class RepairResponse(_message.Message):
-    __slots__ = ("campus", "table", "key", "row")
+    __slots__ = ("campus", "table", "key", "row", "recorded", "rank", "hlc", "origin")
     CAMPUS_FIELD_NUMBER: _ClassVar[int]
     TABLE_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     ROW_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    HLC_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
     campus: str
     table: str
     key: str
     row: str
-    def __init__(self, campus: _Optional[str] = ..., table: _Optional[str] = ..., key: _Optional[str] = ..., row: _Optional[str] = ...) -> None: ...
+    recorded: bool
+    rank: int
+    hlc: int
+    origin: str
+    def __init__(self, campus: _Optional[str] = ..., table: _Optional[str] = ..., key: _Optional[str] = ..., row: _Optional[str] = ..., recorded: _Optional[bool] = ..., rank: _Optional[int] = ..., hlc: _Optional[int] = ..., origin: _Optional[str] = ...) -> None: ...
 
 class VerificationReport(_message.Message):
     __slots__ = ("json",)

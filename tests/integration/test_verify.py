@@ -8,8 +8,12 @@ independent row comparison must agree. A campus that is down is named and
 the rest compared; ``ctl repair`` plans, then writes, one ordinary change
 per row, after which every campus holds the same rows; a hundred
 differences are found exactly while a live workload writes (whose rows are
-in_flight, never diverged). The PostgreSQL campuses keep incremental
-digests; ``--full`` (every row hashed) must give the same answer.
+in_flight, never diverged). Every campus keeps incremental digests (the
+SQLite one too: its triggers see the apply flag's writes); ``--full``
+(every row hashed) must give the same answer. Repair keeps the copy the
+conflict policy picks: a row deleted behind replication at two campuses is
+reasserted from the third, whose copy is still the row's recorded version,
+though the majority no longer holds it.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from tests.integration.conftest import RINGSYNC, wait_ready
 @pytest.fixture
 def ring(make_cluster) -> Iterator[LocalCluster]:
     cluster = make_cluster(3, engines=["postgres", "sqlite", "postgres"])
-    with cluster.cluster_file.open("a") as f:  # the PostgreSQL campuses keep digests
+    with cluster.cluster_file.open("a") as f:  # every campus keeps digests
         f.write("\n[verify]\nincremental = true\n")
     cluster.start_all()
     wait_ready(cluster)
@@ -102,7 +106,7 @@ def test_verify_finds_exactly_the_rows_changed_behind_replication(ring: LocalClu
     code, report = verify(ring)
     assert code == 0 and report["consistent"] and report["differences"] == [], report
     modes = {campus: v["mode"] for t in report["tables"].values() for campus, v in t.items()}
-    assert modes == {a.name: "incremental", b.name: "stock", c.name: "incremental"}
+    assert modes == {a.name: "incremental", b.name: "incremental", c.name: "incremental"}
     for table, campuses in report["tables"].items():
         assert set(campuses) == {a.name, b.name, c.name}
         assert len({(v["rows"], v["digest"]) for v in campuses.values()}) == 1, table
@@ -117,15 +121,17 @@ def test_verify_finds_exactly_the_rows_changed_behind_replication(ring: LocalClu
 
     # Differences behind replication's back, at the SQLite campus (its node
     # running) and at a PostgreSQL one (its node stopped: the origin is free).
-    orders, patients = first_keys(b.target, "lab_orders", 1), first_keys(b.target, "patients", 2)
+    orders, patients = first_keys(b.target, "lab_orders", 1), first_keys(b.target, "patients", 3)
     behind_sqlite(b.target,
                   ("DELETE FROM lab_orders WHERE order_id = ?", (orders[0],)),
                   ("UPDATE patients SET name = 'Changed behind' WHERE patient_id = ?",
                    (patients[0],)),
-                  ("INSERT INTO specimens VALUES ('only-at-b', 'o', 'blood', NULL, NULL)", ()))
+                  ("INSERT INTO specimens VALUES ('only-at-b', 'o', 'blood', NULL, NULL)", ()),
+                  ("DELETE FROM patients WHERE patient_id = ?", (patients[2],)))
     ring.stop(a.name)
     behind_postgres(a.target,
                     ("DELETE FROM patients WHERE patient_id = ?", (patients[1],)),
+                    ("DELETE FROM patients WHERE patient_id = ?", (patients[2],)),
                     ("INSERT INTO lab_results VALUES ('only-at-a', 'o', 'K', 4.1, NULL, "
                      "'mmol/L', NULL, 'final', '2026-01-01T00:00:00Z', 1)", ()))
     ring.start(a.name)
@@ -152,6 +158,8 @@ def test_verify_finds_exactly_the_rows_changed_behind_replication(ring: LocalClu
             {a.name: "absent", b.name: "present", c.name: "present"}),
         row("lab_results", "result_id", "only-at-a", "extra",
             {a.name: "present", b.name: "absent", c.name: "absent"}),
+        row("patients", "patient_id", patients[2], "extra",
+            {a.name: "absent", b.name: "absent", c.name: "present"}),
     }
     # Every row hashed (--full) finds the same rows, and the kept digests agree
     # with the rows (changes under the replication origin fire their triggers).
@@ -171,7 +179,12 @@ def test_verify_finds_exactly_the_rows_changed_behind_replication(ring: LocalClu
     actions = {(r["table"], r["action"], r["state"]) for r in plan["repairs"]}
     assert actions == {("lab_orders", "reassert", "planned"), ("patients", "reassert", "planned"),
                        ("specimens", "delete", "planned"), ("lab_results", "delete", "planned")}
-    assert len(plan["repairs"]) == 5
+    assert len(plan["repairs"]) == 6
+    # the policy (latest) speaks for c's copy: a and b lost the row behind
+    # replication, their versions still say it exists; the majority would delete
+    kept = next(r for r in plan["repairs"] if r["key"] == {"patient_id": patients[2]})
+    assert (kept["action"], kept["at"]) == ("reassert", c.name), kept
+    assert kept["reason"].startswith("latest: ") and "winning version" in kept["reason"]
     deletes = {r["table"]: r["at"] for r in plan["repairs"] if r["action"] == "delete"}
     assert deletes == {"specimens": b.name, "lab_results": a.name}
     assert {x.name: campus_rows(x.target) for x in ring.campuses} == rows
