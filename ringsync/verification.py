@@ -280,6 +280,7 @@ class Verification:
         diverged = any(d["state"] == "diverged" for d in differences)
         return {
             "consistent": not differences and not self.errors,
+            "full": self.full,
             "vector": target,
             "settled": settled,
             "in_flight_resolved": settled_count,

@@ -6,8 +6,10 @@
     tables = ["lab_results"]  # default: every replicated table
     settle_seconds = 30       # the confirm pass's wait for changes in flight
     keep_reports = 30         # reports each node keeps (the newest)
-    incremental = true        # PostgreSQL campuses keep bucket digests as they write:
+    incremental = true        # every campus keeps bucket digests as it writes:
                               # a verification reads them instead of hashing every row
+    full_every_days = 7       # with incremental: a scheduled run is a stock (--full)
+                              # one when none was in this many days (0: never)
 
 Without the section nothing runs on a schedule; ``ctl verify`` still runs on
 demand. When a verification is due, the first campus in ring order whose
@@ -27,7 +29,7 @@ from typing import Any
 from ringsync.errors import ConfigError
 
 VERIFY_KEYS = {"every_minutes", "daily_at", "tables", "settle_seconds", "keep_reports",
-               "incremental"}
+               "incremental", "full_every_days"}
 _DAILY = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -38,7 +40,8 @@ class VerifySchedule:
     tables: tuple[str, ...] = ()   # empty: every replicated table
     settle_seconds: float = 30.0
     keep_reports: int = 30
-    incremental: bool = False      # PostgreSQL campuses keep bucket digests as they write
+    incremental: bool = False      # campuses keep bucket digests as they write
+    full_every_days: int = 7       # a scheduled stock check at least this often (0: never)
 
     @property
     def enabled(self) -> bool:
@@ -67,6 +70,16 @@ class VerifySchedule:
             else:
                 due.append(today + 86400.0)
         return min(due) if due else None
+
+    def wants_full(self, reports: list[dict[str, Any]], now: float) -> bool:
+        """Whether a scheduled run now should hash every row (``--full``): with
+        kept digests, when no full report is younger than full_every_days.
+        Without them every check is a stock one already."""
+        if not self.incremental or self.full_every_days <= 0:
+            return False
+        since = now - 86400.0 * self.full_every_days
+        return not any(r.get("full") and isinstance(r.get("at"), int | float) and
+                       r["at"] >= since for r in reports)
 
 
 def parse_verify(section: dict[str, Any], tables: tuple[str, ...], path: Path) -> VerifySchedule:
@@ -100,8 +113,12 @@ def parse_verify(section: dict[str, Any], tables: tuple[str, ...], path: Path) -
     if not isinstance(incremental, bool):
         raise ConfigError(f"{path}: verify.incremental must be true or false, not "
                           f"{incremental!r}")
+    full_days = section.get("full_every_days", 7)
+    if isinstance(full_days, bool) or not isinstance(full_days, int) or not 0 <= full_days <= 366:
+        raise ConfigError(f"{path}: verify.full_every_days must be 0..366 days (0: never a "
+                          f"scheduled full check), not {full_days!r}")
     schedule = VerifySchedule(float(every), daily, tuple(chosen), float(settle), keep,
-                              incremental)
+                              incremental, full_days)
     if not schedule.enabled and not incremental:
         raise ConfigError(f"{path}: [verify] says nothing: set every_minutes > 0, daily_at "
                           f"or incremental = true, or remove the section")

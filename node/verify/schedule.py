@@ -80,12 +80,15 @@ class VerifyScheduler:
             if not up or up[0] != self.config.campus:
                 return False
             tables = list(self.schedule.tables or self.config.cluster.tables)
-            log.info("scheduled verification of %s starting (this campus coordinates)",
-                     ", ".join(tables))
             started = time.time()
+            full = self.schedule.wants_full(await asyncio.to_thread(self.reports.history),
+                                            started)
+            log.info("scheduled %sverification of %s starting (this campus coordinates)",
+                     "full (stock) " if full else "", ", ".join(tables))
             self.running = True
             try:
                 report = await Verification(client, tables, settle=self.schedule.settle_seconds,
+                                            full=full,
                                             progress=lambda line: log.info("verify: %s", line)
                                             ).run()
             finally:

@@ -46,6 +46,8 @@ def test_both_take_the_earlier() -> None:
     ({"every_minutes": 5, "settle_seconds": -1}, "settle_seconds"),
     ({"every_minutes": 5, "keep_reports": 0}, "keep_reports"),
     ({"tables": ["patients"]}, "says nothing"),
+    ({"every_minutes": 5, "full_every_days": -1}, "full_every_days"),
+    ({"every_minutes": 5, "full_every_days": 1.5}, "full_every_days"),
 ])
 def test_bad_sections_are_refused_saying_what_to_write(section: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -57,3 +59,14 @@ def test_a_good_section() -> None:
                       "settle_seconds": 10, "keep_reports": 5}, TABLES, PATH)
     assert s == VerifySchedule(30.0, "23:59", ("patients",), 10.0, 5) and s.enabled
     assert parse_verify({}, TABLES, PATH) == VerifySchedule()
+
+
+def test_with_kept_digests_a_scheduled_run_is_full_when_none_was_lately() -> None:
+    s = VerifySchedule(every_minutes=60, incremental=True, full_every_days=7)
+    now = at(1, 0) + 30 * 86400
+    assert s.wants_full([], now)
+    assert s.wants_full([{"at": now - 8 * 86400, "full": True}, {"at": now - 60}], now)
+    assert not s.wants_full([{"at": now - 6 * 86400, "full": True}], now)
+    assert not VerifySchedule(every_minutes=60, incremental=True,
+                              full_every_days=0).wants_full([], now)
+    assert not VerifySchedule(every_minutes=60).wants_full([], now)  # stock every time
