@@ -2,13 +2,16 @@
 
 The status source is injected (a ClusterClient in real use, a fake in
 tests). A worker polls every node about once a second and posts
-StatusRefreshed; the ring screen draws it.
+StatusRefreshed; the ring screen draws it. The verifier (v) runs on the
+verify screen, which is installed once so a verification outlives a visit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from textual import work
@@ -18,7 +21,8 @@ from textual.binding import Binding
 from console.messages import StatusRefreshed
 from console.screens.ring import RingScreen
 from console.screens.switchover import MoveRequest, SwitchoverDialog
-from console.source import RouteMover, StatusSource
+from console.screens.verify import VerifyScreen
+from console.source import RouteMover, StatusSource, Verifier
 from ringsync.config import ClusterConfig
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,7 @@ class RingsyncConsole(App[None]):
         Binding("q", "quit", "quit"),
         Binding("s", "save_screenshot", "screenshot (SVG)"),
         Binding("w", "switchover", "switchover"),
+        Binding("v", "verify", "verify"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
 
@@ -41,10 +46,14 @@ class RingsyncConsole(App[None]):
         poll_seconds: float = 1.0,
         subtitle: str = "",
         mover: RouteMover | None = None,
+        verifier: Verifier | None = None,
+        clock: Callable[[], float] = time.monotonic,  # the verify screen's elapsed times
     ) -> None:
         super().__init__()
         self.source = source
         self.mover = mover
+        self.verifier = verifier
+        self.clock = clock
         self.cluster = cluster
         self.poll_seconds = poll_seconds
         self.sub_title = subtitle or f"cluster {cluster.name}"
@@ -73,6 +82,10 @@ class RingsyncConsole(App[None]):
             return
         if isinstance(screen, RingScreen) and message.replies:
             screen.show(message.replies)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """w and v from the ring screen only (hidden from the other screens' footers)."""
+        return action not in ("switchover", "verify") or isinstance(self.screen, RingScreen)
 
     def action_switchover(self) -> None:
         screen = self.screen
@@ -110,6 +123,17 @@ class RingsyncConsole(App[None]):
         say(f"[b]{request.kind} {verdict} in {result.get('seconds', 0):.2f}s[/b]")
         self.notify(f"{request.kind} of {request.campus} {verdict}")
 
+    def action_verify(self) -> None:
+        if not isinstance(self.screen, RingScreen):
+            return
+        if self.verifier is None:
+            self.notify("verification is not available in this console (no verifier)",
+                        severity="error")
+            return
+        if not self.is_screen_installed("verify"):  # kept: its worker outlives a visit
+            self.install_screen(VerifyScreen(self.cluster, self.verifier, self.clock), "verify")
+        self.push_screen("verify")
+
     def action_save_screenshot(self) -> None:
         path = self.save_screenshot(path=str(Path.cwd()))
         self.notify(f"saved {path}")
@@ -125,8 +149,8 @@ def run_console(cluster: ClusterConfig, subtitle: str = "") -> int:
     log_path = Path(cluster.path).parent / "console.log"
     logging.basicConfig(filename=log_path, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from console.source import ClusterMover
+    from console.source import ClusterMover, ClusterVerifier
 
     RingsyncConsole(ClusterClient(cluster), cluster, subtitle=subtitle,
-                    mover=ClusterMover(cluster)).run()
+                    mover=ClusterMover(cluster), verifier=ClusterVerifier(cluster)).run()
     return 0

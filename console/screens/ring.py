@@ -85,7 +85,7 @@ def verify_text(replies: Sequence[NodeReply]) -> str:
     if v.consistent:
         verdict = "[green]every campus holds the same rows[/]"
     elif v.diverged:
-        verdict = f"[bold red]{v.diverged} diverged row(s)[/] (ctl verify; ctl repair)"
+        verdict = f"[bold red]{v.diverged} diverged row(s)[/] (v: verify; ctl repair)"
     else:
         verdict = (f"[yellow]{v.in_flight} row(s) in flight, "
                    f"{len(v.campuses_failed)} campus(es) not answering[/]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from textual.widgets import DataTable
@@ -212,3 +213,198 @@ async def test_switchover_is_refused_when_dr_is_off() -> None:
         await pilot.press("w")
         await pilot.pause(0.2)
         assert not isinstance(app.screen, type(None)) and app.screen.name == "ring"
+
+
+# -- the verify screen (v) ---------------------------------------------------------
+
+VERIFY_REPORT = {
+    "consistent": False, "exit": 1, "settled": True, "in_flight_resolved": 0,
+    "vector": {"chaohui": 85, "wangjiangshan": 57},
+    "tables": {"patients": {
+        "chaohui": {"rows": 120, "digest": "9f3c1a2b3c4d", "mode": "stock"},
+        "wangjiangshan": {"rows": 119, "digest": "0a1b2c3d4e5f", "mode": "incremental"}}},
+    "mismatched_tables": ["patients"],
+    "differences": [
+        {"table": "patients", "key": {"patient_id": "P-42"}, "kind": "missing",
+         "state": "in_flight", "campuses": {"chaohui": "present", "wangjiangshan": "absent"}},
+        {"table": "patients", "key": {"patient_id": "P-17 [sic]"}, "kind": "changed",
+         "state": "diverged", "campuses": {"chaohui": "differs", "wangjiangshan": "differs"}},
+    ],
+    "campuses": {"chaohui": {"applied": {"wangjiangshan": 57}},
+                 "wangjiangshan": {"applied": {"chaohui": 85}},
+                 "yuecheng": {"error": "unreachable (connection refused)"}},
+}
+
+
+class FakeVerifier:
+    """Says two progress lines, waits for ``gate`` if given, then returns the report
+    (or raises ``error``)."""
+
+    def __init__(self, gate: asyncio.Event | None = None, error: Exception | None = None):
+        self.gate = gate
+        self.error = error
+        self.calls: list[tuple[list[str], bool]] = []
+
+    async def verify(self, tables, full, say):
+        self.calls.append((tables, full))
+        say("patients: 2 campuses (1 from kept digests), 120 rows hashed in 0.1 s")
+        say("patients: 1 bucket(s) differ; listing their rows")
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        return VERIFY_REPORT
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.screen.query_one(selector).render())
+
+
+async def until_finished(pilot, screen) -> None:
+    for _ in range(200):
+        if not screen.running:
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("the verification did not finish")
+
+
+async def test_verify_screen_runs_a_verification_and_shows_the_report() -> None:
+    from textual.widgets import Log
+
+    from console.screens.verify import VerifyScreen
+
+    verifier = FakeVerifier()
+    app = RingsyncConsole(ScriptedSource(), CLUSTER, poll_seconds=0.05, verifier=verifier)
+    async with app.run_test(size=(160, 60)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("v")
+        await pilot.pause(0.1)
+        screen = app.screen
+        assert isinstance(screen, VerifyScreen)
+        assert "Choose the tables" in text_of(app, "#verify-state")
+        await pilot.press("enter")  # the start button has the focus
+        await until_finished(pilot, screen)
+        assert verifier.calls == [(["patients"], False)]
+        assert list(screen.query_one(Log).lines) == [
+            "verifying patients, default check",
+            "patients: 2 campuses (1 from kept digests), 120 rows hashed in 0.1 s",
+            "patients: 1 bucket(s) differ; listing their rows",
+        ]
+        assert "verified patients, default check in" in text_of(app, "#verify-state")
+        verdict = text_of(app, "#verify-verdict")
+        assert "DIVERGED: 1 row(s) still differ" in verdict
+        assert "INCOMPLETE: yuecheng could not answer" in verdict
+        assert "1 row(s) in flight" in verdict
+        assert ("yuecheng could not answer: unreachable (connection refused)"
+                in text_of(app, "#verify-campuses"))
+        rows = screen.query_one("#verify-tables", DataTable)
+        patients = rows.get_row_at(0)
+        assert [str(c) for c in patients] == [
+            "patients", "120  9f3c1a2b", "119  0a1b2c3d kept", "did not answer"]
+        assert patients[0].style == "red"
+        diffs = screen.query_one("#verify-differences", DataTable)
+        assert diffs.row_count == 2
+        first, second = diffs.get_row_at(0), diffs.get_row_at(1)  # diverged first
+        assert [str(c) for c in first] == [
+            "DIVERGED", "changed", "patients", '{"patient_id": "P-17 [sic]"}',
+            "differs", "differs", "-"]
+        assert first[0].style == "bold red" and first[4].style == "bold red"
+        assert [str(c) for c in second] == [
+            "in flight", "missing", "patients", '{"patient_id": "P-42"}',
+            "present", "absent", "-"]
+        assert second[0].style == "yellow" and second[4].style == ""
+        fix = text_of(app, "#verify-fix")
+        assert "ringsync ctl --cluster cluster.toml repair --table patients --dry-run" in fix
+        assert """--key '{"patient_id": "P-17 [sic]"}'""" in fix
+        assert "Rows in flight need no repair" in fix
+        # One table, --full, again.
+        from textual.widgets import Select
+
+        screen.query_one("#verify-mode", Select).value = "full"
+        screen.query_one("#verify-table", Select).value = "patients"
+        await pilot.pause(0.3)  # the button ignores a press during its 0.2 s press effect
+        await pilot.click("#verify-start")
+        await until_finished(pilot, screen)
+        assert verifier.calls[-1] == (["patients"], True)
+        assert "verifying patients, --full" in screen.query_one(Log).lines
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert app.screen.name == "ring"
+
+
+async def test_a_second_start_is_refused_and_leaving_does_not_stop_the_verification() -> None:
+    from console.screens.ring import RingScreen
+    from console.screens.verify import VerifyScreen
+
+    gate = asyncio.Event()
+    verifier = FakeVerifier(gate=gate)
+    source = ScriptedSource()
+    app = RingsyncConsole(source, CLUSTER, poll_seconds=0.05, verifier=verifier)
+    notes: list[str] = []
+    async with app.run_test(size=(160, 60)) as pilot:
+        app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
+        await pilot.pause(0.2)
+        await pilot.press("v")
+        await pilot.pause(0.1)
+        screen = app.screen
+        assert isinstance(screen, VerifyScreen)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert screen.running and "verifying patients" in text_of(app, "#verify-state")
+        await pilot.press("enter")
+        await pilot.pause(0.3)  # the button ignores a press during its 0.2 s press effect
+        await pilot.click("#verify-start")
+        await pilot.pause(0.1)
+        assert len(verifier.calls) == 1
+        assert sum("already running" in n for n in notes) == 2
+        await pilot.press("escape")  # back to the ring while it runs
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, RingScreen)
+        assert any("keeps running" in n for n in notes)
+        polls = source.calls
+        await pilot.pause(0.2)
+        assert source.calls > polls  # the ring screen keeps refreshing
+        gate.set()
+        await until_finished(pilot, screen)
+        await pilot.pause(0.05)
+        assert "verification finished: DIVERGED (v shows it)" in notes
+        await pilot.press("v")  # the same screen, with the report
+        await pilot.pause(0.1)
+        assert app.screen is screen
+        assert "DIVERGED" in text_of(app, "#verify-verdict")
+        assert screen.query_one("#verify-differences", DataTable).row_count == 2
+
+
+async def test_a_failed_verification_is_shown_not_raised() -> None:
+    from console.screens.verify import VerifyScreen
+
+    verifier = FakeVerifier(error=RuntimeError("unreachable (no route to host)"))
+    app = RingsyncConsole(ScriptedSource(), CLUSTER, poll_seconds=0.05, verifier=verifier)
+    async with app.run_test(size=(160, 60)) as pilot:
+        await pilot.pause(0.1)
+        await pilot.press("v")
+        await pilot.pause(0.1)
+        screen = app.screen
+        assert isinstance(screen, VerifyScreen)
+        await pilot.press("enter")
+        await until_finished(pilot, screen)
+        error = screen.query_one("#verify-error")
+        assert error.display
+        assert "verification failed: unreachable (no route to host)" in text_of(
+            app, "#verify-error")
+        assert "failed after" in text_of(app, "#verify-state")
+        assert not screen.query_one("#verify-result").display
+        verifier.error = None  # it can run again, and then shows the report
+        await pilot.pause(0.3)  # the button ignores a press during its 0.2 s press effect
+        await pilot.press("enter")
+        await until_finished(pilot, screen)
+        assert not error.display and screen.query_one("#verify-result").display
+
+
+async def test_verify_is_refused_without_a_verifier() -> None:
+    app = RingsyncConsole(ScriptedSource(), CLUSTER, poll_seconds=0.05)
+    async with app.run_test(size=(160, 60)) as pilot:
+        await pilot.pause(0.1)
+        await pilot.press("v")
+        await pilot.pause(0.1)
+        assert app.screen.name == "ring"

@@ -32,6 +32,7 @@ from textual.widgets import Label
 
 from console.app import RingsyncConsole
 from console.screens.switchover import SwitchoverDialog
+from console.screens.verify import VerifyScreen
 from ringsync.client import NodeReply
 from ringsync.config import CampusEntry, ClusterConfig
 from ringsync.dr.settings import DRSettings
@@ -159,9 +160,59 @@ class RefusingMover:
         raise AssertionError("a snapshot test moved a campus")
 
 
+VERIFY_REPORT: dict[str, Any] = {
+    "consistent": False, "exit": 1, "settled": True, "in_flight_resolved": 1,
+    "vector": {"chaohui": 325, "wangjiangshan": 332},
+    "tables": {t: {c: {"rows": rows, "digest": digest, "mode": mode}
+                   for c, rows, digest, mode in campuses}
+               for t, campuses in (
+                   ("patients", [("chaohui", 1_204, "9f3c1a2b77e0", "incremental"),
+                                 ("wangjiangshan", 1_203, "41d07c9e0b3a", "incremental")]),
+                   ("visits", [("chaohui", 5_310, "c0ffee12ab34", "stock"),
+                               ("wangjiangshan", 5_310, "c0ffee12ab34", "stock")]))},
+    "mismatched_tables": ["patients"],
+    "differences": [
+        {"table": "patients", "key": {"patient_id": "P-0042"}, "kind": "missing",
+         "state": "in_flight", "campuses": {"chaohui": "present", "wangjiangshan": "absent"}},
+        {"table": "patients", "key": {"patient_id": "P-0017"}, "kind": "changed",
+         "state": "diverged", "campuses": {"chaohui": "differs", "wangjiangshan": "differs"}},
+    ],
+    "campuses": {"chaohui": {"applied": {"wangjiangshan": 332}},
+                 "wangjiangshan": {"applied": {"chaohui": 325}},
+                 "yuecheng": {"error": "unreachable (failed to connect to all addresses)"}},
+}
+
+
+class ScriptedVerifier:
+    """Says the progress lines a real run says, returns a fixed report."""
+
+    async def verify(self, tables: list[str], full: bool,
+                     say: Callable[[str], None]) -> dict[str, Any]:
+        say("patients: 2 campuses (2 from kept digests), 0 rows hashed in 0.0 s (0 rows/s), "
+            "32 buckets")
+        say("patients: 1 bucket(s) differ; listing their rows")
+        say("visits: 2 campuses (0 from kept digests), 10,620 rows hashed in 0.1 s "
+            "(106,200 rows/s), 128 buckets")
+        say("2 row(s) differ; confirming after the ring has applied what was in flight "
+            "(up to 30 s a round)")
+        return VERIFY_REPORT
+
+
+class SteppingClock:
+    """A verification that always takes 12.4 s: the start, then 12.4 s later forever."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        return 1_000.0 if self.calls == 1 else 1_012.4
+
+
 def console(frame: Callable[[int], list[NodeReply]], dr: bool = False) -> RingsyncConsole:
     return RingsyncConsole(ScriptedFrames(frame), cluster(dr), poll_seconds=0.0,
-                           mover=RefusingMover() if dr else None)
+                           mover=RefusingMover() if dr else None,
+                           verifier=ScriptedVerifier(), clock=SteppingClock())
 
 
 async def all_frames_drawn(pilot: Pilot[None]) -> None:
@@ -177,6 +228,18 @@ async def switchover_dialog_open(pilot: Pilot[None]) -> None:
     while not (isinstance(pilot.app.screen, SwitchoverDialog)
                and pilot.app.screen.query_one("#summary", Label).content):
         await pilot.pause()  # until the dialog has mounted and summarised the choice
+
+
+async def verification_finished(pilot: Pilot[None]) -> None:
+    await all_frames_drawn(pilot)
+    await pilot.press("v")
+    while not isinstance(pilot.app.screen, VerifyScreen):
+        await pilot.pause()
+    screen = pilot.app.screen
+    await pilot.press("enter")  # the start button has the focus
+    start = screen.query_one("#verify-start")
+    while screen.running or screen.report is None or start.has_class("-active"):
+        await pilot.pause()  # until the report is drawn and the button's press effect is over
 
 
 SnapCompare = Callable[..., bool]
@@ -211,3 +274,8 @@ def test_alerts_and_a_diverged_verification(snap_compare: SnapCompare) -> None:
 def test_switchover_dialog_open(snap_compare: SnapCompare) -> None:
     assert snap_compare(console(healthy_ring, dr=True), terminal_size=TERMINAL_SIZE,
                         run_before=switchover_dialog_open)
+
+
+def test_verification_report(snap_compare: SnapCompare) -> None:
+    assert snap_compare(console(healthy_ring, dr=True), terminal_size=TERMINAL_SIZE,
+                        run_before=verification_finished)
