@@ -216,6 +216,8 @@ def fold(conn: sqlite3.Connection, shape: TableShape, batch: int = FOLD_BATCH) -
     transaction; the number of dirty entries folded."""
     folded = 0
     while True:
+        if conn.execute(f"SELECT 1 FROM {_dirty(shape.name)} LIMIT 1").fetchone() is None:
+            return folded  # nothing to fold: no write lock taken
         conn.execute("BEGIN IMMEDIATE")
         try:
             last, entries = conn.execute(
