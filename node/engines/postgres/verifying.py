@@ -43,6 +43,14 @@ from ringsync.errors import EngineError
 
 log = logging.getLogger(__name__)
 
+VACUUM_AFTER_DEAD = 50_000  # dead delta rows past which a fold vacuums the delta table
+
+
+def _dead_deltas(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = "
+                       "'ringsync.vdigest_delta'::regclass").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
 
 def _differ(a: dict[int, Digest], b: dict[int, Digest]) -> bool:
     return ({k: (d.rows, d.hex()) for k, d in a.items()}
@@ -119,7 +127,13 @@ class PgVerifier:
             return 0
         try:
             with self.ctx.connect(autocommit=True) as conn:
-                return sum(fold(conn, t) for t in sorted(self.ctx.digest_tables))
+                folded = sum(fold(conn, t) for t in sorted(self.ctx.digest_tables))
+                if folded and _dead_deltas(conn) + folded >= VACUUM_AFTER_DEAD:
+                    # the fold's deletes (and a long transaction's upserts of its
+                    # own delta rows) leave dead rows every digest read wades
+                    # through until autovacuum comes round, a minute or more
+                    conn.execute("VACUUM ringsync.vdigest_delta")
+                return folded
         except psycopg.Error as e:
             raise EngineError(f"folding verification digests failed: {e}") from e
 

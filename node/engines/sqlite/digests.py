@@ -48,7 +48,7 @@ from node.verify.rowhash import MAX_BITS, Digest, field_text, hash_row, record_t
 
 _WORD = 1 << 64
 _HALF = 1 << 63
-FOLD_BATCH = 20_000  # dirty entries folded per write transaction
+FOLD_BATCH = 5_000  # dirty entries folded per write transaction (a short hold of the lock)
 DDL = (
     "CREATE TABLE IF NOT EXISTS _rs_vdigest(tbl TEXT NOT NULL, bucket INTEGER NOT NULL, "
     "rows INTEGER NOT NULL, w0 INTEGER NOT NULL, w1 INTEGER NOT NULL, w2 INTEGER NOT NULL, "
