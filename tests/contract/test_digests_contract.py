@@ -158,7 +158,7 @@ class TestSQLiteDigests(DigestsContract, SQLiteCampus):
                        "WHERE id % 3 = 0")
         conn = engine.ctx.connect()
         try:
-            assert fold(conn, engine.ctx.shape_of("hist"), batch=7) > 40
+            assert fold(conn, engine.ctx.shape_of("hist"), batch=7, pause=0.0) > 40
         finally:
             conn.close()
         self.kept_equal_rows(engine)

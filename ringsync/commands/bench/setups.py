@@ -313,10 +313,10 @@ def sync_twin(setup: Setup) -> RingsyncSetup:
 
 
 def digests_twin(setup: Setup) -> RingsyncSetup:
-    """A second hop beside ``setup`` whose PostgreSQL campuses keep incremental
+    """A second hop beside ``setup`` whose campuses keep incremental
     verification digests ([verify] incremental = true)."""
-    if not isinstance(setup, RingsyncSetup) or "sqlite" in setup.engines:
-        raise RingsyncError(f"incremental digests need PostgreSQL campuses, not {setup.mode}")
+    if not isinstance(setup, RingsyncSetup):
+        raise RingsyncError(f"incremental digests need ringsync campuses, not {setup.mode}")
     return RingsyncSetup(setup.mode, setup.cluster.root.parent / f"{setup.mode}-digests",
                          setup.engines, writers=len(setup.writers),
                          cluster_extra=DIGESTS)
@@ -326,7 +326,7 @@ DIGESTS = "[verify]\nincremental = true\n"
 
 
 def make_setup(mode: str, root: Path, digests: bool = False) -> Setup:
-    """``digests``: every PostgreSQL campus keeps incremental verification
+    """``digests``: every campus keeps incremental verification
     digests (what they cost the data path)."""
     extra = DIGESTS if digests else ""
     if mode == "native":
