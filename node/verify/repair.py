@@ -99,18 +99,14 @@ _UNKNOWN: Any = object()  # a value the versions leave to the row
 
 
 def _rank(rules: RowRules, winner: Rec, current: tuple[Any, ...] | None) -> int:
-    """The policy's rank of the winning version (RowRules.sort_key's first
-    part), with a value the versions leave to the row read from the copy."""
-    if rules.policy.rule == "campus-priority":
-        return rules.priority.get(winner.origin, 0)
-    if rules.policy.rule != "rank":
+    """The policy's rank of the winning version: RowRules.sort_key's first part
+    for the rules that rank (else 0), a value the versions leave to the row
+    read from the copy."""
+    if rules.policy.rule not in ("campus-priority", "rank"):
         return 0
-    if not winner.regs[LIVE]:
-        return -1
-    value = winner.regs.get(rules.rank_index)
-    if value is _UNKNOWN:
-        value = current[rules.rank_index] if current is not None else None
-    return rules.rank.get(value, 0)
+    regs = {g: current[g] if v is _UNKNOWN and current is not None and g >= 0 else v
+            for g, v in winner.regs.items()}
+    return int(rules.sort_key(Rec(winner.origin, winner.seq, winner.hlc, regs), LIVE)[0])
 
 
 def _same(a: Any, b: Any) -> bool:
