@@ -35,7 +35,7 @@ import datetime as dt
 import hashlib
 import struct
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -198,6 +198,13 @@ class Digest:
     @classmethod
     def from_hex(cls, rows: int, text: str) -> Digest:
         return cls(rows, list(struct.unpack(">4Q", bytes.fromhex(text))))
+
+
+def buckets_differ(a: Mapping[int, Digest], b: Mapping[int, Digest]) -> bool:
+    """Whether two sets of bucket digests disagree (an empty bucket counts as absent)."""
+    def shown(buckets: Mapping[int, Digest]) -> dict[int, tuple[int, str]]:
+        return {k: (d.rows, d.hex()) for k, d in buckets.items() if d.rows}
+    return shown(a) != shown(b)
 
 
 def table_digest(buckets: Iterable[Digest]) -> Digest:

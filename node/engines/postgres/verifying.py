@@ -37,7 +37,7 @@ from node.engines.postgres.digests import fold, read_digests, reseed
 from node.engines.postgres.rowsql import digest_sql, rows_sql
 from node.engines.postgres.values import canonical_row
 from node.model import TableShape
-from node.verify.rowhash import Digest, RowHash, hash_row
+from node.verify.rowhash import Digest, RowHash, buckets_differ, hash_row
 from node.verify.snapshot import TableVerify
 from ringsync.errors import EngineError
 
@@ -50,11 +50,6 @@ def _dead_deltas(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = "
                        "'ringsync.vdigest_delta'::regclass").fetchone()
     return int(row[0]) if row and row[0] is not None else 0
-
-
-def _differ(a: dict[int, Digest], b: dict[int, Digest]) -> bool:
-    return ({k: (d.rows, d.hex()) for k, d in a.items()}
-            != {k: (d.rows, d.hex()) for k, d in b.items()})
 
 
 class PgVerifier:
@@ -107,7 +102,7 @@ class PgVerifier:
             else:
                 for b, n, *words in conn.execute(digest_sql(shape, bits)):
                     buckets[b] = Digest(int(n), [int(w) % (1 << 64) for w in words])
-            drift = kept and _differ(buckets, read_digests(conn, table, bits))
+            drift = kept and buckets_differ(buckets, read_digests(conn, table, bits))
         if drift:
             log.warning("the incremental digests of %s disagree with its rows (a write "
                         "bypassed their triggers, e.g. with them disabled); rebuilt", table)

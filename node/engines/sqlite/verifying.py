@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from node.engines.sqlite.connections import SQLiteContext, write_transaction
 from node.engines.sqlite.digests import fold, read_digests, seed
 from node.engines.sqlite.snapshot import q
 from node.engines.sqlite.values import from_sqlite
 from node.model import TableShape
-from node.verify.rowhash import Digest, RowHash, hash_row
+from node.verify.rowhash import Digest, RowHash, buckets_differ, hash_row
 from node.verify.snapshot import TableVerify
 from ringsync.errors import EngineError
 
@@ -38,17 +39,28 @@ class SQLiteVerifier:
     def __init__(self, ctx: SQLiteContext) -> None:
         self.ctx = ctx
 
+    @contextmanager
+    def _snapshot(self, shape: TableShape) -> Iterator[tuple[sqlite3.Connection, dict[str, int]]]:
+        """One read transaction on a connection of its own, and the applied
+        vector read in it."""
+        conn = self.ctx.connect()
+        try:
+            conn.execute("BEGIN")
+            yield conn, {o: int(s) for o, s in conn.execute("SELECT origin, seq FROM _rs_applied")}
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise EngineError(f"verification read of {shape.name} failed: {e}") from e
+        finally:
+            conn.close()
+
     def _read(self, shape: TableShape, bits: int, keep: set[int] | None, kept: bool = False
               ) -> tuple[dict[str, int], dict[int, Digest], list[RowHash], dict[int, Digest]]:
         """One read snapshot: the applied vector, and either the bucket digests
         (keep None; with ``kept``, the kept digests too) or some buckets' rows."""
-        conn = self.ctx.connect()
         buckets: dict[int, Digest] = {}
         rows: list[RowHash] = []
         held: dict[int, Digest] = {}
-        try:
-            conn.execute("BEGIN")  # one read snapshot: the vector and the rows
-            applied = {o: int(s) for o, s in conn.execute("SELECT origin, seq FROM _rs_applied")}
+        with self._snapshot(shape) as (conn, applied):
             if kept:
                 held = read_digests(conn, shape, bits)
             cols = ", ".join(q(c) for c in shape.columns)
@@ -58,33 +70,17 @@ class SQLiteVerifier:
                     buckets.setdefault(rh.bucket, Digest()).add(rh.digest)
                 elif rh.bucket in keep:
                     rows.append(rh)
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            raise EngineError(f"verification read of {shape.name} failed: {e}") from e
-        finally:
-            conn.close()
         return applied, buckets, rows, held
-
-    def _kept(self, shape: TableShape, bits: int) -> TableVerify:
-        conn = self.ctx.connect()
-        try:
-            conn.execute("BEGIN")
-            applied = {o: int(s) for o, s in conn.execute("SELECT origin, seq FROM _rs_applied")}
-            buckets = read_digests(conn, shape, bits)
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            raise EngineError(f"reading the kept digests of {shape.name} failed: {e}") from e
-        finally:
-            conn.close()
-        return TableVerify(shape.name, bits, applied, buckets=buckets, mode="incremental")
 
     def bucket_digests(self, table: str, bits: int, incremental: bool = False) -> TableVerify:
         shape = self.ctx.shape_of(table)
         kept = table in self.ctx.digest_tables
         if incremental and kept:
-            return self._kept(shape, bits)
+            with self._snapshot(shape) as (conn, applied):
+                return TableVerify(table, bits, applied, buckets=read_digests(conn, shape, bits),
+                                   mode="incremental")
         applied, buckets, _, held = self._read(shape, bits, None, kept)
-        drift = kept and _as_hex(buckets) != _as_hex(held)
+        drift = kept and buckets_differ(buckets, held)
         if drift:
             log.warning("the incremental digests of %s disagree with its rows (a write the "
                         "triggers did not see, or a restored file); rebuilt", table)
@@ -117,6 +113,3 @@ class SQLiteVerifier:
         applied, _, rows, _ = self._read(self.ctx.shape_of(table), bits, set(buckets))
         return TableVerify(table, bits, applied, rows=rows)
 
-
-def _as_hex(buckets: dict[int, Digest]) -> dict[int, tuple[int, str]]:
-    return {b: (d.rows, d.hex()) for b, d in buckets.items() if d.rows}
