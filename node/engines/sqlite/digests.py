@@ -66,6 +66,11 @@ def _signed(word: int) -> int:
     return word - _WORD if word >= _HALF else word
 
 
+def _stored(row: Sequence[Any]) -> Digest:
+    """A _rs_vdigest row's (rows, w0..w3) as a Digest (words back to unsigned)."""
+    return Digest(int(row[0]), [int(w) % _WORD for w in row[1:]])
+
+
 def _words(h: bytes) -> tuple[int, ...]:
     return struct.unpack(">4Q", h)
 
@@ -99,10 +104,11 @@ def install_digests(conn: sqlite3.Connection, shapes: Mapping[str, TableShape],
     for shape in shapes.values():
         seeded = conn.execute("SELECT value FROM _rs_meta WHERE key = ?",
                               (_mark(shape.name),)).fetchone()
-        if seeded is None or seeded[0] != _signature(shape):
+        fresh = seeded is None or seeded[0] != _signature(shape)
+        if fresh:
             _remove(conn, shape.name)
         _install_triggers(conn, shape)
-        if seeded is None or seeded[0] != _signature(shape):
+        if fresh:
             seed(conn, shape)
             conn.execute("INSERT OR REPLACE INTO _rs_meta(key, value) VALUES (?, ?)",
                          (_mark(shape.name), _signature(shape)))
@@ -201,10 +207,8 @@ def _apply(changes: dict[int, Digest], was: tuple[int, bytes] | None,
 
 def read_digests(conn: sqlite3.Connection, shape: TableShape, bits: int) -> dict[int, Digest]:
     """The table's bucket digests at ``bits`` as of the caller's snapshot."""
-    at_max: dict[int, Digest] = {}
-    for bucket, rows, *words in conn.execute(
-            "SELECT bucket, rows, w0, w1, w2, w3 FROM _rs_vdigest WHERE tbl = ?", (shape.name,)):
-        at_max[int(bucket)] = Digest(int(rows), [int(w) % _WORD for w in words])
+    at_max = {int(bucket): _stored(rest) for bucket, *rest in conn.execute(
+        "SELECT bucket, rows, w0, w1, w2, w3 FROM _rs_vdigest WHERE tbl = ?", (shape.name,))}
     for _, was, now in _corrections(conn, shape, None):
         _apply(at_max, was, now)
     out: dict[int, Digest] = {}
@@ -244,19 +248,15 @@ def fold(conn: sqlite3.Connection, shape: TableShape, batch: int = FOLD_BATCH,
                     conn.execute("INSERT OR REPLACE INTO _rs_vrow(tbl, key, bucket, h) "
                                  "VALUES (?, ?, ?, ?)", (shape.name, text, *now))
             for bucket, d in changes.items():
-                conn.execute(
-                    "INSERT INTO _rs_vdigest(tbl, bucket, rows, w0, w1, w2, w3) "
-                    "VALUES (?, ?, 0, 0, 0, 0, 0) ON CONFLICT (tbl, bucket) DO NOTHING",
-                    (shape.name, bucket))
-                rows, *words = conn.execute(
+                held = conn.execute(
                     "SELECT rows, w0, w1, w2, w3 FROM _rs_vdigest WHERE tbl = ? AND bucket = ?",
                     (shape.name, bucket)).fetchone()
-                total = Digest(int(rows), [int(w) % _WORD for w in words])
+                total = _stored(held) if held is not None else Digest()
                 total.merge(d)
                 conn.execute(
-                    "UPDATE _rs_vdigest SET rows = ?, w0 = ?, w1 = ?, w2 = ?, w3 = ? "
-                    "WHERE tbl = ? AND bucket = ?",
-                    (total.rows, *map(_signed, total.words), shape.name, bucket))
+                    "INSERT OR REPLACE INTO _rs_vdigest(tbl, bucket, rows, w0, w1, w2, w3) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (shape.name, bucket, total.rows, *map(_signed, total.words)))
             conn.execute(f"DELETE FROM {_dirty(shape.name)} WHERE id <= ?", (last,))
             conn.execute("COMMIT")
         except BaseException:
