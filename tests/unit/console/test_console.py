@@ -260,6 +260,17 @@ def text_of(app, selector: str) -> str:
     return str(app.screen.query_one(selector).render())
 
 
+async def open_verify_screen(pilot, app):
+    """v from the ring screen, once the app has drawn: the verify screen."""
+    from console.screens.verify import VerifyScreen
+
+    await pilot.pause(0.2)
+    await pilot.press("v")
+    await pilot.pause(0.1)
+    assert isinstance(app.screen, VerifyScreen)
+    return app.screen
+
+
 async def until_finished(pilot, screen) -> None:
     for _ in range(200):
         if not screen.running:
@@ -271,16 +282,10 @@ async def until_finished(pilot, screen) -> None:
 async def test_verify_screen_runs_a_verification_and_shows_the_report() -> None:
     from textual.widgets import Log
 
-    from console.screens.verify import VerifyScreen
-
     verifier = FakeVerifier()
     app = RingsyncConsole(ScriptedSource(), CLUSTER, poll_seconds=0.05, verifier=verifier)
     async with app.run_test(size=(160, 60)) as pilot:
-        await pilot.pause(0.2)
-        await pilot.press("v")
-        await pilot.pause(0.1)
-        screen = app.screen
-        assert isinstance(screen, VerifyScreen)
+        screen = await open_verify_screen(pilot, app)
         assert "Choose the tables" in text_of(app, "#verify-state")
         await pilot.press("enter")  # the start button has the focus
         await until_finished(pilot, screen)
@@ -334,7 +339,6 @@ async def test_verify_screen_runs_a_verification_and_shows_the_report() -> None:
 
 async def test_a_second_start_is_refused_and_leaving_does_not_stop_the_verification() -> None:
     from console.screens.ring import RingScreen
-    from console.screens.verify import VerifyScreen
 
     gate = asyncio.Event()
     verifier = FakeVerifier(gate=gate)
@@ -343,11 +347,7 @@ async def test_a_second_start_is_refused_and_leaving_does_not_stop_the_verificat
     notes: list[str] = []
     async with app.run_test(size=(160, 60)) as pilot:
         app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
-        await pilot.pause(0.2)
-        await pilot.press("v")
-        await pilot.pause(0.1)
-        screen = app.screen
-        assert isinstance(screen, VerifyScreen)
+        screen = await open_verify_screen(pilot, app)
         await pilot.press("enter")
         await pilot.pause(0.3)
         assert screen.running and "verifying patients" in text_of(app, "#verify-state")
@@ -376,16 +376,10 @@ async def test_a_second_start_is_refused_and_leaving_does_not_stop_the_verificat
 
 
 async def test_a_failed_verification_is_shown_not_raised() -> None:
-    from console.screens.verify import VerifyScreen
-
     verifier = FakeVerifier(error=RuntimeError("unreachable (no route to host)"))
     app = RingsyncConsole(ScriptedSource(), CLUSTER, poll_seconds=0.05, verifier=verifier)
     async with app.run_test(size=(160, 60)) as pilot:
-        await pilot.pause(0.1)
-        await pilot.press("v")
-        await pilot.pause(0.1)
-        screen = app.screen
-        assert isinstance(screen, VerifyScreen)
+        screen = await open_verify_screen(pilot, app)
         await pilot.press("enter")
         await until_finished(pilot, screen)
         error = screen.query_one("#verify-error")
