@@ -42,6 +42,7 @@ from node.conflicts.entries import (
 )
 from node.conflicts.log import select
 from node.model import Change, TableShape
+from node.spelling import Spelling, columns_sql
 from ringsync.errors import RingsyncError
 from ringsync.v1 import values_pb2 as pb
 
@@ -229,8 +230,8 @@ def act(resolver: Resolver, store: DeadLetterStore, entry_id: int, action: str,
 class DeadLetterTable:
     """The queue's SQL, the same on both engines but for the placeholder."""
 
-    def __init__(self, table: str, mark: str) -> None:
-        self.table, self.mark = table, mark
+    def __init__(self, table: str, spelling: Spelling) -> None:
+        self.table, self.mark = table, spelling.mark
 
     def ddl(self, serial: str, blob: str) -> str:
         return (f"CREATE TABLE IF NOT EXISTS {self.table}(id {serial}, at double precision "
@@ -240,12 +241,12 @@ class DeadLetterTable:
 
     def parked_keys(self, conn: Any) -> dict[tuple[str, str], int]:
         return {(t, k): int(i) for t, k, i in conn.execute(
-            f"SELECT tbl, key, min(id) FROM {self.table} WHERE state = 'parked' "
-            f"GROUP BY tbl, key").fetchall()}
+            f'SELECT tbl, "key", min(id) FROM {self.table} WHERE state = \'parked\' '
+            f'GROUP BY tbl, "key"').fetchall()}
 
     def insert_sql(self) -> str:
         cols = DEAD_LETTER_COLUMNS[1:]
-        return (f"INSERT INTO {self.table}({', '.join(cols)}) "
+        return (f"INSERT INTO {self.table}({columns_sql(cols)}) "
                 f"VALUES ({', '.join(self.mark for _ in cols)})")
 
     def query(self, conn: Any, q: DeadLetterQuery) -> list[DeadLetterEntry]:

@@ -33,6 +33,7 @@ from node.conflicts.policy import check_policies
 from node.conflicts.resolve import Conflict, RowMeta, RowRules, Version
 from node.hlc import HybridClock
 from node.model import Change, Op, RawInserts, TableShape
+from node.spelling import columns_sql
 from ringsync.conflict_policy import ConflictSettings
 from ringsync.errors import RingsyncError
 
@@ -126,7 +127,7 @@ LOG_COLUMNS = ("at", "tbl", "key", "kind", "rule", "winner", "local_origin", "lo
 
 
 def log_insert_sql(table: str, mark: str) -> str:
-    return (f"INSERT INTO {table}({', '.join(LOG_COLUMNS)}) "
+    return (f"INSERT INTO {table}({columns_sql(LOG_COLUMNS)}) "
             f"VALUES ({', '.join(mark for _ in LOG_COLUMNS)})")
 
 

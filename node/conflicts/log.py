@@ -3,7 +3,7 @@
 The log is a table in the campus database (``_rs_conflicts`` on SQLite,
 ``ringsync.conflicts`` on PostgreSQL) written by the apply transaction
 (node/engines/*/versions.py). Both have the same columns, so one set of
-queries serves both; only the placeholder differs. Entries come back as
+queries serves every engine; only the spelling differs (node.spelling). Entries come back as
 node.conflicts.entries.ConflictEntry.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from node.conflicts.entries import CONFLICT_COLUMNS, ConflictEntry
+from node.spelling import Spelling, columns_sql
 
 
 class _Conn(Protocol):
@@ -30,7 +31,7 @@ def select(conn: _Conn, table: str, columns: tuple[str, ...], mark: str,
             where.append(clause.format(m=mark))
             params += [value] * clause.count("{m}")
     params.append(max(1, min(limit or 100, 10_000)))
-    rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE "
+    rows = conn.execute(f"SELECT {columns_sql(columns)} FROM {table} WHERE "
                         f"{' AND '.join(where)} ORDER BY {order} LIMIT {mark}", params).fetchall()
     return [tuple(r) for r in rows]
 
@@ -46,9 +47,10 @@ class ConflictQuery:
 
 
 class ConflictLog:
-    def __init__(self, table: str, mark: str, tally: str = "") -> None:
+    def __init__(self, table: str, spelling: Spelling, tally: str = "") -> None:
         self.table = table
-        self.mark = mark
+        self.spelling = spelling
+        self.mark = spelling.mark
         # counts kept instead of entries (name -> n): delta_merged, one row
         # updated once per apply batch
         self.tally = tally
@@ -57,9 +59,7 @@ class ConflictLog:
         return f"CREATE TABLE IF NOT EXISTS {self.tally}(name TEXT PRIMARY KEY, n BIGINT NOT NULL)"
 
     def tally_add_sql(self) -> str:
-        m = self.mark
-        return (f"INSERT INTO {self.tally}(name, n) VALUES ({m}, {m}) "
-                f"ON CONFLICT(name) DO UPDATE SET n = {self.tally}.n + excluded.n")
+        return self.spelling.upsert(self.tally, ("name", "n"), ("name",), add=("n",))
 
     def query(self, conn: _Conn, q: ConflictQuery) -> list[ConflictEntry]:
         m = self.mark

@@ -1,10 +1,11 @@
 """How each engine spells the statements every engine makes the same way.
 
-Both engines keep the same internal tables under different names and mark
-their statements' parameters differently (PostgreSQL ``ringsync.applied``
-and ``%s``, SQLite ``_rs_applied`` and ``?``). An engine describes itself
-with one Dialect (node.engines.postgres.versions.PG,
-node.engines.sqlite.versions.SQLITE); the statements built from it, and
+Every engine keeps the same internal tables under its own names and spells
+a few things its own way (node.spelling: the parameter mark, the upsert,
+quoted names): PostgreSQL ``ringsync.applied`` and ``%s``, SQLite
+``_rs_applied`` and ``?``. An engine describes itself with one Dialect
+(node.engines.postgres.versions.PG, node.engines.sqlite.versions.SQLITE);
+the statements built from it, and
 the writes made with them (node.engines.sessionbase for apply sessions,
 ``write_local_rows`` for an operator's local write), are written once
 here.
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 from node.conflicts.deadletter import DeadLetterTable
 from node.conflicts.driver import log_insert_sql
 from node.conflicts.log import ConflictLog
+from node.spelling import Spelling
 
 
 class Executes(Protocol):
@@ -32,35 +34,34 @@ class Dialect:
     """One engine's names for ringsync's tables, its parameter mark and its
     driver's form of a canonical value."""
 
-    mark: str  # "%s" or "?"
+    spelling: Spelling
     applied: str  # the applied vector: origin, seq, changes
     set_fence: str  # single-writer sets: name, writable_until, epoch, reconciled
     log: ConflictLog  # the conflict log (its table and tally)
     dlq: DeadLetterTable
     native: Callable[[Any], Any]  # canonical value -> driver parameter
 
+    @property
+    def mark(self) -> str:
+        return self.spelling.mark
+
     def values(self, row: Iterable[Any]) -> tuple[Any, ...]:
         return tuple(self.native(v) for v in row)
 
     def advance_sql(self) -> str:
         """Record (origin, seq) as applied and add to its row-change count."""
-        m = self.mark
-        return (f"INSERT INTO {self.applied}(origin, seq, changes) VALUES ({m}, {m}, {m}) "
-                f"ON CONFLICT (origin) DO UPDATE SET seq = EXCLUDED.seq, "
-                f"changes = {self.applied}.changes + EXCLUDED.changes")
+        return self.spelling.upsert(self.applied, ("origin", "seq", "changes"), ("origin",),
+                                    replace=("seq",), add=("changes",))
 
     def reconciled_sql(self) -> str:
         """``reconciled = epoch`` for a set; a missing row is created closed."""
-        m = self.mark
-        return (f"INSERT INTO {self.set_fence}(name, reconciled) VALUES ({m}, {m}) "
-                f"ON CONFLICT (name) DO UPDATE SET reconciled = EXCLUDED.reconciled")
+        return self.spelling.upsert(self.set_fence, ("name", "reconciled"), ("name",),
+                                    replace=("reconciled",))
 
     def set_set_fence_sql(self) -> str:
         """A set's writable_until and epoch; ``reconciled`` is kept."""
-        m = self.mark
-        return (f"INSERT INTO {self.set_fence}(name, writable_until, epoch) "
-                f"VALUES ({m}, {m}, {m}) ON CONFLICT (name) DO UPDATE SET "
-                f"writable_until = EXCLUDED.writable_until, epoch = EXCLUDED.epoch")
+        return self.spelling.upsert(self.set_fence, ("name", "writable_until", "epoch"),
+                                    ("name",), replace=("writable_until", "epoch"))
 
     def set_fences_sql(self) -> str:
         return f"SELECT name, writable_until, epoch, reconciled FROM {self.set_fence}"
@@ -76,7 +77,7 @@ class Dialect:
         """A parked conflict of one row becomes resolved, with a note."""
         m = self.mark
         return (f"UPDATE {self.log.table} SET state = 'resolved', resolution = {m} "
-                f"WHERE state = 'parked' AND tbl = {m} AND key = {m}")
+                f"WHERE state = 'parked' AND tbl = {m} AND \"key\" = {m}")
 
 
 def write_local_rows(db: Executes, dialect: Dialect, upsert: Any, delete: Any,

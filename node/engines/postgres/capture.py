@@ -26,8 +26,8 @@ import psycopg
 from psycopg import pq
 from psycopg.pq.abc import PGconn
 
+from node.engines.chunkqueue import ChunkQueue
 from node.engines.postgres import pgoutput as po
-from node.engines.postgres.chunkqueue import ChunkQueue
 from node.engines.postgres.values import parse
 from node.model import CapturedChunk, Change, Op, TableShape
 from node.rawcopy import encode_byte_rows, encode_rows

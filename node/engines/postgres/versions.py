@@ -49,6 +49,7 @@ from node.engines.postgres.stage import (
 from node.engines.postgres.values import canonical_row, to_pg
 from node.engines.sessionbase import ApplySessionBase
 from node.model import TableShape
+from node.spelling import Spelling
 from ringsync.errors import EngineError
 
 CONFLICTS_DDL = """
@@ -73,9 +74,10 @@ CREATE TABLE IF NOT EXISTS ringsync.conflicts(
 )
 """
 XID_SQL = "SELECT txid_current() % 4294967296"
-CONFLICT_LOG = ConflictLog("ringsync.conflicts", "%s", "ringsync.conflict_tally")
-DLQ = DeadLetterTable("ringsync.dlq", "%s")
-PG = Dialect(mark="%s", applied="ringsync.applied", set_fence="ringsync.set_fence",
+PG_SPELLING = Spelling("%s")
+CONFLICT_LOG = ConflictLog("ringsync.conflicts", PG_SPELLING, "ringsync.conflict_tally")
+DLQ = DeadLetterTable("ringsync.dlq", PG_SPELLING)
+PG = Dialect(spelling=PG_SPELLING, applied="ringsync.applied", set_fence="ringsync.set_fence",
              log=CONFLICT_LOG, dlq=DLQ, native=to_pg)
 
 

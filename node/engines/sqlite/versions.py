@@ -39,6 +39,7 @@ from node.engines.sqlite.fresh import SQLiteFreshWrites, meta_table
 from node.engines.sqlite.snapshot import q
 from node.engines.sqlite.values import from_sqlite, to_sqlite
 from node.model import TableShape
+from node.spelling import Spelling
 from ringsync.errors import EngineError
 
 CONFLICTS_DDL = """
@@ -63,9 +64,10 @@ CREATE TABLE IF NOT EXISTS _rs_conflicts(
 )
 """
 
-CONFLICT_LOG = ConflictLog("_rs_conflicts", "?", "_rs_conflict_tally")
-DLQ = DeadLetterTable("_rs_dlq", "?")
-SQLITE = Dialect(mark="?", applied="_rs_applied", set_fence="_rs_set_fence",
+SQLITE_SPELLING = Spelling("?")
+CONFLICT_LOG = ConflictLog("_rs_conflicts", SQLITE_SPELLING, "_rs_conflict_tally")
+DLQ = DeadLetterTable("_rs_dlq", SQLITE_SPELLING)
+SQLITE = Dialect(spelling=SQLITE_SPELLING, applied="_rs_applied", set_fence="_rs_set_fence",
                  log=CONFLICT_LOG, dlq=DLQ, native=to_sqlite)
 
 

@@ -36,6 +36,7 @@ from node.conflicts.manual import ResolveRefused, resolve_parked
 from node.engines.sqlite.engine import SQLiteEngine
 from node.hlc import HybridClock
 from node.model import Change, Op
+from node.spelling import Spelling
 from ringsync.commands.demo.lis import create_sqlite_database
 from ringsync.conflict_policy import ConflictSettings
 
@@ -61,7 +62,7 @@ def test_the_conflict_log_hands_out_conflict_entries() -> None:
         "remote_origin, remote_seq, remote_hlc, local_row, skew_ms, state) VALUES "
         "(12.5, 'patients', '[\"p1\"]', 'update_update', 'latest', 'remote', 'north', 7, "
         "'south', 3, 9, '{\"name\":\"Ada\"}', 0, 'logged')")
-    [entry] = ConflictLog("_rs_conflicts", "?").query(conn, ConflictQuery())
+    [entry] = ConflictLog("_rs_conflicts", Spelling("?")).query(conn, ConflictQuery())
     assert entry == ConflictEntry(
         id=1, at=12.5, table="patients", key='["p1"]', kind="update_update", rule="latest",
         winner="remote", local_origin="north", local_hlc=7, remote_origin="south",
@@ -111,7 +112,7 @@ def test_the_queue_hands_out_dead_letter_entries(engine: SQLiteEngine,
 def test_a_whole_frame_that_cannot_be_decoded_is_described_without_a_row(
     resolver: Resolver,
 ) -> None:
-    table = DeadLetterTable("dlq", "?")
+    table = DeadLetterTable("dlq", Spelling("?"))
     conn = sqlite3.connect(":memory:")
     conn.execute(table.ddl("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"))
     conn.execute(table.insert_sql(), frame_dead_letter("south", 9, b"\xff garbage", "bad"))

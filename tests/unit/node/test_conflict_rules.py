@@ -174,6 +174,7 @@ def test_conflict_log_retention_keeps_the_newest_and_every_parked_entry() -> Non
 
     from node.conflicts.log import ConflictLog, ConflictQuery
     from node.engines.sqlite.versions import CONFLICTS_DDL
+    from node.spelling import Spelling
 
     conn = sqlite3.connect(":memory:")
     conn.execute(CONFLICTS_DDL)
@@ -185,7 +186,7 @@ def test_conflict_log_retention_keeps_the_newest_and_every_parked_entry() -> Non
             "remote_origin, remote_seq, remote_hlc, skew_ms, state) "
             "VALUES (?, 't', ?, 'update_update', 'latest', 'remote', 'a', 1, 'b', ?, 2, 0, ?)",
             (now - (10 - i) * 86400 - 3600, f'["k{i}"]', i + 1, state))
-    log = ConflictLog("_rs_conflicts", "?")
+    log = ConflictLog("_rs_conflicts", Spelling("?"))
     log.prune(conn, keep_rows=3, keep_days=30)
     kept = [r.key for r in log.query(conn, ConflictQuery(limit=100))]
     assert kept == ['["k9"]', '["k8"]', '["k7"]', '["k0"]']  # newest three, and the parked one

@@ -1,7 +1,8 @@
-"""The bounded queue between the pgoutput reader thread and capture.
+"""The bounded queue between a log reader thread and capture.
 
-The reader (node.engines.postgres.capture) puts decoded chunks; the capture
-loop takes them for the journal. It is bounded by the row changes the
+A reader (the pgoutput reader, node.engines.postgres.capture; the binlog
+reader, node.engines.mariadb.binlog) puts decoded chunks; the capture loop
+takes them for the journal. It is bounded by the row changes the
 chunks hold, not by chunks: a stream of one-row transactions is handed over
 thousands per journal commit, while a bulk transaction's chunks stay within
 bounds.
