@@ -10,6 +10,7 @@ import pytest
 
 from ringsync import pki
 from ringsync.commands.demo.cluster import LocalCluster
+from tests.mariadb_fixtures import mariadb_db, mariadb_server  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

@@ -236,7 +236,7 @@ class DeadLetterTable:
     def ddl(self, serial: str, blob: str) -> str:
         return (f"CREATE TABLE IF NOT EXISTS {self.table}(id {serial}, at double precision "
                 f"NOT NULL, origin text NOT NULL, seq bigint NOT NULL, tbl text NOT NULL, "
-                f"key text NOT NULL, op text NOT NULL, frame {blob} NOT NULL, error text NOT "
+                f"\"key\" text NOT NULL, op text NOT NULL, frame {blob} NOT NULL, error text NOT "
                 f"NULL, attempts bigint NOT NULL, state text NOT NULL, actions text NOT NULL)")
 
     def parked_keys(self, conn: Any) -> dict[tuple[str, str], int]:

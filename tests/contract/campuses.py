@@ -14,7 +14,9 @@ engine. PostgreSQL runs on a real server made with initdb (the session's
 from __future__ import annotations
 
 import dataclasses
+import math
 import sqlite3
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,12 +28,16 @@ import pytest
 from psycopg import errors
 
 from node.conflicts.fresh import raw_changes
+from node.engines.mariadb.engine import MariaEngine
+from node.engines.mariadb.values import to_mariadb
 from node.engines.postgres.engine import PostgresEngine
 from node.engines.postgres.values import to_pg
 from node.engines.sqlite.engine import SQLiteEngine
 from node.engines.sqlite.values import to_sqlite
 from node.model import CapturedChunk, RawInserts
+from ringsync.commands.demo.mariadb import LocalMariaDB
 from ringsync.commands.demo.postgres import LocalPostgres
+from tests.mariadb_fixtures import connect as mariadb_connect
 
 TYPED_COLUMNS = ("id", "b", "i", "d", "f", "t", "by", "ts", "dt", "u", "j")
 TYPED_SQLITE_DDL = """CREATE TABLE typed(id INTEGER PRIMARY KEY, b BOOLEAN, i INTEGER,
@@ -40,6 +46,10 @@ CREATE TABLE kv(k TEXT PRIMARY KEY, v INTEGER)"""
 TYPED_POSTGRES_DDL = """CREATE TABLE typed(id bigint PRIMARY KEY, b boolean, i bigint, d numeric,
   f double precision, t text, "by" bytea, ts timestamptz, dt date, u uuid, j jsonb);
 CREATE TABLE kv(k text PRIMARY KEY, v bigint)"""
+TYPED_MARIADB_DDL = """CREATE TABLE typed(id BIGINT PRIMARY KEY, b BOOLEAN, i BIGINT,
+  d DECIMAL(65, 30), f DOUBLE, t LONGTEXT, `by` LONGBLOB, ts DATETIME(6), dt DATE, u UUID,
+  j JSON) ENGINE=InnoDB;
+CREATE TABLE kv(k VARCHAR(255) PRIMARY KEY, v BIGINT) ENGINE=InnoDB"""
 TYPED_TABLES = ("typed", "kv")
 
 
@@ -49,11 +59,18 @@ class Campus:
     TABLES: tuple[str, ...] = TYPED_TABLES
     SQLITE_DDL: str = TYPED_SQLITE_DDL
     POSTGRES_DDL: str = TYPED_POSTGRES_DDL
+    MARIADB_DDL: str = TYPED_MARIADB_DDL
     campus: str
 
     def new_engine(self, sets: dict[str, str] | None = None) -> Any:
         """Another engine on the same database (not opened)."""
         raise NotImplementedError
+
+    def typed_rows(self) -> list[tuple[Any, ...]]:
+        """Rows of every canonical type at their edges (tests/contract/typed.py)."""
+        from tests.contract.typed import TYPED_ROWS
+
+        return TYPED_ROWS
 
     def _opened(self, sets: dict[str, str] | None) -> Iterator[Any]:
         engine = self.new_engine(sets)
@@ -209,3 +226,74 @@ class PostgresCampus(Campus):
         assert isinstance(error, errors.ReadOnlySqlTransaction)
         assert error.sqlstate == "25006"
         assert error.diag.message_primary == message
+
+
+class MariaDBCampus(Campus):
+    """A campus database on the session's MariaDB server (a database of its
+    own per test: ``mariadb_db``); the application writes through pymysql."""
+
+    @pytest.fixture
+    def db(self, mariadb_server: LocalMariaDB, mariadb_db: str) -> None:
+        self.server, self.database = mariadb_server, mariadb_db
+        self.campus = mariadb_db.replace("_", "-")
+        conn = mariadb_connect(mariadb_server, mariadb_db)
+        try:
+            with conn.cursor() as cur:
+                for statement in self.MARIADB_DDL.split(";"):
+                    cur.execute(statement)
+        finally:
+            conn.close()
+
+    def typed_rows(self) -> list[tuple[Any, ...]]:
+        """MariaDB's DOUBLE holds no infinity: the largest finite double of the
+        same sign stands in (a change carrying one is refused, see
+        tests/integration/mariadb)."""
+        return [tuple(math.copysign(sys.float_info.max, v)
+                      if isinstance(v, float) and math.isinf(v) else v for v in row)
+                for row in super().typed_rows()]
+
+    def new_engine(self, sets: dict[str, str] | None = None) -> MariaEngine:
+        return MariaEngine(self.server.url(database=self.database), self.TABLES, self.campus,
+                           sets=sets)
+
+    def app_write(self, *statements: str) -> None:
+        conn = mariadb_connect(self.server, self.database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("BEGIN")
+                for s in statements:
+                    cur.execute(s)
+                cur.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def app_rows(self, table: str = "kv") -> list[tuple[Any, ...]]:
+        conn = mariadb_connect(self.server, self.database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT * FROM {table}")
+                return sorted(tuple(r) for r in cur.fetchall())
+        finally:
+            conn.close()
+
+    def app_insert(self, table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
+        conn = mariadb_connect(self.server, self.database, autocommit=False)
+        marks = ", ".join("%s" for _ in range(width))
+        try:
+            with conn.cursor() as cur:
+                cur.executemany(f"INSERT INTO {table} VALUES ({marks})",
+                                [tuple(to_mariadb(v) for v in r) for r in rows])
+            conn.commit()
+        finally:
+            conn.close()
+
+    def capture_all(self, engine: MariaEngine) -> list[Any]:
+        """Chunks the binlog reader hands over until it has read the whole log."""
+        end = engine.source.commit_position()
+        out: list[Any] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            out += engine.source.capture(0, 1000)
+            if engine.source.captured_through() >= end:
+                return out + engine.source.capture(0, 1000)
+        raise AssertionError(f"capture did not reach {end} within 30 s: {out}")

@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 
 from node.model import Change, Op
-from tests.contract.campuses import Campus, PostgresCampus, SQLiteCampus
-from tests.contract.typed import TYPED_ROWS, apply, wire
+from tests.contract.campuses import Campus, MariaDBCampus, PostgresCampus, SQLiteCampus
+from tests.contract.typed import apply, wire
 
 
 class ApplyContract(Campus):
     def test_every_type_round_trips_through_apply_and_the_wire(self, engine: Any) -> None:
-        changes = [Change("typed", Op.INSERT, new=r) for r in TYPED_ROWS]
+        changes = [Change("typed", Op.INSERT, new=r) for r in self.typed_rows()]
         apply(engine, wire(engine, changes))
-        assert sorted(engine.inspect.rows("typed"), key=lambda r: r[0]) == TYPED_ROWS
+        assert sorted(engine.inspect.rows("typed"), key=lambda r: r[0]) == self.typed_rows()
 
     def test_vector_commits_with_the_rows_or_not_at_all(self, engine: Any) -> None:
         apply(engine, [Change("kv", Op.INSERT, new=("k1", 1))], "x", 1)
@@ -41,4 +41,8 @@ class TestSQLiteApply(SQLiteCampus, ApplyContract):
 
 
 class TestPostgresApply(PostgresCampus, ApplyContract):
+    pass
+
+
+class TestMariaDBApply(MariaDBCampus, ApplyContract):
     pass

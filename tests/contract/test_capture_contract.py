@@ -8,15 +8,21 @@ import time
 from typing import Any
 
 from node.model import Change, Op
-from tests.contract.campuses import TYPED_COLUMNS, Campus, PostgresCampus, SQLiteCampus
-from tests.contract.typed import TYPED_ROWS, apply, wire
+from tests.contract.campuses import (
+    TYPED_COLUMNS,
+    Campus,
+    MariaDBCampus,
+    PostgresCampus,
+    SQLiteCampus,
+)
+from tests.contract.typed import apply, wire
 
 
 class CaptureContract(Campus):
     def test_every_type_round_trips_through_capture(self, engine: Any) -> None:
-        self.app_insert("typed", len(TYPED_COLUMNS), TYPED_ROWS)
+        self.app_insert("typed", len(TYPED_COLUMNS), self.typed_rows())
         changes = [c for chunk in self.capture_all(engine) for c in chunk.changes]
-        assert [c.new for c in wire(engine, changes)] == TYPED_ROWS
+        assert [c.new for c in wire(engine, changes)] == self.typed_rows()
 
     def test_capture_sees_inserts_updates_deletes_with_full_images(self, engine: Any) -> None:
         self.app_write("INSERT INTO kv VALUES ('a', 1)", "INSERT INTO kv VALUES ('b', 2)")
@@ -53,4 +59,8 @@ class TestSQLiteCapture(SQLiteCampus, CaptureContract):
 
 
 class TestPostgresCapture(PostgresCampus, CaptureContract):
+    pass
+
+
+class TestMariaDBCapture(MariaDBCampus, CaptureContract):
     pass

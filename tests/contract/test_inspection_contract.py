@@ -7,16 +7,22 @@ from __future__ import annotations
 from typing import Any
 
 from node.model import Change, Json, Op
-from tests.contract.campuses import TYPED_COLUMNS, Campus, PostgresCampus, SQLiteCampus
-from tests.contract.typed import TYPED_ROWS, apply, fresh_sqlite_sums
+from tests.contract.campuses import (
+    TYPED_COLUMNS,
+    Campus,
+    MariaDBCampus,
+    PostgresCampus,
+    SQLiteCampus,
+)
+from tests.contract.typed import apply, fresh_sqlite_sums
 
 
 class InspectionContract(Campus):
     def test_checksum_depends_on_content_only(self, engine: Any) -> None:
-        apply(engine, [Change("typed", Op.INSERT, new=r) for r in TYPED_ROWS])
+        apply(engine, [Change("typed", Op.INSERT, new=r) for r in self.typed_rows()])
         sums, applied = engine.inspect.checksums(list(self.TABLES))
-        assert sums["typed"][0] == len(TYPED_ROWS) and applied == {"x": 1}
-        other = fresh_sqlite_sums(TYPED_ROWS)
+        assert sums["typed"][0] == len(self.typed_rows()) and applied == {"x": 1}
+        other = fresh_sqlite_sums(self.typed_rows())
         assert sums["typed"] == other
 
     def test_snapshot_splits_local_transactions_exactly_at_its_position(
@@ -53,4 +59,8 @@ class TestSQLiteInspection(SQLiteCampus, InspectionContract):
 
 
 class TestPostgresInspection(PostgresCampus, InspectionContract):
+    pass
+
+
+class TestMariaDBInspection(MariaDBCampus, InspectionContract):
     pass

@@ -1,0 +1,101 @@
+"""The MariaDB engine's ApplyTarget role: apply sessions on the apply connection.
+
+An apply session is one InnoDB transaction on the connection whose writes
+carry ringsync's GTID domain (so capture drops what it commits) and
+``@rs_apply`` (so the fence guards let it pass). Rows are written in
+batched runs (node.engines.sessionbase: pymysql sends an executemany of
+one INSERT ... ON DUPLICATE KEY UPDATE as multi-row statements), and the
+applied vector is recorded in the same transaction.
+
+Not yet here (issue 18, next): the version-store half (row versions and
+conflict resolution), so a MariaDB campus is not yet an engine a node
+runs; see docs/mariadb.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pymysql
+
+from node.engines.mariadb.connections import Cursor, MariaContext
+from node.engines.mariadb.tables import DLQ, MARIA
+from node.engines.mariadb.values import quote
+from node.engines.sessionbase import ApplySessionBase
+from node.model import TableShape
+from ringsync.errors import EngineError
+
+
+class MariaApplySession(ApplySessionBase):
+    holds_row_locks = True
+
+    def __init__(self, ctx: MariaContext, cur: Cursor) -> None:
+        super().__init__(cur, MARIA, ctx.shape_of, ctx.upsert_sql, ctx.delete_sql)
+        self.ctx = ctx
+
+    def lock_rows(self, shape: TableShape, keys: list[Any]) -> None:
+        """SELECT ... FOR UPDATE, in key order, a run of keys at a time."""
+        if not keys:
+            return
+        cols = ", ".join(quote(c) for c in shape.key_columns)
+        one = "(" + ", ".join("%s" for _ in shape.key_columns) + ")"
+        for i in range(0, len(keys), 1000):
+            run = sorted(keys[i:i + 1000])
+            self.db.execute(
+                f"SELECT 1 FROM {quote(shape.name)} WHERE ({cols}) IN "
+                f"({', '.join(one for _ in run)}) ORDER BY {cols} FOR UPDATE",
+                [MARIA.native(v) for key in run for v in key])
+
+    def clear(self, table: str) -> None:
+        self.db.execute(f"DELETE FROM {quote(self.ctx.shape_of(table).name)}")
+
+    def mark_base_versions(self) -> None:
+        """Nothing to do yet: row versions come with the version store."""
+
+
+class MariaApplyTarget:
+    """Apply sessions and the applied vector of a MariaDB campus database."""
+
+    def __init__(self, ctx: MariaContext) -> None:
+        self.ctx = ctx
+
+    @contextmanager
+    def apply_session(self) -> Iterator[MariaApplySession]:
+        ctx = self.ctx
+        if ctx.apply is None:
+            raise EngineError("the MariaDB engine is not open")
+        if not ctx.apply.open:
+            ctx.apply = ctx.connect_apply()
+        conn = ctx.apply
+        try:
+            conn.begin()
+            yield MariaApplySession(ctx, Cursor(conn.cursor()))
+            conn.commit()
+        except BaseException as e:
+            try:
+                conn.rollback()
+            except pymysql.err.MySQLError:
+                conn.close()  # a new one at the next session
+            if isinstance(e, pymysql.err.MySQLError):
+                raise EngineError(f"apply failed on MariaDB: {e}") from e
+            raise
+
+    def applied_vector(self) -> dict[str, int]:
+        return self.ctx.applied_vector()
+
+    def apply_accounting(self) -> tuple[dict[str, int], int, dict[str, int]]:
+        """The applied vector, foreign row changes applied, and dead letters by
+        state, from one consistent read."""
+        conn = self.ctx.connect()
+        try:
+            cur = Cursor(conn.cursor())
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            rows = cur.execute("SELECT origin, seq, changes FROM _rs_applied").fetchall()
+            dead = DLQ.counts(cur, self.ctx.campus)
+            conn.rollback()
+        finally:
+            conn.close()
+        return ({str(o): int(s) for o, s, _ in rows},
+                sum(int(n) for o, _, n in rows if o != self.ctx.campus), dead)

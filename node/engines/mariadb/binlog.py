@@ -1,0 +1,321 @@
+"""The binlog reader: a thread streaming a MariaDB binary log into capture chunks.
+
+It asks the server for its binary log from a file and offset
+(COM_BINLOG_DUMP, blocking, with heartbeats so it can stop) through
+python-mysql-replication's event parser, and hands the campus's own
+committed transactions over, in commit order, through a bounded queue
+(node.engines.chunkqueue). Transactions that ringsync's apply sessions
+wrote carry the apply GTID domain (``apply_domain``) and are never captured;
+their writes to the applied table still move the dependency vector, as on
+PostgreSQL. Big transactions are split into chunks of ``frame_max_changes``
+rows; after a restart a transaction is read again from its start and its
+chunks numbered again from 0, so the journal keeps what it already holds.
+
+Strict by design: an event the reader does not understand (a compressed
+event, XA, an encrypted log, ...) stops capture with an error naming it and
+where it is; it is never skipped. So does a statement that changes a
+replicated table's rows without row events (TRUNCATE), and a binary log
+purged past the position capture must resume from. The library's own
+silent reconnect (which would resume in the middle of a transaction) is
+refused: the reader fails, and capture starts again from the journal.
+
+A capture position is one int: the binlog file's number in the high 32 bits
+and the offset of the end of the transaction's last event in the low 32.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pymysql
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.event import (
+    FormatDescriptionEvent,
+    HeartbeatLogEvent,
+    MariadbAnnotateRowsEvent,
+    MariadbBinLogCheckPointEvent,
+    MariadbGtidEvent,
+    MariadbGtidListEvent,
+    QueryEvent,
+    RotateEvent,
+    StopEvent,
+    XidEvent,
+)
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    TableMapEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
+
+from node.engines.chunkqueue import ChunkQueue
+from node.model import CapturedChunk, Change, Op
+from ringsync.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 0.5
+QUEUE_FRAMES_OF_CHANGES = 4
+TAKE_FRAMES_OF_CHANGES = 2
+_FILE_NUMBER = re.compile(r"\.(\d+)$")
+# A GTID event's flag: the transaction is one statement without BEGIN (DDL).
+FL_STANDALONE = 0x01
+# Events that carry nothing for capture (the log's own bookkeeping).
+_BOOKKEEPING = (RotateEvent, FormatDescriptionEvent, MariadbGtidListEvent,
+                MariadbBinLogCheckPointEvent, HeartbeatLogEvent, MariadbAnnotateRowsEvent,
+                StopEvent, TableMapEvent)
+_ROW_EVENTS = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
+_ROW_STATEMENT = re.compile(r"^\s*(truncate|load\s+data|replace\s+into|delete|update|insert)\b",
+                            re.IGNORECASE)
+
+# A row as python-mysql-replication decoded it -> canonical tuple:
+# decode(table, values, none_sources).
+RowDecoder = Callable[[str, dict[str, Any], dict[str, str]], tuple[Any, ...]]
+
+
+def position_of(log_file: str, offset: int) -> int:
+    """The capture position of ``offset`` in binlog file ``log_file``."""
+    match = _FILE_NUMBER.search(log_file)
+    if match is None:
+        raise EngineError(f"binlog file name {log_file!r} has no number")
+    return (int(match.group(1)) << 32) | offset
+
+
+def file_number(position: int) -> int:
+    return position >> 32
+
+
+def offset_of(position: int) -> int:
+    return position & 0xFFFFFFFF
+
+
+def file_name(basename: str, position: int) -> str:
+    """The binlog file a position lies in (``basename``: e.g. 'binlog')."""
+    return f"{basename}.{file_number(position):06d}"
+
+
+def where(log_file: str, offset: int) -> str:
+    return f"{log_file}:{offset}"
+
+
+class _OneConnection:
+    """A pymysql.connect that refuses to make a second stream connection: the
+    library reconnects by itself after a lost connection and would resume in
+    the middle of a transaction, without its table maps."""
+
+    def __init__(self) -> None:
+        self.streams = 0
+
+    def __call__(self, **settings: Any) -> pymysql.Connection:
+        # the library still spells two of pymysql's arguments the old way
+        for old, new in (("db", "database"), ("passwd", "password")):
+            if old in settings:
+                settings[new] = settings.pop(old)
+        if settings.get("database") != "information_schema":  # its control connection
+            self.streams += 1
+            if self.streams > 1:
+                raise EngineError("the binlog connection was lost; capture restarts "
+                                  "from the journal's position")
+        return pymysql.connect(**settings)
+
+
+class BinlogReader:
+    """Streams one campus database's binary log; ``take`` hands chunks over."""
+
+    def __init__(self, settings: dict[str, Any], database: str, tables: frozenset[str],
+                 decode: RowDecoder, applied_table: str, apply_domain: int,
+                 frame_max_changes: int, server_id: int, basename: str) -> None:
+        self.settings = settings  # host, port, user, password
+        self.database = database
+        self.tables = tables
+        self.decode = decode
+        self.applied_table = applied_table
+        self.apply_domain = apply_domain
+        self.frame_max_changes = frame_max_changes
+        self.server_id = server_id
+        self.basename = basename
+        self._queue = ChunkQueue(QUEUE_FRAMES_OF_CHANGES * frame_max_changes)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error = ""
+        # What the node had applied of each other campus, as of the event
+        # being read (apply sessions' writes to the applied table).
+        self.applied: dict[str, int] = {}
+        self._decoded = 0  # every event up to here is read (a transaction boundary)
+        self.taken_through = 0
+
+    def start(self, position: int, applied: dict[str, int] | None = None) -> None:
+        self.applied = dict(applied or {})
+        self._decoded = self.taken_through = position
+        self._thread = threading.Thread(target=self._run, args=(position,),
+                                        name=f"binlog-{self.database}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5 + 2 * HEARTBEAT_SECONDS)
+
+    def take(self) -> list[CapturedChunk]:
+        """Chunks read so far; waits briefly on the queue, never on the server."""
+        if self.error and self._queue.empty():
+            raise EngineError(self.error)
+        decoded = self._decoded  # read before draining: all of it is queued by now
+        out = self._queue.take(0.2, TAKE_FRAMES_OF_CHANGES * self.frame_max_changes)
+        if self._queue.empty():
+            self.taken_through = max(self.taken_through, decoded)
+        return out
+
+    def _put(self, chunk: CapturedChunk) -> None:
+        while not self._stop.is_set():
+            if self._queue.put(chunk, timeout=0.5):
+                return
+
+    def _run(self, position: int) -> None:
+        try:
+            self._read(position)
+        except EngineError as e:
+            self.error = str(e)
+        except pymysql.err.MySQLError as e:
+            self.error = self._server_error(e, position)
+        except Exception as e:  # a parser failure is an error to report, never a skip
+            log.exception("binlog reader failed")
+            self.error = (f"reading the binary log of {self.database} failed: "
+                          f"{type(e).__name__}: {e}; capture stopped")
+        if self.error:
+            log.error("%s", self.error)
+
+    def _server_error(self, e: pymysql.err.MySQLError, position: int) -> str:
+        code = e.args[0] if e.args else 0
+        at = where(file_name(self.basename, position), offset_of(position))
+        if code == 1236:  # ER_MASTER_FATAL_ERROR_READING_BINLOG
+            return (f"MariaDB cannot send its binary log from {at}, where this campus's "
+                    f"capture resumes ({e.args[1] if len(e.args) > 1 else e}): the log was "
+                    f"probably purged while the node was down, so local changes made since "
+                    f"are lost to replication. Keep binary logs longer (binlog_expire_logs_"
+                    f"seconds) and re-join this campus (docs/mariadb.md, Re-joining)")
+        return f"reading the binary log of {self.database} from {at} failed: {e}"
+
+    def _stream(self, position: int) -> BinLogStreamReader:
+        log_file = file_name(self.basename, position) if position else None
+        return BinLogStreamReader(
+            connection_settings=self.settings, server_id=self.server_id,
+            resume_stream=True, blocking=True,
+            log_file=log_file, log_pos=offset_of(position) if position else None,
+            filter_non_implemented_events=False, only_schemas=[self.database],
+            slave_heartbeat=HEARTBEAT_SECONDS, pymysql_wrapper=_OneConnection(),
+            enable_logging=False)
+
+    def _read(self, position: int) -> None:
+        stream = self._stream(position)
+        try:
+            txn: list[Change] = []
+            gtid: MariadbGtidEvent | None = None
+            foreign, standalone, chunk_index, begun_at = False, False, 0, 0.0
+            for event in stream:
+                if self._stop.is_set():
+                    return
+                if isinstance(event, _BOOKKEEPING):
+                    if isinstance(event, HeartbeatLogEvent) and gtid is None:
+                        self._decoded = max(self._decoded,
+                                            position_of(stream.log_file, stream.log_pos))
+                    continue
+                at = where(stream.log_file, stream.log_pos)
+                if isinstance(event, MariadbGtidEvent):
+                    gtid, txn, chunk_index = event, [], 0
+                    foreign = event.domain_id == self.apply_domain
+                    standalone = bool(event.flags & FL_STANDALONE)
+                    begun_at = float(event.timestamp)
+                    continue
+                if gtid is None:
+                    raise EngineError(f"binlog event {type(event).__name__} at {at} is "
+                                      f"outside a transaction; capture stopped")
+                if isinstance(event, _ROW_EVENTS):
+                    if event.schema != self.database:
+                        continue
+                    if event.table == self.applied_table:
+                        self._note_applied(event)
+                        continue
+                    if foreign or event.table not in self.tables:
+                        continue
+                    txn.extend(self._changes(event))
+                    while len(txn) >= self.frame_max_changes:
+                        full, txn = (txn[:self.frame_max_changes],
+                                     txn[self.frame_max_changes:])
+                        self._put(CapturedChunk(full, False, begun_at, 0, chunk_index,
+                                                deps=dict(self.applied)))
+                        chunk_index += 1
+                    continue
+                if isinstance(event, QueryEvent):
+                    query = event.query.strip()
+                    if query.upper() == "BEGIN":
+                        continue
+                    if query.upper() != "COMMIT":
+                        self._check_statement(query, at)
+                        if not standalone:
+                            continue
+                elif not isinstance(event, XidEvent):
+                    raise EngineError(
+                        f"binlog event {type(event).__name__} at {at} "
+                        f"(GTID {gtid.gtid}) is not one ringsync understands, so capture "
+                        f"stopped rather than skip it; check binlog settings "
+                        f"(docs/mariadb.md: compression, encryption and XA are not supported)")
+                end = position_of(stream.log_file, stream.log_pos)
+                if not foreign and (txn or chunk_index):
+                    self._put(CapturedChunk(txn, True, float(event.timestamp), end,
+                                            chunk_index, deps=dict(self.applied)))
+                gtid, txn = None, []
+                self._decoded = max(self._decoded, end)
+        finally:
+            stream.close()
+
+    def _changes(self, event: Any) -> list[Change]:
+        table, decode = event.table, self.decode
+        if isinstance(event, WriteRowsEvent):
+            return [Change(table, Op.INSERT,
+                           new=decode(table, row["values"], row["none_sources"]))
+                    for row in event.rows]
+        if isinstance(event, DeleteRowsEvent):
+            return [Change(table, Op.DELETE,
+                           old=decode(table, row["values"], row["none_sources"]))
+                    for row in event.rows]
+        return [Change(table, Op.UPDATE,
+                       new=decode(table, row["after_values"], row["after_none_sources"]),
+                       old=decode(table, row["before_values"], row["before_none_sources"]))
+                for row in event.rows]
+
+    def _note_applied(self, event: Any) -> None:
+        for row in event.rows:
+            values = row.get("after_values") or row.get("values") or {}
+            origin, seq = values.get("origin"), values.get("seq")
+            if isinstance(origin, str) and isinstance(seq, int):
+                self.applied[origin] = max(self.applied.get(origin, 0), seq)
+
+    def _check_statement(self, query: str, at: str) -> None:
+        """A statement logged as text that changes a replicated table's rows
+        (TRUNCATE is one even in ROW format) cannot be replicated row by row."""
+        if not _ROW_STATEMENT.match(query):
+            return
+        lowered = query.lower()
+        for table in self.tables:
+            if re.search(rf"(^|[\s`.]){re.escape(table.lower())}([\s`;(]|$)", lowered):
+                raise EngineError(
+                    f"statement at {at} changes rows of replicated table {table} without "
+                    f"row events ({query[:80]!r}); ringsync cannot replicate it, so capture "
+                    f"stopped. Delete rows with DELETE instead of TRUNCATE; to continue, "
+                    f"re-join this campus (docs/mariadb.md)")
+
+
+def wait_for(reader: BinlogReader, position: int, timeout: float) -> bool:
+    """Wait until the reader has read past ``position`` (tests, snapshots)."""
+    deadline = time.monotonic() + timeout
+    while reader._decoded < position:
+        if reader.error or time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

@@ -1,0 +1,88 @@
+"""A MariaDB server that cannot serve a campus is refused at start with an
+error that names every setting and privilege to change (real servers,
+started with the wrong settings)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pymysql
+import pytest
+
+from node.engines.mariadb.server import binlog_files, check_server
+from ringsync.commands.demo.cluster import free_port
+from ringsync.commands.demo.mariadb import DATABASE, LocalMariaDB
+from ringsync.errors import EngineError
+from tests.mariadb_fixtures import connect, need_mariadb
+
+
+@pytest.fixture
+def make_server() -> Iterator:
+    need_mariadb()
+    servers: list[LocalMariaDB] = []
+
+    def make(**settings: str | None) -> LocalMariaDB:
+        server = LocalMariaDB.create(free_port(), settings=settings)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.remove()
+
+
+def test_a_well_set_server_passes(mariadb_server: LocalMariaDB) -> None:
+    conn = connect(mariadb_server, DATABASE)
+    try:
+        check_server(conn, DATABASE, "campus a")
+        assert binlog_files(conn)[-1].startswith("binlog.")
+    finally:
+        conn.close()
+
+
+def test_wrong_binlog_settings_are_all_named(make_server) -> None:
+    server = make_server(**{"binlog-format": "MIXED", "binlog-row-image": "MINIMAL",
+                            "binlog-row-metadata": "MINIMAL", "log-bin-compress": "ON"})
+    conn = connect(server, DATABASE)
+    try:
+        with pytest.raises(EngineError) as caught:
+            check_server(conn, DATABASE, "campus a")
+    finally:
+        conn.close()
+    message = str(caught.value)
+    for expected in ("binlog_format is MIXED, set binlog_format = ROW",
+                     "binlog_row_image is MINIMAL, set binlog_row_image = FULL",
+                     "binlog_row_metadata is MINIMAL", "log_bin_compress is ON",
+                     "campus a", "restart"):
+        assert expected in message
+
+
+def test_a_server_without_binary_log_is_refused(make_server) -> None:
+    server = make_server(**{"log-bin": None})
+    conn = connect(server, DATABASE)
+    try:
+        with pytest.raises(EngineError, match="log_bin is OFF, set log_bin"):
+            check_server(conn, DATABASE, "campus a")
+    finally:
+        conn.close()
+
+
+def test_missing_privileges_are_named_with_the_grant_to_run(mariadb_server: LocalMariaDB) -> None:
+    mariadb_server.admin(
+        "CREATE USER IF NOT EXISTS 'limited'@'127.0.0.1' IDENTIFIED BY 'pw'",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {DATABASE}.* TO 'limited'@'127.0.0.1'",
+        "GRANT REPLICATION SLAVE ON *.* TO 'limited'@'127.0.0.1'")
+    conn = pymysql.connect(host="127.0.0.1", port=mariadb_server.port, user="limited",
+                           password="pw", database=DATABASE)
+    try:
+        with pytest.raises(EngineError) as caught:
+            check_server(conn, DATABASE, "campus a")
+    finally:
+        conn.close()
+        mariadb_server.admin("DROP USER 'limited'@'127.0.0.1'")
+    message = str(caught.value)
+    assert "BINLOG MONITOR" in message and "BINLOG REPLAY" in message
+    assert "CONNECTION ADMIN" in message and "TRIGGER" in message and "CREATE" in message
+    assert "REPLICATION SLAVE (" not in message  # granted, so not asked for
+    assert "GRANT BINLOG MONITOR, BINLOG REPLAY, CONNECTION ADMIN ON *.*" in message
