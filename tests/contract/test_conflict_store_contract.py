@@ -1,5 +1,5 @@
-"""The ConflictStore contract, and convergence with real engines: two SQLite
-campuses and one PostgreSQL.
+"""The ConflictStore contract, and convergence with real engines: a SQLite,
+a PostgreSQL and a MariaDB campus.
 
 ConflictStoreContract runs on every engine (tests/contract/campuses.py): an
 operator's local write, and the conflict log's entries listed, counted,
@@ -8,8 +8,8 @@ marked and pruned.
 The same Hypothesis state machine idea as tests/unit/node/test_conflict_convergence.py,
 but every replica is a real campus database: each write and each delivery
 goes through the engine's apply session and node.conflicts.driver, so row
-versions are stored and read back by the engines themselves (SQLite
-``_rs_meta_*``, PostgreSQL ``ringsync.meta_*``), with their types. A campus's
+versions are stored and read back by the engines themselves (SQLite and
+MariaDB ``_rs_meta_*``, PostgreSQL ``ringsync.meta_*``), with their types. A campus's
 own write is applied the same way, as a version that saw everything its
 campus had applied. At the end every campus must hold identical rows, read
 back from its database, and the delta and monotonic columns must hold what
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,16 +36,19 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from node.conflicts.deadletter import apply_guarded
 from node.conflicts.driver import Resolver, TxnInfo
+from node.engines.mariadb.engine import MariaEngine
 from node.engines.postgres import versions as pgversions
 from node.engines.postgres.engine import PostgresEngine
 from node.engines.sqlite.engine import SQLiteEngine
 from node.hlc import HybridClock
 from node.model import Change, Op
 from ringsync.commands.demo.cluster import free_port
+from ringsync.commands.demo.mariadb import LocalMariaDB
 from ringsync.commands.demo.postgres import LocalPostgres
 from ringsync.conflict_policy import ConflictSettings, TablePolicy
 from tests.contract.campuses import Campus as CampusDatabase
-from tests.contract.campuses import PostgresCampus, SQLiteCampus
+from tests.contract.campuses import MariaDBCampus, PostgresCampus, SQLiteCampus
+from tests.mariadb_fixtures import connect as mariadb_connect
 
 STATUS = ("ordered", "collected", "resulted", "verified", "amended")
 TABLES = ("t_latest", "t_rank", "t_merge")
@@ -67,10 +71,26 @@ def sqlite_campus(path: Path, campus: str) -> SQLiteEngine:
     return engine
 
 
+def mariadb_campus(server: LocalMariaDB, campus: str) -> MariaEngine:
+    database = f"conv_{uuid.uuid4().hex[:8]}"
+    server.admin(f"CREATE DATABASE {database}")
+    conn = mariadb_connect(server, database)
+    try:
+        with conn.cursor() as cur:
+            for t in TABLES:
+                cur.execute(f"CREATE TABLE {t}(k BIGINT PRIMARY KEY, x TEXT, y TEXT, n BIGINT)")
+    finally:
+        conn.close()
+    engine = MariaEngine(server.url(database=database), TABLES, campus)
+    engine.open()
+    return engine
+
+
 @pytest.fixture(scope="module")
-def campuses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A server of its own: engine b's apply connection holds the replication
-    origin (one session per server) for the whole module."""
+def campuses(tmp_path_factory: pytest.TempPathFactory,
+             mariadb_server: LocalMariaDB) -> Iterator[dict[str, Any]]:
+    """A PostgreSQL server of its own: engine b's apply connection holds the
+    replication origin (one session per server) for the whole module."""
     root = tmp_path_factory.mktemp("engines")
     pg = LocalPostgres.create(None, free_port())
     pg.start()
@@ -82,7 +102,7 @@ def campuses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
                 conn.execute(f"CREATE TABLE {t}(k bigint PRIMARY KEY, x text, y text, n bigint)")
         engines["b"] = PostgresEngine(pg.dsn, TABLES, "b")
         engines["b"].open()
-        engines["c"] = sqlite_campus(root / "c.db", "c")
+        engines["c"] = mariadb_campus(mariadb_server, "c")
         yield engines
     finally:
         for e in engines.values():
@@ -427,3 +447,30 @@ class TestSQLiteConflictStore(SQLiteCampus, ConflictStoreContract):
 
 class TestPostgresConflictStore(PostgresCampus, ConflictStoreContract):
     pass
+
+
+class TestMariaDBConflictStore(MariaDBCampus, ConflictStoreContract):
+    def test_an_operators_write_is_an_ordinary_local_write(self, engine: Any) -> None:
+        """As on the other engines, but MariaDB logs no row event for a write
+        that changes nothing: the prior ("op", 1), equal to the row already
+        there, is not captured."""
+        engine.store.write_local("kv", ("op",), ("op", 1))
+        engine.store.write_local("kv", ("op",), ("op", 2), prior=("op", 1))
+        engine.store.write_local("kv", ("gone",), None, prior=("gone", 5))
+        assert self.app_rows() == [("op", 2)]
+        changes = [c for chunk in self.capture_all(engine) for c in chunk.changes]
+        assert [(c.op, c.new or c.old) for c in changes] == [
+            (Op.INSERT, ("op", 1)), (Op.UPDATE, ("op", 2)),
+            (Op.INSERT, ("gone", 5)), (Op.DELETE, ("gone", 5))]
+
+    def test_reasserting_a_row_as_it_is_still_replicates(self, engine: Any) -> None:
+        """A repair writes a campus's copy as a new local version (ctl repair,
+        reassert): unchanged, it would log nothing, so it is deleted and
+        inserted again in one transaction."""
+        self.app_write("INSERT INTO kv VALUES ('r', 7)")
+        self.capture_all(engine)
+        engine.store.write_local("kv", ("r",), ("r", 7))
+        assert self.app_rows() == [("r", 7)]
+        changes = [c for chunk in self.capture_all(engine) for c in chunk.changes]
+        assert [(c.op, c.new or c.old) for c in changes] == [
+            (Op.DELETE, ("r", 7)), (Op.INSERT, ("r", 7))]

@@ -7,9 +7,8 @@ batched runs (node.engines.sessionbase: pymysql sends an executemany of
 one INSERT ... ON DUPLICATE KEY UPDATE as multi-row statements), and the
 applied vector is recorded in the same transaction.
 
-Not yet here (issue 18, next): the version-store half (row versions and
-conflict resolution), so a MariaDB campus is not yet an engine a node
-runs; see docs/mariadb.md.
+Row versions, the conflict log and dead letters are written through its
+version-store half (node.engines.mariadb.versions).
 """
 
 from __future__ import annotations
@@ -23,17 +22,13 @@ import pymysql
 from node.engines.mariadb.connections import Cursor, MariaContext
 from node.engines.mariadb.tables import DLQ, MARIA
 from node.engines.mariadb.values import quote
-from node.engines.sessionbase import ApplySessionBase
+from node.engines.mariadb.versions import MariaVersionStore, mark_base_versions
 from node.model import TableShape
 from ringsync.errors import EngineError
 
 
-class MariaApplySession(ApplySessionBase):
+class MariaApplySession(MariaVersionStore):
     holds_row_locks = True
-
-    def __init__(self, ctx: MariaContext, cur: Cursor) -> None:
-        super().__init__(cur, MARIA, ctx.shape_of, ctx.upsert_sql, ctx.delete_sql)
-        self.ctx = ctx
 
     def lock_rows(self, shape: TableShape, keys: list[Any]) -> None:
         """SELECT ... FOR UPDATE, in key order, a run of keys at a time."""
@@ -49,10 +44,14 @@ class MariaApplySession(ApplySessionBase):
                 [MARIA.native(v) for key in run for v in key])
 
     def clear(self, table: str) -> None:
-        self.db.execute(f"DELETE FROM {quote(self.ctx.shape_of(table).name)}")
+        shape = self.ctx.shape_of(table)
+        self.db.execute(f"DELETE FROM {quote(shape.name)}")
+        self.clear_versions(shape)
 
     def mark_base_versions(self) -> None:
-        """Nothing to do yet: row versions come with the version store."""
+        """Rows copied in by a join become base versions."""
+        for shape in self.ctx.shapes.values():
+            mark_base_versions(self.cur, shape)
 
 
 class MariaApplyTarget:

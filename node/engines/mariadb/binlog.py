@@ -129,7 +129,8 @@ class BinlogReader:
 
     def __init__(self, settings: dict[str, Any], database: str, tables: frozenset[str],
                  decode: RowDecoder, applied_table: str, apply_domain: int,
-                 frame_max_changes: int, server_id: int, basename: str) -> None:
+                 frame_max_changes: int, server_id: int, basename: str,
+                 stamp_prefix: str = "") -> None:
         self.settings = settings  # host, port, user, password
         self.database = database
         self.tables = tables
@@ -139,6 +140,9 @@ class BinlogReader:
         self.frame_max_changes = frame_max_changes
         self.server_id = server_id
         self.basename = basename
+        # Tables whose rows stamp local writes (node.engines.mariadb.stamps):
+        # a local transaction's highest stamp is its chunks' xid.
+        self.stamp_prefix = stamp_prefix
         self._queue = ChunkQueue(QUEUE_FRAMES_OF_CHANGES * frame_max_changes)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -216,7 +220,7 @@ class BinlogReader:
         try:
             txn: list[Change] = []
             gtid: MariadbGtidEvent | None = None
-            foreign, standalone, chunk_index, begun_at = False, False, 0, 0.0
+            foreign, standalone, chunk_index, begun_at, stamp = False, False, 0, 0.0, 0
             for event in stream:
                 if self._stop.is_set():
                     return
@@ -227,7 +231,7 @@ class BinlogReader:
                     continue
                 at = where(stream.log_file, stream.log_pos)
                 if isinstance(event, MariadbGtidEvent):
-                    gtid, txn, chunk_index = event, [], 0
+                    gtid, txn, chunk_index, stamp = event, [], 0, 0
                     foreign = event.domain_id == self.apply_domain
                     standalone = bool(event.flags & FL_STANDALONE)
                     begun_at = float(event.timestamp)
@@ -241,14 +245,18 @@ class BinlogReader:
                     if event.table == self.applied_table:
                         self._note_applied(event)
                         continue
-                    if foreign or event.table not in self.tables:
+                    if foreign:
+                        continue
+                    if event.table not in self.tables:
+                        if self.stamp_prefix and event.table.startswith(self.stamp_prefix):
+                            stamp = max(stamp, self._highest_stamp(event))
                         continue
                     txn.extend(self._changes(event))
                     while len(txn) >= self.frame_max_changes:
                         full, txn = (txn[:self.frame_max_changes],
                                      txn[self.frame_max_changes:])
                         self._put(CapturedChunk(full, False, begun_at, 0, chunk_index,
-                                                deps=dict(self.applied)))
+                                                xid=stamp, deps=dict(self.applied)))
                         chunk_index += 1
                     continue
                 if isinstance(event, QueryEvent):
@@ -268,7 +276,7 @@ class BinlogReader:
                 end = position_of(stream.log_file, stream.log_pos)
                 if not foreign and (txn or chunk_index):
                     self._put(CapturedChunk(txn, True, float(event.timestamp), end,
-                                            chunk_index, deps=dict(self.applied)))
+                                            chunk_index, xid=stamp, deps=dict(self.applied)))
                 gtid, txn = None, []
                 self._decoded = max(self._decoded, end)
         finally:
@@ -288,6 +296,12 @@ class BinlogReader:
                        new=decode(table, row["after_values"], row["after_none_sources"]),
                        old=decode(table, row["before_values"], row["before_none_sources"]))
                 for row in event.rows]
+
+    @staticmethod
+    def _highest_stamp(event: Any) -> int:
+        stamps = [(row.get("after_values") or row.get("values") or {}).get("stamp")
+                  for row in event.rows]
+        return max((s for s in stamps if isinstance(s, int)), default=0)
 
     def _note_applied(self, event: Any) -> None:
         for row in event.rows:

@@ -138,9 +138,11 @@ class MariaContext:
     def connect_apply(self) -> pymysql.Connection:
         conn = self.connect(autocommit=False)
         with conn.cursor() as cur:
+            # REPEATABLE READ: a locking read holds the place of a key without a
+            # row (gap lock), so no local insert slips in before apply writes it
             cur.execute(f"SET SESSION gtid_domain_id = {int(self.apply_domain)}, "
                         f"innodb_lock_wait_timeout = {APPLY_LOCK_WAIT_SECONDS}, "
-                        f"@rs_apply = 1")
+                        f"tx_isolation = 'REPEATABLE-READ', @rs_apply = 1")
         conn.commit()
         return conn
 

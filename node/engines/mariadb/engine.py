@@ -23,7 +23,9 @@ from node.engines.mariadb.inspection import MariaInspection
 from node.engines.mariadb.server import check_server
 from node.engines.mariadb.shapes import read_tables
 from node.engines.mariadb.source import MariaCaptureSource, master_position
+from node.engines.mariadb.stamps import install_stamps
 from node.engines.mariadb.tables import INTERNAL_DDL
+from node.engines.mariadb.versions import MariaConflictStore, install_versions
 from node.model import TableShape
 from ringsync.errors import EngineError
 
@@ -40,6 +42,7 @@ class MariaEngine:
         self.source = MariaCaptureSource(self.ctx)
         self.target = MariaApplyTarget(self.ctx)
         self.inspect = MariaInspection(self.ctx)
+        self.store = MariaConflictStore(self.ctx)
 
     @property
     def description(self) -> str:
@@ -73,6 +76,9 @@ class MariaEngine:
         ctx = self.ctx
         for statement in INTERNAL_DDL:
             ctx.query(statement)
+        for shape in ctx.shapes.values():
+            install_stamps(ctx.conn, shape)
+            install_versions(ctx.conn, shape)
         meta = dict(ctx.query("SELECT name, value FROM _rs_meta"))
         owner = meta.get("campus")
         if owner is None:

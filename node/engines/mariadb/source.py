@@ -15,6 +15,7 @@ import random
 from node.engines.mariadb.binlog import BinlogReader, file_name, position_of
 from node.engines.mariadb.connections import APPLIED_TABLE, MariaContext
 from node.engines.mariadb.server import binlog_files
+from node.engines.mariadb.stamps import STAMP_PREFIX
 from node.model import CapturedChunk
 from ringsync.errors import EngineError
 
@@ -52,7 +53,7 @@ class MariaCaptureSource:
         reader = BinlogReader(ctx.url.settings(), ctx.url.database, frozenset(ctx.shapes),
                               ctx.decode, APPLIED_TABLE, ctx.apply_domain,
                               ctx.frame_max_changes, random.randint(*READER_SERVER_IDS),
-                              ctx.binlog_basename)
+                              ctx.binlog_basename, STAMP_PREFIX)
         ctx.reader = reader
         reader.start(start, ctx.applied_vector())
 
