@@ -13,9 +13,11 @@ import pytest
 from node.model import Change, Op
 from node.verify.rowhash import Digest, hash_row, table_digest
 from tests.contract.campuses import (
+    TYPED_MARIADB_DDL,
     TYPED_POSTGRES_DDL,
     TYPED_SQLITE_DDL,
     Campus,
+    MariaDBCampus,
     PostgresCampus,
     SQLiteCampus,
 )
@@ -31,7 +33,17 @@ PLAIN_POSTGRES = """;CREATE TABLE plain(id bigint, tag text, b boolean, i bigint
 # parentheses, white space; and rows of every typed edge without the JSON column.
 TAGS = ["", "a,b", 'say "hi"', "back\\slash", "(x)", " lead", "tab\there", "new\nline",
         "plain", "ünï"]
-PLAIN_ROWS = [(r[0] * 100 + j, tag, *r[1:-1]) for r in TYPED_ROWS for j, tag in enumerate(TAGS)]
+PLAIN_MARIADB = """;CREATE TABLE plain(id BIGINT, tag VARCHAR(64), b BOOLEAN, i BIGINT,
+  d DECIMAL(65, 30), f DOUBLE, t LONGTEXT, `by` LONGBLOB, ts DATETIME(6), dt DATE, u UUID,
+  PRIMARY KEY (id, tag)) ENGINE=InnoDB"""
+
+
+def plain_rows(typed: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Every typed row under every tag, without the JSON column."""
+    return [(r[0] * 100 + j, tag, *r[1:-1]) for r in typed for j, tag in enumerate(TAGS)]
+
+
+PLAIN_ROWS = plain_rows(TYPED_ROWS)
 
 
 def reference(kinds: tuple[str, ...], keys: tuple[int, ...], rows: list[tuple[Any, ...]],
@@ -50,11 +62,12 @@ def as_hex(buckets: dict[int, Digest]) -> dict[int, tuple[int, str]]:
 class VerifyContract(Campus):
     SQLITE_DDL = TYPED_SQLITE_DDL + PLAIN_SQLITE
     POSTGRES_DDL = TYPED_POSTGRES_DDL + PLAIN_POSTGRES
+    MARIADB_DDL = TYPED_MARIADB_DDL + PLAIN_MARIADB
     TABLES = ("typed", "kv", "plain")
 
-    @pytest.mark.parametrize("table, rows", [("typed", TYPED_ROWS), ("plain", PLAIN_ROWS)])
-    def test_digests_match_the_reference_at_every_depth(self, engine: Any, table: str,
-                                                        rows: list[tuple[Any, ...]]) -> None:
+    @pytest.mark.parametrize("table", ["typed", "plain"])
+    def test_digests_match_the_reference_at_every_depth(self, engine: Any, table: str) -> None:
+        rows = self.typed_rows() if table == "typed" else plain_rows(self.typed_rows())
         apply(engine, [Change(table, Op.INSERT, new=r) for r in rows])
         shape = engine.shapes()[table]
         for bits in (0, 1, 3, 8, 14):
@@ -65,20 +78,22 @@ class VerifyContract(Campus):
         assert table_digest(got.buckets.values()).rows == len(rows)
 
     def test_row_hashes_name_exactly_the_rows_of_the_buckets_asked(self, engine: Any) -> None:
-        apply(engine, [Change("plain", Op.INSERT, new=r) for r in PLAIN_ROWS])
+        rows = plain_rows(self.typed_rows())
+        apply(engine, [Change("plain", Op.INSERT, new=r) for r in rows])
         shape = engine.shapes()["plain"]
         bits = 3
-        ref = [hash_row(shape.kinds, shape.key_indexes, r, bits) for r in PLAIN_ROWS]
+        ref = [hash_row(shape.kinds, shape.key_indexes, r, bits) for r in rows]
         wanted = sorted({rh.bucket for rh in ref})[:3]
         got = engine.verifier.row_hashes("plain", bits, wanted).rows
         assert sorted(got, key=lambda r: r.key_text) == sorted(
             (rh for rh in ref if rh.bucket in wanted), key=lambda r: r.key_text)
 
     def test_one_changed_value_changes_one_bucket_only(self, engine: Any) -> None:
-        apply(engine, [Change("plain", Op.INSERT, new=r) for r in PLAIN_ROWS])
+        rows = plain_rows(self.typed_rows())
+        apply(engine, [Change("plain", Op.INSERT, new=r) for r in rows])
         bits = 4
         before = as_hex(engine.verifier.bucket_digests("plain", bits).buckets)
-        victim = random.Random(7).choice(PLAIN_ROWS)
+        victim = random.Random(7).choice(rows)
         changed = (*victim[:6], (victim[6] or "") + "!", *victim[7:])  # column t
         apply(engine, [Change("plain", Op.UPDATE, old=victim, new=changed)], "x", 2)
         after = as_hex(engine.verifier.bucket_digests("plain", bits).buckets)
@@ -91,4 +106,8 @@ class TestSQLiteVerify(SQLiteCampus, VerifyContract):
 
 
 class TestPostgresVerify(PostgresCampus, VerifyContract):
+    pass
+
+
+class TestMariaDBVerify(MariaDBCampus, VerifyContract):
     pass

@@ -25,6 +25,7 @@ from node.engines.mariadb.shapes import read_tables
 from node.engines.mariadb.source import MariaCaptureSource, master_position
 from node.engines.mariadb.stamps import install_stamps
 from node.engines.mariadb.tables import INTERNAL_DDL
+from node.engines.mariadb.verifying import MariaVerifier
 from node.engines.mariadb.versions import MariaConflictStore, install_versions
 from node.model import TableShape
 from ringsync.errors import EngineError
@@ -43,6 +44,7 @@ class MariaEngine:
         self.target = MariaApplyTarget(self.ctx)
         self.inspect = MariaInspection(self.ctx)
         self.store = MariaConflictStore(self.ctx)
+        self.verifier = MariaVerifier(self.ctx)
 
     @property
     def description(self) -> str:
