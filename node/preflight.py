@@ -45,6 +45,8 @@ def check_all(config: NodeConfig) -> None:
     check_data_dir(config)
     if config.database.engine == "sqlite":
         check_sqlite(config)
+    elif config.database.engine == "mariadb":
+        check_mariadb(config)
     else:
         check_postgres(config)
 
@@ -207,6 +209,29 @@ def check_postgres(config: NodeConfig) -> None:
         _postgres_checks(conn, config, shown)
     except psycopg.Error as e:
         raise EngineError(f"PostgreSQL at {shown}: {redact_dsn(str(e)).strip()}") from e
+    finally:
+        conn.close()
+
+
+def check_mariadb(config: NodeConfig) -> None:
+    """The server's binary log settings, the account's privileges and the
+    replicated tables' shapes, read-only (the engine checks them again at open)."""
+    import pymysql
+
+    from node.engines.mariadb.connections import MariaURL
+    from node.engines.mariadb.server import check_server as check_mariadb_server
+    from node.engines.mariadb.shapes import read_tables
+
+    url = MariaURL.parse(connect_dsn(config.database))
+    try:
+        conn = pymysql.connect(**url.settings(), database=url.database, connect_timeout=10)
+    except pymysql.err.MySQLError as e:
+        raise EngineError(f"cannot connect to MariaDB ({url.shown}): {e}") from e
+    try:
+        check_mariadb_server(conn, url.database, url.shown)
+        read_tables(conn, url.database, config.cluster.tables, url.shown)
+    except pymysql.err.MySQLError as e:
+        raise EngineError(f"MariaDB at {url.shown}: {e}") from e
     finally:
         conn.close()
 

@@ -44,13 +44,19 @@ from ringsync.dr.settings import (
     parse_sets,
     parse_standby,
 )
-from ringsync.dsn import dsn_has_password, password_from_file, with_password
+from ringsync.dsn import (
+    dsn_has_password,
+    is_mysql_url,
+    password_from_file,
+    redact_dsn,
+    with_password,
+)
 from ringsync.errors import ConfigError
 from ringsync.verify_schedule import VERIFY_KEYS, VerifySchedule, parse_verify
 
 CAMPUS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-ENGINES = ("sqlite", "postgres")
+ENGINES = ("sqlite", "postgres", "mariadb")
 
 
 @dataclass(frozen=True)
@@ -110,9 +116,11 @@ SYNC_POLICIES = ("strict", "degrade")
 class DatabaseConfig:
     engine: str
     path: Path | None = None  # sqlite
-    dsn: str | None = None  # postgres (libpq connection string, without a password)
-    # postgres: a file (not readable by other users) whose first line is the
-    # role's password; read at start, added to the DSN in memory only.
+    # postgres: a libpq connection string; mariadb: a mysql://user@host:port/db
+    # URL (either without a password)
+    dsn: str | None = None
+    # postgres, mariadb: a file (not readable by other users) whose first line
+    # is the account's password; read at start, added to the DSN in memory only.
     password_file: Path | None = None
     # "sync": a commit returns only once another campus journaled it (RPO = 0).
     durability: str = "async"
@@ -446,11 +454,13 @@ def _durability(db: dict[str, Any], engine: str, path: Path) -> tuple[str, str, 
     durability = db.get("durability", "async")
     if durability not in DURABILITY:
         raise ConfigError(f"{path}: database.durability must be one of {DURABILITY}")
-    if durability == "sync" and engine == "sqlite":
+    if durability == "sync" and engine != "postgres":
+        name = {"sqlite": "SQLite", "mariadb": "MariaDB"}[engine]
         raise ConfigError(
-            f"{path}: database.durability = \"sync\" needs PostgreSQL: SQLite has no way to "
-            f"hold a commit until another campus has it, so SQLite campuses are asynchronous "
-            f"only; remove the setting or move this campus to PostgreSQL")
+            f"{path}: database.durability = \"sync\" needs PostgreSQL: {name} has no way "
+            f"ringsync can use to hold a commit until another campus has it, so {name} "
+            f"campuses are asynchronous only; remove the setting or move this campus to "
+            f"PostgreSQL")
     policy = db.get("sync_policy", "degrade")
     if policy not in SYNC_POLICIES:
         raise ConfigError(f"{path}: database.sync_policy must be one of {SYNC_POLICIES}")
@@ -495,10 +505,17 @@ def load_node(path: Path | str) -> NodeConfig:
                                   f"a SQLite campus names its file with database.path")
         database = DatabaseConfig(engine, path=_file(base, db, "path", path, "database"))
     else:
+        server = "PostgreSQL" if engine == "postgres" else "MariaDB"
         if "path" in db:
             raise ConfigError(f"{path}: database.path is for engine = \"sqlite\"; a "
-                              f"PostgreSQL campus names its server with database.dsn")
+                              f"{server} campus names its server with database.dsn")
         dsn = _string(db, "dsn", path, "database")
+        if is_mysql_url(dsn) != (engine == "mariadb"):
+            raise ConfigError(
+                f"{path}: database.dsn = {redact_dsn(dsn)!r} does not suit engine = "
+                f"\"{engine}\": a MariaDB campus names its server with a "
+                f"mysql://user@host:port/database URL, a PostgreSQL campus with a libpq "
+                f"connection string (host=... dbname=...) or a postgresql:// URL")
         password_file = _file(base, db, "password_file", path, "database") if (
             "password_file" in db) else None
         if password_file is not None:
@@ -545,7 +562,7 @@ def load_node(path: Path | str) -> NodeConfig:
 
 
 def connect_dsn(database: DatabaseConfig) -> str:
-    """The DSN a PostgreSQL engine connects with: ``database.dsn`` plus the
+    """The DSN a PostgreSQL or MariaDB engine connects with: ``database.dsn`` plus the
     password from ``password_file`` (read now, so a rotated file is honoured at
     the next start). Secret: never print it; print ``redact_dsn(...)`` or the
     plain ``database.dsn``."""

@@ -3,7 +3,8 @@
 ``redact_dsn`` is the one function that hides secrets in a libpq connection
 string before it is printed, logged or returned: ``password=***`` in the
 key/value form (quoted values included) and ``postgresql://user:***@host``
-in the URL form (and ``?password=***`` in its query). It takes any text, so
+in the URL form (and ``?password=***`` in its query); a MariaDB campus's
+``mysql://user:***@host`` URL too. It takes any text, so
 an error message that quotes a DSN is redacted too.
 
 ``password_from_file`` reads a node's ``database.password_file``, refusing a
@@ -18,6 +19,7 @@ from __future__ import annotations
 import re
 import stat
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from ringsync.errors import ConfigError
 
@@ -34,7 +36,7 @@ _KEYWORD = re.compile(
 # URL form: scheme://user:secret@host…  (userinfo ends at the last '@' before
 # the host; a secret cannot contain whitespace or '/').
 _URL_USERINFO = re.compile(
-    r"(?P<head>\b(?:postgres|postgresql)://[^\s:/@?#]*):(?P<secret>[^\s/?#]*)@"
+    r"(?P<head>\b(?:postgres|postgresql|mysql|mariadb)://[^\s:/@?#]*):(?P<secret>[^\s/?#]*)@"
 )
 # URL query: ?password=… or &sslpassword=…, value up to '&', '#' or whitespace.
 _URL_QUERY = re.compile(r"(?P<head>[?&](?:ssl)?password=)(?P<value>[^&#\s]*)")
@@ -84,6 +86,19 @@ def with_password(dsn: str, password: str | None) -> str:
     """``dsn`` with ``password`` added (None: unchanged). For connecting, never printing."""
     if password is None:
         return dsn
+    if is_mysql_url(dsn):
+        parts = urlsplit(dsn)
+        user = parts.username or ""
+        host = parts.hostname or ""
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
     from psycopg.conninfo import make_conninfo
 
     return make_conninfo(dsn, password=password)
+
+
+def is_mysql_url(dsn: str) -> bool:
+    """A MariaDB campus's ``mysql://user@host:port/database`` (or ``mariadb://``)."""
+    return dsn.startswith(("mysql://", "mariadb://"))

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ringsync.commands.demo.lis import TABLES
+from ringsync.commands.demo.lis import TABLES, mysql_connect
 
 
 def table_rows(db: Path, tables: tuple[str, ...] = TABLES) -> dict[str, list[tuple[Any, ...]]]:
@@ -43,10 +43,21 @@ async def async_wait_until(predicate: Callable[[], Awaitable[bool]], timeout: fl
 
 
 def campus_rows(target: Path | str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every LIS table, from SQLite (a path) or PostgreSQL (a DSN),
-    sorted, in one form comparable across engines."""
+    """Every row of every LIS table, from SQLite (a path), PostgreSQL (a DSN)
+    or MariaDB (a mysql:// URL), sorted, in one form comparable across engines."""
     if isinstance(target, Path):
         return table_rows(target)
+    if target.startswith("mysql://"):
+        conn = mysql_connect(target)
+        try:
+            out = {}
+            with conn.cursor() as cur:
+                for t in TABLES:
+                    cur.execute(f"SELECT * FROM `{t}`")
+                    out[t] = sorted((tuple(r) for r in cur.fetchall()), key=repr)
+            return out
+        finally:
+            conn.close()
     import psycopg
 
     with psycopg.connect(target) as conn:

@@ -25,4 +25,10 @@ def make_engine(config: NodeConfig) -> Engine:
                               sync=db.durability == "sync",
                               sets=config.cluster.set_of_table(),
                               digests=config.cluster.verify.incremental)
+    if db.engine == "mariadb" and db.dsn is not None:
+        from node.engines.mariadb.engine import MariaEngine
+
+        return MariaEngine(connect_dsn(db), config.cluster.tables, config.campus,
+                           config.replication.frame_max_changes,
+                           sets=config.cluster.set_of_table())
     raise ConfigError(f"{config.path}: database.engine {db.engine!r} is not supported")

@@ -43,12 +43,15 @@ def _parser() -> argparse.ArgumentParser:
                       help="no console: run, converge, print one JSON report")
     demo.add_argument("--duration", type=float, default=20.0,
                       help="headless: seconds of workload (default 20)")
-    demo.add_argument("--engine", choices=("sqlite", "postgres", "mixed"), default="sqlite",
+    demo.add_argument("--engine", choices=("sqlite", "postgres", "mariadb", "mixed"),
+                      default="sqlite",
                       help="campus databases: SQLite (default), PostgreSQL clusters made with "
-                           "initdb, or mixed (PostgreSQL at the large campuses, SQLite at the "
-                           "smallest)")
+                           "initdb, MariaDB servers made with mariadb-install-db, or mixed "
+                           "(PostgreSQL at the large campuses, MariaDB at one when it is "
+                           "installed and there are 3 campuses or more, SQLite at the smallest)")
     demo.add_argument("--keep-databases", action="store_true",
-                      help="headless: leave the PostgreSQL servers running for inspection")
+                      help="headless: leave the PostgreSQL and MariaDB servers running for "
+                           "inspection")
     demo.add_argument("--no-etcd", action="store_true",
                       help="do not start etcd: no routing map changes, automatic failover off")
     demo.add_argument("--stop", action="store_true",

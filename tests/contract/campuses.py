@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pymysql
 import pytest
 from psycopg import errors
 
@@ -297,3 +298,8 @@ class MariaDBCampus(Campus):
             if engine.source.captured_through() >= end:
                 return out + engine.source.capture(0, 1000)
         raise AssertionError(f"capture did not reach {end} within 30 s: {out}")
+
+    def assert_refused_error(self, error: BaseException, message: str) -> None:
+        """A fence guard's SIGNAL: SQLSTATE 45000, error 1644, the message as is."""
+        assert isinstance(error, pymysql.err.OperationalError)
+        assert error.args == (1644, message)

@@ -1,41 +1,52 @@
 """Database-enforced fencing, on every engine.
 
 Each test writes through a plain application connection (``sqlite3`` on the
-file, ``psycopg`` on the DSN), never through the engine, so what is asserted
-is what the database itself enforces (tests/contract/campuses.py). PostgreSQL
-runs on a real server made with initdb; SQLite on a file. The Fence role's
-contract; ``end_app_sessions`` and what only PostgreSQL has (TRUNCATE,
-privileges, waiting out a set's writers) are tested per engine.
+file, ``psycopg`` on the DSN, ``pymysql`` on the MariaDB database), never
+through the engine, so what is asserted is what the database itself enforces
+(tests/contract/campuses.py). PostgreSQL and MariaDB run on real servers of
+the session's own; SQLite on a file. The Fence role's contract;
+``end_app_sessions`` and what differs by engine (TRUNCATE, privileges,
+waiting out a set's writers, a commit after a set's close) are tested per
+engine.
 """
 
 from __future__ import annotations
 
 import math
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+import pymysql
 import pytest
 from psycopg import errors
+from pymysqlreplication import BinLogStreamReader
 
 from node.conflicts.driver import Resolver, TxnInfo
 from node.engines.base import SetFence, fence_message, set_fence_message
+from node.engines.mariadb.engine import MariaEngine
 from node.engines.postgres.engine import PostgresEngine
 from node.engines.sqlite.engine import SQLiteEngine
 from node.hlc import HybridClock
 from node.model import Change, Op
+from ringsync.commands.demo import mariadb
 from ringsync.conflict_policy import ConflictSettings
 from ringsync.errors import EngineError
-from tests.contract.campuses import Campus, PostgresCampus, SQLiteCampus
+from tests.contract.campuses import Campus, MariaDBCampus, PostgresCampus, SQLiteCampus
+from tests.mariadb_fixtures import connect as mariadb_connect
 
 TABLES = ("kv", "other")
 SQLITE_DDL = """CREATE TABLE kv(k TEXT PRIMARY KEY, v INTEGER);
 CREATE TABLE other(id INTEGER PRIMARY KEY, note TEXT)"""
 POSTGRES_DDL = """CREATE TABLE kv(k text PRIMARY KEY, v bigint);
 CREATE TABLE other(id bigint PRIMARY KEY, note text)"""
+MARIADB_DDL = """CREATE TABLE kv(k VARCHAR(255) PRIMARY KEY, v BIGINT) ENGINE=InnoDB;
+CREATE TABLE other(id BIGINT PRIMARY KEY, note TEXT) ENGINE=InnoDB"""
 WRITES = {
     "insert": "INSERT INTO kv VALUES ('new', 2)",
     "update": "UPDATE kv SET v = 10 WHERE k = 'a'",
@@ -52,6 +63,7 @@ class FenceContract(Campus):
     TABLES = TABLES
     SQLITE_DDL = SQLITE_DDL
     POSTGRES_DDL = POSTGRES_DDL
+    MARIADB_DDL = MARIADB_DDL
 
     @pytest.fixture
     def set_engine(self, db: None) -> Iterator[Any]:
@@ -398,3 +410,261 @@ class TestPostgresFence(PostgresCampus, FenceContract):
                     psycopg.connect(app_dsn) as conn:
                 conn.execute("INSERT INTO kv VALUES ('a', 1)")
             assert caught.value.diag.message_primary == set_fence_message(self.campus, "beds")
+
+
+def run(conn: pymysql.Connection, *statements: str) -> None:
+    with conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+
+
+class TestMariaDBFence(MariaDBCampus, FenceContract):
+    @contextmanager
+    def app_account(self, name: str) -> Iterator[Callable[[], pymysql.Connection]]:
+        """An application account that may write kv and nothing of ringsync's;
+        a function opening a connection as it."""
+        user = f"{name}_{uuid.uuid4().hex[:6]}"
+        self.server.admin(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'app'",
+                          f"GRANT SELECT, INSERT, UPDATE, DELETE ON {self.database}.kv "
+                          f"TO '{user}'@'127.0.0.1'")
+        try:
+            yield lambda: pymysql.connect(host="127.0.0.1", port=self.server.port, user=user,
+                                          password="app", database=self.database,
+                                          autocommit=True)
+        finally:
+            self.server.admin(f"DROP USER '{user}'@'127.0.0.1'")
+
+    def test_an_unprivileged_application_account_is_told_it_is_fenced(
+            self, engine: MariaEngine) -> None:
+        """The guard runs as its definer (the node's account): the application
+        needs no privilege on ringsync's tables. Setting @rs_apply does not
+        make it the node's apply session: that also writes under ringsync's
+        GTID domain, which takes BINLOG REPLAY (or SUPER)."""
+        message = fence_message(self.campus)
+        with self.app_account("fence_app") as connect:
+            conn = connect()
+            try:
+                run(conn, "INSERT INTO kv VALUES ('a', 1)")
+                engine.fence.set_fence(time.time() - 1)
+                with pytest.raises(pymysql.err.OperationalError) as caught:
+                    run(conn, "UPDATE kv SET v = 2")
+                self.assert_refused_error(caught.value, message)
+                run(conn, "SET @rs_apply = 1")
+                with pytest.raises(pymysql.err.OperationalError) as caught:
+                    run(conn, "DELETE FROM kv")
+                self.assert_refused_error(caught.value, message)
+                with pytest.raises(pymysql.err.OperationalError, match="BINLOG REPLAY"):
+                    run(conn, f"SET SESSION gtid_domain_id = {engine.ctx.apply_domain}")
+                with pytest.raises(pymysql.err.OperationalError) as caught:
+                    run(conn, "SELECT * FROM _rs_fence")
+                assert caught.value.args[0] == 1142  # no access to ringsync's tables
+            finally:
+                conn.close()
+        assert self.app_rows() == [("a", 1)]
+
+    def test_an_unprivileged_application_account_is_told_the_set_is_closed(
+            self, set_engine: MariaEngine) -> None:
+        with self.app_account("set_app") as connect:
+            conn = connect()
+            try:
+                with pytest.raises(pymysql.err.OperationalError) as caught:
+                    run(conn, "INSERT INTO kv VALUES ('a', 1)")
+            finally:
+                conn.close()
+        self.assert_refused_error(caught.value, set_fence_message(self.campus, "beds"))
+
+    def test_a_session_that_sets_its_clock_back_is_still_fenced(
+            self, engine: MariaEngine) -> None:
+        """SET TIMESTAMP (what a binlog replayed through the client does) moves
+        the statement's time, not the real clock the guard reads too."""
+        until = time.time() - 1
+        engine.fence.set_fence(until)
+        self.assert_refused(f"SET TIMESTAMP = {until - 3600:.0f}", WRITES["insert"])
+        assert self.app_rows() == []
+
+    def test_end_app_sessions_terminates_application_connections(
+            self, engine: MariaEngine) -> None:
+        """Sessions of the campus database end; the node's own connections, its
+        binlog dump (capture), a replica's dump and sessions of another
+        database on the same server do not."""
+        idle = mariadb_connect(self.server, self.database)
+        elsewhere = mariadb_connect(self.server, "campus")
+        replica = BinLogStreamReader(
+            connection_settings={"host": "127.0.0.1", "port": self.server.port,
+                                 "user": mariadb.USER, "password": mariadb.PASSWORD,
+                                 "db": self.database}, server_id=4242, blocking=True,
+            pymysql_wrapper=lambda db, **settings: pymysql.connect(database=db, **settings))
+        dumps = ("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE "
+                 "'Binlog Dump%%' AND DB = %s")
+        try:
+            run(idle, "SELECT 1")
+            replica.fetchone()  # its dump runs, with the campus database as its own
+            with elsewhere.cursor() as cur:
+                cur.execute(dumps, (self.database,))
+                dumping = cur.fetchall()
+            assert len(dumping) == 1
+            assert engine.fence.end_app_sessions() >= 1
+            with pytest.raises(pymysql.err.OperationalError):
+                run(idle, "SELECT 1")
+            with elsewhere.cursor() as cur:
+                cur.execute(dumps, (self.database,))
+                assert cur.fetchall() == dumping
+        finally:
+            replica.close()
+            for conn in (idle, elsewhere):
+                if conn.open:
+                    conn.close()
+        self.apply(engine, [Change("kv", Op.INSERT, new=("applied", 7))])
+        assert engine.inspect.rows("kv") == [("applied", 7)]
+        self.app_write("INSERT INTO kv VALUES ('local', 1)")
+        captured = [c.new for chunk in self.capture_all(engine) for c in chunk.changes]
+        assert ("local", 1) in captured  # the binlog reader never reconnects: it was kept
+        assert engine.fence.end_app_sessions() == 0
+
+    def test_truncate_is_not_refused_but_stops_capture(self, engine: MariaEngine) -> None:
+        """MariaDB fires no trigger on TRUNCATE, so the fence cannot refuse it.
+        It takes the DROP privilege (an application account without it is
+        refused), and capture stops at it with an error naming the statement
+        rather than miss the rows it removed."""
+        self.app_write("INSERT INTO kv VALUES ('a', 1)")
+        engine.fence.set_fence(time.time() - 1)
+        self.assert_refused("DELETE FROM kv")
+        with self.app_account("truncate_app") as connect:
+            conn = connect()
+            try:
+                with pytest.raises(pymysql.err.OperationalError) as caught:
+                    run(conn, "TRUNCATE kv")
+            finally:
+                conn.close()
+        assert caught.value.args[0] == 1142  # DROP command denied
+        assert self.app_rows() == [("a", 1)]
+        self.app_write("TRUNCATE kv")  # the campus account has DROP: not refused
+        assert self.app_rows() == []
+        deadline = time.monotonic() + 30
+        with pytest.raises(EngineError, match="without row events"):
+            while time.monotonic() < deadline:
+                engine.source.capture(0, 1000)
+
+    def test_closing_a_set_waits_out_a_transaction_that_already_wrote(
+            self, set_engine: MariaEngine) -> None:
+        """wait_set_writers blocks until a transaction that wrote while the set
+        was open ends (EngineError after the timeout, in whole seconds); the
+        close refuses that transaction's next write."""
+        set_engine.fence.set_set_fence("beds", time.time() + 60, 1)
+        app = mariadb_connect(self.server, self.database, autocommit=False)
+        try:
+            run(app, "INSERT INTO kv VALUES ('open', 1)")  # the transaction stays open
+            set_engine.fence.set_set_fence("beds", 0.0, 1)
+            started = time.monotonic()
+            with pytest.raises(EngineError, match="still open after 1s"):
+                set_engine.fence.wait_set_writers("beds", timeout=0.3)
+            assert time.monotonic() - started >= 0.9
+            with pytest.raises(pymysql.err.OperationalError) as caught:
+                run(app, "INSERT INTO kv VALUES ('after', 2)")
+            self.assert_refused_error(caught.value, set_fence_message(self.campus, "beds"))
+            commit = threading.Timer(0.5, app.commit)
+            commit.start()
+            started = time.monotonic()
+            set_engine.fence.wait_set_writers("beds", timeout=5)
+            waited = time.monotonic() - started
+            commit.join()
+            assert 0.4 <= waited < 4
+        finally:
+            app.close()
+        started = time.monotonic()
+        set_engine.fence.wait_set_writers("beds", timeout=5)  # nobody left: at once
+        set_engine.fence.wait_set_writers("no-such-set")
+        assert time.monotonic() - started < 0.5
+        assert self.app_rows() == [("open", 1)]
+
+    def test_a_write_let_in_before_the_close_can_still_commit(
+            self, set_engine: MariaEngine) -> None:
+        """What MariaDB cannot do: no trigger runs at COMMIT (PostgreSQL refuses
+        this commit), so a write made while the set was open commits after the
+        close; a drain's wait_set_writers is what keeps it before the head."""
+        set_engine.fence.set_set_fence("beds", time.time() + 60, 1)
+        app = mariadb_connect(self.server, self.database, autocommit=False)
+        try:
+            run(app, "INSERT INTO kv VALUES ('late', 1)")
+            set_engine.fence.set_set_fence("beds", 0.0, 1)
+            app.commit()
+        finally:
+            app.close()
+        assert self.app_rows() == [("late", 1)]
+        self.assert_refused("DELETE FROM kv", set_name="beds")
+        self.apply(set_engine, [Change("kv", Op.INSERT, new=("applied", 2))])
+        assert self.app_rows() == [("applied", 2), ("late", 1)]
+
+    def test_an_open_transaction_does_not_hold_up_the_fence(
+            self, set_engine: MariaEngine) -> None:
+        """The guards read MyISAM tables, locked for a statement only: an
+        application transaction left open after writing a guarded table does
+        not hold up the fence's writes (an InnoDB row the guards read would be
+        share-locked until it ends, and the next extension would time out)."""
+        set_engine.fence.set_set_fence("beds", time.time() + 60, 1)
+        app = mariadb_connect(self.server, self.database, autocommit=False)
+        try:
+            run(app, "INSERT INTO kv VALUES ('a', 1)", "INSERT INTO other VALUES (1, 'x')")
+            started = time.monotonic()
+            set_engine.fence.set_fence(time.time() + 60)
+            set_engine.fence.set_set_fence("beds", time.time() + 120, 2)
+            set_engine.fence.set_fence(0)
+            set_engine.fence.set_set_fence("beds", 0, 3)
+            assert time.monotonic() - started < 0.5
+            assert set_engine.fence.set_fence_states()["beds"] == SetFence(0.0, 3, 0)
+            app.rollback()
+        finally:
+            app.close()
+        self.assert_refused("INSERT INTO other VALUES (2, 'y')")
+        self.assert_refused("INSERT INTO kv VALUES ('b', 2)", set_name="beds")
+
+    def test_savepoints_work_after_a_guarded_write(self, engine: MariaEngine) -> None:
+        """The guard tables join no transaction (Aria's crash-safe tables would,
+        and then refuse SAVEPOINT)."""
+        self.app_write("INSERT INTO kv VALUES ('a', 1)", "SAVEPOINT s",
+                       "INSERT INTO kv VALUES ('b', 2)", "ROLLBACK TO SAVEPOINT s",
+                       "INSERT INTO other VALUES (1, 'x')", "SAVEPOINT t", "RELEASE SAVEPOINT t")
+        assert self.app_rows() == [("a", 1)] and self.app_rows("other") == [(1, "x")]
+
+    def test_a_set_guard_left_open_by_a_cut_short_write_is_closed_at_open(
+            self, set_engine: MariaEngine) -> None:
+        """set_set_fence writes the set's row, then its guard: a node that died
+        between the two leaves the guard behind the row, and the next open
+        copies the row into the guard."""
+        set_engine.fence.set_set_fence("beds", time.time() + 60, 1)
+        self.server.admin(f"UPDATE {self.database}._rs_set_fence SET writable_until = 0, "
+                          f"epoch = 2 WHERE name = 'beds'")  # the row closed, not the guard
+        self.app_write("INSERT INTO kv VALUES ('a', 1)")
+        set_engine.close()
+        set_engine.open()
+        self.assert_refused("INSERT INTO kv VALUES ('b', 2)", set_name="beds")
+        assert set_engine.fence.set_fence_states() == {"beds": SetFence(0.0, 2, 0)}
+
+    def test_a_normal_start_leaves_the_guards_in_place(self, set_engine: MariaEngine) -> None:
+        """No CREATE or DROP TRIGGER (so no table's metadata lock) when nothing
+        changed; one guard per table and event, of the kind it needs."""
+        query = ("SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, CREATED, "
+                 "LOCATE('_rs_set_guard', ACTION_STATEMENT) > 0 FROM information_schema.TRIGGERS "
+                 "WHERE TRIGGER_SCHEMA = %s AND TRIGGER_NAME LIKE '\\_rs\\_fence\\_%%' "
+                 "ORDER BY 1")
+        conn = mariadb_connect(self.server, self.database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query, (self.database,))
+                before = cur.fetchall()
+                assert [(n, t, w, s) for n, t, w, _, s in before] == [
+                    (f"_rs_fence_{table}_{op}", table, "BEFORE", table == "kv")
+                    for table in ("kv", "other") for op in "diu"]
+                set_engine.close()
+                set_engine.open()
+                cur.execute(query, (self.database,))
+                assert cur.fetchall() == before
+        finally:
+            conn.close()
+
+    def test_the_apply_sessions_reconciled_mark_is_invisible_until_commit(
+            self, set_engine: MariaEngine) -> None:
+        with set_engine.target.apply_session() as s:
+            s.mark_set_reconciled("beds", 9)
+            assert set_engine.fence.set_fence_states()["beds"].reconciled == 0
+        assert set_engine.fence.set_fence_states()["beds"].reconciled == 9

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import pytest
 
 from node.engines import base
+from node.engines.mariadb.apply import MariaApplySession
+from node.engines.mariadb.engine import MariaEngine
 from node.engines.postgres.apply import PgApplySession
 from node.engines.postgres.engine import PostgresEngine
 from node.engines.sqlite.apply import SQLiteApplySession
@@ -59,11 +61,13 @@ def assert_satisfies(obj: Any, protocol: type) -> None:
                 f"{type(obj).__name__}.{name}{have} is not {protocol.__name__}.{name}{want}")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
 def engine(request: Any, tmp_path: Path) -> Any:
     """An engine as the factory makes it (not opened: the roles exist from the start)."""
     if request.param == "sqlite":
         return SQLiteEngine(tmp_path / "c.db", ("kv",), "c", sets={"kv": "beds"})
+    if request.param == "mariadb":
+        return MariaEngine("mysql://u@nowhere:3306/c", ("kv",), "c", sets={"kv": "beds"})
     return PostgresEngine("host=/nowhere dbname=c", ("kv",), "c", sets={"kv": "beds"})
 
 
@@ -83,7 +87,7 @@ def test_role_objects_are_separate_and_inherit_no_other_role(engine: Any) -> Non
 
 
 def test_apply_sessions_satisfy_the_session_protocol() -> None:
-    for session in (PgApplySession, SQLiteApplySession):
+    for session in (PgApplySession, SQLiteApplySession, MariaApplySession):
         assert_satisfies(session, base.ApplySession)
 
 

@@ -93,8 +93,9 @@ def test_mixed_demo_reports_dsns_keeps_databases_and_stops_them(tmp_path: Path) 
         report = json.loads(result.stdout)
         assert report["converged"] is True
         engines = [c["engine"] for c in report["campuses"]]
-        assert engines == ["postgres", "postgres", "sqlite"]
-        targets = [c["database"] if c["engine"] == "postgres" else Path(c["database"])
+        assert engines == ["postgres", "mariadb", "sqlite"]  # CI installs MariaDB
+        assert report["campuses"][1]["database"].startswith("mysql://ringsync:")
+        targets = [c["database"] if c["engine"] != "sqlite" else Path(c["database"])
                    for c in report["campuses"]]
         snaps = [canonical_rows(t) for t in targets]  # the servers are still up
         assert all(s == snaps[0] for s in snaps[1:]) and snaps[0]["patients"]
@@ -102,7 +103,9 @@ def test_mixed_demo_reports_dsns_keeps_databases_and_stops_them(tmp_path: Path) 
         stop = subprocess.run([*RINGSYNC, "demo", "--data-dir", str(data_dir), "--stop"],
                               capture_output=True, text=True, timeout=120)
     assert stop.returncode == 0 and "stopped PostgreSQL" in stop.stderr
+    assert "stopped MariaDB" in stop.stderr
     assert not (data_dir / "postgres.json").exists()
+    assert not (data_dir / "mariadb.json").exists()
 
 
 def test_demo_refuses_a_conflict_rate_that_is_not_a_share(tmp_path: Path) -> None:

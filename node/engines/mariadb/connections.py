@@ -113,6 +113,10 @@ class MariaContext:
         self.shapes: dict[str, TableShape] = {}
         self.reader: BinlogReader | None = None
         self.binlog_basename = "binlog"
+        # Server thread ids of every connection this node opened (short-lived
+        # ones too: checksums, snapshots, verification): end_app_sessions
+        # spares them (MariaDB has no application_name to tell them by).
+        self.node_threads: set[int] = set()
         # Where capture starts for a campus that has journaled nothing (set at install).
         self.capture_start = 0
         self._sql: dict[tuple[str, str], str] = {}
@@ -129,11 +133,13 @@ class MariaContext:
 
     def connect(self, autocommit: bool = True) -> pymysql.Connection:
         try:
-            return pymysql.connect(**self.url.settings(), database=self.url.database,
+            conn = pymysql.connect(**self.url.settings(), database=self.url.database,
                                    autocommit=autocommit, charset="utf8mb4",
                                    connect_timeout=10, init_command=SESSION_SETUP)
         except pymysql.err.MySQLError as e:
             raise EngineError(f"cannot connect to MariaDB ({self.description}): {e}") from e
+        self.node_threads.add(conn.thread_id())
+        return conn
 
     def connect_apply(self) -> pymysql.Connection:
         conn = self.connect(autocommit=False)

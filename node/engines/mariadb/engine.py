@@ -1,16 +1,16 @@
-"""MariaDB campus engine: binlog capture, batched apply (being built, issue 18).
+"""MariaDB campus engine: binlog capture, batched apply, trigger fences.
 
 MariaEngine opens and closes the database: it checks what the server must
 offer (node.engines.mariadb.server), reads the replicated tables' shapes
-(shapes), installs ringsync's own tables (tables) and remembers where the
-binary log ended at the first install, so capture starts there. It holds
-one object per role, all sharing one MariaContext (connections):
-``source`` (the binlog reader), ``target`` (apply sessions) and
-``inspect`` (health, rows, checksums, snapshots).
-
-The roles still to come: the fence (triggers refusing application writes),
-the conflict store (row versions, the conflict log, dead letters) and the
-verifier; until then ``database.engine`` does not accept "mariadb".
+(shapes), installs ringsync's own tables (tables), the fence guards
+(fence), the row stamps (stamps) and the version tables (versions), and
+remembers where the binary log ended at the first install, so capture
+starts there. It holds one object per role, all sharing one MariaContext
+(connections): ``source`` (the binlog reader), ``target`` (apply
+sessions), ``fence``, ``store`` (the conflict log, dead letters, an
+operator's local write), ``inspect`` (health, rows, checksums, snapshots)
+and ``verifier``. docs/mariadb.md says what a server needs and what is
+not there yet.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 from node.engines.mariadb.apply import MariaApplyTarget
 from node.engines.mariadb.connections import DEFAULT_APPLY_DOMAIN, MariaContext
+from node.engines.mariadb.fence import MariaFence, install_fence
 from node.engines.mariadb.inspection import MariaInspection
 from node.engines.mariadb.server import check_server
 from node.engines.mariadb.shapes import read_tables
@@ -44,6 +45,7 @@ class MariaEngine:
         self.target = MariaApplyTarget(self.ctx)
         self.inspect = MariaInspection(self.ctx)
         self.store = MariaConflictStore(self.ctx)
+        self.fence = MariaFence(self.ctx)
         self.verifier = MariaVerifier(self.ctx)
 
     @property
@@ -78,6 +80,7 @@ class MariaEngine:
         ctx = self.ctx
         for statement in INTERNAL_DDL:
             ctx.query(statement)
+        install_fence(ctx)
         for shape in ctx.shapes.values():
             install_stamps(ctx.conn, shape)
             install_versions(ctx.conn, shape)

@@ -33,9 +33,11 @@ GLOBAL_PRIVILEGES: dict[str, str] = {
     "BINLOG MONITOR": "read binary log positions (SHOW MASTER STATUS)",
     "BINLOG REPLAY": "write applied changes under ringsync's own GTID domain",
     "CONNECTION ADMIN": "end application sessions when the campus is fenced",
+    "PROCESS": "see the application sessions to end",
 }
 # Privileges on the campus database (or global ones).
-DATABASE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "INDEX", "TRIGGER")
+DATABASE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "INDEX",
+                       "TRIGGER", "LOCK TABLES")
 
 
 def version_of(text: str) -> tuple[int, int]:
@@ -90,9 +92,20 @@ def missing_privileges(conn: Any, database: str) -> dict[str, str]:
                     "WHERE GRANTEE = %s AND %s LIKE TABLE_SCHEMA", (grantee, database))
         on_database = granted | {row[0] for row in cur.fetchall()}
     missing = {p: why for p, why in GLOBAL_PRIVILEGES.items() if p not in granted}
+    if "SUPER" not in granted and not _trusts_trigger_creators(conn):
+        # with the binary log on, CREATE/DROP TRIGGER needs one of the two
+        missing["SUPER"] = ("create the fence and stamp triggers while the binary log is on "
+                            "(or set log_bin_trust_function_creators = ON in the server's "
+                            "configuration instead)")
     missing.update({p: f"work in database {database}" for p in DATABASE_PRIVILEGES
                     if p not in on_database})
     return missing
+
+
+def _trusts_trigger_creators(conn: Any) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@log_bin_trust_function_creators")
+        return str(cur.fetchone()[0]) == "1"
 
 
 def binlog_files(conn: Any) -> list[str]:

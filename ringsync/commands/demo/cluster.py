@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from ringsync import pki
-from ringsync.commands.demo.lis import TABLES, create_postgres_schema, create_sqlite_database
+from ringsync.commands.demo.lis import (
+    TABLES,
+    create_mariadb_schema,
+    create_postgres_schema,
+    create_sqlite_database,
+)
+from ringsync.commands.demo.mariadb import LocalMariaDB
 from ringsync.commands.demo.postgres import LocalPostgres
 from ringsync.errors import RingsyncError
 
@@ -59,6 +65,7 @@ class CampusLayout:
     engine: str = "sqlite"
     postgres: LocalPostgres | None = None
     health_port: int = 0
+    mariadb: LocalMariaDB | None = None
 
     @property
     def health(self) -> str:
@@ -67,7 +74,10 @@ class CampusLayout:
 
     @property
     def target(self) -> Path | str:
-        """What a workload connects to: the SQLite file or the PostgreSQL DSN."""
+        """What a workload connects to: the SQLite file, the PostgreSQL DSN or
+        the MariaDB URL."""
+        if self.mariadb is not None:
+            return self.mariadb.url()
         return self.postgres.dsn if self.postgres is not None else self.database
 
     @property
@@ -110,9 +120,11 @@ class Schema:
     tables: tuple[str, ...]
     create_postgres: Callable[[str], None]  # given the DSN
     create_sqlite: Callable[[Path], None]  # given the database file
+    create_mariadb: Callable[[str], None] | None = None  # given the mysql:// URL
 
 
-LIS_SCHEMA = Schema(TABLES, create_postgres_schema, create_sqlite_database)
+LIS_SCHEMA = Schema(TABLES, create_postgres_schema, create_sqlite_database,
+                    create_mariadb_schema)
 
 
 @dataclass
@@ -225,6 +237,18 @@ class LocalCluster:
                 self.schema.create_postgres(c.postgres.dsn)
                 database = f'engine = "postgres"\ndsn = "{c.postgres.dsn}"\n' + "".join(
                     f"{k} = {json.dumps(v)}\n" for k, v in self.postgres_settings.items())
+            elif c.engine == "mariadb":
+                if self.schema.create_mariadb is None:
+                    raise RingsyncError("this cluster's tables have no MariaDB form")
+                c.mariadb = LocalMariaDB.create(free_port())
+                self._write_servers()
+                c.mariadb.start()
+                self.schema.create_mariadb(c.mariadb.url())
+                secret = c.dir / "mariadb.password"  # kept out of node.toml
+                secret.touch(mode=0o600)
+                secret.write_text(c.mariadb.password + "\n")
+                database = (f'engine = "mariadb"\ndsn = "{c.mariadb.url(password=None)}"\n'
+                            f'password_file = "mariadb.password"\n')
             else:
                 self.schema.create_sqlite(c.database)
                 database = 'engine = "sqlite"\npath = "lis.db"\n'
@@ -300,16 +324,23 @@ class LocalCluster:
         self._write_pids()
 
     def stop_databases(self) -> None:
-        """Stop (and delete) the PostgreSQL servers this cluster started."""
+        """Stop (and delete) the PostgreSQL and MariaDB servers this cluster started."""
         for c in self.campuses:
             if c.postgres is not None:
                 c.postgres.remove()
+            if c.mariadb is not None:
+                c.mariadb.remove()
         (self.root / "postgres.json").unlink(missing_ok=True)
+        (self.root / "mariadb.json").unlink(missing_ok=True)
 
     def _write_servers(self) -> None:
         servers = {c.name: {"datadir": str(c.postgres.datadir), "port": c.postgres.port}
                    for c in self.campuses if c.postgres is not None}
         (self.root / "postgres.json").write_text(json.dumps(servers))
+        mariadbs = {c.name: {"base": str(c.mariadb.base), "port": c.mariadb.port}
+                    for c in self.campuses if c.mariadb is not None}
+        if mariadbs:
+            (self.root / "mariadb.json").write_text(json.dumps(mariadbs))
 
     def check_alive(self) -> None:
         for name, proc in self.processes.items():

@@ -77,6 +77,41 @@ GIVEN = ["Wei", "Fang", "Min", "Jing", "Lei", "Yan", "Jun", "Hui", "Tao", "Xiu"]
 POSTGRES_SCHEMA = SQLITE_SCHEMA.replace("INTEGER", "bigint").replace("REAL", "double precision")
 
 
+# On MariaDB: keys as VARCHAR (a TEXT column cannot be a primary key there),
+# InnoDB, utf8mb4 with a binary collation (text compares as on the others).
+MARIADB_TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+MARIADB_SCHEMA = (SQLITE_SCHEMA.replace("TEXT PRIMARY KEY", "VARCHAR(64) PRIMARY KEY")
+                  .replace("INTEGER", "BIGINT").replace("REAL", "DOUBLE")
+                  .replace("\n);", f"\n) {MARIADB_TABLE_OPTIONS};"))
+
+
+def mysql_connect(url: str, autocommit: bool = True) -> Any:
+    """A pymysql connection to a ``mysql://user:password@host:port/db`` URL
+    (the session in UTC, as the node's own)."""
+    from urllib.parse import unquote, urlsplit
+
+    import pymysql
+
+    parts = urlsplit(url)
+    return pymysql.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
+                           user=unquote(parts.username or ""),
+                           password=unquote(parts.password or ""),
+                           database=unquote(parts.path.strip("/")), autocommit=autocommit,
+                           charset="utf8mb4", init_command="SET time_zone = '+00:00'",
+                           connect_timeout=10)
+
+
+def create_mariadb_schema(url: str, schema: str = MARIADB_SCHEMA) -> None:
+    conn = mysql_connect(url)
+    try:
+        with conn.cursor() as cur:
+            for statement in schema.split(";"):
+                if statement.strip():
+                    cur.execute(statement)
+    finally:
+        conn.close()
+
+
 def create_postgres_schema(dsn: str) -> None:
     import psycopg
 
@@ -104,37 +139,63 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{micros:06d}Z"
 
 
+class _MySQLConn:
+    """pymysql in the shape the workload uses (``execute`` returning rows)."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = mysql_connect(url)
+        self.closed = False
+
+    def execute(self, query: str, params: tuple[Any, ...] = ()) -> Any:
+        cur = self.conn.cursor()
+        cur.execute(query, params or None)
+        return cur
+
+    @property
+    def broken(self) -> bool:
+        return not self.conn.open
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class _Db:
-    """The little a workload needs from a campus database, for SQLite or PostgreSQL."""
+    """The little a workload needs from a campus database: SQLite, PostgreSQL
+    or MariaDB (a ``mysql://`` URL)."""
 
     def __init__(self, target: Path | str) -> None:
-        self.postgres = isinstance(target, str)
-        if isinstance(target, str):
+        self.server = isinstance(target, str)  # PostgreSQL or MariaDB: %s marks
+        if isinstance(target, str) and target.startswith("mysql://"):
+            import pymysql
+
+            self.conn: Any = _MySQLConn(target)
+            self.errors: tuple[type[Exception], ...] = (pymysql.err.MySQLError,)
+        elif isinstance(target, str):
             import psycopg
 
-            self.conn: Any = psycopg.connect(target, autocommit=True)
-            self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
+            self.conn = psycopg.connect(target, autocommit=True)
+            self.errors = (psycopg.Error,)
         else:
             self.conn = sqlite3.connect(target, timeout=30.0, isolation_level=None)
             self.conn.execute("PRAGMA busy_timeout=30000")
             self.errors = (sqlite3.Error,)
 
     def execute(self, query: str, params: tuple[Any, ...] = ()) -> None:
-        if self.postgres:
+        if self.server:
             query = query.replace("?", "%s")
         self.conn.execute(query, params)
 
     def fetch(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        if self.postgres:
+        if self.server:
             query = query.replace("?", "%s")
         return list(self.conn.execute(query, params).fetchall())
 
     @property
     def broken(self) -> bool:
-        return bool(self.postgres and (self.conn.broken or self.conn.closed))
+        return bool(self.server and (self.conn.broken or self.conn.closed))
 
     def begin(self) -> None:
-        self.conn.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
+        self.conn.execute("BEGIN" if self.server else "BEGIN IMMEDIATE")
 
     def rollback(self) -> None:
         try:

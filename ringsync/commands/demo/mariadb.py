@@ -104,9 +104,16 @@ class LocalMariaDB:
     def error_log(self) -> Path:
         return self.base / "error.log"
 
-    def url(self, user: str = USER, password: str = PASSWORD, database: str = DATABASE) -> str:
-        """A ``mysql://`` URL a node's config or a script connects with."""
-        return f"mysql://{user}:{password}@127.0.0.1:{self.port}/{database}"
+    @property
+    def password(self) -> str:
+        return PASSWORD
+
+    def url(self, user: str = USER, password: str | None = PASSWORD,
+            database: str = DATABASE) -> str:
+        """A ``mysql://`` URL a script connects with (``password`` None: without
+        it, for a node's config, whose password_file holds it)."""
+        secret = f":{password}" if password is not None else ""
+        return f"mysql://{user}{secret}@127.0.0.1:{self.port}/{database}"
 
     @classmethod
     def create(cls, port: int, server_id: int = 1, base: Path | None = None,

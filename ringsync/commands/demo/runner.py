@@ -22,7 +22,9 @@ from typing import Any
 from ringsync.client import ClusterClient
 from ringsync.commands.demo.cluster import LocalCluster
 from ringsync.commands.demo.etcd import LocalEtcd, find_etcd
-from ringsync.commands.demo.lis import LisWorkload
+from ringsync.commands.demo.lis import LisWorkload, mysql_connect
+from ringsync.commands.demo.mariadb import LocalMariaDB, find_program
+from ringsync.commands.demo.mariadb import installed as mariadb_installed
 from ringsync.commands.demo.postgres import LocalPostgres, find_bin
 from ringsync.config import load_cluster
 from ringsync.dsn import redact_dsn
@@ -80,6 +82,17 @@ async def wait_converged(client: ClusterClient, timeout: float) -> bool:
 
 def row_counts(target: Path | str, tables: tuple[str, ...]) -> dict[str, int]:
     """Counted straight from the database file or server, not from a node."""
+    if isinstance(target, str) and target.startswith("mysql://"):
+        conn = mysql_connect(target)
+        try:
+            with conn.cursor() as cur:
+                out = {}
+                for t in tables:
+                    cur.execute(f"SELECT count(*) FROM `{t}`")
+                    out[t] = int(cur.fetchone()[0])
+                return out
+        finally:
+            conn.close()
     if isinstance(target, str):
         import psycopg
 
@@ -127,7 +140,11 @@ async def headless(cluster: LocalCluster, workloads: list[LisWorkload], duration
             {
                 "name": c.name,
                 "engine": c.engine,
-                "database": redact_dsn(str(c.target)),
+                # a script connects with it; a demo MariaDB server's account
+                # is the demo's own (ringsync.commands.demo.mariadb), so its
+                # URL keeps the password
+                "database": str(c.target) if c.engine == "mariadb" else redact_dsn(
+                    str(c.target)),
                 "rows": row_counts(c.target, cluster.tables),
             }
             for c in cluster.campuses
@@ -137,8 +154,16 @@ async def headless(cluster: LocalCluster, workloads: list[LisWorkload], duration
     return 0 if converged else 1
 
 
-def engines_for(choice: str, count: int) -> list[str]:
+def engines_for(choice: str, count: int, with_mariadb: bool = True) -> list[str]:
+    """Each campus's engine. ``mixed``: PostgreSQL campuses and a SQLite one,
+    and, with three campuses or more and MariaDB installed (and
+    ``with_mariadb``), a MariaDB one."""
     if choice == "mixed":
+        if count >= 3 and with_mariadb and mariadb_installed():
+            return ["postgres"] * (count - 2) + ["mariadb", "sqlite"]
+        if count >= 3 and with_mariadb:
+            say("MariaDB is not installed (apt-get install mariadb-server): the mixed ring "
+                "has no MariaDB campus")
         return ["postgres"] * (count - 1) + ["sqlite"]
     return [choice] * count
 
@@ -156,6 +181,8 @@ def run_demo(args: argparse.Namespace) -> int:
     engines = engines_for(args.engine, args.campuses)
     if "postgres" in engines:
         find_bin("initdb")  # a missing server says which package to install, up front
+    if "mariadb" in engines:
+        find_program("mariadbd")
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="ringsync-demo-"))
     etcd = start_etcd(root, args.no_etcd)
     say(f"creating {args.campuses} campuses ({args.engine}) in {root}")
@@ -237,7 +264,7 @@ def _terminate_recorded(pids: Path, what: str) -> list[str]:
 
 
 def stop_leftovers(root: Path) -> list[str]:
-    """Stop the nodes and PostgreSQL servers a demo in ``root`` left running."""
+    """Stop the nodes and the PostgreSQL and MariaDB servers a demo in ``root`` left running."""
     import json
 
     done = _terminate_recorded(root / "pids.json", "node")
@@ -250,6 +277,14 @@ def stop_leftovers(root: Path) -> list[str]:
                 pg.remove()
                 done.append(f"stopped PostgreSQL of {campus} ({entry['datadir']})")
         servers.unlink()
+    mariadbs = root / "mariadb.json"
+    if mariadbs.exists():
+        for campus, entry in json.loads(mariadbs.read_text()).items():
+            server = LocalMariaDB(Path(entry["base"]), entry["port"])
+            if server.pid() is not None:
+                server.remove()
+                done.append(f"stopped MariaDB of {campus} ({entry['base']})")
+        mariadbs.unlink()
     return done or ["nothing was running"]
 
 

@@ -76,7 +76,8 @@ class Drill:
         self.etcd.start()
         ttl = 2
         self.cluster = LocalCluster.create(
-            self.root / "cluster", args.campuses, engines=engines_for(args.engine, args.campuses),
+            self.root / "cluster", args.campuses, engines=engines_for(args.engine, args.campuses,
+                                                   with_mariadb=False),
             schema=DRILL_SCHEMA, conflict_policies="",
             replication={"heal_after_seconds": 2.0, "probe_interval_seconds": 0.5,
                          "reconnect_max_seconds": 1.0,

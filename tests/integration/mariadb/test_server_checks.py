@@ -85,4 +85,5 @@ def test_missing_privileges_are_named_with_the_grant_to_run(mariadb_server: Loca
     assert "BINLOG MONITOR" in message and "BINLOG REPLAY" in message
     assert "CONNECTION ADMIN" in message and "TRIGGER" in message and "CREATE" in message
     assert "REPLICATION SLAVE (" not in message  # granted, so not asked for
-    assert "GRANT BINLOG MONITOR, BINLOG REPLAY, CONNECTION ADMIN ON *.*" in message
+    assert "GRANT BINLOG MONITOR, BINLOG REPLAY, CONNECTION ADMIN, PROCESS ON *.*" in message
+    assert "SUPER (to create the fence and stamp triggers" in message  # binary log on

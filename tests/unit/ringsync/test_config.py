@@ -116,6 +116,34 @@ def test_sync_durability_is_for_postgresql_only(tmp_path: Path) -> None:
         load_node(node)
 
 
+def test_a_mariadb_campus_names_its_server_with_a_mysql_url(tmp_path: Path) -> None:
+    node = _node_with(tmp_path, 'engine = "mariadb"\ndsn = "mysql://ring@10.0.0.5:3307/lis"')
+    assert load_node(node).database.dsn == "mysql://ring@10.0.0.5:3307/lis"
+    node = _node_with(tmp_path, 'engine = "mariadb"\ndsn = "host=x dbname=lis"')
+    with pytest.raises(ConfigError, match='does not suit engine = "mariadb"'):
+        load_node(node)
+    node = _node_with(tmp_path, 'engine = "postgres"\ndsn = "mysql://ring:s3cret@x/lis"')
+    with pytest.raises(ConfigError, match='does not suit engine = "postgres"') as caught:
+        load_node(node)
+    assert "s3cret" not in str(caught.value)  # the password is never printed
+    node = _node_with(tmp_path, 'engine = "mariadb"\ndsn = "mysql://r@x/lis"\n'
+                                'durability = "sync"')
+    with pytest.raises(ConfigError, match="MariaDB campuses are asynchronous only"):
+        load_node(node)
+    secret = tmp_path / "pw"
+    secret.write_text("p@ss/w:rd\n")
+    secret.chmod(0o600)
+    node = _node_with(tmp_path, 'engine = "mariadb"\ndsn = "mysql://ring@x:3307/lis"\n'
+                                'password_file = "pw"')
+    from ringsync.config import connect_dsn
+
+    url = connect_dsn(load_node(node).database)
+    from urllib.parse import unquote, urlsplit
+
+    assert unquote(urlsplit(url).password or "") == "p@ss/w:rd"
+    assert urlsplit(url).port == 3307 and urlsplit(url).path == "/lis"
+
+
 def test_node_peers_and_etcd_overrides_are_checked(tmp_path: Path) -> None:
     sqlite = 'engine = "sqlite"\npath = "a.db"'
     dr = '\n[dr]\netcd = ["127.0.0.1:2379"]\n'
