@@ -70,3 +70,43 @@ def test_postgres_mariadb_and_sqlite_campuses_converge_under_conflicts(make_clus
     cluster.start(mariadb.name)
     rows = converge(cluster)
     assert [r[3] for r in rows["lab_orders"] if r[0] == order] == ["STAT"]
+
+
+def test_kill_9_of_the_mariadb_server_and_of_its_node_during_writes_loses_nothing(
+        make_cluster) -> None:
+    """Writes go on at both campuses throughout: the MariaDB campus's node is
+    killed and restarted, then its server is killed (kill -9 of mariadbd)
+    and restarted; every write that committed reaches the other campus once."""
+    need_mariadb()
+    cluster = make_cluster(2, engines=["mariadb", "sqlite"])
+    cluster.start_all()
+    wait_ready(cluster, timeout=60)
+    mariadb = cluster.campuses[0]
+    assert mariadb.mariadb is not None
+    workloads = [LisWorkload(c.name, c.target, 20.0, seed=i + 1)
+                 for i, c in enumerate(cluster.campuses)]
+    for w in workloads:
+        w.start()
+
+    def more(n: int) -> None:
+        goal = [w.transactions + n for w in workloads]
+        wait_until(lambda: all(w.transactions >= g for w, g in zip(workloads, goal, strict=True)),
+                   120,
+                   f"{n} more transactions at every campus")
+
+    try:
+        more(20)
+        cluster.kill(mariadb.name)  # SIGKILL of the node
+        more(20)  # its users go on writing to their database
+        cluster.start(mariadb.name)
+        more(20)
+        mariadb.mariadb.kill()  # SIGKILL of mariadbd, mid-write
+        mariadb.mariadb.start()  # InnoDB recovers what committed
+        more(20)
+    finally:
+        for w in workloads:
+            w.stop()
+    cluster.check_alive()
+    rows = converge(cluster, timeout=120)
+    assert {r[5] for r in rows["patients"]} == {c.name for c in cluster.campuses}
+    wait_until(lambda: _exactly_once_ok(cluster), 60, "applied vectors to match captures")

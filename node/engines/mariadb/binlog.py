@@ -15,9 +15,13 @@ Strict by design: an event the reader does not understand (a compressed
 event, XA, an encrypted log, ...) stops capture with an error naming it and
 where it is; it is never skipped. So does a statement that changes a
 replicated table's rows without row events (TRUNCATE), and a binary log
-purged past the position capture must resume from. The library's own
-silent reconnect (which would resume in the middle of a transaction) is
-refused: the reader fails, and capture starts again from the journal.
+purged past the position capture must resume from: those stay stopped
+(``error``) until the node restarts. A lost connection or a restarting
+server is not: the reader connects again, from the end of the last whole
+transaction it handed over (a transaction cut off mid-way is read again
+from its start, its chunks numbered again). The library's own silent
+reconnect (which would resume in the middle of a transaction, without its
+table maps) is refused, so only this one happens.
 
 A capture position is one int: the binlog file's number in the high 32 bits
 and the offset of the end of the transaction's last event in the low 32.
@@ -58,8 +62,15 @@ from node.model import CapturedChunk, Change, Op
 from ringsync.errors import EngineError
 
 log = logging.getLogger(__name__)
+# The library warns "Re-request the connection" when it would reconnect by
+# itself; _OneConnection refuses that and this reader says what happens.
+logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)
 
 HEARTBEAT_SECONDS = 0.5
+RECONNECT_SECONDS = 1.0
+# pymysql's codes for a connection that is gone or cannot be made (the server
+# restarting): worth connecting again, unlike what the server refuses.
+_CONNECTION_CODES = {2003, 2006, 2013, 2014, 2055, 1927, 4031}
 QUEUE_FRAMES_OF_CHANGES = 4
 TAKE_FRAMES_OF_CHANGES = 2
 _FILE_NUMBER = re.compile(r"\.(\d+)$")
@@ -103,6 +114,10 @@ def where(log_file: str, offset: int) -> str:
     return f"{log_file}:{offset}"
 
 
+class ConnectionLost(EngineError):
+    """The binlog connection is gone: connect again."""
+
+
 class _OneConnection:
     """A pymysql.connect that refuses to make a second stream connection: the
     library reconnects by itself after a lost connection and would resume in
@@ -119,8 +134,7 @@ class _OneConnection:
         if settings.get("database") != "information_schema":  # its control connection
             self.streams += 1
             if self.streams > 1:
-                raise EngineError("the binlog connection was lost; capture restarts "
-                                  "from the journal's position")
+                raise ConnectionLost("the binlog connection was lost")
         return pymysql.connect(**settings)
 
 
@@ -151,11 +165,15 @@ class BinlogReader:
         # being read (apply sessions' writes to the applied table).
         self.applied: dict[str, int] = {}
         self._decoded = 0  # every event up to here is read (a transaction boundary)
+        self._handed_out = 0  # the end of the last whole transaction queued
         self.taken_through = 0
+        self.reconnects = 0
+        # the last lost connection, until reading goes on (status shows it)
+        self.transient = ""
 
     def start(self, position: int, applied: dict[str, int] | None = None) -> None:
         self.applied = dict(applied or {})
-        self._decoded = self.taken_through = position
+        self._decoded = self.taken_through = self._handed_out = position
         self._thread = threading.Thread(target=self._run, args=(position,),
                                         name=f"binlog-{self.database}", daemon=True)
         self._thread.start()
@@ -181,28 +199,66 @@ class BinlogReader:
                 return
 
     def _run(self, position: int) -> None:
-        try:
-            self._read(position)
-        except EngineError as e:
-            self.error = str(e)
-        except pymysql.err.MySQLError as e:
-            self.error = self._server_error(e, position)
-        except Exception as e:  # a parser failure is an error to report, never a skip
-            log.exception("binlog reader failed")
-            self.error = (f"reading the binary log of {self.database} failed: "
-                          f"{type(e).__name__}: {e}; capture stopped")
+        while not self._stop.is_set():
+            try:
+                self._check_kept(position)
+                self._read(position)
+                return  # stopped
+            except ConnectionLost as e:
+                self._lost(str(e))
+            except pymysql.err.OperationalError as e:
+                if not e.args or e.args[0] not in _CONNECTION_CODES:
+                    self.error = self._server_error(e, position)
+                    break
+                self._lost(f"{e}")
+            except EngineError as e:
+                self.error = str(e)
+                break
+            except pymysql.err.MySQLError as e:
+                self.error = self._server_error(e, position)
+                break
+            except Exception as e:  # a parser failure is an error to report, never a skip
+                log.exception("binlog reader failed")
+                self.error = (f"reading the binary log of {self.database} failed: "
+                              f"{type(e).__name__}: {e}; capture stopped")
+                break
+            self._stop.wait(RECONNECT_SECONDS)
+            position = self._handed_out  # a whole transaction's end: nothing is skipped
         if self.error:
             log.error("%s", self.error)
+
+    def _check_kept(self, position: int) -> None:
+        """The log file ``position`` lies in is still on the server (asked
+        first: a purged file can also surface as a dropped connection)."""
+        if not position:
+            return
+        conn = pymysql.connect(**self.settings, connect_timeout=10)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SHOW BINARY LOGS")
+                kept = [str(row[0]) for row in cur.fetchall()]
+        finally:
+            conn.close()
+        if file_name(self.basename, position) not in kept:
+            raise EngineError(self._purged(position, f"oldest kept: {kept[0] if kept else 'none'}"))
+
+    def _purged(self, position: int, detail: str) -> str:
+        at = where(file_name(self.basename, position), offset_of(position))
+        return (f"MariaDB cannot send its binary log from {at}, where this campus's "
+                f"capture resumes ({detail}): the log was purged, so local changes made "
+                f"since are lost to replication. Keep binary logs longer (binlog_expire_logs_"
+                f"seconds) and re-join this campus (docs/mariadb.md, Re-joining)")
+
+    def _lost(self, what: str) -> None:
+        self.reconnects += 1
+        self.transient = f"binlog connection to {self.database} lost ({what}); connecting again"
+        log.warning("%s", self.transient)
 
     def _server_error(self, e: pymysql.err.MySQLError, position: int) -> str:
         code = e.args[0] if e.args else 0
         at = where(file_name(self.basename, position), offset_of(position))
         if code == 1236:  # ER_MASTER_FATAL_ERROR_READING_BINLOG
-            return (f"MariaDB cannot send its binary log from {at}, where this campus's "
-                    f"capture resumes ({e.args[1] if len(e.args) > 1 else e}): the log was "
-                    f"probably purged while the node was down, so local changes made since "
-                    f"are lost to replication. Keep binary logs longer (binlog_expire_logs_"
-                    f"seconds) and re-join this campus (docs/mariadb.md, Re-joining)")
+            return self._purged(position, str(e.args[1] if len(e.args) > 1 else e))
         return f"reading the binary log of {self.database} from {at} failed: {e}"
 
     def _stream(self, position: int) -> BinLogStreamReader:
@@ -224,6 +280,7 @@ class BinlogReader:
             for event in stream:
                 if self._stop.is_set():
                     return
+                self.transient = ""
                 if isinstance(event, _BOOKKEEPING):
                     if isinstance(event, HeartbeatLogEvent) and gtid is None:
                         self._decoded = max(self._decoded,
@@ -277,6 +334,7 @@ class BinlogReader:
                 if not foreign and (txn or chunk_index):
                     self._put(CapturedChunk(txn, True, float(event.timestamp), end,
                                             chunk_index, xid=stamp, deps=dict(self.applied)))
+                self._handed_out = end
                 gtid, txn = None, []
                 self._decoded = max(self._decoded, end)
         finally:

@@ -19,8 +19,9 @@ from ringsync.commands.demo.mariadb import LocalMariaDB
 from tests.mariadb_fixtures import connect
 
 APPLY_DOMAIN = 7519
-COLUMNS = {"kv": ("k", "v"), "other": ("id", "n")}
+COLUMNS = {"kv": ("k", "v"), "other": ("id", "n"), "big": ("k", "t")}
 DDL = ("CREATE TABLE kv(k VARCHAR(20) PRIMARY KEY, v BIGINT) ENGINE=InnoDB",
+       "CREATE TABLE big(k VARCHAR(20) PRIMARY KEY, t LONGTEXT) ENGINE=InnoDB",
        "CREATE TABLE other(id BIGINT PRIMARY KEY, n BIGINT) ENGINE=InnoDB",
        "CREATE TABLE _rs_applied(origin VARCHAR(64) PRIMARY KEY, seq BIGINT) ENGINE=InnoDB")
 
@@ -166,17 +167,50 @@ def test_truncate_of_a_replicated_table_stops_capture_naming_it(campus: Campus) 
     assert "kv" in error and "TRUNCATE" in error and "binlog.0" in error
 
 
-def test_a_lost_connection_stops_the_reader_instead_of_resuming_mid_transaction(
-        campus: Campus) -> None:
-    reader = campus.reader(master_position(campus.conn))
-    campus.txn("INSERT INTO kv VALUES ('a', 1)")
-    take_until(reader, 1)
+def kill_dump_threads(campus: Campus) -> None:
     with campus.conn.cursor() as cur:
         cur.execute("SELECT id FROM information_schema.PROCESSLIST "
                     "WHERE COMMAND LIKE 'Binlog Dump%%'")
         for (thread_id,) in cur.fetchall():
             cur.execute(f"KILL {thread_id}")
-    assert "connection was lost" in take_error(reader)
+
+
+def test_a_lost_connection_is_made_again_and_nothing_is_lost_or_sent_twice(
+        campus: Campus) -> None:
+    reader = campus.reader(master_position(campus.conn))
+    campus.txn("INSERT INTO kv VALUES ('a', 1)")
+    assert [c.changes[0].new for c in take_until(reader, 1)] == [("a", 1)]
+    kill_dump_threads(campus)
+    campus.txn("INSERT INTO kv VALUES ('b', 2)")
+    campus.txn("INSERT INTO kv VALUES ('c', 3)")
+    assert [c.changes[0].new for c in take_until(reader, 2)] == [("b", 2), ("c", 3)]
+    assert reader.reconnects >= 1 and not reader.error
+
+
+def test_a_transaction_cut_off_by_a_lost_connection_is_read_again_from_its_start(
+        campus: Campus) -> None:
+    """The queue holds 40 changes: the reader waits, mid-way through a 20 MB
+    transaction, while its connection is ended; it reads the transaction again from chunk 0, and
+    the chunks' last copies hold every row once (the journal keeps one copy
+    of each chunk index)."""
+    reader = campus.reader(master_position(campus.conn), tables=("big",), frame_max_changes=10)
+    pad = "x" * 20_000  # 20 MB in all: more than the socket buffers hold
+    campus.txn(*("INSERT INTO big VALUES " + ", ".join(
+        f"('r{i:03d}', '{pad}{i}')" for i in range(start, start + 50))
+        for start in range(0, 1000, 50)))
+    deadline = time.monotonic() + 30
+    while reader._queue.empty():  # the reader has begun handing the transaction over
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    kill_dump_threads(campus)
+    chunks = take_until(reader, 1)
+    indexes = [c.index for c in chunks]
+    # 100 full chunks, then the final one (empty: 1000 is a multiple of 10)
+    assert indexes[-1] == 100 and 0 in indexes[1:], indexes[:30]  # chunk 0 came again
+    last: dict[int, CapturedChunk] = {c.index: c for c in chunks if c.index is not None}
+    rows = [ch.new for i in sorted(last) for ch in last[i].changes]
+    assert rows == [(f"r{i:03d}", f"{pad}{i}") for i in range(1000)]
+    assert reader.reconnects >= 1
 
 
 def test_a_purged_log_is_a_clear_error(campus: Campus) -> None:
