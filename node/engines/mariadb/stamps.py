@@ -76,13 +76,28 @@ def trigger_ddl(shape: TableShape, op: str) -> str:
             f"BEGIN IF @rs_apply IS NULL THEN {body} END IF; END")
 
 
+def _body(ddl: str) -> str:
+    return ddl[ddl.index(" FOR EACH ROW ") + len(" FOR EACH ROW "):]
+
+
 def install_stamps(cur: Any, shape: TableShape) -> None:
-    """The sequence, the table's stamp table and its three triggers (made
-    again at every open, so a changed key is followed; CREATE OR REPLACE
-    swaps a trigger under the table's metadata lock, so no write slips
-    through unstamped)."""
+    """The sequence, the table's stamp table and its three triggers. A
+    trigger is made only where it is missing or differs (a key changed):
+    making one takes the table's metadata lock, which waits for every open
+    transaction on the table, so a normal start makes none. CREATE OR
+    REPLACE swaps a trigger under that lock: no write slips through
+    unstamped."""
     cur.execute(f"CREATE SEQUENCE IF NOT EXISTS {SEQUENCE} START WITH 1 INCREMENT BY 1 "
                 f"CACHE 1000 ENGINE=InnoDB")
     cur.execute(keyed_copy_ddl(stamp_table(shape.name), shape, "stamp BIGINT NOT NULL DEFAULT 0"))
-    for op in OPS:
-        cur.execute(trigger_ddl(shape, op))
+    names = {trigger_name(shape.name, op): op for op in OPS}
+    have = {str(name): (str(table), str(body)) for name, table, body in cur.execute(
+        "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_STATEMENT FROM "
+        "information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME IN ("
+        + ", ".join("%s" for _ in names) + ")", tuple(names)).fetchall()}
+    for name, op in names.items():
+        ddl = trigger_ddl(shape, op)
+        if have.get(name) != (shape.name, _body(ddl)):
+            if name in have and have[name][0] != shape.name:  # the name is on another table
+                cur.execute(f"DROP TRIGGER IF EXISTS {quote(name)}")
+            cur.execute(ddl)
