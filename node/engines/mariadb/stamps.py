@@ -2,7 +2,8 @@
 recorded yet, on MariaDB (PostgreSQL reads a row's ``xmin`` for this).
 
 Every application write to a replicated row (insert, update, delete; an
-update that changes the key stamps both keys) sets that key's stamp in
+update that changes the key stamps both keys; an update that changes
+nothing, which MariaDB does not log, stamps nothing) sets that key's stamp in
 ``_rs_stamp_<table>`` to the next value of the sequence ``_rs_stamp_seq``,
 in an AFTER trigger, inside the application's own transaction. Apply
 sessions (``@rs_apply`` set) leave stamps alone. So:
@@ -70,8 +71,14 @@ def trigger_ddl(shape: TableShape, op: str) -> str:
     else:
         moved = " OR ".join(f"NOT (OLD.{quote(c)} <=> NEW.{quote(c)})"
                             for c in shape.key_columns)
-        body = (_stamp(shape, "NEW") + f"; IF {moved} THEN " + _stamp(shape, "OLD")
-                + "; END IF;")
+        # An UPDATE that changes nothing still fires the trigger, but MariaDB
+        # logs no row event for it: a stamp set then would never be recorded
+        # and the row would look pending for ever. Compared as bytes, as
+        # MariaDB compares the row (a change of case is a change).
+        changed = " OR ".join(f"NOT (BINARY OLD.{quote(c)} <=> BINARY NEW.{quote(c)})"
+                              for c in shape.columns)
+        body = (f"IF {changed} THEN " + _stamp(shape, "NEW") + f"; IF {moved} THEN "
+                + _stamp(shape, "OLD") + "; END IF; END IF;")
     return (f"CREATE OR REPLACE TRIGGER {name} AFTER {OPS[op]} ON {table} FOR EACH ROW "
             f"BEGIN IF @rs_apply IS NULL THEN {body} END IF; END")
 

@@ -128,3 +128,20 @@ def test_a_normal_start_remakes_no_stamp_trigger(engine: MariaEngine,
     again.open()
     again.close()
     assert created() == before
+
+
+def test_a_write_that_changes_nothing_leaves_the_row_not_pending(
+        engine: MariaEngine, mariadb_server: LocalMariaDB) -> None:
+    """MariaDB logs no row event for an UPDATE that changes nothing, though
+    the trigger runs: were the row stamped, nothing would ever record the
+    stamp and a foreign change would wait for ever."""
+    resolver = Resolver(dict(engine.shapes()), ConflictSettings(), HybridClock())
+    user(engine, mariadb_server, "UPDATE kv SET v = 1 WHERE k = 'old'")  # as it is
+    user(engine, mariadb_server, "UPDATE kv SET v = v WHERE k = 'old'")
+    with engine.target.apply_session() as session:  # not pending: applies at once
+        resolver.apply(session, TxnInfo("a", 1, 100, {}, False),
+                       [Change("kv", Op.UPDATE, new=("old", 4), old=("old", 1))])
+    assert engine.inspect.rows("kv") == [("old", 4)]
+    user(engine, mariadb_server, "UPDATE kv SET k = 'OLD' WHERE k = 'old'")  # bytes differ
+    (chunk,) = captured(engine, 1)
+    assert [c.new for c in chunk.changes] == [("OLD", 4)] and chunk.xid
