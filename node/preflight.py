@@ -25,7 +25,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from node.engines.postgres.server import check_server, missing_table, no_primary_key, slot_name
+from node.engines.base import missing_table, no_primary_key
+from node.engines.postgres.server import check_server, slot_name
 from ringsync.config import NodeConfig, connect_dsn
 from ringsync.dsn import redact_dsn
 from ringsync.errors import ConfigError, EngineError, SchemaError, TLSConfigError

@@ -28,12 +28,28 @@ from node.conflicts.log import ConflictQuery
 from node.engines.snapshot import ReadSnapshot
 from node.model import CapturedChunk, Change, TableShape
 from node.verify.snapshot import TableVerify
+from ringsync.errors import SchemaError
 
 
 def fence_message(campus: str) -> str:
     """What a fenced campus database tells an application whose write it refuses."""
     return (f"ringsync: campus {campus} is fenced: its users are served by another campus "
             f"now; reconnect through the routing map (ringsync ctl route)")
+
+
+def missing_table(table: str, shown: str) -> SchemaError:
+    """A table of cluster.tables that the campus database (``shown``) lacks."""
+    return SchemaError(
+        f"table {table!r} is listed in cluster.tables but does not exist in "
+        f"{shown}; create it with the same columns as the other campuses")
+
+
+def no_primary_key(table: str) -> SchemaError:
+    """A replicated table of a server engine without a primary key."""
+    return SchemaError(
+        f"table {table!r} has no primary key, so its rows cannot be matched across "
+        f"campuses; add one (ALTER TABLE {table} ADD PRIMARY KEY (…)) or remove it "
+        f"from cluster.tables")
 
 
 def set_fence_message(campus: str, set_name: str) -> str:

@@ -11,25 +11,11 @@ from __future__ import annotations
 
 import time
 
-from ringsync.commands.demo.cluster import LocalCluster
 from ringsync.commands.demo.lis import LisWorkload, mysql_connect
-from tests.helpers import campus_rows, wait_until
+from tests.helpers import wait_until
 from tests.integration.conftest import wait_ready
-from tests.integration.test_ring import _exactly_once_ok
+from tests.integration.test_ring import _exactly_once_ok, converge
 from tests.mariadb_fixtures import need_mariadb
-
-
-def converge(cluster: LocalCluster, timeout: float = 90.0) -> dict:
-    last: dict = {}
-
-    def same() -> bool:
-        nonlocal last
-        snapshots = [campus_rows(c.target) for c in cluster.campuses]
-        last = snapshots[0]
-        return all(s == snapshots[0] for s in snapshots[1:])
-
-    wait_until(same, timeout, "every campus to hold identical rows", interval=0.5)
-    return last
 
 
 def test_postgres_mariadb_and_sqlite_campuses_converge_under_conflicts(make_cluster) -> None:
@@ -48,7 +34,7 @@ def test_postgres_mariadb_and_sqlite_campuses_converge_under_conflicts(make_clus
         for w in workloads:
             w.stop()
     assert all(w.errors == 0 for w in workloads), [w.last_error for w in workloads]
-    rows = converge(cluster)
+    rows = converge(cluster, timeout=90.0)
     assert {r[5] for r in rows["patients"]} == {c.name for c in cluster.campuses}
     wait_until(lambda: _exactly_once_ok(cluster), 60, "applied vectors to match captures")
 
@@ -70,7 +56,7 @@ def test_postgres_mariadb_and_sqlite_campuses_converge_under_conflicts(make_clus
     with psycopg.connect(cluster.campuses[0].target, autocommit=True) as pg:
         pg.execute("UPDATE lab_orders SET priority = 'routine' WHERE order_id = %s", (order,))
     cluster.start(mariadb.name)
-    rows = converge(cluster)
+    rows = converge(cluster, timeout=90.0)
     assert [r[3] for r in rows["lab_orders"] if r[0] == order] == ["STAT"]
 
 

@@ -15,7 +15,7 @@ from ringsync.client import ClusterClient
 from ringsync.commands.demo.cluster import LocalCluster
 from ringsync.commands.demo.lis import LisWorkload
 from ringsync.config import load_cluster
-from tests.helpers import table_rows, wait_until
+from tests.helpers import campus_rows, table_rows, wait_until
 from tests.integration.conftest import wait_ready
 
 
@@ -25,7 +25,7 @@ def converge(cluster: LocalCluster, timeout: float = 60.0) -> dict:
 
     def same() -> bool:
         nonlocal last
-        snapshots = [table_rows(c.database) for c in cluster.campuses]
+        snapshots = [campus_rows(c.target) for c in cluster.campuses]
         last = snapshots[0]
         return all(s == snapshots[0] for s in snapshots[1:])
 

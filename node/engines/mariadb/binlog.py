@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -382,12 +381,3 @@ class BinlogReader:
                     f"stopped. Delete rows with DELETE instead of TRUNCATE; to continue, "
                     f"re-join this campus (docs/mariadb.md)")
 
-
-def wait_for(reader: BinlogReader, position: int, timeout: float) -> bool:
-    """Wait until the reader has read past ``position`` (tests, snapshots)."""
-    deadline = time.monotonic() + timeout
-    while reader._decoded < position:
-        if reader.error or time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True

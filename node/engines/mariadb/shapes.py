@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from node.engines.base import missing_table, no_primary_key
 from node.engines.mariadb.values import RowReader, column_kind
 from node.model import TableShape
 from ringsync.errors import SchemaError
@@ -38,19 +39,6 @@ class MariaTable:
         s = self.shape
         object.__setattr__(self, "reader", RowReader(s.name, s.columns, s.kinds,
                                                      self.column_types, s.key_columns))
-
-
-def missing_table(table: str, shown: str) -> SchemaError:
-    return SchemaError(
-        f"table {table!r} is listed in cluster.tables but does not exist in "
-        f"{shown}; create it with the same columns as the other campuses")
-
-
-def no_primary_key(table: str) -> SchemaError:
-    return SchemaError(
-        f"table {table!r} has no primary key, so its rows cannot be matched across "
-        f"campuses; add one (ALTER TABLE {table} ADD PRIMARY KEY (…)) or remove it "
-        f"from cluster.tables")
 
 
 def not_innodb(table: str, engine: str | None) -> SchemaError:

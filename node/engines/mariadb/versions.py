@@ -178,6 +178,12 @@ class MariaVersionStore(ApplySessionBase):
             else:
                 stamp = here.tag or 0  # apply leaves stamps alone
             records.append((*(to_mariadb(v) for v in key), stamp, live, text))
+        self._store_entries(shape, records)
+
+    def _store_entries(self, shape: TableShape, records: list[tuple[Any, ...]]) -> None:
+        """Version entries (key values, stamp, live, meta text), upserted."""
+        if not records:
+            return
         keys = ", ".join(quote(c) for c in shape.key_columns)
         marks = ", ".join("%s" for _ in range(len(shape.key_columns) + 3))
         self.cur.executemany(
@@ -215,15 +221,8 @@ class MariaVersionStore(ApplySessionBase):
             self.cur.execute(f"DELETE FROM {quote(meta_table(shape.name))} WHERE "
                              f"{_keys_in(shape, len(run))}",
                              [to_mariadb(v) for k in run for v in k])
-        kept = [(*(to_mariadb(v) for v in k), stamps.get(k, 0), True, None)
-                for k, exists in rows.items() if exists]
-        if kept:
-            cols = ", ".join(quote(c) for c in shape.key_columns)
-            marks = ", ".join("%s" for _ in range(len(shape.key_columns) + 3))
-            self.cur.executemany(
-                f"INSERT INTO {quote(meta_table(shape.name))} ({cols}, xid, live, meta) "
-                f"VALUES ({marks}) ON DUPLICATE KEY UPDATE xid = VALUES(xid), "
-                f"live = VALUES(live), meta = VALUES(meta)", kept)
+        self._store_entries(shape, [(*(to_mariadb(v) for v in k), stamps.get(k, 0), True, None)
+                                    for k, exists in rows.items() if exists])
 
     def clear_versions(self, shape: TableShape) -> None:
         self.cur.execute(f"DELETE FROM {quote(meta_table(shape.name))}")

@@ -40,6 +40,7 @@ from collections.abc import Mapping
 import psycopg
 from psycopg import sql
 
+from node.engines.base import missing_table, no_primary_key
 from node.engines.postgres import sync as pgsync
 from node.engines.postgres.apply import PgApplyTarget
 from node.engines.postgres.capture import APPLY_ORIGIN
@@ -47,7 +48,7 @@ from node.engines.postgres.connections import PgContext
 from node.engines.postgres.digests import install_digests
 from node.engines.postgres.fence import PgFence, install_fence
 from node.engines.postgres.inspection import PgInspection
-from node.engines.postgres.server import check_server, missing_table, no_primary_key
+from node.engines.postgres.server import check_server
 from node.engines.postgres.source import PgCaptureSource
 from node.engines.postgres.stage import Stager
 from node.engines.postgres.verifying import PgVerifier

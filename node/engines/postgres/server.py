@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ringsync.errors import EngineError, SchemaError
+from ringsync.errors import EngineError
 
 
 def slot_name(campus: str) -> str:
@@ -36,15 +36,3 @@ def check_server(conn: Any, shown: str) -> tuple[str, bool]:
                           f"decoding; run ALTER ROLE {role} REPLICATION as a superuser")
     return str(role), bool(superuser)
 
-
-def missing_table(table: str, shown: str) -> SchemaError:
-    return SchemaError(
-        f"table {table!r} is listed in cluster.tables but does not exist in "
-        f"{shown}; create it with the same columns as the other campuses")
-
-
-def no_primary_key(table: str) -> SchemaError:
-    return SchemaError(
-        f"table {table!r} has no primary key, so its rows cannot be matched across "
-        f"campuses; add one (ALTER TABLE {table} ADD PRIMARY KEY (…)) or remove it "
-        f"from cluster.tables")

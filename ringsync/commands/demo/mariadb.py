@@ -216,23 +216,7 @@ class LocalMariaDB:
 
     def running(self) -> bool:
         pid = self.pid()
-        if pid is None:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def _reap(self) -> None:
-        process = getattr(self, "_process", None)
-        if process is not None:
-            try:
-                process.wait(timeout=0)
-            except subprocess.TimeoutExpired:
-                pass
+        return pid is not None and self._alive(pid)
 
     def stop(self, timeout: float = 60.0) -> None:
         """SIGTERM by pid and wait for the server to exit (SIGKILL after ``timeout``)."""
@@ -264,9 +248,10 @@ class LocalMariaDB:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
+        except PermissionError:
+            return True  # alive, another user's
         return True
 
     def remove(self) -> None:
         self.stop()
-        self._reap()
         shutil.rmtree(self.base, ignore_errors=True)
