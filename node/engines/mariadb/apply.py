@@ -86,15 +86,15 @@ class MariaApplyTarget:
 
     def apply_accounting(self) -> tuple[dict[str, int], int, dict[str, int]]:
         """The applied vector, foreign row changes applied, and dead letters by
-        state, from one consistent read."""
-        conn = self.ctx.connect()
+        state, from one consistent read on the main connection (status asks
+        every second: no new connection)."""
+        self.ctx.query("SELECT 1")  # reconnects once after a server restart
+        cur = self.ctx.conn
+        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         try:
-            cur = Cursor(conn.cursor())
-            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             rows = cur.execute("SELECT origin, seq, changes FROM _rs_applied").fetchall()
             dead = DLQ.counts(cur, self.ctx.campus)
-            conn.rollback()
         finally:
-            conn.close()
+            cur.execute("ROLLBACK")
         return ({str(o): int(s) for o, s, _ in rows},
                 sum(int(n) for o, _, n in rows if o != self.ctx.campus), dead)

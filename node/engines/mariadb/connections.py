@@ -16,6 +16,7 @@ a column name.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -113,10 +114,10 @@ class MariaContext:
         self.shapes: dict[str, TableShape] = {}
         self.reader: BinlogReader | None = None
         self.binlog_basename = "binlog"
-        # Server thread ids of every connection this node opened (short-lived
-        # ones too: checksums, snapshots, verification): end_app_sessions
-        # spares them (MariaDB has no application_name to tell them by).
-        self.node_threads: set[int] = set()
+        # Every connection this node has open (short-lived ones too: checksums,
+        # snapshots, verification): end_app_sessions spares them (MariaDB has no
+        # application_name to tell them by); a closed one drops out by itself.
+        self._opened: weakref.WeakSet[pymysql.Connection] = weakref.WeakSet()
         # Where capture starts for a campus that has journaled nothing (set at install).
         self.capture_start = 0
         self._sql: dict[tuple[str, str], str] = {}
@@ -138,8 +139,12 @@ class MariaContext:
                                    connect_timeout=10, init_command=SESSION_SETUP)
         except pymysql.err.MySQLError as e:
             raise EngineError(f"cannot connect to MariaDB ({self.description}): {e}") from e
-        self.node_threads.add(conn.thread_id())
+        self._opened.add(conn)
         return conn
+
+    def node_threads(self) -> set[int]:
+        """The server thread ids of this node's open connections."""
+        return {c.thread_id() for c in list(self._opened) if c.open}
 
     def connect_apply(self) -> pymysql.Connection:
         conn = self.connect(autocommit=False)

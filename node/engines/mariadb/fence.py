@@ -293,8 +293,7 @@ class MariaFence:
                               (f"'{user}'@'{host}'",)))
             ended: list[int] = []
             refused: list[int] = []  # not ours to end
-            own = ctx.node_threads | {c.thread_id() for c in (ctx.main, ctx.apply, self._conn)
-                                      if c and c.open}
+            own = ctx.node_threads()
             for thread in sorted(set(found) - own):
                 try:
                     q(f"KILL CONNECTION {thread}")
