@@ -208,3 +208,39 @@ def test_drill_scenario_keeps_every_invariant(tmp_path: Path, scenario: str, ext
         assert report["lost_without_failed_campus"] == 0, report
         assert report["stale_parked"] == 0, report  # no acknowledged write of a deposed writer
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.timeout(420)
+def test_dual_track_drill_joins_from_the_old_system_and_moves_its_users_there_and_back(
+        tmp_path: Path):
+    """The migration story: PostgreSQL joins from MariaDB under writes, the old
+    system's users go to PostgreSQL and back; every history row and every
+    acknowledged write is at both campuses, the rows equal, one writer each time."""
+    from tests.mariadb_fixtures import need_mariadb
+
+    need_mariadb()
+    history = 2000
+    result = subprocess.run(
+        [*RINGSYNC, "drill", "dual-track", "--json", "--seed", "3", "--history-rows",
+         str(history), "--data-dir", str(tmp_path / "drill")],
+        capture_output=True, text=True, timeout=400)
+    assert result.stdout, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["scenario"] == "dual-track" and report["engine"] == "mariadb+postgres"
+    assert report["rpo_lost_writes"] == 0, report
+    assert report["converged"] is True, report
+    assert report["two_writers_seen"] is False, report
+    assert report["set_problems"] == [], report
+    # the set's writer went from MariaDB's fence to PostgreSQL's and back
+    assert report["set_moves"] == 1 and len(report["set_epochs"]) >= 3, report
+    assert report["acknowledged_writes"] > history, report  # the history rows count
+    cycle, = report["cycles_detail"]
+    moves = [m["move"] for m in cycle["moves"]]
+    assert moves[0] == "join" and moves[-2:] == ["switchover", "switchback"], moves
+    join = cycle["moves"][0]
+    assert join["rows_copied"] >= history, join  # the old system's history came by copy
+    old_system, new_system = join["from"], join["campus"]
+    assert [m["to"] for m in cycle["moves"][-2:]] == [new_system, old_system]
+    assert all(m["rto_seconds"] is not None for m in cycle["moves"][1:])
+    assert report["rto_seconds"]["max"] is not None
+    assert result.returncode == 0, result.stderr[-3000:]

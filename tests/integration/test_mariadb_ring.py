@@ -105,3 +105,17 @@ def test_kill_9_of_the_mariadb_server_and_of_its_node_during_writes_loses_nothin
     rows = converge(cluster, timeout=120)
     assert {r[5] for r in rows["patients"]} == {c.name for c in cluster.campuses}
     wait_until(lambda: _exactly_once_ok(cluster), 60, "applied vectors to match captures")
+
+
+def test_a_postgres_campus_joins_from_a_mariadb_donor_under_writes(make_cluster) -> None:
+    """The first step of a dual-track migration: the old system's data, in
+    MariaDB, copied into an empty PostgreSQL campus while the old system's
+    users keep writing (a heterogeneous snapshot: no gap, no duplicate)."""
+    need_mariadb()
+    from tests.integration.test_join import join_late_under_writes
+
+    cluster = make_cluster(2, engines=["mariadb", "postgres"])
+    seen = join_late_under_writes(cluster)
+    assert seen and seen[-1].startswith("in-ring")
+    legacy, new = cluster.campuses
+    assert f"joined the ring from {legacy.name}" in new.log.read_text()

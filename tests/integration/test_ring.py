@@ -20,17 +20,37 @@ from tests.integration.conftest import wait_ready
 
 
 def converge(cluster: LocalCluster, timeout: float = 60.0) -> dict:
-    """Wait until every campus database holds exactly the same rows; return them."""
-    last: dict = {}
+    """Wait until every campus database holds exactly the same rows; return
+    them. On a timeout, the error shows the rows that still differ."""
+    snapshots: list[dict] = []
 
     def same() -> bool:
-        nonlocal last
+        nonlocal snapshots
         snapshots = [campus_rows(c.target) for c in cluster.campuses]
-        last = snapshots[0]
         return all(s == snapshots[0] for s in snapshots[1:])
 
-    wait_until(same, timeout, "every campus to hold identical rows", interval=0.5)
-    return last
+    try:
+        wait_until(same, timeout, "every campus to hold identical rows", interval=0.5)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; differing rows: "
+                             f"{row_differences(cluster, snapshots)}") from None
+    return snapshots[0]
+
+
+def row_differences(cluster: LocalCluster, snapshots: list[dict], limit: int = 5) -> dict:
+    """Per table, the first rows (by key) that not every campus holds alike:
+    key -> {campus: row or None}."""
+    out: dict = {}
+    names = [c.name for c in cluster.campuses]
+    for table in snapshots[0] if snapshots else ():
+        by_campus = [{r[0]: r for r in snap.get(table, [])} for snap in snapshots]
+        keys = sorted({k for rows in by_campus for k in rows}, key=repr)
+        differing = [k for k in keys if len({repr(rows.get(k)) for rows in by_campus}) > 1]
+        if differing:
+            out[table] = {k: dict(zip(names, (rows.get(k) for rows in by_campus)))
+                          for k in differing[:limit]}
+            out[table]["count"] = len(differing)
+    return out
 
 
 def statuses(cluster: LocalCluster) -> dict:

@@ -64,6 +64,15 @@ _PG_SET_TABLE = (f"CREATE TABLE {SET_TABLE} (id text PRIMARY KEY, campus text NO
                  f"epoch bigint, written_at double precision NOT NULL, payload text NOT NULL)")
 _SQLITE_SET_TABLE = (f"CREATE TABLE {SET_TABLE} (id TEXT PRIMARY KEY, campus TEXT NOT NULL, "
                      f"epoch INTEGER, written_at REAL NOT NULL, payload TEXT NOT NULL)")
+_MARIADB_TABLES = (
+    f"CREATE TABLE {TABLE} (id VARCHAR(64) PRIMARY KEY, campus VARCHAR(64) NOT NULL, "
+    f"node VARCHAR(64) NOT NULL, written_at DOUBLE NOT NULL) ENGINE=InnoDB;"
+    f"CREATE TABLE {SET_TABLE} (id VARCHAR(64) PRIMARY KEY, campus VARCHAR(64) NOT NULL, "
+    f"epoch BIGINT, written_at DOUBLE NOT NULL, payload TEXT NOT NULL) ENGINE=InnoDB")
+# A MariaDB write or read that hangs (its server stopped answering) fails
+# after this long: MariaDB campuses have no synchronous commit to wait on,
+# so this is the load balancer's way out for them.
+MARIADB_IO_TIMEOUT_SECONDS = 10
 
 
 def _create_postgres(dsn: str) -> None:
@@ -80,7 +89,39 @@ def _create_sqlite(path: Path) -> None:
     create_sqlite_database(path, _SQLITE_TABLE + ";\n" + _SQLITE_SET_TABLE + ";")
 
 
-DRILL_SCHEMA = Schema((TABLE, SET_TABLE), _create_postgres, _create_sqlite)
+def _create_mariadb(url: str) -> None:
+    from ringsync.commands.demo.lis import create_mariadb_schema
+
+    create_mariadb_schema(url, _MARIADB_TABLES)
+
+
+def mariadb_connect(node: CampusLayout, autocommit: bool = True) -> Any:
+    """A pymysql connection to ``node``'s MariaDB database, as an application's."""
+    from urllib.parse import unquote, urlsplit
+
+    import pymysql
+
+    parts = urlsplit(str(node.target))
+    return pymysql.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
+                           user=unquote(parts.username or ""),
+                           password=unquote(parts.password or ""),
+                           database=unquote(parts.path.strip("/")), autocommit=autocommit,
+                           charset="utf8mb4", connect_timeout=int(CONNECT_TIMEOUT_SECONDS),
+                           read_timeout=MARIADB_IO_TIMEOUT_SECONDS,
+                           write_timeout=MARIADB_IO_TIMEOUT_SECONDS)
+
+
+def mariadb_rows(node: CampusLayout, query: str) -> list[tuple[Any, ...]]:
+    conn = mariadb_connect(node)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+DRILL_SCHEMA = Schema((TABLE, SET_TABLE), _create_postgres, _create_sqlite, _create_mariadb)
 
 
 def drill_sets(writer: str) -> list[dict[str, object]]:
@@ -124,6 +165,15 @@ def write_row(node: CampusLayout, row: tuple[str, str, str, float],
     """One committed insert into ``node``'s database; raises on any failure.
     ``session`` (PostgreSQL) is told the connection while the write is in
     flight, then None."""
+    if node.mariadb is not None:
+        conn = mariadb_connect(node, autocommit=False)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"INSERT INTO {TABLE} VALUES (%s, %s, %s, %s)", row)
+            conn.commit()
+        finally:
+            conn.close()
+        return
     if node.postgres is not None:
         import psycopg
 
@@ -147,6 +197,8 @@ def write_row(node: CampusLayout, row: tuple[str, str, str, float],
 
 
 def read_ids(node: CampusLayout) -> set[str]:
+    if node.mariadb is not None:
+        return {str(r[0]) for r in mariadb_rows(node, f"SELECT id FROM {TABLE}")}
     if node.postgres is not None:
         import psycopg
 

@@ -8,6 +8,11 @@ from collections.abc import Callable
 
 from ringsync.errors import RingsyncError
 
+# How long a drill lets the ring run steadily between moves, and how long a
+# campus's users (or the set's writer) may take to write again after one.
+STEADY_SECONDS = 2.0
+RECOVERY_TIMEOUT_SECONDS = 90.0
+
 
 def say(msg: str) -> None:
     print(f"[drill] {msg}", file=sys.stderr, flush=True)

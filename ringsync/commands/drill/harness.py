@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ringsync.client import ClusterClient
-from ringsync.commands.demo.cluster import CAMPUS_NAMES, LocalCluster
+from ringsync.commands.demo.cluster import CAMPUS_NAMES, CampusLayout, LocalCluster
 from ringsync.commands.demo.etcd import LocalEtcd
 from ringsync.commands.demo.runner import wait_converged, wait_ready
 from ringsync.commands.drill.checker import (
@@ -30,7 +30,8 @@ from ringsync.commands.drill.checker import (
     drill_sets,
     read_ids,
 )
-from ringsync.commands.drill.common import say, wait_for
+from ringsync.commands.drill.common import RECOVERY_TIMEOUT_SECONDS, say, wait_for
+from ringsync.commands.drill.dualtrack import DUAL_TRACK_ENGINES, preload_history
 from ringsync.commands.drill.proxy import FaultNetwork
 from ringsync.commands.drill.sets import check_sets, route_writers_from
 from ringsync.commands.drill.setwriter import SetWriter, read_set_rows, read_stale_ids
@@ -40,7 +41,6 @@ from ringsync.dr.store import DRStore
 from ringsync.errors import RingsyncError
 
 PROXIED = ("campus-isolation", "wan-soak")
-RECOVERY_TIMEOUT_SECONDS = 90.0
 # How long a new cluster may take to publish the set's route and take a set write.
 SET_READY_SECONDS = 30.0
 
@@ -56,6 +56,8 @@ class Drill:
         self.stale: dict[str, StaleWriter] = {}
         self.set_writers: dict[str, SetWriter] = {}
         self.cycles: list[dict[str, Any]] = []
+        # ids written before any node ran (dual-track: the old system's history)
+        self.preloaded: set[str] = set()
         self.net: FaultNetwork | None = None
         self.history: RouteHistory | None = None
 
@@ -75,9 +77,11 @@ class Drill:
                                      3 if args.scenario == "etcd-member-loss" else 1)
         self.etcd.start()
         ttl = 2
+        dual = args.scenario == "dual-track"
+        engines = (list(DUAL_TRACK_ENGINES) if dual
+                   else engines_for(args.engine, args.campuses, with_mariadb=False))
         self.cluster = LocalCluster.create(
-            self.root / "cluster", args.campuses, engines=engines_for(args.engine, args.campuses,
-                                                   with_mariadb=False),
+            self.root / "cluster", len(engines), engines=engines,
             schema=DRILL_SCHEMA, conflict_policies="",
             replication={"heal_after_seconds": 2.0, "probe_interval_seconds": 0.5,
                          "reconnect_max_seconds": 1.0,
@@ -89,18 +93,28 @@ class Drill:
             sets=drill_sets(CAMPUS_NAMES[0]))
         if args.scenario in PROXIED:
             self._route_through_proxies()
-        self.cluster.start_all()
-        self._run(self._ready())
+        if dual:  # the old system alone, with its history; the new campus joins later
+            old_system = self.cluster.campuses[0]
+            self.preloaded = preload_history(old_system, args.history_rows)
+            self.cluster.start(old_system.name)
+            self._wait_serving([old_system])
+        else:
+            self.cluster.start_all()
+            self._run(self._ready())
         self.history = RouteHistory(self.cluster.name, tuple(self.etcd.endpoints))
         self.history.start()
-        layouts = self.cluster.campuses
-        for c in layouts:
-            self.clients[c.name] = CampusClient(c.name, layouts, rate=args.rate)
-            self.stale[c.name] = StaleWriter(c)
-            self.set_writers[c.name] = SetWriter(c, rate=args.rate)
-        for w in self._workers():
-            w.start()
+        for c in self.cluster.campuses[:1] if dual else self.cluster.campuses:
+            self.add_workers(c)
         self._set_ready()
+
+    def add_workers(self, c: CampusLayout) -> None:
+        """Campus ``c``'s users, its stale application and its set writer, started."""
+        assert self.cluster is not None
+        self.clients[c.name] = CampusClient(c.name, self.cluster.campuses, rate=self.args.rate)
+        self.stale[c.name] = StaleWriter(c)
+        self.set_writers[c.name] = SetWriter(c, rate=self.args.rate)
+        for w in (self.clients[c.name], self.stale[c.name], self.set_writers[c.name]):
+            w.start()
 
     def _set_ready(self) -> None:
         """The set's route is in etcd and its writer's database takes set writes
@@ -158,9 +172,11 @@ class Drill:
             await wait_ready(self.cluster, client)
         finally:
             await client.close()
-        campuses = self.cluster.campuses
+        self._wait_serving(self.cluster.campuses)
+
+    def _wait_serving(self, campuses: list[CampusLayout]) -> None:
         wait_for(lambda: all(self._serving(c.name) == c.name for c in campuses),
-                 30, "every campus serving its own users")
+                 60, "every campus serving its own users")
 
     def _serving(self, campus: str) -> str | None:
         from ringsync.commands.drill.checker import serving_node
@@ -229,7 +245,7 @@ class Drill:
                 await client.close()
 
         converged = self._run(converge())
-        acked = {i for c in self.clients.values() for i in c.acked}
+        acked = {i for c in self.clients.values() for i in c.acked} | self.preloaded
         acked |= {i for s in self.stale.values() for _, i in s.accepted}
         held = [read_ids(c) for c in self.cluster.campuses]
         everywhere = set.intersection(*held)

@@ -28,7 +28,11 @@ when --durability sync),
 campus-isolation (every link to and from the campus, etcd included, cut by
 the fault proxy: ringsync.commands.drill.proxy), etcd-member-loss (one of three etcd
 members stopped: nothing may fail over), wan-soak (200 ms latency and stalls
-on every link for --soak-seconds: nothing may fail over).
+on every link for --soak-seconds: nothing may fail over), dual-track (a
+MariaDB campus, the old system, and a PostgreSQL campus that joins from it
+under writes; the old system's users switched over to PostgreSQL and back:
+ringsync.commands.drill.dualtrack; always these two campuses, --engine and
+--campuses do not apply, --cycles must be 1).
 """
 
 from __future__ import annotations
@@ -39,12 +43,13 @@ from pathlib import Path
 from typing import Any
 
 from ringsync.commands.drill.common import say
+from ringsync.commands.drill.dualtrack import DUAL_TRACK_ENGINES, run_dual_track
 from ringsync.commands.drill.harness import Drill
 from ringsync.commands.drill.scenarios import run_cycle
 from ringsync.errors import RingsyncError
 
 SCENARIOS = ("switchover", "node-crash", "db-down", "origin-crash", "campus-isolation",
-             "etcd-member-loss", "wan-soak")
+             "etcd-member-loss", "wan-soak", "dual-track")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,6 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="PostgreSQL campuses' durability (sync: commits wait for a peer)")
     p.add_argument("--soak-seconds", type=float, default=20.0,
                    help="wan-soak: how long the links carry 200 ms latency and stalls")
+    p.add_argument("--history-rows", type=int, default=5000,
+                   help="dual-track: rows in the old system before ringsync runs (default 5000)")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--exact-apply", action="store_true",
@@ -82,6 +89,7 @@ def report_table(r: dict[str, Any]) -> str:
                 writer += f" in {c['set_rto']:.2f}s"
         lines.append(f"{c['cycle']:<7}{c['campus']:<16}{c.get('to', c.get('member', '-')):<16}"
                      f"{c['rto']:>8.2f}  {writer}")
+    lines += _moves_table(r["cycles_detail"])
     epochs = r["set_epochs"]
     shown = ", ".join(map(str, epochs[:12])) + (f", … ({len(epochs)})" if len(epochs) > 12
                                                 else "")
@@ -114,15 +122,46 @@ def report_table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _moves_table(cycles: list[dict[str, Any]]) -> list[str]:
+    """dual-track: each move's time and the users' RTO after it."""
+    moves = [m for c in cycles for m in c.get("moves", [])]
+    if not moves:
+        return []
+    lines = ["", f"{'MOVE':<12}{'CAMPUS':<16}{'TO / FROM':<18}{'SECONDS':>8}  AFTER"]
+    for m in moves:
+        where = f"to {m['to']}" if "to" in m else f"from {m['from']}"
+        after = (f"RTO {m['rto_seconds']:.2f}s" if "rto_seconds" in m
+                 else f"{m.get('rows_copied', 0)} rows copied")
+        lines.append(f"{m['move']:<12}{m['campus']:<16}{where:<18}{m['seconds']:>8.2f}  {after}")
+    return lines
+
+
+def _dual_track_arguments(args: argparse.Namespace) -> None:
+    from ringsync.commands.demo.mariadb import installed as mariadb_installed
+
+    if not mariadb_installed():
+        raise RingsyncError("dual-track needs MariaDB for the old system: apt-get install "
+                            "mariadb-server")
+    if args.cycles != 1 or args.durability != "async" or args.history_rows < 0:
+        raise RingsyncError("dual-track runs one migration (--cycles 1), asynchronously "
+                            "(MariaDB campuses have no sync mode), with --history-rows >= 0")
+    args.campuses, args.engine = len(DUAL_TRACK_ENGINES), "+".join(DUAL_TRACK_ENGINES)
+
+
 def run_drill(args: argparse.Namespace) -> int:
     if args.cycles < 1 or not 2 <= args.campuses <= 8 or args.failover_after < 2:
         raise RingsyncError("--cycles must be >= 1, --campuses 2-8, --failover-after >= 2 "
                             "(the drill's etcd lease is 2 s; failover cannot be sooner)")
+    dual = args.scenario == "dual-track"
+    if dual:
+        _dual_track_arguments(args)
     drill = Drill(args)
     try:
         say(f"building {args.campuses} campuses ({args.engine}) with etcd in {drill.root}")
         drill.build()
-        for n in range(1, args.cycles + 1):
+        if dual:
+            drill.cycles.append(run_dual_track(drill))
+        for n in range(1, args.cycles + 1 if not dual else 1):
             drill.cycles.append(run_cycle(drill, n))
         report = drill.verdict()
     except BaseException as e:

@@ -18,13 +18,12 @@ from typing import Any
 
 from ringsync.commands.demo.cluster import CampusLayout
 from ringsync.commands.drill.checker import SET_ROUTE, read_ids
-from ringsync.commands.drill.common import say, wait_for
+from ringsync.commands.drill.common import RECOVERY_TIMEOUT_SECONDS, STEADY_SECONDS, say, wait_for
 from ringsync.commands.drill.harness import Drill
+from ringsync.commands.drill.setmoves import switch_set, wait_set_ack
 from ringsync.config import load_cluster
 from ringsync.errors import RingsyncError
 
-STEADY_SECONDS = 2.0
-RECOVERY_TIMEOUT_SECONDS = 90.0
 # origin-crash: how long the surviving campuses get to apply what they hold
 SURVIVORS_SETTLE_SECONDS = 30.0
 NEEDS_POSTGRES = ("db-down", "origin-crash")
@@ -115,41 +114,7 @@ def _switchover(drill: Drill, victim: CampusLayout, fault_at: float,
                   switchback_seconds=back["seconds"],
                   rto=max(client.recovery_seconds(fault_at, back_at),
                           client.recovery_seconds(back_at, time.time())))
-    _switch_set(drill, record)
-
-
-def _switch_set(drill: Drill, record: dict[str, Any]) -> None:
-    """The set's writer to the next campus of the ring and back; set_rto: the
-    longer of the two waits from the move's start until the new writer's
-    database took a set write."""
-    assert drill.cluster is not None
-    writer = record["set_writer"]
-    ring = [c.name for c in drill.cluster.campuses]
-    if writer not in ring:
-        raise RingsyncError(f"the set route {SET_ROUTE} names no writer of the ring ({writer})")
-    to = ring[(ring.index(writer) + 1) % len(ring)]
-    waits, seconds = [], []
-    for kind, target in (("switchover", to), ("switchback", writer)):
-        started = time.time()
-        moved = drill.move(SET_ROUTE, target, kind)
-        waits.append(_wait_set_ack(drill, started, target, "") - started)
-        seconds.append(moved["seconds"])
-        say(f"  set {kind} to {target}: route moved in {moved['seconds']:.2f}s, first write "
-            f"there {waits[-1]:.2f}s after the move began")
-        time.sleep(STEADY_SECONDS)
-    record.update(set_to=to, set_switchover_seconds=seconds[0],
-                  set_switchback_seconds=seconds[1], set_rto=round(max(waits), 3))
-
-
-def _wait_set_ack(drill: Drill, after: float, campus: str | None, exclude: str) -> float:
-    """Wait until a set write is acknowledged after ``after`` at ``campus`` (or
-    at any campus but ``exclude``); when it was."""
-    where = campus or f"a campus other than {exclude}"
-    wait_for(lambda: drill.first_set_ack(after, campus, exclude) is not None,
-             RECOVERY_TIMEOUT_SECONDS, f"a set write accepted at {where}")
-    found = drill.first_set_ack(after, campus, exclude)
-    assert found is not None
-    return found[0]
+    switch_set(drill, record)
 
 
 def _hold(drill: Drill, fault_at: float, record: dict[str, Any]) -> None:
@@ -239,7 +204,7 @@ def _fail_and_recover(drill: Drill, victim: CampusLayout, fault_at: float,
                   and a.node != victim.name)
     record.update(to=target, rto=client.recovery_seconds(fault_at, served_at + 1.0))
     if record["set_writer"] == victim.name:  # the set must fail over before the repair
-        acked_at = _wait_set_ack(drill, fault_at, None, victim.name)
+        acked_at = wait_set_ack(drill, fault_at, None, victim.name)
         found = drill.first_set_ack(fault_at, None, victim.name)
         record.update(set_to=found[1] if found else None,
                       set_rto=round(acked_at - fault_at, 3))

@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ringsync.commands.demo.cluster import CampusLayout
-from ringsync.commands.drill.checker import CONNECT_TIMEOUT_SECONDS, SET_NAME, SET_TABLE, _Writer
+from ringsync.commands.drill.checker import (
+    CONNECT_TIMEOUT_SECONDS,
+    SET_NAME,
+    SET_TABLE,
+    _Writer,
+    mariadb_connect,
+    mariadb_rows,
+)
 from ringsync.commands.drill.sets import SetWrite
 
 # What the set guard says when a database that is not the set's writer
@@ -27,13 +34,17 @@ from ringsync.commands.drill.sets import SetWrite
 SET_REFUSAL = "not the writer of single-writer set"
 CAMPUS_FENCED = "is fenced"
 READ_ONLY_SQLSTATE = "25006"
+# MariaDB's error for a SIGNAL from a trigger: its campus fence and set guards.
+MARIADB_SIGNAL = 1644
 _SQLITE_NOW = "(julianday('now') - 2440587.5) * 86400.0"
 
 
 def read_set_rows(node: CampusLayout) -> list[SetWrite]:
     """Every row of the set's table in ``node``'s database."""
     query = f"SELECT id, campus, epoch, written_at, payload FROM {SET_TABLE}"
-    if node.postgres is not None:
+    if node.mariadb is not None:
+        rows = mariadb_rows(node, query)
+    elif node.postgres is not None:
         import psycopg
 
         with psycopg.connect(node.postgres.dsn) as conn:
@@ -51,7 +62,13 @@ def read_set_rows(node: CampusLayout) -> list[SetWrite]:
 def read_stale_ids(node: CampusLayout) -> set[str]:
     """Ids of set-table changes ``node`` parked in its dead-letter table as
     stale (a deposed writer's changes after its tenure ended)."""
-    if node.postgres is not None:
+    if node.mariadb is not None:
+        if not mariadb_rows(node, "SELECT 1 FROM information_schema.TABLES WHERE "
+                                  "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '_rs_dlq'"):
+            return set()
+        keys = [str(r[0]) for r in mariadb_rows(
+            node, f"SELECT `key` FROM _rs_dlq WHERE tbl = '{SET_TABLE}' AND state = 'stale'")]
+    elif node.postgres is not None:
         import psycopg
 
         with psycopg.connect(node.postgres.dsn) as conn:
@@ -88,6 +105,8 @@ class SetRefused(Exception):
 
 
 def _refused(e: BaseException) -> bool:
+    if type(e).__module__.startswith("pymysql"):
+        return bool(e.args) and e.args[0] == MARIADB_SIGNAL
     if isinstance(e, sqlite3.IntegrityError):
         return SET_REFUSAL in str(e) or CAMPUS_FENCED in str(e)
     return getattr(e, "sqlstate", None) == READ_ONLY_SQLSTATE
@@ -145,6 +164,8 @@ class SetWriter(_Writer):
 
     def _write(self, row_id: str, payload: str) -> tuple[int | None, float]:
         try:
+            if self.node.mariadb is not None:
+                return self._write_mariadb(row_id, payload)
             if self.node.postgres is not None:
                 return self._write_postgres(row_id, payload)
             return self._write_sqlite(row_id, payload)
@@ -191,6 +212,25 @@ class SetWriter(_Writer):
             conn.execute(f"INSERT INTO {SET_TABLE} VALUES (%s, %s, %s, %s, %s)",
                          (row_id, self.node.name, epoch, float(at), payload))
         return epoch, float(at)
+
+    def _write_mariadb(self, row_id: str, payload: str) -> tuple[int | None, float]:
+        """The fence row is read with a share lock: the node's set_set_fence
+        writes it before the guard's copy, so it waits for this commit."""
+        conn = mariadb_connect(self.node, autocommit=False)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT epoch FROM _rs_set_fence WHERE name = %s LOCK IN SHARE MODE",
+                            (SET_NAME,))
+                row = cur.fetchone()
+                epoch = None if row is None or row[0] is None else int(row[0])
+                cur.execute("SELECT UNIX_TIMESTAMP(SYSDATE(6))")
+                (at,) = cur.fetchone()
+                cur.execute(f"INSERT INTO {SET_TABLE} VALUES (%s, %s, %s, %s, %s)",
+                            (row_id, self.node.name, epoch, float(at), payload))
+            conn.commit()
+            return epoch, float(at)
+        finally:
+            conn.close()
 
     def _close(self) -> None:
         if self._pg is not None:
