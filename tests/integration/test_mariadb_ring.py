@@ -9,7 +9,6 @@ machine's own.
 
 from __future__ import annotations
 
-import os
 import time
 
 from ringsync.commands.demo.lis import LisWorkload, mysql_connect
@@ -25,12 +24,10 @@ def test_postgres_mariadb_and_sqlite_campuses_converge_under_conflicts(make_clus
     cluster.start_all()
     wait_ready(cluster, timeout=60)
     # Concurrent edits of the same recent rows at every campus (conflict_rate
-    # 0.3) diverged now and then in CI (vectors equal, rows not): a known bug
-    # of the MariaDB engine's conflict handling, under investigation
-    # (docs/mariadb.md, Limits); opt in with RINGSYNC_LONG_TESTS=1. The known
-    # conflict below runs always.
-    rate = 0.3 if os.environ.get("RINGSYNC_LONG_TESTS") else 0.0
-    workloads = [LisWorkload(c.name, c.target, 20.0, seed=i + 1, conflict_rate=rate)
+    # 0.3). This once diverged now and then (vectors equal, rows not): the
+    # MariaDB apply session read stamps from its REPEATABLE READ snapshot,
+    # older than the rows it had locked (tests/integration/mariadb/test_stamps.py).
+    workloads = [LisWorkload(c.name, c.target, 20.0, seed=i + 1, conflict_rate=0.3)
                  for i, c in enumerate(cluster.campuses)]
     for w in workloads:
         w.start()

@@ -16,7 +16,9 @@ the node when it commits; apply detects it instead: a key whose stamp is
 not the one its entry records has a local change whose versions are not
 recorded yet, so it is *pending*. Apply locks the rows it reads (FOR UPDATE;
 InnoDB's next-key locks also hold the place of a key that has no row), so
-no local write reaches them before it writes. The fast path's set-wise
+no local write reaches them before it writes, and reads their stamps and
+entries by locking reads too: the session is REPEATABLE READ, so a plain
+read would answer from the snapshot of its first read, older than the row. The fast path's set-wise
 writes are not done here yet: ``insert_fresh`` and ``record_fresh`` say
 False, and every run takes the exact path.
 """
@@ -91,39 +93,49 @@ class MariaVersionStore(ApplySessionBase):
                           tuple(types[i] for i in shape.key_indexes), shape.key_columns)
 
     def _by_key(self, shape: TableShape, table: str, columns: str, keys: list[Key],
-                lock: bool = False) -> list[tuple[Any, ...]]:
-        """``columns`` of ``table``'s rows with these keys, a run at a time."""
+                lock: str) -> list[tuple[Any, ...]]:
+        """``columns`` of ``table``'s rows with these keys, a run at a time, by
+        a locking read (``lock``: FOR UPDATE or LOCK IN SHARE MODE)."""
         out: list[tuple[Any, ...]] = []
         for i in range(0, len(keys), KEYS_PER_STATEMENT):
             run = keys[i:i + KEYS_PER_STATEMENT]
             out += self.cur.execute(
-                f"SELECT {columns} FROM {quote(table)} WHERE {_keys_in(shape, len(run))}"
-                + (" FOR UPDATE" if lock else ""),
+                f"SELECT {columns} FROM {quote(table)} WHERE {_keys_in(shape, len(run))} {lock}",
                 [to_mariadb(v) for k in run for v in k]).fetchall()
         return out
 
-    def _keyed(self, shape: TableShape, table: str, extra: str,
-               keys: list[Key]) -> dict[Key, tuple[Any, ...]]:
+    def _keyed(self, shape: TableShape, table: str, extra: str, keys: list[Key],
+               lock: str) -> dict[Key, tuple[Any, ...]]:
         width = len(shape.key_columns)
         reader = self._key_reader(shape)
         cols = ", ".join(quote(c) for c in shape.key_columns) + ", " + extra
         return {reader.from_query(rec[:width]): tuple(rec[width:])
-                for rec in self._by_key(shape, table, cols, keys)}
+                for rec in self._by_key(shape, table, cols, keys, lock)}
 
     def stamps(self, shape: TableShape, keys: list[Key]) -> dict[Key, int]:
+        """The keys' stamps as last committed. A locking read: the session is
+        REPEATABLE READ, and a plain read would answer from the snapshot its
+        first read fixed, so a user's change committed since (to a row apply
+        has just locked and read as it is now) would look recorded, and be
+        overwritten. Shared locks: a user's write to these keys already waits
+        for apply's lock on the row itself."""
         return {k: int(v[0]) for k, v in
-                self._keyed(shape, stamp_table(shape.name), "stamp", keys).items()}
+                self._keyed(shape, stamp_table(shape.name), "stamp", keys,
+                            "LOCK IN SHARE MODE").items()}
 
     def read_versions(self, shape: TableShape,
                       keys: Mapping[Key, TxnInfo]) -> dict[Key, StoredRow]:
         wanted = list(keys)
         reader = self.ctx.table(shape.name).reader
         found = {}
-        for rec in self._by_key(shape, shape.name, reader.select_list, wanted, lock=True):
+        for rec in self._by_key(shape, shape.name, reader.select_list, wanted, "FOR UPDATE"):
             row = reader.from_query(rec)
             found[shape.key_of(row)] = row
         stamps = self.stamps(shape, wanted)
-        metas = self._keyed(shape, meta_table(shape.name), "xid, live, meta", wanted)
+        # Locked too (this session writes them next): every read apply decides
+        # on is of the latest committed state, none from the snapshot.
+        metas = self._keyed(shape, meta_table(shape.name), "xid, live, meta", wanted,
+                            "FOR UPDATE")
         out: dict[Key, StoredRow] = {}
         for key, txn in keys.items():
             current, stamp, entry = found.get(key), stamps.get(key, 0), metas.get(key)

@@ -145,3 +145,27 @@ def test_a_write_that_changes_nothing_leaves_the_row_not_pending(
     user(engine, mariadb_server, "UPDATE kv SET k = 'OLD' WHERE k = 'old'")  # bytes differ
     (chunk,) = captured(engine, 1)
     assert [c.new for c in chunk.changes] == [("OLD", 4)] and chunk.xid
+
+
+def test_a_local_change_committed_after_the_session_first_read_is_still_pending(
+        engine: MariaEngine, mariadb_server: LocalMariaDB) -> None:
+    """The apply session is REPEATABLE READ: its first plain read fixes a
+    snapshot. A user's change that commits after that, to a row apply then
+    locks and reads, must still be seen as pending: the stamp is read as
+    the row is (the latest committed), not from the snapshot, or apply
+    would overwrite the user's change as if its versions were recorded
+    (the three-engine ring's rare divergence)."""
+    resolver = Resolver(dict(engine.shapes()), ConflictSettings(), HybridClock())
+    user(engine, mariadb_server, "INSERT INTO kv VALUES ('other', 1)")
+    (chunk,) = captured(engine, 1)
+    with engine.target.apply_session() as session:
+        resolver.apply(session, TxnInfo("m", 1, 50, {}, True, chunk.position, chunk.xid),
+                       chunk.changes)
+        session.advance("m", 1, chunk.position)
+    with pytest.raises(PendingLocalChange), engine.target.apply_session() as session:
+        resolver.apply(session, TxnInfo("a", 1, 100, {}, False),  # the snapshot is fixed here
+                       [Change("kv", Op.UPDATE, new=("other", 7), old=("other", 1))])
+        user(engine, mariadb_server, "UPDATE kv SET v = 2 WHERE k = 'old'")  # commits after it
+        resolver.apply(session, TxnInfo("a", 2, 101, {}, False),
+                       [Change("kv", Op.UPDATE, new=("old", 9), old=("old", 1))])
+    assert sorted(engine.inspect.rows("kv")) == [("old", 2), ("other", 1)]
