@@ -4,7 +4,10 @@ A row is hashed over the *canonical* values replication carries (so a
 PostgreSQL campus and a SQLite campus holding the same rows agree), each
 written as one text field:
 
-    int, decimal, text, uuid, date     their usual text (decimal keeps its scale)
+    int, text, uuid, date              their usual text
+    decimal                            plain text without trailing fractional
+                                       zeros (1.50 and 1.5 are one number:
+                                       engines declare different scales)
     bool                               t / f
     float                              the IEEE 754 double, big-endian, in hex
     timestamp                          microseconds since the Unix epoch (UTC)
@@ -43,6 +46,10 @@ from typing import Any
 from node.conflicts.driver import display
 from node.model import Json
 
+# Which definition this is: kept digests record the one they were built by and
+# are rebuilt when it changes (node.engines.*.digests). 2: decimals lost their
+# trailing fractional zeros (a declared scale no longer changes a hash).
+HASH_DEFINITION = 2
 # 16,384 buckets: a table's bucket digests stay well under a megabyte (the depth a
 # table gets is ringsync.verification.bits_for's choice, about 64 rows a bucket)
 MAX_BITS = 14
@@ -50,6 +57,17 @@ _WORD = 1 << 64
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICRO = dt.timedelta(microseconds=1)
 _QUOTE_IF = frozenset('"\\(), \t\n\r\v\f')
+
+
+def _decimal_text(value: Decimal) -> str:
+    """A decimal's field: its plain text without the trailing fractional zeros
+    a declared scale adds (PostgreSQL's ``trim_scale``), so a numeric(10,2)
+    1.50 hashes as a MariaDB DECIMAL read as 1.5 or a SQLite text '1.5'."""
+    text = format(value, "f")
+    if not value.is_finite() or "." not in text:
+        return text
+    text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-", "-0") else text
 
 
 def field_text(kind: str, value: Any) -> str | None:
@@ -63,7 +81,7 @@ def field_text(kind: str, value: Any) -> str | None:
     if kind == "float" or isinstance(value, float):
         return struct.pack(">d", value).hex()
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return _decimal_text(value)
     if isinstance(value, dt.datetime):
         return str((value - _EPOCH) // _MICRO)
     if isinstance(value, bytes | bytearray | memoryview):

@@ -101,6 +101,26 @@ class TestIncrementalDigests(PostgresCampus):
         assert full.drift and as_hex(kept.buckets) != as_hex(full.buckets)
         self.assert_kept_equal_rows(engine)  # rebuilt from the rows
 
+    def test_digests_of_an_older_hash_definition_are_rebuilt_at_start(
+            self, engine: Any) -> None:
+        """Kept digests built before decimals lost their trailing zeros
+        (definition 1) would differ from every stock hash: a start rebuilds
+        those of tables with a decimal column, once."""
+        apply(engine, [Change("plain", Op.INSERT, new=r) for r in PLAIN_ROWS[:10]])
+        engine.close()
+        with psycopg.connect(self.dsn, autocommit=True) as conn:  # as an older node left them
+            conn.execute("UPDATE ringsync.vdigest_base SET w0 = 0 WHERE tbl = 'plain'")
+            conn.execute("UPDATE ringsync.vdigest_definition SET version = 1")
+        again = self.new_engine()
+        again.open()
+        try:
+            self.assert_kept_equal_rows(again)
+            with psycopg.connect(self.dsn) as conn:
+                assert conn.execute("SELECT version FROM ringsync.vdigest_definition"
+                                    ).fetchall() == [(2,)]
+        finally:
+            again.close()
+
     def test_a_table_with_json_is_hashed_from_its_rows(self, engine: Any) -> None:
         apply(engine, [Change("typed", Op.INSERT, new=r) for r in TYPED_ROWS])
         got = engine.verifier.bucket_digests("typed", 3, incremental=True)

@@ -6,6 +6,7 @@ and PostgreSQL tables with a JSON column), at every bucket depth."""
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -36,6 +37,15 @@ TAGS = ["", "a,b", 'say "hi"', "back\\slash", "(x)", " lead", "tab\there", "new\
 PLAIN_MARIADB = """;CREATE TABLE plain(id BIGINT, tag VARCHAR(64), b BOOLEAN, i BIGINT,
   d DECIMAL(65, 30), f DOUBLE, t LONGTEXT, `by` LONGBLOB, ts DATETIME(6), dt DATE, u UUID,
   PRIMARY KEY (id, tag)) ENGINE=InnoDB"""
+# Decimals under a declared scale, the key one too: each engine reads 1.5 back
+# its own way (PostgreSQL 1.50), and every one must hash it as the number 1.5.
+SCALED_SQLITE = ";CREATE TABLE scaled(k DECIMAL_TEXT PRIMARY KEY, amount DECIMAL_TEXT)"
+SCALED_POSTGRES = ";CREATE TABLE scaled(k numeric(8,3) PRIMARY KEY, amount numeric(10,2))"
+SCALED_MARIADB = (";CREATE TABLE scaled(k DECIMAL(8,3) PRIMARY KEY, amount DECIMAL(10,2)) "
+                  "ENGINE=InnoDB")
+SCALED_ROWS = [(Decimal("1.5"), Decimal("1.5")), (Decimal("2"), Decimal("2")),
+               (Decimal("-0.25"), Decimal("-0.1")), (Decimal("0"), Decimal("0")),
+               (Decimal("12345.001"), Decimal("99999999.99")), (Decimal("7"), None)]
 
 
 def plain_rows(typed: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -60,10 +70,10 @@ def as_hex(buckets: dict[int, Digest]) -> dict[int, tuple[int, str]]:
 
 
 class VerifyContract(Campus):
-    SQLITE_DDL = TYPED_SQLITE_DDL + PLAIN_SQLITE
-    POSTGRES_DDL = TYPED_POSTGRES_DDL + PLAIN_POSTGRES
-    MARIADB_DDL = TYPED_MARIADB_DDL + PLAIN_MARIADB
-    TABLES = ("typed", "kv", "plain")
+    SQLITE_DDL = TYPED_SQLITE_DDL + PLAIN_SQLITE + SCALED_SQLITE
+    POSTGRES_DDL = TYPED_POSTGRES_DDL + PLAIN_POSTGRES + SCALED_POSTGRES
+    MARIADB_DDL = TYPED_MARIADB_DDL + PLAIN_MARIADB + SCALED_MARIADB
+    TABLES = ("typed", "kv", "plain", "scaled")
 
     @pytest.mark.parametrize("table", ["typed", "plain"])
     def test_digests_match_the_reference_at_every_depth(self, engine: Any, table: str) -> None:
@@ -76,6 +86,18 @@ class VerifyContract(Campus):
             assert as_hex(got.buckets) == as_hex(
                 reference(shape.kinds, shape.key_indexes, rows, bits)), bits
         assert table_digest(got.buckets.values()).rows == len(rows)
+
+    def test_a_declared_scale_does_not_change_a_decimal_hash(self, engine: Any) -> None:
+        """The same numbers hash the same on every engine, whatever scale its
+        column declares (a PostgreSQL numeric(10,2) reads 1.5 as 1.50)."""
+        apply(engine, [Change("scaled", Op.INSERT, new=r) for r in SCALED_ROWS])
+        shape = engine.shapes()["scaled"]
+        for bits in (0, 3):
+            assert as_hex(engine.verifier.bucket_digests("scaled", bits).buckets) == as_hex(
+                reference(shape.kinds, shape.key_indexes, SCALED_ROWS, bits)), bits
+        rows = engine.verifier.row_hashes("scaled", 3, list(range(8))).rows
+        assert sorted(r.digest for r in rows) == sorted(
+            hash_row(shape.kinds, shape.key_indexes, r, 3).digest for r in SCALED_ROWS)
 
     def test_row_hashes_name_exactly_the_rows_of_the_buckets_asked(self, engine: Any) -> None:
         rows = plain_rows(self.typed_rows())

@@ -45,7 +45,12 @@ def test_field_texts_are_the_sql_spellings() -> None:
                                                tzinfo=dt.UTC)) == "-500000"
     assert field_text("float", 1.0) == "3ff0000000000000"
     assert field_text("decimal", Decimal("1E-8")) == "0.00000001"
-    assert field_text("decimal", Decimal("2.50")) == "2.50"
+    # one number, one field, whatever scale a column declares
+    assert field_text("decimal", Decimal("2.50")) == field_text("decimal", Decimal("2.5")) == "2.5"
+    assert field_text("decimal", Decimal("-0.00")) == "0"
+    assert field_text("decimal", Decimal("100")) == "100"
+    assert field_text("decimal", Decimal("1E+2")) == "100"
+    assert field_text("decimal", Decimal("NaN")) == "NaN"
     assert field_text("bool", True) == "t" and field_text("int", 7) == "7"
     assert field_text("bytes", b"\x00\xff") == "00ff"
     assert field_text("json", Json('{"a":1}')) == '{"a":1}'

@@ -25,7 +25,9 @@ the applied vector read in the same snapshot. Installing on a table with
 rows seeds its base from a full hash under SHARE ROW EXCLUSIVE (writes wait
 for that one scan; reads do not). Turning the setting off drops the triggers
 and the digests. A restart only replaces the trigger functions (no table
-lock). Tables with a JSON column are not covered (SQL has no
+lock), unless the kept digests were built by an older row hash definition
+(``DEFINITION``): the tables whose hashes it changed are then reseeded
+once, under the same lock. Tables with a JSON column are not covered (SQL has no
 spelling of the canonical JSON form): their verifications hash the table.
 """
 
@@ -39,7 +41,7 @@ from psycopg import sql
 
 from node.engines.postgres.rowsql import digest_sql
 from node.model import TableShape
-from node.verify.rowhash import MAX_BITS, Digest
+from node.verify.rowhash import HASH_DEFINITION, MAX_BITS, Digest
 
 _WORDS = ("w0", "w1", "w2", "w3")
 _MOD = 1 << 64
@@ -51,7 +53,11 @@ DDL = (
     "xact bigint NOT NULL, bucket int NOT NULL, rows bigint NOT NULL, w0 numeric NOT NULL, "
     "w1 numeric NOT NULL, w2 numeric NOT NULL, w3 numeric NOT NULL, "
     "PRIMARY KEY (tbl, xact, bucket))",
+    "CREATE TABLE IF NOT EXISTS ringsync.vdigest_definition(version int NOT NULL)",
 )
+# The row hash definition the kept digests are built by (node.verify.rowhash);
+# digests of an older one are rebuilt at start where its change matters.
+DEFINITION = HASH_DEFINITION
 EVENTS = {"i": "INSERT", "u": "UPDATE", "d": "DELETE"}
 
 
@@ -148,6 +154,7 @@ def install_digests(conn: psycopg.Connection[Any], shapes: Mapping[str, TableSha
         return set()
     for ddl in DDL:
         conn.execute(ddl)
+    stale = _stale_definition(conn)
     out = set()
     for shape in shapes.values():
         if not covered(shape):
@@ -157,6 +164,8 @@ def install_digests(conn: psycopg.Connection[Any], shapes: Mapping[str, TableSha
             with conn.transaction():
                 for op in EVENTS:
                     conn.execute(_function_sql(shape, op))
+            if stale and "decimal" in shape.kinds:  # built by an older definition
+                reseed(conn, shape)
             continue
         with conn.transaction():  # writes wait for this one scan; reads do not
             conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
@@ -168,7 +177,18 @@ def install_digests(conn: psycopg.Connection[Any], shapes: Mapping[str, TableSha
             for statement in _truncate_sql(shape):
                 conn.execute(statement)
             _seed(conn, shape)  # digests of the rows already there
+    if stale:
+        with conn.transaction():
+            conn.execute("DELETE FROM ringsync.vdigest_definition")
+            conn.execute("INSERT INTO ringsync.vdigest_definition VALUES (%s)", (DEFINITION,))
     return out
+
+
+def _stale_definition(conn: psycopg.Connection[Any]) -> bool:
+    """Were the kept digests built by another row hash definition? (None
+    recorded: by the first, or none are kept yet.)"""
+    row = conn.execute("SELECT max(version) FROM ringsync.vdigest_definition").fetchone()
+    return row is None or row[0] != DEFINITION
 
 
 def _seed(conn: psycopg.Connection[Any], shape: TableShape) -> None:

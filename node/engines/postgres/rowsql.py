@@ -31,7 +31,9 @@ def field_sql(column: str, kind: str) -> sql.Composable:
             "CASE WHEN isfinite({c}) THEN (extract(epoch FROM date_trunc('second', {c}))"
             "::bigint * 1000000 + mod(extract(microseconds FROM {c})::bigint, 1000000))::text"
             " ELSE {c}::text END").format(c=c)
-    # int, decimal, text (character keeps its padding), bool (t/f), uuid, date
+    if kind == "decimal":  # without the trailing zeros a declared scale adds (rowhash)
+        return sql.SQL("trim_scale({})").format(c)
+    # int, text (character keeps its padding), bool (t/f), uuid, date
     # (DateStyle ISO, set by the transaction): the type's own output
     return c
 

@@ -25,7 +25,8 @@ updated many times, an ``INSERT OR REPLACE`` over it, moved to another key).
 ``fold`` makes that correction permanent under the write lock, a batch of
 dirty entries at a time, and forgets them. Installing on a table with rows
 seeds ``_rs_vrow`` and ``_rs_vdigest`` from a full hash in the engine's
-opening write transaction; a changed table shape seeds again; turning the
+opening write transaction; a changed table shape (or, for a table with a
+decimal column, a changed row hash definition) seeds again; turning the
 setting off drops the triggers and the digests.
 
 A write the triggers cannot see (a row deleted by ``REPLACE`` for a
@@ -45,7 +46,7 @@ from typing import Any
 from node.engines.sqlite.snapshot import q
 from node.engines.sqlite.values import from_sqlite
 from node.model import TableShape
-from node.verify.rowhash import MAX_BITS, Digest, field_text, hash_row, record_text
+from node.verify.rowhash import HASH_DEFINITION, MAX_BITS, Digest, field_text, hash_row, record_text
 
 _WORD = 1 << 64
 _HALF = 1 << 63
@@ -84,7 +85,11 @@ def _trigger(op: str, table: str) -> str:
 
 
 def _signature(shape: TableShape) -> str:
-    return repr((shape.columns, shape.kinds, shape.key_indexes))
+    """What the table's kept digests were built for: its shape, and the row
+    hash definition where a decimal column makes it matter (seeded again
+    when either changes)."""
+    text = repr((shape.columns, shape.kinds, shape.key_indexes))
+    return text + (f" hash{HASH_DEFINITION}" if "decimal" in shape.kinds else "")
 
 
 def _mark(table: str) -> str:
