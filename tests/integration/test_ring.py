@@ -47,7 +47,7 @@ def row_differences(cluster: LocalCluster, snapshots: list[dict], limit: int = 5
         keys = sorted({k for rows in by_campus for k in rows}, key=repr)
         differing = [k for k in keys if len({repr(rows.get(k)) for rows in by_campus}) > 1]
         if differing:
-            out[table] = {k: dict(zip(names, (rows.get(k) for rows in by_campus)))
+            out[table] = {k: dict(zip(names, (rows.get(k) for rows in by_campus), strict=True))
                           for k in differing[:limit]}
             out[table]["count"] = len(differing)
     return out

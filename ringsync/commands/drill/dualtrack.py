@@ -10,9 +10,10 @@ there and back), with nothing lost; then the single-writer set's writer likewise
 old system's fence to the new one's and back.
 
 The harness (ringsync.commands.drill.harness) builds the two campuses, loads
-the old system's history (rows no journal holds: only the copy can carry
-them) and starts the old system alone with its users, its stale application
-and its single-writer set writer. ``run_dual_track`` then drives the join
+the old system's history (ringsync.commands.drill.oldsystem: rows no
+journal holds, so only the copy can carry them) and starts the old system
+alone with its users, its stale application and its single-writer set
+writer. ``run_dual_track`` then drives the join
 and the two moves and returns the drill's one cycle record: when each move
 started, how long it took and the users' recovery time (RTO) after each;
 the verdict (every acknowledged write and every history row at both
@@ -28,35 +29,16 @@ from typing import TYPE_CHECKING, Any
 
 from ringsync.client import ClusterClient
 from ringsync.commands.demo.cluster import CampusLayout
-from ringsync.commands.drill.checker import TABLE, mariadb_connect
 from ringsync.commands.drill.common import STEADY_SECONDS, say, wait_for
 from ringsync.commands.drill.setmoves import switch_set
 from ringsync.config import load_cluster
+from ringsync.errors import RingsyncError
 
 if TYPE_CHECKING:
     from ringsync.commands.drill.harness import Drill
 
-# The old system first (it seeds the ring), the new one joining from it.
-DUAL_TRACK_ENGINES = ("mariadb", "postgres")
 JOIN_TIMEOUT_SECONDS = 300.0
 MOVE_TIMEOUT_SECONDS = 90.0
-HISTORY_BATCH = 1000
-
-
-def preload_history(old_system: CampusLayout, rows: int) -> set[str]:
-    """``rows`` rows written to the old system before ringsync ran; their ids."""
-    ids = [f"history-{i}" for i in range(rows)]
-    conn = mariadb_connect(old_system, autocommit=False)
-    try:
-        with conn.cursor() as cur:
-            for i in range(0, rows, HISTORY_BATCH):
-                cur.executemany(f"INSERT INTO {TABLE} VALUES (%s, %s, %s, %s)",
-                                [(row_id, old_system.name, old_system.name, 0.0)
-                                 for row_id in ids[i:i + HISTORY_BATCH]])
-        conn.commit()
-    finally:
-        conn.close()
-    return set(ids)
 
 
 def join_state(drill: Drill, campus: str) -> Any:
@@ -111,6 +93,24 @@ def _move(drill: Drill, campus: str, to: str, kind: str) -> dict[str, Any]:
             "seconds": round(float(result["seconds"]), 3), "rto_seconds": round(rto, 3)}
 
 
+def _users_home(drill: Drill, campus: str) -> list[dict[str, Any]]:
+    """Wait until ``campus``'s own users write at its database. A campus whose
+    node held no lease before it ran has its users failed over (to the old
+    system), and the leader may publish that only after the join: whenever
+    the route points elsewhere they are failed back; the failback's record."""
+    moves: list[dict[str, Any]] = []
+    deadline = time.monotonic() + MOVE_TIMEOUT_SECONDS
+    while not drill.committed_at(campus, campus, time.time() - 1.0):
+        if drill.route_servers().get(campus) != campus and not moves:
+            moves.append(_move(drill, campus, campus, "failback"))
+            continue
+        if time.monotonic() > deadline:
+            raise RingsyncError(f"drill: {campus}'s own users did not write there within "
+                                f"{MOVE_TIMEOUT_SECONDS:.0f}s of its join")
+        time.sleep(0.2)
+    return moves
+
+
 def run_dual_track(drill: Drill) -> dict[str, Any]:
     """The join and the moves there and back; the drill's cycle record."""
     assert drill.cluster is not None
@@ -119,12 +119,7 @@ def run_dual_track(drill: Drill) -> dict[str, Any]:
     say(f"dual-track: {new_system.name} joins from {old_system.name} while its users write")
     moves = [_join(drill, new_system, old_system)]
     drill.add_workers(new_system)  # both systems live, each with its own users
-    if drill.route_servers().get(new_system.name) != new_system.name:
-        # A campus whose node held no lease before it ran had its users failed
-        # over (to the old system): they come home once it has joined.
-        moves.append(_move(drill, new_system.name, new_system.name, "failback"))
-    wait_for(lambda: drill.committed_at(new_system.name, new_system.name, time.time() - 1.0),
-             MOVE_TIMEOUT_SECONDS, f"{new_system.name}'s own users writing there")
+    moves += _users_home(drill, new_system.name)
     time.sleep(STEADY_SECONDS)
     there = _move(drill, old_system.name, new_system.name, "switchover")
     back = _move(drill, old_system.name, old_system.name, "switchback")

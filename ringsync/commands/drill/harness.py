@@ -31,7 +31,7 @@ from ringsync.commands.drill.checker import (
     read_ids,
 )
 from ringsync.commands.drill.common import RECOVERY_TIMEOUT_SECONDS, say, wait_for
-from ringsync.commands.drill.dualtrack import DUAL_TRACK_ENGINES, preload_history
+from ringsync.commands.drill.oldsystem import DUAL_TRACK_ENGINES, preload_history
 from ringsync.commands.drill.proxy import FaultNetwork
 from ringsync.commands.drill.sets import check_sets, route_writers_from
 from ringsync.commands.drill.setwriter import SetWriter, read_set_rows, read_stale_ids

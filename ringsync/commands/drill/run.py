@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from ringsync.commands.drill.common import say
-from ringsync.commands.drill.dualtrack import DUAL_TRACK_ENGINES, run_dual_track
+from ringsync.commands.drill.dualtrack import run_dual_track
 from ringsync.commands.drill.harness import Drill
+from ringsync.commands.drill.oldsystem import DUAL_TRACK_ENGINES
 from ringsync.commands.drill.scenarios import run_cycle
 from ringsync.errors import RingsyncError
 
