@@ -16,8 +16,10 @@ a column name.
 
 from __future__ import annotations
 
+import logging
+import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -31,6 +33,8 @@ from node.model import TableShape
 from ringsync.dsn import redact_dsn
 from ringsync.errors import ConfigError, EngineError
 
+log = logging.getLogger(__name__)
+
 # The GTID domain apply sessions write under, unless the campus says otherwise.
 DEFAULT_APPLY_DOMAIN = 7519
 # An apply session waits this long (seconds) for a row lock, then yields.
@@ -38,6 +42,13 @@ APPLY_LOCK_WAIT_SECONDS = 1
 SESSION_SETUP = ("SET time_zone = '+00:00', NAMES utf8mb4, "
                  "sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
 APPLIED_TABLE = "_rs_applied"
+# Errors that say the server is not taking connections yet (starting, restarting,
+# full), not that the settings are wrong: a node starting waits these out.
+# 2003 cannot connect, 2006 gone away, 2013 lost during the handshake,
+# 1040 too many connections, 1053 shutting down.
+TRANSIENT_CONNECT_ERRORS = frozenset({2003, 2006, 2013, 1040, 1053})
+START_PATIENCE_SECONDS = 30.0
+START_RETRY_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,26 @@ class MariaContext:
             raise EngineError(f"cannot connect to MariaDB ({self.description}): {e}") from e
         self._opened.add(conn)
         return conn
+
+    def connect_at_start(self, patience: float = START_PATIENCE_SECONDS,
+                         sleep: Callable[[float], None] = time.sleep) -> pymysql.Connection:
+        """The engine's first connection. A server that is not taking
+        connections yet (restarting after a crash, starting beside the node)
+        is waited for, ``patience`` seconds at most, and said so in the log;
+        wrong settings (a password refused, no such database) fail at once."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self.connect()
+            except EngineError as e:
+                cause = e.__cause__
+                code = cause.args[0] if isinstance(cause, pymysql.err.MySQLError) and \
+                    cause.args else None
+                if code not in TRANSIENT_CONNECT_ERRORS or time.monotonic() > deadline:
+                    raise
+                log.warning("%s; retrying for up to %.0fs more", e,
+                            max(0.0, deadline - time.monotonic()))
+                sleep(START_RETRY_SECONDS)
 
     def node_threads(self) -> set[int]:
         """The server thread ids of this node's open connections."""

@@ -54,7 +54,7 @@ class MariaEngine:
 
     def open(self) -> None:
         ctx = self.ctx
-        ctx.main = ctx.connect()
+        ctx.main = ctx.connect_at_start()
         check_server(ctx.main, ctx.url.database, ctx.description)
         ctx.tables_read = read_tables(ctx.main, ctx.url.database, ctx.tables, ctx.description)
         ctx.shapes = {name: t.shape for name, t in ctx.tables_read.items()}

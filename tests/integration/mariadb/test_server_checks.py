@@ -4,6 +4,7 @@ started with the wrong settings)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pymysql
@@ -87,3 +88,31 @@ def test_missing_privileges_are_named_with_the_grant_to_run(mariadb_server: Loca
     assert "REPLICATION SLAVE (" not in message  # granted, so not asked for
     assert "GRANT BINLOG MONITOR, BINLOG REPLAY, CONNECTION ADMIN, PROCESS ON *.*" in message
     assert "SUPER (to create the fence and stamp triggers" in message  # binary log on
+
+
+def test_a_node_starting_waits_for_a_server_not_yet_up_but_not_for_wrong_settings(
+        mariadb_server: LocalMariaDB) -> None:
+    """At start the engine's first connection waits out a server that is not
+    taking connections (nothing listens yet: 2003), within its patience, and
+    fails at once on a refused password: no waiting for what will not heal."""
+    from node.engines.mariadb.connections import MariaContext
+
+    slept: list[float] = []
+    nobody = MariaContext(f"mysql://ringsync:x@127.0.0.1:{free_port()}/{DATABASE}", (), "a")
+
+    def pause(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    with pytest.raises(EngineError, match="cannot connect to MariaDB"):
+        nobody.connect_at_start(patience=1.0, sleep=pause)
+    assert slept, "a server not listening yet is waited for"
+    wrong = MariaContext(mariadb_server.url(password="not-the-password"), (), "a")
+
+    def never(seconds: float) -> None:
+        raise AssertionError("a refused password must not be waited for")
+
+    with pytest.raises(EngineError, match="Access denied"):
+        wrong.connect_at_start(sleep=never)
+    right = MariaContext(mariadb_server.url(), (), "a").connect_at_start(sleep=never)
+    right.close()
