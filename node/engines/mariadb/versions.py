@@ -18,9 +18,9 @@ recorded yet, so it is *pending*. Apply locks the rows it reads (FOR UPDATE;
 InnoDB's next-key locks also hold the place of a key that has no row), so
 no local write reaches them before it writes, and reads their stamps and
 entries by locking reads too: the session is REPEATABLE READ, so a plain
-read would answer from the snapshot of its first read, older than the row. The fast path's set-wise
-writes are not done here yet: ``insert_fresh`` and ``record_fresh`` say
-False, and every run takes the exact path.
+read would answer from the snapshot of its first read, older than the row.
+The fast path's set-wise writes are not done here yet: ``insert_fresh`` and
+``record_fresh`` say False, and every run takes the exact path.
 """
 
 from __future__ import annotations

@@ -26,9 +26,11 @@ rows seeds its base from a full hash under SHARE ROW EXCLUSIVE (writes wait
 for that one scan; reads do not). Turning the setting off drops the triggers
 and the digests. A restart only replaces the trigger functions (no table
 lock), unless the kept digests were built by an older row hash definition
-(``DEFINITION``): the tables whose hashes it changed are then reseeded
-once, under the same lock. Tables with a JSON column are not covered (SQL has no
-spelling of the canonical JSON form): their verifications hash the table.
+(node.verify.rowhash.HASH_DEFINITION, recorded in
+``ringsync.vdigest_definition``): the tables whose hashes it changed are
+then reseeded once, under the same lock. Tables with a JSON column are not
+covered (SQL has no spelling of the canonical JSON form): their
+verifications hash the table.
 """
 
 from __future__ import annotations
@@ -55,9 +57,6 @@ DDL = (
     "PRIMARY KEY (tbl, xact, bucket))",
     "CREATE TABLE IF NOT EXISTS ringsync.vdigest_definition(version int NOT NULL)",
 )
-# The row hash definition the kept digests are built by (node.verify.rowhash);
-# digests of an older one are rebuilt at start where its change matters.
-DEFINITION = HASH_DEFINITION
 EVENTS = {"i": "INSERT", "u": "UPDATE", "d": "DELETE"}
 
 
@@ -180,7 +179,7 @@ def install_digests(conn: psycopg.Connection[Any], shapes: Mapping[str, TableSha
     if stale:
         with conn.transaction():
             conn.execute("DELETE FROM ringsync.vdigest_definition")
-            conn.execute("INSERT INTO ringsync.vdigest_definition VALUES (%s)", (DEFINITION,))
+            conn.execute("INSERT INTO ringsync.vdigest_definition VALUES (%s)", (HASH_DEFINITION,))
     return out
 
 
@@ -188,7 +187,7 @@ def _stale_definition(conn: psycopg.Connection[Any]) -> bool:
     """Were the kept digests built by another row hash definition? (None
     recorded: by the first, or none are kept yet.)"""
     row = conn.execute("SELECT max(version) FROM ringsync.vdigest_definition").fetchone()
-    return row is None or row[0] != DEFINITION
+    return row is None or row[0] != HASH_DEFINITION
 
 
 def _seed(conn: psycopg.Connection[Any], shape: TableShape) -> None:

@@ -85,9 +85,11 @@ MARIADB_SCHEMA = (SQLITE_SCHEMA.replace("TEXT PRIMARY KEY", "VARCHAR(64) PRIMARY
                   .replace("\n);", f"\n) {MARIADB_TABLE_OPTIONS};"))
 
 
-def mysql_connect(url: str, autocommit: bool = True) -> Any:
+def mysql_connect(url: str, autocommit: bool = True, connect_timeout: int = 10,
+                  io_timeout: float | None = None) -> Any:
     """A pymysql connection to a ``mysql://user:password@host:port/db`` URL
-    (the session in UTC, as the node's own)."""
+    (the session in UTC, as the node's own); ``io_timeout``: a read or write
+    that hangs longer fails."""
     from urllib.parse import unquote, urlsplit
 
     import pymysql
@@ -98,7 +100,8 @@ def mysql_connect(url: str, autocommit: bool = True) -> Any:
                            password=unquote(parts.password or ""),
                            database=unquote(parts.path.strip("/")), autocommit=autocommit,
                            charset="utf8mb4", init_command="SET time_zone = '+00:00'",
-                           connect_timeout=10)
+                           connect_timeout=connect_timeout, read_timeout=io_timeout,
+                           write_timeout=io_timeout)
 
 
 def create_mariadb_schema(url: str, schema: str = MARIADB_SCHEMA) -> None:

@@ -97,18 +97,10 @@ def _create_mariadb(url: str) -> None:
 
 def mariadb_connect(node: CampusLayout, autocommit: bool = True) -> Any:
     """A pymysql connection to ``node``'s MariaDB database, as an application's."""
-    from urllib.parse import unquote, urlsplit
+    from ringsync.commands.demo.lis import mysql_connect
 
-    import pymysql
-
-    parts = urlsplit(str(node.target))
-    return pymysql.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
-                           user=unquote(parts.username or ""),
-                           password=unquote(parts.password or ""),
-                           database=unquote(parts.path.strip("/")), autocommit=autocommit,
-                           charset="utf8mb4", connect_timeout=int(CONNECT_TIMEOUT_SECONDS),
-                           read_timeout=MARIADB_IO_TIMEOUT_SECONDS,
-                           write_timeout=MARIADB_IO_TIMEOUT_SECONDS)
+    return mysql_connect(str(node.target), autocommit, int(CONNECT_TIMEOUT_SECONDS),
+                         MARIADB_IO_TIMEOUT_SECONDS)
 
 
 def mariadb_rows(node: CampusLayout, query: str) -> list[tuple[Any, ...]]:

@@ -6,15 +6,15 @@ system) joins the ring by initial load *from* it (a heterogeneous snapshot,
 taken while the writes go on: no gap, no duplicate); both stay live, each
 with its own users; the old system's users are switched over to the new
 system, then rolled back to the old one (the moves ``ctl switchover`` makes,
-there and back), with nothing lost; then the single-writer set's writer likewise, from the
-old system's fence to the new one's and back.
+there and back), with nothing lost; then the single-writer set's writer
+likewise, from the old system's fence to the new one's and back.
 
 The harness (ringsync.commands.drill.harness) builds the two campuses, loads
 the old system's history (ringsync.commands.drill.oldsystem: rows no
 journal holds, so only the copy can carry them) and starts the old system
 alone with its users, its stale application and its single-writer set
-writer. ``run_dual_track`` then drives the join
-and the two moves and returns the drill's one cycle record: when each move
+writer. ``run_dual_track`` then drives the join and the two moves and
+returns the drill's one cycle record: when each move
 started, how long it took and the users' recovery time (RTO) after each;
 the verdict (every acknowledged write and every history row at both
 campuses, the digests equal, no second writer) is the harness's, as for the
@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from ringsync.client import ClusterClient
 from ringsync.commands.demo.cluster import CampusLayout
-from ringsync.commands.drill.common import STEADY_SECONDS, say, wait_for
+from ringsync.commands.drill.checker import SET_ROUTE
+from ringsync.commands.drill.common import RECOVERY_TIMEOUT_SECONDS, STEADY_SECONDS, say, wait_for
 from ringsync.commands.drill.setmoves import switch_set
 from ringsync.config import load_cluster
 from ringsync.errors import RingsyncError
@@ -38,45 +39,42 @@ if TYPE_CHECKING:
     from ringsync.commands.drill.harness import Drill
 
 JOIN_TIMEOUT_SECONDS = 300.0
-MOVE_TIMEOUT_SECONDS = 90.0
-
-
-def join_state(drill: Drill, campus: str) -> Any:
-    """The campus's join status as its node reports it (None: no answer)."""
-    assert drill.cluster is not None
-    cluster = load_cluster(drill.cluster.cluster_file, need_client_tls=True)
-
-    async def fetch() -> Any:
-        client = ClusterClient(cluster)
-        try:
-            return {r.campus: (r.status.join if r.status is not None else None)
-                    for r in await client.status_all()}.get(campus)
-        finally:
-            await client.close()
-
-    return asyncio.run(fetch())
+JOIN_POLL_SECONDS = 0.1
 
 
 def _join(drill: Drill, new: CampusLayout, donor: CampusLayout) -> dict[str, Any]:
-    assert drill.cluster is not None
+    """Start ``new``'s node and watch its join (one client, its status asked
+    until it is in the ring); the join's record, with the rows it copied."""
+    cluster = drill.cluster
+    assert cluster is not None
     started = time.time()
-    drill.cluster.start(new.name)
-    seen: dict[str, Any] = {"rows_copied": 0}
+    cluster.start(new.name)
 
-    def joined() -> bool:
-        drill.cluster.check_alive()  # type: ignore[union-attr]
-        state = join_state(drill, new.name)
-        if state is None:
-            return False
-        seen["rows_copied"] = max(seen["rows_copied"], int(state.rows_copied))
-        return str(state.state) == "in-ring"
+    async def watch() -> int:
+        client = ClusterClient(load_cluster(cluster.cluster_file, need_client_tls=True))
+        copied, deadline = 0, time.monotonic() + JOIN_TIMEOUT_SECONDS
+        try:
+            while True:
+                cluster.check_alive()
+                reply = await client.status_of(new.name)
+                join = reply.status.join if reply.status is not None else None
+                if join is not None:
+                    copied = max(copied, int(join.rows_copied))
+                    if str(join.state) == "in-ring":
+                        return copied
+                if time.monotonic() > deadline:
+                    raise RingsyncError(f"drill: {new.name} joining the ring from {donor.name} "
+                                        f"did not happen within {JOIN_TIMEOUT_SECONDS:.0f}s")
+                await asyncio.sleep(JOIN_POLL_SECONDS)
+        finally:
+            await client.close()
 
-    wait_for(joined, JOIN_TIMEOUT_SECONDS, f"{new.name} joining the ring from {donor.name}")
+    copied = asyncio.run(watch())
     seconds = round(time.time() - started, 3)
     say(f"  {new.name} ({new.engine}) joined from {donor.name} ({donor.engine}) in "
-        f"{seconds:.2f}s, {seen['rows_copied']} rows copied")
+        f"{seconds:.2f}s, {copied} rows copied")
     return {"move": "join", "campus": new.name, "from": donor.name, "started_at": started,
-            "seconds": seconds, "rows_copied": seen["rows_copied"]}
+            "seconds": seconds, "rows_copied": copied}
 
 
 def _move(drill: Drill, campus: str, to: str, kind: str) -> dict[str, Any]:
@@ -84,7 +82,7 @@ def _move(drill: Drill, campus: str, to: str, kind: str) -> dict[str, Any]:
     the users' RTO: from the move's start until their writes commit again."""
     started = time.time()
     result = drill.move(campus, to, kind)
-    wait_for(lambda: drill.committed_at(campus, to, started), MOVE_TIMEOUT_SECONDS,
+    wait_for(lambda: drill.committed_at(campus, to, started), RECOVERY_TIMEOUT_SECONDS,
              f"{campus}'s users writing at {to} after the {kind}")
     time.sleep(STEADY_SECONDS)
     rto = drill.clients[campus].recovery_seconds(started, time.time())
@@ -99,14 +97,14 @@ def _users_home(drill: Drill, campus: str) -> list[dict[str, Any]]:
     system), and the leader may publish that only after the join: whenever
     the route points elsewhere they are failed back; the failback's record."""
     moves: list[dict[str, Any]] = []
-    deadline = time.monotonic() + MOVE_TIMEOUT_SECONDS
+    deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
     while not drill.committed_at(campus, campus, time.time() - 1.0):
         if drill.route_servers().get(campus) != campus and not moves:
             moves.append(_move(drill, campus, campus, "failback"))
             continue
         if time.monotonic() > deadline:
             raise RingsyncError(f"drill: {campus}'s own users did not write there within "
-                                f"{MOVE_TIMEOUT_SECONDS:.0f}s of its join")
+                                f"{RECOVERY_TIMEOUT_SECONDS:.0f}s of its join")
         time.sleep(0.2)
     return moves
 
@@ -132,6 +130,11 @@ def run_dual_track(drill: Drill) -> dict[str, Any]:
               "rto": max(there["rto_seconds"], back["rto_seconds"]), "moves": moves}
     # The single-writer set's writer too: from the old system's fence to the
     # new one's and back, one writer per epoch across the two engines.
+    set_started = time.time()
     switch_set(drill, record)
-    record.update(set_writer_after=drill.set_writer(), set_moved=True)
+    after = drill.set_writer()
+    assert drill.history is not None
+    moved = after != writer or drill.history.set_writer_moved(SET_ROUTE, set_started,
+                                                              time.time())
+    record.update(set_writer_after=after, set_moved=moved)
     return record

@@ -162,8 +162,9 @@ def run_drill(args: argparse.Namespace) -> int:
         drill.build()
         if dual:
             drill.cycles.append(run_dual_track(drill))
-        for n in range(1, args.cycles + 1 if not dual else 1):
-            drill.cycles.append(run_cycle(drill, n))
+        else:
+            for n in range(1, args.cycles + 1):
+                drill.cycles.append(run_cycle(drill, n))
         report = drill.verdict()
     except BaseException as e:
         say(f"drill stopped in cycle {len(drill.cycles) + 1}: {type(e).__name__}: {e}")
