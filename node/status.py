@@ -166,9 +166,31 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
         refused=rt.refused.to_pb(),
         alerts=[*rt.refused.alert_lines()] + [a for a in (
             rt.apply_machine.alert(), rt.incomplete_alert(), sync_alert(rt),
-            verify_alert(rt.verifier)) if a],
+            verify_alert(rt.verifier), dictionary_alert(rt, cache)) if a],
         verify=verify_summary(rt.verifier, now),
+        dictionaries=dictionary_status(rt),
     )
+
+
+def dictionary_status(rt: NodeRuntime) -> cpb.DictionaryStatus | None:
+    """The code maps this node translates with (node.dictionary); None without."""
+    d = getattr(rt.engine, "dictionaries", None)
+    if d is None:
+        return None
+    codes = d.codes
+    return cpb.DictionaryStatus(
+        table=d.map_table, columns=d.settings.names(), entries=codes.entries(),
+        unmapped_captured=d.unmapped_captured, last_unmapped=d.last_unmapped,
+        parked=d.parked, last_parked=d.last_parked, map_errors=codes.errors[:20])
+
+
+def dictionary_alert(rt: NodeRuntime, cache: StatusCache) -> str:
+    """An alert while changes parked for a code this campus lacks are still parked."""
+    d = getattr(rt.engine, "dictionaries", None)
+    if d is None or not d.parked or not cache.dead_letters.get("parked", 0):
+        return ""
+    return (f"dictionaries: {d.parked} change(s) parked for codes this campus cannot "
+            f"translate (latest: {d.last_parked}); see ringsync ctl dlq list")
 
 
 def apply_status(rt: NodeRuntime, cache: StatusCache, now: float) -> cpb.ApplyStatus:

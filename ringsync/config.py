@@ -35,6 +35,7 @@ from typing import Any
 
 from ringsync.addresses import check_address
 from ringsync.conflict_policy import ConflictSettings, parse_conflicts
+from ringsync.dictionaries import DICTIONARY_KEYS, DictionarySettings, parse_dictionaries
 from ringsync.dr.settings import (
     DR_KEYS,
     SET_KEYS,
@@ -88,6 +89,7 @@ class ClusterConfig:
     dr: DRSettings = DRSettings()
     sets: tuple[ReplicationSet, ...] = ()
     verify: VerifySchedule = VerifySchedule()
+    dictionaries: DictionarySettings = DictionarySettings()
 
     def set_of_table(self) -> dict[str, str]:
         """table -> the single-writer set it belongs to (tables in no set: absent)."""
@@ -230,6 +232,7 @@ CLUSTER_SCHEMA: dict[str, Any] = {
     "dr": dict.fromkeys(sorted(DR_KEYS)),
     "set": [dict.fromkeys(sorted(SET_KEYS))],
     "verify": dict.fromkeys(sorted(VERIFY_KEYS)),
+    "dictionaries": dict.fromkeys(sorted(DICTIONARY_KEYS)),
 }
 
 NODE_SCHEMA: dict[str, Any] = {
@@ -397,6 +400,8 @@ def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConf
     dr = parse_dr(_section(data, "dr", path, required=False), path)
     sets = parse_sets(data.get("set"), tables, ring, path)
     verify = parse_verify(_section(data, "verify", path, required=False), tuple(tables), path)
+    dictionaries = parse_dictionaries(_section(data, "dictionaries", path, required=False),
+                                      tuple(tables), path)
     return ClusterConfig(
         path=path,
         name=name,
@@ -408,6 +413,7 @@ def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConf
         dr=dr,
         sets=sets,
         verify=verify,
+        dictionaries=dictionaries,
     )
 
 

@@ -26,14 +26,16 @@ def make_cluster(tmp_path: Path) -> Iterator:
     clusters: list[LocalCluster] = []
 
     def make(count: int = 3, engines: list[str] | None = None,
-             conflict_policies: str | None = None, **tuning: float | int) -> LocalCluster:
+             conflict_policies: str | None = None, dictionaries: bool = False,
+             **tuning: float | int) -> LocalCluster:
         root = tmp_path / f"cluster{len(clusters)}"
         replication: dict[str, float | int | bool] = {
             "heal_after_seconds": 2.0, "probe_interval_seconds": 0.5, **tuning}
         if os.environ.get("RINGSYNC_FAST_APPLY") == "0":  # the exact path only
             replication["fast_apply"] = False
         cluster = LocalCluster.create(root, count, replication=replication, engines=engines,
-                                      conflict_policies=conflict_policies)
+                                      conflict_policies=conflict_policies,
+                                      dictionaries=dictionaries)
         clusters.append(cluster)
         return cluster
 

@@ -67,9 +67,9 @@ def campus_rows(target: Path | str) -> dict[str, list[tuple[Any, ...]]]:
 
 def preload_patients(target: Path | str, campus: str, count: int, prefix: str = "legacy") -> None:
     """Rows written before any node ran: in no journal, so only a copy carries them."""
-    from ringsync.commands.demo.lis import _Db
+    from ringsync.commands.demo.lis import CampusDb
 
-    db = _Db(target)
+    db = CampusDb(target)
     try:
         db.begin()
         for i in range(count):
@@ -79,3 +79,16 @@ def preload_patients(target: Path | str, campus: str, count: int, prefix: str = 
         db.execute("COMMIT")
     finally:
         db.conn.close()
+
+
+def coded_rows(target: Path | str, campus: str) -> dict[str, list[tuple[Any, ...]]]:
+    """campus_rows with the demo's local test codes (ringsync.commands.demo.codes)
+    read back as canonical ones, so campuses with their own codes compare."""
+    from ringsync.commands.demo.cluster import CAMPUS_NAMES
+    from ringsync.commands.demo.codes import local_codes
+
+    back = {v: k for k, v in local_codes(CAMPUS_NAMES, campus).items()}
+    rows = campus_rows(target)
+    rows["lab_orders"] = sorted(((r[0], r[1], back.get(r[2], f"UNMAPPED:{r[2]}"), *r[3:])
+                                 for r in rows["lab_orders"]), key=repr)
+    return rows

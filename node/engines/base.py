@@ -17,7 +17,7 @@ sessionbase (the shared half of an apply session), fencing, runs, snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -267,6 +267,11 @@ class Verifier(Protocol):
     """Verification's questions about one table (node.verify), each answered
     from one read snapshot on a connection of the verifier's own, so a long
     scan never holds up apply; rows hashed as node.verify.rowhash says."""
+
+    # table -> a view of its canonical rows, applied before hashing (set by
+    # node.dictionary.coded for tables with mapped codes; such a table is
+    # never answered from kept digests)
+    views: dict[str, Callable[[tuple[Any, ...]], tuple[Any, ...]]]
 
     def bucket_digests(self, table: str, bits: int, incremental: bool = False) -> TableVerify:
         """Per key-hash bucket (``bits`` deep): row count and digest; with

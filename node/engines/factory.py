@@ -8,6 +8,18 @@ from ringsync.errors import ConfigError
 
 
 def make_engine(config: NodeConfig) -> Engine:
+    """The campus's engine; with [dictionaries], seen through its code maps
+    (node.dictionary.coded)."""
+    engine = _engine(config)
+    if not config.cluster.dictionaries.enabled:
+        return engine
+    from node.dictionary.coded import CodedEngine
+    from node.dictionary.translate import Dictionaries
+
+    return CodedEngine(engine, Dictionaries(config.cluster.dictionaries, config.campus))
+
+
+def _engine(config: NodeConfig) -> Engine:
     db = config.database
     if db.engine == "sqlite" and db.path is not None:
         from node.engines.sqlite.engine import SQLiteEngine

@@ -45,6 +45,17 @@ class ReadSnapshot:
         """The table's rows as canonical values, ``size`` at a time (streamed)."""
         return self._read(self.shapes[table], size)
 
+    def viewed(self, view: Callable[[str, list[tuple[Any, ...]]], list[tuple[Any, ...]]],
+               ) -> ReadSnapshot:
+        """The same snapshot with every batch of rows passed through ``view``
+        (table, rows) -> rows (node.dictionary: local codes to canonical)."""
+        read = self._read
+
+        def viewed_read(shape: TableShape, size: int) -> Iterator[list[tuple[Any, ...]]]:
+            for batch in read(shape, size):
+                yield view(shape.name, batch)
+        return ReadSnapshot(self.position, self.applied, self.shapes, self._count, viewed_read)
+
     def digest(self, table: str) -> tuple[int, str]:
         """(rows, digest) in ringsync's canonical, engine-neutral form."""
         digest = RowSetDigest()

@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from node.codec import decode_changes
-from node.conflicts.deadletter import apply_guarded, frame_dead_letter
-from node.conflicts.driver import Key, PendingLocalChange, Resolver, TxnInfo
+from node.conflicts.deadletter import apply_guarded, dead_letter_entry, frame_dead_letter
+from node.conflicts.driver import ConflictRecord, Key, PendingLocalChange, Resolver, TxnInfo
 from node.dr.sets import SetGuard, Verdict, stale_entry
 from node.engines.base import ApplySession, Engine
 from node.model import Change, Op, RawInserts, TableShape
@@ -228,6 +228,7 @@ class _Batch:
             for info, changes, epochs in self.frames(txn, decoded):
                 if not txn.local:
                     changes = self._judge(info, changes, epochs, index)
+                    changes = self._park_untranslatable(info, changes)
                 if not self.isolate and txn.body is not None and (txn.local or not self.blocked):
                     group.append((info, changes))
                     applied += _rows(changes)
@@ -275,6 +276,32 @@ class _Batch:
         for origin, adv in self.advances.items():
             self.session.advance(origin, adv.seq, adv.position, adv.changes)
         self.advances = {}
+
+    def _park_untranslatable(self, info: TxnInfo, changes: list[Change]) -> list[Change]:
+        """Park, ahead of applying, the changes whose codes this campus's maps
+        cannot translate (node.dictionary.session): a clear error naming the
+        campus, the column and the code, and later changes of their rows
+        park behind them until ``dlq retry``."""
+        check = getattr(self.session, "untranslatable", None)
+        if check is None:
+            return changes
+        def key_json(change: Change) -> str:
+            image = change.new if change.new is not None else change.old
+            assert image is not None
+            return ConflictRecord.key_json_of(self.local[change.table].key_of(image))
+
+        found = check(info, changes,
+                      lambda c: (c.table, key_json(c)) in self.blocked)  # parks behind anyway
+        if not found:
+            return changes
+        parked = {id(c) for c, _ in found}
+        entries = []
+        for change, why in found:
+            entries.append(dead_letter_entry(info, change, self.local, why, key_json(change)))
+            self.blocked[(change.table, key_json(change))] = 0  # later changes of the row wait
+        self.session.park(entries)
+        self.out.parked += len(entries)
+        return [c for c in changes if id(c) not in parked]
 
     def _judge(self, info: TxnInfo, changes: list[Change], epochs: dict[str, int],
                index: int) -> list[Change]:

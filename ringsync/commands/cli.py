@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
                            "initdb, MariaDB servers made with mariadb-install-db, or mixed "
                            "(PostgreSQL at the large campuses, MariaDB at one when it is "
                            "installed and there are 3 campuses or more, SQLite at the smallest)")
+    demo.add_argument("--dictionaries", action=argparse.BooleanOptionalAction, default=True,
+                      help="campuses order lab tests by local codes of their own, mapped to "
+                           "canonical codes on the ring through the code_maps table (default: "
+                           "on; --no-dictionaries: every campus uses the canonical codes)")
     demo.add_argument("--keep-databases", action="store_true",
                       help="headless: leave the PostgreSQL and MariaDB servers running for "
                            "inspection")

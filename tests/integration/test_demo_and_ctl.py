@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ringsync.commands.demo.cluster import LocalCluster
-from tests.helpers import table_rows
+from tests.helpers import coded_rows, table_rows
 
 RINGSYNC = [sys.executable, "-m", "ringsync.commands.cli"]
 
@@ -27,8 +27,15 @@ def test_headless_demo_converges_and_files_hold_identical_rows(tmp_path: Path) -
     assert set(report["conflicts_logged"]) == {c["name"] for c in report["campuses"]}
     assert Path(report["cluster_file"]).is_file()
     dbs = [Path(c["database"]) for c in report["campuses"]]
-    snapshots = [table_rows(db) for db in dbs]
+    # each campus orders tests by codes of its own (the demo's dictionaries): the
+    # rows are the same once read back through each campus's map, and not before
+    snapshots = [coded_rows(db, c["name"]) for db, c in zip(dbs, report["campuses"],
+                                                            strict=True)]
     assert all(s == snapshots[0] for s in snapshots[1:])
+    assert not any(r[2].startswith("UNMAPPED") for r in snapshots[0]["lab_orders"])
+    first, second = (table_rows(db)["lab_orders"] for db in dbs[:2])
+    assert len(first) == len(second) > 0 and {r[2] for r in first}.isdisjoint(
+        {r[2] for r in second})
     assert report["campuses"][0]["rows"]["patients"] == len(snapshots[0]["patients"]) > 0
     pids = json.loads((tmp_path / "demo" / "pids.json").read_text())
     assert pids == {}
@@ -80,8 +87,6 @@ def test_pki_cli_issues_certificates(tmp_path: Path) -> None:
 
 
 def test_mixed_demo_reports_dsns_keeps_databases_and_stops_them(tmp_path: Path) -> None:
-    from tests.helpers import campus_rows as canonical_rows
-
     data_dir = tmp_path / "mixed"
     result = subprocess.run(
         [*RINGSYNC, "demo", "--engine", "mixed", "--campuses", "3", "--headless",
@@ -97,7 +102,8 @@ def test_mixed_demo_reports_dsns_keeps_databases_and_stops_them(tmp_path: Path) 
         assert report["campuses"][1]["database"].startswith("mysql://ringsync:")
         targets = [c["database"] if c["engine"] != "sqlite" else Path(c["database"])
                    for c in report["campuses"]]
-        snaps = [canonical_rows(t) for t in targets]  # the servers are still up
+        snaps = [coded_rows(t, c["name"])  # the servers are still up
+                 for t, c in zip(targets, report["campuses"], strict=True)]
         assert all(s == snaps[0] for s in snaps[1:]) and snaps[0]["patients"]
     finally:
         stop = subprocess.run([*RINGSYNC, "demo", "--data-dir", str(data_dir), "--stop"],

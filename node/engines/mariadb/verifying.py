@@ -14,7 +14,7 @@ stock check, reported as such (``TableVerify.mode``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,6 +29,7 @@ from node.verify.snapshot import TableVerify
 from ringsync.errors import EngineError
 
 FETCH_ROWS = 5000
+Row = tuple[Any, ...]
 
 
 class MariaVerifier:
@@ -36,6 +37,8 @@ class MariaVerifier:
 
     def __init__(self, ctx: MariaContext) -> None:
         self.ctx = ctx
+        # table -> a view of its canonical rows (node.dictionary's code maps)
+        self.views: dict[str, Callable[[Row], Row]] = {}
 
     @contextmanager
     def _snapshot(self, shape: TableShape) -> Iterator[tuple[Any, dict[str, int]]]:
@@ -55,11 +58,14 @@ class MariaVerifier:
 
     def _hashes(self, conn: Any, shape: TableShape, bits: int) -> Iterator[RowHash]:
         reader = self.ctx.table(shape.name).reader
+        view = self.views.get(shape.name)
         with conn.cursor(pymysql.cursors.SSCursor) as cur:
             cur.execute(f"SELECT {reader.select_list} FROM {quote(shape.name)}")
             while batch := cur.fetchmany(FETCH_ROWS):
                 for rec in batch:
-                    yield hash_row(shape.kinds, shape.key_indexes, reader.from_query(rec), bits)
+                    row = reader.from_query(rec)
+                    yield hash_row(shape.kinds, shape.key_indexes,
+                                   view(row) if view is not None else row, bits)
 
     def bucket_digests(self, table: str, bits: int, incremental: bool = False) -> TableVerify:
         shape = self.ctx.shape_of(table)

@@ -84,6 +84,7 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
                "fresh_fallbacks": s.apply.fresh_fallbacks,
                "outside_changes": s.apply.outside_changes},
         verify=verify_to_dict(s.verify),
+        dictionaries=dictionaries_to_dict(s) if s.HasField("dictionaries") else None,
         links=[
             {
                 "to": link.to,
@@ -114,6 +115,25 @@ def verify_to_dict(v: Any) -> dict[str, Any]:
             "diverged": v.diverged, "in_flight": v.in_flight,
             "campuses_failed": list(v.campuses_failed), "next_due": _when(v.next_due),
             "running": v.running, "error": v.error or None}
+
+
+def dictionaries_to_dict(s: Any) -> dict[str, Any]:
+    """Code dictionaries as ``ctl status --json`` shows them (None without)."""
+    d = s.dictionaries
+    return {"table": d.table, "columns": list(d.columns), "entries": d.entries,
+            "unmapped_captured": d.unmapped_captured, "last_unmapped": d.last_unmapped or None,
+            "parked": d.parked, "last_parked": d.last_parked or None,
+            "map_errors": list(d.map_errors)}
+
+
+def dictionaries_text(d: dict[str, Any]) -> str:
+    if not d:
+        return ""
+    text = (f"dictionaries: {d['entries']} map rows ({d['table']}); "
+            f"{d['unmapped_captured']} left unmapped, {d['parked']} parked here")
+    if d["map_errors"]:
+        text += f"; MAP ERROR: {d['map_errors'][0]}"
+    return text
 
 
 def verify_text(v: dict[str, Any]) -> str:
@@ -153,6 +173,8 @@ def status_table(nodes: list[dict[str, Any]]) -> str:
             lines.append(f"{'':<16}{applying}")
         if checked := verify_text(n.get("verify") or {}):
             lines.append(f"{'':<16}{checked}")
+        if coded := dictionaries_text(n.get("dictionaries") or {}):
+            lines.append(f"{'':<16}{coded}")
         for alert in n.get("alerts") or ():
             lines.append(f"{'':<16}ALERT: {alert}")
         books = n.get("accounting") or {}

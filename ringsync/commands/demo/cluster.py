@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ringsync import pki
+from ringsync.commands.demo import codes
 from ringsync.commands.demo.lis import (
+    MARIADB_SCHEMA,
+    SQLITE_SCHEMA,
     TABLES,
     create_mariadb_schema,
     create_postgres_schema,
@@ -127,6 +130,32 @@ LIS_SCHEMA = Schema(TABLES, create_postgres_schema, create_sqlite_database,
                     create_mariadb_schema)
 
 
+def _coded_sqlite(path: Path) -> None:
+    create_sqlite_database(path, codes.SQLITE_MAP_DDL + codes.seed_sql(CAMPUS_NAMES)
+                           + SQLITE_SCHEMA)
+
+
+def _coded_postgres(dsn: str) -> None:
+    create_postgres_schema(dsn)
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for statement in (codes.POSTGRES_MAP_DDL + codes.seed_sql(CAMPUS_NAMES)).split(";"):
+            if statement.strip():
+                conn.execute(statement)
+
+
+def _coded_mariadb(url: str) -> None:
+    create_mariadb_schema(url, codes.MARIADB_MAP_DDL + codes.seed_sql(CAMPUS_NAMES)
+                          + MARIADB_SCHEMA)
+
+
+# The LIS with code dictionaries (ringsync.commands.demo.codes): the map table
+# first, so a joining campus copies the maps before the orders they translate.
+CODED_LIS_SCHEMA = Schema((codes.MAP_TABLE, *TABLES), _coded_postgres, _coded_sqlite,
+                          _coded_mariadb)
+
+
 @dataclass
 class LocalCluster:
     root: Path
@@ -149,13 +178,15 @@ class LocalCluster:
         engines: list[str] | None = None, conflict_policies: str | None = None,
         schema: Schema = LIS_SCHEMA, dr: dict[str, Any] | None = None,
         postgres_settings: dict[str, Any] | None = None,
-        sets: list[dict[str, Any]] | None = None,
+        sets: list[dict[str, Any]] | None = None, dictionaries: bool = False,
     ) -> LocalCluster:
         """Write configs and certificates; ``engines`` gives each campus's engine,
         ``conflict_policies`` the cluster file's [conflicts] TOML, ``schema`` the
         tables (the demo's laboratory system by default), ``dr`` the [dr]
         section (``etcd`` endpoints, ``failover_after``, ...; none: DR off),
-        ``sets`` the [[set]] entries (single-writer sets; none by default)."""
+        ``sets`` the [[set]] entries (single-writer sets; none by default);
+        ``dictionaries``: each campus codes lab tests its own way and the ring
+        maps them (ringsync.commands.demo.codes; the schema gains the map)."""
         if not 2 <= count <= len(CAMPUS_NAMES):
             raise RingsyncError(f"--campuses must be between 2 and {len(CAMPUS_NAMES)}")
         root = root.resolve()
@@ -169,6 +200,9 @@ class LocalCluster:
                       replication=replication or {"heal_after_seconds": 3.0},
                       conflict_policies=(DEMO_CONFLICT_POLICIES if conflict_policies is None
                                          else conflict_policies))
+        if dictionaries:
+            cluster.schema = CODED_LIS_SCHEMA
+            cluster.conflict_policies += "\n" + codes.DICTIONARIES_TOML
         engines = engines or ["sqlite"] * count
         for name, engine in zip(CAMPUS_NAMES[:count], engines, strict=True):
             cluster.campuses.append(CampusLayout(name, free_port(), root / name, engine,

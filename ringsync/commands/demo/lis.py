@@ -162,7 +162,7 @@ class _MySQLConn:
         self.conn.close()
 
 
-class _Db:
+class CampusDb:
     """The little a workload needs from a campus database: SQLite, PostgreSQL
     or MariaDB (a ``mysql://`` URL)."""
 
@@ -224,6 +224,9 @@ class LisWorkload:
     # Follows the routing map like an application behind a load balancer:
     # returns the database that serves this campus now (None: nobody does).
     resolve: Callable[[], Path | str | None] | None = None
+    # canonical test code -> the code this campus orders it by (its dictionary:
+    # ringsync.commands.demo.codes); empty: the canonical codes
+    codes: dict[str, str] = field(default_factory=dict)
     contended: int = 0
     transactions: int = 0
     errors: int = 0
@@ -245,7 +248,7 @@ class LisWorkload:
 
     def _run(self) -> None:
         rng = random.Random(self.seed or hash(self.campus))
-        conn = _Db(self.db_path)
+        conn = CampusDb(self.db_path)
         target, resolved_at = self.db_path, time.monotonic()
         interval = 1.0 / self.rate if self.rate > 0 else 1.0
         next_at = time.monotonic()
@@ -260,7 +263,7 @@ class LisWorkload:
                         continue
                     if now_target != target:  # the route moved: follow it
                         try:
-                            moved = _Db(now_target)
+                            moved = CampusDb(now_target)
                         except Exception as e:  # noqa: BLE001 - any driver's connect error
                             self.errors += 1
                             self.last_error = str(e)
@@ -281,7 +284,7 @@ class LisWorkload:
                         conn.conn.close()
                         self._stop.wait(0.5)
                         try:
-                            conn = _Db(target)
+                            conn = CampusDb(target)
                         except conn.errors:
                             continue
                 next_at += interval
@@ -293,7 +296,7 @@ class LisWorkload:
         finally:
             conn.conn.close()
 
-    def _one(self, conn: _Db, rng: random.Random) -> None:
+    def _one(self, conn: CampusDb, rng: random.Random) -> None:
         if self.conflict_rate and rng.random() < self.conflict_rate and self._contend(conn, rng):
             return
         roll = rng.random()
@@ -308,7 +311,7 @@ class LisWorkload:
         else:
             self._admit(conn, rng)
 
-    def _contend(self, conn: _Db, rng: random.Random) -> bool:
+    def _contend(self, conn: CampusDb, rng: random.Random) -> bool:
         """Edit one of the most recent results or orders, wherever it was made:
         a result verified here while another campus amends it, an order made
         STAT here while another campus edits it as routine."""
@@ -332,7 +335,7 @@ class LisWorkload:
         self.contended += 1
         return True
 
-    def _admit(self, conn: _Db, rng: random.Random) -> None:
+    def _admit(self, conn: CampusDb, rng: random.Random) -> None:
         patient, order, specimen = (str(uuid.uuid4()) for _ in range(3))
         test = rng.choice(list(TESTS))
         priority = "STAT" if rng.random() < 0.2 else "routine"
@@ -345,7 +348,7 @@ class LisWorkload:
         )
         conn.execute(
             "INSERT INTO lab_orders VALUES (?, ?, ?, ?, 'ordered', ?, ?)",
-            (order, patient, test, priority, self.campus, _now()),
+            (order, patient, self.codes.get(test, test), priority, self.campus, _now()),
         )
         conn.execute(
             "INSERT INTO specimens VALUES (?, ?, ?, ?, ?)",
@@ -355,7 +358,7 @@ class LisWorkload:
         self._specimens.append(specimen)
         del self._specimens[:-200]
 
-    def _result(self, conn: _Db, rng: random.Random) -> None:
+    def _result(self, conn: CampusDb, rng: random.Random) -> None:
         order, test = self._open_orders.pop(rng.randrange(len(self._open_orders)))
         for analyte, unit, low, high in TESTS[test]:
             value = round(rng.uniform(low * 0.7, high * 1.3), 2)
@@ -369,7 +372,7 @@ class LisWorkload:
         del self._results[:-500]
         conn.execute("UPDATE lab_orders SET status = 'resulted' WHERE order_id = ?", (order,))
 
-    def _verify(self, conn: _Db, rng: random.Random) -> None:
+    def _verify(self, conn: CampusDb, rng: random.Random) -> None:
         result = self._results.pop(rng.randrange(len(self._results)))
         conn.execute(
             "UPDATE lab_results SET status = 'verified', version = version + 1 "
@@ -377,6 +380,6 @@ class LisWorkload:
             (result,),
         )
 
-    def _reject_specimen(self, conn: _Db, rng: random.Random) -> None:
+    def _reject_specimen(self, conn: CampusDb, rng: random.Random) -> None:
         specimen = self._specimens.pop(rng.randrange(len(self._specimens)))
         conn.execute("DELETE FROM specimens WHERE specimen_id = ?", (specimen,))

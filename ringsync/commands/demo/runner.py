@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ringsync.client import ClusterClient
-from ringsync.commands.demo.cluster import LocalCluster
+from ringsync.commands.demo.cluster import CAMPUS_NAMES, LocalCluster
+from ringsync.commands.demo.codes import local_codes
 from ringsync.commands.demo.etcd import LocalEtcd, find_etcd
 from ringsync.commands.demo.lis import LisWorkload, mysql_connect
 from ringsync.commands.demo.mariadb import LocalMariaDB, find_program
@@ -188,14 +189,16 @@ def run_demo(args: argparse.Namespace) -> int:
     say(f"creating {args.campuses} campuses ({args.engine}) in {root}")
     try:
         cluster = LocalCluster.create(root, args.campuses, engines=engines, dr=(
-            {"etcd": etcd.endpoints, "failover_after": 10.0} if etcd is not None else None))
+            {"etcd": etcd.endpoints, "failover_after": 10.0} if etcd is not None else None),
+            dictionaries=args.dictionaries)
     except BaseException:
         if etcd is not None:
             etcd.stop()
         raise
     workloads = [
         LisWorkload(c.name, c.target, args.rate, seed=i + 1, conflict_rate=args.conflict_rate,
-                    resolve=follow_route(cluster, c.name) if etcd is not None else None)
+                    resolve=follow_route(cluster, c.name) if etcd is not None else None,
+                    codes=local_codes(CAMPUS_NAMES, c.name) if args.dictionaries else {})
         for i, c in enumerate(cluster.campuses)
     ]
     keep = args.headless and args.keep_databases
