@@ -56,7 +56,8 @@ async def monitor_loop(rt: NodeRuntime, cache: StatusCache) -> None:
             received, in_flight = await rt.in_journal(rt.journal.received_and_in_flight,
                                                       vector)
             # Own stale changes (undone here) were never received: not in the books.
-            dead = sum(n for state, n in cache.dead_letters.items() if state != "stale_own")
+            dead = sum(n for state, n in cache.dead_letters.items()
+                       if state not in ("stale_own", "rejected"))  # never received
             cache.accounting = cpb.Accounting(
                 received=received, applied=applied, dead_lettered=dead, in_flight=in_flight,
                 balanced=received == applied + dead + in_flight)
@@ -156,8 +157,8 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
             logged=cache.conflicts.get("logged", 0), parked=cache.conflicts.get("parked", 0),
             flagged=cache.conflicts.get("flagged", 0),
             delta_merged=cache.conflicts.get("delta_merged", 0), policies=policies_text(rt)),
-        dead_letters=cpb.DeadLetterCounts(**{k: cache.dead_letters.get(k, 0)
-                                             for k in ("parked", "applied", "skipped")}),
+        dead_letters=cpb.DeadLetterCounts(**{
+            k: cache.dead_letters.get(k, 0) for k in ("parked", "applied", "skipped", "rejected")}),
         accounting=cache.accounting,
         routing=routing_map(agent) if agent is not None else None,
         durability=rt.durability,
@@ -166,7 +167,8 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
         refused=rt.refused.to_pb(),
         alerts=[*rt.refused.alert_lines()] + [a for a in (
             rt.apply_machine.alert(), rt.incomplete_alert(), sync_alert(rt),
-            verify_alert(rt.verifier), dictionary_alert(rt, cache)) if a],
+            verify_alert(rt.verifier), dictionary_alert(rt, cache), rejected_alert(cache))
+            if a],
         verify=verify_summary(rt.verifier, now),
         dictionaries=dictionary_status(rt),
     )
@@ -182,6 +184,16 @@ def dictionary_status(rt: NodeRuntime) -> cpb.DictionaryStatus | None:
         table=d.map_table, columns=d.settings.names(), entries=codes.entries(),
         unmapped_captured=d.unmapped_captured, last_unmapped=d.last_unmapped,
         parked=d.parked, last_parked=d.last_parked, map_errors=codes.errors[:20])
+
+
+def rejected_alert(cache: StatusCache) -> str:
+    """An alert while changes of this campus that capture could not convert wait."""
+    n = cache.dead_letters.get("rejected", 0)
+    if not n:
+        return ""
+    return (f"capture could not convert {n} change(s) of this campus (a zero date, a value "
+            f"beyond what travels); they were not sent: correct the rows here, then skip "
+            f"them (ringsync ctl dlq list --state rejected)")
 
 
 def dictionary_alert(rt: NodeRuntime, cache: StatusCache) -> str:

@@ -95,6 +95,28 @@ def dead_letter_entry(txn: TxnInfo, change: Change, shapes: Mapping[str, TableSh
             frame.SerializeToString(), error, 1, state, json.dumps(action))
 
 
+REJECTED = "rejected"
+
+
+def rejected_entry(campus: str, change: Change, shapes: Mapping[str, TableShape], error: str,
+                   ) -> tuple[Any, ...]:
+    """A queue row for a change of this campus that capture could not convert
+    (state ``rejected``): never sent, kept with the row as far as it converts
+    and what to do. It holds nothing back; ``retry`` is refused (the row must
+    be corrected where it was written), ``skip`` drops it."""
+    shape = shapes[change.table]
+    image = change.new if change.new is not None else change.old
+    assert image is not None
+    frame = build_frame(campus, 0, 0, True, 0.0, [change], dict(shapes))
+    why = (f"capture could not convert this campus's change, so it was not sent to the "
+           f"other campuses: {error}. Correct the row here (the correction replicates), "
+           f"then drop this entry (ringsync ctl dlq skip <its id> --at {campus})")
+    action = [{"at": time.time(), "by": "capture", "action": REJECTED, "result": error}]
+    return (time.time(), campus, 0, change.table,
+            ConflictRecord.key_json_of(shape.key_of(image)), change.op.value,
+            frame.SerializeToString(), why, 1, REJECTED, json.dumps(action))
+
+
 def frame_dead_letter(origin: str, seq: int, body: bytes, error: str) -> tuple[Any, ...]:
     """A queue row for a whole frame that cannot be decoded here (table ``*``):
     kept for the record and for ``skip``; ``retry`` tries to decode it again."""
@@ -188,6 +210,15 @@ def act(resolver: Resolver, store: DeadLetterStore, entry_id: int, action: str,
     if not found:
         raise DeadLetterRefused(f"no dead letter {entry_id} here")
     first = found[0]
+    if first.state == REJECTED:
+        if action == "retry":
+            raise DeadLetterRefused(
+                f"dead letter {entry_id} is a change of this campus that capture could not "
+                f"convert; it cannot be retried: correct the row here (the correction "
+                f"replicates), then skip this entry")
+        store.update_dead_letter(first.id, "skipped", first.error, first.attempts,
+                                 _record(first, who, "skip", "dropped"))
+        return [DeadLetterOutcome(first.id, "skipped")]
     if first.state != "parked":
         raise DeadLetterRefused(f"dead letter {entry_id} is {first.state}, not parked")
     same_row = [e for e in store.dead_letters(
@@ -243,6 +274,13 @@ class DeadLetterTable:
         return {(t, k): int(i) for t, k, i in conn.execute(
             f'SELECT tbl, "key", min(id) FROM {self.table} WHERE state = \'parked\' '
             f'GROUP BY tbl, "key"').fetchall()}
+
+    def holds(self, conn: Any, state: str, table: str, key: str, error: str) -> bool:
+        """Is there an entry in ``state`` for this row with this error already?"""
+        m = self.mark
+        return conn.execute(f'SELECT 1 FROM {self.table} WHERE state = {m} AND tbl = {m} AND '
+                            f'"key" = {m} AND error = {m}', (state, table, key, error)
+                            ).fetchone() is not None
 
     def insert_sql(self) -> str:
         cols = DEAD_LETTER_COLUMNS[1:]

@@ -270,14 +270,16 @@ class Accounting(_message.Message):
     def __init__(self, received: _Optional[int] = ..., applied: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., in_flight: _Optional[int] = ..., balanced: _Optional[bool] = ...) -> None: ...
 
 class DeadLetterCounts(_message.Message):
-    __slots__ = ("parked", "applied", "skipped")
+    __slots__ = ("parked", "applied", "skipped", "rejected")
     PARKED_FIELD_NUMBER: _ClassVar[int]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
     parked: int
     applied: int
     skipped: int
-    def __init__(self, parked: _Optional[int] = ..., applied: _Optional[int] = ..., skipped: _Optional[int] = ...) -> None: ...
+    rejected: int
+    def __init__(self, parked: _Optional[int] = ..., applied: _Optional[int] = ..., skipped: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
 
 class ConflictCounts(_message.Message):
     __slots__ = ("logged", "parked", "flagged", "policies", "delta_merged")

@@ -33,6 +33,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pymysql
@@ -86,6 +87,21 @@ _ROW_STATEMENT = re.compile(r"^\s*(truncate|load\s+data|replace\s+into|delete|up
 # A row as python-mysql-replication decoded it -> canonical tuple:
 # decode(table, values, none_sources).
 RowDecoder = Callable[[str, dict[str, Any], dict[str, str]], tuple[Any, ...]]
+# (table, values, none sources) -> (the row with values that cannot travel as
+# None, why each could not); see values.RowReader.from_binlog_lenient
+LenientDecoder = Callable[[str, dict[str, Any], dict[str, str]],
+                          tuple[tuple[Any, ...], list[Any]]]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A change of this campus that capture could not convert (a zero date, an
+    integer beyond 64 bits): not sent, kept for the dead-letter queue
+    (node.engines.mariadb.source) with the row as far as it converts."""
+
+    change: Change
+    error: str
+    at: str  # where in the binary log
 
 
 def position_of(log_file: str, offset: int) -> int:
@@ -143,8 +159,15 @@ class BinlogReader:
     def __init__(self, settings: dict[str, Any], database: str, tables: frozenset[str],
                  decode: RowDecoder, applied_table: str, apply_domain: int,
                  frame_max_changes: int, server_id: int, basename: str,
-                 stamp_prefix: str = "") -> None:
+                 stamp_prefix: str = "", decode_lenient: LenientDecoder | None = None,
+                 ) -> None:
         self.settings = settings  # host, port, user, password
+        # With it, a row that cannot be converted is rejected (kept in
+        # ``rejected`` for the dead-letter queue) and capture goes on; without
+        # it, capture stops with the error.
+        self.decode_lenient = decode_lenient
+        self.rejected: list[Rejected] = []
+        self._rejected_lock = threading.Lock()
         self.database = database
         self.tables = tables
         self.decode = decode
@@ -307,7 +330,7 @@ class BinlogReader:
                         if self.stamp_prefix and event.table.startswith(self.stamp_prefix):
                             stamp = max(stamp, self._highest_stamp(event))
                         continue
-                    txn.extend(self._changes(event))
+                    txn.extend(self._changes(event, at))
                     while len(txn) >= self.frame_max_changes:
                         full, txn = (txn[:self.frame_max_changes],
                                      txn[self.frame_max_changes:])
@@ -339,8 +362,11 @@ class BinlogReader:
         finally:
             stream.close()
 
-    def _changes(self, event: Any) -> list[Change]:
+    def _changes(self, event: Any, at: str = "") -> list[Change]:
         table, decode = event.table, self.decode
+        if self.decode_lenient is not None:
+            return [c for row in event.rows
+                    if (c := self._change_or_reject(event, row, at)) is not None]
         if isinstance(event, WriteRowsEvent):
             return [Change(table, Op.INSERT,
                            new=decode(table, row["values"], row["none_sources"]))
@@ -353,6 +379,44 @@ class BinlogReader:
                        new=decode(table, row["after_values"], row["after_none_sources"]),
                        old=decode(table, row["before_values"], row["before_none_sources"]))
                 for row in event.rows]
+
+    def _change_or_reject(self, event: Any, row: dict[str, Any], at: str) -> Change | None:
+        """One row's change. An image to be written elsewhere (INSERT, UPDATE's
+        new image) that cannot be converted rejects the change; an old image
+        that cannot only locates the row, so its unconvertible values go as
+        None (an UPDATE correcting a zero date still travels)."""
+        assert self.decode_lenient is not None
+        table = event.table
+        if isinstance(event, WriteRowsEvent):
+            new, bad = self.decode_lenient(table, row["values"], row["none_sources"])
+            change = Change(table, Op.INSERT, new=new)
+        elif isinstance(event, DeleteRowsEvent):
+            old, _ = self.decode_lenient(table, row["values"], row["none_sources"])
+            return Change(table, Op.DELETE, old=old)
+        else:
+            new, bad = self.decode_lenient(table, row["after_values"],
+                                           row["after_none_sources"])
+            old, _ = self.decode_lenient(table, row["before_values"],
+                                         row["before_none_sources"])
+            change = Change(table, Op.UPDATE, new=new, old=old)
+        if not bad:
+            return change
+        error = "; ".join(str(b) for b in bad)
+        log.error("capture could not convert a change of %s at %s, so it was not sent and is "
+                  "kept in the dead-letter queue: %s", table, at, error)
+        with self._rejected_lock:
+            self.rejected.append(Rejected(change, error, at))
+        return None
+
+    def take_rejected(self) -> list[Rejected]:
+        with self._rejected_lock:
+            out, self.rejected = self.rejected, []
+        return out
+
+    def keep_rejected(self, rejected: list[Rejected]) -> None:
+        """Put back rejections that could not be stored yet, ahead of newer ones."""
+        with self._rejected_lock:
+            self.rejected[:0] = rejected
 
     @staticmethod
     def _highest_stamp(event: Any) -> int:

@@ -201,6 +201,12 @@ class MariaContext:
         """A binlog row of a replicated table as canonical values."""
         return self.tables_read[table].reader.from_binlog(values, none_sources)
 
+    def decode_lenient(self, table: str, values: dict[str, Any], none_sources: dict[str, str],
+                       ) -> tuple[tuple[Any, ...], list[Any]]:
+        """``decode``, with values that cannot travel as None and the reasons
+        (node.engines.mariadb.values.RowReader.from_binlog_lenient)."""
+        return self.tables_read[table].reader.from_binlog_lenient(values, none_sources)
+
     def applied_vector(self) -> dict[str, int]:
         return {str(o): int(s) for o, s in self.query(f"SELECT origin, seq FROM {APPLIED_TABLE}")}
 

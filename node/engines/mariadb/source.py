@@ -6,18 +6,30 @@ nothing yet, where the log ended when ringsync was installed) and starts
 the binlog reader thread (node.engines.mariadb.binlog); ``capture`` hands
 over what it read. The commit position is the end of the binary log (SHOW
 MASTER STATUS): every committed transaction ends at or before it.
+
+A change capture cannot convert (a zero date, an integer beyond what
+travels) is not sent: before the chunks it was read with are handed over,
+it is written to the campus's dead-letter queue in state ``rejected``
+(node.conflicts.deadletter.rejected_entry), and capture goes on.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 
-from node.engines.mariadb.binlog import BinlogReader, file_name, position_of
-from node.engines.mariadb.connections import APPLIED_TABLE, MariaContext
+import pymysql
+
+from node.conflicts.deadletter import REJECTED, rejected_entry
+from node.engines.mariadb.binlog import BinlogReader, Rejected, file_name, position_of
+from node.engines.mariadb.connections import APPLIED_TABLE, Cursor, MariaContext
 from node.engines.mariadb.server import binlog_files
 from node.engines.mariadb.stamps import STAMP_PREFIX
+from node.engines.mariadb.tables import DLQ
 from node.model import CapturedChunk
 from ringsync.errors import EngineError
+
+log = logging.getLogger(__name__)
 
 # The reader's server_id as a replica of the campus server: MariaDB ends an
 # older dump thread with the same id, so every start takes a fresh one.
@@ -53,14 +65,42 @@ class MariaCaptureSource:
         reader = BinlogReader(ctx.url.settings(), ctx.url.database, frozenset(ctx.shapes),
                               ctx.decode, APPLIED_TABLE, ctx.apply_domain,
                               ctx.frame_max_changes, random.randint(*READER_SERVER_IDS),
-                              ctx.binlog_basename, STAMP_PREFIX)
+                              ctx.binlog_basename, STAMP_PREFIX,
+                              decode_lenient=ctx.decode_lenient)
         ctx.reader = reader
         reader.start(start, ctx.applied_vector())
 
     def capture(self, position: int, max_changes: int) -> list[CapturedChunk]:
         if self.ctx.reader is None:
             raise EngineError("capture was not started")
-        return self.ctx.reader.take()
+        chunks = self.ctx.reader.take()
+        # after take: every rejection of a transaction taken is recorded by now
+        rejected = self.ctx.reader.take_rejected()
+        if rejected:
+            self._keep_rejected(rejected)
+        return chunks
+
+    def _keep_rejected(self, rejected: list[Rejected]) -> None:
+        """Write rejected changes to the dead-letter queue (once each, even if
+        capture reads them again after a restart), on a connection of capture's
+        own. If the server refuses, they are kept to be written on the next
+        call; the chunks already taken are handed over all the same."""
+        ctx = self.ctx
+        try:
+            conn = ctx.connect()
+            try:
+                db = Cursor(conn.cursor())
+                for r in rejected:
+                    entry = rejected_entry(ctx.campus, r.change, ctx.shapes, r.error)
+                    if not DLQ.holds(db, REJECTED, entry[3], entry[4], entry[7]):
+                        db.execute(DLQ.insert_sql(), entry)
+            finally:
+                conn.close()
+        except (EngineError, pymysql.err.MySQLError) as e:
+            log.error("could not keep %d change(s) capture rejected in the dead-letter queue "
+                      "yet (retried on the next read): %s", len(rejected), e)
+            if ctx.reader is not None:
+                ctx.reader.keep_rejected(rejected)
 
     def release(self, position: int) -> None:
         """Nothing to do: the server purges its binary logs by its own settings."""

@@ -235,6 +235,27 @@ class RowReader:
                 f"was altered after the node read its shape; restart the node") from None
         return tuple(out)
 
+    def from_binlog_lenient(self, values: Mapping[str, Any], none_sources: Mapping[str, str],
+                            ) -> tuple[tuple[Any, ...], list[BadValue]]:
+        """The row with every value that cannot travel as None, and why each
+        could not (empty: the row is whole). For an image that is kept for the
+        record or only locates a row, never for one that is written."""
+        out: list[Any] = []
+        bad: list[BadValue] = []
+        key = self._key_text(lambda k: values.get(k))
+        for (name, read), col in zip(self._binlog, self._cols, strict=True):
+            v = values.get(name)
+            try:
+                if v is not None:
+                    out.append(read(v))
+                else:
+                    source = none_sources.get(name, "null")
+                    out.append(None if source == "null" else col.none(source))
+            except BadValue as e:
+                out.append(None)
+                bad.append(e.with_key(key))
+        return tuple(out), bad
+
     def from_query(self, row: Sequence[Any]) -> tuple[Any, ...]:
         try:
             return tuple(None if v is None else read(v)

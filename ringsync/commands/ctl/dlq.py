@@ -1,6 +1,7 @@
 """`ringsync ctl dlq`: changes a campus could not apply, and what to do with them.
 
-    ringsync ctl --cluster cluster.toml dlq list [--state parked|applied|skipped|stale] [--table T]
+    ringsync ctl --cluster cluster.toml dlq list [--state parked|applied|skipped|stale|rejected]
+                                                 [--table T]
     ringsync ctl --cluster cluster.toml dlq show ID --at CAMPUS
     ringsync ctl --cluster cluster.toml dlq retry ID --at CAMPUS    (operators)
     ringsync ctl --cluster cluster.toml dlq skip ID --at CAMPUS     (operators)
@@ -36,7 +37,8 @@ def add_parser(ctl_sub: Any) -> None:
     d = ctl_sub.add_parser("dlq", help="changes a campus could not apply (dead letters)")
     sub = d.add_subparsers(dest="dlq_command", required=True)
     ls = sub.add_parser("list", help="dead letters of every campus, oldest first")
-    ls.add_argument("--state", default="", choices=("", "parked", "applied", "skipped", "stale"))
+    ls.add_argument("--state", default="", choices=("", "parked", "applied", "skipped", "stale",
+                                                            "rejected"))
     ls.add_argument("--table", default="")
     ls.add_argument("--limit", type=int, default=100, help="per campus (default 100)")
     ls.add_argument("--json", action="store_true", help="print JSON")

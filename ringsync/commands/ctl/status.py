@@ -65,7 +65,7 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
                    "flagged": s.conflicts.flagged, "delta_merged": s.conflicts.delta_merged,
                    "policies": s.conflicts.policies},
         dead_letters={"parked": s.dead_letters.parked, "applied": s.dead_letters.applied,
-                      "skipped": s.dead_letters.skipped},
+                      "skipped": s.dead_letters.skipped, "rejected": s.dead_letters.rejected},
         accounting={"received": s.accounting.received, "applied": s.accounting.applied,
                     "dead_lettered": s.accounting.dead_lettered,
                     "in_flight": s.accounting.in_flight, "balanced": s.accounting.balanced},
