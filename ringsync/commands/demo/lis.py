@@ -227,6 +227,9 @@ class LisWorkload:
     # canonical test code -> the code this campus orders it by (its dictionary:
     # ringsync.commands.demo.codes); empty: the canonical codes
     codes: dict[str, str] = field(default_factory=dict)
+    # After the route moves, the users order by the codes of the campus whose
+    # system they use now: given a database, its campus's codes.
+    codes_at: Callable[[Path | str], dict[str, str]] | None = None
     contended: int = 0
     transactions: int = 0
     errors: int = 0
@@ -236,6 +239,10 @@ class LisWorkload:
     _open_orders: list[tuple[str, str]] = field(default_factory=list)  # (order_id, test)
     _results: list[str] = field(default_factory=list)
     _specimens: list[str] = field(default_factory=list)
+    _codes_now: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._codes_now = self.codes
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"lis-{self.campus}", daemon=True)
@@ -270,6 +277,8 @@ class LisWorkload:
                             continue
                         conn.conn.close()
                         conn, target = moved, now_target
+                        self._codes_now = (self.codes_at(target) if self.codes_at is not None
+                                           else self.codes)
                 try:
                     conn.begin()
                     self._one(conn, rng)
@@ -348,7 +357,7 @@ class LisWorkload:
         )
         conn.execute(
             "INSERT INTO lab_orders VALUES (?, ?, ?, ?, 'ordered', ?, ?)",
-            (order, patient, self.codes.get(test, test), priority, self.campus, _now()),
+            (order, patient, self._codes_now.get(test, test), priority, self.campus, _now()),
         )
         conn.execute(
             "INSERT INTO specimens VALUES (?, ?, ?, ?, ?)",

@@ -195,10 +195,17 @@ def run_demo(args: argparse.Namespace) -> int:
         if etcd is not None:
             etcd.stop()
         raise
+    campus_of = {str(c.target): c.name for c in cluster.campuses}
+
+    def codes_at(target: Path | str) -> dict[str, str]:
+        """The codes of the campus whose database ``target`` is."""
+        name = campus_of.get(str(target))
+        return local_codes(CAMPUS_NAMES, name) if args.dictionaries and name else {}
+
     workloads = [
         LisWorkload(c.name, c.target, args.rate, seed=i + 1, conflict_rate=args.conflict_rate,
                     resolve=follow_route(cluster, c.name) if etcd is not None else None,
-                    codes=local_codes(CAMPUS_NAMES, c.name) if args.dictionaries else {})
+                    codes=codes_at(c.target), codes_at=codes_at)
         for i, c in enumerate(cluster.campuses)
     ]
     keep = args.headless and args.keep_databases
