@@ -55,9 +55,10 @@ async def monitor_loop(rt: NodeRuntime, cache: StatusCache) -> None:
             cache.recorded = dict(vector)
             received, in_flight = await rt.in_journal(rt.journal.received_and_in_flight,
                                                       vector)
-            # Own stale changes (undone here) were never received: not in the books.
+            # Own stale changes (undone here) and own changes capture rejected were
+            # never received: not in the books.
             dead = sum(n for state, n in cache.dead_letters.items()
-                       if state not in ("stale_own", "rejected"))  # never received
+                       if state not in ("stale_own", "rejected", "rejected_skipped"))
             cache.accounting = cpb.Accounting(
                 received=received, applied=applied, dead_lettered=dead, in_flight=in_flight,
                 balanced=received == applied + dead + in_flight)
@@ -158,7 +159,10 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
             flagged=cache.conflicts.get("flagged", 0),
             delta_merged=cache.conflicts.get("delta_merged", 0), policies=policies_text(rt)),
         dead_letters=cpb.DeadLetterCounts(**{
-            k: cache.dead_letters.get(k, 0) for k in ("parked", "applied", "skipped", "rejected")}),
+            k: cache.dead_letters.get(k, 0) for k in ("parked", "applied", "rejected")},
+            # a campus's own rejected changes skipped count as skipped, outside the accounting
+            skipped=cache.dead_letters.get("skipped", 0)
+            + cache.dead_letters.get("rejected_skipped", 0)),
         accounting=cache.accounting,
         routing=routing_map(agent) if agent is not None else None,
         durability=rt.durability,

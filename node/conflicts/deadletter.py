@@ -40,8 +40,9 @@ from node.conflicts.entries import (
     DeadLetterOutcome,
     DescribedDeadLetter,
 )
+from node.conflicts.fresh import raw_changes
 from node.conflicts.log import select
-from node.model import Change, TableShape
+from node.model import Change, RawInserts, TableShape
 from node.spelling import Spelling, columns_sql
 from ringsync.errors import RingsyncError
 from ringsync.v1 import values_pb2 as pb
@@ -99,7 +100,7 @@ REJECTED = "rejected"
 
 
 def rejected_entry(campus: str, change: Change, shapes: Mapping[str, TableShape], error: str,
-                   ) -> tuple[Any, ...]:
+                   at: str = "") -> tuple[Any, ...]:
     """A queue row for a change of this campus that capture could not convert
     (state ``rejected``): never sent, kept with the row as far as it converts
     and what to do. It holds nothing back; ``retry`` is refused (the row must
@@ -108,7 +109,8 @@ def rejected_entry(campus: str, change: Change, shapes: Mapping[str, TableShape]
     image = change.new if change.new is not None else change.old
     assert image is not None
     frame = build_frame(campus, 0, 0, True, 0.0, [change], dict(shapes))
-    why = (f"capture could not convert this campus's change, so it was not sent to the "
+    where = f" (binary log {at})" if at else ""
+    why = (f"capture could not convert this campus's change{where}, so it was not sent to the "
            f"other campuses: {error}. Correct the row here (the correction replicates), "
            f"then drop this entry (ringsync ctl dlq skip <its id> --at {campus})")
     action = [{"at": time.time(), "by": "capture", "action": REJECTED, "result": error}]
@@ -133,6 +135,10 @@ def apply_guarded(resolver: Resolver, store: DeadLetterStore, txn: TxnInfo,
     if not isolate and (txn.local or not blocked):  # nothing parked: the common case
         return resolver.apply(store, txn, changes), 0
     shapes = {t: r.shape for t, r in resolver.rules.items()}
+    # rows that came as COPY text, one by one (a row parked earlier in the
+    # batch may make a transaction decoded whole go change by change)
+    changes = [row for c in changes for row in (
+        raw_changes(c, shapes[c.table]) if isinstance(c, RawInserts) else (c,))]
     flowing: list[Change] = []
     parked: list[tuple[Any, ...]] = []
     logged = 0
@@ -275,11 +281,12 @@ class DeadLetterTable:
             f'SELECT tbl, "key", min(id) FROM {self.table} WHERE state = \'parked\' '
             f'GROUP BY tbl, "key"').fetchall()}
 
-    def holds(self, conn: Any, state: str, table: str, key: str, error: str) -> bool:
-        """Is there an entry in ``state`` for this row with this error already?"""
+    def holds(self, origin: str, table: str, key: str, error: str, conn: Any) -> bool:
+        """Is there an entry (in any state) of ``origin`` for this row with this
+        error already? (A rejected change's error names its binlog position.)"""
         m = self.mark
-        return conn.execute(f'SELECT 1 FROM {self.table} WHERE state = {m} AND tbl = {m} AND '
-                            f'"key" = {m} AND error = {m}', (state, table, key, error)
+        return conn.execute(f'SELECT 1 FROM {self.table} WHERE origin = {m} AND tbl = {m} AND '
+                            f'"key" = {m} AND error = {m}', (origin, table, key, error)
                             ).fetchone() is not None
 
     def insert_sql(self) -> str:
@@ -300,10 +307,14 @@ class DeadLetterTable:
 
     def counts(self, conn: Any, campus: str = "") -> dict[str, int]:
         """Entries by state; ``campus``'s own stale changes (undone here, never
-        received: node.dr.sets) apart, as ``stale_own``."""
+        received: node.dr.sets) apart, as ``stale_own``, and its own rejected
+        changes an operator skipped (never received either) as ``rejected_skipped``."""
         out = {"parked": 0, "applied": 0, "skipped": 0}
+        m = self.mark
         for state, n in conn.execute(
-                f"SELECT CASE WHEN state = 'stale' AND origin = {self.mark} THEN 'stale_own' "
-                f"ELSE state END, count(*) FROM {self.table} GROUP BY 1", (campus,)).fetchall():
+                f"SELECT CASE WHEN state = 'stale' AND origin = {m} THEN 'stale_own' "
+                f"WHEN state = 'skipped' AND origin = {m} AND seq = 0 THEN 'rejected_skipped' "
+                f"ELSE state END, count(*) FROM {self.table} GROUP BY 1",
+                (campus, campus)).fetchall():
             out[str(state)] = int(n)
         return out

@@ -51,6 +51,7 @@ class CodedSource(_Delegate):
         chunks = self.inner.capture(position, max_changes)
         d = self.dictionaries
         codes = d.codes
+        seen: list[tuple[Row | None, Row | None]] = []  # this campus's map edits, in order
         for chunk in chunks:
             if chunk.raw and any(d.touches(t) for t, _, _ in chunk.raw):
                 chunk.changes = [Change(t, Op.INSERT, row) for t, n, text in chunk.raw
@@ -62,10 +63,11 @@ class CodedSource(_Delegate):
             for c in chunk.changes:
                 if c.table == d.map_table:
                     codes = d.observe(codes, [(c.old, c.new)])
+                    seen.append((c.old, c.new))
                 out.append(d.canonical_change(c, codes, count=True))
             chunk.changes = out
-        if codes is not d.codes:
-            d.publish(codes)
+        if seen:
+            d.follow_captured(seen)
         return chunks
 
 

@@ -23,6 +23,12 @@ from node.conflicts.fresh import FreshRun
 from node.dictionary.codes import Unmapped
 from node.dictionary.translate import Dictionaries, Row
 from node.model import Change, TableShape
+from ringsync.errors import RingsyncError
+
+
+class JoinUnmapped(RingsyncError):
+    """An initial load's row with a code the joiner cannot translate: the copy
+    is refused whole (and retried), saying which map row to add."""
 
 
 class TranslatingSession:
@@ -111,8 +117,15 @@ class TranslatingSession:
             if c.table == self.dictionaries.map_table:
                 self._follow(c.table, [(c.old, c.new)])
             elif c.table in self.dictionaries.columns and c.new is not None:
-                c = Change(c.table, c.op, self.dictionaries.local_row(
-                    c.table, c.new, "the donor", self.codes), c.old)
+                try:
+                    new = self.dictionaries.local_row(c.table, c.new, "the donor", self.codes)
+                except Unmapped as e:
+                    why = str(e).split(", then retry this dead letter")[0]
+                    raise JoinUnmapped(
+                        f"the initial load cannot translate a row of {c.table}: {why}. Add the "
+                        f"map row at any campus of the ring; the join tries again and copies "
+                        f"it then (nothing of this copy is kept)") from None
+                c = Change(c.table, c.op, new, c.old)
             out.append(c)
         self.inner.apply(out)
 

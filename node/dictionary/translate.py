@@ -108,6 +108,13 @@ class Dictionaries:
         with self._lock:
             self._codes = codes
 
+    def follow_captured(self, edits: list[tuple[Row | None, Row | None]]) -> None:
+        """This campus's map edits, as capture saw them, applied to the map
+        now held: a map the engine thread read meanwhile (after applying map
+        rows) is built on, never replaced by capture's older copy."""
+        with self._lock:
+            self._codes = self.observe(self._codes, edits)
+
     def load(self, rows: Iterable[Row]) -> CodeMap:
         """Replace the map with the map table's rows as the database holds them."""
         assert self.map_shape is not None

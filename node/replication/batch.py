@@ -251,12 +251,14 @@ class _Batch:
         deadline = time.monotonic() + ABSORB_SECONDS
         while True:
             logged, parked, alerts = self.out.logged, self.out.parked, len(self.out.alerts)
+            blocked = dict(self.blocked)  # rows parked in the try roll back with it
             self.session.savepoint()
             try:
                 self.run(part, decoded)
             except PendingLocalChange:
                 self.session.rollback_to_savepoint()
                 self.out.logged, self.out.parked, self.advances = logged, parked, {}
+                self.blocked = blocked
                 del self.out.alerts[alerts:]
                 if time.monotonic() > deadline:
                     raise

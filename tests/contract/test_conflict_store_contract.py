@@ -441,6 +441,25 @@ class ConflictStoreContract(CampusDatabase):
         assert store.conflicts(ConflictQuery()) == []
 
 
+    def test_copy_text_rows_behind_a_parked_row_go_change_by_change(self, engine: Any) -> None:
+        """A transaction decoded whole, its inserts still COPY text, that meets a
+        row parked earlier in its batch goes change by change: its rows apply,
+        and the parked row's later change parks behind it."""
+        from node.conflicts.deadletter import DeadLetterQuery
+        from node.model import RawInserts
+        from node.rawcopy import encode_rows
+
+        resolver = Resolver(dict(engine.shapes()), ConflictSettings(), HybridClock())
+        raw = RawInserts("kv", 2, encode_rows([["r1", "1"], ["r2", "2"]]))
+        with engine.target.apply_session() as session:
+            apply_guarded(resolver, session, TxnInfo("p", 1, 10, {}, False),
+                          [raw, Change("kv", Op.INSERT, new=("held", 3))],  # type: ignore[list-item]
+                          {("kv", '["held"]'): 0}, False)
+        assert sorted(engine.inspect.rows("kv")) == [("r1", 1), ("r2", 2)]
+        [parked] = engine.store.dead_letter_list(DeadLetterQuery(table="kv"))
+        assert parked.key == '["held"]' and "waiting behind" in parked.error
+
+
 class TestSQLiteConflictStore(SQLiteCampus, ConflictStoreContract):
     pass
 

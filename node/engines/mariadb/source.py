@@ -20,7 +20,7 @@ import random
 
 import pymysql
 
-from node.conflicts.deadletter import REJECTED, rejected_entry
+from node.conflicts.deadletter import rejected_entry
 from node.engines.mariadb.binlog import BinlogReader, Rejected, file_name, position_of
 from node.engines.mariadb.connections import APPLIED_TABLE, Cursor, MariaContext
 from node.engines.mariadb.server import binlog_files
@@ -48,9 +48,14 @@ class MariaCaptureSource:
 
     def __init__(self, ctx: MariaContext) -> None:
         self.ctx = ctx
+        # chunks taken but held back until their rejections are stored, and
+        # what captured_through said before them
+        self._held: list[CapturedChunk] = []
+        self._held_through: int | None = None
 
     def start_capture(self, position: int) -> None:
         ctx = self.ctx
+        self._held, self._held_through = [], None  # read again from ``position``
         start = position or ctx.capture_start
         wanted = file_name(ctx.binlog_basename, start)
         assert ctx.main is not None
@@ -71,36 +76,46 @@ class MariaCaptureSource:
         reader.start(start, ctx.applied_vector())
 
     def capture(self, position: int, max_changes: int) -> list[CapturedChunk]:
-        if self.ctx.reader is None:
+        reader = self.ctx.reader
+        if reader is None:
             raise EngineError("capture was not started")
-        chunks = self.ctx.reader.take()
+        through = reader.taken_through  # before this take
+        chunks = self._held + reader.take()
+        self._held = []
         # after take: every rejection of a transaction taken is recorded by now
-        rejected = self.ctx.reader.take_rejected()
-        if rejected:
-            self._keep_rejected(rejected)
+        rejected = reader.take_rejected()
+        if rejected and not self._keep_rejected(rejected):
+            # not handed over before their rejections are stored: the journal's
+            # position must not pass a change kept nowhere
+            self._held = chunks
+            if self._held_through is None:
+                self._held_through = through
+            return []
+        self._held_through = None
         return chunks
 
-    def _keep_rejected(self, rejected: list[Rejected]) -> None:
+    def _keep_rejected(self, rejected: list[Rejected]) -> bool:
         """Write rejected changes to the dead-letter queue (once each, even if
         capture reads them again after a restart), on a connection of capture's
-        own. If the server refuses, they are kept to be written on the next
-        call; the chunks already taken are handed over all the same."""
+        own. False when the server refused: they are put back for the next call."""
         ctx = self.ctx
         try:
             conn = ctx.connect()
             try:
                 db = Cursor(conn.cursor())
                 for r in rejected:
-                    entry = rejected_entry(ctx.campus, r.change, ctx.shapes, r.error)
-                    if not DLQ.holds(db, REJECTED, entry[3], entry[4], entry[7]):
+                    entry = rejected_entry(ctx.campus, r.change, ctx.shapes, r.error, r.at)
+                    if not DLQ.holds(ctx.campus, entry[3], entry[4], entry[7], db):
                         db.execute(DLQ.insert_sql(), entry)
             finally:
                 conn.close()
+            return True
         except (EngineError, pymysql.err.MySQLError) as e:
             log.error("could not keep %d change(s) capture rejected in the dead-letter queue "
-                      "yet (retried on the next read): %s", len(rejected), e)
+                      "yet; capture waits and tries again: %s", len(rejected), e)
             if ctx.reader is not None:
                 ctx.reader.keep_rejected(rejected)
+            return False
 
     def release(self, position: int) -> None:
         """Nothing to do: the server purges its binary logs by its own settings."""
@@ -109,6 +124,8 @@ class MariaCaptureSource:
         """Nothing to keep in memory."""
 
     def captured_through(self) -> int:
+        if self._held_through is not None:
+            return self._held_through
         reader = self.ctx.reader
         return reader.taken_through if reader is not None else 0
 

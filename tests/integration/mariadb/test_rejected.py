@@ -113,6 +113,11 @@ def test_a_zero_date_is_rejected_and_kept_while_capture_goes_on(tmp_path: Path) 
         # status reads the queue's counts every few seconds
         wait_until(lambda: counts()["rejected"] == 0 and counts()["skipped"] == 2, 30,
                    "status to count both entries skipped")
+        # never received, so not in the books, skipped or not
+        assert json.loads(ctl(cluster, "status", "--json").stdout)["nodes"][0][
+            "accounting"]["balanced"]
+        # the entry names where in the binary log the change was
+        assert "(binary log " in one["error"]
     finally:
         cluster.stop_all()
         cluster.stop_databases()
