@@ -15,10 +15,20 @@ not there yet.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 
+import pymysql
+
 from node.engines.mariadb.apply import MariaApplyTarget
-from node.engines.mariadb.connections import DEFAULT_APPLY_DOMAIN, MariaContext
+from node.engines.mariadb.connections import (
+    DEFAULT_APPLY_DOMAIN,
+    START_PATIENCE_SECONDS,
+    START_RETRY_SECONDS,
+    TRANSIENT_CONNECT_ERRORS,
+    MariaContext,
+)
 from node.engines.mariadb.fence import MariaFence, install_fence
 from node.engines.mariadb.inspection import MariaInspection
 from node.engines.mariadb.server import check_server
@@ -30,6 +40,8 @@ from node.engines.mariadb.verifying import MariaVerifier
 from node.engines.mariadb.versions import MariaConflictStore, install_versions
 from node.model import TableShape
 from ringsync.errors import EngineError
+
+log = logging.getLogger(__name__)
 
 CAPTURE_START = "capture_start"
 
@@ -53,8 +65,29 @@ class MariaEngine:
         return self.ctx.description
 
     def open(self) -> None:
+        """Connect, check the server, read the tables and install. A server
+        that goes away meanwhile (killed, restarting: the node was started
+        beside it) is waited for within the start patience and the whole
+        start made again (every step may run twice); anything else fails."""
+        deadline = time.monotonic() + START_PATIENCE_SECONDS
+        while True:
+            try:
+                self._open_once(max(1.0, deadline - time.monotonic()))
+                return
+            except (EngineError, pymysql.err.OperationalError) as e:
+                cause = e.__cause__ if isinstance(e, EngineError) else e
+                code = (cause.args[0] if isinstance(cause, pymysql.err.MySQLError) and cause.args
+                        else None)
+                if code not in TRANSIENT_CONNECT_ERRORS or time.monotonic() > deadline:
+                    raise
+                log.warning("MariaDB at %s went away while the node was starting (%s); "
+                            "starting again", self.ctx.description, e)
+                self.close()
+                time.sleep(START_RETRY_SECONDS)
+
+    def _open_once(self, patience: float) -> None:
         ctx = self.ctx
-        ctx.main = ctx.connect_at_start()
+        ctx.main = ctx.connect_at_start(patience)
         check_server(ctx.main, ctx.url.database, ctx.description)
         ctx.tables_read = read_tables(ctx.main, ctx.url.database, ctx.tables, ctx.description)
         ctx.shapes = {name: t.shape for name, t in ctx.tables_read.items()}

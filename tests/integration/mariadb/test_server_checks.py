@@ -116,3 +116,35 @@ def test_a_node_starting_waits_for_a_server_not_yet_up_but_not_for_wrong_setting
         wrong.connect_at_start(sleep=never)
     right = MariaContext(mariadb_server.url(), (), "a").connect_at_start(sleep=never)
     right.close()
+
+
+def test_a_connection_lost_while_the_node_starts_makes_it_start_again(
+        mariadb_server: LocalMariaDB, mariadb_db: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server drops the engine's connection in the middle of its start
+    (as when mariadbd is killed while the node starts beside it: a real
+    KILL CONNECTION here): the engine starts again instead of exiting."""
+    from node.engines.mariadb import engine as engine_module
+
+    real = engine_module.check_server
+    threads: list[int] = []
+
+    def dropped_once(conn: pymysql.Connection, database: str, description: str) -> None:
+        threads.append(conn.thread_id())
+        if len(threads) == 1:
+            mariadb_server.admin(f"KILL CONNECTION {conn.thread_id()}")
+        real(conn, database, description)
+
+    monkeypatch.setattr(engine_module, "check_server", dropped_once)
+    app = connect(mariadb_server, mariadb_db)
+    with app.cursor() as cur:
+        cur.execute("CREATE TABLE kv(k VARCHAR(20) PRIMARY KEY, v BIGINT) ENGINE=InnoDB")
+    app.close()
+    engine = engine_module.MariaEngine(mariadb_server.url(database=mariadb_db), ("kv",), "a")
+    try:
+        engine.open()
+        assert len(threads) == 2 and threads[0] != threads[1]  # a new connection, started again
+        assert engine.shapes()["kv"].columns == ("k", "v")
+        engine.inspect.check_health()
+    finally:
+        engine.close()
