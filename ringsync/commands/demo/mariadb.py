@@ -105,6 +105,13 @@ class LocalMariaDB:
         return self.base / "error.log"
 
     @property
+    def tmpdir(self) -> Path:
+        """The server's own temporary directory (never the machine's /tmp,
+        which other servers share: a CI run saw a temporary table's file there
+        vanish under a server)."""
+        return self.base / "tmp"
+
+    @property
     def password(self) -> str:
         return PASSWORD
 
@@ -127,6 +134,9 @@ class LocalMariaDB:
             os.chown(base, entry.pw_uid, entry.pw_gid)
         base.chmod(0o700)
         server = cls(base, port, server_id, dict(settings or {}))
+        server.tmpdir.mkdir(mode=0o700, exist_ok=True)
+        if user is not None:
+            os.chown(server.tmpdir, entry.pw_uid, entry.pw_gid)
         command = [find_program("mariadb-install-db"), "--no-defaults",
                    f"--datadir={server.datadir}", "--auth-root-authentication-method=normal",
                    "--skip-test-db"]
@@ -144,7 +154,8 @@ class LocalMariaDB:
                     "server-id": str(self.server_id), **self.settings}
         args = [find_program("mariadbd"), "--no-defaults", f"--datadir={self.datadir}",
                 f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.socket}",
-                f"--pid-file={self.pid_file}", f"--log-error={self.error_log}"]
+                f"--pid-file={self.pid_file}", f"--log-error={self.error_log}",
+                f"--tmpdir={self.tmpdir}"]
         user = _run_as()
         if user is not None:
             args.append(f"--user={user}")
