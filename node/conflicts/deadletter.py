@@ -281,7 +281,7 @@ class DeadLetterTable:
             f'SELECT tbl, "key", min(id) FROM {self.table} WHERE state = \'parked\' '
             f'GROUP BY tbl, "key"').fetchall()}
 
-    def holds(self, origin: str, table: str, key: str, error: str, conn: Any) -> bool:
+    def holds(self, conn: Any, origin: str, table: str, key: str, error: str) -> bool:
         """Is there an entry (in any state) of ``origin`` for this row with this
         error already? (A rejected change's error names its binlog position.)"""
         m = self.mark

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from node.codec import escape_peer_text
@@ -148,20 +148,27 @@ class Dictionaries:
     def canonical_row(self, table: str, row: Row, codes: CodeMap, count: bool = False) -> Row:
         """A row of this campus as the ring carries it. ``count``: a local code
         without a canonical one is counted and logged (capture)."""
-        mapped = self.columns.get(table)
-        if not mapped:
-            return row
-        out = list(row)
-        for index, dictionary in mapped:
-            code = row[index]
-            if not isinstance(code, str):
-                continue
+        def to_canonical(index: int, dictionary: str, code: str) -> str:
             canonical = codes.canonical(self.campus, dictionary, code)
             if canonical is None:
                 canonical = unmapped_marker(self.campus, code)
                 if count:
                     self._unmapped_left(dictionary, code)
-            out[index] = canonical
+            return canonical
+        return self._each_code(table, row, to_canonical)
+
+    def _each_code(self, table: str, row: Row,
+                   translate: Callable[[int, str, str], str]) -> Row:
+        """``row`` with each mapped column's text value replaced by
+        ``translate(column index, dictionary, value)``; NULLs stay."""
+        mapped = self.columns.get(table)
+        if not mapped:
+            return row
+        out = list(row)
+        for index, dictionary in mapped:
+            value = row[index]
+            if isinstance(value, str):
+                out[index] = translate(index, dictionary, value)
         return tuple(out)
 
     def _unmapped_left(self, dictionary: str, code: str) -> None:
@@ -193,18 +200,11 @@ class Dictionaries:
                   keep: Row | None = None) -> Row:
         """A row that arrived, in this campus's codes (Unmapped when it cannot
         be). ``keep``: the row as the table holds it now."""
-        mapped = self.columns.get(table)
-        if not mapped:
-            return row
-        out = list(row)
-        for index, dictionary in mapped:
-            value = row[index]
-            if not isinstance(value, str):
-                continue
+        def to_local(index: int, dictionary: str, value: str) -> str:
             held = keep[index] if keep is not None else None
-            out[index] = codes.local(self.campus, dictionary, value, origin,
-                                     held if isinstance(held, str) else None)
-        return tuple(out)
+            return codes.local(self.campus, dictionary, value, origin,
+                               held if isinstance(held, str) else None)
+        return self._each_code(table, row, to_local)
 
     def note_parked(self, error: str) -> None:
         self.parked += 1

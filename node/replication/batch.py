@@ -167,6 +167,8 @@ class _Batch:
         self.session, self.journal, self.resolver = session, journal, resolver
         self.local, self.sets, self.isolate, self.out = local, sets, isolate, out
         self.blocked = session.parked_keys()
+        # a session seeing the engine through code maps checks codes ahead of apply
+        self.untranslatable = getattr(session, "untranslatable", None)
         self.advances: dict[str, _Advance] = {}
 
     def decode(self, txns: list[PlannedTxn]) -> Decoded:
@@ -284,7 +286,7 @@ class _Batch:
         cannot translate (node.dictionary.session): a clear error naming the
         campus, the column and the code, and later changes of their rows
         park behind them until ``dlq retry``."""
-        check = getattr(self.session, "untranslatable", None)
+        check = self.untranslatable
         if check is None:
             return changes
         def key_json(change: Change) -> str:

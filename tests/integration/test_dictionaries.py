@@ -62,6 +62,16 @@ def canonical_orders(cluster: LocalCluster, name: str,
             for k, r in orders(cluster.campus(name).target).items()}
 
 
+def wait_every_order_everywhere(cluster: LocalCluster,
+                                extra: dict[str, str] | None = None) -> None:
+    """Until every campus holds the same orders, read back in canonical codes."""
+    def same() -> bool:
+        views = [canonical_orders(cluster, c.name, extra) for c in cluster.campuses]
+        return all(v == views[0] for v in views[1:])
+
+    wait_until(same, 90, "every campus to hold every order", interval=0.5)
+
+
 def statuses(cluster: LocalCluster) -> list[dict[str, Any]]:
     return json.loads(ctl(cluster, "status", "--json").stdout)["nodes"]
 
@@ -92,11 +102,7 @@ def test_three_campuses_with_their_own_codes_converge_in_canonical_space(make_cl
     assert not any(w.errors for w in workloads), [w.last_error for w in workloads]
     names = [c.name for c in cluster.campuses]
 
-    def same() -> bool:
-        views = [canonical_orders(cluster, n) for n in names]
-        return all(v == views[0] for v in views[1:])
-
-    wait_until(same, 90, "every campus to hold every order", interval=0.5)
+    wait_every_order_everywhere(cluster)
     first = canonical_orders(cluster, names[0])
     assert len(first) >= 40 and not any(r[2].startswith("UNKNOWN") for r in first.values())
     for name in names:  # each campus holds its own codes only, whoever wrote the order
@@ -211,11 +217,7 @@ def test_a_map_changed_while_writes_go_on_travels_ahead_of_the_rows_that_use_it(
     extra = {f"{code}{n}": f"LACT{n}" for code in ("LACT", "B-LACT", "C-LACT")
              for n in range(5)}
 
-    def same() -> bool:
-        views = [canonical_orders(cluster, x.name, extra) for x in (a, b, c)]
-        return all(v == views[0] for v in views[1:])
-
-    wait_until(same, 90, "every campus to hold every order", interval=0.5)
+    wait_every_order_everywhere(cluster, extra)
     for n in range(5):
         assert orders(b.target)[f"o-lact{n}"][2] == f"B-LACT{n}"
         assert orders(c.target)[f"o-lact{n}"][2] == f"C-LACT{n}"
@@ -252,13 +254,7 @@ def test_an_empty_campus_joins_by_initial_load_and_holds_the_rows_in_its_own_cod
     finally:
         for w in workloads:
             w.stop()
-    names = [x.name for x in cluster.campuses]
-
-    def same() -> bool:
-        views = [canonical_orders(cluster, n) for n in names]
-        return all(v == views[0] for v in views[1:])
-
-    wait_until(same, 90, "every campus to hold every order", interval=0.5)
+    wait_every_order_everywhere(cluster)
     held = orders(late.target)
     assert len(held) >= 40
     assert {r[2] for r in held.values()} <= set(local_codes(CAMPUS_NAMES, late.name).values())

@@ -58,6 +58,7 @@ from pymysqlreplication.row_event import (
 )
 
 from node.engines.chunkqueue import ChunkQueue
+from node.engines.mariadb.values import BadValue
 from node.model import CapturedChunk, Change, Op
 from ringsync.errors import EngineError
 
@@ -385,19 +386,16 @@ class BinlogReader:
         new image) that cannot be converted rejects the change; an old image
         that cannot only locates the row, so its unconvertible values go as
         None (an UPDATE correcting a zero date still travels)."""
-        assert self.decode_lenient is not None
         table = event.table
         if isinstance(event, WriteRowsEvent):
-            new, bad = self.decode_lenient(table, row["values"], row["none_sources"])
+            new, bad = self._image(table, row["values"], row["none_sources"])
             change = Change(table, Op.INSERT, new=new)
         elif isinstance(event, DeleteRowsEvent):
-            old, _ = self.decode_lenient(table, row["values"], row["none_sources"])
+            old, _ = self._image(table, row["values"], row["none_sources"])
             return Change(table, Op.DELETE, old=old)
         else:
-            new, bad = self.decode_lenient(table, row["after_values"],
-                                           row["after_none_sources"])
-            old, _ = self.decode_lenient(table, row["before_values"],
-                                         row["before_none_sources"])
+            new, bad = self._image(table, row["after_values"], row["after_none_sources"])
+            old, _ = self._image(table, row["before_values"], row["before_none_sources"])
             change = Change(table, Op.UPDATE, new=new, old=old)
         if not bad:
             return change
@@ -407,6 +405,16 @@ class BinlogReader:
         with self._rejected_lock:
             self.rejected.append(Rejected(change, error, at))
         return None
+
+    def _image(self, table: str, values: dict[str, Any], none_sources: dict[str, str],
+               ) -> tuple[tuple[Any, ...], list[Any]]:
+        """A row image, and why values of it cannot travel: decoded as usual, and
+        only when that refuses a value again leniently (``decode_lenient``)."""
+        assert self.decode_lenient is not None
+        try:
+            return self.decode(table, values, none_sources), []
+        except BadValue:
+            return self.decode_lenient(table, values, none_sources)
 
     def take_rejected(self) -> list[Rejected]:
         with self._rejected_lock:

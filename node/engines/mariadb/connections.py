@@ -189,10 +189,11 @@ class MariaContext:
         return conn
 
     def query(self, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        """One statement on the main connection (reconnecting once after a server restart)."""
+        """One statement on the main connection (reconnecting once after a server
+        restart: the connection lost, or found already closed by an earlier loss)."""
         try:
             return self.conn.execute(query, params or None).fetchall()
-        except pymysql.err.OperationalError:
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
             self.main = self.connect()
             return self.conn.execute(query, params or None).fetchall()
 

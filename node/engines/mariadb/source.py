@@ -105,7 +105,7 @@ class MariaCaptureSource:
                 db = Cursor(conn.cursor())
                 for r in rejected:
                     entry = rejected_entry(ctx.campus, r.change, ctx.shapes, r.error, r.at)
-                    if not DLQ.holds(ctx.campus, entry[3], entry[4], entry[7], db):
+                    if not DLQ.holds(db, ctx.campus, entry[3], entry[4], entry[7]):
                         db.execute(DLQ.insert_sql(), entry)
             finally:
                 conn.close()

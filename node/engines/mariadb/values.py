@@ -218,22 +218,11 @@ class RowReader:
 
     def from_binlog(self, values: Mapping[str, Any],
                     none_sources: Mapping[str, str]) -> tuple[Any, ...]:
-        out: list[Any] = []
         try:
-            for (name, read), col in zip(self._binlog, self._cols, strict=True):
-                v = values[name]
-                if v is not None:
-                    out.append(read(v))
-                else:
-                    source = none_sources.get(name, "null")
-                    out.append(None if source == "null" else col.none(source))
+            return tuple(self._binlog_value(name, read, col, values, none_sources)
+                         for (name, read), col in zip(self._binlog, self._cols, strict=True))
         except BadValue as e:
             raise e.with_key(self._key_text(lambda k: values.get(k))) from None
-        except KeyError as e:
-            raise EngineError(
-                f"a binlog row of table {self.table!r} has no column {e.args[0]!r}: the table "
-                f"was altered after the node read its shape; restart the node") from None
-        return tuple(out)
 
     def from_binlog_lenient(self, values: Mapping[str, Any], none_sources: Mapping[str, str],
                             ) -> tuple[tuple[Any, ...], list[BadValue]]:
@@ -242,19 +231,27 @@ class RowReader:
         record or only locates a row, never for one that is written."""
         out: list[Any] = []
         bad: list[BadValue] = []
-        key = self._key_text(lambda k: values.get(k))
         for (name, read), col in zip(self._binlog, self._cols, strict=True):
-            v = values.get(name)
             try:
-                if v is not None:
-                    out.append(read(v))
-                else:
-                    source = none_sources.get(name, "null")
-                    out.append(None if source == "null" else col.none(source))
+                out.append(self._binlog_value(name, read, col, values, none_sources))
             except BadValue as e:
                 out.append(None)
-                bad.append(e.with_key(key))
+                bad.append(e.with_key(self._key_text(lambda k: values.get(k))))
         return tuple(out), bad
+
+    def _binlog_value(self, name: str, read: Reader, col: _Column, values: Mapping[str, Any],
+                      none_sources: Mapping[str, str]) -> Any:
+        """One column of a binlog row as canonical (BadValue when it cannot travel)."""
+        try:
+            v = values[name]
+        except KeyError:
+            raise EngineError(
+                f"a binlog row of table {self.table!r} has no column {name!r}: the table "
+                f"was altered after the node read its shape; restart the node") from None
+        if v is not None:
+            return read(v)
+        source = none_sources.get(name, "null")
+        return None if source == "null" else col.none(source)
 
     def from_query(self, row: Sequence[Any]) -> tuple[Any, ...]:
         try:

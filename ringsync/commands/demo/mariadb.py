@@ -106,9 +106,10 @@ class LocalMariaDB:
 
     @property
     def tmpdir(self) -> Path:
-        """The server's own temporary directory (never the machine's /tmp,
-        which other servers share: a CI run saw a temporary table's file there
-        vanish under a server)."""
+        """The server's own temporary directory, never the machine's /tmp: a
+        starting mariadbd (and mariadb-install-db's) removes every ``#sql*``
+        file it finds in its tmpdir as a crash's leftover, including the
+        temporary tables of the other servers sharing it (the machine's own)."""
         return self.base / "tmp"
 
     @property
@@ -139,7 +140,7 @@ class LocalMariaDB:
             os.chown(server.tmpdir, entry.pw_uid, entry.pw_gid)
         command = [find_program("mariadb-install-db"), "--no-defaults",
                    f"--datadir={server.datadir}", "--auth-root-authentication-method=normal",
-                   "--skip-test-db"]
+                   "--skip-test-db", f"--tmpdir={server.tmpdir}"]
         if user is not None:
             command.append(f"--user={user}")
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd="/")
