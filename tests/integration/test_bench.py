@@ -31,7 +31,7 @@ def test_bench_quick_runs_every_mode_and_writes_well_formed_results(tmp_path: Pa
     out = tmp_path / "results"
     result = subprocess.run(
         [sys.executable, "-m", "ringsync.commands.cli", "bench", "--quick", "--json",
-         "--workloads", "bulk,stream,catchup,ring,sync",
+         "--modes", "native,hop,ring,sqlite", "--workloads", "bulk,stream,catchup,ring,sync",
          "--bulk-rows", "1000", "--rates", "100", "--step-seconds", "1",
          "--catchup-seconds", "1", "--ring-rate", "50", "--sync-rate", "20",
          "--out", str(out)],

@@ -1,6 +1,7 @@
 """What the benchmark observes: rows arriving at a receiver, and node processes.
 
-``ArrivalProbe`` polls one receiving database (PostgreSQL or SQLite) every
+``ArrivalProbe`` polls one receiving database (PostgreSQL, SQLite or
+MariaDB: a DSN, a file, a ``mysql://`` URL) every
 few milliseconds from its own thread. For each watched id block it asks for
 ``max(id)`` (one index descent), and when that advances it reads the new
 rows' ``created_epoch`` to record each row's lag: the poll time at which
@@ -29,6 +30,17 @@ from ringsync.commands.bench.workload import TABLE, Block
 from ringsync.errors import RingsyncError
 
 POLL_SECONDS = 0.005
+ANSWER_POLL_SECONDS = 0.01
+
+
+def poll_until(answers: Callable[[], bool], timeout: float, what: str) -> float:
+    """Ask ``answers`` every few ms; the wall time it first said yes."""
+    deadline = time.monotonic() + timeout
+    while not answers():
+        if time.monotonic() > deadline:
+            raise RingsyncError(f"{what} did not answer within {timeout:.0f}s")
+        time.sleep(ANSWER_POLL_SECONDS)
+    return time.time()
 
 
 class ArrivalProbe:
@@ -97,7 +109,9 @@ class ArrivalProbe:
 
     def _run(self) -> None:
         try:
-            if isinstance(self.target, str):
+            if isinstance(self.target, str) and self.target.startswith("mysql://"):
+                query_max, query_new, close = _connect_mariadb(self.target)
+            elif isinstance(self.target, str):
                 query_max, query_new, close = _connect_postgres(self.target)
             else:
                 query_max, query_new, close = _connect_sqlite(self.target)
@@ -164,6 +178,27 @@ def _connect_sqlite(path: Path) -> tuple[Any, Any, Any]:
     def query_new(b: Block, seen: int, top: int) -> list[float]:
         return [r[0] for r in conn.execute(
             f"SELECT created_epoch FROM {TABLE} WHERE id > ? AND id <= ?", (seen, top))]
+
+    return query_max, query_new, conn.close
+
+
+def _connect_mariadb(url: str) -> tuple[Any, Any, Any]:
+    from ringsync.commands.demo.lis import mysql_connect
+
+    conn = mysql_connect(url)  # autocommit: every read sees what has committed
+    cur = conn.cursor()
+
+    def query_max(blocks: list[Block]) -> list[int | None]:
+        found: list[int | None] = []
+        for b in blocks:
+            cur.execute(f"SELECT MAX(id) FROM {TABLE} WHERE id > %s AND id < %s", (b.lo, b.hi))
+            top = cur.fetchone()[0]
+            found.append(None if top is None else int(top))
+        return found
+
+    def query_new(b: Block, seen: int, top: int) -> list[float]:
+        cur.execute(f"SELECT created_epoch FROM {TABLE} WHERE id > %s AND id <= %s", (seen, top))
+        return [float(r[0]) for r in cur.fetchall()]
 
     return query_max, query_new, conn.close
 

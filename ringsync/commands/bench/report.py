@@ -1,7 +1,10 @@
 """Turning measurements into what people read: ratios, targets, tables, a lag plot.
 
 Every ratio is taken against the native run of the same workload in the same
-invocation, so a noisy machine moves both sides together. Targets (issue 16:
+invocation, so a noisy machine moves both sides together: PostgreSQL's own
+replication (``native``) for the PostgreSQL and SQLite modes, MariaDB's own
+(``mariadb-native``) for the hops to and from MariaDB; each result names its
+``anchor``. Targets (issue 16:
 throughput, stream lag at native's best rate, catch-up, ring lag, memory,
 CPU per row and per transaction, the commit latency sync durability adds)
 are reported as met or not; nothing here fails a build.
@@ -13,13 +16,23 @@ from typing import Any
 
 from ringsync.commands.bench.scenarios import Result
 
-COLOURS = {"native": "#1f77b4", "hop": "#d62728", "sqlite": "#2ca02c", "ring": "#9467bd"}
+COLOURS = {"native": "#1f77b4", "hop": "#d62728", "sqlite": "#2ca02c", "ring": "#9467bd",
+           "mariadb-native": "#17becf", "pg-mariadb": "#ff7f0e", "mariadb-pg": "#8c564b"}
+NATIVE_MODES = ("native", "mariadb-native")
+# The anchor of each mode whose anchor is not PostgreSQL's own replication.
+ANCHORS = {"mariadb-native": "mariadb-native", "pg-mariadb": "mariadb-native",
+           "mariadb-pg": "mariadb-native"}
+
+
+def anchor_of(mode: str) -> str:
+    return ANCHORS.get(mode, "native")
 
 
 def add_ratios(results: list[Result]) -> None:
-    native = {r.workload: r for r in results if r.mode == "native"}
+    natives = {(r.mode, r.workload): r for r in results if r.mode in NATIVE_MODES}
     for r in results:
-        anchor = native.get(r.workload)
+        r.anchor = anchor_of(r.mode)
+        anchor = natives.get((r.anchor, r.workload))
         if anchor is not None and anchor.rows_per_s > 0:
             r.ratio_to_native = r.rows_per_s / anchor.rows_per_s
 
@@ -178,7 +191,7 @@ def targets(results: list[Result]) -> list[Target]:
         peak = max(s["peak_rss_mb"] for s in stream.detail["steps"])
         out.append(_target("node peak RSS under the stream load", f"{peak:.0f} MB",
                            "<= 200 MB", peak <= RSS_GOAL_MB))
-    nodes = [r for r in results if r.mode != "native"]
+    nodes = [r for r in results if r.mode not in NATIVE_MODES]
     if nodes:
         top = max(nodes, key=lambda r: r.peak_rss_mb)
         out.append(_target("node peak RSS over every workload",
@@ -240,6 +253,10 @@ def markdown(results: list[Result], goals: list[dict[str, Any]], command: str) -
             f"{_num(r.lag_p50_ms)} | {_num(r.lag_p99_ms)} | {_num(r.lag_max_ms)} | "
             f"{_num(r.cpu_percent)} | {_num(r.cpu_us_per_row, '{:,.1f}')} | "
             f"{_num(r.cpu_us_per_txn)} | {_num(r.peak_rss_mb)} |")
+    if any(anchor_of(r.mode) != "native" for r in results):
+        lines += ["", "x native: against mariadb-native (MariaDB's own replication) for "
+                  "mariadb-native, pg-mariadb and mariadb-pg; against native (PostgreSQL's "
+                  "own) for the others."]
     lines += _commit_latency_table(results)
     lines += ["", "| target | measured | goal | met |", "|---|---|---|---|"]
     for g in goals:
@@ -312,5 +329,5 @@ def terminal_chart(timelines: dict[str, list[tuple[float, float, int]]]) -> str:
             continue
         span = range(max(per_second) + 1)
         spark = "".join(bars[min(8, round(8 * per_second.get(s, 0.0) / top))] for s in span)
-        lines.append(f"{mode:>7} |{spark}| max {max(per_second.values()):,.0f} ms")
+        lines.append(f"{mode:>14} |{spark}| max {max(per_second.values()):,.0f} ms")
     return "\n".join(lines)

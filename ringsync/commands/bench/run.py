@@ -1,10 +1,14 @@
 """`ringsync bench`: build each system, run the workloads, write the results.
 
-    ringsync bench [--quick] [--json] [--modes native,hop,ring,sqlite]
+    ringsync bench [--quick] [--json] [--modes native,hop,ring,sqlite,mariadb]
                    [--workloads bulk,stream,catchup,ring,sync,soak]
 
 Everything is made and torn down inside one run on this machine: PostgreSQL
-clusters (initdb on free ports), the native subscription, ringsync nodes.
+clusters (initdb on free ports), the native subscription, ringsync nodes;
+for the ``mariadb`` mode, MariaDB servers (mariadb-install-db on free
+ports), MariaDB's own replication as its anchor, then a PostgreSQL ->
+MariaDB and a MariaDB -> PostgreSQL hop (skipped, and said so, on a
+machine without MariaDB).
 Results go to ``bench/results/<UTC time>[-quick].json`` with a markdown
 table (``.md``) and the stream lag plot (``-lag.svg``) beside it; ``--json``
 prints the same JSON on stdout. Progress goes to stderr.
@@ -26,10 +30,11 @@ from typing import Any
 
 from ringsync.commands.bench import durability, report, verifying
 from ringsync.commands.bench.scenarios import FULL, QUICK, Bench, Result, Scale, say, workloads_for
-from ringsync.commands.bench.setups import make_setup
+from ringsync.commands.bench.setups import MARIADB_MODES, make_setup
+from ringsync.commands.demo import mariadb
 from ringsync.errors import RingsyncError
 
-MODES = ("native", "hop", "ring", "sqlite")
+MODES = ("native", "hop", "ring", "sqlite", "mariadb")
 WORKLOADS = ("bulk", "stream", "catchup", "ring", "sync", "verify", "soak")
 
 
@@ -54,7 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     p.add_argument("--modes", default=",".join(MODES),
                    help=f"comma-separated subset of {','.join(MODES)} (native always runs "
-                        "first when listed; ratios need it)")
+                        "first when listed; ratios need it; mariadb is MariaDB's own "
+                        "replication, then a hop each way between PostgreSQL and MariaDB)")
     p.add_argument("--workloads", default=",".join(WORKLOADS),
                    help=f"comma-separated subset of {','.join(WORKLOADS)}")
     p.add_argument("--bulk-rows", type=_positive, help="rows in the bulk transaction")
@@ -119,9 +125,24 @@ def _machine() -> dict[str, Any]:
             "platform": platform.platform(), "commit": commit or None}
 
 
+def _setups(modes: list[str]) -> list[str]:
+    """The setups the chosen modes run, in order: ``mariadb`` is three, and
+    none (said so) where MariaDB is not installed."""
+    out: list[str] = []
+    for mode in modes:
+        if mode != "mariadb":
+            out.append(mode)
+        elif mariadb.installed():
+            out += MARIADB_MODES
+        else:
+            say("mariadb: skipped, MariaDB is not installed here "
+                "(Debian/Ubuntu: apt-get install mariadb-server)")
+    return out
+
+
 def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
     scale = _scale(args)
-    modes = _choice(args.modes, MODES, "modes")
+    modes = _setups(_choice(args.modes, MODES, "modes"))
     workloads = _choice(args.workloads, WORKLOADS, "workloads")
     command = "ringsync bench " + " ".join(argv)
     results: list[Result] = []

@@ -15,10 +15,11 @@
 
 CPU per row and per transaction is the CPU the replication processes used
 over a workload's metered window divided by the rows and the transactions
-that window carried. Transactions are counted at the source: the distinct
-``xmin`` (the inserting transaction's id) over the rows each writer
-committed, so a 1-3-row pgbench transaction counts once whatever its size;
-the bulk load is one transaction.
+that window carried. Transactions are counted at the source (its
+``Source.transactions``): on PostgreSQL the distinct ``xmin`` (the inserting
+transaction's id) over the rows each writer committed, so a 1-3-row pgbench
+transaction counts once whatever its size; on MariaDB what the writing
+procedure counted as it committed. The bulk load is one transaction.
 """
 
 from __future__ import annotations
@@ -37,9 +38,7 @@ from ringsync.commands.bench.workload import (
     TABLE,
     Block,
     IdAllocator,
-    StreamRun,
-    bulk_insert,
-    start_stream,
+    Stream,
 )
 
 STREAM_BOUND_MS = 1000.0  # beyond this the receiver is not keeping up
@@ -80,6 +79,7 @@ class Result:
     seconds: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
     ratio_to_native: float | None = None
+    anchor: str | None = None  # the native mode the ratio is taken against
 
     def as_json(self) -> dict[str, Any]:
         return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -103,31 +103,6 @@ def lag_summary(lags: list[float]) -> tuple[float | None, float | None, float | 
 def cpu_us_per(cpu_seconds: float, count: int | None) -> float | None:
     """CPU microseconds per row or transaction; None when there were none."""
     return 1e6 * cpu_seconds / count if count else None
-
-
-def source_transactions(dsn: str, last_ids: dict[Block, int]) -> int:
-    """How many transactions committed the rows each writer wrote at the
-    source up to its last id: the distinct ids of the inserting transactions."""
-    import psycopg
-
-    txns = 0
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for b, top in last_ids.items():
-            row = conn.execute(f"SELECT count(DISTINCT xmin::text) FROM {TABLE} "
-                               "WHERE id > %s AND id <= %s", (b.lo, top)).fetchone()
-            txns += int(row[0]) if row else 0
-    return txns
-
-
-def source_last_ids(dsn: str, blocks: list[Block]) -> dict[Block, int]:
-    """The last id each writer committed at the source (its block's lo if none)."""
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        return {b: int(conn.execute(f"SELECT coalesce(max(id), %s) FROM {TABLE} "
-                                    "WHERE id > %s AND id < %s",
-                                    (b.lo, b.lo, b.hi)).fetchone()[0])  # type: ignore[index]
-                for b in blocks}
 
 
 class Bench:
@@ -181,7 +156,7 @@ class Bench:
         probe = self.probe_for(origin)
         probe.watch([block], lags=False)
         self.meter.start()
-        started, committed = bulk_insert(self.setup.source_dsn(origin), base, rows)
+        started, committed = self.setup.source(origin).bulk_insert(base, rows)
         arrived = probe.wait_for({block: base + rows}, ARRIVAL_TIMEOUT_SECONDS,
                                  f"the {rows}-row transaction")
         used = self.meter.stop()
@@ -199,12 +174,11 @@ class Bench:
         """pgbench at ``rate`` tx/s at each origin for ``seconds``, until every row
         arrived; ``log_latencies``: the step also holds ``transaction_times``,
         every transaction's (own ms, schedule lag ms) at the origins."""
-        runs: list[StreamRun] = []
+        runs: list[Stream] = []
         try:
             for origin in origins:
-                runs.append(start_stream(self.setup.source_port(origin),
-                                         self.ids.run_base(origin), origin, rate, seconds,
-                                         clients, log_latencies))
+                runs.append(self.setup.source(origin).start_stream(
+                    self.ids.run_base(origin), origin, rate, seconds, clients, log_latencies))
                 self.probe_for(origin).watch(runs[-1].blocks)
             self.meter.start()
             started = time.time()
@@ -220,7 +194,7 @@ class Bench:
         lags: list[float] = []
         committed: list[tuple[str, dict[Block, int]]] = []
         for origin, run in zip(origins, runs, strict=True):
-            last = source_last_ids(self.setup.source_dsn(origin), run.blocks)
+            last = self.setup.source(origin).last_ids(run.blocks)
             committed.append((origin, last))
             rows += sum(top - b.lo for b, top in last.items())
             probe = self.probe_for(origin)
@@ -229,7 +203,7 @@ class Bench:
             lags += probe.lags_between(started, at + 1, origin)
         used = self.meter.stop()
         # counted after the window, so the count's own reads are not in it
-        txns = sum(source_transactions(self.setup.source_dsn(o), last) for o, last in committed)
+        txns = sum(self.setup.source(o).transactions(last) for o, last in committed)
         p50, p99, worst = lag_summary(lags)
         logged = {} if times is None else {"transaction_times": times}
         return {**logged, "rate": rate, "achieved_tps": sum(achieved) / len(achieved),
@@ -283,8 +257,8 @@ class Bench:
         origin = self.setup.writers[0]
         rate, seconds = self.scale.catchup_rate, self.scale.catchup_seconds
         self.setup.stop_receiver()
-        run = start_stream(self.setup.source_port(origin), self.ids.run_base(origin), origin,
-                           rate, seconds)
+        source = self.setup.source(origin)
+        run = source.start_stream(self.ids.run_base(origin), origin, rate, seconds)
         try:
             started = time.time()
             achieved = run.wait()
@@ -293,9 +267,9 @@ class Bench:
             run.stop()
             self.setup.start_receiver()
             raise
-        last = source_last_ids(self.setup.source_dsn(origin), run.blocks)
+        last = self.setup.source(origin).last_ids(run.blocks)
         rows = sum(top - b.lo for b, top in last.items())
-        txns = source_transactions(self.setup.source_dsn(origin), last)
+        txns = source.transactions(last)
         probe = self.probe_for(origin)
         probe.watch(run.blocks, lags=False)
         self.meter.start()
@@ -357,6 +331,7 @@ class Bench:
 
 
 def workloads_for(mode: str) -> tuple[str, ...]:
+    """What each setup runs (the sync and verify workloads: the hop only)."""
     if mode == "ring":
         return ("ring",)
     return ("bulk", "stream", "catchup") + (("sync", "verify") if mode == "hop" else ())

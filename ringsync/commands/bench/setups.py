@@ -1,14 +1,19 @@
 """The systems the benchmark measures, each built from scratch on this machine.
 
 - ``NativeSetup``: two PostgreSQL clusters joined by PostgreSQL's own
-  publication/subscription, the anchor every ratio is taken against.
+  publication/subscription, the anchor the PostgreSQL modes' ratios are
+  taken against (``MariaNativeSetup``, ringsync.commands.bench.mariadb, is
+  the MariaDB modes' anchor: MariaDB's own GTID replication).
 - ``RingsyncSetup``: a ringsync cluster of real node processes over mTLS,
   made exactly as the demo makes one (``LocalCluster``), with the benchmark
   table as its only replicated table. ``hop`` is PostgreSQL -> PostgreSQL,
   ``ring`` three PostgreSQL campuses all writing, ``sqlite`` PostgreSQL ->
-  SQLite.
+  SQLite, ``pg-mariadb`` PostgreSQL -> MariaDB and ``mariadb-pg`` MariaDB ->
+  PostgreSQL (the bench's ``mariadb`` mode runs those two after
+  ``mariadb-native``).
 
-Both expose the same small surface to the scenarios: where writers connect,
+All expose the same small surface to the scenarios: where writers write (a
+``Source``),
 where a writer's rows are watched, which processes do the replication work,
 how to stop and restart the receiving side (catch-up), and when the
 restarted receiver answers again (the native apply worker is running; a
@@ -27,11 +32,18 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ringsync.commands.bench.workload import TABLE, create_postgres_table, create_sqlite_table
+from ringsync.commands.bench.mariadb import MariaNativeSetup, MariaSource, create_mariadb_table
+from ringsync.commands.bench.probe import poll_until
+from ringsync.commands.bench.workload import (
+    TABLE,
+    PostgresSource,
+    Source,
+    create_postgres_table,
+    create_sqlite_table,
+)
 from ringsync.commands.demo.cluster import LocalCluster, Schema, free_port
 from ringsync.commands.demo.postgres import LocalPostgres
 from ringsync.errors import RingsyncError
@@ -40,8 +52,8 @@ from ringsync.names import NODE_APPLICATION_NAME
 if TYPE_CHECKING:
     from ringsync.client import ClusterClient
 
-BENCH_SCHEMA = Schema((TABLE,), create_postgres_table, create_sqlite_table)
-ANSWER_POLL_SECONDS = 0.01
+BENCH_SCHEMA = Schema((TABLE,), create_postgres_table, create_sqlite_table,
+                      create_mariadb_table)
 # Every commit at a sync origin waits for a peer's journal: never released
 # early by degrading, so the sync workload measures only synchronous commits.
 SYNC_SETTINGS: dict[str, Any] = {"durability": "sync", "sync_policy": "strict"}
@@ -54,8 +66,7 @@ class Setup(Protocol):
     mode: str
     writers: list[str]  # origins that write, by name
 
-    def source_port(self, origin: str) -> int: ...
-    def source_dsn(self, origin: str) -> str: ...
+    def source(self, origin: str) -> Source: ...
     def far_receiver(self, origin: str) -> tuple[str, Path | str]: ...
     def databases(self) -> list[str]: ...
     def cpu_pids(self) -> list[int]: ...
@@ -64,16 +75,6 @@ class Setup(Protocol):
     def start_receiver(self) -> None: ...
     def wait_receiver_answering(self, timeout: float) -> float: ...
     def close(self) -> None: ...
-
-
-def _poll_until(answers: Callable[[], bool], timeout: float, what: str) -> float:
-    """Ask ``answers`` every few ms; the wall time it first said yes."""
-    deadline = time.monotonic() + timeout
-    while not answers():
-        if time.monotonic() > deadline:
-            raise RingsyncError(f"{what} did not answer within {timeout:.0f}s")
-        time.sleep(ANSWER_POLL_SECONDS)
-    return time.time()
 
 
 class _BackendPids:
@@ -100,20 +101,20 @@ class NativeSetup:
 
     def __init__(self) -> None:
         self.writers = ["source"]
-        self.source = LocalPostgres.create(None, free_port())
+        self.source_pg = LocalPostgres.create(None, free_port())
         self.target = LocalPostgres.create(None, free_port())
         self._backends: _BackendPids | None = None
         try:
-            for pg in (self.source, self.target):
+            for pg in (self.source_pg, self.target):
                 pg.start()
                 create_postgres_table(pg.dsn)
-            self._sql(self.source.dsn, f"CREATE PUBLICATION bench_pub FOR TABLE {TABLE}")
+            self._sql(self.source_pg.dsn, f"CREATE PUBLICATION bench_pub FOR TABLE {TABLE}")
             self._sql(self.target.dsn,
-                      f"CREATE SUBSCRIPTION bench_sub CONNECTION '{self.source.dsn}' "
+                      f"CREATE SUBSCRIPTION bench_sub CONNECTION '{self.source_pg.dsn}' "
                       "PUBLICATION bench_pub WITH (copy_data = false)")
             self._wait_streaming()
             self._backends = _BackendPids(
-                [self.source.dsn, self.target.dsn],
+                [self.source_pg.dsn, self.target.dsn],
                 "backend_type IN ('walsender', 'logical replication worker')")
         except BaseException:
             self.close()
@@ -130,24 +131,21 @@ class NativeSetup:
         import psycopg
 
         deadline = time.monotonic() + timeout
-        with psycopg.connect(self.source.dsn, autocommit=True) as conn:
+        with psycopg.connect(self.source_pg.dsn, autocommit=True) as conn:
             while not conn.execute("SELECT 1 FROM pg_stat_replication WHERE state = "
                                    "'streaming'").fetchone():
                 if time.monotonic() > deadline:
                     raise RingsyncError("the native subscription did not start streaming")
                 time.sleep(0.1)
 
-    def source_port(self, origin: str) -> int:
-        return self.source.port
-
-    def source_dsn(self, origin: str) -> str:
-        return self.source.dsn
+    def source(self, origin: str) -> PostgresSource:
+        return PostgresSource(self.source_pg.port, self.source_pg.dsn)
 
     def far_receiver(self, origin: str) -> tuple[str, Path | str]:
         return "target", self.target.dsn
 
     def databases(self) -> list[str]:
-        return [self.source.dsn, self.target.dsn]
+        return [self.source_pg.dsn, self.target.dsn]
 
     def cpu_pids(self) -> list[int]:
         return self._backends() if self._backends else []
@@ -165,14 +163,14 @@ class NativeSetup:
         import psycopg
 
         with psycopg.connect(self.target.dsn, autocommit=True) as conn:
-            return _poll_until(lambda: conn.execute(
+            return poll_until(lambda: conn.execute(
                 "SELECT 1 FROM pg_stat_subscription WHERE subname = 'bench_sub' "
                 "AND pid IS NOT NULL").fetchone() is not None, timeout, "the apply worker")
 
     def close(self) -> None:
         if self._backends is not None:
             self._backends.close()
-        for pg in (self.target, self.source):
+        for pg in (self.target, self.source_pg):
             pg.remove()
 
 
@@ -193,6 +191,7 @@ class RingsyncSetup:
         self.campuses = [c.name for c in self.cluster.campuses]
         self.writers = self.campuses[:writers]
         self._backends: _BackendPids | None = None
+        self._sources: dict[str, Source] = {}
         try:
             self.cluster.start_all()
             self._wait_ready()
@@ -251,10 +250,18 @@ class RingsyncSetup:
             raise RingsyncError(f"campus {origin} is not a PostgreSQL campus")
         return pg
 
-    def source_port(self, origin: str) -> int:
-        return self._postgres(origin).port
+    def source(self, origin: str) -> Source:
+        """Where ``origin``'s writers write (one per origin: a MariaDB source
+        keeps what its streams counted)."""
+        if origin not in self._sources:
+            campus = self.cluster.campus(origin)
+            self._sources[origin] = (
+                MariaSource(campus.mariadb.url()) if campus.mariadb is not None
+                else PostgresSource(self._postgres(origin).port, self._postgres(origin).dsn))
+        return self._sources[origin]
 
     def source_dsn(self, origin: str) -> str:
+        """A PostgreSQL origin's DSN (the sync and verify workloads read it)."""
         return self._postgres(origin).dsn
 
     def far_receiver(self, origin: str) -> tuple[str, Path | str]:
@@ -269,7 +276,12 @@ class RingsyncSetup:
         return [p.pid for p in self.cluster.processes.values() if p.poll() is None]
 
     def cpu_pids(self) -> list[int]:
-        return self.rss_pids() + (self._backends() if self._backends else [])
+        """The nodes, their PostgreSQL backends, and every MariaDB server that
+        only receives (whose work is the nodes' apply; a writing one's is the load)."""
+        receivers = [c.mariadb.pid() for c in self.cluster.campuses
+                     if c.mariadb is not None and c.name not in self.writers]
+        return (self.rss_pids() + (self._backends() if self._backends else [])
+                + [pid for pid in receivers if pid is not None])
 
     def stop_receiver(self) -> None:
         self.cluster.stop(self.campuses[1])
@@ -292,7 +304,7 @@ class RingsyncSetup:
             except OSError:  # not listening yet
                 return False
 
-        return _poll_until(answers, timeout, f"node {self.campuses[1]}")
+        return poll_until(answers, timeout, f"node {self.campuses[1]}")
 
     def close(self) -> None:
         if self._backends is not None:
@@ -323,6 +335,9 @@ def digests_twin(setup: Setup) -> RingsyncSetup:
 
 
 DIGESTS = "[verify]\nincremental = true\n"
+# The bench's `mariadb` mode: MariaDB's own replication, then a hop each way.
+MARIADB_HOPS = {"pg-mariadb": ["postgres", "mariadb"], "mariadb-pg": ["mariadb", "postgres"]}
+MARIADB_MODES = ("mariadb-native", *MARIADB_HOPS)
 
 
 def make_setup(mode: str, root: Path, digests: bool = False) -> Setup:
@@ -339,5 +354,10 @@ def make_setup(mode: str, root: Path, digests: bool = False) -> Setup:
                              cluster_extra=extra)
     if mode == "sqlite":
         return RingsyncSetup(mode, root / mode, ["postgres", "sqlite"], writers=1,
+                             cluster_extra=extra)
+    if mode == "mariadb-native":
+        return MariaNativeSetup()
+    if mode in MARIADB_HOPS:
+        return RingsyncSetup(mode, root / mode, MARIADB_HOPS[mode], writers=1,
                              cluster_extra=extra)
     raise RingsyncError(f"unknown bench mode {mode!r}")

@@ -14,7 +14,10 @@ was written, so a receiver computes a row's lag as "now - created_epoch"
 
 Streams are written by PostgreSQL's own ``pgbench`` (C, throttled with
 ``--rate``), so the load generator costs little CPU and behaves the same
-for every mode being measured. Asked to, pgbench also logs every
+for every mode being measured; a MariaDB origin is written by a stored
+procedure of the same shape (ringsync.commands.bench.mariadb). Both are a
+``Source``: where a setup's writers write, and how their rows and
+transactions are counted afterwards. Asked to, pgbench also logs every
 transaction's latency (``pgbench -l``), which is how the sync workload reads
 the origin's commit latency.
 """
@@ -28,6 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ringsync.commands.demo.lis import create_sqlite_database
 from ringsync.commands.demo.postgres import SUPERUSER, find_bin
@@ -102,6 +106,26 @@ class IdAllocator:
     def client_blocks(base: int, clients: int, origin: str) -> list[Block]:
         return [Block(base + c * CLIENT_SPAN, base + (c + 1) * CLIENT_SPAN, origin)
                 for c in range(clients)]
+
+
+class Stream(Protocol):
+    """One running stream of small transactions (pgbench, or MariaDB's procedure)."""
+
+    blocks: list[Block]
+
+    def wait(self) -> float: ...  # the transactions/s really achieved
+    def stop(self) -> None: ...
+    def transaction_times(self) -> list[tuple[float, float]]: ...
+
+
+class Source(Protocol):
+    """An origin database the benchmark writes into and counts at."""
+
+    def start_stream(self, base: int, origin: str, rate: float, seconds: float,
+                     clients: int = ..., log_latencies: bool = False) -> Stream: ...
+    def bulk_insert(self, base: int, rows: int) -> tuple[float, float]: ...
+    def last_ids(self, blocks: list[Block]) -> dict[Block, int]: ...
+    def transactions(self, last_ids: dict[Block, int]) -> int: ...
 
 
 def create_postgres_table(dsn: str) -> None:
@@ -212,3 +236,42 @@ def start_stream(port: int, base: int, origin: str, rate: float, seconds: float,
                             text=True, stdin=subprocess.DEVNULL)
     return StreamRun(proc, script, IdAllocator.client_blocks(base, clients, origin), rate,
                      seconds, latency_log)
+
+
+@dataclass(frozen=True)
+class PostgresSource:
+    """A PostgreSQL origin: pgbench streams, one INSERT ... SELECT bulk load,
+    transactions counted as the distinct ``xmin`` of the rows written."""
+
+    port: int
+    dsn: str
+
+    def start_stream(self, base: int, origin: str, rate: float, seconds: float,
+                     clients: int = STREAM_CLIENTS, log_latencies: bool = False) -> StreamRun:
+        return start_stream(self.port, base, origin, rate, seconds, clients, log_latencies)
+
+    def bulk_insert(self, base: int, rows: int) -> tuple[float, float]:
+        return bulk_insert(self.dsn, base, rows)
+
+    def last_ids(self, blocks: list[Block]) -> dict[Block, int]:
+        """The last id each writer committed (its block's lo if none)."""
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            return {b: int(conn.execute(f"SELECT coalesce(max(id), %s) FROM {TABLE} "
+                                        "WHERE id > %s AND id < %s",
+                                        (b.lo, b.lo, b.hi)).fetchone()[0])  # type: ignore[index]
+                    for b in blocks}
+
+    def transactions(self, last_ids: dict[Block, int]) -> int:
+        """How many transactions committed each writer's rows up to its last
+        id: the distinct ids of the inserting transactions."""
+        import psycopg
+
+        txns = 0
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            for b, top in last_ids.items():
+                row = conn.execute(f"SELECT count(DISTINCT xmin::text) FROM {TABLE} "
+                                   "WHERE id > %s AND id <= %s", (b.lo, top)).fetchone()
+                txns += int(row[0]) if row else 0
+        return txns
