@@ -321,6 +321,7 @@ def terminal_chart(timelines: dict[str, list[tuple[float, float, int]]]) -> str:
     bars = " ▁▂▃▄▅▆▇█"
     lines = []
     top = max((lag for series in timelines.values() for _, lag, _ in series), default=1.0)
+    width = max([7, *(len(mode) for mode in timelines)])
     for mode, series in sorted(timelines.items()):
         per_second: dict[int, float] = {}
         for t, lag, _ in series:
@@ -329,5 +330,5 @@ def terminal_chart(timelines: dict[str, list[tuple[float, float, int]]]) -> str:
             continue
         span = range(max(per_second) + 1)
         spark = "".join(bars[min(8, round(8 * per_second.get(s, 0.0) / top))] for s in span)
-        lines.append(f"{mode:>14} |{spark}| max {max(per_second.values()):,.0f} ms")
+        lines.append(f"{mode:>{width}} |{spark}| max {max(per_second.values()):,.0f} ms")
     return "\n".join(lines)

@@ -94,6 +94,25 @@ def test_ratios_are_taken_against_native_of_the_same_workload() -> None:
     assert by[("ring", "ring")] is None  # no native ring
 
 
+def test_mariadb_modes_are_taken_against_mariadbs_own_replication() -> None:
+    rs = [*results(),
+          Result("mariadb-native", "bulk", 500_000, 1, 1, 1, 50, 400),
+          Result("pg-mariadb", "bulk", 20_000, 5, 5, 5, 150, 90),
+          Result("mariadb-pg", "bulk", 10_000, 9, 9, 9, 100, 85),
+          Result("mariadb-pg", "catchup", 9_000, None, None, None, 100, 85)]
+    report.add_ratios(rs)
+    by = {(r.mode, r.workload): (r.anchor, r.ratio_to_native) for r in rs}
+    assert by[("mariadb-native", "bulk")] == ("mariadb-native", 1.0)
+    assert by[("pg-mariadb", "bulk")] == ("mariadb-native", pytest.approx(0.04))
+    assert by[("mariadb-pg", "bulk")] == ("mariadb-native", pytest.approx(0.02))
+    assert by[("mariadb-pg", "catchup")] == ("mariadb-native", None)  # no MariaDB catch-up
+    assert by[("hop", "bulk")] == ("native", pytest.approx(0.8))  # PostgreSQL's own as before
+    # the anchor's replica server is no node: its 400 MB is not the nodes' peak
+    rss = next(g for g in report.targets(rs) if g["name"] == "node peak RSS over every workload")
+    assert "mariadb-native" not in rss["measured"]
+    assert "against mariadb-native" in report.markdown(rs, [], "ringsync bench")
+
+
 def test_targets_read_the_right_figures_and_say_met_or_not() -> None:
     rs = results()
     goals = by_name(rs)
