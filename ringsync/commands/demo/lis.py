@@ -162,6 +162,9 @@ class _MySQLConn:
         self.conn.close()
 
 
+ER_LOCK_DEADLOCK = 1213  # MariaDB: "Deadlock found when trying to get lock"
+
+
 class CampusDb:
     """The little a workload needs from a campus database: SQLite, PostgreSQL
     or MariaDB (a ``mysql://`` URL)."""
@@ -200,6 +203,19 @@ class CampusDb:
     def begin(self) -> None:
         self.conn.execute("BEGIN" if self.server else "BEGIN IMMEDIATE")
 
+    def victim(self, error: Exception) -> bool:
+        """Whether the server rolled this transaction back to break a deadlock
+        (or a serialization conflict): an application retries such a
+        transaction, it has not failed. On a MariaDB campus apply's locking
+        reads can meet an application's transaction this way."""
+        if not self.server:
+            return False
+        import pymysql
+
+        if isinstance(error, pymysql.err.MySQLError):
+            return bool(error.args) and error.args[0] == ER_LOCK_DEADLOCK
+        return getattr(error, "sqlstate", None) in ("40P01", "40001")  # psycopg
+
     def rollback(self) -> None:
         try:
             self.conn.execute("ROLLBACK")
@@ -233,6 +249,8 @@ class LisWorkload:
     contended: int = 0
     transactions: int = 0
     errors: int = 0
+    # transactions the server rolled back to break a deadlock, then retried
+    deadlock_retries: int = 0
     last_error: str = ""
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -280,10 +298,7 @@ class LisWorkload:
                         self._codes_now = (self.codes_at(target) if self.codes_at is not None
                                            else self.codes)
                 try:
-                    conn.begin()
-                    self._one(conn, rng)
-                    conn.execute("COMMIT")
-                    self.transactions += 1
+                    self._transaction(conn, rng)
                 except conn.errors as e:
                     self.errors += 1
                     self.last_error = str(e)
@@ -304,6 +319,29 @@ class LisWorkload:
                     next_at = time.monotonic()
         finally:
             conn.conn.close()
+
+    def _transaction(self, conn: CampusDb, rng: random.Random, attempts: int = 3) -> None:
+        """One transaction, retried (up to ``attempts`` times in all) when the
+        server chose it as a deadlock's victim, as an application would: the
+        same transaction again (the random draws and the workload's memory of
+        open orders, results and specimens as they were before it)."""
+        before = (rng.getstate(), list(self._open_orders), list(self._results),
+                  list(self._specimens))
+        for attempt in range(attempts):
+            rng.setstate(before[0])
+            self._open_orders[:], self._results[:], self._specimens[:] = (
+                list(before[1]), list(before[2]), list(before[3]))
+            try:
+                conn.begin()
+                self._one(conn, rng)
+                conn.execute("COMMIT")
+                self.transactions += 1
+                return
+            except conn.errors as e:
+                if attempt + 1 == attempts or not conn.victim(e):
+                    raise
+                conn.rollback()
+                self.deadlock_retries += 1
 
     def _one(self, conn: CampusDb, rng: random.Random) -> None:
         if self.conflict_rate and rng.random() < self.conflict_rate and self._contend(conn, rng):

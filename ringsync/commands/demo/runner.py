@@ -132,6 +132,7 @@ async def headless(cluster: LocalCluster, workloads: list[LisWorkload], duration
         "converged": converged,
         "transactions_written": sum(w.transactions for w in workloads),
         "write_errors": sum(w.errors for w in workloads),
+        "deadlock_retries": sum(w.deadlock_retries for w in workloads),
         "max_lag_seconds": round(max_lag, 3),
         "contended_transactions": sum(w.contended for w in workloads),
         "conflicts_logged": {r.campus: r.status.conflicts.logged
