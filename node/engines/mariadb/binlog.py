@@ -10,6 +10,8 @@ their writes to the applied table still move the dependency vector, as on
 PostgreSQL. Big transactions are split into chunks of ``frame_max_changes``
 rows; after a restart a transaction is read again from its start and its
 chunks numbered again from 0, so the journal keeps what it already holds.
+What a row event becomes (changes, rejected changes, a stamp, the applied
+vector) is node.engines.mariadb.binlog_rows.
 
 Strict by design: an event the reader does not understand (a compressed
 event, XA, an encrypted log, ...) stops capture with an error naming it and
@@ -32,8 +34,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pymysql
@@ -58,8 +58,8 @@ from pymysqlreplication.row_event import (
 )
 
 from node.engines.chunkqueue import ChunkQueue
-from node.engines.mariadb.values import BadValue
-from node.model import CapturedChunk, Change, Op
+from node.engines.mariadb.binlog_rows import LenientDecoder, Rejected, RowDecoder, RowEvents
+from node.model import CapturedChunk, Change
 from ringsync.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -84,26 +84,6 @@ _BOOKKEEPING = (RotateEvent, FormatDescriptionEvent, MariadbGtidListEvent,
 _ROW_EVENTS = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
 _ROW_STATEMENT = re.compile(r"^\s*(truncate|load\s+data|replace\s+into|delete|update|insert)\b",
                             re.IGNORECASE)
-
-# A row as python-mysql-replication decoded it -> canonical tuple:
-# decode(table, values, none_sources).
-RowDecoder = Callable[[str, dict[str, Any], dict[str, str]], tuple[Any, ...]]
-# (table, values, none sources) -> (the row with values that cannot travel as
-# None, why each could not); see values.RowReader.from_binlog_lenient
-LenientDecoder = Callable[[str, dict[str, Any], dict[str, str]],
-                          tuple[tuple[Any, ...], list[Any]]]
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A change of this campus that capture could not convert (a zero date, an
-    integer beyond 64 bits): not sent, kept for the dead-letter queue
-    (node.engines.mariadb.source) with the row as far as it converts."""
-
-    change: Change
-    error: str
-    at: str  # where in the binary log
-
 
 def position_of(log_file: str, offset: int) -> int:
     """The capture position of ``offset`` in binlog file ``log_file``."""
@@ -163,15 +143,12 @@ class BinlogReader:
                  stamp_prefix: str = "", decode_lenient: LenientDecoder | None = None,
                  ) -> None:
         self.settings = settings  # host, port, user, password
-        # With it, a row that cannot be converted is rejected (kept in
-        # ``rejected`` for the dead-letter queue) and capture goes on; without
-        # it, capture stops with the error.
-        self.decode_lenient = decode_lenient
-        self.rejected: list[Rejected] = []
-        self._rejected_lock = threading.Lock()
+        # With decode_lenient, a row that cannot be converted is rejected (kept
+        # for the dead-letter queue) and capture goes on; without it, capture
+        # stops with the error.
+        self.rows = RowEvents(decode, decode_lenient)
         self.database = database
         self.tables = tables
-        self.decode = decode
         self.applied_table = applied_table
         self.apply_domain = apply_domain
         self.frame_max_changes = frame_max_changes
@@ -323,15 +300,16 @@ class BinlogReader:
                     if event.schema != self.database:
                         continue
                     if event.table == self.applied_table:
-                        self._note_applied(event)
+                        for origin, seq in self.rows.applied(event):
+                            self.applied[origin] = max(self.applied.get(origin, 0), seq)
                         continue
                     if foreign:
                         continue
                     if event.table not in self.tables:
                         if self.stamp_prefix and event.table.startswith(self.stamp_prefix):
-                            stamp = max(stamp, self._highest_stamp(event))
+                            stamp = max(stamp, self.rows.highest_stamp(event))
                         continue
-                    txn.extend(self._changes(event, at))
+                    txn.extend(self.rows.changes(event, at))
                     while len(txn) >= self.frame_max_changes:
                         full, txn = (txn[:self.frame_max_changes],
                                      txn[self.frame_max_changes:])
@@ -363,81 +341,12 @@ class BinlogReader:
         finally:
             stream.close()
 
-    def _changes(self, event: Any, at: str = "") -> list[Change]:
-        table, decode = event.table, self.decode
-        if self.decode_lenient is not None:
-            return [c for row in event.rows
-                    if (c := self._change_or_reject(event, row, at)) is not None]
-        if isinstance(event, WriteRowsEvent):
-            return [Change(table, Op.INSERT,
-                           new=decode(table, row["values"], row["none_sources"]))
-                    for row in event.rows]
-        if isinstance(event, DeleteRowsEvent):
-            return [Change(table, Op.DELETE,
-                           old=decode(table, row["values"], row["none_sources"]))
-                    for row in event.rows]
-        return [Change(table, Op.UPDATE,
-                       new=decode(table, row["after_values"], row["after_none_sources"]),
-                       old=decode(table, row["before_values"], row["before_none_sources"]))
-                for row in event.rows]
-
-    def _change_or_reject(self, event: Any, row: dict[str, Any], at: str) -> Change | None:
-        """One row's change. An image to be written elsewhere (INSERT, UPDATE's
-        new image) that cannot be converted rejects the change; an old image
-        that cannot only locates the row, so its unconvertible values go as
-        None (an UPDATE correcting a zero date still travels)."""
-        table = event.table
-        if isinstance(event, WriteRowsEvent):
-            new, bad = self._image(table, row["values"], row["none_sources"])
-            change = Change(table, Op.INSERT, new=new)
-        elif isinstance(event, DeleteRowsEvent):
-            old, _ = self._image(table, row["values"], row["none_sources"])
-            return Change(table, Op.DELETE, old=old)
-        else:
-            new, bad = self._image(table, row["after_values"], row["after_none_sources"])
-            old, _ = self._image(table, row["before_values"], row["before_none_sources"])
-            change = Change(table, Op.UPDATE, new=new, old=old)
-        if not bad:
-            return change
-        error = "; ".join(str(b) for b in bad)
-        log.error("capture could not convert a change of %s at %s, so it was not sent and is "
-                  "kept in the dead-letter queue: %s", table, at, error)
-        with self._rejected_lock:
-            self.rejected.append(Rejected(change, error, at))
-        return None
-
-    def _image(self, table: str, values: dict[str, Any], none_sources: dict[str, str],
-               ) -> tuple[tuple[Any, ...], list[Any]]:
-        """A row image, and why values of it cannot travel: decoded as usual, and
-        only when that refuses a value again leniently (``decode_lenient``)."""
-        assert self.decode_lenient is not None
-        try:
-            return self.decode(table, values, none_sources), []
-        except BadValue:
-            return self.decode_lenient(table, values, none_sources)
-
     def take_rejected(self) -> list[Rejected]:
-        with self._rejected_lock:
-            out, self.rejected = self.rejected, []
-        return out
+        return self.rows.take_rejected()
 
     def keep_rejected(self, rejected: list[Rejected]) -> None:
         """Put back rejections that could not be stored yet, ahead of newer ones."""
-        with self._rejected_lock:
-            self.rejected[:0] = rejected
-
-    @staticmethod
-    def _highest_stamp(event: Any) -> int:
-        stamps = [(row.get("after_values") or row.get("values") or {}).get("stamp")
-                  for row in event.rows]
-        return max((s for s in stamps if isinstance(s, int)), default=0)
-
-    def _note_applied(self, event: Any) -> None:
-        for row in event.rows:
-            values = row.get("after_values") or row.get("values") or {}
-            origin, seq = values.get("origin"), values.get("seq")
-            if isinstance(origin, str) and isinstance(seq, int):
-                self.applied[origin] = max(self.applied.get(origin, 0), seq)
+        self.rows.keep_rejected(rejected)
 
     def _check_statement(self, query: str, at: str) -> None:
         """A statement logged as text that changes a replicated table's rows

@@ -21,7 +21,8 @@ import random
 import pymysql
 
 from node.conflicts.deadletter import rejected_entry
-from node.engines.mariadb.binlog import BinlogReader, Rejected, file_name, position_of
+from node.engines.mariadb.binlog import BinlogReader, file_name, position_of
+from node.engines.mariadb.binlog_rows import Rejected
 from node.engines.mariadb.connections import APPLIED_TABLE, Cursor, MariaContext
 from node.engines.mariadb.server import binlog_files
 from node.engines.mariadb.stamps import STAMP_PREFIX
