@@ -133,8 +133,9 @@ class MariaStream:
     def wait(self) -> float:
         """Wait for every client; the transactions/s the stream achieved (as
         pgbench's: every transaction over the time the clients wrote for)."""
+        deadline = time.monotonic() + self.seconds + 120
         for t in self._threads:
-            t.join(timeout=self.seconds + 120)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         if any(t.is_alive() for t in self._threads):
             self.stop()
             raise RingsyncError(f"the MariaDB writer did not finish its {self.seconds:.0f} s "
@@ -244,9 +245,10 @@ class MariaNativeSetup:
 
     def __init__(self) -> None:
         self.writers = ["source"]
-        self.source_server = LocalMariaDB.create(free_port(), server_id=1)
-        self.replica = LocalMariaDB.create(free_port(), server_id=2)
+        self._servers: list[LocalMariaDB] = []
         try:
+            self.source_server = self._new(server_id=1)
+            self.replica = self._new(server_id=2)
             for server in (self.source_server, self.replica):
                 server.start()
                 create_mariadb_table(server.url())
@@ -255,6 +257,11 @@ class MariaNativeSetup:
         except BaseException:
             self.close()
             raise
+
+    def _new(self, server_id: int) -> LocalMariaDB:
+        server = LocalMariaDB.create(free_port(), server_id=server_id)
+        self._servers.append(server)  # removed by close(), whatever happens next
+        return server
 
     def _follow(self, timeout: float = 30.0) -> None:
         """The replica starts from the source's current position (both have the
@@ -310,5 +317,5 @@ class MariaNativeSetup:
         return self._wait_running(timeout)
 
     def close(self) -> None:
-        for server in (self.replica, self.source_server):
+        for server in reversed(self._servers):
             server.remove()

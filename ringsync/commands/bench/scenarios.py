@@ -267,7 +267,7 @@ class Bench:
             run.stop()
             self.setup.start_receiver()
             raise
-        last = self.setup.source(origin).last_ids(run.blocks)
+        last = source.last_ids(run.blocks)
         rows = sum(top - b.lo for b, top in last.items())
         txns = source.transactions(last)
         probe = self.probe_for(origin)

@@ -13,8 +13,7 @@
   ``mariadb-native``).
 
 All expose the same small surface to the scenarios: where writers write (a
-``Source``),
-where a writer's rows are watched, which processes do the replication work,
+``Source``), where a writer's rows are watched, which processes do the replication work,
 how to stop and restart the receiving side (catch-up), and when the
 restarted receiver answers again (the native apply worker is running; a
 node's HTTP health endpoint responds).
