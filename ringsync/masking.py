@@ -24,6 +24,12 @@ not link.
 - ``address``: a fake street address.
 - ``redact``: free text dropped.
 
+``RowMasker`` applies them to a table's rows by column (``ColumnMask``: the
+kind, and for dates the patient column whose dates move together); a key
+or reference column masked as ``pseudonym`` in every table keeps joins
+(the same value gives the same token). A value a rule cannot mask (a date
+column holding text that is no date) is refused, never passed through.
+
 Nothing here is random at run time, and nothing keeps state.
 """
 
@@ -32,6 +38,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+from dataclasses import dataclass
+from typing import Any
 
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰建国志红文斌"
@@ -131,3 +139,102 @@ def valid_resident_id(number: str) -> bool:
     """Whether ``number`` is 18 characters with a correct check character."""
     return (len(number) == 18 and number[:17].isdigit()
             and id_check_digit(number[:17]) == number[17].upper())
+
+
+KINDS = ("pseudonym", "name", "mobile", "resident_id", "date_shift", "address", "redact")
+
+
+class MaskingError(ValueError):
+    """A masking rule that cannot be applied: never a value let through unmasked."""
+
+
+@dataclass(frozen=True)
+class ColumnMask:
+    """How one column is masked. ``patient``: the column whose value keys the
+    date shift (``date_shift``, ``resident_id``), so all of one patient's
+    dates move together."""
+
+    column: str
+    kind: str
+    patient: str | None = None
+
+
+class RowMasker:
+    """Masks rows of one table (canonical tuples in the table's column order)."""
+
+    def __init__(self, table: str, columns: tuple[str, ...], masks: list[ColumnMask],
+                 masker: Masker) -> None:
+        self.table, self.masker = table, masker
+        index = {c: i for i, c in enumerate(columns)}
+        self._rules: list[tuple[int, ColumnMask, int | None]] = []
+        for m in masks:
+            if m.column not in index:
+                raise MaskingError(f"masking of {table}.{m.column}: {table} has no column "
+                                   f"{m.column} (its columns: {', '.join(columns)})")
+            if m.kind not in KINDS:
+                raise MaskingError(f"masking of {table}.{m.column}: unknown kind {m.kind!r}; "
+                                   f"pick one of {', '.join(KINDS)}")
+            if m.patient is not None and m.patient not in index:
+                raise MaskingError(f"masking of {table}.{m.column}: the patient column "
+                                   f"{m.patient} is not a column of {table}")
+            if m.kind == "date_shift" and m.patient is None:
+                raise MaskingError(f"masking of {table}.{m.column}: a date shift needs the "
+                                   "patient column whose dates move together (patient = ...)")
+            self._rules.append((index[m.column], m,
+                                None if m.patient is None else index[m.patient]))
+
+    def mask(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        out = list(row)
+        for i, rule, patient_at in self._rules:  # patient keys read from the original row
+            patient = None if patient_at is None else str(row[patient_at])
+            out[i] = self._one(row[i], rule, patient)
+        return tuple(out)
+
+    def _one(self, value: Any, rule: ColumnMask, patient: str | None) -> Any:
+        if value is None:
+            return None
+        m = self.masker
+        if rule.kind == "redact":
+            return m.redact(value)
+        if rule.kind == "date_shift":
+            return _shift(value, m.shift_days(patient or ""), f"{self.table}.{rule.column}")
+        text = str(value)
+        if rule.kind == "pseudonym":
+            return m.pseudonym(text)
+        if rule.kind == "name":
+            return m.chinese_name(text)
+        if rule.kind == "mobile":
+            return m.mobile(text)
+        if rule.kind == "address":
+            return m.address(text)
+        return m.resident_id(text, _birth_of(text), patient)  # resident_id
+
+
+def _shift(value: Any, days: int, where: str) -> Any:
+    """A date, a timestamp or their ISO text, moved by ``days`` (text stays text
+    in the same shape); anything else is refused, never passed on as it is."""
+    delta = dt.timedelta(days=days)
+    if isinstance(value, dt.date):  # datetime too
+        return value + delta
+    if isinstance(value, str):
+        try:
+            if len(value) == 10:
+                return (dt.date.fromisoformat(value) + delta).isoformat()
+            moved = dt.datetime.fromisoformat(value.replace("Z", "+00:00")) + delta
+        except ValueError:
+            pass
+        else:
+            text = moved.isoformat()
+            return text.replace("+00:00", "Z") if value.endswith("Z") else text
+    raise MaskingError(f"masking of {where}: {value!r} is not a date or a timestamp, so it "
+                       "cannot be shifted; mask the column as redact instead")
+
+
+def _birth_of(number: str) -> dt.date | None:
+    """The birth date inside an 18-digit resident identity number, if it has one."""
+    if len(number) == 18 and number[:17].isdigit():
+        try:
+            return dt.date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+        except ValueError:
+            return None
+    return None

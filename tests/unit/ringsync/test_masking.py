@@ -15,7 +15,10 @@ from ringsync.masking import (
     MAX_SHIFT_DAYS,
     MOBILE_PREFIXES,
     SURNAMES,
+    ColumnMask,
     Masker,
+    MaskingError,
+    RowMasker,
     id_check_digit,
     valid_resident_id,
 )
@@ -77,3 +80,67 @@ def test_one_patients_dates_shift_together_never_by_zero() -> None:
     assert moved[1] - moved[0] == discharged - admitted and moved[0] != admitted
     born = m.resident_id("340104197005170012", dt.date(1970, 5, 17), "CH00000001")[6:14]
     assert born == f"{m.shift_date(dt.date(1970, 5, 17), 'CH00000001'):%Y%m%d}"
+
+
+PATIENT_COLUMNS = ("patient_id", "mrn", "name", "birth_date", "mobile", "id_number",
+                   "address", "note")
+PATIENT_MASKS = [ColumnMask("patient_id", "pseudonym"), ColumnMask("mrn", "pseudonym"),
+                 ColumnMask("name", "name"),
+                 ColumnMask("birth_date", "date_shift", patient="patient_id"),
+                 ColumnMask("mobile", "mobile"),
+                 ColumnMask("id_number", "resident_id", patient="patient_id"),
+                 ColumnMask("address", "address"), ColumnMask("note", "redact")]
+
+
+def patient_rows(n: int) -> list[tuple[object, ...]]:
+    rows = []
+    for i, p in enumerate(people(n, seed=11)):
+        born = dt.date(1940, 1, 1) + dt.timedelta(days=(i * 37) % 29_000)
+        body = f"340104{born:%Y%m%d}{i % 1000:03d}"
+        rows.append((f"pat-{i:05d}", p["mrn"], p["name"], born.isoformat(), p["mobile"],
+                     body + id_check_digit(body), f"幸福路{i % 500 + 1}号", f"{p['name']} 胸痛"))
+    return rows
+
+
+def test_ten_thousand_patients_masked_keep_no_identifier_and_still_join() -> None:
+    m = Masker(KEY)
+    patients = RowMasker("patients", PATIENT_COLUMNS, PATIENT_MASKS, m)
+    orders = RowMasker("lab_orders", ("order_id", "patient_id", "ordered_at"),
+                       [ColumnMask("patient_id", "pseudonym"),
+                        ColumnMask("ordered_at", "date_shift", patient="patient_id")], m)
+    rows = patient_rows(10_000)
+    masked = [patients.mask(r) for r in rows]
+    # no exact identifier (key, MRN, mobile, ID number, address) survives anywhere
+    for column in (0, 1, 4, 5, 6):
+        original = {r[column] for r in rows}
+        assert not original & {v for mr in masked for v in mr}, PATIENT_COLUMNS[column]
+    assert all(mr[7] is None for mr in masked)  # free text dropped
+    assert all(valid_resident_id(str(mr[5])) for mr in masked)
+    # a fake name equals its patient's real one only by chance (both from common names)
+    assert sum(mr[2] == r[2] for mr, r in zip(masked, rows, strict=True)) < 10
+    # the same masking in another table keeps joins and the patient's intervals
+    first = rows[0]
+    order = orders.mask(("ord-1", first[0], "2026-03-01T08:30:00Z"))
+    assert order[1] == masked[0][0]
+    shift = m.shift_days(str(first[0]))
+    assert order[2] == (dt.datetime(2026, 3, 1, 8, 30) + dt.timedelta(days=shift)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    assert masked[0][3] == (dt.date.fromisoformat(str(first[3]))
+                            + dt.timedelta(days=shift)).isoformat()
+    assert [patients.mask(r) for r in rows[:50]] == masked[:50]  # a second load lines up
+
+
+def test_masking_rules_are_checked_and_unmaskable_values_refused() -> None:
+    m = Masker(KEY)
+    with pytest.raises(MaskingError, match="has no column phone"):
+        RowMasker("patients", PATIENT_COLUMNS, [ColumnMask("phone", "mobile")], m)
+    with pytest.raises(MaskingError, match="unknown kind 'scramble'"):
+        RowMasker("patients", PATIENT_COLUMNS, [ColumnMask("name", "scramble")], m)
+    with pytest.raises(MaskingError, match="needs the patient column"):
+        RowMasker("patients", PATIENT_COLUMNS, [ColumnMask("birth_date", "date_shift")], m)
+    shifter = RowMasker("patients", PATIENT_COLUMNS,
+                        [ColumnMask("birth_date", "date_shift", patient="patient_id")], m)
+    bad = ("pat-1", "m", "n", "unknown", None, None, None, None)
+    with pytest.raises(MaskingError, match="not a date or a timestamp"):
+        shifter.mask(bad)
+    assert shifter.mask(("pat-1", "m", "n", None, None, None, None, None))[3] is None
