@@ -18,6 +18,8 @@ engine either side runs.
   text with a number, a NULL where a number is needed) raises
   ``RowFilterError`` naming the row's columns: the caller parks and counts
   it; a row is never silently left out of, or let into, a subset.
+- ``transition``: what a change becomes at the leaf (a row moving into the
+  subset arrives whole as an insert, one moving out is deleted there).
 """
 
 from __future__ import annotations
@@ -120,3 +122,21 @@ def _variables(tree: lark.Tree[Any]) -> set[str]:
     ``ident_arg``, fields after a dot ``member_dot``)."""
     return {str(c) for sub in tree.iter_subtrees() if sub.data == "ident"
             for c in sub.children if isinstance(c, lark.Token) and c.type == "IDENT"}
+
+
+def transition(rule: RowFilter, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None,
+               now: dt.datetime | None = None) -> str | None:
+    """What a change becomes at a leaf whose subset ``rule`` selects, as
+    PostgreSQL 15's row filters do for an UPDATE: ``old``/``new`` the row's
+    images (None: there is none, an INSERT or a DELETE). A row that moves
+    into the subset arrives whole ("insert"), one that moves out is removed
+    ("delete"), one that stays in is an "update"; None: the leaf never
+    sees it."""
+    now = now or dt.datetime.now(dt.UTC)  # both images judged at one moment
+    was = old is not None and rule.select([old], now)[0]
+    is_in = new is not None and rule.select([new], now)[0]
+    if was and is_in:
+        return "update"
+    if is_in:
+        return "insert"
+    return "delete" if was else None

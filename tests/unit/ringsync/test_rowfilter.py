@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from ringsync.rowfilter import RowFilter, RowFilterError
+from ringsync.rowfilter import RowFilter, RowFilterError, transition
 
 COLUMNS = ("specimen_id", "campus_code", "collected_at", "value_num", "kind")
 NOW = dt.datetime(2026, 12, 3, 12, 0, tzinfo=dt.UTC)
@@ -53,3 +53,15 @@ def test_a_row_the_filter_cannot_judge_is_refused_with_the_row_named() -> None:
         f.select([row(value="high")])
     with pytest.raises(RowFilterError, match="not a true or false"):
         RowFilter("specimens", "value_num + 1.0", COLUMNS).select([row()])
+
+
+def test_a_change_moving_a_row_into_or_out_of_the_subset_becomes_an_insert_or_a_delete() -> None:
+    f = RowFilter("specimens", 'campus_code == "FY-02"', COLUMNS)
+    fy, ch = row(), row(campus="CH-01")
+    assert transition(f, None, fy, NOW) == "insert"  # a new row in the subset
+    assert transition(f, None, ch, NOW) is None  # never seen
+    assert transition(f, fy, {**fy, "kind": "plasma"}, NOW) == "update"
+    assert transition(f, ch, fy, NOW) == "insert"  # moved in: it arrives whole
+    assert transition(f, fy, ch, NOW) == "delete"  # moved out: removed at the leaf
+    assert transition(f, ch, {**ch, "kind": "plasma"}, NOW) is None
+    assert transition(f, fy, None, NOW) == "delete" and transition(f, ch, None, NOW) is None
