@@ -325,12 +325,9 @@ class LisWorkload:
         server chose it as a deadlock's victim, as an application would: the
         same transaction again (the random draws and the workload's memory of
         open orders, results and specimens as they were before it)."""
-        before = (rng.getstate(), list(self._open_orders), list(self._results),
-                  list(self._specimens))
+        state = rng.getstate()
+        memory = (list(self._open_orders), list(self._results), list(self._specimens))
         for attempt in range(attempts):
-            rng.setstate(before[0])
-            self._open_orders[:], self._results[:], self._specimens[:] = (
-                list(before[1]), list(before[2]), list(before[3]))
             try:
                 conn.begin()
                 self._one(conn, rng)
@@ -342,6 +339,8 @@ class LisWorkload:
                     raise
                 conn.rollback()
                 self.deadlock_retries += 1
+                rng.setstate(state)
+                self._open_orders[:], self._results[:], self._specimens[:] = memory
 
     def _one(self, conn: CampusDb, rng: random.Random) -> None:
         if self.conflict_rate and rng.random() < self.conflict_rate and self._contend(conn, rng):
