@@ -58,7 +58,7 @@ from pymysqlreplication.row_event import (
 )
 
 from node.engines.chunkqueue import ChunkQueue
-from node.engines.mariadb.binlog_rows import LenientDecoder, Rejected, RowDecoder, RowEvents
+from node.engines.mariadb.binlog_rows import LenientDecoder, RowDecoder, RowEvents
 from node.model import CapturedChunk, Change
 from ringsync.errors import EngineError
 
@@ -340,13 +340,6 @@ class BinlogReader:
                 self._decoded = max(self._decoded, end)
         finally:
             stream.close()
-
-    def take_rejected(self) -> list[Rejected]:
-        return self.rows.take_rejected()
-
-    def keep_rejected(self, rejected: list[Rejected]) -> None:
-        """Put back rejections that could not be stored yet, ahead of newer ones."""
-        self.rows.keep_rejected(rejected)
 
     def _check_statement(self, query: str, at: str) -> None:
         """A statement logged as text that changes a replicated table's rows

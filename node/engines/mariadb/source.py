@@ -84,7 +84,7 @@ class MariaCaptureSource:
         chunks = self._held + reader.take()
         self._held = []
         # after take: every rejection of a transaction taken is recorded by now
-        rejected = reader.take_rejected()
+        rejected = reader.rows.take_rejected()
         if rejected and not self._keep_rejected(rejected):
             # not handed over before their rejections are stored: the journal's
             # position must not pass a change kept nowhere
@@ -115,7 +115,7 @@ class MariaCaptureSource:
             log.error("could not keep %d change(s) capture rejected in the dead-letter queue "
                       "yet; capture waits and tries again: %s", len(rejected), e)
             if ctx.reader is not None:
-                ctx.reader.keep_rejected(rejected)
+                ctx.reader.rows.keep_rejected(rejected)
             return False
 
     def release(self, position: int) -> None:

@@ -225,17 +225,13 @@ class MariaSource:
         return sum(self._txns.get(b, 0) for b in last_ids)
 
 
-def replica_status(server: LocalMariaDB) -> dict[str, Any]:
+def replica_status(conn: Any) -> dict[str, Any]:
     """The replica's ``SHOW SLAVE STATUS`` row (empty when not a replica)."""
     import pymysql
 
-    conn = mysql_connect(server.url())
-    try:
-        with conn.cursor(pymysql.cursors.DictCursor) as cur:
-            cur.execute("SHOW SLAVE STATUS")
-            return dict(cur.fetchone() or {})
-    finally:
-        conn.close()
+    with conn.cursor(pymysql.cursors.DictCursor) as cur:
+        cur.execute("SHOW SLAVE STATUS")
+        return dict(cur.fetchone() or {})
 
 
 class MariaNativeSetup:
@@ -281,15 +277,22 @@ class MariaNativeSetup:
                            "START SLAVE")
         self._wait_running(timeout)
 
-    def _running(self) -> bool:
-        status = replica_status(self.replica)
-        if status.get("Last_IO_Error") or status.get("Last_SQL_Error"):
-            raise RingsyncError("MariaDB replication failed: "
-                                f"{status.get('Last_IO_Error') or status.get('Last_SQL_Error')}")
-        return (status.get("Slave_IO_Running"), status.get("Slave_SQL_Running")) == ("Yes", "Yes")
-
     def _wait_running(self, timeout: float) -> float:
-        return poll_until(self._running, timeout, "MariaDB's replica threads")
+        """When the replica's I/O and SQL threads both run (asked on one connection)."""
+        conn = mysql_connect(self.replica.url())
+
+        def running() -> bool:
+            status = replica_status(conn)
+            failed = status.get("Last_IO_Error") or status.get("Last_SQL_Error")
+            if failed:
+                raise RingsyncError(f"MariaDB replication failed: {failed}")
+            return (status.get("Slave_IO_Running"), status.get("Slave_SQL_Running")) == (
+                "Yes", "Yes")
+
+        try:
+            return poll_until(running, timeout, "MariaDB's replica threads")
+        finally:
+            conn.close()
 
     def source(self, origin: str) -> MariaSource:
         return self._source

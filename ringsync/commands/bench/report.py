@@ -15,13 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 from ringsync.commands.bench.scenarios import Result
+from ringsync.commands.bench.setups import MARIADB_MODES
 
 COLOURS = {"native": "#1f77b4", "hop": "#d62728", "sqlite": "#2ca02c", "ring": "#9467bd",
            "mariadb-native": "#17becf", "pg-mariadb": "#ff7f0e", "mariadb-pg": "#8c564b"}
 NATIVE_MODES = ("native", "mariadb-native")
 # The anchor of each mode whose anchor is not PostgreSQL's own replication.
-ANCHORS = {"mariadb-native": "mariadb-native", "pg-mariadb": "mariadb-native",
-           "mariadb-pg": "mariadb-native"}
+ANCHORS = dict.fromkeys(MARIADB_MODES, "mariadb-native")
 
 
 def anchor_of(mode: str) -> str:
@@ -255,8 +255,8 @@ def markdown(results: list[Result], goals: list[dict[str, Any]], command: str) -
             f"{_num(r.cpu_us_per_txn)} | {_num(r.peak_rss_mb)} |")
     if any(anchor_of(r.mode) != "native" for r in results):
         lines += ["", "x native: against mariadb-native (MariaDB's own replication) for "
-                  "mariadb-native, pg-mariadb and mariadb-pg; against native (PostgreSQL's "
-                  "own) for the others."]
+                  f"{', '.join(MARIADB_MODES)}; against native (PostgreSQL's own) for the "
+                  "others."]
     lines += _commit_latency_table(results)
     lines += ["", "| target | measured | goal | met |", "|---|---|---|---|"]
     for g in goals:
