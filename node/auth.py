@@ -67,7 +67,7 @@ def decide(method: str, identity: Identity | None, ring: tuple[str, ...]) -> str
             f"{' or '.join(sorted(allowed))}"
         )
     if identity.role == "node" and identity.name not in ring:
-        return f"campus {identity.name!r} is not in this cluster's ring"
+        return f"campus {identity.name!r} is not in this cluster's ring nor one of its leaves"
     return None
 
 

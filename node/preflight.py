@@ -170,7 +170,7 @@ def check_sqlite(config: NodeConfig) -> None:
     except sqlite3.Error as e:
         raise EngineError(f"cannot open SQLite database {path}: {e}") from e
     try:
-        for table in config.cluster.tables:
+        for table in config.tables:
             info = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
             if not info:
                 raise SchemaError(
@@ -261,7 +261,7 @@ def _postgres_checks(conn: Any, config: NodeConfig, shown: str) -> None:
                 raise EngineError(f"role {role} may not call {function}; run GRANT EXECUTE ON "
                                   f"FUNCTION {function} TO {role} (see docs/operations.md, "
                                   f"\"PostgreSQL campuses\")")
-    for table in config.cluster.tables:
+    for table in config.tables:
         oid = _one(conn, "SELECT to_regclass(%s)::oid", (table,))
         if oid is None:
             raise missing_table(table, shown)

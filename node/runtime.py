@@ -108,7 +108,8 @@ class NodeRuntime:
         self.config = config
         self.campus = config.campus
         self.res = NodeResources(config.campus, engine, journal)
-        self.state = ReplicationState(config.campus, config.cluster.ring)
+        self.state = ReplicationState(config.campus, config.cluster.ring,
+                                      [leaf.name for leaf in config.cluster.leaves])
         self.clock = HybridClock(config.cluster.conflicts.max_clock_skew_ms)
         # Single-writer sets: epochs, verdicts, stale tails (the DR agent keeps it).
         self.sets = SetGuard(config.cluster.sets, config.campus)

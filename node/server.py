@@ -25,6 +25,7 @@ from node.conflicts.driver import Resolver
 from node.dr.agent import DRAgent
 from node.dr.http import HealthEndpoint
 from node.engines.factory import make_engine
+from node.leaf.follow import LeafFollower
 from node.preflight import check_all
 from node.replication.applier import Applier
 from node.replication.capture import capture_loop, start_capture
@@ -92,7 +93,7 @@ class NodeService:
         await asyncio.to_thread(check_all, config)
         client_creds, server_creds = self._credentials()
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(config.cluster.ring)],
+            interceptors=[AuthInterceptor(config.cluster.origins)],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", config.replication.max_message_bytes),
@@ -159,17 +160,23 @@ class NodeService:
         res, state, joined = rt.res, rt.state, rt.state.initialized
         sender = RingSender(config, res, state, client_creds)
         applier = Applier(res, state, rt.sets, rt.resolver)
+        loops: list[tuple[str, Coroutine[Any, Any, None]]] = []
+        if config.leaf is None or config.leaf.uploads:
+            loops.append(("send", after_join(joined, sender.run())))
+        if config.leaf is not None:  # it follows its parent; the ring's DR and checks are theirs
+            follower = LeafFollower(config, res, state, client_creds)
+            loops.append(("follow", after_join(joined, follower.run())))
+        else:
+            loops += [("dr", agent.run()), ("verify", after_join(joined, rt.verifier.run()))]
         for name, coro in (
+            *loops,
             ("join", Joiner(config, res, state, rt.clock, client_creds).run()),
             ("capture", after_join(joined, capture_loop(config, res, state, rt.sets, rt.clock))),
             ("apply", after_join(joined, applier.run())),
-            ("send", after_join(joined, sender.run())),
             ("prune", after_join(joined, prune_loop(config, res, state, rt.sets))),
             ("monitor", monitor_loop(rt, self.cache)),
             ("health", self._health_loop()),
-            ("dr", agent.run()),
             ("syncrep", after_join(joined, syncrep_loop(config, res, state))),
-            ("verify", after_join(joined, rt.verifier.run())),
             ("fold", after_join(joined, fold_loop(engine.verifier))),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))

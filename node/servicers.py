@@ -27,6 +27,7 @@ from node.conflicts.deadletter import DeadLetterQuery, DeadLetterRefused, act_in
 from node.conflicts.log import ConflictQuery
 from node.conflicts.manual import ResolveRefused, resolve_parked
 from node.dr.agent import DRAgent
+from node.leaf.serve import serve_follow
 from node.replication.receiver import Receiver
 from node.replication.snapshot import serve_snapshot
 from node.runtime import NodeRuntime
@@ -156,6 +157,28 @@ class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
                 log.info("replication stream from %s closed", receiver.peer)
 
     @answers_errors()
+    async def Follow(
+        self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext,
+    ) -> None:
+        """A leaf's stream from this parent (node.leaf.serve); raw bytes as Replicate."""
+        write_lock = asyncio.Lock()
+
+        async def send(msg: rpb.FollowResponse) -> None:
+            async with write_lock:
+                await context.write(msg)
+
+        async def requests() -> AsyncIterator[bytes]:
+            while (data := await context.read()) is not grpc.aio.EOF:
+                yield data
+
+        peer = _caller(context)
+        try:
+            await serve_follow(self.rt, requests(), send, peer)
+        except ProtocolError as e:  # logged once per peer and kind, in the refusal book
+            self.rt.refused.record(peer, e)
+            await abort_for(context, e, quiet=True)
+
+    @answers_errors()
     async def Snapshot(
         self, data: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[rpb.SnapshotChunk]:
@@ -176,6 +199,9 @@ def add_replication_service(servicer: ReplicationServicer, server: grpc.aio.Serv
         "Replicate": grpc.stream_stream_rpc_method_handler(
             servicer.Replicate, request_deserializer=None,
             response_serializer=rpb.ReplicateResponse.SerializeToString),
+        "Follow": grpc.stream_stream_rpc_method_handler(
+            servicer.Follow, request_deserializer=None,
+            response_serializer=rpb.FollowResponse.SerializeToString),
         "Snapshot": grpc.unary_stream_rpc_method_handler(
             servicer.Snapshot, request_deserializer=None,
             response_serializer=rpb.SnapshotChunk.SerializeToString),
@@ -226,8 +252,8 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def Checksum(
         self, request: cpb.ChecksumRequest, context: grpc.aio.ServicerContext
     ) -> cpb.ChecksumResponse:
-        tables = list(request.tables) or list(self.rt.config.cluster.tables)
-        unknown = [t for t in tables if t not in self.rt.config.cluster.tables]
+        tables = list(request.tables) or list(self.rt.config.tables)
+        unknown = [t for t in tables if t not in self.rt.config.tables]
         if unknown:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"tables {unknown} are not replicated"
@@ -282,7 +308,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def ListConflicts(
         self, request: cpb.ConflictsRequest, context: grpc.aio.ServicerContext
     ) -> cpb.ConflictsResponse:
-        if request.table and request.table not in self.rt.config.cluster.tables:
+        if request.table and request.table not in self.rt.config.tables:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"table {request.table!r} is not replicated")
         query = ConflictQuery(request.table, request.campus, request.since, request.limit,

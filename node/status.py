@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from node.dr.agent import DRAgent
+from node.leaf.status import leaf_alerts, leaf_statuses
 from node.replication.syncrep import sync_alert
 from node.replication.vectors import lag
 from node.runtime import NodeRuntime
@@ -136,6 +137,9 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
             )
         )
     error = cache.error or rt.database_error or rt.apply_error
+    leaves = await leaf_statuses(
+        rt.config, rt.state, journal_vector,
+        lambda v: rt.in_journal(rt.journal.oldest_missing_time, v))
     return cpb.NodeStatus(
         campus=rt.campus,
         address=rt.config.listen,
@@ -172,7 +176,8 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
         alerts=[*rt.refused.alert_lines()] + [a for a in (
             rt.apply_machine.alert(), rt.incomplete_alert(), sync_alert(rt),
             verify_alert(rt.verifier), dictionary_alert(rt, cache), rejected_alert(cache))
-            if a],
+            if a] + leaf_alerts(leaves),
+        leaves=leaves,
         verify=verify_summary(rt.verifier, now),
         dictionaries=dictionary_status(rt),
     )

@@ -53,9 +53,10 @@ from ringsync.dsn import (
     with_password,
 )
 from ringsync.errors import ConfigError
+from ringsync.leaves import LEAF_KEYS, LeafSettings, parse_leaves
+from ringsync.names import CAMPUS_NAME
 from ringsync.verify_schedule import VERIFY_KEYS, VerifySchedule, parse_verify
 
-CAMPUS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 ENGINES = ("sqlite", "postgres", "mariadb")
 
@@ -90,6 +91,21 @@ class ClusterConfig:
     sets: tuple[ReplicationSet, ...] = ()
     verify: VerifySchedule = VerifySchedule()
     dictionaries: DictionarySettings = DictionarySettings()
+    # [[leaf]]: campuses outside the ring, each hanging from a parent (ringsync.leaves).
+    leaves: tuple[LeafSettings, ...] = ()
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """Every campus whose transactions the ring carries: members, then leaves."""
+        return self.ring + tuple(leaf.name for leaf in self.leaves)
+
+    def leaf(self, campus: str) -> LeafSettings | None:
+        """The ``[[leaf]]`` of ``campus``; None for a ring member."""
+        return next((x for x in self.leaves if x.name == campus), None)
+
+    def leaves_of(self, parent: str) -> tuple[LeafSettings, ...]:
+        """The leaves that may hang from ``parent`` (as parent or standby)."""
+        return tuple(x for x in self.leaves if parent in x.parents)
 
     def set_of_table(self) -> dict[str, str]:
         """table -> the single-writer set it belongs to (tables in no set: absent)."""
@@ -102,7 +118,8 @@ class ClusterConfig:
         raise ConfigError(f"{self.path}: campus {campus!r} has no [[campus]] entry")
 
     def address_of(self, campus: str) -> str:
-        return self.entry(campus).address
+        leaf = self.leaf(campus)
+        return leaf.address if leaf is not None else self.entry(campus).address
 
     def successors(self, campus: str) -> tuple[str, ...]:
         """The other campuses in ring order, starting with the successor."""
@@ -195,6 +212,17 @@ class NodeConfig:
         return self.peers.get(campus) or self.cluster.address_of(campus)
 
     @property
+    def leaf(self) -> LeafSettings | None:
+        """This campus's ``[[leaf]]`` when it is a leaf; None for a ring member."""
+        return self.cluster.leaf(self.campus)
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The tables this campus replicates: every one, or a leaf's route's."""
+        leaf = self.leaf
+        return leaf.tables if leaf is not None else self.cluster.tables
+
+    @property
     def dr(self) -> DRSettings:
         """The cluster's DR settings as this node uses them."""
         if not self.etcd:
@@ -233,6 +261,7 @@ CLUSTER_SCHEMA: dict[str, Any] = {
     "set": [dict.fromkeys(sorted(SET_KEYS))],
     "verify": dict.fromkeys(sorted(VERIFY_KEYS)),
     "dictionaries": dict.fromkeys(sorted(DICTIONARY_KEYS)),
+    "leaf": [{**dict.fromkeys(LEAF_KEYS), "filter": Names()}],
 }
 
 NODE_SCHEMA: dict[str, Any] = {
@@ -402,6 +431,11 @@ def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConf
     verify = parse_verify(_section(data, "verify", path, required=False), tuple(tables), path)
     dictionaries = parse_dictionaries(_section(data, "dictionaries", path, required=False),
                                       tuple(tables), path)
+    leaves = parse_leaves(data.get("leaf"), tuple(ring), tuple(tables), path)
+    clash = named & {leaf.name for leaf in leaves}
+    if clash:
+        raise ConfigError(f"{path}: {', '.join(sorted(clash))} has a [[campus]] entry and a "
+                          f"[[leaf]] entry; a campus is one or the other")
     return ClusterConfig(
         path=path,
         name=name,
@@ -414,6 +448,7 @@ def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConf
         sets=sets,
         verify=verify,
         dictionaries=dictionaries,
+        leaves=leaves,
     )
 
 
@@ -445,7 +480,13 @@ def _join(section: dict[str, Any], path: Path, cluster: ClusterConfig, campus: s
     if not isinstance(seed, bool):
         raise ConfigError(f"{path}: join.seed must be true or false")
     donor = section.get("donor", "")
-    if donor and (donor not in cluster.ring or donor == campus):
+    leaf = cluster.leaf(campus)
+    if leaf is not None and (seed or (donor and donor not in leaf.parents)):
+        raise ConfigError(
+            f"{path}: {campus} is a leaf: it is never a seed and copies its subset from one "
+            f"of its parents ({', '.join(leaf.parents)}); remove join.seed or name a parent "
+            f"as join.donor")
+    if donor and leaf is None and (donor not in cluster.ring or donor == campus):
         raise ConfigError(
             f"{path}: join.donor = {donor!r} must name another campus of the ring "
             f"({', '.join(c for c in cluster.ring if c != campus)})"
@@ -485,14 +526,17 @@ def load_node(path: Path | str) -> NodeConfig:
     campus = _string(data, "campus", path, "top level")
     cluster_file = _file(base, data, "cluster_file", path, "top level")
     cluster = load_cluster(cluster_file)
-    if campus not in cluster.ring:
+    leaf = cluster.leaf(campus)
+    if campus not in cluster.ring and leaf is None:
         raise ConfigError(
             f"{path}: campus {campus!r} is not in the ring of {cluster.path} "
-            f"({', '.join(cluster.ring)}); add it there or fix the name"
+            f"({', '.join(cluster.ring)}) nor one of its [[leaf]] entries; add it there or "
+            f"fix the name"
         )
     listen = data.get("listen") or cluster.address_of(campus)
     check_address(listen, path, "listen")
-    health_listen = data.get("health_listen") or cluster.entry(campus).health
+    health_listen = data.get("health_listen") or (
+        cluster.entry(campus).health if leaf is None else "")
     if health_listen:
         check_address(health_listen, path, "health_listen")
     data_dir = Path(data.get("data_dir") or campus)
@@ -541,7 +585,8 @@ def load_node(path: Path | str) -> NodeConfig:
     peers = _section(data, "peers", path, required=False)
     for peer, address in peers.items():
         if peer not in cluster.ring or peer == campus:
-            raise ConfigError(f"{path}: peers.{peer}: not another campus of the ring")
+            raise ConfigError(f"{path}: peers.{peer}: not another campus of the ring "
+                              f"(leaves are never dialled)")
         check_address(address if isinstance(address, str) else "", path, f"peers.{peer}")
     node_dr = _section(data, "dr", path, required=False)
     if set(node_dr) - {"etcd"}:

@@ -27,7 +27,7 @@ def make_cluster(tmp_path: Path) -> Iterator:
 
     def make(count: int = 3, engines: list[str] | None = None,
              conflict_policies: str | None = None, dictionaries: bool = False,
-             **tuning: float | int) -> LocalCluster:
+             leaves: list[dict] | None = None, **tuning: float | int) -> LocalCluster:
         root = tmp_path / f"cluster{len(clusters)}"
         replication: dict[str, float | int | bool] = {
             "heal_after_seconds": 2.0, "probe_interval_seconds": 0.5, **tuning}
@@ -35,7 +35,7 @@ def make_cluster(tmp_path: Path) -> Iterator:
             replication["fast_apply"] = False
         cluster = LocalCluster.create(root, count, replication=replication, engines=engines,
                                       conflict_policies=conflict_policies,
-                                      dictionaries=dictionaries)
+                                      dictionaries=dictionaries, leaves=leaves)
         clusters.append(cluster)
         return cluster
 

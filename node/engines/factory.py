@@ -24,7 +24,7 @@ def _engine(config: NodeConfig) -> Engine:
     if db.engine == "sqlite" and db.path is not None:
         from node.engines.sqlite.engine import SQLiteEngine
 
-        return SQLiteEngine(db.path, config.cluster.tables, config.campus,
+        return SQLiteEngine(db.path, config.tables, config.campus,
                             sets=config.cluster.set_of_table(),
                             digests=config.cluster.verify.incremental)
     if db.engine == "postgres" and db.dsn is not None:
@@ -32,7 +32,7 @@ def _engine(config: NodeConfig) -> Engine:
 
         # The DSN with the password_file's password: the engine redacts it
         # wherever it describes itself (see ringsync.dsn).
-        return PostgresEngine(connect_dsn(db), config.cluster.tables, config.campus,
+        return PostgresEngine(connect_dsn(db), config.tables, config.campus,
                               config.replication.frame_max_changes,
                               sync=db.durability == "sync",
                               sets=config.cluster.set_of_table(),
@@ -40,7 +40,7 @@ def _engine(config: NodeConfig) -> Engine:
     if db.engine == "mariadb" and db.dsn is not None:
         from node.engines.mariadb.engine import MariaEngine
 
-        return MariaEngine(connect_dsn(db), config.cluster.tables, config.campus,
+        return MariaEngine(connect_dsn(db), config.tables, config.campus,
                            config.replication.frame_max_changes,
                            sets=config.cluster.set_of_table())
     raise ConfigError(f"{config.path}: database.engine {db.engine!r} is not supported")

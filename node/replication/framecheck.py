@@ -50,9 +50,10 @@ MAX_PLANS = 64
 
 
 def is_ring_origin(cluster: ClusterConfig, origin: str) -> bool:
-    """May transactions of ``origin`` enter this ring? Today: ring members
-    only (the one place to grow when leaves come)."""
-    return origin in cluster.ring
+    """May transactions of ``origin`` enter this ring? Its members' and its
+    leaves' (a leaf's own frames come up only from the leaf itself: the
+    receiver checks that)."""
+    return origin in cluster.origins
 
 
 class FrameRefused(ProtocolError):

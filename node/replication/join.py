@@ -145,6 +145,8 @@ class Joiner:
         config = self.config
         if config.join.donor:
             return [config.join.donor]
+        if config.leaf is not None:  # a leaf copies its subset from a parent
+            return list(config.leaf.parents)
         ring = config.cluster.ring
         i = ring.index(config.campus)
         return [ring[(i - k) % len(ring)] for k in range(1, len(ring))]  # nearest predecessor first

@@ -134,6 +134,17 @@ class Journal(JournalReads):
     def vector(self) -> Vector:
         return dict(self._heads)
 
+    def unseen(self, frames: list[tuple[pb.TxnFrame, bytes]]) -> list[tuple[pb.TxnFrame, bytes]]:
+        """The frames this journal does not hold yet. A leaf takes its parent's
+        frames through this first: a parent (or a standby one) reshapes a
+        frame per route each time it sends it, so a re-sent chunk of a
+        transaction the leaf holds in part need not match byte for byte."""
+        heads, partial = self._heads, self._partial
+        return [(f, b) for f, b in frames
+                if f.seq > heads.get(f.origin, 0)
+                and not (f.seq == heads.get(f.origin, 0) + 1
+                         and f.chunk < partial.get(f.origin, 0))]
+
     # -- append ----------------------------------------------------------
 
     def append_local(self, chunks: list[CapturedChunk], shapes: dict[str, TableShape],

@@ -1,6 +1,7 @@
 """Pruner: drop journal frames once every campus is known to hold them,
 and trim the conflict log to its configured retention.
 
+Leaves (node.leaf) count while within their retention (``campuses_kept_for``).
 "Known" comes from Acks: each receiver reports its own journal vector and
 everything it has learned of the others, so knowledge flows backwards round
 the ring. A campus never heard from counts as holding nothing, which keeps
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from node.dr.sets import SetGuard
 from node.replication.resources import NodeResources
@@ -39,7 +41,30 @@ async def prune_loop(config: NodeConfig, res: NodeResources, state: ReplicationS
                                     settings.log_keep_days)
             except Exception:
                 log.exception("conflict log prune failed; will retry")
-        await prune_journal(config.cluster.ring, res, state, sets)
+        await prune_journal(await campuses_kept_for(config, res, state), res, state, sets)
+
+
+async def campuses_kept_for(config: NodeConfig, res: NodeResources,
+                            state: ReplicationState) -> tuple[str, ...]:
+    """The campuses whose needs keep frames in this journal. On a ring member:
+    every member, and every leaf heard of whose oldest missing frame is within
+    its ``retention_hours`` (a leaf never heard of copies its subset when it
+    first comes; one past its retention must be re-seeded). On a leaf: the
+    ring members, which must get its own writes (none if it sends none up)."""
+    cluster = config.cluster
+    leaf = config.leaf
+    if leaf is not None:
+        return cluster.ring if leaf.uploads else ()
+    kept = list(cluster.ring)
+    now = time.time()
+    for other in cluster.leaves:
+        known = state.known.get(other.name)
+        if known is None:
+            continue
+        oldest = await res.in_journal(res.journal.oldest_missing_time, known)
+        if oldest is None or now - oldest <= other.retention_hours * 3600:
+            kept.append(other.name)
+    return tuple(kept)
 
 
 def held_everywhere(ring: tuple[str, ...], state: ReplicationState, sets: SetGuard,

@@ -45,8 +45,15 @@ class Receiver:
         self.peer_name = peer_name
         self.peer: str | None = None
         cluster = self.config.cluster
-        self.checker = FrameChecker(self.campus, self.res.engine.shapes(),
-                                    lambda origin: is_ring_origin(cluster, origin))
+        self.leaf = cluster.leaf(peer_name)
+        self.shapes = self.res.engine.shapes()
+        if self.leaf is None:
+            self.checker = FrameChecker(self.campus, self.shapes,
+                                        lambda origin: is_ring_origin(cluster, origin))
+        else:  # a leaf sends up its own writes, of its route's tables, and nothing else
+            name, tables = self.leaf.name, self.leaf.tables
+            self.shapes = {t: s for t, s in self.shapes.items() if t in tables}
+            self.checker = FrameChecker(self.campus, self.shapes, lambda origin: origin == name)
 
     @staticmethod
     def decode(data: bytes) -> rpb.ReplicateRequest:
@@ -75,6 +82,15 @@ class Receiver:
             )
         if hello.campus == campus:
             raise PeerRejected("a node cannot replicate to itself")
+        if self.config.leaf is not None:
+            raise PeerRejected(f"campus {campus} is a leaf: it takes no Replicate streams (it "
+                               f"follows its parent); remove it from the sender's ring")
+        if self.leaf is not None and not self.leaf.uploads:
+            raise PeerRejected(f"leaf {self.leaf.name} sends no writes up (uploads = false in "
+                               f"{self.config.cluster.path}); its changes stay there")
+        if self.leaf is not None and campus not in self.leaf.parents:
+            raise PeerRejected(f"leaf {self.leaf.name} hangs from {', '.join(self.leaf.parents)}"
+                               f", not from {campus}; add {campus} to its parents")
         if hello.protocol_version != PROTOCOL_VERSION:
             raise FrameRefused(
                 "bad_hello",
@@ -83,7 +99,7 @@ class Receiver:
             )
         if hello.tables:
             check_hello_tables(hello.tables)
-            compare(campus, self.res.engine.shapes(), hello.campus, shapes_from_pb(hello.tables))
+            compare(campus, self.shapes, hello.campus, shapes_from_pb(hello.tables))
         if not state.initialized.is_set():
             raise NotReady(
                 f"campus {campus} is joining the ring ({state.join.state} from "

@@ -1,6 +1,7 @@
 """Ring sender: stream journal frames to the ring successor, healing around it.
 
-One sender per node. It dials the first campus after itself in ring order;
+One sender per node. It dials the first campus after itself in ring order
+(a leaf: its parent, and sends only its own transactions; node.leaf);
 if that campus stays unreachable for ``heal_after_seconds`` it dials the
 next one, and so on, so the ring heals around a dead campus. A probe keeps
 trying the skipped campuses and the sender returns to the successor as soon
@@ -63,7 +64,12 @@ class RingSender:
         self.campus = config.campus
         self.credentials = credentials
         self.tuning = config.replication
-        self.successors = config.cluster.successors(config.campus)
+        leaf = config.leaf
+        # A leaf sends up only its own writes, to its parent (standby parents
+        # in turn, as a ring member heals around a dead successor).
+        self.only_origin = leaf.name if leaf is not None else None
+        self.successors = (leaf.parents if leaf is not None
+                           else config.cluster.successors(config.campus))
         for i, peer in enumerate(self.successors):
             state.links[peer] = LinkState(to=peer, successor=(i == 0))
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -326,9 +332,11 @@ class RingSender:
                                          reader)
                     continue
                 cursor = entries[-1].pos
+                only = self.only_origin
                 sent = [
                     e for e in entries
                     if e.origin != target and e.seq > peer_journal.get(e.origin, 0)
+                    and (only is None or e.origin == only)
                 ]
                 if not sent:
                     continue

@@ -13,11 +13,15 @@ Then come the donor's journal frames of transactions the copy already holds:
 the joiner keeps them (without applying them) because its successor may
 still lack some, and in a ring only the joiner will send them on.
 Engine reads run on worker threads; the snapshot stays open for the copy.
+
+A leaf (node.leaf) copies from a parent: only its route's tables and the
+rows its filters select, and no journal frames (a leaf serves nobody).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +30,7 @@ from typing import Any
 
 from node.codec import build_frame, shapes_from_pb
 from node.engines.snapshot import ReadSnapshot
+from node.leaf.route import LeafRoute
 from node.model import Change, Op
 from node.replication.parts import NodeParts
 from node.replication.resources import NodeResources
@@ -87,13 +92,22 @@ async def serve_snapshot(
             f"snapshot requested for {request.campus!r} by a certificate for {peer_name!r}")
     if not state.initialized.is_set():
         raise NotReady(f"campus {campus} is itself joining the ring; copy from another campus")
-    compare(campus, engine.shapes(), request.campus, shapes_from_pb(request.tables))
+    leaf = node.config.cluster.leaf(request.campus)
     shapes = dict(engine.shapes())
+    route = None
+    if leaf is not None:
+        if campus not in leaf.parents:
+            raise PeerRejected(f"{request.campus} is a leaf of {', '.join(leaf.parents)}, not "
+                               f"of {campus}; it copies from one of its parents")
+        shapes = {t: s for t, s in shapes.items() if t in leaf.tables}
+        route = LeafRoute(leaf, shapes)
+    compare(campus, shapes, request.campus, shapes_from_pb(request.tables))
     with ExitStack() as stack:
         snap = await asyncio.to_thread(stack.enter_context, engine.inspect.snapshot())
         try:
             vector = await snapshot_vector(res, state, snap)
-            counts = await asyncio.to_thread(snap.row_counts)
+            counts = {t: n for t, n in (await asyncio.to_thread(snap.row_counts)).items()
+                      if t in shapes}
             log.info("snapshot for %s at %s: %d rows%s", request.campus, vector,
                      sum(counts.values()), " (digests only)" if request.digests_only else "")
             yield rpb.SnapshotChunk(header=rpb.SnapshotHeader(
@@ -106,12 +120,17 @@ async def serve_snapshot(
                     continue
                 batches = snap.batches(table, FRAME_ROWS)
                 chunk = 0
+                now = dt.datetime.now(dt.UTC)
                 while (batch := await asyncio.to_thread(_next_batch, batches)) is not None:
+                    if route is not None:
+                        batch = route.select(table, shapes[table].columns, batch, now)
                     frame = build_frame(campus, 0, chunk, False, 0.0,
                                         [Change(table, Op.INSERT, new=row) for row in batch],
                                         shapes)
                     chunk += 1
                     yield rpb.SnapshotChunk(frame=frame.SerializeToString())
+            if route is not None:
+                return  # a leaf serves nobody: it needs no journal frames
             async for body in _backlog(res, vector):
                 yield rpb.SnapshotChunk(journal_frame=body)
         finally:

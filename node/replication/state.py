@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from node.leaf.state import LeafLink
 from node.replication.applystate import ApplyMachine
 from node.replication.framecheck import Refusals
 from node.replication.vectors import Vector, merge_max
@@ -167,9 +168,13 @@ class JoinProgress:
 class ReplicationState:
     """Vectors, links, counters, errors and the applier's machine of one campus."""
 
-    def __init__(self, campus: str, ring: Sequence[str]) -> None:
+    def __init__(self, campus: str, ring: Sequence[str], leaves: Sequence[str] = ()) -> None:
         self.campus = campus
         self.ring = tuple(ring)
+        # Every origin the ring carries: its members and its leaves (node.leaf).
+        self.origins = self.ring + tuple(leaves)
+        # On a parent, the leaves following it (or that did); on a leaf, its link up.
+        self.leaves: dict[str, LeafLink] = {}
         self.started_at = time.time()
         # The applier: the foreign transactions the database holds (and, for
         # this campus, how far its own versions are recorded), its state
@@ -206,7 +211,7 @@ class ReplicationState:
 
     def learn(self, campus: str, journal_vector: Vector) -> None:
         """Record what a campus is known to hold (vectors only grow)."""
-        if campus in self.ring:
+        if campus in self.origins:
             self.known[campus] = merge_max(self.known.get(campus, {}), journal_vector)
 
     def peer_back(self, campus: str, sign: str) -> None:

@@ -52,7 +52,7 @@ class JoinStatus(_message.Message):
     def __init__(self, state: _Optional[str] = ..., donor: _Optional[str] = ..., table: _Optional[str] = ..., rows_copied: _Optional[int] = ..., rows_total: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("campus", "address", "engine", "database", "database_healthy", "database_error", "journal_transactions", "journal_bytes", "journal", "applied", "links", "row_counts", "uptime_seconds", "captured_transactions", "applied_transactions", "version", "join", "conflicts", "dead_letters", "accounting", "routing", "durability", "sets", "apply", "refused", "alerts", "verify", "dictionaries")
+    __slots__ = ("campus", "address", "engine", "database", "database_healthy", "database_error", "journal_transactions", "journal_bytes", "journal", "applied", "links", "row_counts", "uptime_seconds", "captured_transactions", "applied_transactions", "version", "join", "conflicts", "dead_letters", "accounting", "routing", "durability", "sets", "apply", "refused", "alerts", "verify", "dictionaries", "leaves")
     class RowCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,7 @@ class NodeStatus(_message.Message):
     ALERTS_FIELD_NUMBER: _ClassVar[int]
     VERIFY_FIELD_NUMBER: _ClassVar[int]
     DICTIONARIES_FIELD_NUMBER: _ClassVar[int]
+    LEAVES_FIELD_NUMBER: _ClassVar[int]
     campus: str
     address: str
     engine: str
@@ -116,7 +117,44 @@ class NodeStatus(_message.Message):
     alerts: _containers.RepeatedScalarFieldContainer[str]
     verify: VerifySummary
     dictionaries: DictionaryStatus
-    def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ..., dead_letters: _Optional[_Union[DeadLetterCounts, _Mapping]] = ..., accounting: _Optional[_Union[Accounting, _Mapping]] = ..., routing: _Optional[_Union[RoutingMap, _Mapping]] = ..., durability: _Optional[str] = ..., sets: _Optional[str] = ..., apply: _Optional[_Union[ApplyStatus, _Mapping]] = ..., refused: _Optional[_Union[RefusedFrames, _Mapping]] = ..., alerts: _Optional[_Iterable[str]] = ..., verify: _Optional[_Union[VerifySummary, _Mapping]] = ..., dictionaries: _Optional[_Union[DictionaryStatus, _Mapping]] = ...) -> None: ...
+    leaves: _containers.RepeatedCompositeFieldContainer[LeafStatus]
+    def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ..., dead_letters: _Optional[_Union[DeadLetterCounts, _Mapping]] = ..., accounting: _Optional[_Union[Accounting, _Mapping]] = ..., routing: _Optional[_Union[RoutingMap, _Mapping]] = ..., durability: _Optional[str] = ..., sets: _Optional[str] = ..., apply: _Optional[_Union[ApplyStatus, _Mapping]] = ..., refused: _Optional[_Union[RefusedFrames, _Mapping]] = ..., alerts: _Optional[_Iterable[str]] = ..., verify: _Optional[_Union[VerifySummary, _Mapping]] = ..., dictionaries: _Optional[_Union[DictionaryStatus, _Mapping]] = ..., leaves: _Optional[_Iterable[_Union[LeafStatus, _Mapping]]] = ...) -> None: ...
+
+class LeafStatus(_message.Message):
+    __slots__ = ("name", "parent", "online", "last_seen", "lag_transactions", "lag_seconds", "retention_hours", "past_retention", "rows_sent", "rows_filtered", "rows_moved_in", "rows_moved_out", "unjudged", "last_unjudged", "error", "uploads")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    LAG_TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    LAG_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_HOURS_FIELD_NUMBER: _ClassVar[int]
+    PAST_RETENTION_FIELD_NUMBER: _ClassVar[int]
+    ROWS_SENT_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FILTERED_FIELD_NUMBER: _ClassVar[int]
+    ROWS_MOVED_IN_FIELD_NUMBER: _ClassVar[int]
+    ROWS_MOVED_OUT_FIELD_NUMBER: _ClassVar[int]
+    UNJUDGED_FIELD_NUMBER: _ClassVar[int]
+    LAST_UNJUDGED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    UPLOADS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    parent: str
+    online: bool
+    last_seen: float
+    lag_transactions: int
+    lag_seconds: float
+    retention_hours: float
+    past_retention: bool
+    rows_sent: int
+    rows_filtered: int
+    rows_moved_in: int
+    rows_moved_out: int
+    unjudged: int
+    last_unjudged: str
+    error: str
+    uploads: bool
+    def __init__(self, name: _Optional[str] = ..., parent: _Optional[str] = ..., online: _Optional[bool] = ..., last_seen: _Optional[float] = ..., lag_transactions: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., retention_hours: _Optional[float] = ..., past_retention: _Optional[bool] = ..., rows_sent: _Optional[int] = ..., rows_filtered: _Optional[int] = ..., rows_moved_in: _Optional[int] = ..., rows_moved_out: _Optional[int] = ..., unjudged: _Optional[int] = ..., last_unjudged: _Optional[str] = ..., error: _Optional[str] = ..., uploads: _Optional[bool] = ...) -> None: ...
 
 class DictionaryStatus(_message.Message):
     __slots__ = ("table", "columns", "entries", "unmapped_captured", "last_unmapped", "parked", "last_parked", "map_errors")

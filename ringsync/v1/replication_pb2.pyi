@@ -131,3 +131,33 @@ class SnapshotChunk(_message.Message):
     digest: TableDigest
     journal_frame: bytes
     def __init__(self, header: _Optional[_Union[SnapshotHeader, _Mapping]] = ..., frame: _Optional[bytes] = ..., digest: _Optional[_Union[TableDigest, _Mapping]] = ..., journal_frame: _Optional[bytes] = ...) -> None: ...
+
+class FollowHello(_message.Message):
+    __slots__ = ("campus", "cluster", "protocol_version", "tables", "journal")
+    CAMPUS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_FIELD_NUMBER: _ClassVar[int]
+    campus: str
+    cluster: str
+    protocol_version: int
+    tables: _containers.RepeatedCompositeFieldContainer[_values_pb2.TableShape]
+    journal: Vector
+    def __init__(self, campus: _Optional[str] = ..., cluster: _Optional[str] = ..., protocol_version: _Optional[int] = ..., tables: _Optional[_Iterable[_Union[_values_pb2.TableShape, _Mapping]]] = ..., journal: _Optional[_Union[Vector, _Mapping]] = ...) -> None: ...
+
+class FollowRequest(_message.Message):
+    __slots__ = ("hello", "ack")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    hello: FollowHello
+    ack: Ack
+    def __init__(self, hello: _Optional[_Union[FollowHello, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+
+class FollowResponse(_message.Message):
+    __slots__ = ("welcome", "batch")
+    WELCOME_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    welcome: Welcome
+    batch: Batch
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...

@@ -44,6 +44,11 @@ class ReplicationStub:
                 request_serializer=ringsync_dot_v1_dot_replication__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=ringsync_dot_v1_dot_replication__pb2.SnapshotChunk.FromString,
                 _registered_method=True)
+        self.Follow = channel.stream_stream(
+                '/ringsync.v1.Replication/Follow',
+                request_serializer=ringsync_dot_v1_dot_replication__pb2.FollowRequest.SerializeToString,
+                response_deserializer=ringsync_dot_v1_dot_replication__pb2.FollowResponse.FromString,
+                _registered_method=True)
 
 
 class ReplicationServicer:
@@ -65,6 +70,13 @@ class ReplicationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Follow(self, request_iterator, context):
+        """Opened by a leaf at one of its parents: the frames its route selects.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReplicationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +89,11 @@ def add_ReplicationServicer_to_server(servicer, server):
                     servicer.Snapshot,
                     request_deserializer=ringsync_dot_v1_dot_replication__pb2.SnapshotRequest.FromString,
                     response_serializer=ringsync_dot_v1_dot_replication__pb2.SnapshotChunk.SerializeToString,
+            ),
+            'Follow': grpc.stream_stream_rpc_method_handler(
+                    servicer.Follow,
+                    request_deserializer=ringsync_dot_v1_dot_replication__pb2.FollowRequest.FromString,
+                    response_serializer=ringsync_dot_v1_dot_replication__pb2.FollowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +150,33 @@ class Replication:
             '/ringsync.v1.Replication/Snapshot',
             ringsync_dot_v1_dot_replication__pb2.SnapshotRequest.SerializeToString,
             ringsync_dot_v1_dot_replication__pb2.SnapshotChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Follow(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/ringsync.v1.Replication/Follow',
+            ringsync_dot_v1_dot_replication__pb2.FollowRequest.SerializeToString,
+            ringsync_dot_v1_dot_replication__pb2.FollowResponse.FromString,
             options,
             channel_credentials,
             insecure,

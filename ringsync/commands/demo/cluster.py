@@ -171,6 +171,9 @@ class LocalCluster:
     postgres_settings: dict[str, Any] = field(default_factory=dict)
     # [[set]] entries: single-writer replication sets ({"name", "tables", "writer", ...}).
     sets: list[dict[str, Any]] = field(default_factory=list)
+    # Leaves outside the ring (ringsync.leaves), each with its [[leaf]] keys in ``route``.
+    leaves: list[CampusLayout] = field(default_factory=list)
+    routes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -179,6 +182,7 @@ class LocalCluster:
         schema: Schema = LIS_SCHEMA, dr: dict[str, Any] | None = None,
         postgres_settings: dict[str, Any] | None = None,
         sets: list[dict[str, Any]] | None = None, dictionaries: bool = False,
+        leaves: list[dict[str, Any]] | None = None,
     ) -> LocalCluster:
         """Write configs and certificates; ``engines`` gives each campus's engine,
         ``conflict_policies`` the cluster file's [conflicts] TOML, ``schema`` the
@@ -186,7 +190,9 @@ class LocalCluster:
         section (``etcd`` endpoints, ``failover_after``, ...; none: DR off),
         ``sets`` the [[set]] entries (single-writer sets; none by default);
         ``dictionaries``: each campus codes lab tests its own way and the ring
-        maps them (ringsync.commands.demo.codes; the schema gains the map)."""
+        maps them (ringsync.commands.demo.codes; the schema gains the map);
+        ``leaves``: [[leaf]] entries (``name``, ``parents``, optional ``tables``,
+        ``filter``, ``uploads``, and ``engine``, SQLite by default)."""
         if not 2 <= count <= len(CAMPUS_NAMES):
             raise RingsyncError(f"--campuses must be between 2 and {len(CAMPUS_NAMES)}")
         root = root.resolve()
@@ -207,6 +213,11 @@ class LocalCluster:
         for name, engine in zip(CAMPUS_NAMES[:count], engines, strict=True):
             cluster.campuses.append(CampusLayout(name, free_port(), root / name, engine,
                                                  health_port=free_port()))
+        for entry in leaves or ():
+            route = {k: v for k, v in entry.items() if k != "engine"}
+            cluster.routes[entry["name"]] = route
+            cluster.leaves.append(CampusLayout(entry["name"], free_port(), root / entry["name"],
+                                               entry.get("engine", "sqlite")))
         try:
             cluster._write()
         except BaseException:
@@ -227,7 +238,8 @@ class LocalCluster:
         return self.schema.tables
 
     def campus(self, name: str) -> CampusLayout:
-        return next(c for c in self.campuses if c.name == name)
+        """A ring member's or a leaf's layout."""
+        return next(c for c in (*self.campuses, *self.leaves) if c.name == name)
 
     def _write(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -259,9 +271,16 @@ class LocalCluster:
             lines.append("[[set]]")
             lines += [f"{k} = {json.dumps(v)}" for k, v in entry.items()]
             lines.append("")
+        for leaf in self.leaves:
+            route = self.routes[leaf.name]
+            lines += ["[[leaf]]", f'address = "{leaf.address}"']
+            lines += [f"{k} = {json.dumps(v)}" for k, v in route.items() if k != "filter"]
+            lines += ["", "[leaf.filter]"] if route.get("filter") else []
+            lines += [f"{t} = {json.dumps(e)}" for t, e in route.get("filter", {}).items()]
+            lines.append("")
         lines.append(self.conflict_policies)
         self.cluster_file.write_text("\n".join(lines))
-        for c in self.campuses:
+        for c in (*self.campuses, *self.leaves):
             c.dir.mkdir(parents=True, exist_ok=True)
             pki.issue(self.pki_dir, "node", c.name, ("127.0.0.1", "localhost"))
             if c.engine == "postgres":
@@ -323,7 +342,7 @@ class LocalCluster:
         return proc
 
     def start_all(self) -> None:
-        for c in self.campuses:
+        for c in (*self.campuses, *self.leaves):
             self.start(c.name)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -359,7 +378,7 @@ class LocalCluster:
 
     def stop_databases(self) -> None:
         """Stop (and delete) the PostgreSQL and MariaDB servers this cluster started."""
-        for c in self.campuses:
+        for c in (*self.campuses, *self.leaves):
             if c.postgres is not None:
                 c.postgres.remove()
             if c.mariadb is not None:
@@ -369,10 +388,10 @@ class LocalCluster:
 
     def _write_servers(self) -> None:
         servers = {c.name: {"datadir": str(c.postgres.datadir), "port": c.postgres.port}
-                   for c in self.campuses if c.postgres is not None}
+                   for c in (*self.campuses, *self.leaves) if c.postgres is not None}
         (self.root / "postgres.json").write_text(json.dumps(servers))
         mariadbs = {c.name: {"base": str(c.mariadb.base), "port": c.mariadb.port}
-                    for c in self.campuses if c.mariadb is not None}
+                    for c in (*self.campuses, *self.leaves) if c.mariadb is not None}
         if mariadbs:
             (self.root / "mariadb.json").write_text(json.dumps(mariadbs))
 

@@ -1,0 +1,131 @@
+"""Leaves: a SQLite satellite hanging from a ring of real node processes.
+
+The leaf's route takes two of the four tables, each with a row filter. Rows
+are written at a ring campus and moved into and out of the filter; the leaf
+writes its own rows. Convergence is judged by reading rows: the leaf must
+hold exactly what the filter selects at the ring, computed independently by
+SQL there, and every ring campus must hold the leaf's writes. Then the
+leaf's parent is killed and the leaf follows its standby parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+from pathlib import Path
+
+from ringsync.client import ClusterClient
+from ringsync.config import load_cluster
+from tests.helpers import table_rows, wait_until
+from tests.integration.conftest import wait_ready
+
+ROUTE = {
+    "name": "sat",
+    "parents": ["chaohui", "wangjiangshan"],
+    "tables": ["patients", "lab_orders"],
+    "filter": {"patients": 'home_campus == "fuyang"',
+               "lab_orders": 'ordering_campus == "fuyang" && priority == "STAT"'},
+}
+SUBSET = {"patients": "home_campus = 'fuyang'",
+          "lab_orders": "ordering_campus = 'fuyang' AND priority = 'STAT'"}
+
+
+def write(db: Path, *statements: tuple[str, tuple]) -> None:
+    conn = sqlite3.connect(db, isolation_level=None, timeout=30)
+    try:
+        conn.execute("BEGIN")
+        for sql, args in statements:
+            conn.execute(sql, args)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def patient(pid: str, home: str) -> tuple[str, tuple]:
+    return ("INSERT INTO patients VALUES (?, ?, ?, '1970-01-01', 'F', ?, 't')",
+            (pid, f"mrn-{pid}", f"name {pid}", home))
+
+
+def order(oid: str, pid: str, campus: str, priority: str) -> tuple[str, tuple]:
+    return ("INSERT INTO lab_orders VALUES (?, ?, 'GLU', ?, 'ordered', ?, 't')",
+            (oid, pid, priority, campus))
+
+
+def subset_at(db: Path) -> dict[str, list[tuple]]:
+    """What the route selects, by SQL at a ring campus (not by ringsync's filter)."""
+    conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+    try:
+        return {t: sorted(conn.execute(f"SELECT * FROM {t} WHERE {where}").fetchall(), key=repr)
+                for t, where in SUBSET.items()}
+    finally:
+        conn.close()
+
+
+def leaf_status(cluster_file: Path, campus: str = "sat"):
+    async def fetch():
+        client = ClusterClient(load_cluster(cluster_file, need_client_tls=True))
+        try:
+            return await client.status_of(campus)
+        finally:
+            await client.close()
+    return asyncio.run(fetch()).status
+
+
+def test_leaf_holds_its_subset_sends_its_writes_up_and_follows_its_standby(make_cluster):
+    cluster = make_cluster(2, leaves=[ROUTE])
+    ring_db, standby_db = (c.database for c in cluster.campuses)
+    leaf_db = cluster.campus("sat").database
+    write(ring_db, patient("p-before", "fuyang"), patient("p-other", "chaohui"),
+          order("o-before", "p-before", "fuyang", "STAT"))
+    cluster.start_all()
+    wait_ready(cluster)
+    wait_until(lambda: leaf_status(cluster.cluster_file).join.state == "in-ring", 60,
+               "the leaf to copy its subset from its parent")
+
+    # Rows into, outside and out of the subset, at the ring.
+    write(ring_db, patient("p-in", "fuyang"), patient("p-out", "fuyang"),
+          patient("p-never", "yuecheng"), order("o-routine", "p-in", "fuyang", "routine"),
+          order("o-stat", "p-in", "fuyang", "STAT"),
+          ("INSERT INTO specimens VALUES ('s1', 'o-stat', 'blood', 't', 'fuyang')", ()))
+    write(ring_db, ("UPDATE patients SET home_campus = 'chaohui' WHERE patient_id = 'p-out'", ()),
+          ("UPDATE patients SET home_campus = 'fuyang' WHERE patient_id = 'p-other'", ()),
+          ("UPDATE lab_orders SET priority = 'STAT' WHERE order_id = 'o-routine'", ()),
+          ("UPDATE patients SET name = 'renamed' WHERE patient_id = 'p-in'", ()))
+    write(ring_db, ("DELETE FROM lab_orders WHERE order_id = 'o-before'", ()))
+    # The leaf's own writes.
+    write(leaf_db, patient("p-sat", "fuyang"), order("o-sat", "p-sat", "fuyang", "STAT"))
+
+    def leaf_matches() -> bool:
+        at_leaf = table_rows(leaf_db, ("patients", "lab_orders"))
+        return at_leaf == subset_at(ring_db) == subset_at(standby_db)
+
+    wait_until(leaf_matches, 60, "the leaf to hold exactly its route's subset")
+    held = table_rows(leaf_db, ("patients", "lab_orders"))
+    assert {r[0] for r in held["patients"]} == {"p-before", "p-in", "p-other", "p-sat"}
+    assert {r[0] for r in held["lab_orders"]} == {"o-routine", "o-stat", "o-sat"}
+    assert table_rows(leaf_db, ("specimens",))["specimens"] == []  # not in its route
+    for db in (ring_db, standby_db):  # its writes are the ring's
+        rows = table_rows(db, ("patients", "lab_orders"))
+        assert ("p-sat", "mrn-p-sat", "name p-sat", "1970-01-01", "F", "fuyang", "t") in (
+            rows["patients"])
+        assert "o-sat" in {r[0] for r in rows["lab_orders"]}
+
+    parent = leaf_status(cluster.cluster_file, "chaohui")
+    (seen,) = [x for x in parent.leaves if x.name == "sat"]
+    assert seen.online and seen.parent == "chaohui"
+    # p-other and o-routine moved in; p-out moved out (counted where the route ran).
+    assert seen.rows_moved_in >= 2 and seen.rows_moved_out >= 1
+
+    # The parent dies: the leaf follows its standby, both ways.
+    cluster.kill("chaohui", signal.SIGKILL)
+    write(standby_db, patient("p-late", "fuyang"))
+    write(leaf_db, patient("p-sat2", "fuyang"))
+    wait_until(lambda: {r[0] for r in table_rows(leaf_db, ("patients",))["patients"]}
+               >= {"p-late", "p-sat2"}, 60, "the leaf to follow its standby parent")
+    wait_until(lambda: "p-sat2" in {r[0] for r in table_rows(standby_db,
+                                                               ("patients",))["patients"]},
+               60, "the leaf's write to reach its standby parent")
+    (link,) = leaf_status(cluster.cluster_file).leaves
+    assert (link.name, link.parent, link.online) == ("sat", "wangjiangshan", True)
+    assert table_rows(leaf_db, ("patients", "lab_orders")) == subset_at(standby_db)
