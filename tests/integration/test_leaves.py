@@ -11,6 +11,7 @@ leaf's parent is killed and the leaf follows its standby parent.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from ringsync.client import ClusterClient
 from ringsync.config import load_cluster
 from tests.helpers import table_rows, wait_until
-from tests.integration.conftest import wait_ready
+from tests.integration.conftest import ctl, wait_ready
 
 ROUTE = {
     "name": "sat",
@@ -116,6 +117,17 @@ def test_leaf_holds_its_subset_sends_its_writes_up_and_follows_its_standby(make_
     assert seen.online and seen.parent == "chaohui"
     # p-other and o-routine moved in; p-out moved out (counted where the route ran).
     assert seen.rows_moved_in >= 2 and seen.rows_moved_out >= 1
+
+    wait_until(lambda: [x.lag_transactions for x in leaf_status(cluster.cluster_file,
+                                                                "chaohui").leaves] == [0],
+               30, "its parent to hear that the leaf holds everything")
+    report = json.loads(ctl(cluster, "status", "--json").stdout)
+    roles = {n["campus"]: n["role"] for n in report["nodes"]}
+    assert roles == {"chaohui": "member", "wangjiangshan": "member", "sat": "leaf"}
+    (listed,) = [n for n in report["nodes"] if n["campus"] == "chaohui"][0]["leaves"]
+    assert listed["name"] == "sat" and listed["online"] and listed["lag_transactions"] == 0
+    text = ctl(cluster, "status").stdout
+    assert "sat             chaohui         online" in text
 
     # The parent dies: the leaf follows its standby, both ways.
     cluster.kill("chaohui", signal.SIGKILL)

@@ -6,8 +6,10 @@
 campus, address, healthy, engine, database, journal, applied, join
 ({state: waiting|comparing|copying|in-ring, donor, rows_copied, rows_total,
 rows_per_second, eta_seconds, ...}), conflicts ({logged, parked, flagged,
-delta_merged, policies}) and links ({to, state, lag_transactions, lag_seconds,
-...}).
+delta_merged, policies}), links ({to, state, lag_transactions, lag_seconds,
+...}), role (member or leaf) and leaves ({name, parent, online, lag_transactions,
+lag_seconds, retention_hours, past_retention, rows_moved_in, ...}: docs/leaves.md).
+Leaves' own nodes come after the members; the exit code counts members only.
 (``verify`` is ringsync.commands.ctl.verify.)
 """
 
@@ -85,6 +87,7 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
                "outside_changes": s.apply.outside_changes},
         verify=verify_to_dict(s.verify),
         dictionaries=dictionaries_to_dict(s) if s.HasField("dictionaries") else None,
+        leaves=[leaf_to_dict(x) for x in s.leaves],
         links=[
             {
                 "to": link.to,
@@ -100,6 +103,35 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
         ],
     )
     return out
+
+
+def leaf_to_dict(x: Any) -> dict[str, Any]:
+    """A leaf as a parent (or the leaf itself) reports it (docs/leaves.md)."""
+    return {"name": x.name, "parent": x.parent, "online": x.online,
+            "last_seen": _when(x.last_seen), "lag_transactions": x.lag_transactions,
+            "lag_seconds": round(x.lag_seconds, 3), "retention_hours": x.retention_hours,
+            "past_retention": x.past_retention, "uploads": x.uploads,
+            "rows_sent": x.rows_sent, "rows_filtered": x.rows_filtered,
+            "rows_moved_in": x.rows_moved_in, "rows_moved_out": x.rows_moved_out,
+            "unjudged": x.unjudged, "last_unjudged": x.last_unjudged or None,
+            "error": redact_dsn(x.error) or None}
+
+
+def leaves_table(nodes: list[dict[str, Any]]) -> list[str]:
+    """One line per leaf, as the ring campuses that are its parents see it."""
+    rows = [(n["campus"], x) for n in nodes if n.get("role") != "leaf"
+            for x in n.get("leaves") or ()]
+    if not rows:
+        return []
+    lines = ["", f"{'LEAF':<16}{'PARENT':<16}{'STATE':<10}{'LAG TX':>8}{'LAG S':>10}"
+                 f"{'KEEP H':>8}  ROUTE (sent, moved in/out, unjudged)"]
+    for parent, x in rows:
+        state = "online" if x["online"] else "PAST RETENTION" if x["past_retention"] else (
+            "offline")
+        lines.append(f"{x['name']:<16}{parent:<16}{state:<10}{x['lag_transactions']:>8}"
+                     f"{x['lag_seconds']:>10.1f}{x['retention_hours']:>8g}  {x['rows_sent']}, "
+                     f"{x['rows_moved_in']}/{x['rows_moved_out']}, {x['unjudged']}")
+    return lines
 
 
 def _when(unix: float) -> str | None:
@@ -206,20 +238,29 @@ def status_table(nodes: list[dict[str, Any]]) -> str:
                 f"{link['lag_seconds']:>9.2f}{link['txns_per_second']:>9.1f}"
                 f"{link['rows_per_second']:>9.1f}"
             )
+    lines += leaves_table(nodes)
     return "\n".join(lines)
 
 
 async def _status(cluster: ClusterConfig, as_json: bool) -> int:
     client = ClusterClient(cluster)
     try:
-        nodes = [node_to_dict(r) for r in await client.status_all()]
+        members = [node_to_dict(r) for r in await client.status_all()]
+        leaves = [node_to_dict(r) for r in await asyncio.gather(
+            *(client.status_of(x.name) for x in cluster.leaves))]
     finally:
         await client.close()
+    for n in members:
+        n["role"] = "member"
+    for n in leaves:
+        n["role"] = "leaf"
+    nodes = members + leaves
     if as_json:
         print(json.dumps({"cluster": cluster.name, "nodes": nodes}, indent=2))
     else:
         print(status_table(nodes))
-    return 0 if all(n["healthy"] for n in nodes) else 1
+    # A leaf offline is what a satellite does: only ring members decide the exit code.
+    return 0 if all(n["healthy"] for n in members) else 1
 
 
 def run(cluster: ClusterConfig, command: str, as_json: bool) -> int:
