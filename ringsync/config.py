@@ -261,7 +261,8 @@ CLUSTER_SCHEMA: dict[str, Any] = {
     "set": [dict.fromkeys(sorted(SET_KEYS))],
     "verify": dict.fromkeys(sorted(VERIFY_KEYS)),
     "dictionaries": dict.fromkeys(sorted(DICTIONARY_KEYS)),
-    "leaf": [{**dict.fromkeys(LEAF_KEYS), "filter": Names()}],
+    "leaf": [{**dict.fromkeys(LEAF_KEYS), "filter": Names(), "columns": Names(),
+              "masking": Names(Names())}],
 }
 
 NODE_SCHEMA: dict[str, Any] = {

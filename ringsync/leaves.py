@@ -30,10 +30,12 @@ from typing import Any
 
 from ringsync.addresses import check_address
 from ringsync.errors import ConfigError
+from ringsync.masking import KINDS, ColumnMask
 from ringsync.names import CAMPUS_NAME
 from ringsync.rowfilter import RowFilter
 
-LEAF_KEYS = ("name", "address", "parents", "tables", "uploads", "retention_hours", "filter")
+LEAF_KEYS = ("name", "address", "parents", "tables", "uploads", "retention_hours", "filter",
+             "columns", "masking", "masking_key_file")
 DEFAULT_RETENTION_HOURS = 72.0
 
 
@@ -49,6 +51,15 @@ class LeafSettings:
     retention_hours: float = DEFAULT_RETENTION_HOURS
     # table -> CEL expression; a table without one is taken whole.
     filters: Mapping[str, str] = field(default_factory=dict)
+    # table -> the columns the leaf gets (its key among them); absent: every column.
+    columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # table -> how its columns are masked at the parent (ringsync.masking).
+    masking: Mapping[str, tuple[ColumnMask, ...]] = field(default_factory=dict)
+    masking_key_file: Path | None = None
+
+    @property
+    def masked(self) -> bool:
+        return bool(self.masking)
 
     def compile_filters(self, columns: Mapping[str, tuple[str, ...]]) -> dict[str, RowFilter]:
         """The route's filters compiled against ``columns`` (table -> its
@@ -108,9 +119,15 @@ def _leaf(entry: Any, i: int, ring: tuple[str, ...], tables: tuple[str, ...],
     if unknown:
         raise ConfigError(f"{path}: {where}.tables names {', '.join(unknown)}, not in "
                           f"cluster.tables {list(tables)}")
-    uploads = entry.get("uploads", True)
+    masking, key_file = _masking(entry, chosen, path, where)
+    columns = _columns(entry, chosen, path, where)
+    uploads = entry.get("uploads", not masking and not columns)
     if not isinstance(uploads, bool):
         raise ConfigError(f"{path}: {where}.uploads must be true or false")
+    if uploads and (masking or columns):
+        raise ConfigError(f"{path}: {where} is masked or projected, so it never sends writes up "
+                          f"(its rows are not the ring's); set uploads = false or drop "
+                          f"[leaf.masking] and [leaf.columns]")
     retention = entry.get("retention_hours", DEFAULT_RETENTION_HOURS)
     if isinstance(retention, bool) or not isinstance(retention, int | float) or retention <= 0:
         raise ConfigError(f"{path}: {where}.retention_hours must be a positive number of hours")
@@ -126,4 +143,62 @@ def _leaf(entry: Any, i: int, ring: tuple[str, ...], tables: tuple[str, ...],
             raise ConfigError(f"{path}: {where}'s filter of {table} must be a CEL expression "
                               f"in a string, e.g. 'home_campus == \"{parents[0]}\"'")
     return LeafSettings(name, address, tuple(parents), tuple(t for t in tables if t in chosen),
-                        uploads, float(retention), dict(filters))
+                        uploads, float(retention), dict(filters), columns, masking, key_file)
+
+
+def _columns(entry: dict[str, Any], chosen: list[str], path: Path,
+             where: str) -> dict[str, tuple[str, ...]]:
+    columns = entry.get("columns", {})
+    if not isinstance(columns, dict):
+        raise ConfigError(f"{path}: [leaf.columns] of {where} must be a table: "
+                          f"table = [\"column\", ...]")
+    out = {}
+    for table, names in columns.items():
+        if table not in chosen:
+            raise ConfigError(f"{path}: {where} projects {table!r}, not one of its tables")
+        if (not isinstance(names, list) or not names
+                or not all(isinstance(c, str) for c in names)):
+            raise ConfigError(f"{path}: {where}'s columns of {table} must list column names")
+        out[table] = tuple(names)
+    return out
+
+
+def _masking(entry: dict[str, Any], chosen: list[str], path: Path,
+             where: str) -> tuple[dict[str, tuple[ColumnMask, ...]], Path | None]:
+    masking = entry.get("masking", {})
+    if not isinstance(masking, dict):
+        raise ConfigError(f"{path}: [leaf.masking] of {where} must be a table of tables")
+    out: dict[str, tuple[ColumnMask, ...]] = {}
+    for table, rules in masking.items():
+        if table not in chosen:
+            raise ConfigError(f"{path}: {where} masks {table!r}, not one of its tables")
+        if not isinstance(rules, dict) or not rules:
+            raise ConfigError(f"{path}: [leaf.masking.{table}] of {where} must say how each "
+                              f"column is masked: column = \"kind\" (one of {', '.join(KINDS)})")
+        masks = []
+        for column, rule in rules.items():
+            at = f"{where}'s masking of {table}.{column}"
+            if isinstance(rule, dict) and set(rule) - {"kind", "patient"}:
+                raise ConfigError(f"{path}: {at} takes only `kind` and `patient`, not "
+                                  f"{', '.join(sorted(set(rule) - {'kind', 'patient'}))}")
+            kind, patient = (rule, None) if isinstance(rule, str) else (
+                (rule.get("kind"), rule.get("patient")) if isinstance(rule, dict) else (None, None))
+            if kind not in KINDS or (patient is not None and not isinstance(patient, str)):
+                raise ConfigError(f"{path}: {at} must be one of {', '.join(KINDS)}, or "
+                                  f"{{ kind = \"date_shift\", patient = \"patient_id\" }}")
+            if kind == "date_shift" and patient is None:
+                raise ConfigError(f"{path}: {at}: a date shift needs the patient column whose "
+                                  f"dates move together: {{ kind = \"date_shift\", patient = "
+                                  f"\"patient_id\" }}")
+            masks.append(ColumnMask(column, kind, patient))
+        out[table] = tuple(masks)
+    key = entry.get("masking_key_file")
+    if out and not (isinstance(key, str) and key):
+        raise ConfigError(f"{path}: {where} is masked and needs masking_key_file, the secret its "
+                          f"pseudonyms are keyed by (at least 16 bytes, readable by its parents "
+                          f"only; e.g. `head -c 32 /dev/urandom | base64 > test-env.key`)")
+    if key is not None and not out:
+        raise ConfigError(f"{path}: {where} has masking_key_file but no [leaf.masking]")
+    key_file = None if key is None else (Path(key) if Path(key).is_absolute()
+                                         else path.parent / key)
+    return out, key_file

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ringsync import pki
-from ringsync.commands.demo.cluster import LocalCluster
+from ringsync.commands.demo.cluster import LIS_SCHEMA, LocalCluster, Schema
 from tests.mariadb_fixtures import mariadb_db, mariadb_server  # noqa: F401 (fixtures)
 
 
@@ -27,7 +27,8 @@ def make_cluster(tmp_path: Path) -> Iterator:
 
     def make(count: int = 3, engines: list[str] | None = None,
              conflict_policies: str | None = None, dictionaries: bool = False,
-             leaves: list[dict] | None = None, **tuning: float | int) -> LocalCluster:
+             leaves: list[dict] | None = None, schema: Schema = LIS_SCHEMA,
+             **tuning: float | int) -> LocalCluster:
         root = tmp_path / f"cluster{len(clusters)}"
         replication: dict[str, float | int | bool] = {
             "heal_after_seconds": 2.0, "probe_interval_seconds": 0.5, **tuning}
@@ -35,7 +36,8 @@ def make_cluster(tmp_path: Path) -> Iterator:
             replication["fast_apply"] = False
         cluster = LocalCluster.create(root, count, replication=replication, engines=engines,
                                       conflict_policies=conflict_policies,
-                                      dictionaries=dictionaries, leaves=leaves)
+                                      dictionaries=dictionaries, leaves=leaves,
+                                      schema=schema)
         clusters.append(cluster)
         return cluster
 

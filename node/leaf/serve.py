@@ -87,9 +87,9 @@ class LeafFeed:
         if not self.state.initialized.is_set():
             raise NotReady(f"campus {self.campus} is joining the ring; its leaves follow it "
                            f"once its copy is done")
-        shapes = {t: s for t, s in self.res.engine.shapes().items() if t in leaf.tables}
-        compare(self.campus, shapes, leaf.name, shapes_from_pb(hello.tables))
-        self.route = LeafRoute(leaf, shapes)
+        self.route = LeafRoute(leaf, {t: s for t, s in self.res.engine.shapes().items()
+                                      if t in leaf.tables})
+        compare(self.campus, self.route.shapes, leaf.name, shapes_from_pb(hello.tables))
         self.vector = dict(hello.journal.seqs)
         link = self.state.leaves.get(leaf.name)
         if link is None or link.parent != self.campus:

@@ -99,20 +99,21 @@ async def serve_snapshot(
         if campus not in leaf.parents:
             raise PeerRejected(f"{request.campus} is a leaf of {', '.join(leaf.parents)}, not "
                                f"of {campus}; it copies from one of its parents")
-        shapes = {t: s for t, s in shapes.items() if t in leaf.tables}
-        route = LeafRoute(leaf, shapes)
-    compare(campus, shapes, request.campus, shapes_from_pb(request.tables))
+        route = LeafRoute(leaf, {t: s for t, s in shapes.items() if t in leaf.tables})
+    # The tables as the joiner holds them: a leaf's may be projected.
+    sent_shapes = shapes if route is None else route.shapes
+    compare(campus, sent_shapes, request.campus, shapes_from_pb(request.tables))
     with ExitStack() as stack:
         snap = await asyncio.to_thread(stack.enter_context, engine.inspect.snapshot())
         try:
             vector = await snapshot_vector(res, state, snap)
             counts = {t: n for t, n in (await asyncio.to_thread(snap.row_counts)).items()
-                      if t in shapes}
+                      if t in sent_shapes}
             log.info("snapshot for %s at %s: %d rows%s", request.campus, vector,
                      sum(counts.values()), " (digests only)" if request.digests_only else "")
             yield rpb.SnapshotChunk(header=rpb.SnapshotHeader(
                 donor=campus, vector=rpb.Vector(seqs=vector), row_counts=counts))
-            for table in shapes:
+            for table in sent_shapes:
                 if request.digests_only:
                     rows, digest = await asyncio.to_thread(snap.digest, table)
                     yield rpb.SnapshotChunk(
@@ -123,10 +124,10 @@ async def serve_snapshot(
                 now = dt.datetime.now(dt.UTC)
                 while (batch := await asyncio.to_thread(_next_batch, batches)) is not None:
                     if route is not None:
-                        batch = route.select(table, shapes[table].columns, batch, now)
+                        batch = route.initial_rows(table, shapes[table].columns, batch, now)
                     frame = build_frame(campus, 0, chunk, False, 0.0,
                                         [Change(table, Op.INSERT, new=row) for row in batch],
-                                        shapes)
+                                        sent_shapes)
                     chunk += 1
                     yield rpb.SnapshotChunk(frame=frame.SerializeToString())
             if route is not None:

@@ -156,6 +156,25 @@ CODED_LIS_SCHEMA = Schema((codes.MAP_TABLE, *TABLES), _coded_postgres, _coded_sq
                           _coded_mariadb)
 
 
+def leaf_toml(address: str, route: dict[str, Any]) -> list[str]:
+    """A [[leaf]] entry's lines: its keys, then [leaf.filter], [leaf.columns] and
+    [leaf.masking.<table>] (a rule: "kind" or {"kind": ..., "patient": ...})."""
+    tables = ("filter", "columns", "masking")
+    lines = ["[[leaf]]", f'address = "{address}"']
+    lines += [f"{k} = {json.dumps(v)}" for k, v in route.items() if k not in tables]
+    for section in ("filter", "columns"):
+        if route.get(section):
+            lines += [f"[leaf.{section}]"]
+            lines += [f"{t} = {json.dumps(v)}" for t, v in route[section].items()]
+    for table, rules in (route.get("masking") or {}).items():
+        lines.append(f"[leaf.masking.{table}]")
+        for column, rule in rules.items():
+            value = json.dumps(rule) if isinstance(rule, str) else "{ " + ", ".join(
+                f"{k} = {json.dumps(v)}" for k, v in rule.items()) + " }"
+            lines.append(f"{column} = {value}")
+    return [*lines, ""]
+
+
 @dataclass
 class LocalCluster:
     root: Path
@@ -272,12 +291,7 @@ class LocalCluster:
             lines += [f"{k} = {json.dumps(v)}" for k, v in entry.items()]
             lines.append("")
         for leaf in self.leaves:
-            route = self.routes[leaf.name]
-            lines += ["[[leaf]]", f'address = "{leaf.address}"']
-            lines += [f"{k} = {json.dumps(v)}" for k, v in route.items() if k != "filter"]
-            lines += ["", "[leaf.filter]"] if route.get("filter") else []
-            lines += [f"{t} = {json.dumps(e)}" for t, e in route.get("filter", {}).items()]
-            lines.append("")
+            lines += leaf_toml(leaf.address, self.routes[leaf.name])
         lines.append(self.conflict_policies)
         self.cluster_file.write_text("\n".join(lines))
         for c in (*self.campuses, *self.leaves):
