@@ -147,5 +147,16 @@ class FaultNetwork:
                 link.drop_all()
 
         self._call(apply)
+
+        async def closed() -> None:
+            for server in self._servers:
+                await server.wait_closed()
+
+        try:
+            asyncio.run_coroutine_threadsafe(closed(), self._loop).result(10)
+        except TimeoutError:
+            pass  # a connection still held: the loop's close below drops it
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()

@@ -45,7 +45,7 @@ def test_only_ring_nodes_may_replicate(method: str) -> None:
     assert decide(full, OPERATOR, RING) == (
         f"operator/alice may not call {full}; it needs a certificate with role node")
     assert decide(full, Identity("node", "rogue"), RING) == (
-        "campus 'rogue' is not in this cluster's ring")
+        "campus 'rogue' is not in this cluster's ring nor one of its leaves")
 
 
 def test_health_and_reflection_are_open_to_every_role() -> None:
@@ -79,7 +79,7 @@ def test_a_node_outside_the_ring_may_still_read() -> None:
     """Ring membership is checked for replication's sake only after the role."""
     rogue = Identity("node", "rogue")
     assert decide("/ringsync.v1.Control/GetStatus", rogue, RING) == (
-        "campus 'rogue' is not in this cluster's ring")
+        "campus 'rogue' is not in this cluster's ring nor one of its leaves")
 
 
 class _AuthContext:

@@ -34,7 +34,22 @@ from tests.unit.configs import cluster_toml, node_toml
 
 TABLES = ("patients", "lab_orders", "specimens", "lab_results")
 PATIENT = ("p1", "m-p1", "Ada", None, "F", "b", "2026-01-01T00:00:00Z")
-CLUSTER = cluster_toml(("a", "b"))
+# Leaves (node.leaf): "sat" hangs from this campus and takes patients; "far" from b.
+LEAVES = """
+[[leaf]]
+name = "sat"
+address = "127.0.0.1:7101"
+parents = ["a"]
+tables = ["patients"]
+[leaf.filter]
+patients = 'home_campus == "fy"'
+
+[[leaf]]
+name = "far"
+address = "127.0.0.1:7102"
+parents = ["b"]
+"""
+CLUSTER = cluster_toml(("a", "b"), LEAVES)
 NODE = node_toml("a", pki="pki/")
 
 
@@ -70,7 +85,7 @@ async def campus(tmp_path: Path) -> AsyncIterator[Campus]:
     rt = NodeRuntime(config, engine, journal)
     rt.resolver = Resolver(engine.shapes(), config.cluster.conflicts, rt.clock)
     creds = Credentials(config.tls)
-    server = grpc.aio.server(interceptors=[AuthInterceptor(config.cluster.ring)])
+    server = grpc.aio.server(interceptors=[AuthInterceptor(config.cluster.origins)])
     port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
         [(creds.key, creds.cert)], root_certificates=creds.ca, require_client_auth=True))
     add_replication_service(ReplicationServicer(rt), server)
@@ -269,7 +284,7 @@ async def test_an_undecodable_snapshot_request_is_an_invalid_argument(campus: Ca
 @pytest.mark.parametrize("role,name,reason", [
     ("operator", "alice", "operator/alice may not call /ringsync.v1.Replication/Snapshot; "
                           "it needs a certificate with role node"),
-    ("node", "rogue", "campus 'rogue' is not in this cluster's ring"),
+    ("node", "rogue", "campus 'rogue' is not in this cluster's ring nor one of its leaves"),
 ])
 async def test_only_ring_nodes_may_replicate(campus: Campus, role: str, name: str,
                                             reason: str) -> None:
