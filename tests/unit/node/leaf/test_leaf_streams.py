@@ -14,7 +14,7 @@ from node.replication import PROTOCOL_VERSION
 from ringsync.v1 import replication_pb2 as rpb
 from ringsync.v1 import replication_pb2_grpc
 from ringsync.v1 import values_pb2 as pb
-from tests.unit.node.test_servicers_grpc import Campus, campus, refusal  # noqa: F401
+from tests.unit.node.test_servicers_grpc import Campus, refusal
 
 PATIENT_FY = ("p1", "m1", "Ada", None, "F", "fy", "t")
 PATIENT_HZ = ("p2", "m2", "Bo", None, "M", "hz", "t")
