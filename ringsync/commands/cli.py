@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="campuses order lab tests by local codes of their own, mapped to "
                            "canonical codes on the ring through the code_maps table (default: "
                            "on; --no-dictionaries: every campus uses the canonical codes)")
+    demo.add_argument("--satellites", type=int, default=0,
+                      help="add N SQLite satellites: leaves hanging from the ring's campuses "
+                           "(docs/leaves.md; default 0)")
+    demo.add_argument("--satellite-route", default="all",
+                      help="satellites' route: all (every table and row; they write too) or "
+                           "subset (their parent's and their own patients and orders, by CEL "
+                           "filters; they only read)")
     demo.add_argument("--keep-databases", action="store_true",
                       help="headless: leave the PostgreSQL and MariaDB servers running for "
                            "inspection")

@@ -41,6 +41,38 @@ def test_headless_demo_converges_and_files_hold_identical_rows(tmp_path: Path) -
     assert pids == {}
 
 
+def test_headless_demo_with_satellites_lists_them_and_they_hold_the_rows(
+        tmp_path: Path) -> None:
+    """`demo --satellites`: a whole-route satellite writing like a campus, and a
+    subset one; the report lists both as leaves, and the rows in their files
+    are their parents' (the whole table, or what the subset's SQL selects)."""
+    for route, count in (("all", 1), ("subset", 2)):
+        result = subprocess.run(
+            [*RINGSYNC, "demo", "--headless", "--duration", "3", "--campuses", "2",
+             "--satellites", str(count), "--satellite-route", route, "--no-etcd",
+             "--data-dir", str(tmp_path / route)],
+            capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads(result.stdout)
+        assert report["converged"] is True
+        roles = [(c["name"], c["role"]) for c in report["campuses"]]
+        assert roles == [("chaohui", "member"), ("wangjiangshan", "member")] + [
+            (f"sat-{i + 1}", "leaf") for i in range(count)]
+        files = {c["name"]: Path(c["database"]) for c in report["campuses"]}
+        for leaf in report["campuses"][2:]:
+            parent, name = leaf["parents"][0], leaf["name"]
+            held = table_rows(files[name], tuple(leaf["rows"]))
+            if route == "all":
+                assert held == table_rows(files[parent]) and held["patients"]
+                assert {r[5] for r in held["patients"]} == {"chaohui", "wangjiangshan", name}
+                continue
+            expected = table_rows(files[parent], ("patients", "lab_orders"))
+            assert held == {
+                "patients": [r for r in expected["patients"] if r[5] in (parent, name)],
+                "lab_orders": [r for r in expected["lab_orders"] if r[5] in (parent, name)]}
+            assert held["patients"] and len(held["patients"]) < len(expected["patients"])
+
+
 def test_ctl_status_json_and_verify(running_pair: LocalCluster) -> None:
     result = subprocess.run(
         [*RINGSYNC, "ctl", "--cluster", str(running_pair.cluster_file), "status", "--json"],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sqlite3
 import sys
 import tempfile
 import time
@@ -22,11 +21,13 @@ from typing import Any
 from ringsync.client import ClusterClient
 from ringsync.commands.demo.cluster import CAMPUS_NAMES, LocalCluster
 from ringsync.commands.demo.codes import local_codes
+from ringsync.commands.demo.counts import row_counts
 from ringsync.commands.demo.etcd import LocalEtcd, find_etcd
-from ringsync.commands.demo.lis import LisWorkload, mysql_connect
+from ringsync.commands.demo.lis import LisWorkload
 from ringsync.commands.demo.mariadb import LocalMariaDB, find_program
 from ringsync.commands.demo.mariadb import installed as mariadb_installed
 from ringsync.commands.demo.postgres import LocalPostgres, find_bin
+from ringsync.commands.demo.satellites import ROUTES, leaves_converged, satellite_leaves
 from ringsync.config import load_cluster
 from ringsync.dsn import redact_dsn
 from ringsync.errors import RingsyncError
@@ -45,15 +46,19 @@ async def wait_ready(cluster: LocalCluster, client: ClusterClient) -> None:
     while True:
         cluster.check_alive()
         replies = await client.status_all()
+        # Leaves (satellites) must have copied their subset before they write.
+        leaves = [await client.status_of(x.name) for x in cluster.leaves]
         if all(
             r.status is not None and r.status.database_healthy
             and any(link.successor and link.state == "streaming" for link in r.status.links)
             for r in replies
-        ):
+        ) and all(r.status is not None and r.status.join.state == "in-ring" for r in leaves):
             return
         if time.monotonic() > deadline:
             waiting = [f"{r.campus}: {r.error or r.status.database_error}"  # type: ignore[union-attr]
                        for r in replies if r.status is None or not r.status.database_healthy]
+            waiting += [f"{r.campus}: {r.error or r.status.join.detail}"  # type: ignore[union-attr]
+                        for r in leaves if r.status is None or r.status.join.state != "in-ring"]
             raise RingsyncError("nodes did not become ready: " + "; ".join(waiting))
         await asyncio.sleep(0.2)
 
@@ -81,37 +86,13 @@ async def wait_converged(client: ClusterClient, timeout: float) -> bool:
     return False
 
 
-def row_counts(target: Path | str, tables: tuple[str, ...]) -> dict[str, int]:
-    """Counted straight from the database file or server, not from a node."""
-    if isinstance(target, str) and target.startswith("mysql://"):
-        conn = mysql_connect(target)
-        try:
-            with conn.cursor() as cur:
-                out = {}
-                for t in tables:
-                    cur.execute(f"SELECT count(*) FROM `{t}`")
-                    out[t] = int(cur.fetchone()[0])
-                return out
-        finally:
-            conn.close()
-    if isinstance(target, str):
-        import psycopg
-
-        with psycopg.connect(target) as pg:
-            return {t: pg.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]  # type: ignore[index]
-                    for t in tables}
-    conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
-    try:
-        return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
-    finally:
-        conn.close()
-
-
 async def headless(cluster: LocalCluster, workloads: list[LisWorkload], duration: float) -> int:
     client = ClusterClient(load_cluster(cluster.cluster_file, need_client_tls=True))
     try:
         await wait_ready(cluster, client)
-        say(f"{len(workloads)} campuses ready; writing for {duration:.0f}s")
+        sats = f" and {len(cluster.leaves)} satellites" if cluster.leaves else ""
+        say(f"{len(cluster.campuses)} campuses{sats} ready; {len(workloads)} writing for "
+            f"{duration:.0f}s")
         for w in workloads:
             w.start()
         max_lag = 0.0
@@ -124,6 +105,12 @@ async def headless(cluster: LocalCluster, workloads: list[LisWorkload], duration
             w.stop()
         say("workload stopped; waiting for every campus to converge")
         converged = await wait_converged(client, CONVERGE_TIMEOUT_SECONDS)
+        deadline = time.monotonic() + CONVERGE_TIMEOUT_SECONDS
+        while converged and cluster.leaves and not await leaves_converged(cluster, client):
+            if time.monotonic() > deadline:
+                converged = False
+                break
+            await asyncio.sleep(0.5)
         final = await client.status_all()
         max_lag = max(max_lag, max_link_lag(final))
     finally:
@@ -141,15 +128,19 @@ async def headless(cluster: LocalCluster, workloads: list[LisWorkload], duration
         "campuses": [
             {
                 "name": c.name,
+                "role": "leaf" if c in cluster.leaves else "member",
                 "engine": c.engine,
                 # a script connects with it; a demo MariaDB server's account
                 # is the demo's own (ringsync.commands.demo.mariadb), so its
                 # URL keeps the password
                 "database": str(c.target) if c.engine == "mariadb" else redact_dsn(
                     str(c.target)),
-                "rows": row_counts(c.target, cluster.tables),
+                "rows": row_counts(c.target, tuple(cluster.routes.get(c.name, {}).get(
+                    "tables", cluster.tables))),
+                **({"parents": cluster.routes[c.name]["parents"]} if c in cluster.leaves
+                   else {}),
             }
-            for c in cluster.campuses
+            for c in [*cluster.campuses, *cluster.leaves]
         ],
     }
     print(json.dumps(report, indent=2))
@@ -180,6 +171,14 @@ def run_demo(args: argparse.Namespace) -> int:
     if not 0.0 <= args.conflict_rate <= 1.0:
         raise RingsyncError(f"--conflict-rate {args.conflict_rate} is not a share; give a value "
                             f"from 0 (no shared edits) to 1 (every transaction)")
+    if not 0 <= args.satellites <= 8:
+        raise RingsyncError("--satellites must be between 0 and 8")
+    if args.satellite_route not in ROUTES:
+        raise RingsyncError(f"--satellite-route must be one of {', '.join(ROUTES)}")
+    if args.satellites and args.dictionaries:
+        say("satellites: code dictionaries are off in this demo (a leaf keeps no code map "
+            "of its own yet)")
+        args.dictionaries = False
     engines = engines_for(args.engine, args.campuses)
     if "postgres" in engines:
         find_bin("initdb")  # a missing server says which package to install, up front
@@ -191,7 +190,9 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         cluster = LocalCluster.create(root, args.campuses, engines=engines, dr=(
             {"etcd": etcd.endpoints, "failover_after": 10.0} if etcd is not None else None),
-            dictionaries=args.dictionaries)
+            dictionaries=args.dictionaries,
+            leaves=satellite_leaves(list(CAMPUS_NAMES[:args.campuses]), args.satellites,
+                                    args.satellite_route))
     except BaseException:
         if etcd is not None:
             etcd.stop()
@@ -208,6 +209,9 @@ def run_demo(args: argparse.Namespace) -> int:
                     resolve=follow_route(cluster, c.name) if etcd is not None else None,
                     codes=codes_at(c.target), codes_at=codes_at)
         for i, c in enumerate(cluster.campuses)
+    ] + [  # satellites with a whole route write like a campus; a subset one only reads
+        LisWorkload(c.name, c.target, args.rate, seed=100 + i, conflict_rate=args.conflict_rate)
+        for i, c in enumerate(cluster.leaves) if "filter" not in cluster.routes[c.name]
     ]
     keep = args.headless and args.keep_databases
     try:
