@@ -1,5 +1,5 @@
 """The ring screen: the ring picture, alerts, the last verification, lag over
-time, links and nodes tables."""
+time, links and nodes tables, and the leaves under their parents."""
 
 from __future__ import annotations
 
@@ -92,6 +92,38 @@ def verify_text(replies: Sequence[NodeReply]) -> str:
     return f"verification {when} by {v.coordinator}: {verdict}{running}"
 
 
+RETENTION_BAR = 10
+
+
+def retention_cell(leaf: Any) -> str:
+    """How much of a leaf's retention the oldest transaction it lacks has used,
+    as a bar: green, yellow past half, red past 80% or beyond (re-seed)."""
+    keep = leaf.retention_hours * 3600
+    used = min(1.0, leaf.lag_seconds / keep) if keep > 0 else 0.0
+    filled = round(used * RETENTION_BAR)
+    colour = "red" if leaf.past_retention or used > 0.8 else "yellow" if used > 0.5 else "green"
+    bar = f"[{colour}]{'█' * filled}[/][dim]{'░' * (RETENTION_BAR - filled)}[/]"
+    note = " [bold red]RE-SEED[/]" if leaf.past_retention else ""
+    return f"{bar} {used:.0%} of {leaf.retention_hours:g}h{note}"
+
+
+def leaf_rows(replies: Sequence[NodeReply]) -> list[Sequence[str]]:
+    """Each leaf under the ring campus it hangs from (as that campus reports it)."""
+    rows: list[Sequence[str]] = []
+    for r in replies:
+        if r.status is None:
+            continue
+        for x in r.status.leaves:
+            state = ("[green]online[/]" if x.online else
+                     "[bold red]past retention[/]" if x.past_retention else "[yellow]offline[/]")
+            route = (f"{x.rows_sent} sent, {x.rows_moved_in}/{x.rows_moved_out} in/out"
+                     + (f", [red]{x.unjudged} held back[/]" if x.unjudged else ""))
+            rows.append((f"{r.campus} └ {x.name}", state, str(x.lag_transactions),
+                         f"{x.lag_seconds:.1f}", retention_cell(x), route,
+                         "" if x.uploads else "read-only", escape(x.error[:60])))
+    return rows
+
+
 class RingScreen(Screen[None]):
     def __init__(self, ring: Sequence[str], tables: Sequence[str]) -> None:
         super().__init__(name="ring")
@@ -120,6 +152,7 @@ class RingScreen(Screen[None]):
             yield LagChart(self.ring, id="lag")
             yield DataTable(id="links", cursor_type="row", zebra_stripes=True)
             yield DataTable(id="nodes", cursor_type="row", zebra_stripes=True)
+            yield DataTable(id="leaves", cursor_type="row", zebra_stripes=True)
             yield Static("", id="agreement")
         yield Footer()
 
@@ -131,6 +164,11 @@ class RingScreen(Screen[None]):
         nodes.border_title = "campuses"
         nodes.add_columns("campus", "state", "engine", "journal", "journal size",
                           *self.tables, "conflicts", "error")
+        leaves = self.query_one("#leaves", DataTable)
+        leaves.border_title = "leaves (under their parents)"
+        leaves.add_columns("parent └ leaf", "state", "lag tx", "lag s", "retention used",
+                           "route", "writes", "error")
+        leaves.display = False  # until a campus reports a leaf
 
     def show(self, replies: Sequence[NodeReply]) -> None:
         try:
@@ -207,6 +245,11 @@ class RingScreen(Screen[None]):
                 *(str(c) for c in row_counts), conflict_cell(s.conflicts, s.dead_letters),
                 s.database_error[:60],
             )
+        leaves = self.query_one("#leaves", DataTable)
+        leaves.clear()
+        for row in leaf_rows(replies):
+            leaves.add_row(*row)
+        leaves.display = leaves.row_count > 0
         agreement = self.query_one("#agreement", Static)
         if len(counts) == len(replies) and len(set(counts)) == 1:
             agreement.update("[green]row counts agree on every campus[/]")

@@ -124,6 +124,7 @@ class LeafFeed:
             if e.origin == leaf or e.seq <= vector.get(e.origin, 0):
                 continue
             if route.passes_whole:
+                route.counters.rows_sent += e.nchanges
                 out.append(e.body)
                 continue
             frame = pb.TxnFrame.FromString(e.body)  # our journal's: checked when it came in

@@ -402,3 +402,38 @@ async def test_verify_is_refused_without_a_verifier() -> None:
         await pilot.press("v")
         await pilot.pause(0.1)
         assert app.screen.name == "ring"
+
+
+class LeafSource(ScriptedSource):
+    """chaohui reports two leaves: one online, one offline for most of its retention."""
+
+    async def status_all(self) -> list[NodeReply]:
+        replies = await super().status_all()
+        status = replies[0].status
+        assert status is not None
+        status.leaves.extend([
+            cpb.LeafStatus(name="sat-1", parent="chaohui", online=True, retention_hours=72,
+                           uploads=True, rows_sent=40, rows_moved_in=2, rows_moved_out=1),
+            cpb.LeafStatus(name="clinic", parent="chaohui", online=False, lag_transactions=900,
+                           lag_seconds=0.9 * 72 * 3600, retention_hours=72, unjudged=3,
+                           error="unreachable")])
+        return replies
+
+
+async def test_leaves_are_shown_under_their_parents_with_lag_and_retention() -> None:
+    app = RingsyncConsole(ScriptedSource(), CLUSTER, poll_seconds=0.05)
+    async with app.run_test(size=(160, 60)) as pilot:
+        await pilot.pause(0.3)
+        assert not app.screen.query_one("#leaves", DataTable).display  # none: not shown
+    app = RingsyncConsole(LeafSource(), CLUSTER, poll_seconds=0.05)
+    async with app.run_test(size=(160, 60)) as pilot:
+        await pilot.pause(0.3)
+        leaves = app.screen.query_one("#leaves", DataTable)
+        assert leaves.display and leaves.row_count == 2
+        rows = [[str(c) for c in leaves.get_row_at(i)] for i in range(2)]
+        assert rows[0][:3] == ["chaohui └ sat-1", "[green]online[/]", "0"]
+        assert "0% of 72h" in rows[0][4] and "2/1 in/out" in rows[0][5]
+        assert rows[1][:3] == ["chaohui └ clinic", "[yellow]offline[/]", "900"]
+        assert "[red]█████████" in rows[1][4] and "90% of 72h" in rows[1][4]
+        assert "3 held back" in rows[1][5] and rows[1][6] == "read-only"
+        assert rows[1][7] == "unreachable" and rows[0][6] == ""
