@@ -107,8 +107,9 @@ class LeafFollower:
                 self.link.online, self.link.error = False, error
                 if took_hold:
                     self.down_since.pop(parent, None)
+                if parent not in self.down_since:  # once per outage, not per attempt
+                    log.warning("following %s stopped: %s", parent, error)
                 self.down_since.setdefault(parent, time.monotonic())
-                log.warning("following %s stopped: %s", parent, error)
                 await asyncio.sleep(self.redial.failed(took_hold))
         finally:
             for channel in channels.values():
