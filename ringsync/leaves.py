@@ -23,6 +23,8 @@ checked, so ``ctl`` and the console read a cluster file without a database.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +62,19 @@ class LeafSettings:
     @property
     def masked(self) -> bool:
         return bool(self.masking)
+
+    @property
+    def fingerprint(self) -> str:
+        """What the route selects, as a short digest: a leaf and its parent must
+        agree on it, and a leaf whose route changed since it copied its subset
+        must be re-seeded (never silently partial). The masking key itself is
+        not in it (a leaf never has the key)."""
+        route = {"tables": list(self.tables), "filters": dict(sorted(self.filters.items())),
+                 "columns": {t: list(c) for t, c in sorted(self.columns.items())},
+                 "masking": {t: [[m.column, m.kind, m.patient] for m in masks]
+                             for t, masks in sorted(self.masking.items())}}
+        text = json.dumps(route, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def compile_filters(self, columns: Mapping[str, tuple[str, ...]]) -> dict[str, RowFilter]:
         """The route's filters compiled against ``columns`` (table -> its

@@ -24,7 +24,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from node.codec import shapes_to_pb
-from node.leaf.state import LeafLink
+from node.leaf.state import LeafLink, route_change
 from node.replication import PROTOCOL_VERSION
 from node.replication.framecheck import FrameChecker, FrameRefused, is_ring_origin
 from node.replication.resources import NodeResources
@@ -59,6 +59,7 @@ class LeafFollower:
             raise ValueError(f"{config.campus} is not a leaf")
         self.config, self.res, self.state = config, res, state
         self.campus, self.parents = config.campus, leaf.parents
+        self.route = leaf.fingerprint
         self.credentials = credentials
         self.tuning = config.replication
         cluster = config.cluster
@@ -80,6 +81,13 @@ class LeafFollower:
         return self.parents[0]
 
     async def run(self) -> None:
+        leaf = self.config.leaf
+        assert leaf is not None
+        changed = await asyncio.to_thread(route_change, self.config.data_dir, leaf)
+        if changed:  # what it holds is not what the route selects: stay put, say so
+            log.error("%s", changed)
+            self.link.error, self.link.blocked = changed, True
+            await asyncio.Event().wait()
         channels: dict[str, grpc.aio.Channel] = {}
         try:
             while True:
@@ -126,7 +134,7 @@ class LeafFollower:
                 campus=self.campus, cluster=self.config.cluster.name,
                 protocol_version=PROTOCOL_VERSION,
                 tables=shapes_to_pb(res.engine.shapes().values()),
-                journal=rpb.Vector(seqs=res.journal.vector()))))
+                journal=rpb.Vector(seqs=res.journal.vector()), route=self.route)))
             first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_SECONDS)
             if first is grpc.aio.EOF or first.WhichOneof("msg") != "welcome":
                 raise LinkLost(f"{parent} did not answer FollowHello with Welcome")

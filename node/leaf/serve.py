@@ -80,6 +80,11 @@ class LeafFeed:
         if self.campus not in leaf.parents:
             raise PeerRejected(f"leaf {leaf.name} hangs from {', '.join(leaf.parents)}, not "
                                f"from {self.campus}; add {self.campus} to its parents")
+        if hello.route != leaf.fingerprint:
+            raise PeerRejected(f"leaf {leaf.name} follows route {escape_peer_text(hello.route, 20)}"
+                               f" but {self.config.cluster.path} here says route "
+                               f"{leaf.fingerprint}; make cluster.toml the same on the leaf and "
+                               f"its parents")
         if hello.protocol_version != PROTOCOL_VERSION:
             raise FrameRefused("bad_hello", f"leaf {leaf.name} speaks protocol "
                                f"{hello.protocol_version}, this node {PROTOCOL_VERSION}; run "

@@ -62,12 +62,14 @@ def _status(link: LeafLink, retention_hours: float, uploads: bool, lacks: int,
         past_retention=waited > retention_hours * 3600, rows_sent=r.rows_sent,
         rows_filtered=r.rows_filtered, rows_moved_in=r.rows_moved_in,
         rows_moved_out=r.rows_moved_out, unjudged=r.unjudged, last_unjudged=r.last_unjudged,
-        error=link.error, uploads=uploads)
+        error=link.error, uploads=uploads, blocked=link.blocked)
 
 
 def leaf_alerts(leaves: list[cpb.LeafStatus]) -> list[str]:
     out = []
     for x in leaves:
+        if x.blocked:
+            out.append(f"leaf {x.name} does not follow its parent: {x.error}")
         if x.past_retention:
             out.append(f"leaf {x.name} has lacked transactions for {x.lag_seconds / 3600:.1f}h, "
                        f"past its {x.retention_hours:g}h retention: parents may have dropped "

@@ -39,6 +39,7 @@ from google.protobuf.message import DecodeError
 from node.codec import check_frame, decode_changes, shapes_to_pb
 from node.engines.base import ApplySession
 from node.hlc import HybridClock
+from node.leaf.state import record_route
 from node.model import Change, Op, TableShape
 from node.replication.batch import to_local_order
 from node.replication.resources import NodeResources
@@ -100,6 +101,8 @@ class Joiner:
         try:
             if not self.res.journal.initialized:
                 await self._initialize()
+                if self.config.leaf is not None:  # the route its subset was copied with
+                    record_route(self.config.data_dir, self.config.leaf)
         finally:
             for channel in self._channels.values():
                 await channel.close()
@@ -173,9 +176,10 @@ class Joiner:
                     ) -> tuple[grpc.aio.UnaryStreamCall, rpb.SnapshotHeader]:
         res, state = self.res, self.state
         stub = replication_pb2_grpc.ReplicationStub(self._channel(donor))
+        leaf = self.config.leaf
         call = stub.Snapshot(rpb.SnapshotRequest(
             campus=state.campus, tables=shapes_to_pb(res.engine.shapes().values()),
-            digests_only=digests_only))
+            digests_only=digests_only, route=leaf.fingerprint if leaf is not None else ""))
         first = await call.read()
         if first is grpc.aio.EOF or first.WhichOneof("part") != "header":
             raise ProtocolError(f"{donor} sent no snapshot header")

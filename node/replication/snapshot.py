@@ -99,6 +99,11 @@ async def serve_snapshot(
         if campus not in leaf.parents:
             raise PeerRejected(f"{request.campus} is a leaf of {', '.join(leaf.parents)}, not "
                                f"of {campus}; it copies from one of its parents")
+        if request.route != leaf.fingerprint:
+            raise PeerRejected(f"leaf {leaf.name} asks for a copy of route "
+                               f"{request.route[:20]!r} but this campus's cluster file says "
+                               f"route {leaf.fingerprint}; make cluster.toml the same on the "
+                               f"leaf and its parents")
         route = LeafRoute(leaf, {t: s for t, s in shapes.items() if t in leaf.tables})
     # The tables as the joiner holds them: a leaf's may be projected.
     sent_shapes = shapes if route is None else route.shapes

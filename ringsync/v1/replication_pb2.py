@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from ringsync.v1 import values_pb2 as ringsync_dot_v1_dot_values__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dringsync/v1/replication.proto\x12\x0bringsync.v1\x1a\x18ringsync/v1/values.proto\"b\n\x06Vector\x12+\n\x04seqs\x18\x01 \x03(\x0b\x32\x1d.ringsync.v1.Vector.SeqsEntry\x1a+\n\tSeqsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"k\n\x05Hello\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\x12\'\n\x06tables\x18\x04 \x03(\x0b\x32\x17.ringsync.v1.TableShape\")\n\x05\x42\x61tch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x0e\n\x06\x66rames\x18\x02 \x03(\x0c\"c\n\x10ReplicateRequest\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.ringsync.v1.HelloH\x00\x12#\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x12.ringsync.v1.BatchH\x00\x42\x05\n\x03msg\"?\n\x07Welcome\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12$\n\x07journal\x18\x02 \x01(\x0b\x32\x13.ringsync.v1.Vector\"\xd2\x01\n\x03\x41\x63k\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12$\n\x07journal\x18\x02 \x01(\x0b\x32\x13.ringsync.v1.Vector\x12$\n\x07\x61pplied\x18\x03 \x01(\x0b\x32\x13.ringsync.v1.Vector\x12*\n\x05known\x18\x04 \x03(\x0b\x32\x1b.ringsync.v1.Ack.KnownEntry\x1a\x41\n\nKnownEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.ringsync.v1.Vector:\x02\x38\x01\"d\n\x11ReplicateResponse\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.ringsync.v1.WelcomeH\x00\x12\x1f\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x10.ringsync.v1.AckH\x00\x42\x05\n\x03msg\"`\n\x0fSnapshotRequest\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12\'\n\x06tables\x18\x02 \x03(\x0b\x32\x17.ringsync.v1.TableShape\x12\x14\n\x0c\x64igests_only\x18\x03 \x01(\x08\"\xb6\x01\n\x0eSnapshotHeader\x12\r\n\x05\x64onor\x18\x01 \x01(\t\x12#\n\x06vector\x18\x02 \x01(\x0b\x32\x13.ringsync.v1.Vector\x12>\n\nrow_counts\x18\x03 \x03(\x0b\x32*.ringsync.v1.SnapshotHeader.RowCountsEntry\x1a\x30\n\x0eRowCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\":\n\x0bTableDigest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x9c\x01\n\rSnapshotChunk\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.ringsync.v1.SnapshotHeaderH\x00\x12\x0f\n\x05\x66rame\x18\x02 \x01(\x0cH\x00\x12*\n\x06\x64igest\x18\x03 \x01(\x0b\x32\x18.ringsync.v1.TableDigestH\x00\x12\x17\n\rjournal_frame\x18\x04 \x01(\x0cH\x00\x42\x06\n\x04part\"\x97\x01\n\x0b\x46ollowHello\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\x12\'\n\x06tables\x18\x04 \x03(\x0b\x32\x17.ringsync.v1.TableShape\x12$\n\x07journal\x18\x05 \x01(\x0b\x32\x13.ringsync.v1.Vector\"b\n\rFollowRequest\x12)\n\x05hello\x18\x01 \x01(\x0b\x32\x18.ringsync.v1.FollowHelloH\x00\x12\x1f\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x10.ringsync.v1.AckH\x00\x42\x05\n\x03msg\"e\n\x0e\x46ollowResponse\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.ringsync.v1.WelcomeH\x00\x12#\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x12.ringsync.v1.BatchH\x00\x42\x05\n\x03msg2\xec\x01\n\x0bReplication\x12N\n\tReplicate\x12\x1d.ringsync.v1.ReplicateRequest\x1a\x1e.ringsync.v1.ReplicateResponse(\x01\x30\x01\x12\x46\n\x08Snapshot\x12\x1c.ringsync.v1.SnapshotRequest\x1a\x1a.ringsync.v1.SnapshotChunk0\x01\x12\x45\n\x06\x46ollow\x12\x1a.ringsync.v1.FollowRequest\x1a\x1b.ringsync.v1.FollowResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dringsync/v1/replication.proto\x12\x0bringsync.v1\x1a\x18ringsync/v1/values.proto\"b\n\x06Vector\x12+\n\x04seqs\x18\x01 \x03(\x0b\x32\x1d.ringsync.v1.Vector.SeqsEntry\x1a+\n\tSeqsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"k\n\x05Hello\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\x12\'\n\x06tables\x18\x04 \x03(\x0b\x32\x17.ringsync.v1.TableShape\")\n\x05\x42\x61tch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x0e\n\x06\x66rames\x18\x02 \x03(\x0c\"c\n\x10ReplicateRequest\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.ringsync.v1.HelloH\x00\x12#\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x12.ringsync.v1.BatchH\x00\x42\x05\n\x03msg\"?\n\x07Welcome\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12$\n\x07journal\x18\x02 \x01(\x0b\x32\x13.ringsync.v1.Vector\"\xd2\x01\n\x03\x41\x63k\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12$\n\x07journal\x18\x02 \x01(\x0b\x32\x13.ringsync.v1.Vector\x12$\n\x07\x61pplied\x18\x03 \x01(\x0b\x32\x13.ringsync.v1.Vector\x12*\n\x05known\x18\x04 \x03(\x0b\x32\x1b.ringsync.v1.Ack.KnownEntry\x1a\x41\n\nKnownEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.ringsync.v1.Vector:\x02\x38\x01\"d\n\x11ReplicateResponse\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.ringsync.v1.WelcomeH\x00\x12\x1f\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x10.ringsync.v1.AckH\x00\x42\x05\n\x03msg\"o\n\x0fSnapshotRequest\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12\'\n\x06tables\x18\x02 \x03(\x0b\x32\x17.ringsync.v1.TableShape\x12\x14\n\x0c\x64igests_only\x18\x03 \x01(\x08\x12\r\n\x05route\x18\x04 \x01(\t\"\xb6\x01\n\x0eSnapshotHeader\x12\r\n\x05\x64onor\x18\x01 \x01(\t\x12#\n\x06vector\x18\x02 \x01(\x0b\x32\x13.ringsync.v1.Vector\x12>\n\nrow_counts\x18\x03 \x03(\x0b\x32*.ringsync.v1.SnapshotHeader.RowCountsEntry\x1a\x30\n\x0eRowCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\":\n\x0bTableDigest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x9c\x01\n\rSnapshotChunk\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.ringsync.v1.SnapshotHeaderH\x00\x12\x0f\n\x05\x66rame\x18\x02 \x01(\x0cH\x00\x12*\n\x06\x64igest\x18\x03 \x01(\x0b\x32\x18.ringsync.v1.TableDigestH\x00\x12\x17\n\rjournal_frame\x18\x04 \x01(\x0cH\x00\x42\x06\n\x04part\"\xa6\x01\n\x0b\x46ollowHello\x12\x0e\n\x06\x63\x61mpus\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\x12\'\n\x06tables\x18\x04 \x03(\x0b\x32\x17.ringsync.v1.TableShape\x12$\n\x07journal\x18\x05 \x01(\x0b\x32\x13.ringsync.v1.Vector\x12\r\n\x05route\x18\x06 \x01(\t\"b\n\rFollowRequest\x12)\n\x05hello\x18\x01 \x01(\x0b\x32\x18.ringsync.v1.FollowHelloH\x00\x12\x1f\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x10.ringsync.v1.AckH\x00\x42\x05\n\x03msg\"e\n\x0e\x46ollowResponse\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.ringsync.v1.WelcomeH\x00\x12#\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x12.ringsync.v1.BatchH\x00\x42\x05\n\x03msg2\xec\x01\n\x0bReplication\x12N\n\tReplicate\x12\x1d.ringsync.v1.ReplicateRequest\x1a\x1e.ringsync.v1.ReplicateResponse(\x01\x30\x01\x12\x46\n\x08Snapshot\x12\x1c.ringsync.v1.SnapshotRequest\x1a\x1a.ringsync.v1.SnapshotChunk0\x01\x12\x45\n\x06\x46ollow\x12\x1a.ringsync.v1.FollowRequest\x1a\x1b.ringsync.v1.FollowResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,21 +57,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPLICATERESPONSE']._serialized_start=703
   _globals['_REPLICATERESPONSE']._serialized_end=803
   _globals['_SNAPSHOTREQUEST']._serialized_start=805
-  _globals['_SNAPSHOTREQUEST']._serialized_end=901
-  _globals['_SNAPSHOTHEADER']._serialized_start=904
-  _globals['_SNAPSHOTHEADER']._serialized_end=1086
-  _globals['_SNAPSHOTHEADER_ROWCOUNTSENTRY']._serialized_start=1038
-  _globals['_SNAPSHOTHEADER_ROWCOUNTSENTRY']._serialized_end=1086
-  _globals['_TABLEDIGEST']._serialized_start=1088
-  _globals['_TABLEDIGEST']._serialized_end=1146
-  _globals['_SNAPSHOTCHUNK']._serialized_start=1149
-  _globals['_SNAPSHOTCHUNK']._serialized_end=1305
-  _globals['_FOLLOWHELLO']._serialized_start=1308
-  _globals['_FOLLOWHELLO']._serialized_end=1459
-  _globals['_FOLLOWREQUEST']._serialized_start=1461
-  _globals['_FOLLOWREQUEST']._serialized_end=1559
-  _globals['_FOLLOWRESPONSE']._serialized_start=1561
-  _globals['_FOLLOWRESPONSE']._serialized_end=1662
-  _globals['_REPLICATION']._serialized_start=1665
-  _globals['_REPLICATION']._serialized_end=1901
+  _globals['_SNAPSHOTREQUEST']._serialized_end=916
+  _globals['_SNAPSHOTHEADER']._serialized_start=919
+  _globals['_SNAPSHOTHEADER']._serialized_end=1101
+  _globals['_SNAPSHOTHEADER_ROWCOUNTSENTRY']._serialized_start=1053
+  _globals['_SNAPSHOTHEADER_ROWCOUNTSENTRY']._serialized_end=1101
+  _globals['_TABLEDIGEST']._serialized_start=1103
+  _globals['_TABLEDIGEST']._serialized_end=1161
+  _globals['_SNAPSHOTCHUNK']._serialized_start=1164
+  _globals['_SNAPSHOTCHUNK']._serialized_end=1320
+  _globals['_FOLLOWHELLO']._serialized_start=1323
+  _globals['_FOLLOWHELLO']._serialized_end=1489
+  _globals['_FOLLOWREQUEST']._serialized_start=1491
+  _globals['_FOLLOWREQUEST']._serialized_end=1589
+  _globals['_FOLLOWRESPONSE']._serialized_start=1591
+  _globals['_FOLLOWRESPONSE']._serialized_end=1692
+  _globals['_REPLICATION']._serialized_start=1695
+  _globals['_REPLICATION']._serialized_end=1931
 # @@protoc_insertion_point(module_scope)

@@ -84,14 +84,16 @@ class ReplicateResponse(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
 
 class SnapshotRequest(_message.Message):
-    __slots__ = ("campus", "tables", "digests_only")
+    __slots__ = ("campus", "tables", "digests_only", "route")
     CAMPUS_FIELD_NUMBER: _ClassVar[int]
     TABLES_FIELD_NUMBER: _ClassVar[int]
     DIGESTS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
     campus: str
     tables: _containers.RepeatedCompositeFieldContainer[_values_pb2.TableShape]
     digests_only: bool
-    def __init__(self, campus: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[_values_pb2.TableShape, _Mapping]]] = ..., digests_only: _Optional[bool] = ...) -> None: ...
+    route: str
+    def __init__(self, campus: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[_values_pb2.TableShape, _Mapping]]] = ..., digests_only: _Optional[bool] = ..., route: _Optional[str] = ...) -> None: ...
 
 class SnapshotHeader(_message.Message):
     __slots__ = ("donor", "vector", "row_counts")
@@ -133,18 +135,20 @@ class SnapshotChunk(_message.Message):
     def __init__(self, header: _Optional[_Union[SnapshotHeader, _Mapping]] = ..., frame: _Optional[bytes] = ..., digest: _Optional[_Union[TableDigest, _Mapping]] = ..., journal_frame: _Optional[bytes] = ...) -> None: ...
 
 class FollowHello(_message.Message):
-    __slots__ = ("campus", "cluster", "protocol_version", "tables", "journal")
+    __slots__ = ("campus", "cluster", "protocol_version", "tables", "journal", "route")
     CAMPUS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     TABLES_FIELD_NUMBER: _ClassVar[int]
     JOURNAL_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
     campus: str
     cluster: str
     protocol_version: int
     tables: _containers.RepeatedCompositeFieldContainer[_values_pb2.TableShape]
     journal: Vector
-    def __init__(self, campus: _Optional[str] = ..., cluster: _Optional[str] = ..., protocol_version: _Optional[int] = ..., tables: _Optional[_Iterable[_Union[_values_pb2.TableShape, _Mapping]]] = ..., journal: _Optional[_Union[Vector, _Mapping]] = ...) -> None: ...
+    route: str
+    def __init__(self, campus: _Optional[str] = ..., cluster: _Optional[str] = ..., protocol_version: _Optional[int] = ..., tables: _Optional[_Iterable[_Union[_values_pb2.TableShape, _Mapping]]] = ..., journal: _Optional[_Union[Vector, _Mapping]] = ..., route: _Optional[str] = ...) -> None: ...
 
 class FollowRequest(_message.Message):
     __slots__ = ("hello", "ack")

@@ -185,7 +185,7 @@ async def _wire(tap, write, rows_expected: int) -> list[bytes]:
             campus=tap.campus, cluster=tap.cluster.name, protocol_version=PROTOCOL_VERSION,
             tables=[pb.TableShape(name=t, columns=c, key_indexes=[0],
                                   column_kinds=["text"] * len(c)) for t, c in COLUMNS.items()],
-            journal=rpb.Vector(seqs=journal))))
+            journal=rpb.Vector(seqs=journal), route=tap.leaf.fingerprint)))
         welcome = await asyncio.wait_for(call.read(), 10)
         assert welcome.WhichOneof("msg") == "welcome"
         await asyncio.to_thread(write)

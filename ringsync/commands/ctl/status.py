@@ -114,7 +114,7 @@ def leaf_to_dict(x: Any) -> dict[str, Any]:
             "rows_sent": x.rows_sent, "rows_filtered": x.rows_filtered,
             "rows_moved_in": x.rows_moved_in, "rows_moved_out": x.rows_moved_out,
             "unjudged": x.unjudged, "last_unjudged": x.last_unjudged or None,
-            "error": redact_dsn(x.error) or None}
+            "error": redact_dsn(x.error) or None, "blocked": x.blocked}
 
 
 def leaves_table(nodes: list[dict[str, Any]]) -> list[str]:

@@ -97,3 +97,22 @@ tables = ["patients"]
     node.write_text(node_toml("sat", "pki/") + '[join]\ndonor = "chaohui"\n')
     with pytest.raises(ConfigError, match="name a parent"):
         load_node(node)
+
+
+def test_the_route_fingerprint_moves_with_what_the_route_selects_and_nothing_else(tmp_path):
+    from node.leaf.state import ROUTE_FILE, route_change
+
+    base = ('\n[[leaf]]\nname = "sat"\naddress = "127.0.0.1:7100"\nparents = ["fuyang"]\n'
+            'tables = ["patients"]\n')
+    one = load_cluster(write_cluster(tmp_path, base + "[leaf.filter]\npatients = 'true'\n"))
+    moved = load_cluster(write_cluster(tmp_path, base.replace('"fuyang"]', '"chaohui"]')
+                                       + "[leaf.filter]\npatients = 'true'\n"))
+    other = load_cluster(write_cluster(tmp_path, base + "[leaf.filter]\npatients = 'false'\n"))
+    assert one.leaves[0].fingerprint == moved.leaves[0].fingerprint  # parents: not the route
+    assert one.leaves[0].fingerprint != other.leaves[0].fingerprint
+    data = tmp_path / "data"
+    data.mkdir()
+    assert route_change(data, one.leaves[0]) == ""  # first start: recorded
+    assert (data / ROUTE_FILE).read_text().strip() == one.leaves[0].fingerprint
+    assert route_change(data, one.leaves[0]) == ""
+    assert "changed since it copied its subset" in route_change(data, other.leaves[0])

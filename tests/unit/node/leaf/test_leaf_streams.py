@@ -85,7 +85,8 @@ async def test_a_follow_stream_carries_the_route_and_keeps_seqs_gapless(campus: 
         call = replication_pb2_grpc.ReplicationStub(ch).Follow(timeout=10)
         await call.write(rpb.FollowRequest(hello=rpb.FollowHello(
             campus="sat", cluster="unit", protocol_version=PROTOCOL_VERSION,
-            tables=shapes(campus, "patients"), journal=rpb.Vector(seqs={"sat": 1}))))
+            tables=shapes(campus, "patients"), journal=rpb.Vector(seqs={"sat": 1}),
+            route=campus.rt.config.cluster.leaf("sat").fingerprint)))  # type: ignore[union-attr]
         welcome = await call.read()
         batch = (await asyncio.wait_for(call.read(), 10)).batch
         await call.write(rpb.FollowRequest(ack=rpb.Ack(
@@ -97,3 +98,15 @@ async def test_a_follow_stream_carries_the_route_and_keeps_seqs_gapless(campus: 
     assert [(f.origin, f.seq) for f in got] == [("b", 1), ("b", 2), ("b", 3)]  # never its own
     rows = [[c.new for c in decode_changes(f)[1]] for f in got]
     assert rows == [[PATIENT_FY], [], []]  # outside the filter, other tables: empty frames
+
+
+async def test_a_leaf_whose_cluster_file_says_another_route_is_refused(campus: Campus) -> None:
+    campus.rt.state.initialized.set()
+    async with campus.client("node", "sat") as ch:
+        call = replication_pb2_grpc.ReplicationStub(ch).Follow(timeout=10)
+        await call.write(rpb.FollowRequest(hello=rpb.FollowHello(
+            campus="sat", cluster="unit", protocol_version=PROTOCOL_VERSION,
+            tables=shapes(campus, "patients"), route="0123456789abcdef")))
+        e = await refusal(call.read())
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "follows route 0123456789abcdef" in e.details() and "same on the leaf" in e.details()
