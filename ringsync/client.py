@@ -110,12 +110,13 @@ class ClusterClient:
 
     async def verify(self, campus: str, table: str, bits: int,
                      buckets: list[int] | None = None,
-                     incremental: bool = False) -> control_pb2.VerifyResponse:
+                     incremental: bool = False, route: str = "") -> control_pb2.VerifyResponse:
         """One verification scan of one table at one campus (no deadline
-        shorter than a big table's scan: ten minutes)."""
+        shorter than a big table's scan: ten minutes); ``route``: a leaf's
+        name, to ask its parent for the rows that leaf's route selects."""
         return await self._stub(campus).Verify(control_pb2.VerifyRequest(
-            table=table, bits=bits, buckets=buckets or [], incremental=incremental),
-            timeout=max(self.timeout, 600.0))
+            table=table, bits=bits, buckets=buckets or [], incremental=incremental,
+            route=route), timeout=max(self.timeout, 600.0))
 
     async def record_verification(self, campus: str, report: dict[str, Any]) -> None:
         """Hand a scheduled verification's report to a node to keep (nodes only)."""

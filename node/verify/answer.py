@@ -11,6 +11,8 @@ import asyncio
 import json
 import time
 
+from node.leaf.route import LeafRoute
+from node.leaf.verify import route_view
 from node.runtime import NodeRuntime
 from node.verify.rowhash import MAX_BITS, display_field, parse_record
 from node.verify.snapshot import TableVerify
@@ -46,7 +48,7 @@ def _key_json(kinds: tuple[str, ...], columns: tuple[str, ...], key_text: str) -
 
 
 async def answer_verify(rt: NodeRuntime, request: cpb.VerifyRequest) -> cpb.VerifyResponse:
-    check_request(request, list(rt.config.cluster.tables))
+    check_request(request, list(rt.config.tables))
     if not rt.initialized.is_set():
         raise NotReady(f"campus {rt.campus} is still joining the ring: its copy is not "
                        f"complete, so it has nothing to compare yet")
@@ -54,7 +56,11 @@ async def answer_verify(rt: NodeRuntime, request: cpb.VerifyRequest) -> cpb.Veri
     async with _ONE_AT_A_TIME:
         started = time.monotonic()
         result: TableVerify
-        if request.buckets:
+        if request.route:  # a leaf's view of this table (node.leaf.verify)
+            result = await asyncio.to_thread(
+                route_view, rt.engine, rt.campus, rt.config.cluster.leaf(request.route),
+                request.table, request.bits, list(request.buckets))
+        elif request.buckets:
             result = await asyncio.to_thread(verifier.row_hashes, request.table, request.bits,
                                              list(request.buckets))
         else:
@@ -62,6 +68,10 @@ async def answer_verify(rt: NodeRuntime, request: cpb.VerifyRequest) -> cpb.Veri
                                              request.bits, request.incremental)
         seconds = time.monotonic() - started
     shape = rt.engine.shapes()[request.table]
+    leaf = rt.config.cluster.leaf(request.route) if request.route else None
+    if leaf is not None and request.table in leaf.columns:  # keys as the leaf holds them
+        shape = LeafRoute(leaf, {t: s for t, s in rt.engine.shapes().items()
+                                 if t in leaf.tables}).shapes[request.table]
     key_kinds = tuple(shape.kinds[i] for i in shape.key_indexes)
     answer = cpb.VerifyResponse(
         campus=rt.campus, table=request.table, bits=request.bits,

@@ -444,16 +444,18 @@ class ChecksumResponse(_message.Message):
     def __init__(self, campus: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[TableChecksum, _Mapping]]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("table", "bits", "buckets", "incremental")
+    __slots__ = ("table", "bits", "buckets", "incremental", "route")
     TABLE_FIELD_NUMBER: _ClassVar[int]
     BITS_FIELD_NUMBER: _ClassVar[int]
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
     INCREMENTAL_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
     table: str
     bits: int
     buckets: _containers.RepeatedScalarFieldContainer[int]
     incremental: bool
-    def __init__(self, table: _Optional[str] = ..., bits: _Optional[int] = ..., buckets: _Optional[_Iterable[int]] = ..., incremental: _Optional[bool] = ...) -> None: ...
+    route: str
+    def __init__(self, table: _Optional[str] = ..., bits: _Optional[int] = ..., buckets: _Optional[_Iterable[int]] = ..., incremental: _Optional[bool] = ..., route: _Optional[str] = ...) -> None: ...
 
 class BucketDigest(_message.Message):
     __slots__ = ("bucket", "rows", "digest")

@@ -133,6 +133,23 @@ def test_leaf_holds_its_subset_sends_its_writes_up_and_follows_its_standby(make_
     text = ctl(cluster, "status").stdout
     assert "sat             chaohui         online" in text
 
+    # ctl verify checks the leaf against its parent's view of its route...
+    checked = json.loads(ctl(cluster, "verify", "--json").stdout)["leaves"]["sat"]
+    assert checked["consistent"] and checked["parent"] == "chaohui"
+    assert checked["tables"]["patients"]["leaf_rows"] == 4
+    # ...and finds a row changed at the leaf behind replication's back (not captured).
+    write(leaf_db, ("UPDATE _rs_state SET applying = 1 WHERE id = 1", ()),
+          ("UPDATE patients SET name = 'tampered' WHERE patient_id = 'p-in'", ()),
+          ("UPDATE _rs_state SET applying = 0 WHERE id = 1", ()))
+    result = ctl(cluster, "verify", "--json", "--settle", "0.5")
+    checked = json.loads(result.stdout)["leaves"]["sat"]
+    assert result.returncode == 1 and not checked["consistent"]
+    assert checked["differences"] == [{"table": "patients", "key": {"patient_id": "p-in"},
+                                       "kind": "changed", "state": "diverged"}]
+    write(leaf_db, ("UPDATE _rs_state SET applying = 1 WHERE id = 1", ()),
+          ("UPDATE patients SET name = 'renamed' WHERE patient_id = 'p-in'", ()),
+          ("UPDATE _rs_state SET applying = 0 WHERE id = 1", ()))
+
     # The parent dies: the leaf follows its standby, both ways.
     cluster.kill("chaohui", signal.SIGKILL)
     write(standby_db, patient("p-late", "fuyang"))

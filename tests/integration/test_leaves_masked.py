@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import random
 import sqlite3
 from pathlib import Path
@@ -33,7 +34,7 @@ from ringsync.v1 import control_pb2, control_pb2_grpc, replication_pb2_grpc
 from ringsync.v1 import replication_pb2 as rpb
 from ringsync.v1 import values_pb2 as pb
 from tests.helpers import wait_until
-from tests.integration.conftest import wait_ready
+from tests.integration.conftest import ctl, wait_ready
 
 REGISTRY_SQL = """
 CREATE TABLE patients(patient_id TEXT PRIMARY KEY, name TEXT NOT NULL, mobile TEXT,
@@ -163,6 +164,13 @@ def test_no_real_identifier_reaches_a_masked_leaf_and_pseudonyms_line_up(make_cl
     gaps = rows(leaf_dbs[0], "SELECT julianday(v.visited_on) - julianday(p.birth_date) "
                              "FROM visits v JOIN patients p USING (patient_id)")
     assert sorted(round(g) for (g,) in gaps) == sorted(real_gaps)
+
+    # ctl verify compares each masked leaf with its parent's masked view of its route.
+    report = json.loads(ctl(cluster, "verify", "--json").stdout)["leaves"]
+    assert report["test-a"]["consistent"] and report["test-b"]["consistent"]
+    assert report["test-a"]["tables"]["patients"] == {
+        "leaf_rows": PATIENTS, "parent_rows": PATIENTS, "held_back": False}
+    assert report["test-wire"]["error"]  # played by this test, not running: reported
 
     # A masked leaf never sends writes up: its parent refuses them.
     config = load_node(cluster.campus("test-a").config)

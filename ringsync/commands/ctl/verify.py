@@ -11,7 +11,9 @@ when any difference is ``diverged``, 2 when a campus could not answer (and
 nothing diverged among the rest). Progress goes to stderr; ``--json`` prints
 {"consistent", "vector", "tables": {T: {campus: {"rows", "digest"}}},
 "differences": [{"table", "key", "kind", "state", "campuses"}], "campuses":
-{campus: {"error"} | {"applied"}}, ...} (docs/verification.md).
+{campus: {"error"} | {"applied"}}, "leaves": {leaf: {"parent", "consistent",
+"tables", "differences", "error"}} (with [[leaf]] entries: each leaf against
+its parent's view of its route, ringsync.leafcheck), ...} (docs/verification.md).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import grpc
 from ringsync.client import ClusterClient, describe_rpc_error
 from ringsync.config import ClusterConfig
 from ringsync.errors import ConfigError
+from ringsync.leafcheck import check_leaf
 from ringsync.verification import SETTLE_SECONDS, Verification, summarize
 
 
@@ -57,8 +60,21 @@ async def _run(cluster: ClusterConfig, tables: list[str], settle: float,
                full: bool) -> dict[str, Any]:
     client = ClusterClient(cluster)
     try:
-        return await Verification(client, tables, settle=settle, full=full,
-                                  progress=progress).run()
+        report = await Verification(client, tables, settle=settle, full=full,
+                                    progress=progress).run()
+        if cluster.leaves:
+            report["leaves"] = {}
+            for leaf in cluster.leaves:
+                progress(f"leaf {leaf.name}: against its parent's view of its route")
+                checked = await check_leaf(client, leaf, tables, settle)
+                report["leaves"][leaf.name] = checked
+                # A leaf that cannot be checked (a satellite offline) is reported,
+                # and changes neither the verdict nor the exit code.
+                if checked["error"] is None and not checked["consistent"]:
+                    report["consistent"] = False
+                    if any(d["state"] == "diverged" for d in checked["differences"]):
+                        report["exit"] = 1
+        return report
     finally:
         await client.close()
 
@@ -78,6 +94,21 @@ def format_report(report: dict[str, Any]) -> str:
         where = ", ".join(f"{c} {m}" for c, m in d["campuses"].items())
         lines.append(f"{d['state'].upper():<10}{d['kind']:<8}{d['table']} "
                      f"{json.dumps(d['key'], ensure_ascii=False)}: {where}")
+    for name, leaf in (report.get("leaves") or {}).items():
+        if leaf["error"]:
+            lines.append(f"leaf {name}: could not be checked: {leaf['error']}")
+            continue
+        rows = ", ".join(f"{t}={v['leaf_rows']:,}/{v['parent_rows']:,}"
+                         for t, v in leaf["tables"].items())
+        verdict = "holds its route's rows" if leaf["consistent"] else "DIFFERS"
+        lines.append(f"leaf {name} vs {leaf['parent']}: {verdict} ({rows} leaf/route)")
+        for d in leaf["differences"]:
+            lines.append(f"  {d['state'].upper():<10}{d['kind']:<8}{d['table']} "
+                         f"{json.dumps(d['key'], ensure_ascii=False)}")
+        held = [t for t, v in leaf["tables"].items() if v["held_back"]]
+        if held:
+            lines.append(f"  rows of {', '.join(held)} its filter could not judge are held "
+                         f"back at {leaf['parent']} (ringsync ctl status)")
     verdict = ("consistent" if report["consistent"] else
                "DIVERGED" if report["exit"] == 1 else
                "INCOMPLETE: some campuses did not answer" if report["exit"] == 2 else
