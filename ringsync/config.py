@@ -495,6 +495,10 @@ def _join(section: dict[str, Any], path: Path, cluster: ClusterConfig, campus: s
     on_mismatch = section.get("on_mismatch", "refuse")
     if on_mismatch not in ON_MISMATCH:
         raise ConfigError(f"{path}: join.on_mismatch must be one of {ON_MISMATCH}")
+    if leaf is not None and on_mismatch == "keep-local":
+        raise ConfigError(f"{path}: {campus} is a leaf: its rows are its parent's subset, so "
+                          f"it cannot keep its own as the ring's (join.on_mismatch = "
+                          f"\"keep-local\"); use \"refuse\" or \"take-donor\"")
     return JoinConfig(seed=seed, donor=donor, on_mismatch=on_mismatch)
 
 

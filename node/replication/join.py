@@ -193,6 +193,14 @@ class Joiner:
         counts = await res.in_engine(res.engine.inspect.row_counts)
         if not any(counts.values()):
             return await self._copy(donor, replace=False), []
+        if self.config.leaf is not None:  # its rows cannot be compared with a route's view
+            if self.config.join.on_mismatch == "take-donor":
+                return await self._copy(donor, replace=True), []
+            raise JoinRefused(
+                f"leaf {state.campus} holds {sum(counts.values())} rows in its route's tables "
+                f"but has no journal: a leaf starts on empty tables and copies its subset from "
+                f"a parent; empty them, or set join.on_mismatch = \"take-donor\" in "
+                f"{self.config.path} to replace them with the copy")
         state.join.state, state.join.detail = "comparing", f"{sum(counts.values())} rows here"
         call, header = await self._open(donor, digests_only=True)
         theirs = {}

@@ -237,3 +237,22 @@ def test_a_satellite_cut_off_works_on_and_converges_when_back(make_cluster):
         for w in workloads:
             w.stop()
         net.close()
+
+
+def test_a_leaf_that_already_holds_rows_is_refused_unless_told_to_take_the_copy(make_cluster):
+    cluster = make_cluster(2, leaves=[ROUTE])
+    leaf = cluster.campus("sat")
+    write(cluster.campuses[0].database, patient("p-ring", "fuyang"))
+    write(leaf.database, patient("p-stale", "fuyang"))  # before any node ran: no journal
+    for member in cluster.campuses:
+        cluster.start(member.name)
+    wait_ready(cluster)
+    proc = cluster.start("sat")
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert "a leaf starts on empty tables" in leaf.log.read_text()
+    with leaf.config.open("a") as fh:
+        fh.write('\n[join]\non_mismatch = "take-donor"\n')
+    cluster.start("sat")
+    wait_until(lambda: [r[0] for r in table_rows(leaf.database, ("patients",))["patients"]]
+               == ["p-ring"], 60, "the leaf to replace its rows with its parent's subset")
