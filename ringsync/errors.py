@@ -55,6 +55,13 @@ class SchemaMismatch(RingsyncError):
     grpc_code = "FAILED_PRECONDITION"
 
 
+class ReseedNeeded(RingsyncError):
+    """A leaf lacks what its parent's journal no longer holds: it must copy its
+    subset again (node.leaf.reseed)."""
+
+    grpc_code = "FAILED_PRECONDITION"
+
+
 class PeerRejected(RingsyncError):
     """A caller's identity does not allow what it asked for."""
 

@@ -12,6 +12,11 @@ follows its next standby parent, and returns to the first as soon as it
 answers again (each attempt starts with the first parent not given up on).
 The leaf's own writes go up separately, through the ordinary sender aimed at
 the same parents (node.replication.sender).
+
+A leaf whose route changed since it copied its subset, or that a parent
+refuses because it lacks what the parent no longer keeps (past its
+retention: FAILED_PRECONDITION), copies its subset again before it follows
+(node.leaf.reseed).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from node.codec import shapes_to_pb
+from node.leaf.reseed import Reseeder
 from node.leaf.state import LeafLink, route_change
 from node.replication import PROTOCOL_VERSION
 from node.replication.framecheck import FrameChecker, FrameRefused, is_ring_origin
@@ -31,7 +37,7 @@ from node.replication.resources import NodeResources
 from node.replication.state import Redial, ReplicationState
 from ringsync.client import Credentials, describe_rpc_error
 from ringsync.config import NodeConfig
-from ringsync.errors import JournalError, ProtocolError
+from ringsync.errors import ProtocolError, RingsyncError
 from ringsync.v1 import replication_pb2 as rpb
 from ringsync.v1 import replication_pb2_grpc
 from ringsync.v1 import values_pb2 as pb
@@ -69,6 +75,7 @@ class LeafFollower:
         self.down_since: dict[str, float] = {}
         self.link = state.leaves.setdefault(self.campus, LeafLink(self.campus, self.parents[0]))
         self.redial = Redial(self.tuning.reconnect_min_seconds, self.tuning.reconnect_max_seconds)
+        self.reseeder = Reseeder(config, res, state, credentials, self.link)
 
     def choose_parent(self, now: float) -> str:
         """The first parent that is up or not yet given up on."""
@@ -83,12 +90,9 @@ class LeafFollower:
     async def run(self) -> None:
         leaf = self.config.leaf
         assert leaf is not None
-        changed = await asyncio.to_thread(route_change, self.config.data_dir, leaf)
-        if changed:  # what it holds is not what the route selects: stay put, say so
-            log.error("%s", changed)
-            self.link.error, self.link.blocked = changed, True
-            await asyncio.Event().wait()
         channels: dict[str, grpc.aio.Channel] = {}
+        changed = await asyncio.to_thread(route_change, self.config.data_dir, leaf)
+        reseed_why = changed  # what it holds is not what the route selects: copy again
         try:
             while True:
                 parent = self.choose_parent(time.monotonic())
@@ -102,15 +106,21 @@ class LeafFollower:
                 self.link.parent = parent
                 took_hold = False
                 try:
+                    if reseed_why:
+                        self.link.blocked, self.link.error = True, reseed_why
+                        await self.reseeder.run(parent, reseed_why)
+                        reseed_why, self.link.blocked = "", False
                     took_hold = await self._follow(parent, channel)
                     error = f"{parent} ended the stream"
                 except asyncio.CancelledError:
                     raise
                 except grpc.aio.AioRpcError as e:
                     error = describe_rpc_error(e)
+                    if e.code() == grpc.StatusCode.FAILED_PRECONDITION:  # past its retention
+                        reseed_why = error
                     if e.code() == grpc.StatusCode.UNAVAILABLE:  # redial on a fresh channel
                         await channels.pop(parent).close()
-                except (LinkLost, ProtocolError, JournalError) as e:
+                except (LinkLost, RingsyncError) as e:
                     error = str(e)
                 self.link.online, self.link.error = False, error
                 if took_hold:

@@ -31,7 +31,7 @@ from node.replication.framecheck import FrameRefused
 from node.replication.journal_reads import Entry
 from node.replication.parts import NodeParts
 from node.schema import compare
-from ringsync.errors import NotReady, PeerRejected
+from ringsync.errors import JournalError, NotReady, PeerRejected, ReseedNeeded
 from ringsync.v1 import replication_pb2 as rpb
 from ringsync.v1 import values_pb2 as pb
 
@@ -161,7 +161,10 @@ async def _pump(node: NodeParts, feed: LeafFeed, requests: AsyncIterator[bytes],
     res, tuning = node.res, node.config.replication
     assert feed.link is not None
     leaf = feed.link.name
-    cursor = await res.in_journal(res.journal.start_pos, feed.vector)
+    try:
+        cursor = await res.in_journal(res.journal.start_pos, feed.vector)
+    except JournalError as e:  # pruned past it: beyond its retention
+        raise ReseedNeeded(f"leaf {leaf} must be re-seeded: {e}") from None
     unacked: list[int] = []
     window_open = asyncio.Event()
     window_open.set()

@@ -57,6 +57,5 @@ def route_change(data_dir: Path, leaf: LeafSettings) -> str:
     if copied == leaf.fingerprint:
         return ""
     return (f"the route of leaf {leaf.name} changed since it copied its subset (route "
-            f"{copied}, now {leaf.fingerprint}); it does not follow until it is re-seeded: "
-            f"stop it, move its data directory and database aside, start it on new ones "
-            f"(docs/leaves.md, \"Changing a route\")")
+            f"{copied}, now {leaf.fingerprint}); it copies its subset again before it "
+            f"follows (docs/leaves.md, \"Changing a route\")")

@@ -98,8 +98,12 @@ class Applier:
     async def run(self) -> None:
         await self.start()
         while True:
-            ticket = self.res.journal_changed.ticket()
-            step = await self.step()
+            async with self.res.apply_gate:
+                if self.state.restart_apply:  # a leaf's re-seed replaced the copy under us
+                    self.state.restart_apply = False
+                    await self.start()
+                ticket = self.res.journal_changed.ticket()
+                step = await self.step()
             if step.delay > 0:
                 if step.wake_on_journal:
                     await self.res.journal_changed.wait(ticket, step.delay)

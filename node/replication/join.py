@@ -104,8 +104,7 @@ class Joiner:
                 if self.config.leaf is not None:  # the route its subset was copied with
                     record_route(self.config.data_dir, self.config.leaf)
         finally:
-            for channel in self._channels.values():
-                await channel.close()
+            await self.close()
         await self._record_adopted()
         self.state.join.state, self.state.join.detail = IN_RING, ""
         self.state.initialized.set()
@@ -276,7 +275,23 @@ class Joiner:
         log.info("keep-local: %d changes make %s's data into this campus's", len(out), donor)
         return dict(header.vector.seqs), [out[i:i + size] for i in range(0, len(out), size)]
 
-    async def _copy(self, donor: str, replace: bool) -> Vector:
+    async def close(self) -> None:
+        """Close the channels this joiner opened."""
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()
+
+    async def copy_again(self, donor: str, check_own: bool = True) -> Vector:
+        """A leaf's re-seed (node.leaf.reseed): its route's tables replaced by a
+        new copy of its subset, in one database transaction that also sets the
+        applied vector to the copy's; its own origin's entry is left alone.
+        Refused (CopyBehind, nothing changed) if the copy lacks a transaction of
+        this leaf that its journal holds (``check_own``: a leaf that sends its
+        writes up): its own writes must go up first."""
+        return await self._copy(donor, replace=True, reseed=True, check_own=check_own)
+
+    async def _copy(self, donor: str, replace: bool, reseed: bool = False,
+                    check_own: bool = False) -> Vector:
         res, state = self.res, self.state
         progress = state.join
         call, header = await self._open(donor, digests_only=False)
@@ -302,8 +317,12 @@ class Joiner:
                 progress.rows.add(len(changes))
             await res.in_engine(session.mark_base_versions)
             vector = dict(header.vector.seqs)
+            own = res.journal.vector().get(state.campus, 0)
+            if check_own and vector.get(state.campus, 0) < own:
+                raise CopyBehind(f"{donor}'s copy holds {state.campus}'s transactions up to "
+                                 f"{vector.get(state.campus, 0)}, its journal up to {own}")
             for origin, seq in vector.items():
-                if seq > 0:
+                if seq > 0 and not (reseed and origin == state.campus):
                     await res.in_engine(session.advance, origin, seq)
             await res.in_engine(stack.close)  # commit
             committed = True
@@ -312,6 +331,10 @@ class Joiner:
                 await res.in_engine(_roll_back, stack)
         log.info("copied %d rows from %s", progress.rows_copied, donor)
         return vector
+
+
+class CopyBehind(RingsyncError):
+    """A leaf's new copy lacks some of its own transactions: upload, then copy again."""
 
 
 class _Backlog:

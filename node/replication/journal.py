@@ -134,6 +134,28 @@ class Journal(JournalReads):
     def vector(self) -> Vector:
         return dict(self._heads)
 
+    def reseat(self, vector: Vector) -> None:
+        """A leaf's re-seed: its database now holds a new copy at ``vector``, so
+        every other origin's frames go and its heads move to the copy's; this
+        campus's own frames and head stay (node.leaf.reseed)."""
+        conn = self.conn
+        foreign = {o: s for o, s in vector.items() if o != self.campus}
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM frames WHERE origin != ?", (self.campus,))
+            conn.execute("DELETE FROM heads WHERE origin != ?", (self.campus,))
+            conn.executemany("INSERT INTO heads(origin, seq, next_chunk) VALUES (?, ?, 0)",
+                             [(o, s) for o, s in foreign.items() if s > 0])
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            conn.execute("ROLLBACK")
+            raise JournalError(f"cannot reseat the journal {self.path}: {e}") from e
+        own = self._heads.get(self.campus)
+        self._heads = {o: s for o, s in foreign.items() if s > 0}
+        if own is not None:
+            self._heads[self.campus] = own
+        self._partial = {o: c for o, c in self._partial.items() if o == self.campus}
+
     def unseen(self, frames: list[tuple[pb.TxnFrame, bytes]]) -> list[tuple[pb.TxnFrame, bytes]]:
         """The frames this journal does not hold yet. A leaf takes its parent's
         frames through this first: a parent (or a standby one) reshapes a

@@ -66,6 +66,9 @@ class NodeResources:
         self.applied_changed = Notifier()
         self.acks_changed = Notifier()  # a peer acknowledged (node.replication.syncrep)
         self.peer_returned = Notifier()  # a campus is back (ReplicationState.peer_back)
+        # Held by the applier for each step, and by a leaf's re-seed for its whole
+        # copy (node.leaf.reseed): apply never runs against a copy being replaced.
+        self.apply_gate = asyncio.Lock()
 
     async def in_engine(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._engine_exec, fn, *args)

@@ -182,6 +182,8 @@ class ReplicationState:
         # arrived ((origin, seq) -> when their first frame was journaled,
         # Unix s), and its counters.
         self.applied: Vector = {}
+        # Set by a leaf's re-seed: the applier reads the applied vector again.
+        self.restart_apply = False
         self.apply_machine = ApplyMachine(clock=time.time)
         self.incomplete: dict[tuple[str, int], float] = {}
         self.apply_error = ""

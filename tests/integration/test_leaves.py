@@ -256,3 +256,50 @@ def test_a_leaf_that_already_holds_rows_is_refused_unless_told_to_take_the_copy(
     cluster.start("sat")
     wait_until(lambda: [r[0] for r in table_rows(leaf.database, ("patients",))["patients"]]
                == ["p-ring"], 60, "the leaf to replace its rows with its parent's subset")
+
+
+def test_a_leaf_past_its_retention_or_whose_route_changed_copies_its_subset_again(
+        make_cluster):
+    """Stopped long enough for its parents to prune what it lacks (a retention
+    of a few seconds here), the leaf is refused on return and re-seeds by
+    itself, after sending up what it wrote while stopped; then its route is
+    changed in the cluster file, and it re-seeds to hold the new subset."""
+    route = {**ROUTE, "retention_hours": 0.0005}  # 1.8 s
+    cluster = make_cluster(2, leaves=[route])
+    ring_db = cluster.campuses[0].database
+    leaf = cluster.campus("sat")
+    cluster.start_all()
+    wait_ready(cluster)
+    wait_until(lambda: leaf_status(cluster.cluster_file).join.state == "in-ring", 60,
+               "the leaf to copy its subset")
+    write(ring_db, patient("p-1", "fuyang"))
+    wait_until(lambda: len(table_rows(leaf.database, ("patients",))["patients"]) == 1, 60,
+               "the leaf to follow")
+    cluster.stop("sat")
+    write(ring_db, patient("p-2", "fuyang"), patient("p-3", "hz"))
+    write(leaf.database, patient("p-sat", "fuyang"))  # while it is stopped: captured later
+
+    def pruned() -> bool:  # both ring campuses dropped what the leaf lacks
+        return all(leaf_status(cluster.cluster_file, c.name).journal_transactions == 0
+                   for c in cluster.campuses)
+
+    wait_until(pruned, 60, "the parents to prune past the stopped leaf's retention")
+    cluster.start("sat")
+    wait_until(lambda: table_rows(leaf.database, ("patients", "lab_orders"))
+               == subset_at(ring_db) and "p-sat" in {
+                   r[0] for r in table_rows(ring_db, ("patients",))["patients"]}, 90,
+               "the leaf to re-seed, its own write sent up first")
+    assert "re-seeding from chaohui" in leaf.log.read_text()
+    assert "must be re-seeded" in leaf.log.read_text()
+
+    # A new route: every node restarted with the new cluster file.
+    cluster.stop_all()
+    text = cluster.cluster_file.read_text()
+    cluster.cluster_file.write_text(text.replace('home_campus == \\"fuyang\\"',
+                                                 'home_campus == \\"hz\\"'))
+    assert cluster.cluster_file.read_text() != text
+    cluster.start_all()
+    wait_ready(cluster)
+    wait_until(lambda: {r[0] for r in table_rows(leaf.database, ("patients",))["patients"]}
+               == {"p-3"}, 90, "the leaf to copy the new route's subset")
+    assert "changed since it copied its subset" in leaf.log.read_text()

@@ -34,6 +34,7 @@ EXPECTED = {
     errors.NotReady: grpc.StatusCode.UNAVAILABLE,
     errors.SchemaMismatch: grpc.StatusCode.FAILED_PRECONDITION,
     errors.PeerRejected: grpc.StatusCode.PERMISSION_DENIED,
+    errors.ReseedNeeded: grpc.StatusCode.FAILED_PRECONDITION,
     ResolveRefused: grpc.StatusCode.FAILED_PRECONDITION,
     DeadLetterRefused: grpc.StatusCode.FAILED_PRECONDITION,
     PendingLocalChange: grpc.StatusCode.INTERNAL,
