@@ -30,7 +30,7 @@ from google.protobuf.message import DecodeError
 
 from node.codec import shapes_to_pb
 from node.leaf.reseed import Reseeder
-from node.leaf.state import LeafLink, route_change
+from node.leaf.state import RESEED_MARK, LeafLink, route_change
 from node.replication import PROTOCOL_VERSION
 from node.replication.framecheck import FrameChecker, FrameRefused, is_ring_origin
 from node.replication.resources import NodeResources
@@ -116,7 +116,8 @@ class LeafFollower:
                     raise
                 except grpc.aio.AioRpcError as e:
                     error = describe_rpc_error(e)
-                    if e.code() == grpc.StatusCode.FAILED_PRECONDITION:  # past its retention
+                    if (e.code() == grpc.StatusCode.FAILED_PRECONDITION  # past its retention
+                            and RESEED_MARK in (e.details() or "")):  # (not a schema mismatch)
                         reseed_why = error
                     if e.code() == grpc.StatusCode.UNAVAILABLE:  # redial on a fresh channel
                         await channels.pop(parent).close()

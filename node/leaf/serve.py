@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError
 
 from node.codec import escape_peer_text, shapes_from_pb
 from node.leaf.route import LeafRoute
-from node.leaf.state import LeafLink
+from node.leaf.state import RESEED_MARK, LeafLink
 from node.replication import PROTOCOL_VERSION
 from node.replication.framecheck import FrameRefused
 from node.replication.journal_reads import Entry
@@ -164,7 +164,7 @@ async def _pump(node: NodeParts, feed: LeafFeed, requests: AsyncIterator[bytes],
     try:
         cursor = await res.in_journal(res.journal.start_pos, feed.vector)
     except JournalError as e:  # pruned past it: beyond its retention
-        raise ReseedNeeded(f"leaf {leaf} must be re-seeded: {e}") from None
+        raise ReseedNeeded(f"leaf {leaf} {RESEED_MARK}: {e}") from None
     unacked: list[int] = []
     window_open = asyncio.Event()
     window_open.set()

@@ -16,6 +16,9 @@ from ringsync.leaves import LeafSettings
 
 # In a leaf's data_dir: the fingerprint of the route its subset was copied with.
 ROUTE_FILE = "leaf-route"
+# What a parent's ReseedNeeded says (node.leaf.serve), unlike the other
+# FAILED_PRECONDITION refusals (a schema mismatch): the leaf re-seeds on it.
+RESEED_MARK = "must be re-seeded"
 
 
 @dataclass
