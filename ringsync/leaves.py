@@ -16,6 +16,9 @@ the ring as ordinary changes of the leaf's origin (docs/leaves.md)::
     [leaf.filter]                      # a CEL row filter per table (ringsync.rowfilter)
     patients = 'home_campus == "fuyang"'
 
+    [leaf.follows]                     # child rows follow their parent row (ringsync.follows)
+    lab_orders = { parent = "patients", by = "patient_id" }
+
 Filters are compiled against the tables' columns where the columns are
 known (the node, at start: ``compile_filters``); here only their text is
 checked, so ``ctl`` and the console read a cluster file without a database.
@@ -32,12 +35,13 @@ from typing import Any
 
 from ringsync.addresses import check_address
 from ringsync.errors import ConfigError
+from ringsync.follows import Follow, parse_follows
 from ringsync.masking import KINDS, ColumnMask
 from ringsync.names import CAMPUS_NAME
 from ringsync.rowfilter import RowFilter
 
 LEAF_KEYS = ("name", "address", "parents", "tables", "uploads", "retention_hours", "filter",
-             "columns", "masking", "masking_key_file")
+             "follows", "columns", "masking", "masking_key_file")
 DEFAULT_RETENTION_HOURS = 72.0
 
 
@@ -58,6 +62,8 @@ class LeafSettings:
     # table -> how its columns are masked at the parent (ringsync.masking).
     masking: Mapping[str, tuple[ColumnMask, ...]] = field(default_factory=dict)
     masking_key_file: Path | None = None
+    # child table -> the parent row its rows follow into the subset.
+    follows: Mapping[str, Follow] = field(default_factory=dict)
 
     @property
     def masked(self) -> bool:
@@ -73,6 +79,8 @@ class LeafSettings:
                  "columns": {t: list(c) for t, c in sorted(self.columns.items())},
                  "masking": {t: [[m.column, m.kind, m.patient] for m in masks]
                              for t, masks in sorted(self.masking.items())}}
+        if self.follows:  # (absent from routes made before follows, so theirs stay the same)
+            route["follows"] = {t: [f.parent, list(f.by)] for t, f in sorted(self.follows.items())}
         text = json.dumps(route, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -157,8 +165,10 @@ def _leaf(entry: Any, i: int, ring: tuple[str, ...], tables: tuple[str, ...],
         if not isinstance(expression, str) or not expression.strip():
             raise ConfigError(f"{path}: {where}'s filter of {table} must be a CEL expression "
                               f"in a string, e.g. 'home_campus == \"{parents[0]}\"'")
+    follows = parse_follows(entry, chosen, path, where)
     return LeafSettings(name, address, tuple(parents), tuple(t for t in tables if t in chosen),
-                        uploads, float(retention), dict(filters), columns, masking, key_file)
+                        uploads, float(retention), dict(filters), columns, masking, key_file,
+                        follows)
 
 
 def _columns(entry: dict[str, Any], chosen: list[str], path: Path,

@@ -1,4 +1,4 @@
-"""Row filters for leaves' routes (issue 19): the building block, not yet wired.
+"""Row filters for leaves' routes: the CEL expressions of [leaf.filter] (node.leaf.route).
 
 A leaf holds the subset of a table that its route's filter selects. A filter
 is a CEL expression (the Common Expression Language, through cel-python:
@@ -133,8 +133,13 @@ def transition(rule: RowFilter, old: Mapping[str, Any] | None, new: Mapping[str,
     ("delete"), one that stays in is an "update"; None: the leaf never
     sees it."""
     now = now or dt.datetime.now(dt.UTC)  # both images judged at one moment
-    was = old is not None and rule.select([old], now)[0]
-    is_in = new is not None and rule.select([new], now)[0]
+    return becomes(old is not None and rule.select([old], now)[0],
+                   new is not None and rule.select([new], now)[0])
+
+
+def becomes(was: bool, is_in: bool) -> str | None:
+    """What a change becomes at a leaf, from whether its row was in the
+    subset before it and is after it (``transition``'s rule)."""
     if was and is_in:
         return "update"
     if is_in:

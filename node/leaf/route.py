@@ -8,11 +8,16 @@ every row of a leaf's initial load through ``LeafRoute.initial_rows``:
   per origin and its applied vector moves on;
 * a route that takes its tables whole passes the frame's bytes through
   untouched (no decoding: ``passes_whole``);
-* a filtered table's changes go through ``ringsync.rowfilter.transition``,
-  as PostgreSQL 15's row filters treat an UPDATE: a row moving into the
+* a filtered table's changes are judged as PostgreSQL 15's row filters
+  treat an UPDATE (``ringsync.rowfilter.becomes``): a row moving into the
   subset arrives whole as an INSERT, one moving out is a DELETE, one outside
   before and after is not sent. Both images are judged at one moment per
   batch (``now``), on the real row;
+* a following table's row ([leaf.follows]) is in the subset only if its
+  parent row is, found through node.leaf.parents (the same snapshot in a
+  copy, the frame or this campus's database in a stream); a parent row
+  moving into or out of the subset raises ``ParentMoved``: its children
+  move with it, and the leaf copies its subset again;
 * then a masked table's images are masked (``ringsync.masking.RowMasker``:
   keyed pseudonyms keep keys joining across tables and repeated loads) and
   a projected table's are cut to its route's columns. This happens here, at
@@ -32,11 +37,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.codec import build_frame, decode_changes
+from node.leaf.parents import (
+    CopyParents,
+    ParentMoved,
+    ParentSource,
+    RowLookup,
+    StreamParents,
+    compile_links,
+)
 from node.model import Change, Op, TableShape
 from ringsync.errors import ConfigError
+from ringsync.follows import ancestors, parents_first
 from ringsync.leaves import LeafSettings
 from ringsync.masking import Masker, MaskingError, RowMasker
-from ringsync.rowfilter import RowFilter, RowFilterError, transition
+from ringsync.rowfilter import RowFilter, RowFilterError, becomes
 from ringsync.v1 import values_pb2 as pb
 
 # The kinds a mask writes text into: the column must hold text.
@@ -67,16 +81,30 @@ class LeafRoute:
         self.maskers = _maskers(leaf, shapes)
         self.projections = {t: _projection(leaf.name, shapes[t], cols)
                             for t, cols in leaf.columns.items()}
-        # The tables as the leaf holds them (its Hello is compared against these).
+        self.links = compile_links(leaf.name, leaf.follows, shapes)
+        self.followed = frozenset(link.parent for link in self.links.values())
+        self.source_shapes = dict(shapes)
+        # The tables as the leaf holds them (its Hello is compared against these),
+        # parents before the tables that follow them (the order a copy is read in).
+        order = parents_first([t for t in shapes if t in self.tables], leaf.follows)
         self.shapes: dict[str, TableShape] = {
-            t: self.projections[t][0] if t in self.projections else s
-            for t, s in shapes.items() if t in self.tables}
-        self.reshaped = self.filters.keys() | self.maskers.keys() | self.projections.keys()
+            t: self.projections[t][0] if t in self.projections else shapes[t] for t in order}
+        self.judged = self.filters.keys() | self.links.keys()
+        self.reshaped = self.judged | self.maskers.keys() | self.projections.keys()
         self.passes_whole = not self.reshaped and self.tables >= frozenset(shapes)
         self.counters = RouteCounters()
+        self.copy_parents = CopyParents()  # initial_rows: parents' kept keys
 
-    def frame(self, frame: pb.TxnFrame, now: dt.datetime) -> pb.TxnFrame:
-        """The leaf's copy of ``frame``: only its tables, rows and columns, masked."""
+    def ancestors(self, table: str) -> list[str]:
+        """The tables ``table`` follows, the first parent of the chain first:
+        a route view of ``table`` reads them first (``initial_rows``)."""
+        return ancestors(table, self.leaf.follows)[::-1]
+
+    def frame(self, frame: pb.TxnFrame, now: dt.datetime,
+              lookup: RowLookup | None = None) -> pb.TxnFrame:
+        """The leaf's copy of ``frame``: only its tables, rows and columns,
+        masked. ``lookup`` reads a parent row from this campus's database (a
+        route with [leaf.follows] needs it). Raises ParentMoved."""
         names = {t.name for t in frame.tables}
         if names <= self.tables and not (names & self.reshaped):
             self.counters.rows_sent += len(frame.changes) + sum(r.rows for r in frame.raw_inserts)
@@ -85,7 +113,8 @@ class LeafRoute:
             return self._empty(frame)
         shapes, changes = decode_changes(frame)
         by_name = {s.name: s for s in shapes}
-        kept = [c for c in (self._change(ch, by_name[ch.table], now) for ch in changes
+        parents = None if not self.links else self._stream_parents(changes, by_name, now, lookup)
+        kept = [c for c in (self._change(ch, now, parents) for ch in changes
                             if ch.table in self.tables) if c is not None]
         self.counters.rows_sent += len(kept)
         out_shapes = {**by_name, **{t: self.projections[t][0] for t in self.projections}}
@@ -99,22 +128,54 @@ class LeafRoute:
         """An initial load's batch of ``table`` as the leaf gets it: the rows in
         the subset, masked and projected; a row that cannot be is left out
         and counted, as in ``frame``."""
-        rule = self.filters.get(table)
+        judged, keyed = table in self.judged, table in self.followed
+        key_at = self.source_shapes[table].key_indexes
         out = []
         for row in rows:
             try:
-                if rule is not None and not rule.select(
-                        [dict(zip(columns, row, strict=True))], now)[0]:
+                if judged and not self.selects(table, row, now, self.copy_parents):
                     continue
+                if keyed:
+                    self.copy_parents.keep(table, tuple(row[i] for i in key_at))
                 out.append(self._shaped(table, row))
             except (RowFilterError, MaskingError) as e:
                 self._held_back(e)
         return out
 
-    def _change(self, change: Change, shape: TableShape, now: dt.datetime) -> Change | None:
-        rule, table = self.filters.get(change.table), change.table
+    def selects(self, table: str, row: tuple[Any, ...], now: dt.datetime,
+                parents: ParentSource, missing_in: bool = False) -> bool:
+        """Is ``row`` of ``table`` in the subset: its filter selects it and, for
+        a following table, its parent row (through ``parents``) is in it."""
+        rule = self.filters.get(table)
+        if rule is not None and not rule.select(
+                [dict(zip(self.source_shapes[table].columns, row, strict=True))], now)[0]:
+            return False
+        link = self.links.get(table)
+        if link is None:
+            return True
+        key = link.key(row)
+        return key is not None and parents.parent_in(link.parent, key, missing_in)
+
+    def _stream_parents(self, changes: list[Change], shapes: Mapping[str, TableShape],
+                        now: dt.datetime, lookup: RowLookup | None) -> StreamParents:
+        if lookup is None:
+            raise ValueError("a route with [leaf.follows] judges frames with a lookup")
+        images: dict[tuple[str, tuple[Any, ...]], tuple[Any, ...] | None] = {}
+        for ch in changes:  # parent rows as this frame leaves them
+            if ch.table in self.followed:
+                at = shapes[ch.table].key_indexes
+                if ch.old is not None:
+                    images[(ch.table, tuple(ch.old[i] for i in at))] = None
+                if ch.new is not None:
+                    images[(ch.table, tuple(ch.new[i] for i in at))] = ch.new
+        return StreamParents(self, lookup, now, images)
+
+    def _change(self, change: Change, now: dt.datetime,
+                parents: ParentSource | None) -> Change | None:
+        table = change.table
         try:
-            kept = change if rule is None else self._filtered(change, shape, rule, now)
+            kept = change if table not in self.judged else self._judged(
+                change, now, parents or self.copy_parents)
             if kept is None or (table not in self.maskers and table not in self.projections):
                 return kept
             return Change(table, kept.op,
@@ -124,19 +185,26 @@ class LeafRoute:
             self._held_back(e)
             return None
 
-    def _filtered(self, change: Change, shape: TableShape, rule: RowFilter,
-                  now: dt.datetime) -> Change | None:
-        columns = shape.columns
-        old = dict(zip(columns, change.old, strict=True)) if change.old is not None else None
-        new = dict(zip(columns, change.new, strict=True)) if change.new is not None else None
-        becomes = transition(rule, old, new, now)
-        if becomes is None:
+    def _judged(self, change: Change, now: dt.datetime, parents: ParentSource) -> Change | None:
+        table = change.table
+        # A DELETE whose parent row is gone is sent: the leaf may hold the row.
+        was = change.old is not None and self.selects(table, change.old, now, parents,
+                                                      missing_in=change.op is Op.DELETE)
+        is_in = change.new is not None and self.selects(table, change.new, now, parents)
+        result = becomes(was, is_in)
+        if result is None:
             self.counters.rows_filtered += 1
             return None
-        if becomes == "insert" and change.op is Op.UPDATE:
+        if result != "update" and change.op is Op.UPDATE and table in self.followed:
+            shape = self.source_shapes[table]
+            key = {shape.columns[i]: change.old[i] for i in shape.key_indexes}  # type: ignore[index]
+            raise ParentMoved(f"a row of {table} ({key}) that [leaf.follows] rows follow moved "
+                              f"{'into' if result == 'insert' else 'out of'} the subset of "
+                              f"leaf {self.leaf.name}; its rows move with it")
+        if result == "insert" and change.op is Op.UPDATE:
             self.counters.rows_moved_in += 1
             return Change(change.table, Op.INSERT, new=change.new)
-        if becomes == "delete" and change.op is Op.UPDATE:
+        if result == "delete" and change.op is Op.UPDATE:
             self.counters.rows_moved_out += 1
             return Change(change.table, Op.DELETE, old=change.old)
         return change

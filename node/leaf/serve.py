@@ -11,6 +11,13 @@ its lag and the pruner keeps frames for (within its retention). An idle
 stream carries a heartbeat (batch_id 0, no frames) every HEARTBEAT_SECONDS.
 A leaf that lacks a frame this journal no longer holds is refused with
 FAILED_PRECONDITION: it must be re-seeded by a new initial load.
+
+A route with [leaf.follows] judges a child row by its parent row as this
+campus's database holds it (node.leaf.parents), so its frames are shaped on
+the engine's thread and sent only once this campus has applied them (the
+database is then never behind what it judges); a parent row moving into
+or out of the subset ends the stream with the same FAILED_PRECONDITION:
+the leaf copies its subset again, its rows' children with it.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
 from node.codec import escape_peer_text, shapes_from_pb
+from node.leaf.parents import ParentMoved
 from node.leaf.route import LeafRoute
 from node.leaf.state import RESEED_MARK, LeafLink
 from node.replication import PROTOCOL_VERSION
@@ -133,9 +142,25 @@ class LeafFeed:
                 out.append(e.body)
                 continue
             frame = pb.TxnFrame.FromString(e.body)  # our journal's: checked when it came in
-            shaped = route.frame(frame, now)
+            shaped = route.frame(frame, now, self._lookup if route.links else None)
             out.append(e.body if shaped is frame else shaped.SerializeToString())
         return out
+
+    def _lookup(self, table: str, key: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """A parent row as this campus's database holds it (engine thread)."""
+        return self.res.engine.store.read_version(table, key)[0]
+
+    def applied(self, entries: list[Entry]) -> list[Entry]:
+        """The leading ``entries`` this campus's database holds (a route with
+        [leaf.follows] sends no frame before its parent rows are here)."""
+        assert self.route is not None
+        if not self.route.links:
+            return entries
+        done, skip = self.state.applied, (self.campus, self.peer_name)
+        for i, e in enumerate(entries):
+            if e.origin not in skip and e.seq > done.get(e.origin, 0):
+                return entries[:i]
+        return entries
 
 
 async def serve_follow(node: NodeParts, requests: AsyncIterator[bytes],
@@ -165,6 +190,9 @@ async def _pump(node: NodeParts, feed: LeafFeed, requests: AsyncIterator[bytes],
         cursor = await res.in_journal(res.journal.start_pos, feed.vector)
     except JournalError as e:  # pruned past it: beyond its retention
         raise ReseedNeeded(f"leaf {leaf} {RESEED_MARK}: {e}") from None
+    assert feed.route is not None
+    follows = bool(feed.route.links)  # judged against the database: on its thread
+    shape = res.in_engine if follows else asyncio.to_thread
     unacked: list[int] = []
     window_open = asyncio.Event()
     window_open.set()
@@ -190,18 +218,29 @@ async def _pump(node: NodeParts, feed: LeafFeed, requests: AsyncIterator[bytes],
         while not reader.done():
             if len(unacked) >= tuning.window:
                 window_open.clear()
-                await _first(window_open.wait(), reader)
+                await _first(reader, window_open.wait())
                 continue
             ticket = res.journal_changed.ticket()
-            entries = await res.in_journal(res.journal.entries_after, cursor,
-                                           tuning.batch_max_frames, tuning.batch_max_bytes)
+            applied = res.applied_changed.ticket()
+            entries = feed.applied(await res.in_journal(
+                res.journal.entries_after, cursor, tuning.batch_max_frames,
+                tuning.batch_max_bytes))
             if not entries:
-                await _first(res.journal_changed.wait(ticket, HEARTBEAT_SECONDS), reader)
+                changed = [res.journal_changed.wait(ticket, HEARTBEAT_SECONDS)]
+                if follows:  # or a frame waiting for this campus's apply
+                    changed.append(res.applied_changed.wait(applied, HEARTBEAT_SECONDS))
+                await _first(reader, *changed)
                 if not reader.done():
                     await send(rpb.FollowResponse(batch=rpb.Batch(batch_id=0)))
                 continue
             cursor = entries[-1].pos
-            frames = await asyncio.to_thread(feed.shaped, entries, dt.datetime.now(dt.UTC))
+            try:
+                frames = await shape(feed.shaped, entries, dt.datetime.now(dt.UTC))
+            except ParentMoved as e:
+                feed.link.cascades += 1
+                feed.link.last_cascade = str(e)
+                log.info("leaf %s: %s; it copies its subset again", leaf, e)
+                raise ReseedNeeded(f"leaf {leaf} {RESEED_MARK}: {e}") from None
             if not frames:
                 continue
             batch_id += 1
@@ -212,9 +251,11 @@ async def _pump(node: NodeParts, feed: LeafFeed, requests: AsyncIterator[bytes],
         reader.cancel()
 
 
-async def _first(aw: Awaitable[object], reader: asyncio.Task[None]) -> None:
-    waiter = asyncio.ensure_future(aw)
+async def _first(reader: asyncio.Task[None], *aws: Awaitable[object]) -> None:
+    """Until one of ``aws`` is done, or the leaf's Ack reader is."""
+    waiters = [asyncio.ensure_future(aw) for aw in aws]
     try:
-        await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({*waiters, reader}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        waiter.cancel()
+        for waiter in waiters:
+            waiter.cancel()

@@ -35,6 +35,8 @@ class LeafLink:
     error: str = ""
     blocked: bool = False       # on a leaf: it does not follow (see route_change)
     route: RouteCounters = field(default_factory=RouteCounters)
+    cascades: int = 0           # re-seeds asked for: a followed row moved (node.leaf.parents)
+    last_cascade: str = ""
 
     def seen(self, journal: dict[str, int], applied: dict[str, int]) -> None:
         self.journal, self.applied = journal, applied

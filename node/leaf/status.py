@@ -62,7 +62,8 @@ def _status(link: LeafLink, retention_hours: float, uploads: bool, lacks: int,
         past_retention=waited > retention_hours * 3600, rows_sent=r.rows_sent,
         rows_filtered=r.rows_filtered, rows_moved_in=r.rows_moved_in,
         rows_moved_out=r.rows_moved_out, unjudged=r.unjudged, last_unjudged=r.last_unjudged,
-        error=link.error, uploads=uploads, blocked=link.blocked)
+        error=link.error, uploads=uploads, blocked=link.blocked, cascades=link.cascades,
+        last_cascade=link.last_cascade)
 
 
 def leaf_alerts(leaves: list[cpb.LeafStatus]) -> list[str]:

@@ -44,6 +44,9 @@ def route_view(engine: Engine, campus: str, leaf: LeafSettings | None, table: st
     now = dt.datetime.now(dt.UTC)
     with engine.inspect.snapshot() as snap:
         result = TableVerify(table, bits, dict(snap.applied), mode="route")
+        for parent in route.ancestors(table):  # [leaf.follows]: their kept keys first
+            for batch in snap.batches(parent, BATCH_ROWS):
+                route.initial_rows(parent, shapes[parent].columns, batch, now)
         for batch in snap.batches(table, BATCH_ROWS):
             for row in route.initial_rows(table, columns, batch, now):
                 hashed = hash_row(held.kinds, held.key_indexes, row, bits)

@@ -121,7 +121,7 @@ class NodeStatus(_message.Message):
     def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ..., dead_letters: _Optional[_Union[DeadLetterCounts, _Mapping]] = ..., accounting: _Optional[_Union[Accounting, _Mapping]] = ..., routing: _Optional[_Union[RoutingMap, _Mapping]] = ..., durability: _Optional[str] = ..., sets: _Optional[str] = ..., apply: _Optional[_Union[ApplyStatus, _Mapping]] = ..., refused: _Optional[_Union[RefusedFrames, _Mapping]] = ..., alerts: _Optional[_Iterable[str]] = ..., verify: _Optional[_Union[VerifySummary, _Mapping]] = ..., dictionaries: _Optional[_Union[DictionaryStatus, _Mapping]] = ..., leaves: _Optional[_Iterable[_Union[LeafStatus, _Mapping]]] = ...) -> None: ...
 
 class LeafStatus(_message.Message):
-    __slots__ = ("name", "parent", "online", "last_seen", "lag_transactions", "lag_seconds", "retention_hours", "past_retention", "rows_sent", "rows_filtered", "rows_moved_in", "rows_moved_out", "unjudged", "last_unjudged", "error", "uploads", "blocked")
+    __slots__ = ("name", "parent", "online", "last_seen", "lag_transactions", "lag_seconds", "retention_hours", "past_retention", "rows_sent", "rows_filtered", "rows_moved_in", "rows_moved_out", "unjudged", "last_unjudged", "error", "uploads", "blocked", "cascades", "last_cascade")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PARENT_FIELD_NUMBER: _ClassVar[int]
     ONLINE_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,8 @@ class LeafStatus(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     UPLOADS_FIELD_NUMBER: _ClassVar[int]
     BLOCKED_FIELD_NUMBER: _ClassVar[int]
+    CASCADES_FIELD_NUMBER: _ClassVar[int]
+    LAST_CASCADE_FIELD_NUMBER: _ClassVar[int]
     name: str
     parent: str
     online: bool
@@ -156,7 +158,9 @@ class LeafStatus(_message.Message):
     error: str
     uploads: bool
     blocked: bool
-    def __init__(self, name: _Optional[str] = ..., parent: _Optional[str] = ..., online: _Optional[bool] = ..., last_seen: _Optional[float] = ..., lag_transactions: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., retention_hours: _Optional[float] = ..., past_retention: _Optional[bool] = ..., rows_sent: _Optional[int] = ..., rows_filtered: _Optional[int] = ..., rows_moved_in: _Optional[int] = ..., rows_moved_out: _Optional[int] = ..., unjudged: _Optional[int] = ..., last_unjudged: _Optional[str] = ..., error: _Optional[str] = ..., uploads: _Optional[bool] = ..., blocked: _Optional[bool] = ...) -> None: ...
+    cascades: int
+    last_cascade: str
+    def __init__(self, name: _Optional[str] = ..., parent: _Optional[str] = ..., online: _Optional[bool] = ..., last_seen: _Optional[float] = ..., lag_transactions: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., retention_hours: _Optional[float] = ..., past_retention: _Optional[bool] = ..., rows_sent: _Optional[int] = ..., rows_filtered: _Optional[int] = ..., rows_moved_in: _Optional[int] = ..., rows_moved_out: _Optional[int] = ..., unjudged: _Optional[int] = ..., last_unjudged: _Optional[str] = ..., error: _Optional[str] = ..., uploads: _Optional[bool] = ..., blocked: _Optional[bool] = ..., cascades: _Optional[int] = ..., last_cascade: _Optional[str] = ...) -> None: ...
 
 class DictionaryStatus(_message.Message):
     __slots__ = ("table", "columns", "entries", "unmapped_captured", "last_unmapped", "parked", "last_parked", "map_errors")

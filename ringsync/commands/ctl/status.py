@@ -114,6 +114,7 @@ def leaf_to_dict(x: Any) -> dict[str, Any]:
             "rows_sent": x.rows_sent, "rows_filtered": x.rows_filtered,
             "rows_moved_in": x.rows_moved_in, "rows_moved_out": x.rows_moved_out,
             "unjudged": x.unjudged, "last_unjudged": x.last_unjudged or None,
+            "cascades": x.cascades, "last_cascade": x.last_cascade or None,
             "error": redact_dsn(x.error) or None, "blocked": x.blocked}
 
 
@@ -124,13 +125,14 @@ def leaves_table(nodes: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     lines = ["", f"{'LEAF':<16}{'PARENT':<16}{'STATE':<10}{'LAG TX':>8}{'LAG S':>10}"
-                 f"{'KEEP H':>8}  ROUTE (sent, moved in/out, unjudged)"]
+                 f"{'KEEP H':>8}  ROUTE (sent, moved in/out, unjudged, re-seeds)"]
     for parent, x in rows:
         state = "online" if x["online"] else "PAST RETENTION" if x["past_retention"] else (
             "offline")
         lines.append(f"{x['name']:<16}{parent:<16}{state:<10}{x['lag_transactions']:>8}"
                      f"{x['lag_seconds']:>10.1f}{x['retention_hours']:>8g}  {x['rows_sent']}, "
-                     f"{x['rows_moved_in']}/{x['rows_moved_out']}, {x['unjudged']}")
+                     f"{x['rows_moved_in']}/{x['rows_moved_out']}, {x['unjudged']}, "
+                     f"{x['cascades']}")
     return lines
 
 

@@ -157,15 +157,20 @@ CODED_LIS_SCHEMA = Schema((codes.MAP_TABLE, *TABLES), _coded_postgres, _coded_sq
 
 
 def leaf_toml(address: str, route: dict[str, Any]) -> list[str]:
-    """A [[leaf]] entry's lines: its keys, then [leaf.filter], [leaf.columns] and
-    [leaf.masking.<table>] (a rule: "kind" or {"kind": ..., "patient": ...})."""
-    tables = ("filter", "columns", "masking")
+    """A [[leaf]] entry's lines: its keys, then [leaf.filter], [leaf.columns],
+    [leaf.follows] and [leaf.masking.<table>] (a rule: "kind" or {"kind": ...,
+    "patient": ...})."""
+    tables = ("filter", "columns", "follows", "masking")
     lines = ["[[leaf]]", f'address = "{address}"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in route.items() if k not in tables]
     for section in ("filter", "columns"):
         if route.get(section):
             lines += [f"[leaf.{section}]"]
             lines += [f"{t} = {json.dumps(v)}" for t, v in route[section].items()]
+    if route.get("follows"):
+        lines.append("[leaf.follows]")
+        lines += [f'{t} = {{ parent = {json.dumps(f["parent"])}, by = {json.dumps(f["by"])} }}'
+                  for t, f in route["follows"].items()]
     for table, rules in (route.get("masking") or {}).items():
         lines.append(f"[leaf.masking.{table}]")
         for column, rule in rules.items():

@@ -41,6 +41,34 @@ patients = 'home_campus == "fuyang"'
     assert cluster.leaf("chaohui") is None
 
 
+def test_a_leaf_route_can_have_child_tables_follow_their_parent_row(tmp_path):
+    cluster = load_cluster(write_cluster(tmp_path, '''
+[[leaf]]
+name = "fy-sat"
+address = "127.0.0.1:7100"
+parents = ["fuyang"]
+tables = ["patients", "lab_orders", "specimens"]
+[leaf.filter]
+patients = 'home_campus == "fuyang"'
+[leaf.follows]
+lab_orders = { parent = "patients", by = "patient_id" }
+specimens = { parent = "lab_orders", by = ["order_id"] }
+'''))
+    (leaf,) = cluster.leaves
+    assert {t: (f.parent, f.by) for t, f in leaf.follows.items()} == {
+        "lab_orders": ("patients", ("patient_id",)), "specimens": ("lab_orders", ("order_id",))}
+    with pytest.raises(ConfigError, match="'lab_results' follows a parent, but it is not one"):
+        load_cluster(write_cluster(tmp_path, '''
+[[leaf]]
+name = "fy-sat"
+address = "127.0.0.1:7100"
+parents = ["fuyang"]
+tables = ["patients"]
+[leaf.follows]
+lab_results = { parent = "patients", by = "patient_id" }
+'''))
+
+
 def test_a_leaf_defaults_to_every_table_taken_whole(tmp_path):
     cluster = load_cluster(write_cluster(tmp_path, '''
 [[leaf]]
