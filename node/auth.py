@@ -2,8 +2,11 @@
 
 TLS (with client certificates required) already refused plaintext clients,
 certificates from another CA and expired certificates. This interceptor
-reads the caller's role and name from its certificate (ringsync.pki) and
-checks them against a per-method policy. Anything not listed is denied.
+then checks, itself, that the caller's certificate was signed directly by
+the cluster CA's key (ringsync.pki.issued_by: not by a foreign CA of the
+same name, not through an intermediate CA), reads the caller's role and
+name from it and checks them against a per-method policy. Anything not
+listed is denied.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from ringsync.pki import Identity, identity_from_pem
+from ringsync.pki import Identity, identity_from_pem, issued_by_pem
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,17 @@ def peer_identity(context: grpc.aio.ServicerContext) -> Identity | None:
     return identity_from_pem(pems[0])
 
 
+def peer_refusal(context: grpc.aio.ServicerContext, ca_pem: bytes | None) -> str:
+    """Why the caller's certificate is not one the cluster CA issued ("" if it is)."""
+    if ca_pem is None:
+        return ""
+    pems = context.auth_context().get("x509_pem_cert")
+    if not pems:
+        return "the caller presented no client certificate"
+    refused = issued_by_pem(pems[0], ca_pem)
+    return f"the client certificate {refused}" if refused else ""
+
+
 def decide(method: str, identity: Identity | None, ring: tuple[str, ...]) -> str | None:
     """None if allowed, else the reason for refusing."""
     if identity is None:
@@ -72,8 +86,13 @@ def decide(method: str, identity: Identity | None, ring: tuple[str, ...]) -> str
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, ring: tuple[str, ...]) -> None:
+    """``ring``: the campuses whose nodes may call (members and leaves);
+    ``ca_pem``: the cluster CA, whose key must have signed every caller's
+    certificate (None: left to TLS, for unit tests of the policy)."""
+
+    def __init__(self, ring: tuple[str, ...], ca_pem: bytes | None = None) -> None:
         self.ring = ring
+        self.ca_pem = ca_pem
 
     async def intercept_service(
         self,
@@ -84,10 +103,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = details.method
-        ring = self.ring
+        ring, ca_pem = self.ring, self.ca_pem
 
         async def check(context: grpc.aio.ServicerContext) -> None:
-            reason = decide(method, peer_identity(context), ring)
+            reason = peer_refusal(context, ca_pem) or decide(method, peer_identity(context),
+                                                              ring)
             if reason is not None:
                 log.warning("denied %s from %s: %s", method, context.peer(), reason)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)

@@ -18,8 +18,8 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from node.atrest import make_private
 from node.auth import AuthInterceptor
 from node.conflicts.driver import Resolver
 from node.dr.agent import DRAgent
@@ -27,6 +27,7 @@ from node.dr.http import HealthEndpoint
 from node.engines.factory import make_engine
 from node.leaf.follow import LeafFollower
 from node.preflight import check_all
+from node.reflection import enable_reflection
 from node.replication.applier import Applier
 from node.replication.capture import capture_loop, start_capture
 from node.replication.join import Joiner
@@ -91,9 +92,10 @@ class NodeService:
         # Everything that can be checked without writing, before anything is
         # written: certificates, ports, data_dir, the database (node.preflight).
         await asyncio.to_thread(check_all, config)
+        await asyncio.to_thread(make_private, config.data_dir)  # node.atrest
         client_creds, server_creds = self._credentials()
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(config.cluster.origins)],
+            interceptors=[AuthInterceptor(config.cluster.origins, client_creds.ca)],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", config.replication.max_message_bytes),
@@ -131,11 +133,8 @@ class NodeService:
             control_pb2_grpc.add_ControlServicer_to_server(
                 ControlServicer(rt, self.cache, agent), server)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-            reflection.enable_server_reflection(
-                (REPLICATION_SERVICE, CONTROL_SERVICE, health.SERVICE_NAME,
-                 reflection.SERVICE_NAME),
-                server,
-            )
+            enable_reflection((REPLICATION_SERVICE, CONTROL_SERVICE, health.SERVICE_NAME),
+                              server)
             if config.health_listen:
                 self.http = HealthEndpoint(agent, config.health_listen)
                 try:

@@ -9,19 +9,29 @@ Every certificate names one principal and one role in a URI SAN,
 * ``operator`` a person or script that may read status and trigger actions.
 * ``viewer``   read-only status.
 
-Keys are ECDSA P-256; files are PEM. Private keys are written mode 0600.
+Keys are ECDSA P-256; files are PEM. Private keys are written mode 0600
+(also over an existing file), and a key file that others may read is
+refused when it is loaded. Every ``create_ca`` makes a CA with a subject of
+its own, and trust is anchored on the CA's key, not its name: a certificate
+counts as the cluster's only if the CA's key signed it directly
+(``issued_by``), so a foreign CA with the same name, or an intermediate CA
+under the cluster's (which its ``pathlen:0`` forbids), is refused whether or
+not the TLS stack checked.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
+import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from ipaddress import ip_address
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -51,14 +61,21 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _write(path: Path, data: bytes, private: bool = False) -> None:
+def write_file(path: Path, data: bytes, private: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if private:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o600)  # an existing file keeps its mode otherwise
             fh.write(data)
     else:
         path.write_bytes(data)
+
+
+def unique_ca_name(base: str = "ringsync cluster CA") -> str:
+    """A CA subject no other ``pki init`` makes (a name is not an identity, but
+    two clusters' CAs should not even look alike)."""
+    return f"{base} {secrets.token_hex(6)}"
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -69,8 +86,10 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def create_ca(directory: Path, name: str = "ringsync cluster CA", days: int = 3650) -> Path:
-    """Write ca.crt and ca.key into directory; refuse to overwrite an existing CA."""
+def create_ca(directory: Path, name: str | None = None, days: int = 3650) -> Path:
+    """Write ca.crt and ca.key into directory; refuse to overwrite an existing CA.
+    ``name``: the CA's subject (default: "ringsync cluster CA" and a random tag)."""
+    name = name or unique_ca_name()
     cert_path, key_path = directory / "ca.crt", directory / "ca.key"
     if cert_path.exists() or key_path.exists():
         raise TLSConfigError(
@@ -100,12 +119,12 @@ def create_ca(directory: Path, name: str = "ringsync cluster CA", days: int = 36
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .sign(key, hashes.SHA256())
     )
-    _write(key_path, _key_pem(key), private=True)
-    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    write_file(key_path, _key_pem(key), private=True)
+    write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path
 
 
-def _load_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def load_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     cert_path, key_path = directory / "ca.crt", directory / "ca.key"
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -131,16 +150,24 @@ def issue(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     out_stem: str | None = None,
+    force: bool = False,
 ) -> tuple[Path, Path]:
     """Issue a certificate for (role, name) signed by the CA in directory.
 
     Writes ``<out_stem or name>.crt`` and ``.key`` beside the CA and returns
-    their paths. ``not_before``/``not_after`` override the validity window
-    (tests use them to make expired certificates).
+    their paths; an existing pair is replaced only with ``force``.
+    ``not_before``/``not_after`` override the validity window (tests use them
+    to make expired certificates).
     """
     if role not in ROLES:
         raise TLSConfigError(f"role {role!r} is unknown; use one of {', '.join(ROLES)}")
-    ca_cert, ca_key = _load_ca(directory)
+    stem = out_stem or name
+    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
+    existing = [p for p in (cert_path, key_path) if p.exists()]
+    if existing and not force:
+        raise TLSConfigError(f"{existing[0]} already exists; replacing it cuts off whatever "
+                             f"uses it. Pass --force to replace it deliberately")
+    ca_cert, ca_key = load_ca(directory)
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
     sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(f"{URI_PREFIX}{role}/{name}")]
@@ -176,10 +203,8 @@ def issue(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    stem = out_stem or name
-    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
-    _write(key_path, _key_pem(key), private=True)
-    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    write_file(key_path, _key_pem(key), private=True)
+    write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
 
 
@@ -220,13 +245,46 @@ def read_tls_files(ca: Path, cert: Path, key: Path) -> tuple[bytes, bytes, bytes
         raise TLSConfigError(f"{key} is not an unencrypted PEM private key ({e})") from e
     if private.public_key().public_numbers() != leaf.public_key().public_numbers():  # type: ignore[union-attr]
         raise TLSConfigError(f"{key} does not belong to {cert}; pair each certificate with its key")
-    if leaf.issuer != ca_cert.subject:
-        raise TLSConfigError(
-            f"{cert} was not issued by the CA in {ca}; issue it from the cluster CA"
-        )
+    refused = issued_by(leaf, ca_cert)
+    if refused:
+        raise TLSConfigError(f"{cert} {refused} (the CA: {ca}); issue it from the cluster CA "
+                             f"(`ringsync pki issue --dir <the CA's directory>`)")
+    loose = stat.S_IMODE(key.stat().st_mode) & 0o077
+    if loose:
+        raise TLSConfigError(f"{key} may be read by others (mode "
+                             f"{stat.S_IMODE(key.stat().st_mode):04o}); a private key must "
+                             f"be its owner's only: chmod 600 {key}")
     if leaf.not_valid_after_utc < _now():
         raise TLSConfigError(
             f"{cert} expired on {leaf.not_valid_after_utc:%Y-%m-%d}; issue a new one with "
             f"`ringsync pki issue`"
         )
     return ca_pem, cert_pem, key_pem
+
+
+def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> str:
+    """Why ``cert`` is not one the cluster CA ``ca`` issued ("" when it is):
+    its signature must verify with the CA's key, directly (no intermediate),
+    and it must not be a CA itself."""
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return "was not signed by the cluster CA's key"
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is not None and constraints.ca:
+        return "is a CA certificate itself; the cluster CA (pathlen 0) issues only end certificates"
+    return ""
+
+
+@lru_cache(maxsize=256)
+def issued_by_pem(cert_pem: bytes, ca_pem: bytes) -> str:
+    """``issued_by`` over PEM (a peer's certificate, on every call: cached)."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        ca = x509.load_pem_x509_certificate(ca_pem)
+    except ValueError:
+        return "is not a PEM certificate"
+    return issued_by(cert, ca)

@@ -109,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("--host", action="append", default=[],
                        help="extra DNS name or IP for a node certificate (repeatable)")
     issue.add_argument("--days", type=int, default=825)
+    issue.add_argument("--force", action="store_true",
+                       help="replace an existing certificate and key of that name")
     return p
 
 
@@ -119,7 +121,8 @@ def _pki(args: argparse.Namespace) -> int:
         path = pki.create_ca(args.dir, days=args.days)
         print(f"created CA {path}")
     else:
-        cert, key = pki.issue(args.dir, args.role, args.name, tuple(args.host), days=args.days)
+        cert, key = pki.issue(args.dir, args.role, args.name, tuple(args.host), days=args.days,
+                              force=args.force)
         print(f"issued {args.role} certificate for {args.name}: {cert} (key {key})")
     return 0
 

@@ -118,3 +118,47 @@ def test_password_file_connects_and_the_password_is_never_shown(make_cluster) ->
     log = c.log.read_text()
     assert "serving on" in log and "password=***" in log
     assert "Sup3r" not in log and "Sup3r" not in json.dumps(status)
+
+
+def test_a_node_certificate_of_a_foreign_ca_with_the_same_name_stops_start_up(
+        make_cluster, tmp_path: Path) -> None:
+    """Trust is the CA's key, not its name: a node given a certificate from
+    another CA that copied the cluster CA's subject refuses to start."""
+    from cryptography import x509
+
+    from ringsync import pki
+
+    cluster = make_cluster(2)
+    c = cluster.campuses[0]
+    ca = x509.load_pem_x509_certificate((cluster.pki_dir / "ca.crt").read_bytes())
+    name = ca.subject.rfc4514_string().removeprefix("CN=")
+    pki.create_ca(tmp_path / "forged", name=name)
+    cert, key = pki.issue(tmp_path / "forged", "node", c.name, hosts=("127.0.0.1",))
+    for forged, ours in ((cert, cluster.pki_dir / f"{c.name}.crt"),
+                         (key, cluster.pki_dir / f"{c.name}.key")):
+        ours.write_bytes(forged.read_bytes())
+    result = run_node(c.config)
+    assert result.returncode == 2, result.stderr
+    assert "was not signed by the cluster CA's key" in result.stderr
+    assert not (c.dir / "journal.db").exists()
+
+
+def test_the_nodes_files_are_its_own_only(make_cluster) -> None:
+    """The journal (full rows until pruned) and the node's other files are
+    0600; one left readable by an earlier run is tightened at start."""
+    cluster = make_cluster(2)
+    c = cluster.campuses[0]
+    reports = c.dir / "verify-reports.jsonl"
+    reports.write_text("")
+    reports.chmod(0o644)
+    lis_mode = (c.dir / "lis.db").stat().st_mode & 0o777
+    cluster.start_all()
+    wait_ready(cluster)
+    for name in ("journal.db", "journal.db-wal", "verify-reports.jsonl"):
+        path = c.dir / name
+        if path.exists() or name == "journal.db":
+            assert path.stat().st_mode & 0o777 == 0o600, name
+    assert c.dir.stat().st_mode & 0o777 == 0o700
+    assert (c.dir / "lis.db").stat().st_mode & 0o777 == lis_mode  # not the node's: untouched
+    wait_until(lambda: "could be read by other users" in c.log.read_text(), 10,
+               "the node to say it tightened the reports file")

@@ -20,6 +20,7 @@ from ringsync.client import Credentials
 from ringsync.commands.demo.cluster import LocalCluster
 from ringsync.config import TLSFiles
 from ringsync.v1 import control_pb2, control_pb2_grpc, replication_pb2, replication_pb2_grpc
+from tests.pki_helpers import intermediate_issued
 
 
 def creds(pki_dir: Path, role: str, name: str, **kw) -> Credentials:
@@ -158,3 +159,40 @@ async def test_reflection_lists_the_services(running_pair: LocalCluster) -> None
         async for reply in stub.ServerReflectionInfo(requests(), timeout=5):
             names = {s.name for s in reply.list_services_response.service}
     assert {"ringsync.v1.Replication", "ringsync.v1.Control", "grpc.health.v1.Health"} <= names
+
+
+async def test_reflection_answers_as_v1_too(running_pair: LocalCluster) -> None:
+    """grpcurl and newer clients ask grpc.reflection.v1 (the same messages)."""
+    address, campus = target(running_pair)
+    async with creds(running_pair.pki_dir, "viewer", "v1").channel(address, campus) as ch:
+        call = ch.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+
+        async def requests():
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+        names = set()
+        async for reply in call(requests(), timeout=5):
+            names = {s.name for s in reply.list_services_response.service}
+    assert {"ringsync.v1.Control", "grpc.reflection.v1.ServerReflection"} <= names
+
+
+async def test_a_certificate_issued_through_an_intermediate_ca_is_refused(
+    running_pair: LocalCluster, tmp_path: Path
+) -> None:
+    """The cluster CA says pathlen:0; a leaf certificate signed by a CA:TRUE
+    certificate under it (presented with its chain) is refused: by TLS, or
+    else by the node's own check that the CA key signed it directly."""
+    address, campus = target(running_pair)
+    cert, key = intermediate_issued(running_pair.pki_dir, tmp_path / "mallory")
+    mallory = Credentials.__new__(Credentials)
+    mallory.ca = (running_pair.pki_dir / "ca.crt").read_bytes()
+    mallory.cert, mallory.key = cert.read_bytes(), key.read_bytes()
+    async with mallory.channel(address, campus) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await status(ch)
+    assert e.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.PERMISSION_DENIED)
+    if e.value.code() == grpc.StatusCode.PERMISSION_DENIED:
+        assert "was not signed by the cluster CA's key" in (e.value.details() or "")

@@ -300,7 +300,7 @@ class LocalCluster:
         lines.append(self.conflict_policies)
         self.cluster_file.write_text("\n".join(lines))
         for c in (*self.campuses, *self.leaves):
-            c.dir.mkdir(parents=True, exist_ok=True)
+            c.dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # its data_dir
             pki.issue(self.pki_dir, "node", c.name, ("127.0.0.1", "localhost"))
             if c.engine == "postgres":
                 c.postgres = LocalPostgres.create(c.dir / "pgdata", free_port())

@@ -63,6 +63,8 @@ class Campus:
     def client(self, role: str, name: str) -> grpc.aio.Channel:
         if role == "node" and name == "a":
             cert, key = self.pki_dir / "a.crt", self.pki_dir / "a.key"
+        elif (self.pki_dir / f"{role}-{name}.crt").exists():  # issued by an earlier call
+            cert, key = self.pki_dir / f"{role}-{name}.crt", self.pki_dir / f"{role}-{name}.key"
         else:
             cert, key = pki.issue(self.pki_dir, role, name, out_stem=f"{role}-{name}")
         return Credentials(TLSFiles(self.pki_dir / "ca.crt", cert, key)).channel(
