@@ -6,11 +6,15 @@ then checks, itself, that the caller's certificate was signed directly by
 the cluster CA's key (ringsync.pki.issued_by: not by a foreign CA of the
 same name, not through an intermediate CA), reads the caller's role and
 name from it and checks them against a per-method policy. Anything not
-listed is denied.
+listed is denied. A certificate on the CA's revocation list
+(ringsync.revocation) is refused, and a stream opened with it before it
+was revoked is ended within REVOKED_POLL_SECONDS of the list reaching the
+node.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -19,8 +23,12 @@ from typing import Any
 import grpc
 
 from ringsync.pki import Identity, identity_from_pem, issued_by_pem
+from ringsync.revocation import RevocationWatch
 
 log = logging.getLogger(__name__)
+
+# How often an open stream's certificate is looked up in the revocation list.
+REVOKED_POLL_SECONDS = 1.0
 
 ANY_ROLE = frozenset({"node", "operator", "viewer"})
 READERS = ANY_ROLE
@@ -41,6 +49,7 @@ POLICY: dict[str, frozenset[str]] = {
     "/ringsync.v1.Control/ResolveConflict": OPERATORS,
     "/ringsync.v1.Control/ListDeadLetters": READERS,
     "/ringsync.v1.Control/ActOnDeadLetter": OPERATORS,
+    "/ringsync.v1.Control/PublishRevocations": OPERATORS,
     "/ringsync.v1.Control/GetRoutes": READERS,
     "/ringsync.v1.Control/WatchRoutes": READERS,
     "/grpc.health.v1.Health/": ANY_ROLE,
@@ -67,6 +76,17 @@ def peer_refusal(context: grpc.aio.ServicerContext, ca_pem: bytes | None) -> str
     return f"the client certificate {refused}" if refused else ""
 
 
+def revoked_reason(context: grpc.aio.ServicerContext, watch: RevocationWatch | None) -> str:
+    """Why the caller's certificate may no longer be used ("" if it may)."""
+    if watch is None:
+        return ""
+    pems = context.auth_context().get("x509_pem_cert")
+    if pems and watch.revoked(pems[0]):
+        return (f"the client certificate is revoked (revocation list number "
+                f"{watch.held.number}); issue a new one")
+    return ""
+
+
 def decide(method: str, identity: Identity | None, ring: tuple[str, ...]) -> str | None:
     """None if allowed, else the reason for refusing."""
     if identity is None:
@@ -90,9 +110,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ``ca_pem``: the cluster CA, whose key must have signed every caller's
     certificate (None: left to TLS, for unit tests of the policy)."""
 
-    def __init__(self, ring: tuple[str, ...], ca_pem: bytes | None = None) -> None:
+    def __init__(self, ring: tuple[str, ...], ca_pem: bytes | None = None,
+                 revocations: RevocationWatch | None = None) -> None:
         self.ring = ring
         self.ca_pem = ca_pem
+        self.revocations = revocations
 
     async def intercept_service(
         self,
@@ -103,21 +125,49 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = details.method
-        ring, ca_pem = self.ring, self.ca_pem
+        ring, ca_pem, watch = self.ring, self.ca_pem, self.revocations
 
         async def check(context: grpc.aio.ServicerContext) -> None:
-            reason = peer_refusal(context, ca_pem) or decide(method, peer_identity(context),
-                                                              ring)
-            if reason is not None:
+            reason = (peer_refusal(context, ca_pem) or revoked_reason(context, watch)
+                      or decide(method, peer_identity(context), ring))
+            if reason:
                 log.warning("denied %s from %s: %s", method, context.peer(), reason)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
 
-        return _wrap(handler, check)
+        async def until_revoked(context: grpc.aio.ServicerContext) -> str:
+            while not (reason := revoked_reason(context, watch)):
+                await asyncio.sleep(REVOKED_POLL_SECONDS)
+            log.warning("ending %s from %s: %s", method, context.peer(), reason)
+            return reason
+
+        streaming = handler.request_streaming or handler.response_streaming
+        return _wrap(handler, check, until_revoked if watch is not None and streaming else None)
+
+
+async def _guarded(aw: Awaitable[Any], context: grpc.aio.ServicerContext,
+                   until_revoked: Callable[[grpc.aio.ServicerContext], Awaitable[str]] | None
+                   ) -> Any:
+    """``aw``, unless the caller's certificate is revoked first: then it is
+    cancelled and the call ends with PERMISSION_DENIED."""
+    if until_revoked is None:
+        return await aw
+    work = asyncio.ensure_future(aw)
+    watcher = asyncio.ensure_future(until_revoked(context))
+    try:
+        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not work.done():
+            work.cancel()
+    if work.done() and not work.cancelled():
+        return work.result()
+    await context.abort(grpc.StatusCode.PERMISSION_DENIED, watcher.result())
 
 
 def _wrap(
     handler: grpc.RpcMethodHandler,
     check: Callable[[grpc.aio.ServicerContext], Awaitable[None]],
+    until_revoked: Callable[[grpc.aio.ServicerContext], Awaitable[str]] | None = None,
 ) -> grpc.RpcMethodHandler:
     kinds = (
         ("unary_unary", grpc.unary_unary_rpc_method_handler),
@@ -133,8 +183,16 @@ def _wrap(
 
             async def gen_inner(request: Any, context: Any, _b: Any = behavior) -> Any:
                 await check(context)
-                async for item in _b(request, context):
-                    yield item
+                items = _b(request, context)
+                try:
+                    while True:
+                        try:
+                            item = await _guarded(anext(items), context, until_revoked)
+                        except StopAsyncIteration:
+                            return
+                        yield item
+                finally:
+                    await items.aclose()
 
             inner: Any = gen_inner
         else:
@@ -143,7 +201,7 @@ def _wrap(
                 await check(context)
                 result = _b(request, context)
                 if inspect.isawaitable(result):
-                    result = await result
+                    result = await _guarded(result, context, until_revoked)
                 return result
 
             inner = plain_inner

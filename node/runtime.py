@@ -40,6 +40,7 @@ from node.replication.vectors import Vector
 from node.verify.reports import ReportStore
 from node.verify.schedule import VerifyScheduler
 from ringsync.config import NodeConfig
+from ringsync.revocation import RevocationWatch
 
 __all__ = ["INCOMPLETE_ALERT_SECONDS", "JoinProgress", "LinkState", "NodeRuntime", "Notifier",
            "RateMeter"]
@@ -116,6 +117,10 @@ class NodeRuntime:
         # Scheduled verification ([verify]) and the reports kept here (node.verify).
         self.verifier = VerifyScheduler(config, ReportStore(
             config.data_dir / "verify-reports.jsonl", config.cluster.verify.keep_reports))
+        # The CA's revocation list and this node's own certificate (node.revocations).
+        self.revocations: RevocationWatch | None = None
+        self.own_cert = b""
+        self.cert_expires_at = 0.0
 
     async def in_engine(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.res.in_engine(fn, *args)

@@ -17,6 +17,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import grpc
+from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from node.atrest import make_private
@@ -35,6 +36,7 @@ from node.replication.journal import Journal
 from node.replication.pruner import prune_loop
 from node.replication.sender import RingSender
 from node.replication.syncrep import syncrep_loop
+from node.revocations import refresh_loop
 from node.runtime import NodeRuntime
 from node.servicers import ControlServicer, ReplicationServicer, add_replication_service
 from node.status import StatusCache, monitor_loop
@@ -43,6 +45,7 @@ from ringsync.client import KEEPALIVE_OPTIONS, Credentials
 from ringsync.config import NodeConfig
 from ringsync.errors import ConfigError, TLSConfigError
 from ringsync.pki import identity_from_pem
+from ringsync.revocation import RevocationWatch
 from ringsync.v1 import control_pb2, control_pb2_grpc, replication_pb2
 
 log = logging.getLogger(__name__)
@@ -94,8 +97,11 @@ class NodeService:
         await asyncio.to_thread(check_all, config)
         await asyncio.to_thread(make_private, config.data_dir)  # node.atrest
         client_creds, server_creds = self._credentials()
+        revocations = RevocationWatch(config.tls.crl, client_creds.ca)
+        await asyncio.to_thread(revocations.refresh)
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(config.cluster.origins, client_creds.ca)],
+            interceptors=[AuthInterceptor(config.cluster.origins, client_creds.ca,
+                                          revocations)],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", config.replication.max_message_bytes),
@@ -120,6 +126,9 @@ class NodeService:
             raise
         journal = Journal(config.data_dir / "journal.db", config.campus)
         rt = NodeRuntime(config, engine, journal)
+        rt.revocations, rt.own_cert = revocations, client_creds.cert
+        rt.cert_expires_at = x509.load_pem_x509_certificate(
+            client_creds.cert).not_valid_after_utc.timestamp()
         try:
             await rt.in_engine(engine.open)
             rt.resolver = Resolver(engine.shapes(), config.cluster.conflicts, rt.clock,
@@ -177,6 +186,7 @@ class NodeService:
             ("health", self._health_loop()),
             ("syncrep", after_join(joined, syncrep_loop(config, res, state))),
             ("fold", after_join(joined, fold_loop(engine.verifier))),
+            ("revocations", refresh_loop(revocations)),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))
         log.info(

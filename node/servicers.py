@@ -30,6 +30,7 @@ from node.dr.agent import DRAgent
 from node.leaf.serve import serve_follow
 from node.replication.receiver import Receiver
 from node.replication.snapshot import serve_snapshot
+from node.revocations import RevocationsRefused, publish
 from node.runtime import NodeRuntime
 from node.status import StatusCache, build_status, routing_map
 from node.verify.answer import answer_verify
@@ -228,6 +229,19 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         while True:
             yield await build_status(self.rt, self.cache, self.agent)
             await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+
+    @answers_errors()
+    async def PublishRevocations(
+        self, request: cpb.RevocationList, context: grpc.aio.ServicerContext
+    ) -> cpb.RevocationStatus:
+        rt = self.rt
+        if rt.revocations is None:
+            raise RevocationsRefused("this node keeps no revocation list")
+        status = await asyncio.to_thread(publish, rt.revocations, request.pem,
+                                         rt.cert_expires_at)
+        log.info("revocation list number %d taken from %s (%d certificates revoked)",
+                 status.number, peer_identity(context), status.revoked)
+        return status
 
     async def GetRoutes(
         self, request: cpb.RoutesRequest, context: grpc.aio.ServicerContext

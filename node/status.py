@@ -16,6 +16,7 @@ from node.dr.agent import DRAgent
 from node.leaf.status import leaf_alerts, leaf_statuses
 from node.replication.syncrep import sync_alert
 from node.replication.vectors import lag
+from node.revocations import revocation_alerts, revocation_status
 from node.runtime import NodeRuntime
 from node.verify.reports import summarize
 from node.verify.schedule import VerifyScheduler
@@ -176,10 +177,14 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
         alerts=[*rt.refused.alert_lines()] + [a for a in (
             rt.apply_machine.alert(), rt.incomplete_alert(), sync_alert(rt),
             verify_alert(rt.verifier), dictionary_alert(rt, cache), rejected_alert(cache))
-            if a] + leaf_alerts(leaves),
+            if a] + leaf_alerts(leaves) + (
+            revocation_alerts(rt.revocations, rt.own_cert, rt.cert_expires_at)
+            if rt.revocations is not None else []),
         leaves=leaves,
         verify=verify_summary(rt.verifier, now),
         dictionaries=dictionary_status(rt),
+        revocations=(revocation_status(rt.revocations, rt.cert_expires_at)
+                     if rt.revocations is not None else None),
     )
 
 

@@ -153,6 +153,12 @@ class ClusterClient:
             control_pb2.DeadLetterAction(id=entry_id, action=action),
             timeout=max(self.timeout, 60.0))
 
+    async def publish_revocations(self, campus: str,
+                                  pem: bytes) -> control_pb2.RevocationStatus:
+        """Push the CA's revocation list to one node (operators)."""
+        return await self._stub(campus).PublishRevocations(
+            control_pb2.RevocationList(pem=pem), timeout=max(self.timeout, 10.0))
+
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()

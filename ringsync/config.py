@@ -66,6 +66,8 @@ class TLSFiles:
     ca: Path
     cert: Path
     key: Path
+    # The CA's revocation list (ringsync.revocation); a node reads it if it exists.
+    crl: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,7 @@ class Names:
     each: Any = None
 
 
-_TLS_KEYS: dict[str, Any] = {"ca": None, "cert": None, "key": None}
+_TLS_KEYS: dict[str, Any] = {"ca": None, "cert": None, "key": None, "crl": None}
 
 CLUSTER_SCHEMA: dict[str, Any] = {
     "cluster": {"name": None, "ring": None, "tables": None},
@@ -368,6 +370,9 @@ def _tls(section: dict[str, Any], path: Path, where: str) -> TLSFiles:
         cert=_file(base, section, "cert", path, where),
         key=_file(base, section, "key", path, where),
     )
+    crl = (_file(base, section, "crl", path, where) if "crl" in section
+           else files.ca.parent / "crl.pem")  # ringsync.revocation.CRL_FILE
+    files = TLSFiles(files.ca, files.cert, files.key, crl)
     for key, p in (("ca", files.ca), ("cert", files.cert), ("key", files.key)):
         if not p.is_file():
             raise ConfigError(

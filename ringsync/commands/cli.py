@@ -22,6 +22,7 @@ from ringsync.commands.ctl import conflicts as ctl_conflicts
 from ringsync.commands.ctl import dlq as ctl_dlq
 from ringsync.commands.ctl import dr as ctl_dr
 from ringsync.commands.ctl import repair as ctl_repair
+from ringsync.commands.ctl import revocations as ctl_revocations
 from ringsync.commands.ctl import verify as ctl_verify
 from ringsync.errors import RingsyncError
 
@@ -84,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     ctl_conflicts.add_parser(ctl_sub)
     ctl_dlq.add_parser(ctl_sub)
     ctl_dr.add_parser(ctl_sub)
+    ctl_revocations.add_parser(ctl_sub)
 
     bench = sub.add_parser("bench", help="measure replication beside PostgreSQL's native "
                                           "logical replication")
@@ -111,6 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("--days", type=int, default=825)
     issue.add_argument("--force", action="store_true",
                        help="replace an existing certificate and key of that name")
+    revoke = pki_sub.add_parser("revoke", help="add a certificate to the CA's revocation "
+                                               "list (crl.pem); push it with ctl revocations")
+    revoke.add_argument("--dir", type=Path, required=True, help="the CA's directory")
+    revoke.add_argument("--cert", type=Path, required=True, help="the certificate to revoke")
     return p
 
 
@@ -120,6 +126,13 @@ def _pki(args: argparse.Namespace) -> int:
     if args.pki_command == "init":
         path = pki.create_ca(args.dir, days=args.days)
         print(f"created CA {path}")
+    elif args.pki_command == "revoke":
+        from ringsync.revocation import revoke
+
+        crl, held = revoke(args.dir, args.cert)
+        print(f"revoked {args.cert}: {crl} is list number {held.number} "
+              f"({len(held.serials)} certificate(s)); push it to every node with "
+              f"`ringsync ctl --cluster cluster.toml revocations --push {crl}`")
     else:
         cert, key = pki.issue(args.dir, args.role, args.name, tuple(args.host), days=args.days,
                               force=args.force)
@@ -146,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                 return ctl_repair.run(load_cluster(args.cluster, need_client_tls=True), args)
             if args.ctl_command == "verify":
                 return ctl_verify.run(load_cluster(args.cluster, need_client_tls=True), args)
+            if args.ctl_command == "revocations":
+                return ctl_revocations.run(load_cluster(args.cluster, need_client_tls=True),
+                                           args)
             if args.ctl_command == "conflicts":
                 return ctl_conflicts.run(load_cluster(args.cluster, need_client_tls=True), args)
             return ctl.run(load_cluster(args.cluster, need_client_tls=True), args.ctl_command,

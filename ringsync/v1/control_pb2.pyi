@@ -52,7 +52,7 @@ class JoinStatus(_message.Message):
     def __init__(self, state: _Optional[str] = ..., donor: _Optional[str] = ..., table: _Optional[str] = ..., rows_copied: _Optional[int] = ..., rows_total: _Optional[int] = ..., rows_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("campus", "address", "engine", "database", "database_healthy", "database_error", "journal_transactions", "journal_bytes", "journal", "applied", "links", "row_counts", "uptime_seconds", "captured_transactions", "applied_transactions", "version", "join", "conflicts", "dead_letters", "accounting", "routing", "durability", "sets", "apply", "refused", "alerts", "verify", "dictionaries", "leaves")
+    __slots__ = ("campus", "address", "engine", "database", "database_healthy", "database_error", "journal_transactions", "journal_bytes", "journal", "applied", "links", "row_counts", "uptime_seconds", "captured_transactions", "applied_transactions", "version", "join", "conflicts", "dead_letters", "accounting", "routing", "durability", "sets", "apply", "refused", "alerts", "verify", "dictionaries", "leaves", "revocations")
     class RowCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,7 @@ class NodeStatus(_message.Message):
     VERIFY_FIELD_NUMBER: _ClassVar[int]
     DICTIONARIES_FIELD_NUMBER: _ClassVar[int]
     LEAVES_FIELD_NUMBER: _ClassVar[int]
+    REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
     campus: str
     address: str
     engine: str
@@ -118,7 +119,28 @@ class NodeStatus(_message.Message):
     verify: VerifySummary
     dictionaries: DictionaryStatus
     leaves: _containers.RepeatedCompositeFieldContainer[LeafStatus]
-    def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ..., dead_letters: _Optional[_Union[DeadLetterCounts, _Mapping]] = ..., accounting: _Optional[_Union[Accounting, _Mapping]] = ..., routing: _Optional[_Union[RoutingMap, _Mapping]] = ..., durability: _Optional[str] = ..., sets: _Optional[str] = ..., apply: _Optional[_Union[ApplyStatus, _Mapping]] = ..., refused: _Optional[_Union[RefusedFrames, _Mapping]] = ..., alerts: _Optional[_Iterable[str]] = ..., verify: _Optional[_Union[VerifySummary, _Mapping]] = ..., dictionaries: _Optional[_Union[DictionaryStatus, _Mapping]] = ..., leaves: _Optional[_Iterable[_Union[LeafStatus, _Mapping]]] = ...) -> None: ...
+    revocations: RevocationStatus
+    def __init__(self, campus: _Optional[str] = ..., address: _Optional[str] = ..., engine: _Optional[str] = ..., database: _Optional[str] = ..., database_healthy: _Optional[bool] = ..., database_error: _Optional[str] = ..., journal_transactions: _Optional[int] = ..., journal_bytes: _Optional[int] = ..., journal: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., applied: _Optional[_Union[_replication_pb2.Vector, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkStatus, _Mapping]]] = ..., row_counts: _Optional[_Mapping[str, int]] = ..., uptime_seconds: _Optional[float] = ..., captured_transactions: _Optional[int] = ..., applied_transactions: _Optional[int] = ..., version: _Optional[str] = ..., join: _Optional[_Union[JoinStatus, _Mapping]] = ..., conflicts: _Optional[_Union[ConflictCounts, _Mapping]] = ..., dead_letters: _Optional[_Union[DeadLetterCounts, _Mapping]] = ..., accounting: _Optional[_Union[Accounting, _Mapping]] = ..., routing: _Optional[_Union[RoutingMap, _Mapping]] = ..., durability: _Optional[str] = ..., sets: _Optional[str] = ..., apply: _Optional[_Union[ApplyStatus, _Mapping]] = ..., refused: _Optional[_Union[RefusedFrames, _Mapping]] = ..., alerts: _Optional[_Iterable[str]] = ..., verify: _Optional[_Union[VerifySummary, _Mapping]] = ..., dictionaries: _Optional[_Union[DictionaryStatus, _Mapping]] = ..., leaves: _Optional[_Iterable[_Union[LeafStatus, _Mapping]]] = ..., revocations: _Optional[_Union[RevocationStatus, _Mapping]] = ...) -> None: ...
+
+class RevocationStatus(_message.Message):
+    __slots__ = ("number", "revoked", "issued_at", "error", "certificate_expires_at")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    revoked: int
+    issued_at: float
+    error: str
+    certificate_expires_at: float
+    def __init__(self, number: _Optional[int] = ..., revoked: _Optional[int] = ..., issued_at: _Optional[float] = ..., error: _Optional[str] = ..., certificate_expires_at: _Optional[float] = ...) -> None: ...
+
+class RevocationList(_message.Message):
+    __slots__ = ("pem",)
+    PEM_FIELD_NUMBER: _ClassVar[int]
+    pem: bytes
+    def __init__(self, pem: _Optional[bytes] = ...) -> None: ...
 
 class LeafStatus(_message.Message):
     __slots__ = ("name", "parent", "online", "last_seen", "lag_transactions", "lag_seconds", "retention_hours", "past_retention", "rows_sent", "rows_filtered", "rows_moved_in", "rows_moved_out", "unjudged", "last_unjudged", "error", "uploads", "blocked", "cascades", "last_cascade")

@@ -89,6 +89,11 @@ class ControlStub:
                 request_serializer=ringsync_dot_v1_dot_control__pb2.DeadLetterAction.SerializeToString,
                 response_deserializer=ringsync_dot_v1_dot_control__pb2.DeadLetterActionResult.FromString,
                 _registered_method=True)
+        self.PublishRevocations = channel.unary_unary(
+                '/ringsync.v1.Control/PublishRevocations',
+                request_serializer=ringsync_dot_v1_dot_control__pb2.RevocationList.SerializeToString,
+                response_deserializer=ringsync_dot_v1_dot_control__pb2.RevocationStatus.FromString,
+                _registered_method=True)
         self.GetRoutes = channel.unary_unary(
                 '/ringsync.v1.Control/GetRoutes',
                 request_serializer=ringsync_dot_v1_dot_control__pb2.RoutesRequest.SerializeToString,
@@ -180,9 +185,17 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetRoutes(self, request, context):
+    def PublishRevocations(self, request, context):
         """The routing map as this node sees it; WatchRoutes sends it again on every change.
+        Take a CA-signed revocation list (not older than the one held) and keep
+        it; certificates on it are refused and their open streams ended.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRoutes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -250,6 +263,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.ActOnDeadLetter,
                     request_deserializer=ringsync_dot_v1_dot_control__pb2.DeadLetterAction.FromString,
                     response_serializer=ringsync_dot_v1_dot_control__pb2.DeadLetterActionResult.SerializeToString,
+            ),
+            'PublishRevocations': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishRevocations,
+                    request_deserializer=ringsync_dot_v1_dot_control__pb2.RevocationList.FromString,
+                    response_serializer=ringsync_dot_v1_dot_control__pb2.RevocationStatus.SerializeToString,
             ),
             'GetRoutes': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRoutes,
@@ -559,6 +577,33 @@ class Control:
             '/ringsync.v1.Control/ActOnDeadLetter',
             ringsync_dot_v1_dot_control__pb2.DeadLetterAction.SerializeToString,
             ringsync_dot_v1_dot_control__pb2.DeadLetterActionResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ringsync.v1.Control/PublishRevocations',
+            ringsync_dot_v1_dot_control__pb2.RevocationList.SerializeToString,
+            ringsync_dot_v1_dot_control__pb2.RevocationStatus.FromString,
             options,
             channel_credentials,
             insecure,

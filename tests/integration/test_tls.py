@@ -8,6 +8,10 @@ the ring, and a server that is not the campus the client dialled.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -19,7 +23,9 @@ from ringsync import pki
 from ringsync.client import Credentials
 from ringsync.commands.demo.cluster import LocalCluster
 from ringsync.config import TLSFiles
+from ringsync.revocation import revoke
 from ringsync.v1 import control_pb2, control_pb2_grpc, replication_pb2, replication_pb2_grpc
+from tests.integration.conftest import ctl
 from tests.pki_helpers import intermediate_issued
 
 
@@ -196,3 +202,66 @@ async def test_a_certificate_issued_through_an_intermediate_ca_is_refused(
     assert e.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.PERMISSION_DENIED)
     if e.value.code() == grpc.StatusCode.PERMISSION_DENIED:
         assert "was not signed by the cluster CA's key" in (e.value.details() or "")
+
+
+async def test_a_revoked_certificate_is_refused_and_its_open_stream_ended(
+    running_pair: LocalCluster, tmp_path: Path
+) -> None:
+    """`pki revoke` updates the CA's list; both nodes read it beside ca.crt (the
+    demo's nodes share the pki directory) or take it pushed by `ctl
+    revocations --push`. A revoked viewer is refused on its next call, its
+    WatchStatus stream opened before ends with PERMISSION_DENIED, and a
+    certificate revoked later is refused once the list is pushed."""
+    address, campus = target(running_pair)
+    other_address = running_pair.campuses[1].address
+    other = running_pair.campuses[1].name
+    pki_dir = running_pair.pki_dir
+    leaked = creds(pki_dir, "viewer", "leaked")
+    async with leaked.channel(address, campus) as ch:
+        assert (await status(ch)).campus == campus
+        watch = control_pb2_grpc.ControlStub(ch).WatchStatus(control_pb2.StatusRequest())
+        await anext(aiter(watch))  # the stream is open
+
+        revoked = subprocess.run(
+            [sys.executable, "-m", "ringsync.commands.cli", "pki", "revoke", "--dir",
+             str(pki_dir), "--cert", str(pki_dir / "t-viewer-leaked.crt")],
+            capture_output=True, text=True, timeout=60)
+        assert revoked.returncode == 0, revoked.stderr
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async for _ in watch:
+                pass
+        assert ended.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "revoked" in (ended.value.details() or "")
+        assert time.monotonic() - started < 5
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await status(ch)
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    async with leaked.channel(other_address, other) as ch:  # the other node too
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await status(ch)
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    # A second revocation, pushed; a list of another CA is refused by every node.
+    later = creds(pki_dir, "operator", "later")
+    cert_file = pki_dir / "t-operator-later.crt"
+    crl_copy = tmp_path / "crl.pem"
+    crl, held = revoke(pki_dir, cert_file)
+    crl_copy.write_bytes(crl.read_bytes())
+    pushed = ctl(running_pair, "revocations", "--push", str(crl_copy), "--json")
+    assert pushed.returncode == 0, pushed.stderr
+    nodes = json.loads(pushed.stdout)["nodes"]
+    assert [(n["number"], n["revoked"]) for n in nodes] == [(held.number, 2)] * 2
+    async with later.channel(address, campus) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await status(ch)
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    foreign = tmp_path / "foreign"
+    pki.create_ca(foreign)
+    revoke(foreign, pki.issue(foreign, "viewer", "x")[0])
+    refused = ctl(running_pair, "revocations", "--push", str(foreign / "crl.pem"), "--json")
+    assert refused.returncode == 1
+    assert all("not signed by the cluster CA's key" in n["error"]
+               for n in json.loads(refused.stdout)["nodes"])
+    shown = json.loads(ctl(running_pair, "revocations", "--json").stdout)["nodes"]
+    assert [n["number"] for n in shown] == [held.number] * 2

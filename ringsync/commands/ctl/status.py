@@ -88,6 +88,10 @@ def node_to_dict(reply: NodeReply) -> dict[str, Any]:
         verify=verify_to_dict(s.verify),
         dictionaries=dictionaries_to_dict(s) if s.HasField("dictionaries") else None,
         leaves=[leaf_to_dict(x) for x in s.leaves],
+        revocations={"number": s.revocations.number, "revoked": s.revocations.revoked,
+                     "issued_at": _when(s.revocations.issued_at),
+                     "certificate_expires_at": _when(s.revocations.certificate_expires_at),
+                     "error": s.revocations.error or None},
         links=[
             {
                 "to": link.to,
