@@ -39,6 +39,7 @@ from node.replication.state import (
 from node.replication.vectors import Vector
 from node.verify.reports import ReportStore
 from node.verify.schedule import VerifyScheduler
+from ringsync.client import Credentials
 from ringsync.config import NodeConfig
 from ringsync.revocation import RevocationWatch
 
@@ -119,8 +120,7 @@ class NodeRuntime:
             config.data_dir / "verify-reports.jsonl", config.cluster.verify.keep_reports))
         # The CA's revocation list and this node's own certificate (node.revocations).
         self.revocations: RevocationWatch | None = None
-        self.own_cert = b""
-        self.cert_expires_at = 0.0
+        self.credentials: Credentials | None = None  # renewed in place (ringsync.client)
 
     async def in_engine(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.res.in_engine(fn, *args)

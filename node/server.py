@@ -17,7 +17,6 @@ from collections.abc import Coroutine
 from typing import Any
 
 import grpc
-from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from node.atrest import make_private
@@ -76,18 +75,37 @@ class NodeService:
         self.http: HealthEndpoint | None = None
 
     def _credentials(self) -> tuple[Credentials, grpc.ServerCredentials]:
+        """This node's certificate, for its server and its channels. Both take
+        a renewed certificate without a restart: the server at its next
+        handshake (gRPC asks ``fetch`` on every new connection), channels as
+        they are made (``Credentials.refresh``)."""
         config = self.config
-        creds = Credentials(config.tls)
-        identity = identity_from_pem(creds.cert)
-        if identity is None or identity.role != "node" or identity.name != config.campus:
-            raise TLSConfigError(
-                f"{config.tls.cert} is for {identity or 'no ringsync identity'}, but this node "
-                f"is campus {config.campus!r}; issue one with "
-                f"`ringsync pki issue --role node --name {config.campus}`"
-            )
-        server_creds = grpc.ssl_server_credentials(
-            [(creds.key, creds.cert)], root_certificates=creds.ca, require_client_auth=True
-        )
+
+        def for_this_campus(cert: bytes) -> None:
+            identity = identity_from_pem(cert)
+            if identity is None or identity.role != "node" or identity.name != config.campus:
+                raise TLSConfigError(
+                    f"{config.tls.cert} is for {identity or 'no ringsync identity'}, but this "
+                    f"node is campus {config.campus!r}; issue one with "
+                    f"`ringsync pki issue --role node --name {config.campus}`")
+
+        creds = Credentials(config.tls, check=for_this_campus)
+        served = [creds.generation]
+
+        def configuration() -> grpc.ServerCertificateConfiguration:
+            return grpc.ssl_server_certificate_configuration(
+                [(creds.key, creds.cert)], root_certificates=creds.ca)
+
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
+            creds.refresh()
+            if creds.generation == served[0]:
+                return None
+            served[0] = creds.generation
+            log.info("serving the renewed certificate %s", config.tls.cert)
+            return configuration()
+
+        server_creds = grpc.dynamic_ssl_server_credentials(
+            configuration(), fetch, require_client_authentication=True)
         return creds, server_creds
 
     async def start(self) -> None:
@@ -126,9 +144,7 @@ class NodeService:
             raise
         journal = Journal(config.data_dir / "journal.db", config.campus)
         rt = NodeRuntime(config, engine, journal)
-        rt.revocations, rt.own_cert = revocations, client_creds.cert
-        rt.cert_expires_at = x509.load_pem_x509_certificate(
-            client_creds.cert).not_valid_after_utc.timestamp()
+        rt.revocations, rt.credentials = revocations, client_creds
         try:
             await rt.in_engine(engine.open)
             rt.resolver = Resolver(engine.shapes(), config.cluster.conflicts, rt.clock,

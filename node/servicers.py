@@ -235,10 +235,9 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self, request: cpb.RevocationList, context: grpc.aio.ServicerContext
     ) -> cpb.RevocationStatus:
         rt = self.rt
-        if rt.revocations is None:
+        if rt.revocations is None or rt.credentials is None:
             raise RevocationsRefused("this node keeps no revocation list")
-        status = await asyncio.to_thread(publish, rt.revocations, request.pem,
-                                         rt.cert_expires_at)
+        status = await asyncio.to_thread(publish, rt.revocations, request.pem, rt.credentials)
         log.info("revocation list number %d taken from %s (%d certificates revoked)",
                  status.number, peer_identity(context), status.revoked)
         return status

@@ -178,13 +178,13 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
             rt.apply_machine.alert(), rt.incomplete_alert(), sync_alert(rt),
             verify_alert(rt.verifier), dictionary_alert(rt, cache), rejected_alert(cache))
             if a] + leaf_alerts(leaves) + (
-            revocation_alerts(rt.revocations, rt.own_cert, rt.cert_expires_at)
-            if rt.revocations is not None else []),
+            revocation_alerts(rt.revocations, rt.credentials)
+            if rt.revocations is not None and rt.credentials is not None else []),
         leaves=leaves,
         verify=verify_summary(rt.verifier, now),
         dictionaries=dictionary_status(rt),
-        revocations=(revocation_status(rt.revocations, rt.cert_expires_at)
-                     if rt.revocations is not None else None),
+        revocations=(revocation_status(rt.revocations, rt.credentials)
+                     if rt.revocations is not None and rt.credentials is not None else None),
     )
 
 

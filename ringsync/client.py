@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from ringsync.config import ClusterConfig, TLSFiles
-from ringsync.errors import ConfigError
+from ringsync.errors import ConfigError, RingsyncError
 from ringsync.pki import node_server_name, read_tls_files
 from ringsync.v1 import control_pb2, control_pb2_grpc
 
@@ -37,15 +38,64 @@ KEEPALIVE_OPTIONS: list[tuple[str, Any]] = [
 
 
 class Credentials:
-    """A PEM triple read once and turned into gRPC channel credentials."""
+    """A PEM triple turned into gRPC channel credentials, read again when its
+    files change (a renewed certificate is used without a restart).
 
-    def __init__(self, files: TLSFiles) -> None:
+    ``refresh`` re-reads the files if one of them changed since they were read
+    and takes them only if they pass the same checks as at start (and
+    ``check``, e.g. a node's that the certificate is for its campus); a pair
+    that does not is not taken, and ``error`` says why. ``generation`` counts
+    the pairs taken: a holder of channels replaces those made with an older
+    one. Safe to call from any thread (gRPC's certificate fetcher calls it)."""
+
+    def __init__(self, files: TLSFiles, check: Callable[[bytes], None] | None = None) -> None:
         self.files = files
+        self.check = check
         self.ca, self.cert, self.key = read_tls_files(files.ca, files.cert, files.key)
+        if check is not None:
+            check(self.cert)
+        self.generation = 1
+        self.error = ""
+        self._lock = threading.Lock()
+        self._seen = self._stamp()
+
+    def _stamp(self) -> tuple[tuple[int, int], ...]:
+        out = []
+        for path in (self.files.ca, self.files.cert, self.files.key):
+            try:
+                info = path.stat()
+                out.append((info.st_mtime_ns, info.st_size))
+            except OSError:
+                out.append((0, 0))
+        return tuple(out)
+
+    def refresh(self) -> bool:
+        """Take the files again if they changed and pass the checks; True if taken."""
+        if not hasattr(self, "_seen"):  # made by hand from PEM bytes: nothing to re-read
+            return False
+        with self._lock:
+            stamp = self._stamp()
+            if stamp == self._seen:
+                return False
+            self._seen = stamp
+            try:
+                ca, cert, key = read_tls_files(self.files.ca, self.files.cert, self.files.key)
+                if self.check is not None:
+                    self.check(cert)
+            except RingsyncError as e:
+                self.error = f"{e} (the certificate in use stays)"
+                return False
+            self.error = ""
+            if (ca, cert, key) == (self.ca, self.cert, self.key):
+                return False
+            self.ca, self.cert, self.key = ca, cert, key
+            self.generation += 1
+            return True
 
     def channel(
         self, address: str, campus: str, extra_options: Sequence[tuple[str, Any]] = ()
     ) -> grpc.aio.Channel:
+        self.refresh()
         creds = grpc.ssl_channel_credentials(
             root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
         )

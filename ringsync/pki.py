@@ -151,18 +151,21 @@ def issue(
     not_after: dt.datetime | None = None,
     out_stem: str | None = None,
     force: bool = False,
+    out_dir: Path | None = None,
 ) -> tuple[Path, Path]:
     """Issue a certificate for (role, name) signed by the CA in directory.
 
     Writes ``<out_stem or name>.crt`` and ``.key`` beside the CA and returns
-    their paths; an existing pair is replaced only with ``force``.
+    their paths (or into ``out_dir``); an existing pair is replaced only with
+    ``force``.
     ``not_before``/``not_after`` override the validity window (tests use them
     to make expired certificates).
     """
     if role not in ROLES:
         raise TLSConfigError(f"role {role!r} is unknown; use one of {', '.join(ROLES)}")
     stem = out_stem or name
-    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
+    where = out_dir or directory
+    cert_path, key_path = where / f"{stem}.crt", where / f"{stem}.key"
     existing = [p for p in (cert_path, key_path) if p.exists()]
     if existing and not force:
         raise TLSConfigError(f"{existing[0]} already exists; replacing it cuts off whatever "
@@ -206,6 +209,30 @@ def issue(
     write_file(key_path, _key_pem(key), private=True)
     write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
+
+
+def renew(directory: Path, cert: Path, days: int = 825) -> tuple[Path, Path]:
+    """A new certificate and key for the identity and hosts of ``cert``, in
+    its place (``<stem>.crt`` and ``<stem>.key`` beside it). A node watching
+    those files takes them without a restart; revoke the old certificate
+    once every user of it has the new one."""
+    try:
+        old = x509.load_pem_x509_certificate(cert.read_bytes())
+    except (OSError, ValueError) as e:
+        raise TLSConfigError(f"cannot read the certificate to renew, {cert}: {e}") from None
+    ca_cert, _ = load_ca(directory)
+    refused = issued_by(old, ca_cert)
+    if refused:
+        raise TLSConfigError(f"{cert} {refused} (the CA in {directory}); renew it at its own CA")
+    identity = identity_from_pem(old.public_bytes(serialization.Encoding.PEM))
+    if identity is None:
+        raise TLSConfigError(f"{cert} carries no ringsync identity; issue a new one instead")
+    sans = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    own_dns = node_server_name(identity.name)
+    hosts = tuple([str(a) for a in sans.get_values_for_type(x509.IPAddress)]
+                  + [d for d in sans.get_values_for_type(x509.DNSName) if d != own_dns])
+    return issue(directory, identity.role, identity.name, hosts, days=days,
+                 out_stem=cert.stem, force=True, out_dir=cert.parent)
 
 
 @lru_cache(maxsize=256)

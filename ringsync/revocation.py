@@ -48,22 +48,32 @@ class Revocations:
 NONE = Revocations(0, frozenset(), 0.0)
 
 
-def revoke(directory: Path, cert: Path) -> tuple[Path, Revocations]:
-    """Add ``cert``'s serial to ``directory``'s CRL (signed by its CA key)."""
+def revoke(directory: Path, cert: Path | None = None,
+           serial: str | None = None) -> tuple[Path, Revocations]:
+    """Add ``cert``'s serial (or ``serial``, hex) to ``directory``'s CRL,
+    signed by its CA key."""
     from ringsync.pki import issued_by, load_ca, write_file
 
     ca_cert, ca_key = load_ca(directory)
-    try:
-        target = x509.load_pem_x509_certificate(cert.read_bytes())
-    except (OSError, ValueError) as e:
-        raise TLSConfigError(f"cannot read the certificate to revoke, {cert}: {e}") from None
-    refused = issued_by(target, ca_cert)
-    if refused:
-        raise TLSConfigError(f"{cert} {refused}; only the cluster CA's own certificates can "
-                             f"be revoked by it")
+    if cert is not None:
+        try:
+            target = x509.load_pem_x509_certificate(cert.read_bytes())
+        except (OSError, ValueError) as e:
+            raise TLSConfigError(f"cannot read the certificate to revoke, {cert}: {e}") from None
+        refused = issued_by(target, ca_cert)
+        if refused:
+            raise TLSConfigError(f"{cert} {refused}; only the cluster CA's own certificates "
+                                 f"can be revoked by it")
+        number = target.serial_number
+    else:
+        try:
+            number = int(serial or "", 16)
+        except ValueError:
+            raise TLSConfigError(f"--serial {serial!r} is not a hexadecimal serial number "
+                                 f"(as `pki renew` prints it)") from None
     path = directory / CRL_FILE
     held = read(path.read_bytes(), ca_cert) if path.exists() else NONE
-    serials = held.serials | {target.serial_number}
+    serials = held.serials | {number}
     write_file(path, _signed(ca_cert, ca_key, held.number + 1, serials))
     return path, read(path.read_bytes(), ca_cert)
 

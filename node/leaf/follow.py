@@ -91,11 +91,15 @@ class LeafFollower:
         leaf = self.config.leaf
         assert leaf is not None
         channels: dict[str, grpc.aio.Channel] = {}
+        made_with: dict[str, int] = {}  # parent -> the credentials' generation
         changed = await asyncio.to_thread(route_change, self.config.data_dir, leaf)
         reseed_why = changed  # what it holds is not what the route selects: copy again
         try:
             while True:
                 parent = self.choose_parent(time.monotonic())
+                self.credentials.refresh()  # a renewed certificate: a new connection
+                if parent in channels and made_with[parent] != self.credentials.generation:
+                    await channels.pop(parent).close()
                 channel = channels.get(parent)
                 if channel is None:
                     opts = [("grpc.max_receive_message_length", self.tuning.max_message_bytes),
@@ -103,6 +107,7 @@ class LeafFollower:
                             ("grpc.use_local_subchannel_pool", 1)]
                     channel = channels[parent] = self.credentials.channel(
                         self.config.peer_address(parent), parent, opts)
+                    made_with[parent] = self.credentials.generation
                 self.link.parent = parent
                 took_hold = False
                 try:

@@ -73,6 +73,7 @@ class RingSender:
         for i, peer in enumerate(self.successors):
             state.links[peer] = LinkState(to=peer, successor=(i == 0))
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._made_with: dict[str, int] = {}  # peer -> the credentials' generation
         self._switch = asyncio.Event()
         self.target: str | None = None
         self.redial = Redial(self.tuning.reconnect_min_seconds,
@@ -103,19 +104,24 @@ class RingSender:
             address = self.config.peer_address(peer)
             channel = self.credentials.channel(address, peer, opts)
             self._channels[peer] = channel
+            self._made_with[peer] = self.credentials.generation
         return channel
 
     async def _renew_channel(self, peer: str, woken: bool = False) -> None:
         """Replace the channel to ``peer`` if it sits in gRPC's reconnect
         backoff (TRANSIENT_FAILURE) or, after a sign that the peer is back,
-        in a connection attempt begun before it was (CONNECTING)."""
+        in a connection attempt begun before it was (CONNECTING), or if this
+        node's certificate was renewed since it was made (its TLS connection
+        still presents the old one)."""
         channel = self._channels.get(peer)
         if channel is None:
             return
         stuck = {grpc.ChannelConnectivity.TRANSIENT_FAILURE}
         if woken:
             stuck.add(grpc.ChannelConnectivity.CONNECTING)
-        if channel.get_state(try_to_connect=False) in stuck:
+        self.credentials.refresh()
+        renewed = self._made_with.get(peer) != self.credentials.generation
+        if renewed or channel.get_state(try_to_connect=False) in stuck:
             del self._channels[peer]  # before the await: nobody picks up the closing one
             await channel.close()
 

@@ -113,10 +113,17 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("--days", type=int, default=825)
     issue.add_argument("--force", action="store_true",
                        help="replace an existing certificate and key of that name")
+    renew = pki_sub.add_parser("renew", help="a new certificate and key for the identity "
+                                             "and hosts of an existing one, in its place")
+    renew.add_argument("--dir", type=Path, required=True, help="the CA's directory")
+    renew.add_argument("--cert", type=Path, required=True, help="the certificate to renew")
+    renew.add_argument("--days", type=int, default=825)
     revoke = pki_sub.add_parser("revoke", help="add a certificate to the CA's revocation "
                                                "list (crl.pem); push it with ctl revocations")
     revoke.add_argument("--dir", type=Path, required=True, help="the CA's directory")
-    revoke.add_argument("--cert", type=Path, required=True, help="the certificate to revoke")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cert", type=Path, help="the certificate to revoke")
+    which.add_argument("--serial", help="or its serial number, in hex (as pki renew prints)")
     return p
 
 
@@ -126,11 +133,19 @@ def _pki(args: argparse.Namespace) -> int:
     if args.pki_command == "init":
         path = pki.create_ca(args.dir, days=args.days)
         print(f"created CA {path}")
+    elif args.pki_command == "renew":
+        from ringsync.revocation import serial_of
+
+        old = serial_of(args.cert.read_bytes()) if args.cert.exists() else None
+        cert, key = pki.renew(args.dir, args.cert, days=args.days)
+        print(f"renewed {cert} (key {key}); a node using them takes them without a restart. "
+              f"Once every user has the new one, revoke the old one: `ringsync pki revoke "
+              f"--dir {args.dir} --serial {old or 0:x}`")
     elif args.pki_command == "revoke":
         from ringsync.revocation import revoke
 
-        crl, held = revoke(args.dir, args.cert)
-        print(f"revoked {args.cert}: {crl} is list number {held.number} "
+        crl, held = revoke(args.dir, args.cert, serial=args.serial)
+        print(f"revoked {args.cert or args.serial}: {crl} is list number {held.number} "
               f"({len(held.serials)} certificate(s)); push it to every node with "
               f"`ringsync ctl --cluster cluster.toml revocations --push {crl}`")
     else:

@@ -265,3 +265,63 @@ async def test_a_revoked_certificate_is_refused_and_its_open_stream_ended(
                for n in json.loads(refused.stdout)["nodes"])
     shown = json.loads(ctl(running_pair, "revocations", "--json").stdout)["nodes"]
     assert [n["number"] for n in shown] == [held.number] * 2
+
+
+def _add_patient(db: Path, pid: str) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        with conn:
+            conn.execute("INSERT INTO patients VALUES (?, 'm', 'n', NULL, 'F', 'x', 't')", (pid,))
+    finally:
+        conn.close()
+
+
+def _patient_ids(db: Path) -> set[str]:
+    from tests.helpers import table_rows
+
+    return {r[0] for r in table_rows(db, ("patients",))["patients"]}
+
+
+def test_a_node_certificate_renewed_then_the_old_one_revoked_keeps_the_ring_flowing(
+    running_pair: LocalCluster,
+) -> None:
+    """Rotation without a restart: chaohui's certificate is renewed in place
+    (the node serves it at the next handshake and dials with it), then the
+    old one is revoked; chaohui's writes still reach wangjiangshan and back,
+    over new connections made with the new certificate."""
+    from tests.helpers import wait_until
+
+    a, b = running_pair.campuses
+    pki_dir = running_pair.pki_dir
+    _add_patient(a.database, "before")
+    wait_until(lambda: "before" in _patient_ids(b.database), 60, "a write to replicate")
+    old_serial = pki.x509.load_pem_x509_certificate(
+        (pki_dir / f"{a.name}.crt").read_bytes()).serial_number
+    renewed = subprocess.run(
+        [sys.executable, "-m", "ringsync.commands.cli", "pki", "renew", "--dir", str(pki_dir),
+         "--cert", str(pki_dir / f"{a.name}.crt"), "--days", "900"],
+        capture_output=True, text=True, timeout=60)
+    assert renewed.returncode == 0, renewed.stderr
+    assert f"--serial {old_serial:x}" in renewed.stdout
+
+    def expiry_shown() -> bool:
+        nodes = json.loads(ctl(running_pair, "revocations", "--json").stdout)["nodes"]
+        shown = {n["campus"]: n["certificate_expires_at"] for n in nodes}
+        return shown[a.name] is not None and shown[a.name] > shown[b.name]
+
+    wait_until(expiry_shown, 30, "chaohui to take its renewed certificate")
+    revoked = subprocess.run(
+        [sys.executable, "-m", "ringsync.commands.cli", "pki", "revoke", "--dir", str(pki_dir),
+         "--serial", f"{old_serial:x}"], capture_output=True, text=True, timeout=60)
+    assert revoked.returncode == 0, revoked.stderr
+    time.sleep(2)  # the old certificate's streams end; new ones are made with the new one
+    _add_patient(a.database, "after-a")
+    _add_patient(b.database, "after-b")
+    wait_until(lambda: {"after-a", "after-b"} <= _patient_ids(b.database)
+               and {"after-a", "after-b"} <= _patient_ids(a.database), 60,
+               "writes at both campuses to cross after the old certificate was revoked")
+    status = json.loads(ctl(running_pair, "status", "--json").stdout)
+    assert all(n["revocations"]["revoked"] == 1 for n in status["nodes"])
+    assert not any("not taken" in x for n in status["nodes"] for x in n["alerts"])

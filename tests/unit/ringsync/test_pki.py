@@ -67,3 +67,18 @@ def test_issue_refuses_to_overwrite_unless_forced_and_always_writes_the_key_0600
     pki.issue(tmp_path / "ca", "viewer", "dashboard", force=True)
     assert cert.read_bytes() != before
     assert os.stat(key).st_mode & 0o777 == 0o600
+
+
+def test_renew_keeps_the_identity_and_hosts_in_place_with_a_new_key(tmp_path):
+    ca = pki.create_ca(tmp_path / "ca")
+    cert, key = pki.issue(tmp_path / "ca", "node", "chaohui", hosts=("127.0.0.1", "lis.local"))
+    old_cert, old_key = cert.read_bytes(), key.read_bytes()
+    new_cert, new_key = pki.renew(tmp_path / "ca", cert, days=30)
+    assert (new_cert, new_key) == (cert, key)
+    assert cert.read_bytes() != old_cert and key.read_bytes() != old_key
+    assert pki.identity_from_pem(cert.read_bytes()) == pki.Identity("node", "chaohui")
+    sans = x509.load_pem_x509_certificate(cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert {str(a) for a in sans.get_values_for_type(x509.IPAddress)} == {"127.0.0.1"}
+    assert set(sans.get_values_for_type(x509.DNSName)) == {"chaohui.node.ringsync", "lis.local"}
+    assert pki.read_tls_files(ca, cert, key)
