@@ -8,6 +8,9 @@ Every certificate names one principal and one role in a URI SAN,
                dials chaohui's address talks to chaohui's node or fails.
 * ``operator`` a person or script that may read status and trigger actions.
 * ``viewer``   read-only status.
+* ``etcd``     a member of the DR etcd cluster (``[dr] etcd_tls``): it carries
+               the DNS SAN ``etcd.ringsync`` that clients verify, and is
+               allowed no call of the node API.
 
 Keys are ECDSA P-256; files are PEM. Private keys are written mode 0600
 (also over an existing file), and a key file that others may read is
@@ -38,7 +41,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ringsync.errors import TLSConfigError
 
-ROLES = ("node", "operator", "viewer")
+ROLES = ("node", "operator", "viewer", "etcd")
+ETCD_SERVER_NAME = "etcd.ringsync"
 URI_PREFIX = "ringsync://"
 NODE_DNS_SUFFIX = ".node.ringsync"
 
@@ -175,8 +179,8 @@ def issue(
     now = _now()
     sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(f"{URI_PREFIX}{role}/{name}")]
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
-    if role == "node":
-        sans.append(x509.DNSName(node_server_name(name)))
+    if role in ("node", "etcd"):
+        sans.append(x509.DNSName(node_server_name(name) if role == "node" else ETCD_SERVER_NAME))
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
         for host in hosts:
             try:
@@ -230,7 +234,8 @@ def renew(directory: Path, cert: Path, days: int = 825) -> tuple[Path, Path]:
     sans = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     own_dns = node_server_name(identity.name)
     hosts = tuple([str(a) for a in sans.get_values_for_type(x509.IPAddress)]
-                  + [d for d in sans.get_values_for_type(x509.DNSName) if d != own_dns])
+                  + [d for d in sans.get_values_for_type(x509.DNSName)
+                     if d not in (own_dns, ETCD_SERVER_NAME)])
     return issue(directory, identity.role, identity.name, hosts, days=days,
                  out_stem=cert.stem, force=True, out_dir=cert.parent)
 

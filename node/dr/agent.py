@@ -132,7 +132,8 @@ class DRAgent(Draining):
                  self.settings.lease_ttl)
         if self.store is None:
             self.store = DRStore(self.cluster.name, self.settings.etcd,
-                                 timeout=max(1.0, self.settings.lease_ttl / 3))
+                                 timeout=max(1.0, self.settings.lease_ttl / 3),
+                                 tls=self.rt.config.tls if self.settings.etcd_tls else None)
         # Until the lease is proven, this database takes no application writes.
         await self._store_fence(0.0)
         for name in self.rt.sets.sets:

@@ -106,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--days", type=int, default=3650)
     issue = pki_sub.add_parser("issue", help="issue a certificate signed by the CA")
     issue.add_argument("--dir", type=Path, required=True, help="the CA's directory")
-    issue.add_argument("--role", choices=("node", "operator", "viewer"), required=True)
+    issue.add_argument("--role", choices=("node", "operator", "viewer", "etcd"), required=True,
+                       help="etcd: a member of the DR etcd cluster ([dr] etcd_tls)")
     issue.add_argument("--name", required=True, help="campus name (node) or person/script name")
     issue.add_argument("--host", action="append", default=[],
                        help="extra DNS name or IP for a node certificate (repeatable)")

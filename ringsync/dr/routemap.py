@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ringsync.config import ClusterConfig
+from ringsync.config import ClusterConfig, TLSFiles
 from ringsync.dr.routes import Route, static_routes
 from ringsync.dr.store import DRStore, EtcdError
 from ringsync.errors import RingsyncError
@@ -19,7 +19,18 @@ def open_store(cluster: ClusterConfig) -> DRStore:
             f"disaster recovery is off in {cluster.path} (no [dr] etcd endpoints): every campus "
             f"serves its own users and nothing can move; see docs/dr.md "
             f"(\"Who serves whom\")")
-    return DRStore(cluster.name, cluster.dr.etcd)
+    return DRStore(cluster.name, cluster.dr.etcd, tls=etcd_tls(cluster))
+
+
+def etcd_tls(cluster: ClusterConfig) -> TLSFiles | None:
+    """The certificate a client of the cluster file presents to etcd ([client]),
+    with ``[dr] etcd_tls``; None without."""
+    if not cluster.dr.etcd_tls:
+        return None
+    if cluster.client_tls is None:
+        raise RingsyncError(f"{cluster.path} says [dr] etcd_tls = true but has no [client] "
+                            f"certificate to present to etcd; add [client] ca, cert and key")
+    return cluster.client_tls
 
 
 

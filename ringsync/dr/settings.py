@@ -5,6 +5,7 @@
     failover_after = 10.0   # seconds a serving campus may be unreachable
     lease_ttl = 3           # seconds; a node cut off from etcd fences itself after this
     failback = "manual"     # or "auto": a recovered campus takes its users back once caught up
+    etcd_tls = true         # etcd over TLS with client certificates (docs/security.md)
 
     [[campus]]
     name = "chaohui"
@@ -35,7 +36,7 @@ from ringsync.addresses import check_address
 from ringsync.errors import ConfigError
 
 FAILBACK = ("manual", "auto")
-DR_KEYS = {"etcd", "failover_after", "lease_ttl", "failback"}
+DR_KEYS = {"etcd", "etcd_tls", "failover_after", "lease_ttl", "failback"}
 SET_KEYS = {"name", "tables", "mode", "writer", "standby"}
 SET_MODES = ("single",)
 SET_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -64,6 +65,10 @@ class DRSettings:
     failover_after: float = 10.0
     lease_ttl: int = 3
     failback: str = "manual"
+    # Dial etcd over TLS: trust the cluster CA, verify the server name
+    # etcd.ringsync (members issued with `pki issue --role etcd`), present this
+    # process's own certificate (a node's [tls], ctl's and the console's [client]).
+    etcd_tls: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -79,7 +84,8 @@ def parse_dr(section: dict[str, Any], path: Path) -> DRSettings:
     if not isinstance(etcd, list) or not all(isinstance(e, str) for e in etcd):
         raise ConfigError(f"{path}: dr.etcd must list etcd client endpoints as host:port")
     for i, endpoint in enumerate(etcd):
-        check_address(endpoint.removeprefix("http://"), path, f"dr.etcd[{i}]")
+        check_address(endpoint.removeprefix("http://").removeprefix("https://"), path,
+                      f"dr.etcd[{i}]")
     failover_after = section.get("failover_after", 10.0)
     if isinstance(failover_after, bool) or not isinstance(failover_after, int | float) or not (
             failover_after > 0):
@@ -96,8 +102,11 @@ def parse_dr(section: dict[str, Any], path: Path) -> DRSettings:
     failback = section.get("failback", "manual")
     if failback not in FAILBACK:
         raise ConfigError(f"{path}: dr.failback must be one of {FAILBACK}")
-    return DRSettings(tuple(e.removeprefix("http://") for e in etcd), float(failover_after),
-                      lease_ttl, failback)
+    etcd_tls = section.get("etcd_tls", False)
+    if not isinstance(etcd_tls, bool):
+        raise ConfigError(f"{path}: dr.etcd_tls must be true or false")
+    return DRSettings(tuple(e.removeprefix("http://").removeprefix("https://") for e in etcd),
+                      float(failover_after), lease_ttl, failback, etcd_tls)
 
 
 def parse_standby(entry: dict[str, Any], name: str, ring: list[str], path: Path,

@@ -4,6 +4,13 @@
 Every write of a route is a compare-and-swap on the key's revision, so two
 writers (a leader and an operator, or two leaders around an election) can
 never both move one route from the same state.
+
+With ``[dr] etcd_tls`` the store dials etcd over TLS (aetcd itself dials in
+plaintext only: ``TLSClient`` makes its channel): it trusts the cluster CA,
+verifies the server name ``etcd.ringsync`` (etcd members' certificates are
+issued with ``ringsync pki issue --role etcd``) and presents the caller's
+own certificate, which etcd checks against the same CA
+(``--client-cert-auth``).
 """
 
 from __future__ import annotations
@@ -13,8 +20,12 @@ from typing import Any
 
 import aetcd
 import aetcd.exceptions
+import grpc
+from aetcd import rpc, watcher
 
+from ringsync.config import TLSFiles
 from ringsync.dr.routes import Keys, Member, Route
+from ringsync.pki import ETCD_SERVER_NAME, read_tls_files
 
 EtcdError = aetcd.exceptions.ClientError
 
@@ -34,17 +45,49 @@ def _target(endpoints: tuple[str, ...]) -> tuple[str, int]:
     return "ipv4:" + ",".join(endpoints[:-1]) + "," + hosts[-1], port
 
 
+class TLSClient(aetcd.Client):
+    """aetcd's client over a TLS channel with a client certificate."""
+
+    def __init__(self, credentials: grpc.ChannelCredentials, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._credentials = credentials
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        # Nothing here awaits: one connect runs to its end before another starts.
+        target = f"{self._host}:{self._port}"
+        options = [*self._options.items(), ("grpc.ssl_target_name_override", ETCD_SERVER_NAME)]
+        self.channel = grpc.aio.secure_channel(target, self._credentials, options=options)
+        self.kvstub = rpc.KVStub(self.channel)
+        self.clusterstub = rpc.ClusterStub(self.channel)
+        self.leasestub = rpc.LeaseStub(self.channel)
+        self.maintenancestub = rpc.MaintenanceStub(self.channel)
+        self._watcher = watcher.Watcher(rpc.WatchStub(self.channel), timeout=self._timeout,
+                                        metadata=self.metadata)
+        self._connected.set()
+
+
 class DRStore:
     """The RouteStore of a real cluster: etcd at ``endpoints``, keys under
-    ``/ringsync/<cluster>/`` (ringsync.dr.routes.Keys)."""
+    ``/ringsync/<cluster>/`` (ringsync.dr.routes.Keys); ``tls``: the caller's
+    own certificate, to dial etcd over TLS (``[dr] etcd_tls``)."""
 
-    def __init__(self, cluster: str, endpoints: tuple[str, ...], timeout: float = 2.0) -> None:
+    def __init__(self, cluster: str, endpoints: tuple[str, ...], timeout: float = 2.0,
+                 tls: TLSFiles | None = None) -> None:
         host, port = _target(endpoints)
         self.endpoints = endpoints
         self.keys = Keys(cluster)
-        self.client = aetcd.Client(host=host, port=port, timeout=timeout,
-                                   options={"grpc.initial_reconnect_backoff_ms": 200,
-                                            "grpc.max_reconnect_backoff_ms": 1000})
+        options = {"grpc.initial_reconnect_backoff_ms": 200,
+                   "grpc.max_reconnect_backoff_ms": 1000}
+        if tls is None:
+            self.client = aetcd.Client(host=host, port=port, timeout=timeout, options=options)
+        else:
+            ca, cert, key = read_tls_files(tls.ca, tls.cert, tls.key)
+            creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                                 certificate_chain=cert)
+            self.client = TLSClient(creds, host=host, port=port, timeout=timeout,
+                                    options=options)
 
     async def close(self) -> None:
         await self.client.close()

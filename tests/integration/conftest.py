@@ -57,9 +57,9 @@ RINGSYNC = [sys.executable, "-m", "ringsync.commands.cli"]
 
 @pytest.fixture
 def etcd(tmp_path: Path) -> Iterator[LocalEtcd]:
-    """A real one-member etcd on free ports (disaster-recovery tests)."""
+    """A real one-member etcd on free ports (disaster-recovery tests), not yet
+    started: its cluster starts it with its pki directory (TLS only)."""
     server = LocalEtcd.create(tmp_path / "etcd", 1)
-    server.start()
     yield server
     server.stop()
 

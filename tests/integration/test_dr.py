@@ -34,8 +34,9 @@ DR_TUNING = {"heal_after_seconds": 2.0, "probe_interval_seconds": 0.5}
 def dr_cluster(tmp_path: Path, etcd: LocalEtcd) -> Iterator[LocalCluster]:
     cluster = LocalCluster.create(tmp_path / "cluster", 3, replication=DR_TUNING,
                                   dr={"etcd": etcd.endpoints, "failover_after": 4.0,
-                                      "lease_ttl": 2})
+                                      "lease_ttl": 2, "etcd_tls": True})
     try:
+        etcd.start(cluster.pki_dir)
         cluster.start_all()
         wait_ready(cluster)
         yield cluster
@@ -244,3 +245,52 @@ def test_dual_track_drill_joins_from_the_old_system_and_moves_its_users_there_an
     assert all(m["rto_seconds"] is not None for m in cycle["moves"][1:])
     assert report["rto_seconds"]["max"] is not None
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_etcd_speaks_tls_only_and_to_the_clusters_certificates_only(
+        dr_cluster: LocalCluster, etcd: LocalEtcd, tmp_path: Path) -> None:
+    """With [dr] etcd_tls the nodes, ctl and the drills reach etcd with their
+    own certificates; a plaintext client and a certificate of another CA (even
+    one that copied the CA's name) read nothing."""
+    import asyncio
+
+    import grpc
+    from cryptography import x509
+
+    from ringsync import pki
+    from ringsync.config import TLSFiles
+    from ringsync.dr.store import DRStore, EtcdError, TLSClient
+
+    endpoints = tuple(etcd.endpoints)
+
+    async def routes(tls: TLSFiles | None) -> dict:
+        store = DRStore(dr_cluster.name, endpoints, timeout=2.0, tls=tls)
+        try:
+            return await asyncio.wait_for(store.routes(), 10)
+        finally:
+            await store.close()
+
+    assert set(asyncio.run(routes(dr_cluster.operator_tls))) >= {
+        c.name for c in dr_cluster.campuses}
+    route = ctl(dr_cluster, "route", "--json")
+    assert route.returncode == 0, route.stderr
+    with pytest.raises((EtcdError, TimeoutError)):
+        asyncio.run(routes(None))
+    name = x509.load_pem_x509_certificate((dr_cluster.pki_dir / "ca.crt").read_bytes()
+                                          ).subject.rfc4514_string().removeprefix("CN=")
+    pki.create_ca(tmp_path / "forged", name=name)
+    cert, key = pki.issue(tmp_path / "forged", "operator", "mallory")
+    # Our own client refuses such a certificate before dialling; ask etcd itself.
+    creds = grpc.ssl_channel_credentials((dr_cluster.pki_dir / "ca.crt").read_bytes(),
+                                         key.read_bytes(), cert.read_bytes())
+
+    async def forged_get() -> object:
+        host, port = endpoints[0].split(":")
+        client = TLSClient(creds, host=host, port=int(port), timeout=2)
+        try:
+            return await asyncio.wait_for(client.get(b"/ringsync/"), 10)
+        finally:
+            await client.close()
+
+    with pytest.raises((EtcdError, TimeoutError)):
+        asyncio.run(forged_get())

@@ -34,10 +34,11 @@ def set_cluster(request: pytest.FixtureRequest, tmp_path: Path,
     cluster = LocalCluster.create(tmp_path / "cluster", 3, replication=TUNING,
                                   engines=request.param,
                                   dr={"etcd": etcd.endpoints, "failover_after": 4.0,
-                                      "lease_ttl": 2},
+                                      "lease_ttl": 2, "etcd_tls": True},
                                   sets=[{"name": "registry", "tables": ["patients"],
                                          "mode": "single", "writer": "chaohui"}])
     try:
+        etcd.start(cluster.pki_dir)
         cluster.start_all()
         wait_ready(cluster)
         yield cluster

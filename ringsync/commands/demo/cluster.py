@@ -32,6 +32,7 @@ from ringsync.commands.demo.lis import (
 )
 from ringsync.commands.demo.mariadb import LocalMariaDB
 from ringsync.commands.demo.postgres import LocalPostgres
+from ringsync.config import TLSFiles
 from ringsync.errors import RingsyncError
 
 CAMPUS_NAMES = (
@@ -248,6 +249,15 @@ class LocalCluster:
             cluster.stop_databases()
             raise
         return cluster
+
+    @property
+    def operator_tls(self) -> TLSFiles | None:
+        """The console's certificate, which the demo's and the drills' own
+        etcd clients present with ``[dr] etcd_tls``; None without."""
+        if not self.dr.get("etcd_tls"):
+            return None
+        return TLSFiles(self.pki_dir / "ca.crt", self.pki_dir / "console.crt",
+                        self.pki_dir / "console.key")
 
     @property
     def cluster_file(self) -> Path:

@@ -5,6 +5,13 @@ each member its own process and data directory, started from Debian's
 ``etcd-server`` package. Members are stopped by their own pid, never by
 name, so a drill can stop one member (``etcd-member-loss``) and start it
 again while the others keep a quorum.
+
+Started with a cluster's pki directory (``start(pki_dir)``), the members
+speak TLS only, to clients and to each other: each gets a certificate
+issued by the cluster CA with ``--role etcd`` (``etcd-<member>.crt``),
+and clients must present a certificate of the same CA (etcd's
+``--client-cert-auth``), as ``[dr] etcd_tls`` makes nodes, ctl and the
+console do.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -59,6 +67,7 @@ class EtcdMember:
 class LocalEtcd:
     root: Path
     members: list[EtcdMember] = field(default_factory=list)
+    pki_dir: Path | None = None  # set by start(pki_dir): TLS with the cluster CA
 
     @classmethod
     def create(cls, root: Path, size: int = 1) -> LocalEtcd:
@@ -76,13 +85,34 @@ class LocalEtcd:
     def endpoints(self) -> list[str]:
         return [m.endpoint for m in self.members]
 
+    def _scheme(self) -> str:
+        return "https" if self.pki_dir is not None else "http"
+
     def _command(self, m: EtcdMember) -> list[str]:
-        cluster = ",".join(f"{x.name}={x.peer_url}" for x in self.members)
-        client_url = f"http://{m.endpoint}"
+        scheme = self._scheme()
+        peer = {x.name: x.peer_url.replace("http://", f"{scheme}://") for x in self.members}
+        cluster = ",".join(f"{name}={url}" for name, url in peer.items())
+        client_url = f"{scheme}://{m.endpoint}"
+        tls: list[str] = []
+        if self.pki_dir is not None:
+            ca, cert, key = self._tls_files(m)
+            tls = ["--cert-file", str(cert), "--key-file", str(key), "--client-cert-auth",
+                   "--trusted-ca-file", str(ca), "--peer-cert-file", str(cert),
+                   "--peer-key-file", str(key), "--peer-client-cert-auth",
+                   "--peer-trusted-ca-file", str(ca)]
+        return [*self._base_command(m, cluster, client_url, peer[m.name]), *tls]
+
+    def _tls_files(self, m: EtcdMember) -> tuple[Path, Path, Path]:
+        assert self.pki_dir is not None
+        return (self.pki_dir / "ca.crt", self.pki_dir / f"etcd-{m.name}.crt",
+                self.pki_dir / f"etcd-{m.name}.key")
+
+    def _base_command(self, m: EtcdMember, cluster: str, client_url: str,
+                      peer_url: str) -> list[str]:
         return [
             str(find_etcd()), "--name", m.name, "--data-dir", str(m.dir / "data"),
             "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
-            "--listen-peer-urls", m.peer_url, "--initial-advertise-peer-urls", m.peer_url,
+            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
             "--initial-cluster", cluster, "--initial-cluster-state", "new",
             "--initial-cluster-token", f"ringsync-{os.getpid()}-{id(self)}",
             # Local members: elect within a second of losing the leader.
@@ -90,7 +120,16 @@ class LocalEtcd:
             "--logger", "zap", "--log-outputs", str(m.dir / "etcd.log"),
         ]
 
-    def start(self) -> None:
+    def start(self, pki_dir: Path | None = None) -> None:
+        """Start every member; with ``pki_dir`` (a cluster's), over TLS only."""
+        if pki_dir is not None:
+            from ringsync import pki
+
+            self.pki_dir = pki_dir
+            for m in self.members:
+                if not self._tls_files(m)[1].exists():
+                    pki.issue(pki_dir, "etcd", m.name, hosts=("127.0.0.1",),
+                              out_stem=f"etcd-{m.name}")
         for m in self.members:
             self.start_member(m.name, wait=False)
         self.wait_ready()
@@ -139,8 +178,8 @@ class LocalEtcd:
                     raise RingsyncError(f"etcd member {m.name} exited "
                                         f"({m.process.returncode}):\n{tail}")
                 try:
-                    with urllib.request.urlopen(f"http://{m.endpoint}/health",
-                                                timeout=1) as reply:
+                    with urllib.request.urlopen(f"{self._scheme()}://{m.endpoint}/health",
+                                                timeout=1, context=self._client_ssl(m)) as reply:
                         if json.loads(reply.read()).get("health") == "true":
                             break
                 except (OSError, ValueError):
@@ -149,6 +188,16 @@ class LocalEtcd:
                     raise RingsyncError(f"etcd member {m.name} did not become healthy "
                                         f"within {READY_TIMEOUT_SECONDS:.0f}s; see {m.dir}")
                 time.sleep(0.1)
+
+    def _client_ssl(self, m: EtcdMember) -> ssl.SSLContext | None:
+        """The health check's TLS: the CA, and the member's own certificate as
+        the client's (it carries 127.0.0.1, the address dialled)."""
+        if self.pki_dir is None:
+            return None
+        ca, cert, key = self._tls_files(m)
+        context = ssl.create_default_context(cafile=str(ca))
+        context.load_cert_chain(str(cert), str(key))
+        return context
 
     def _write_pids(self) -> None:
         pids = {m.name: m.process.pid for m in self.members if m.running()

@@ -189,7 +189,8 @@ def run_demo(args: argparse.Namespace) -> int:
     say(f"creating {args.campuses} campuses ({args.engine}) in {root}")
     try:
         cluster = LocalCluster.create(root, args.campuses, engines=engines, dr=(
-            {"etcd": etcd.endpoints, "failover_after": 10.0} if etcd is not None else None),
+            {"etcd": etcd.endpoints, "failover_after": 10.0, "etcd_tls": True}
+            if etcd is not None else None),
             dictionaries=args.dictionaries,
             leaves=satellite_leaves(list(CAMPUS_NAMES[:args.campuses]), args.satellites,
                                     args.satellite_route))
@@ -197,6 +198,15 @@ def run_demo(args: argparse.Namespace) -> int:
         if etcd is not None:
             etcd.stop()
         raise
+    if etcd is not None:
+        try:
+            etcd.start(cluster.pki_dir)  # over TLS only, with the cluster's CA
+        except BaseException:
+            etcd.stop()
+            cluster.stop_databases()
+            raise
+        say(f"etcd at {etcd.endpoints[0]} (TLS, client certificates): routing map and "
+            f"automatic failover (after 10s) ON")
     campus_of = {str(c.target): c.name for c in cluster.campuses}
 
     def codes_at(target: Path | str) -> dict[str, str]:
@@ -244,10 +254,7 @@ def start_etcd(root: Path, disabled: bool) -> LocalEtcd | None:
         say("etcd is not installed: automatic failover is OFF (every campus serves its own "
             "users); `apt-get install etcd-server` turns it on")
         return None
-    etcd = LocalEtcd.create(root / "etcd", 1)
-    etcd.start()
-    say(f"etcd at {etcd.endpoints[0]}: routing map and automatic failover (after 10s) ON")
-    return etcd
+    return LocalEtcd.create(root / "etcd", 1)  # started once the cluster's CA exists
 
 
 def follow_route(cluster: LocalCluster, campus: str) -> Callable[[], Path | str | None]:

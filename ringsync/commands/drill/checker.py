@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ringsync.commands.demo.cluster import CampusLayout, Schema
+from ringsync.config import TLSFiles
 from ringsync.dr.settings import SET_ROUTE_PREFIX
 
 TABLE = "drill_writes"
@@ -348,8 +349,9 @@ class StaleWriter(_Writer):
 class RouteHistory:
     """The routing map over time, sampled from etcd every 0.1 s by a thread."""
 
-    def __init__(self, cluster: str, endpoints: tuple[str, ...]) -> None:
-        self.cluster, self.endpoints = cluster, endpoints
+    def __init__(self, cluster: str, endpoints: tuple[str, ...],
+                 tls: TLSFiles | None = None) -> None:
+        self.cluster, self.endpoints, self.tls = cluster, endpoints, tls
         # campus -> (serving, state); single-writer sets' routes are not in here
         self.samples: list[tuple[float, dict[str, tuple[str, str]]]] = []
         # set route key ("set:<name>") -> its stored JSON, sampled at the same times
@@ -373,7 +375,7 @@ class RouteHistory:
         from ringsync.dr.store import DRStore, EtcdError
 
         async def poll() -> None:
-            store = DRStore(self.cluster, self.endpoints)
+            store = DRStore(self.cluster, self.endpoints, tls=self.tls)
             try:
                 while not self._stop.is_set():
                     try:

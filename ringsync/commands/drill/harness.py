@@ -75,7 +75,6 @@ class Drill:
 
         self.etcd = LocalEtcd.create(self.root / "etcd",
                                      3 if args.scenario == "etcd-member-loss" else 1)
-        self.etcd.start()
         ttl = 2
         dual = args.scenario == "dual-track"
         engines = (list(DUAL_TRACK_ENGINES) if dual
@@ -88,9 +87,10 @@ class Drill:
                          **({"fast_apply": False} if getattr(args, "exact_apply", False)
                             else {})},
             dr={"etcd": self.etcd.endpoints, "failover_after": args.failover_after,
-                "lease_ttl": ttl},
+                "lease_ttl": ttl, "etcd_tls": True},
             postgres_settings={"durability": args.durability, "degrade_after": 10.0},
             sets=drill_sets(CAMPUS_NAMES[0]))
+        self.etcd.start(self.cluster.pki_dir)  # over TLS, with the cluster's CA
         if args.scenario in PROXIED:
             self._route_through_proxies()
         if dual:  # the old system alone, with its history; the new campus joins later
@@ -101,7 +101,8 @@ class Drill:
         else:
             self.cluster.start_all()
             self._run(self._ready())
-        self.history = RouteHistory(self.cluster.name, tuple(self.etcd.endpoints))
+        self.history = RouteHistory(self.cluster.name, tuple(self.etcd.endpoints),
+                                    self.cluster.operator_tls)
         self.history.start()
         for c in self.cluster.campuses[:1] if dual else self.cluster.campuses:
             self.add_workers(c)
@@ -190,7 +191,8 @@ class Drill:
 
     async def _routes(self) -> dict[str, Any]:
         assert self.cluster is not None and self.etcd is not None
-        store = DRStore(self.cluster.name, tuple(self.etcd.endpoints))
+        store = DRStore(self.cluster.name, tuple(self.etcd.endpoints),
+                        tls=self.cluster.operator_tls)
         try:
             return await store.routes()
         finally:
