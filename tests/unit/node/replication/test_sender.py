@@ -81,9 +81,14 @@ class ScriptedChannel:
 
 
 class ScriptedCredentials:
+    generation = 1  # never renewed (ringsync.client.Credentials.refresh)
+
     def __init__(self) -> None:
         self.streams: dict[str, ScriptedStream] = {}
         self.dialled: list[tuple[str, str]] = []
+
+    def refresh(self) -> bool:
+        return False
 
     def stream_to(self, peer: str) -> ScriptedStream:
         """The stream a dial of ``peer`` gets."""
