@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
 
 from ringsync.pki import Identity, identity_from_pem, issued_by_pem
 from ringsync.revocation import RevocationWatch
+from ringsync.scopes import Scope
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,16 @@ def revoked_reason(context: grpc.aio.ServicerContext, watch: RevocationWatch | N
     return ""
 
 
+def outside_scope(method: str, identity: Identity | None, scopes: Mapping[str, Scope],
+                  campus: str) -> str | None:
+    """A scoped identity ([[scope]]) at a campus outside its scope: why it is refused."""
+    scope = scopes.get(str(identity)) if identity is not None else None
+    if scope is None or scope.campus(campus) or not method.startswith("/ringsync.v1.Control/"):
+        return None
+    return (f"{identity} is scoped to campuses {', '.join(sorted(scope.campuses or ()))}; "
+            f"{campus} is not one of them")
+
+
 def decide(method: str, identity: Identity | None, ring: tuple[str, ...]) -> str | None:
     """None if allowed, else the reason for refusing."""
     if identity is None:
@@ -111,10 +122,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     certificate (None: left to TLS, for unit tests of the policy)."""
 
     def __init__(self, ring: tuple[str, ...], ca_pem: bytes | None = None,
-                 revocations: RevocationWatch | None = None) -> None:
+                 revocations: RevocationWatch | None = None,
+                 scopes: Mapping[str, Scope] | None = None, campus: str = "") -> None:
         self.ring = ring
         self.ca_pem = ca_pem
         self.revocations = revocations
+        self.scopes = scopes or {}
+        self.campus = campus
 
     async def intercept_service(
         self,
@@ -126,10 +140,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = details.method
         ring, ca_pem, watch = self.ring, self.ca_pem, self.revocations
+        scopes, campus = self.scopes, self.campus
 
         async def check(context: grpc.aio.ServicerContext) -> None:
+            identity = peer_identity(context)
             reason = (peer_refusal(context, ca_pem) or revoked_reason(context, watch)
-                      or decide(method, peer_identity(context), ring))
+                      or decide(method, identity, ring)
+                      or outside_scope(method, identity, scopes, campus))
             if reason:
                 log.warning("denied %s from %s: %s", method, context.peer(), reason)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)

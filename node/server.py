@@ -119,7 +119,7 @@ class NodeService:
         await asyncio.to_thread(revocations.refresh)
         server = grpc.aio.server(
             interceptors=[AuthInterceptor(config.cluster.origins, client_creds.ca,
-                                          revocations)],
+                                          revocations, config.cluster.scopes, config.campus)],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", config.replication.max_message_bytes),

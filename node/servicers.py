@@ -32,11 +32,13 @@ from node.replication.receiver import Receiver
 from node.replication.snapshot import serve_snapshot
 from node.revocations import RevocationsRefused, publish
 from node.runtime import NodeRuntime
+from node.scoping import caller_scope, report_in_scope, require, status_in_scope
 from node.status import StatusCache, build_status, routing_map
 from node.verify.answer import answer_verify
 from node.verify.repair import RepairRefused, repair_row
 from node.verify.reports import parse_report
 from ringsync.errors import ProtocolError, RingsyncError
+from ringsync.scopes import Scope
 from ringsync.v1 import control_pb2 as cpb
 from ringsync.v1 import control_pb2_grpc, replication_pb2_grpc
 from ringsync.v1 import replication_pb2 as rpb
@@ -218,16 +220,23 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self.cache = cache
         self.agent = agent
 
+    def _scope(self, context: grpc.aio.ServicerContext) -> Scope | None:
+        return caller_scope(context, self.rt.config.cluster)
+
+    async def _status(self, context: grpc.aio.ServicerContext) -> cpb.NodeStatus:
+        return status_in_scope(await build_status(self.rt, self.cache, self.agent),
+                               self._scope(context), self.rt.config.tables)
+
     async def GetStatus(
         self, request: cpb.StatusRequest, context: grpc.aio.ServicerContext
     ) -> cpb.NodeStatus:
-        return await build_status(self.rt, self.cache, self.agent)
+        return await self._status(context)
 
     async def WatchStatus(
         self, request: cpb.StatusRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.NodeStatus]:
         while True:
-            yield await build_status(self.rt, self.cache, self.agent)
+            yield await self._status(context)
             await asyncio.sleep(WATCH_INTERVAL_SECONDS)
 
     @answers_errors()
@@ -265,12 +274,16 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def Checksum(
         self, request: cpb.ChecksumRequest, context: grpc.aio.ServicerContext
     ) -> cpb.ChecksumResponse:
-        tables = list(request.tables) or list(self.rt.config.tables)
+        scope = self._scope(context)
+        tables = list(request.tables) or (scope.only(self.rt.config.tables) if scope
+                                          else list(self.rt.config.tables))
         unknown = [t for t in tables if t not in self.rt.config.tables]
         if unknown:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"tables {unknown} are not replicated"
             )
+        for t in tables:
+            require(scope, t, "a checksum")
 
         sums, applied = await self.rt.in_engine(self.rt.engine.inspect.checksums, tables)
         out = [cpb.TableChecksum(table=t, rows=n, sha256=d) for t, (n, d) in sums.items()]
@@ -282,6 +295,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     async def Verify(
         self, request: cpb.VerifyRequest, context: grpc.aio.ServicerContext
     ) -> cpb.VerifyResponse:
+        require(self._scope(context), request.table, "verification")
         return await answer_verify(self.rt, request)
 
     @answers_errors(quiet=(RepairRefused,))
@@ -289,6 +303,7 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self, request: cpb.RepairRequest, context: grpc.aio.ServicerContext
     ) -> cpb.RepairResponse:
         who = _caller(context) or "unknown"
+        require(self._scope(context), request.table, "a repair")
         rt = self.rt
         done = await rt.in_engine(repair_row, rt.engine.store, rt.resolver.rules,
                                   request.table, request.key, request.action)
@@ -314,8 +329,9 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     ) -> cpb.VerificationsResponse:
         reports = await asyncio.to_thread(self.rt.verifier.reports.history)
         newest = reports[::-1][:request.limit or 10]
-        return cpb.VerificationsResponse(
-            campus=self.rt.campus, reports=[json.dumps(r, ensure_ascii=False) for r in newest])
+        scope = self._scope(context)
+        return cpb.VerificationsResponse(campus=self.rt.campus, reports=[
+            json.dumps(report_in_scope(r, scope), ensure_ascii=False) for r in newest])
 
     @answers_errors()
     async def ListConflicts(
@@ -324,9 +340,12 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         if request.table and request.table not in self.rt.config.tables:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"table {request.table!r} is not replicated")
+        scope = self._scope(context)
+        require(scope, request.table, "the conflict log")
         query = ConflictQuery(request.table, request.campus, request.since, request.limit,
                               request.id, request.state)
-        rows = await self.rt.in_engine(self.rt.engine.store.conflicts, query)
+        rows = [r for r in await self.rt.in_engine(self.rt.engine.store.conflicts, query)
+                if scope is None or scope.table(r.table)]
         return cpb.ConflictsResponse(campus=self.rt.campus, conflicts=[
             cpb.ConflictEntry(
                 id=r.id, at=r.at, table=r.table, key=r.key, kind=r.kind, rule=r.rule,
@@ -343,6 +362,11 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     ) -> cpb.ResolveConflictResponse:
         who = _caller(context) or "unknown"
         rt = self.rt
+        scope = self._scope(context)
+        if scope is not None:
+            found = await rt.in_engine(rt.engine.store.conflicts, ConflictQuery(id=request.id))
+            for entry in found:
+                require(scope, entry.table, "resolving a conflict")
         done = await rt.in_engine(resolve_parked, rt.engine.store, rt.resolver.rules,
                                   request.id, request.take, who)
         log.info("conflict %d resolved by %s: %s", request.id, who, request.take[:200])
@@ -354,8 +378,11 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         self, request: cpb.DeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> cpb.DeadLettersResponse:
         rt = self.rt
+        scope = self._scope(context)
+        require(scope, request.table, "the dead-letter queue")
         query = DeadLetterQuery(request.id, request.table, request.state, request.limit)
-        rows = await rt.in_engine(rt.engine.store.dead_letter_list, query)
+        rows = [r for r in await rt.in_engine(rt.engine.store.dead_letter_list, query)
+                if scope is None or scope.table(r.table)]
         described = [describe(r, rt.resolver) for r in rows]
         return cpb.DeadLettersResponse(campus=rt.campus, entries=[
             cpb.DeadLetter(id=e.id, at=e.at, origin=e.origin, seq=e.seq, table=e.table,
@@ -369,6 +396,12 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
     ) -> cpb.DeadLetterActionResult:
         who = _caller(context) or "unknown"
         rt = self.rt
+        scope = self._scope(context)
+        if scope is not None:
+            found = await rt.in_engine(rt.engine.store.dead_letter_list,
+                                       DeadLetterQuery(id=request.id, limit=1))
+            for entry in found:
+                require(scope, entry.table, "acting on a dead letter")
         outcome = await rt.in_engine(act_in, rt.engine.target.apply_session(), rt.resolver,
                                      request.id, request.action, who)
         results = [o.to_json_obj() for o in outcome]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from ringsync.dsn import (
 from ringsync.errors import ConfigError
 from ringsync.leaves import LEAF_KEYS, LeafSettings, parse_leaves
 from ringsync.names import CAMPUS_NAME
+from ringsync.scopes import SCOPE_KEYS, Scope, parse_scopes
 from ringsync.verify_schedule import VERIFY_KEYS, VerifySchedule, parse_verify
 
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -95,6 +97,8 @@ class ClusterConfig:
     dictionaries: DictionarySettings = DictionarySettings()
     # [[leaf]]: campuses outside the ring, each hanging from a parent (ringsync.leaves).
     leaves: tuple[LeafSettings, ...] = ()
+    # [[scope]]: operators and viewers narrowed to campuses and tables (ringsync.scopes).
+    scopes: Mapping[str, Scope] = field(default_factory=dict)
 
     @property
     def origins(self) -> tuple[str, ...]:
@@ -265,6 +269,7 @@ CLUSTER_SCHEMA: dict[str, Any] = {
     "dictionaries": dict.fromkeys(sorted(DICTIONARY_KEYS)),
     "leaf": [{**dict.fromkeys(LEAF_KEYS), "filter": Names(), "columns": Names(),
               "masking": Names(Names())}],
+    "scope": [dict.fromkeys(SCOPE_KEYS)],
 }
 
 NODE_SCHEMA: dict[str, Any] = {
@@ -455,6 +460,8 @@ def load_cluster(path: Path | str, need_client_tls: bool = False) -> ClusterConf
         verify=verify,
         dictionaries=dictionaries,
         leaves=leaves,
+        scopes=parse_scopes(data.get("scope"), (*ring, *(x.name for x in leaves)),
+                            tuple(tables), path),
     )
 
 

@@ -48,6 +48,20 @@ patients = 'home_campus == "fy"'
 name = "far"
 address = "127.0.0.1:7102"
 parents = ["b"]
+
+# Scoped identities (ringsync.scopes): an orthopaedics viewer and operator see
+# lab orders only; a viewer of campus b only.
+[[scope]]
+identity = "viewer/ortho"
+tables = ["lab_orders"]
+
+[[scope]]
+identity = "operator/ortho"
+tables = ["lab_orders"]
+
+[[scope]]
+identity = "viewer/at-b"
+campuses = ["b"]
 """
 CLUSTER = cluster_toml(("a", "b"), LEAVES)
 NODE = node_toml("a", pki="pki/")
@@ -87,7 +101,8 @@ async def campus(tmp_path: Path) -> AsyncIterator[Campus]:
     rt = NodeRuntime(config, engine, journal)
     rt.resolver = Resolver(engine.shapes(), config.cluster.conflicts, rt.clock)
     creds = Credentials(config.tls)
-    server = grpc.aio.server(interceptors=[AuthInterceptor(config.cluster.origins)])
+    server = grpc.aio.server(interceptors=[AuthInterceptor(
+        config.cluster.origins, scopes=config.cluster.scopes, campus="a")])
     port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
         [(creds.key, creds.cert)], root_certificates=creds.ca, require_client_auth=True))
     add_replication_service(ReplicationServicer(rt), server)
@@ -295,3 +310,56 @@ async def test_only_ring_nodes_may_replicate(campus: Campus, role: str, name: st
         e = await refusal(ch.unary_stream("/ringsync.v1.Replication/Snapshot")(
             b"", timeout=10))
     assert e.code() == grpc.StatusCode.PERMISSION_DENIED and e.details() == reason
+
+
+# -- scoped identities ([[scope]]) -------------------------------------------------
+
+
+async def test_a_viewer_scoped_to_one_table_sees_no_row_of_another_in_any_rpc(
+        campus: Campus) -> None:
+    log_conflict(campus.db, "parked")  # a conflict and a dead letter of patients
+    park_patient(campus.rt)
+    async with campus.client("viewer", "ortho") as ch:
+        stub = control(ch)
+        conflicts = await stub.ListConflicts(cpb.ConflictsRequest(), timeout=10)
+        letters = await stub.ListDeadLetters(cpb.DeadLettersRequest(), timeout=10)
+        status = await stub.GetStatus(cpb.StatusRequest(), timeout=10)
+        sums = await stub.Checksum(cpb.ChecksumRequest(), timeout=10)
+        denied = [await refusal(call) for call in (
+            stub.ListConflicts(cpb.ConflictsRequest(table="patients"), timeout=10),
+            stub.ListDeadLetters(cpb.DeadLettersRequest(table="patients"), timeout=10),
+            stub.Checksum(cpb.ChecksumRequest(tables=["patients"]), timeout=10),
+            stub.Verify(cpb.VerifyRequest(table="patients", bits=4), timeout=10))]
+    assert conflicts.conflicts == [] and letters.entries == []
+    assert set(status.row_counts) <= {"lab_orders"}
+    assert [t.table for t in sums.tables] == ["lab_orders"]
+    assert {e.code() for e in denied} == {grpc.StatusCode.PERMISSION_DENIED}
+    assert all("viewer/ortho is scoped to tables lab_orders" in e.details() for e in denied)
+    async with campus.client("viewer", "bob") as ch:  # unscoped: everything, as before
+        every = await control(ch).ListConflicts(cpb.ConflictsRequest(), timeout=10)
+    assert [c.table for c in every.conflicts] == ["patients"]
+
+
+async def test_a_scoped_operator_acts_only_in_its_tables(campus: Campus) -> None:
+    log_conflict(campus.db, "parked")
+    park_patient(campus.rt)
+    async with campus.client("operator", "ortho") as ch:
+        resolve = await refusal(control(ch).ResolveConflict(
+            cpb.ResolveConflictRequest(id=1, take="local"), timeout=10))
+        act = await refusal(control(ch).ActOnDeadLetter(
+            cpb.DeadLetterAction(id=1, action="skip"), timeout=10))
+        repair = await refusal(control(ch).RepairRow(
+            cpb.RepairRequest(table="patients", key='{"patient_id": "p1"}', action="inspect"),
+            timeout=10))
+    assert {e.code() for e in (resolve, act, repair)} == {grpc.StatusCode.PERMISSION_DENIED}
+    async with campus.client("viewer", "bob") as ch:  # nothing was changed
+        [entry] = (await control(ch).ListDeadLetters(cpb.DeadLettersRequest(),
+                                                     timeout=10)).entries
+    assert entry.state == "parked"
+
+
+async def test_an_identity_scoped_to_another_campus_is_refused_here(campus: Campus) -> None:
+    async with campus.client("viewer", "at-b") as ch:
+        e = await refusal(control(ch).GetStatus(cpb.StatusRequest(), timeout=10))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert e.details() == "viewer/at-b is scoped to campuses b; a is not one of them"
