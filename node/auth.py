@@ -59,30 +59,32 @@ POLICY: dict[str, frozenset[str]] = {
 }
 
 
-def peer_identity(context: grpc.aio.ServicerContext) -> Identity | None:
+def peer_pem(context: grpc.aio.ServicerContext) -> bytes | None:
+    """The caller's certificate (PEM), as TLS received it."""
     pems = context.auth_context().get("x509_pem_cert")
-    if not pems:
-        return None
-    return identity_from_pem(pems[0])
+    return pems[0] if pems else None
 
 
-def peer_refusal(context: grpc.aio.ServicerContext, ca_pem: bytes | None) -> str:
+def peer_identity(context: grpc.aio.ServicerContext) -> Identity | None:
+    pem = peer_pem(context)
+    return identity_from_pem(pem) if pem is not None else None
+
+
+def peer_refusal(pem: bytes | None, ca_pem: bytes | None) -> str:
     """Why the caller's certificate is not one the cluster CA issued ("" if it is)."""
     if ca_pem is None:
         return ""
-    pems = context.auth_context().get("x509_pem_cert")
-    if not pems:
+    if pem is None:
         return "the caller presented no client certificate"
-    refused = issued_by_pem(pems[0], ca_pem)
+    refused = issued_by_pem(pem, ca_pem)
     return f"the client certificate {refused}" if refused else ""
 
 
-def revoked_reason(context: grpc.aio.ServicerContext, watch: RevocationWatch | None) -> str:
+def revoked_reason(pem: bytes | None, watch: RevocationWatch | None) -> str:
     """Why the caller's certificate may no longer be used ("" if it may)."""
     if watch is None:
         return ""
-    pems = context.auth_context().get("x509_pem_cert")
-    if pems and watch.revoked(pems[0]):
+    if pem is not None and watch.revoked(pem):
         return (f"the client certificate is revoked (revocation list number "
                 f"{watch.held.number}); issue a new one")
     return ""
@@ -143,8 +145,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         scopes, campus = self.scopes, self.campus
 
         async def check(context: grpc.aio.ServicerContext) -> None:
-            identity = peer_identity(context)
-            reason = (peer_refusal(context, ca_pem) or revoked_reason(context, watch)
+            pem = peer_pem(context)
+            identity = identity_from_pem(pem) if pem is not None else None
+            reason = (peer_refusal(pem, ca_pem) or revoked_reason(pem, watch)
                       or decide(method, identity, ring)
                       or outside_scope(method, identity, scopes, campus))
             if reason:
@@ -152,7 +155,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
 
         async def until_revoked(context: grpc.aio.ServicerContext) -> str:
-            while not (reason := revoked_reason(context, watch)):
+            pem = peer_pem(context)
+            while not (reason := revoked_reason(pem, watch)):
                 await asyncio.sleep(REVOKED_POLL_SECONDS)
             log.warning("ending %s from %s: %s", method, context.peer(), reason)
             return reason

@@ -12,6 +12,7 @@ runs the capture, apply, ring-sender, prune and monitor loops.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -26,7 +27,7 @@ from node.dr.agent import DRAgent
 from node.dr.http import HealthEndpoint
 from node.engines.factory import make_engine
 from node.leaf.follow import LeafFollower
-from node.preflight import check_all
+from node.preflight import check_all, check_node_identity
 from node.reflection import enable_reflection
 from node.replication.applier import Applier
 from node.replication.capture import capture_loop, start_capture
@@ -42,8 +43,7 @@ from node.status import StatusCache, monitor_loop
 from node.verify.folding import fold_loop
 from ringsync.client import KEEPALIVE_OPTIONS, Credentials
 from ringsync.config import NodeConfig
-from ringsync.errors import ConfigError, TLSConfigError
-from ringsync.pki import identity_from_pem
+from ringsync.errors import ConfigError
 from ringsync.revocation import RevocationWatch
 from ringsync.v1 import control_pb2, control_pb2_grpc, replication_pb2
 
@@ -80,16 +80,7 @@ class NodeService:
         handshake (gRPC asks ``fetch`` on every new connection), channels as
         they are made (``Credentials.refresh``)."""
         config = self.config
-
-        def for_this_campus(cert: bytes) -> None:
-            identity = identity_from_pem(cert)
-            if identity is None or identity.role != "node" or identity.name != config.campus:
-                raise TLSConfigError(
-                    f"{config.tls.cert} is for {identity or 'no ringsync identity'}, but this "
-                    f"node is campus {config.campus!r}; issue one with "
-                    f"`ringsync pki issue --role node --name {config.campus}`")
-
-        creds = Credentials(config.tls, check=for_this_campus)
+        creds = Credentials(config.tls, check=functools.partial(check_node_identity, config))
         served = [creds.generation]
 
         def configuration() -> grpc.ServerCertificateConfiguration:

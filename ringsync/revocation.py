@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID
 
 from ringsync.errors import TLSConfigError
+from ringsync.pki import issued_by, load_ca, write_file
 
 CRL_FILE = "crl.pem"
 # How long a list says it is current; nodes use the newest they have either way.
@@ -52,8 +53,6 @@ def revoke(directory: Path, cert: Path | None = None,
            serial: str | None = None) -> tuple[Path, Revocations]:
     """Add ``cert``'s serial (or ``serial``, hex) to ``directory``'s CRL,
     signed by its CA key."""
-    from ringsync.pki import issued_by, load_ca, write_file
-
     ca_cert, ca_key = load_ca(directory)
     if cert is not None:
         try:

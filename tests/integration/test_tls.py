@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from ringsync.commands.demo.cluster import LocalCluster
 from ringsync.config import TLSFiles
 from ringsync.revocation import revoke
 from ringsync.v1 import control_pb2, control_pb2_grpc, replication_pb2, replication_pb2_grpc
+from tests.helpers import table_rows, wait_until
 from tests.integration.conftest import ctl
 from tests.pki_helpers import intermediate_issued
 
@@ -268,8 +270,6 @@ async def test_a_revoked_certificate_is_refused_and_its_open_stream_ended(
 
 
 def _add_patient(db: Path, pid: str) -> None:
-    import sqlite3
-
     conn = sqlite3.connect(db, timeout=30)
     try:
         with conn:
@@ -279,8 +279,6 @@ def _add_patient(db: Path, pid: str) -> None:
 
 
 def _patient_ids(db: Path) -> set[str]:
-    from tests.helpers import table_rows
-
     return {r[0] for r in table_rows(db, ("patients",))["patients"]}
 
 
@@ -291,8 +289,6 @@ def test_a_node_certificate_renewed_then_the_old_one_revoked_keeps_the_ring_flow
     (the node serves it at the next handshake and dials with it), then the
     old one is revoked; chaohui's writes still reach wangjiangshan and back,
     over new connections made with the new certificate."""
-    from tests.helpers import wait_until
-
     a, b = running_pair.campuses
     pki_dir = running_pair.pki_dir
     _add_patient(a.database, "before")
