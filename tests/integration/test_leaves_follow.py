@@ -148,6 +148,15 @@ def test_orders_and_specimens_follow_their_patient_to_a_postgres_leaf(make_clust
         assert want["patients"] and want["lab_orders"] and want["specimens"]
         print(f"\nclinic holds {', '.join(f'{len(v)} {t}' for t, v in want.items())} "
               f"after {sum(w.done for w in writers)} transactions")
+        # One more move, after the rest settled: a patient of the clinic, with orders, leaves.
+        mover = next(r[1] for r in want["lab_orders"])
+        conn = sqlite3.connect(ring_db, timeout=30)
+        with conn:
+            conn.execute("UPDATE patients SET home_campus = 'chaohui' WHERE patient_id = ?",
+                         (mover,))
+        conn.close()
+        wait_until(lambda: settled("fuyang"), 300, "the moved patient's orders to leave too")
+        want = expected(ring_db, "fuyang")
         status = json.loads(ctl(cluster, "status", "--json").stdout)
         seen = [x for n in status["nodes"] if n["role"] == "member"
                 for x in n["leaves"] if x["name"] == "clinic"]
