@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import logging
 import os
 import socket
 import sqlite3
@@ -30,6 +31,8 @@ from ringsync.config import NodeConfig, connect_dsn
 from ringsync.dsn import redact_dsn
 from ringsync.errors import ConfigError, EngineError, SchemaError, TLSConfigError
 from ringsync.pki import identity_from_pem, node_server_name, read_tls_files
+
+log = logging.getLogger(__name__)
 
 # The node reads pg_replication_slots.wal_status (PostgreSQL 13).
 MIN_POSTGRES = 130000
@@ -229,14 +232,32 @@ def check_mariadb(config: NodeConfig) -> None:
     try:
         conn = pymysql.connect(**url.settings(), database=url.database, connect_timeout=10)
     except pymysql.err.MySQLError as e:
+        if _mariadb_restarting(e):
+            return
         raise EngineError(f"cannot connect to MariaDB ({url.shown}): {e}") from e
     try:
         check_mariadb_server(conn, url.database, url.shown)
         read_tables(conn, url.database, config.cluster.tables, url.shown)
     except pymysql.err.MySQLError as e:
+        if _mariadb_restarting(e):
+            return
         raise EngineError(f"MariaDB at {url.shown}: {e}") from e
     finally:
         conn.close()
+
+
+def _mariadb_restarting(error: Exception) -> bool:
+    """A server not taking connections (restarting after a crash, starting
+    beside the node) or lost mid-check: not a wrong setting. The engine's open
+    waits for it, within its start patience, and makes the same checks then
+    (node.engines.mariadb.engine.MariaEngine.open)."""
+    from node.engines.mariadb.connections import TRANSIENT_CONNECT_ERRORS
+
+    code = error.args[0] if error.args else None
+    if code not in TRANSIENT_CONNECT_ERRORS:
+        return False
+    log.warning("MariaDB is not taking connections yet (%s); the engine waits for it", error)
+    return True
 
 
 def _one(conn: Any, query: str, params: tuple[Any, ...] = ()) -> Any:

@@ -217,8 +217,12 @@ class NodeService:
         """Run until a loop dies (a bug) or the service is stopped."""
         done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                # the node stops: say which loop, with its traceback, for the report
+                log.error("the %s loop stopped on an error; the node stops", task.get_name(),
+                          exc_info=error)
+                raise error
 
     async def stop(self) -> None:
         for task in self.tasks:

@@ -5,7 +5,9 @@ the others lack, a value its column cannot hold) is first retried whole, with
 bounded exponential backoff (node/replication/applier.py). When the retries
 are exhausted it is applied *change by change*, each under a savepoint: the
 changes that still fail are parked here with their error, the rest commit,
-and the stream moves on. Later changes to a parked row park behind it, so a
+and the stream moves on. A transient error met change by change (a lock
+timeout, a lost connection: node.replication.transient) parks nothing: the
+batch is retried whole. Later changes to a parked row park behind it, so a
 row's history is never applied out of order; other rows keep flowing.
 
 Parked changes live in the campus database (``_rs_dlq`` / ``ringsync.dlq``),
@@ -43,6 +45,7 @@ from node.conflicts.entries import (
 from node.conflicts.fresh import raw_changes
 from node.conflicts.log import select
 from node.model import Change, RawInserts, TableShape
+from node.replication.transient import transient_reason
 from node.spelling import Spelling, columns_sql
 from ringsync.errors import RingsyncError
 from ringsync.v1 import values_pb2 as pb
@@ -161,6 +164,10 @@ def apply_guarded(resolver: Resolver, store: DeadLetterStore, txn: TxnInfo,
         except PendingLocalChange:
             raise
         except Exception as e:  # the change itself cannot be applied: park it
+            if transient_reason(e) is not None:
+                # a lock timeout, a lost connection: says nothing about the
+                # change; the whole batch is retried, nothing is parked
+                raise
             store.rollback_to_savepoint()
             parked.append(dead_letter_entry(txn, change, shapes, f"{type(e).__name__}: {e}".strip(),
                                  key_json))

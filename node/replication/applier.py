@@ -45,7 +45,7 @@ from node.replication.journal import Entry, Journal
 from node.replication.outside import OutsideWatch
 from node.replication.resources import NodeResources
 from node.replication.state import ReplicationState
-from node.replication.transient import transient_reason
+from node.replication.transient import transient_reason, until_answered
 from ringsync.errors import ProtocolError, RingsyncError
 from ringsync.v1 import values_pb2 as pb
 
@@ -96,12 +96,12 @@ class Applier:
         self.alerted = ""         # the alert last logged (once per episode)
 
     async def run(self) -> None:
-        await self.start()
+        await self._start_when_answered()
         while True:
             async with self.res.apply_gate:
                 if self.state.restart_apply:  # a leaf's re-seed replaced the copy under us
                     self.state.restart_apply = False
-                    await self.start()
+                    await self._start_when_answered()
                 ticket = self.res.journal_changed.ticket()
                 step = await self.step()
             if step.delay > 0:
@@ -109,6 +109,14 @@ class Applier:
                     await self.res.journal_changed.wait(ticket, step.delay)
                 else:
                     await asyncio.sleep(step.delay)
+
+    async def _start_when_answered(self) -> None:
+        """``start``, waiting out a database that restarts meanwhile (status
+        says so as the apply error)."""
+        def note(text: str) -> None:
+            self.state.apply_error = text
+        await until_answered("apply cannot start", self.start, note)
+        self.state.apply_error = ""
 
     async def start(self) -> None:
         """Read the applied vector from the database; place the cursor after it."""

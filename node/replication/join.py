@@ -44,6 +44,7 @@ from node.model import Change, Op, TableShape
 from node.replication.batch import to_local_order
 from node.replication.resources import NodeResources
 from node.replication.state import ReplicationState
+from node.replication.transient import until_answered
 from node.replication.vectors import Vector
 from ringsync.client import Credentials, describe_rpc_error
 from ringsync.config import NodeConfig
@@ -105,13 +106,16 @@ class Joiner:
                     record_route(self.config.data_dir, self.config.leaf)
         finally:
             await self.close()
-        await self._record_adopted()
+        await until_answered("recording the vector the journal adopted", self._record_adopted,
+                             self._waiting)
         self.state.join.state, self.state.join.detail = IN_RING, ""
         self.state.initialized.set()
 
     async def _initialize(self) -> None:
         res, state = self.res, self.state
-        applied = await res.in_engine(res.engine.target.applied_vector)
+        applied = await until_answered(
+            "reading the applied vector", lambda: res.in_engine(res.engine.target.applied_vector),
+            self._waiting)
         if applied:
             log.info("the database already holds a copy at %s; initializing the journal", applied)
             await res.in_journal(res.journal.adopt, applied)
@@ -223,6 +227,10 @@ class Joiner:
             return await self._difference(donor)
         state.join.state, state.join.detail = "refused", report
         raise JoinRefused(report)
+
+    def _waiting(self, text: str) -> None:
+        """Status while the database does not answer (node.replication.transient)."""
+        self.state.join.detail = text
 
     async def _record_adopted(self) -> None:
         """Make the database record the vector the journal adopted (a keep-local

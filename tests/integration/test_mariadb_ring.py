@@ -104,6 +104,49 @@ def test_kill_9_of_the_mariadb_server_and_of_its_node_during_writes_loses_nothin
     wait_until(lambda: _exactly_once_ok(cluster), 60, "applied vectors to match captures")
 
 
+def test_the_mariadb_server_down_while_its_node_starts_does_not_stop_the_node(
+        make_cluster) -> None:
+    """The node restarts while mariadbd is down (killed -9): it waits for the
+    server instead of exiting (it once stopped in its start-up checks with
+    "cannot connect to MariaDB ... Connection refused"). Then mariadbd is
+    killed again the moment the node serves, as its loops make their first
+    reads (the applied vector; the path CI once caught). Each time the node
+    lives on and the ring converges, judged by the rows."""
+    need_mariadb()
+    cluster = make_cluster(2, engines=["mariadb", "sqlite"])
+    cluster.start_all()
+    wait_ready(cluster, timeout=60)
+    mariadb = cluster.campuses[0]
+    server = mariadb.mariadb
+    assert server is not None
+
+    def log_count(text: str) -> int:
+        return mariadb.log.read_text(errors="replace").count(text)
+
+    for when in ("down at start", "killed as it serves"):
+        cluster.kill(mariadb.name)
+        waited, served = log_count("the engine waits for it"), log_count("serving on")
+        if when == "down at start":
+            server.kill()
+            cluster.start(mariadb.name)
+            wait_until(lambda waited=waited: cluster.check_alive() or log_count(
+                "the engine waits for it") > waited, 60, "the node to wait for its server")
+        else:
+            cluster.start(mariadb.name)
+            wait_until(lambda served=served: cluster.check_alive() or log_count(
+                "serving on") > served, 60, "the node to serve")
+            server.kill()
+        server.start()
+        wait_ready(cluster, timeout=90)  # raises if the node exited
+        conn = mysql_connect(mariadb.target)
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO patients VALUES (%s, %s, 'Restart Probe', '1970-01-01', "
+                        "'F', %s, '2026-12-04T09:00:00')", (when, when, mariadb.name))
+        conn.close()
+        rows = converge(cluster, timeout=90)
+        assert when in {r[0] for r in rows["patients"]}, when
+
+
 def test_a_postgres_campus_joins_from_a_mariadb_donor_under_writes(make_cluster) -> None:
     """The first step of a dual-track migration: the old system's data, in
     MariaDB, copied into an empty PostgreSQL campus while the old system's

@@ -202,3 +202,109 @@ def test_sqlite_busy_is_transient_and_a_constraint_is_not() -> None:
     busy.sqlite_errorcode = 5  # type: ignore[attr-defined]
     assert transient_reason(busy) == "database busy"
     a.close()
+
+
+@pytest.mark.parametrize("code,reason", [
+    (1205, "lock wait timeout"), (1213, "deadlock"), (2003, "server not taking connections"),
+    (2013, "connection lost"), (1053, "server shutting down")])
+def test_mariadb_transient_codes_are_named_through_the_engine_wrapper(
+        code: int, reason: str) -> None:
+    import pymysql
+
+    try:
+        try:
+            raise pymysql.err.OperationalError(code, "as the server said")
+        except pymysql.err.OperationalError as e:
+            raise EngineError("apply failed on MariaDB") from e
+    except EngineError as wrapped:
+        assert transient_reason(wrapped) == reason
+    assert transient_reason(pymysql.err.InterfaceError(0, "")) == "connection lost"
+    # a duplicate key, a value out of range, a missing table: the same change hits them again
+    for code in (1062, 1264, 1146):
+        assert transient_reason(pymysql.err.IntegrityError(code, "x")) is None
+
+
+def test_until_answered_waits_out_a_restarting_database_and_raises_anything_else() -> None:
+    import asyncio
+
+    from node.replication.transient import until_answered
+
+    tries: list[int] = []
+    notes: list[str] = []
+
+    async def flaky() -> str:
+        tries.append(1)
+        if len(tries) < 4:
+            raise EngineError("cannot connect") from _PgError("57P03")
+        return "vector"
+
+    got = asyncio.run(until_answered("reading the applied vector", flaky, notes.append, 0.0))
+    assert got == "vector" and len(tries) == 4 and len(notes) == 3
+    assert "does not answer (server not accepting connections yet)" in notes[-1]
+
+    async def wrong() -> str:
+        raise EngineError("permission denied") from _PgError("42501")
+
+    with pytest.raises(EngineError, match="permission denied"):
+        asyncio.run(until_answered("reading the applied vector", wrong, notes.append, 0.0))
+    assert len(notes) == 3  # raised at once, not waited for
+
+
+class _Store:
+    """The savepoints apply_guarded takes, counted."""
+
+    def __init__(self) -> None:
+        self.savepoints = self.rollbacks = 0
+        self.parked: list[object] = []
+
+    def park(self, entries: list[object]) -> None:
+        self.parked += entries
+
+    def savepoint(self) -> None:
+        self.savepoints += 1
+
+    def rollback_to_savepoint(self) -> None:
+        self.rollbacks += 1
+
+    def release_savepoint(self) -> None:
+        pass
+
+
+class _Resolver:
+    """A resolver whose apply fails with one error (rules: one table)."""
+
+    def __init__(self, error: Exception) -> None:
+        from node.model import TableShape
+
+        self.error = error
+        self.rules = {"kv": type("Rules", (), {"shape": TableShape("kv", ("k", "v"), (0,))})()}
+
+    def apply(self, store: object, txn: object, changes: object) -> int:
+        raise self.error
+
+
+def test_change_by_change_a_transient_error_parks_nothing_and_a_row_error_parks_the_change(
+        ) -> None:
+    """Isolating a failing transaction, a lock timeout met on one change says
+    nothing about it: the batch is retried whole, nothing parked. A
+    constraint error parks the change."""
+    from node.conflicts.deadletter import apply_guarded
+    from node.conflicts.driver import TxnInfo
+    from node.model import Change, Op
+
+    txn = TxnInfo("pudong", 7, 10, {}, False)
+    change = Change("kv", Op.INSERT, new=("a", 1))
+    lock_timeout = EngineError("apply failed")
+    lock_timeout.__cause__ = _PgError("55P03")
+    store = _Store()
+    with pytest.raises(EngineError):
+        apply_guarded(_Resolver(lock_timeout), store, txn, [change], {}, True)  # type: ignore[arg-type]
+    assert store.parked == [] and store.savepoints == 1
+    blocked: dict[tuple[str, str], int] = {}
+    constraint = EngineError("violates check constraint")
+    constraint.__cause__ = _PgError("23514")
+    store = _Store()
+    logged, parked = apply_guarded(_Resolver(constraint), store, txn, [change],  # type: ignore[arg-type]
+                                   blocked, True)
+    assert (logged, parked) == (0, 1) and len(store.parked) == 1
+    assert store.rollbacks == 1 and ("kv", '["a"]') in blocked
