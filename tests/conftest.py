@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,17 @@ import pytest
 from ringsync import pki
 from ringsync.commands.demo.cluster import LIS_SCHEMA, LocalCluster, Schema
 from tests.mariadb_fixtures import mariadb_db, mariadb_server  # noqa: F401 (fixtures)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run stopped by SIGTERM (``timeout``, a CI runner giving up) unwinds
+    like Ctrl-C, so every fixture's teardown stops the node processes and the
+    database servers it started instead of leaving them running."""
+    signal.signal(signal.SIGTERM, _terminated)
 
 
 @pytest.fixture

@@ -73,6 +73,7 @@ class LeafFollower:
             self.campus, res.engine.shapes(),
             lambda origin: origin != self.campus and is_ring_origin(cluster, origin))
         self.down_since: dict[str, float] = {}
+        self.reported: dict[str, str] = {}  # parent -> the failure last logged for it
         self.link = state.leaves.setdefault(self.campus, LeafLink(self.campus, self.parents[0]))
         self.redial = Redial(self.tuning.reconnect_min_seconds, self.tuning.reconnect_max_seconds)
         self.reseeder = Reseeder(config, res, state, credentials, self.link)
@@ -128,10 +129,15 @@ class LeafFollower:
                         await channels.pop(parent).close()
                 except (LinkLost, RingsyncError) as e:
                     error = str(e)
+                except Exception as e:  # a bug: logged with its traceback; the leaf follows on
+                    log.exception("following %s failed unexpectedly", parent)
+                    error = f"{type(e).__name__}: {e}"
                 self.link.online, self.link.error = False, error
                 if took_hold:
                     self.down_since.pop(parent, None)
-                if parent not in self.down_since:  # once per outage, not per attempt
+                    self.reported.pop(parent, None)
+                if self.reported.get(parent) != error:  # a new failure, not each attempt
+                    self.reported[parent] = error
                     log.warning("following %s stopped: %s", parent, error)
                 self.down_since.setdefault(parent, time.monotonic())
                 await asyncio.sleep(self.redial.failed(took_hold))
@@ -151,7 +157,11 @@ class LeafFollower:
                 protocol_version=PROTOCOL_VERSION,
                 tables=shapes_to_pb(res.engine.shapes().values()),
                 journal=rpb.Vector(seqs=res.journal.vector()), route=self.route)))
-            first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_SECONDS)
+            try:  # a link that takes the connection and carries nothing (a cut, a proxy)
+                first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_SECONDS)
+            except TimeoutError:
+                raise LinkLost(f"no Welcome from {parent} within "
+                               f"{WELCOME_TIMEOUT_SECONDS:.0f}s") from None
             if first is grpc.aio.EOF or first.WhichOneof("msg") != "welcome":
                 raise LinkLost(f"{parent} did not answer FollowHello with Welcome")
             self.state.learn(parent, dict(first.welcome.journal.seqs))

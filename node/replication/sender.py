@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -82,6 +83,7 @@ class RingSender:
         self._took_hold = False  # the current attempt's stream was acknowledged
         # Campus -> the down_since of the outage its SERVING answer was reported for.
         self._probe_reported: dict[str, float] = {}
+        self._dialled: dict[str, float] = {}  # campus -> when it was last dialled
 
     def _channel(self, peer: str) -> grpc.aio.Channel:
         channel = self._channels.get(peer)
@@ -126,12 +128,16 @@ class RingSender:
             await channel.close()
 
     def choose_target(self, now: float) -> str:
-        """The first campus in ring order that is up or not yet given up on."""
+        """The first campus in ring order that is up or not yet given up on;
+        when every one is given up on, each in turn (the one dialled longest
+        ago). Always the successor then would never find a campus further on
+        that is back: a campus cut off from the ring while its successor
+        died would wait for that successor, not resume with the next one."""
         for peer in self.successors:
             down = self.state.links[peer].down_since
             if down is None or now - down < self.tuning.heal_after_seconds:
                 return peer
-        return self.successors[0]
+        return min(self.successors, key=lambda peer: self._dialled.get(peer, -math.inf))
 
     async def run(self) -> None:
         probe = asyncio.create_task(self._probe_loop(), name="ring-probe")
@@ -141,6 +147,7 @@ class RingSender:
             while True:
                 target = woken or self.choose_target(time.monotonic())
                 self.target = target
+                self._dialled[target] = time.monotonic()
                 link = self.state.links[target]
                 self._switch.clear()
                 await self._renew_channel(target, woken=woken is not None)
@@ -261,7 +268,11 @@ class RingSender:
                     )
                 )
             )
-            first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_SECONDS)
+            try:  # a link that takes the connection and carries nothing (a cut, a proxy)
+                first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_SECONDS)
+            except TimeoutError:
+                raise LinkLost(f"no Welcome from {target} within "
+                               f"{WELCOME_TIMEOUT_SECONDS:.0f}s") from None
             if first is grpc.aio.EOF or first.WhichOneof("msg") != "welcome":
                 raise LinkLost(f"{target} did not answer Hello with Welcome")
             peer_journal = dict(first.welcome.journal.seqs)

@@ -218,5 +218,11 @@ def test_the_ring_heals_around_a_successor_down_too_long(
     assert sender.choose_target(now) == "b"
     state.links["b"].down_since = now - heal - 1
     assert sender.choose_target(now) == "c"
-    state.links["c"].down_since = now - heal - 1  # everyone down: back to the successor
+    # Everyone down: each in turn, the one dialled longest ago first, so a
+    # campus further on that is back is found while the successor stays dead.
+    state.links["c"].down_since = now - heal - 1
     assert sender.choose_target(now) == "b"
+    sender._dialled.update(b=now - 2, c=now - 1)
+    assert sender.choose_target(now) == "b"
+    sender._dialled["b"] = now
+    assert sender.choose_target(now) == "c"
