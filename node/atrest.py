@@ -21,9 +21,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 PRIVATE_UMASK = 0o077
-# The node's own files in data_dir (node.replication.journal, node.verify, node.leaf).
+# The node's own files in data_dir (node.replication.journal, node.verify, node.leaf,
+# node.audit; the audit trail's own directory is made 0700 by node.audit).
 NODE_FILES = ("journal.db", "journal.db-wal", "journal.db-shm", "verify-reports.jsonl",
-              "leaf-route")
+              "leaf-route", "audit.key")
 
 
 def make_private(data_dir: Path) -> list[Path]:

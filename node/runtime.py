@@ -21,6 +21,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
+from node.audit import AuditTrail
 from node.conflicts.driver import Resolver
 from node.dr.sets import SetGuard
 from node.engines.base import Engine
@@ -121,6 +122,7 @@ class NodeRuntime:
         # The CA's revocation list and this node's own certificate (node.revocations).
         self.revocations: RevocationWatch | None = None
         self.credentials: Credentials | None = None  # renewed in place (ringsync.client)
+        self.audit: AuditTrail | None = None  # what operators did here (node.audit)
 
     async def in_engine(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.res.in_engine(fn, *args)

@@ -36,6 +36,10 @@ class OutOfScope(RingsyncError):
 
     grpc_code = "PERMISSION_DENIED"
 
+    def __init__(self, message: str, table: str = "", what: str = "") -> None:
+        super().__init__(message)
+        self.table, self.what = table, what
+
 
 def caller_scope(context: grpc.aio.ServicerContext, cluster: ClusterConfig) -> Scope | None:
     """The caller's scope; None: it is not scoped (it sees every table)."""
@@ -48,7 +52,8 @@ def require(scope: Scope | None, table: str, what: str) -> None:
         log.warning("denied %s of table %s to %s: outside its [[scope]]", what, table,
                     scope.identity)
         raise OutOfScope(f"{scope.identity} is scoped to tables "
-                         f"{', '.join(sorted(scope.tables or ()))}; {table} is not one of them")
+                         f"{', '.join(sorted(scope.tables or ()))}; {table} is not one of them",
+                         table, what)
 
 
 def report_in_scope(report: dict[str, Any], scope: Scope | None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from node.atrest import make_private
+from node.audit import AuditTrail, open_trail
 from node.auth import AuthInterceptor
 from node.conflicts.driver import Resolver
 from node.dr.agent import DRAgent
@@ -136,7 +137,9 @@ class NodeService:
         journal = Journal(config.data_dir / "journal.db", config.campus)
         rt = NodeRuntime(config, engine, journal)
         rt.revocations, rt.credentials = revocations, client_creds
+        rt.audit = AuditTrail(config.data_dir, config.campus, client_creds)
         try:
+            await asyncio.to_thread(open_trail, rt.audit)
             await rt.in_engine(engine.open)
             rt.resolver = Resolver(engine.shapes(), config.cluster.conflicts, rt.clock,
                                    fast=config.replication.fast_apply)

@@ -2,22 +2,20 @@
 
 Kept thin on purpose: replication logic is in node.replication.receiver,
 status in node.status. The replication, checksum, verify, conflict and
-dead-letter RPCs are wrapped in ``answers_errors``: a RingsyncError escaping one ends the
-call with the code its class names (``RingsyncError.grpc_code``,
-ringsync/errors.py) and its message as the details. The status and routes
-RPCs are not wrapped: an error there was never given a code (the caller sees
-UNKNOWN), and that stays so.
+dead-letter RPCs are wrapped in ``answers_errors`` (node.rpcends): a
+RingsyncError escaping one ends the call with the code its class names and
+its message as the details; a scope denial is also written to the audit
+trail, as is every action an operator takes here (``audit``). The status
+and routes RPCs are not wrapped: an error there was never given a code (the
+caller sees UNKNOWN), and that stays so.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -31,6 +29,7 @@ from node.leaf.serve import serve_follow
 from node.replication.receiver import Receiver
 from node.replication.snapshot import serve_snapshot
 from node.revocations import RevocationsRefused, publish
+from node.rpcends import abort_for, answers_errors, audit, refused
 from node.runtime import NodeRuntime
 from node.scoping import caller_scope, report_in_scope, require, status_in_scope
 from node.status import StatusCache, build_status, routing_map
@@ -49,61 +48,11 @@ HEARTBEAT_SECONDS = 0.5
 ACK_COALESCE_SECONDS = 0.02
 WATCH_INTERVAL_SECONDS = 1.0
 
-RpcMethod = TypeVar("RpcMethod", bound=Callable[..., Any])
-
 
 def _caller(context: grpc.aio.ServicerContext) -> str:
     """The name in the caller's certificate (campus, operator or script)."""
     identity = peer_identity(context)
     return identity.name if identity is not None else ""
-
-
-def status_code_for(error: RingsyncError) -> grpc.StatusCode:
-    """The status code a call refused because of ``error`` ends with."""
-    return grpc.StatusCode[error.grpc_code]
-
-
-async def abort_for(context: grpc.aio.ServicerContext, error: RingsyncError,
-                    quiet: bool = False) -> None:
-    """End the call with ``error``'s status code and message. ``quiet``: do not
-    log it (logged already, or an operator's request refused in the reply)."""
-    code = status_code_for(error)
-    if not quiet:
-        log.warning("rejecting %s from %s: %s", code.name, context.peer(), error)
-    await context.abort(code, str(error))
-
-
-def answers_errors(
-    quiet: tuple[type[RingsyncError], ...] = (),
-) -> Callable[[RpcMethod], RpcMethod]:
-    """Decorate an RPC method (a coroutine, or an async generator for a
-    server stream) so that a RingsyncError escaping it aborts the call through
-    ``abort_for``; errors of the ``quiet`` classes are not logged."""
-
-    def decorate(method: RpcMethod) -> RpcMethod:
-        if inspect.isasyncgenfunction(method):
-
-            @functools.wraps(method)
-            async def streaming(self: Any, request: Any, context: grpc.aio.ServicerContext,
-                                ) -> AsyncIterator[Any]:
-                try:
-                    async for item in method(self, request, context):
-                        yield item
-                except RingsyncError as e:
-                    await abort_for(context, e, quiet=isinstance(e, quiet))
-
-            return cast(RpcMethod, streaming)
-
-        @functools.wraps(method)
-        async def unary(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-            try:
-                return await method(self, request, context)
-            except RingsyncError as e:
-                await abort_for(context, e, quiet=isinstance(e, quiet))
-
-        return cast(RpcMethod, unary)
-
-    return decorate
 
 
 class ReplicationServicer(replication_pb2_grpc.ReplicationServicer):
@@ -246,7 +195,14 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         rt = self.rt
         if rt.revocations is None or rt.credentials is None:
             raise RevocationsRefused("this node keeps no revocation list")
-        status = await asyncio.to_thread(publish, rt.revocations, request.pem, rt.credentials)
+        try:
+            status = await asyncio.to_thread(publish, rt.revocations, request.pem,
+                                             rt.credentials)
+        except RingsyncError as e:
+            await audit(rt, context, "revocations", refused(e))
+            raise
+        await audit(rt, context, "revocations", "done", list_number=status.number,
+                    revoked=status.revoked)
         log.info("revocation list number %d taken from %s (%d certificates revoked)",
                  status.number, peer_identity(context), status.revoked)
         return status
@@ -305,13 +261,22 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         who = _caller(context) or "unknown"
         require(self._scope(context), request.table, "a repair")
         rt = self.rt
-        done = await rt.in_engine(repair_row, rt.engine.store, rt.resolver.rules,
-                                  request.table, request.key, request.action)
+        changes = request.action != "inspect"
+        try:
+            done = await rt.in_engine(repair_row, rt.engine.store, rt.resolver.rules,
+                                      request.table, request.key, request.action)
+        except RingsyncError as e:
+            if changes:
+                await audit(rt, context, "repair", refused(e), request.table, request.key,
+                            repair_action=request.action)
+            raise
         if done.standing is not None:  # inspect: nothing changed
             st = done.standing
             return cpb.RepairResponse(campus=rt.campus, table=done.table, key=done.key,
                                       row=done.row, recorded=st.recorded, rank=st.rank,
                                       hlc=st.hlc, origin=st.origin)
+        await audit(rt, context, "repair", "done", done.table, done.key,
+                    repair_action=request.action)
         log.warning("repair: %s %s %s by %s", request.action, done.table, done.key, who)
         return cpb.RepairResponse(campus=rt.campus, table=done.table, key=done.key,
                                   row=done.row)
@@ -363,12 +328,18 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         who = _caller(context) or "unknown"
         rt = self.rt
         scope = self._scope(context)
-        if scope is not None:
-            found = await rt.in_engine(rt.engine.store.conflicts, ConflictQuery(id=request.id))
-            for entry in found:
-                require(scope, entry.table, "resolving a conflict")
-        done = await rt.in_engine(resolve_parked, rt.engine.store, rt.resolver.rules,
-                                  request.id, request.take, who)
+        found = await rt.in_engine(rt.engine.store.conflicts, ConflictQuery(id=request.id))
+        for entry in found:
+            require(scope, entry.table, "resolving a conflict")
+        table, key = (found[0].table, found[0].key) if found else ("", None)
+        try:
+            done = await rt.in_engine(resolve_parked, rt.engine.store, rt.resolver.rules,
+                                      request.id, request.take, who)
+        except RingsyncError as e:
+            await audit(rt, context, "resolve-conflict", refused(e), table, key, id=request.id)
+            raise
+        await audit(rt, context, "resolve-conflict", "done", done.table, done.key,
+                    id=request.id)
         log.info("conflict %d resolved by %s: %s", request.id, who, request.take[:200])
         return cpb.ResolveConflictResponse(campus=rt.campus, table=done.table, key=done.key,
                                            row=done.row)
@@ -397,13 +368,20 @@ class ControlServicer(control_pb2_grpc.ControlServicer):
         who = _caller(context) or "unknown"
         rt = self.rt
         scope = self._scope(context)
-        if scope is not None:
-            found = await rt.in_engine(rt.engine.store.dead_letter_list,
-                                       DeadLetterQuery(id=request.id, limit=1))
-            for entry in found:
-                require(scope, entry.table, "acting on a dead letter")
-        outcome = await rt.in_engine(act_in, rt.engine.target.apply_session(), rt.resolver,
-                                     request.id, request.action, who)
+        found = await rt.in_engine(rt.engine.store.dead_letter_list,
+                                   DeadLetterQuery(id=request.id, limit=1))
+        for entry in found:
+            require(scope, entry.table, "acting on a dead letter")
+        table, key = (found[0].table, found[0].key) if found else ("", None)
+        try:
+            outcome = await rt.in_engine(act_in, rt.engine.target.apply_session(),
+                                         rt.resolver, request.id, request.action, who)
+        except RingsyncError as e:
+            await audit(rt, context, "dead-letter", refused(e), table, key, id=request.id,
+                        dlq_action=request.action)
+            raise
+        await audit(rt, context, "dead-letter", ",".join(o.state for o in outcome), table, key,
+                    id=request.id, dlq_action=request.action)
         results = [o.to_json_obj() for o in outcome]
         log.info("dead letter %d: %s by %s: %s", request.id, request.action, who, results)
         rt.journal_changed.notify()  # the applier re-reads which rows are still parked

@@ -176,7 +176,8 @@ async def build_status(rt: NodeRuntime, cache: StatusCache,
         refused=rt.refused.to_pb(),
         alerts=[*rt.refused.alert_lines()] + [a for a in (
             rt.apply_machine.alert(), rt.incomplete_alert(), sync_alert(rt),
-            verify_alert(rt.verifier), dictionary_alert(rt, cache), rejected_alert(cache))
+            verify_alert(rt.verifier), dictionary_alert(rt, cache), rejected_alert(cache),
+            rt.audit.alert() if rt.audit is not None else "")
             if a] + leaf_alerts(leaves) + (
             revocation_alerts(rt.revocations, rt.credentials)
             if rt.revocations is not None and rt.credentials is not None else []),

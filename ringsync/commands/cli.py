@@ -8,6 +8,7 @@
     ringsync drill     fault drills that measure RTO, RPO and convergence
     ringsync pki       create a CA and issue node/operator/viewer certificates
     ringsync bench     throughput and lag beside PostgreSQL's native replication
+    ringsync audit     verify and search a campus's audit trail (a copy will do)
 
 This module sits above node and console; it is the only place that knows both.
 """
@@ -18,6 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ringsync.commands import audit as audit_command
 from ringsync.commands.ctl import conflicts as ctl_conflicts
 from ringsync.commands.ctl import dlq as ctl_dlq
 from ringsync.commands.ctl import dr as ctl_dr
@@ -99,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_drill_arguments(drill)
 
+    audit_command.add_parser(sub)
     pki = sub.add_parser("pki", help="certificate authority and certificates")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True)
     init = pki_sub.add_parser("init", help="create a new cluster CA")
@@ -189,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_console(load_cluster(args.cluster, need_client_tls=True))
         if args.command == "pki":
             return _pki(args)
+        if args.command == "audit":
+            return audit_command.run(args)
         if args.command == "bench":
             from ringsync.commands.bench.run import run_bench
 

@@ -10,6 +10,8 @@ origin and from a PostgreSQL one (whose INSERTs travel as COPY text).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import psycopg
 import pytest
@@ -17,6 +19,11 @@ import pytest
 from tests.helpers import campus_rows, wait_until
 from tests.integration.conftest import wait_ready
 from tests.integration.test_conflicts import converged, ctl, execute
+
+
+def audit(cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ringsync.commands.cli", "audit", *args],
+                          capture_output=True, text=True, timeout=60, cwd=cluster.root)
 
 
 def result(rid: str, value: float) -> tuple[str, tuple]:
@@ -92,6 +99,21 @@ def test_poison_rows_park_while_the_rest_flows_then_retry_applies_them(make_clus
         assert entry["state"] == "applied"
         assert [x["action"] for x in entry["actions"]] == ["parked", "retry", "retry"]
         assert entry["actions"][-1]["by"] == "console"
+        # b's audit trail holds both retries, by the operator's identity, the row
+        # named only by its keyed hash; a copy verifies offline against the CA.
+        trail = b.dir / "audit"
+        found = audit(cluster, "query", "--path", str(trail), "--table", "lab_results",
+                      "--key", '["r2"]', "--key-file", str(b.dir / "audit.key"), "--json")
+        assert found.returncode == 0, found.stderr
+        assert [(e["action"], e["dlq_action"], e["outcome"], e["who"], e["id"])
+                for e in json.loads(found.stdout)["entries"]] == [
+            ("dead-letter", "retry", "parked", "operator/console", parked[0]["id"]),
+            ("dead-letter", "retry", "applied,applied", "operator/console", parked[0]["id"])]
+        assert "r2" not in (trail / "trail.jsonl").read_text()
+        checked = audit(cluster, "verify", "--path", str(trail), "--ca",
+                        str(cluster.pki_dir / "ca.crt"), "--json")
+        assert checked.returncode == 0 and json.loads(checked.stdout)["entries"] == 2, (
+            checked.stdout)
     finally:
         cluster.stop_all()
         cluster.stop_databases()

@@ -16,7 +16,7 @@ from node.conflicts.deadletter import DeadLetterRefused
 from node.conflicts.driver import PendingLocalChange
 from node.conflicts.manual import ResolveRefused
 from node.replication.framecheck import FrameRefused
-from node.servicers import abort_for, answers_errors, status_code_for
+from node.rpcends import abort_for, answers_errors, status_code_for
 from ringsync import errors
 from ringsync.errors import RingsyncError
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from node.audit import AuditTrail
 from node.auth import AuthInterceptor
 from node.conflicts.deadletter import dead_letter_entry
 from node.conflicts.driver import ConflictRecord, Resolver, TxnInfo
@@ -25,6 +26,7 @@ from node.runtime import NodeRuntime
 from node.servicers import ControlServicer, ReplicationServicer, add_replication_service
 from node.status import StatusCache
 from ringsync import pki
+from ringsync.audit import read_entries, verify_trail
 from ringsync.client import Credentials
 from ringsync.commands.demo.lis import create_sqlite_database
 from ringsync.config import TLSFiles, load_node
@@ -101,6 +103,8 @@ async def campus(tmp_path: Path) -> AsyncIterator[Campus]:
     rt = NodeRuntime(config, engine, journal)
     rt.resolver = Resolver(engine.shapes(), config.cluster.conflicts, rt.clock)
     creds = Credentials(config.tls)
+    rt.audit = AuditTrail(tmp_path, "a", creds)
+    rt.audit.open()
     server = grpc.aio.server(interceptors=[AuthInterceptor(
         config.cluster.origins, scopes=config.cluster.scopes, campus="a")])
     port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
@@ -356,6 +360,12 @@ async def test_a_scoped_operator_acts_only_in_its_tables(campus: Campus) -> None
         [entry] = (await control(ch).ListDeadLetters(cpb.DeadLettersRequest(),
                                                      timeout=10)).entries
     assert entry.state == "parked"
+    # Every denial is in the campus's audit trail, which still verifies.
+    trail = campus.rt.audit.directory
+    assert verify_trail(trail, (campus.pki_dir / "ca.crt").read_bytes()).ok
+    assert [(e["action"], e["who"], e["rpc"], e["table"]) for e in read_entries(trail)] == [
+        ("denied", "operator/ortho", rpc, "patients")
+        for rpc in ("ResolveConflict", "ActOnDeadLetter", "RepairRow")]
 
 
 async def test_an_identity_scoped_to_another_campus_is_refused_here(campus: Campus) -> None:
