@@ -27,6 +27,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from ringsync.audit import (
     CHECKPOINTS_FILE,
     GENESIS,
@@ -35,6 +37,7 @@ from ringsync.audit import (
     checkpoint_line,
     key_hash,
     now_text,
+    signing_key,
 )
 from ringsync.client import Credentials
 from ringsync.errors import ConfigError
@@ -54,17 +57,31 @@ def _append(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _cut_torn_tail(path: Path) -> bool:
-    """Drop a last line a crash left half-written; True if one was."""
+TAIL_CHUNK = 1 << 16
+
+
+def _tail(path: Path) -> tuple[bytes | None, bool]:
+    """The last complete line of ``path`` (None if it has none) and whether
+    a last line a crash left half-written was cut off. Reads the file's end
+    only: a trail of years opens as fast as a new one."""
     try:
-        data = path.read_bytes()
+        fh = path.open("r+b")
     except FileNotFoundError:
-        return False
-    if not data or data.endswith(b"\n"):
-        return False
-    with path.open("r+b") as fh:
-        fh.truncate(data.rfind(b"\n") + 1)
-    return True
+        return None, False
+    with fh:
+        end = fh.seek(0, os.SEEK_END)
+        start, data = end, b""
+        while start > 0 and data.count(b"\n") < 2:  # the last line's end and its start
+            step = min(TAIL_CHUNK, start)
+            start -= step
+            fh.seek(start)
+            data = fh.read(step) + data
+        torn = bool(data) and not data.endswith(b"\n")
+        if torn:
+            data = data[:data.rfind(b"\n") + 1]
+            fh.truncate(start + len(data))
+    lines = data.splitlines()
+    return (lines[-1] if lines and (start == 0 or len(lines) > 1) else None), torn
 
 
 class AuditTrail:
@@ -79,6 +96,7 @@ class AuditTrail:
         self.error = ""
         self._secret = b""
         self._lock = threading.Lock()
+        self._signer: tuple[bytes, ec.EllipticCurvePrivateKey] | None = None
 
     def open(self) -> None:
         """Create or continue the trail (worker thread: file I/O)."""
@@ -91,17 +109,17 @@ class AuditTrail:
         else:
             self._secret = secrets.token_bytes(KEY_BYTES)
             _append(self.key_file, self._secret)
-        trail = self.directory / TRAIL_FILE
-        torn = [name for name in (TRAIL_FILE, CHECKPOINTS_FILE)
-                if _cut_torn_tail(self.directory / name)]
-        if trail.exists():
-            lines = trail.read_bytes().splitlines()
+        last, trail_torn = _tail(self.directory / TRAIL_FILE)
+        _, checkpoints_torn = _tail(self.directory / CHECKPOINTS_FILE)
+        torn = [name for name, cut in ((TRAIL_FILE, trail_torn),
+                                       (CHECKPOINTS_FILE, checkpoints_torn)) if cut]
+        if last is not None:
             try:
-                if lines:
-                    last = json.loads(lines[-1])
-                    self.entries, self.head = int(last["n"]), str(last["hash"])
+                entry = json.loads(last)
+                self.entries, self.head = int(entry["n"]), str(entry["hash"])
             except (ValueError, KeyError, TypeError):  # changed by hand: go on, and say so
-                self.entries, self.head = len(lines), GENESIS
+                with (self.directory / TRAIL_FILE).open("rb") as fh:
+                    self.entries, self.head = sum(1 for _ in fh), GENESIS
                 self.failures += 1
                 self.error = (f"its last entry is unreadable; `ringsync audit verify --path "
                               f"{self.directory}` names what changed")
@@ -124,7 +142,7 @@ class AuditTrail:
     def append(self, entries: list[dict[str, Any]]) -> None:
         """Write ``entries`` and a checkpoint after them (worker thread)."""
         with self._lock:
-            self.credentials.refresh()
+            self.credentials.refresh()  # a renewed certificate signs from now on
             lines, n, head = [], self.entries, self.head
             for fields in entries:
                 n += 1
@@ -134,7 +152,14 @@ class AuditTrail:
             _append(self.directory / TRAIL_FILE, b"".join(lines))
             self.entries, self.head = n, head
             _append(self.directory / CHECKPOINTS_FILE, checkpoint_line(
-                self.campus, n, head, self.credentials.cert, self.credentials.key))
+                self.campus, n, head, self.credentials.cert, self._signing_key()))
+
+    def _signing_key(self) -> ec.EllipticCurvePrivateKey:
+        """The node key, parsed once per key file content (a renewal changes it)."""
+        pem = self.credentials.key
+        if self._signer is None or self._signer[0] != pem:
+            self._signer = (pem, signing_key(pem))
+        return self._signer[1]
 
     async def record(self, action: str, who: str, outcome: str, *, table: str = "",
                      key: Any = None, **detail: Any) -> None:

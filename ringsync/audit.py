@@ -72,11 +72,17 @@ def now_text() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def checkpoint_line(campus: str, n: int, head: str, cert_pem: bytes, key_pem: bytes) -> bytes:
-    """A signed checkpoint of a chain whose entry ``n`` has hash ``head``."""
+def signing_key(key_pem: bytes) -> ec.EllipticCurvePrivateKey:
+    """The node key that signs checkpoints, from its PEM file's bytes."""
     key = serialization.load_pem_private_key(key_pem, password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError("the node key is not an elliptic-curve key (ringsync pki makes them)")
+    return key
+
+
+def checkpoint_line(campus: str, n: int, head: str, cert_pem: bytes,
+                    key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A signed checkpoint of a chain whose entry ``n`` has hash ``head``."""
     body = {"campus": campus, "n": n, "hash": head, "at": now_text(),
             "cert": cert_pem.decode("ascii")}
     sig = key.sign(canonical(body), ec.ECDSA(hashes.SHA256()))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from node import audit as node_audit
 from node.audit import AuditTrail
 from ringsync import pki
 from ringsync.audit import CHECKPOINTS_FILE, TRAIL_FILE, key_hash, verify_trail
@@ -113,6 +114,25 @@ def test_a_torn_last_line_is_dropped_and_recorded_at_open(ca_dir: Path, tmp_path
     assert report.ok, report.breaks
     last = json.loads((trail.directory / TRAIL_FILE).read_bytes().splitlines()[-1])
     assert (last["n"], last["action"]) == (5, "torn-tail-dropped")
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 16])
+def test_a_reopened_trail_continues_its_chain_from_the_files_end(
+        ca_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int):
+    """Open reads only the end of the files: in chunks smaller than a line, a
+    line, or the whole file, it finds the same last entry, and cuts a torn one."""
+    monkeypatch.setattr(node_audit, "TAIL_CHUNK", chunk)
+    trail = written_trail(ca_dir, tmp_path / "data", batches=4)
+    with (trail.directory / CHECKPOINTS_FILE).open("ab") as fh:
+        fh.write(b'{"campus":"chao')
+    again = AuditTrail(tmp_path / "data", "chaohui", trail.credentials)
+    again.open()
+    assert (again.entries, again.head) == (9, json.loads(
+        (trail.directory / TRAIL_FILE).read_bytes().splitlines()[-1])["hash"])
+    asyncio.run(again.record("repair", "operator/oncall", "done", table="patients", key=["x"]))
+    report = verify_trail(trail.directory, (ca_dir / "ca.crt").read_bytes())
+    assert report.ok, report.breaks
+    assert (report.entries, report.signed_through) == (10, 10)
 
 
 def test_a_trail_that_cannot_be_written_is_an_alert_not_an_error(ca_dir: Path,
